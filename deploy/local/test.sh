@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against the real PostgreSQL, NATS and Redis of this machine,
+# starting (or installing) them when needed. Every test gets its own database.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+bash deploy/local/services.sh simplatform_test
+
+# #[sqlx::test] creates one database per test on the server named here.
+export DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/simplatform_test}
+export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
