@@ -17,7 +17,7 @@ mod stored;
 pub use error::{ExecuteError, StoreError};
 pub use log::{GlobalLog, LogCursor};
 pub use metadata::{CommandContext, EventMetadata, Idempotency};
-pub use store::{CommandAnswer, EventStore, Executed, LoadedAggregate};
+pub use store::{handle_in_turn, CommandAnswer, EventStore, Executed, LoadedAggregate};
 pub use stored::StoredEvent;
 
 /// Every migration of the platform (event store, auth, read models), embedded.

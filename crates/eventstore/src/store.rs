@@ -130,6 +130,23 @@ impl EventStore {
         A: Aggregate,
         A::Command: Clone,
     {
+        self.execute_with::<A, _>(aggregate_id, iccid, ctx, |state| state.handle(command.clone()))
+            .await
+    }
+
+    /// Like [`execute`](Self::execute), with the decision given as a function of the state:
+    /// several commands that must succeed or fail together (see [`handle_in_turn`]).
+    pub async fn execute_with<A, F>(
+        &self,
+        aggregate_id: &str,
+        iccid: &str,
+        ctx: &CommandContext,
+        decide: F,
+    ) -> Result<Executed, ExecuteError<A::Error>>
+    where
+        A: Aggregate,
+        F: Fn(&A) -> Result<Vec<A::Event>, A::Error>,
+    {
         for _ in 0..self.max_attempts {
             if let Some(idempotency) = &ctx.idempotency {
                 if let Some(replay) = self.replay(idempotency).await? {
@@ -145,10 +162,7 @@ impl EventStore {
                     });
                 }
             }
-            let events = loaded
-                .state
-                .handle(command.clone())
-                .map_err(ExecuteError::Domain)?;
+            let events = decide(&loaded.state).map_err(ExecuteError::Domain)?;
 
             let mut tx = self.pool.begin().await?;
             let stored = match append(
@@ -221,6 +235,24 @@ impl EventStore {
             answer,
         })))
     }
+}
+
+/// Handles `commands` one after the other, each against the state the previous ones left, and
+/// returns all their events; the first refusal refuses them all.
+pub fn handle_in_turn<A: Aggregate>(
+    state: &A,
+    commands: impl IntoIterator<Item = A::Command>,
+) -> Result<Vec<A::Event>, A::Error> {
+    let mut state = state.clone();
+    let mut all = Vec::new();
+    for command in commands {
+        let events = state.handle(command)?;
+        for event in &events {
+            state.apply(event);
+        }
+        all.extend(events);
+    }
+    Ok(all)
 }
 
 enum AppendError {

@@ -1,0 +1,225 @@
+//! Users, API keys and refresh tokens in Postgres.
+
+use chrono::{DateTime, Utc};
+use platform::Role;
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    #[serde(skip)]
+    pub password_hash: String,
+    #[sqlx(try_from = "String")]
+    pub role: RoleColumn,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A role as stored in a text column.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(transparent)]
+pub struct RoleColumn(pub Role);
+
+impl TryFrom<String> for RoleColumn {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        value.parse().map(RoleColumn).map_err(|_| format!("unknown role {value:?}"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ApiKeyInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    #[sqlx(try_from = "String")]
+    pub role: RoleColumn,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// What using a refresh token found.
+pub enum RefreshUse {
+    /// First use: the token is now spent; issue the next one in the same family.
+    Fresh { family_id: Uuid, user: User },
+    /// Used before: the token was stolen or replayed; its whole family is now revoked.
+    Reused,
+    /// Unknown, expired, revoked, or its user is disabled.
+    Invalid,
+}
+
+#[derive(Clone)]
+pub struct Accounts {
+    pool: PgPool,
+}
+
+const USER_COLUMNS: &str = "id, username, password_hash, role, disabled, created_at";
+const API_KEY_COLUMNS: &str = "id, name, prefix, role, created_by, created_at, expires_at, revoked_at, last_used_at";
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
+impl Accounts {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1"))
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// `Ok(None)` when the username is taken.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: Role,
+    ) -> Result<Option<User>, sqlx::Error> {
+        let created = sqlx::query_as(&format!(
+            "INSERT INTO users (id, username, password_hash, role) VALUES ($1, $2, $3, $4) RETURNING {USER_COLUMNS}"
+        ))
+        .bind(Uuid::now_v7())
+        .bind(username)
+        .bind(password_hash)
+        .bind(role.to_string())
+        .fetch_one(&self.pool)
+        .await;
+        match created {
+            Ok(user) => Ok(Some(user)),
+            Err(error) if is_unique_violation(&error) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Creates the first admin, only while no user exists (safe when replicas start at once).
+    pub async fn bootstrap_admin(&self, username: &str, password_hash: &str) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('bootstrap_admin'))")
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, username, password_hash, role) \
+             SELECT $1, $2, $3, 'admin' WHERE NOT EXISTS (SELECT 1 FROM users)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(username)
+        .bind(password_hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY created_at, username"))
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    pub async fn record_refresh_token(
+        &self,
+        jti: Uuid,
+        family_id: Uuid,
+        user_id: Uuid,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO refresh_tokens (jti, family_id, user_id, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(jti)
+            .bind(family_id)
+            .bind(user_id)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Spends a refresh token, once. A second use revokes every token of its family, the
+    /// next one included: whoever holds a copy gets nothing more from it.
+    pub async fn use_refresh_token(&self, jti: Uuid) -> Result<RefreshUse, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(Uuid, Option<DateTime<Utc>>, Option<DateTime<Utc>>, DateTime<Utc>, Uuid)> = sqlx::query_as(
+            "SELECT family_id, used_at, revoked_at, expires_at, user_id FROM refresh_tokens WHERE jti = $1 FOR UPDATE",
+        )
+        .bind(jti)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((family_id, used_at, revoked_at, expires_at, user_id)) = row else {
+            return Ok(RefreshUse::Invalid);
+        };
+        if used_at.is_some() {
+            sqlx::query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL")
+                .bind(family_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(RefreshUse::Reused);
+        }
+        if revoked_at.is_some() || expires_at <= Utc::now() {
+            return Ok(RefreshUse::Invalid);
+        }
+        let user: Option<User> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(user) = user.filter(|user| !user.disabled) else {
+            return Ok(RefreshUse::Invalid);
+        };
+        sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE jti = $1")
+            .bind(jti)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(RefreshUse::Fresh { family_id, user })
+    }
+
+    pub async fn create_api_key(
+        &self,
+        name: &str,
+        prefix: &str,
+        key_hash: &str,
+        role: Role,
+        created_by: Option<Uuid>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<ApiKeyInfo, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "INSERT INTO api_keys (id, name, prefix, key_hash, role, created_by, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {API_KEY_COLUMNS}"
+        ))
+        .bind(Uuid::now_v7())
+        .bind(name)
+        .bind(prefix)
+        .bind(key_hash)
+        .bind(role.to_string())
+        .bind(created_by)
+        .bind(expires_at)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, name"))
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// `Ok(false)` when no such key exists. Revoking a revoked key changes nothing.
+    pub async fn revoke_api_key(&self, id: Uuid) -> Result<bool, sqlx::Error> {
+        let found = sqlx::query("UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(found == 1)
+    }
+}

@@ -1,0 +1,85 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use platform::config::{CommonConfig, ConfigError};
+
+/// The command API's settings, read once at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `COMMAND_ADDR`, default 127.0.0.1:8081.
+    pub addr: SocketAddr,
+    /// `BOOTSTRAP_ADMIN_USERNAME` / `BOOTSTRAP_ADMIN_PASSWORD`: created when no user exists.
+    pub bootstrap_admin: Option<(String, String)>,
+    /// `MAX_BODY_BYTES`, default 64 KiB: commands are small.
+    pub max_body_bytes: usize,
+    /// `LOGIN_RATE_PER_MINUTE` per client IP and per username, default 10.
+    pub login_rate_per_minute: u32,
+    /// `TOPUP_DATA_MB` and `TOPUP_SMS`: the volume of the provider's standard top-up product.
+    pub topup_data_bytes: u64,
+    pub topup_sms: u64,
+    /// `DB_MAX_CONNECTIONS`, default 20.
+    pub db_max_connections: u32,
+    /// `PASSWORD_HASH_WAIT_MS`: how long a login may wait for a hashing slot, default 2000.
+    pub password_hash_wait: Duration,
+}
+
+/// 1NCE states volumes in MB; bytes are stored as integers.
+pub const BYTES_PER_MB: u64 = 1024 * 1024;
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let common = CommonConfig::from_env()?;
+        let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
+                    var,
+                    reason: format!("{value:?} is not a whole number"),
+                }),
+            }
+        };
+        let addr = get("COMMAND_ADDR").unwrap_or_else(|| "127.0.0.1:8081".to_owned());
+        let addr = addr.parse().map_err(|_| ConfigError::Invalid {
+            var: "COMMAND_ADDR",
+            reason: format!("{addr:?} is not host:port"),
+        })?;
+        let bootstrap_admin = match (get("BOOTSTRAP_ADMIN_USERNAME"), get("BOOTSTRAP_ADMIN_PASSWORD")) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "BOOTSTRAP_ADMIN_USERNAME",
+                    reason: "set both BOOTSTRAP_ADMIN_USERNAME and BOOTSTRAP_ADMIN_PASSWORD, or neither".into(),
+                })
+            }
+        };
+        Ok(Self {
+            addr,
+            bootstrap_admin,
+            max_body_bytes: number("MAX_BODY_BYTES", 64 * 1024)? as usize,
+            login_rate_per_minute: number("LOGIN_RATE_PER_MINUTE", 10)?.max(1) as u32,
+            topup_data_bytes: number("TOPUP_DATA_MB", 500)? * BYTES_PER_MB,
+            topup_sms: number("TOPUP_SMS", 250)?,
+            db_max_connections: number("DB_MAX_CONNECTIONS", 20)?.max(2) as u32,
+            password_hash_wait: Duration::from_millis(number("PASSWORD_HASH_WAIT_MS", 2000)?),
+            common,
+        })
+    }
+
+    /// Settings for a test: everything local, the given database, a random port.
+    pub fn for_tests(database_url: &str) -> Self {
+        Self {
+            common: CommonConfig::for_tests(database_url),
+            addr: "127.0.0.1:0".parse().expect("literal address"),
+            bootstrap_admin: None,
+            max_body_bytes: 64 * 1024,
+            login_rate_per_minute: 10,
+            topup_data_bytes: 500 * BYTES_PER_MB,
+            topup_sms: 250,
+            db_max_connections: 20,
+            password_hash_wait: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,23 @@
+mod auth;
+mod sims;
+mod users;
+
+use axum::Router;
+use platform::http::{ops_routes, with_standard_layers};
+
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(auth::routes())
+        .merge(users::routes())
+        .merge(sims::routes())
+        .with_state(state.clone());
+    let pool = state.pool.clone();
+    let ops = ops_routes(state.metrics.clone(), move || {
+        let pool = pool.clone();
+        async move { platform::db::ping(&pool).await }
+    });
+    let router = Router::new().nest("/api/v1", api).merge(ops);
+    with_standard_layers(router, state.metrics.clone(), state.max_body_bytes)
+}

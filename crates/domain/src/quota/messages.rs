@@ -1,0 +1,173 @@
+//! What the quota aggregate accepts (commands), records (events) and refuses (errors).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ids::{Iccid, QuotaKind};
+use crate::sim::SimStatus;
+use crate::{DomainError, DomainEvent, ErrorKind};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command")]
+pub enum QuotaCommand {
+    /// The provider's full view of the quota. Sending the same view again is a no-op; a view
+    /// with only `remaining` changed counts as consumption.
+    Assign {
+        iccid: Iccid,
+        kind: QuotaKind,
+        total: u64,
+        remaining: u64,
+        expiry_date: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    RecordConsumption {
+        remaining: u64,
+        at: DateTime<Utc>,
+    },
+    /// Safe to send on every sweep: it records nothing unless the quota is due and not yet
+    /// marked expired.
+    Expire {
+        at: DateTime<Utc>,
+    },
+    /// `sim_status` is the SIM's current status, passed by the caller so that this rule needs
+    /// no other aggregate.
+    RequestTopUp {
+        request_id: Uuid,
+        iccid: Iccid,
+        kind: QuotaKind,
+        volume: i64,
+        payment_method: Option<String>,
+        sim_status: SimStatus,
+        at: DateTime<Utc>,
+    },
+    CompleteTopUp {
+        request_id: Uuid,
+        volume_added: u64,
+        at: DateTime<Utc>,
+    },
+    FailTopUp {
+        request_id: Uuid,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event_type", content = "payload")]
+pub enum QuotaEvent {
+    /// `period` is higher than the previous one when this assignment starts a new period.
+    QuotaAssigned {
+        iccid: Iccid,
+        kind: QuotaKind,
+        total: u64,
+        remaining: u64,
+        expiry_date: Option<DateTime<Utc>>,
+        period: u32,
+    },
+    QuotaConsumptionRecorded {
+        used: u64,
+        remaining: u64,
+        at: DateTime<Utc>,
+    },
+    QuotaThresholdCrossed {
+        threshold: u8,
+        used_percent: u8,
+        period: u32,
+    },
+    QuotaExhausted {
+        period: u32,
+    },
+    /// `expired_at` is the quota's expiry date, not the time the sweep noticed it.
+    QuotaExpired {
+        expired_at: DateTime<Utc>,
+        period: u32,
+    },
+    TopUpRequested {
+        request_id: Uuid,
+        iccid: Iccid,
+        kind: QuotaKind,
+        volume: u64,
+        payment_method: Option<String>,
+        requested_at: DateTime<Utc>,
+    },
+    /// `total` and `remaining` are the values after the top-up; it starts period `period`.
+    TopUpCompleted {
+        request_id: Uuid,
+        volume_added: u64,
+        total: u64,
+        remaining: u64,
+        period: u32,
+    },
+    TopUpFailed {
+        request_id: Uuid,
+        reason: String,
+        failed_at: DateTime<Utc>,
+    },
+}
+
+impl QuotaEvent {
+    pub const EVENT_TYPES: &'static [&'static str] = &[
+        "QuotaAssigned",
+        "QuotaConsumptionRecorded",
+        "QuotaThresholdCrossed",
+        "QuotaExhausted",
+        "QuotaExpired",
+        "TopUpRequested",
+        "TopUpCompleted",
+        "TopUpFailed",
+    ];
+}
+
+impl DomainEvent for QuotaEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            QuotaEvent::QuotaAssigned { .. } => "QuotaAssigned",
+            QuotaEvent::QuotaConsumptionRecorded { .. } => "QuotaConsumptionRecorded",
+            QuotaEvent::QuotaThresholdCrossed { .. } => "QuotaThresholdCrossed",
+            QuotaEvent::QuotaExhausted { .. } => "QuotaExhausted",
+            QuotaEvent::QuotaExpired { .. } => "QuotaExpired",
+            QuotaEvent::TopUpRequested { .. } => "TopUpRequested",
+            QuotaEvent::TopUpCompleted { .. } => "TopUpCompleted",
+            QuotaEvent::TopUpFailed { .. } => "TopUpFailed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuotaError {
+    #[error("quota not found: the provider has not assigned it yet")]
+    NotFound,
+    #[error("invalid quota: {0}")]
+    Invalid(String),
+    #[error("SIM is terminated; it cannot be topped up")]
+    SimTerminated,
+    #[error("top-up volume must be positive, got {0}")]
+    InvalidTopUpVolume(i64),
+    #[error("a top-up ({0}) is still pending; wait for its outcome")]
+    TopUpPending(Uuid),
+    #[error("no pending top-up with id {0}")]
+    NoPendingTopUp(Uuid),
+}
+
+impl DomainError for QuotaError {
+    fn code(&self) -> &'static str {
+        match self {
+            QuotaError::NotFound => "QUOTA_NOT_FOUND",
+            QuotaError::Invalid(_) => "INVALID_QUOTA",
+            QuotaError::SimTerminated => "SIM_TERMINATED",
+            QuotaError::InvalidTopUpVolume(_) => "INVALID_TOPUP_VOLUME",
+            QuotaError::TopUpPending(_) => "TOPUP_PENDING",
+            QuotaError::NoPendingTopUp(_) => "NO_PENDING_TOPUP",
+        }
+    }
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            QuotaError::NotFound => ErrorKind::NotFound,
+            QuotaError::Invalid(_) | QuotaError::InvalidTopUpVolume(_) => ErrorKind::Validation,
+            QuotaError::SimTerminated => ErrorKind::Gone,
+            QuotaError::TopUpPending(_) | QuotaError::NoPendingTopUp(_) => ErrorKind::Conflict,
+        }
+    }
+}

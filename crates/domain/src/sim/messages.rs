@@ -1,0 +1,223 @@
+//! What the SIM aggregate accepts (commands) and records (events).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+use super::{ProviderStatus, SimStatus};
+use crate::ids::{Iccid, Imei, Imsi, Msisdn};
+use crate::DomainEvent;
+
+/// Lets a JSON command tell "leave the label alone" (field absent) from "clear it" (`null`).
+pub(super) fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command")]
+pub enum SimCommand {
+    Register {
+        iccid: Iccid,
+        imsi: Imsi,
+        msisdn: Option<Msisdn>,
+        label: Option<String>,
+        #[serde(default)]
+        tags: Vec<String>,
+        at: DateTime<Utc>,
+    },
+    /// Outer `None` leaves a field untouched; `label: Some(None)` clears the label.
+    UpdateDetails {
+        #[serde(
+            default,
+            deserialize_with = "double_option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        label: Option<Option<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tags: Option<Vec<String>>,
+    },
+    SetImeiLock {
+        enabled: bool,
+    },
+    RecordImei {
+        imei: Imei,
+    },
+    RequestActivation {
+        request_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    ConfirmActivation {
+        request_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    FailActivation {
+        request_id: Uuid,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    RequestSuspension {
+        request_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    ConfirmSuspension {
+        request_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    FailSuspension {
+        request_id: Uuid,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    Terminate {
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    },
+    RecordProviderStatus {
+        status: ProviderStatus,
+        at: DateTime<Utc>,
+    },
+    RecordConnectivity {
+        network: Option<String>,
+        country: Option<String>,
+        rat: Option<String>,
+        ip_address: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// Cumulative totals of one provider period, as reported (not increments).
+    RecordUsage {
+        period_start: DateTime<Utc>,
+        period_end: DateTime<Utc>,
+        data_bytes: u64,
+        sms_mo: u64,
+        sms_mt: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event_type", content = "payload")]
+pub enum SimEvent {
+    SimRegistered {
+        iccid: Iccid,
+        imsi: Imsi,
+        msisdn: Option<Msisdn>,
+        label: Option<String>,
+        tags: Vec<String>,
+        registered_at: DateTime<Utc>,
+    },
+    SimLabelChanged {
+        label: Option<String>,
+    },
+    SimTagsChanged {
+        tags: Vec<String>,
+    },
+    ImeiLockChanged {
+        enabled: bool,
+    },
+    ImeiRecorded {
+        imei: Imei,
+    },
+    ActivationRequested {
+        request_id: Uuid,
+        requested_at: DateTime<Utc>,
+    },
+    ActivationCompleted {
+        request_id: Uuid,
+        completed_at: DateTime<Utc>,
+    },
+    ActivationFailed {
+        request_id: Uuid,
+        reason: String,
+        failed_at: DateTime<Utc>,
+    },
+    SuspensionRequested {
+        request_id: Uuid,
+        requested_at: DateTime<Utc>,
+    },
+    SuspensionCompleted {
+        request_id: Uuid,
+        completed_at: DateTime<Utc>,
+    },
+    SuspensionFailed {
+        request_id: Uuid,
+        reason: String,
+        failed_at: DateTime<Utc>,
+    },
+    SimTerminated {
+        reason: Option<String>,
+        terminated_at: DateTime<Utc>,
+    },
+    /// `sim_status` is the platform status the provider's status implies, stored so that
+    /// readers need not re-derive it.
+    ProviderStatusChanged {
+        from: Option<ProviderStatus>,
+        to: ProviderStatus,
+        sim_status: SimStatus,
+        at: DateTime<Utc>,
+    },
+    ConnectivityChanged {
+        network: Option<String>,
+        country: Option<String>,
+        rat: Option<String>,
+        ip_address: Option<String>,
+        observed_at: DateTime<Utc>,
+    },
+    /// Totals are cumulative for the period; deltas are what this report added, so a
+    /// projector can sum deltas without knowing earlier reports.
+    UsageRecorded {
+        period_start: DateTime<Utc>,
+        period_end: DateTime<Utc>,
+        data_bytes: u64,
+        sms_mo: u64,
+        sms_mt: u64,
+        delta_data_bytes: u64,
+        delta_sms_mo: u64,
+        delta_sms_mt: u64,
+    },
+}
+
+impl SimEvent {
+    /// Every event type this aggregate writes, e.g. for schema docs and subscriptions.
+    pub const EVENT_TYPES: &'static [&'static str] = &[
+        "SimRegistered",
+        "SimLabelChanged",
+        "SimTagsChanged",
+        "ImeiLockChanged",
+        "ImeiRecorded",
+        "ActivationRequested",
+        "ActivationCompleted",
+        "ActivationFailed",
+        "SuspensionRequested",
+        "SuspensionCompleted",
+        "SuspensionFailed",
+        "SimTerminated",
+        "ProviderStatusChanged",
+        "ConnectivityChanged",
+        "UsageRecorded",
+    ];
+}
+
+impl DomainEvent for SimEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            SimEvent::SimRegistered { .. } => "SimRegistered",
+            SimEvent::SimLabelChanged { .. } => "SimLabelChanged",
+            SimEvent::SimTagsChanged { .. } => "SimTagsChanged",
+            SimEvent::ImeiLockChanged { .. } => "ImeiLockChanged",
+            SimEvent::ImeiRecorded { .. } => "ImeiRecorded",
+            SimEvent::ActivationRequested { .. } => "ActivationRequested",
+            SimEvent::ActivationCompleted { .. } => "ActivationCompleted",
+            SimEvent::ActivationFailed { .. } => "ActivationFailed",
+            SimEvent::SuspensionRequested { .. } => "SuspensionRequested",
+            SimEvent::SuspensionCompleted { .. } => "SuspensionCompleted",
+            SimEvent::SuspensionFailed { .. } => "SuspensionFailed",
+            SimEvent::SimTerminated { .. } => "SimTerminated",
+            SimEvent::ProviderStatusChanged { .. } => "ProviderStatusChanged",
+            SimEvent::ConnectivityChanged { .. } => "ConnectivityChanged",
+            SimEvent::UsageRecorded { .. } => "UsageRecorded",
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Postgres pools with bounded statements and bounded idle transactions.
+
+use std::time::Duration;
+
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Executor, PgPool, Postgres};
+
+use crate::http::NotReady;
+
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// `statement_timeout`; `None` leaves the server default (unbounded). Use `None` for a
+    /// connection that waits on a blocking `pg_advisory_lock`.
+    pub statement_timeout: Option<Duration>,
+    /// `idle_in_transaction_session_timeout`: an open writing transaction holds every reader of
+    /// the global event log back (they read only below `pg_snapshot_xmin`), so idle ones are
+    /// killed after this.
+    pub idle_in_transaction_timeout: Duration,
+    /// How long `pool.acquire()` waits before `PoolTimedOut` (→ 503).
+    pub acquire_timeout: Duration,
+}
+
+impl PoolSettings {
+    pub fn new(max_connections: u32) -> Self {
+        Self {
+            max_connections,
+            statement_timeout: Some(Duration::from_secs(30)),
+            idle_in_transaction_timeout: Duration::from_secs(30),
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A pool with the default settings (30 s statement and idle-in-transaction timeouts).
+pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    connect_with(database_url, PoolSettings::new(max_connections)).await
+}
+
+pub async fn connect_with(database_url: &str, settings: PoolSettings) -> Result<PgPool, sqlx::Error> {
+    // `SET` on every new connection (not startup parameters): works through PgBouncer too.
+    let mut session = format!(
+        "SET idle_in_transaction_session_timeout = '{}ms';",
+        settings.idle_in_transaction_timeout.as_millis()
+    );
+    if let Some(timeout) = settings.statement_timeout {
+        session.push_str(&format!(" SET statement_timeout = '{}ms';", timeout.as_millis()));
+    }
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .after_connect(move |conn, _meta| {
+            let session = session.clone();
+            Box::pin(async move {
+                conn.execute(session.as_str()).await?;
+                Ok(())
+            })
+        })
+        .connect(database_url)
+        .await
+}
+
+/// Creates the URL's database when absent (connecting to the server's `postgres` database),
+/// so services and tests start on a fresh machine. Concurrent callers are fine.
+pub async fn create_database_if_missing(database_url: &str) -> Result<(), sqlx::Error> {
+    if Postgres::database_exists(database_url).await? {
+        return Ok(());
+    }
+    match Postgres::create_database(database_url).await {
+        Ok(()) => {
+            tracing::info!("created database");
+            Ok(())
+        }
+        // Another process created it between our check and our CREATE.
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A readiness check: `SELECT 1` on the pool.
+pub async fn ping(pool: &PgPool) -> Result<(), NotReady> {
+    sqlx::query("SELECT 1")
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| NotReady::new("postgres", e))
+}

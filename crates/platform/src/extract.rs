@@ -1,0 +1,119 @@
+//! Extractors whose rejections use the contract's error shape instead of axum's plain text.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+
+/// JSON body in, JSON body out. Rejections: no/wrong content type → 415
+/// `UNSUPPORTED_MEDIA_TYPE`; invalid JSON → 400 `MALFORMED_JSON`; valid JSON of the wrong shape
+/// (unknown field, missing field, wrong type) → 422 `INVALID_BODY` with the reason in
+/// `details.reason`; body over the limit → 413 `PAYLOAD_TOO_LARGE`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        Json(self.0).into_response()
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::unsupported_media_type(
+            "UNSUPPORTED_MEDIA_TYPE",
+            "expected a request with Content-Type: application/json",
+        ),
+        JsonRejection::JsonSyntaxError(err) => {
+            ApiError::bad_request("MALFORMED_JSON", "the request body is not valid JSON")
+                .with_details(json!({ "reason": innermost(&err) }))
+        }
+        JsonRejection::JsonDataError(err) => {
+            ApiError::validation("INVALID_BODY", "the request body does not match the schema")
+                .with_details(json!({ "reason": innermost(&err) }))
+        }
+        // Buffering errors: the body-limit one is the only one a client can cause on purpose.
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::payload_too_large("PAYLOAD_TOO_LARGE", "the request body is too large")
+        }
+        other => ApiError::bad_request("INVALID_BODY", "the request body could not be read")
+            .with_details(json!({ "reason": other.body_text() })),
+    }
+}
+
+/// Query string parsed into `T`; a bad one is 400 `INVALID_QUERY` with `details.reason`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Self(v))
+            .map_err(|rejection: QueryRejection| {
+                ApiError::bad_request("INVALID_QUERY", "invalid query string")
+                    .with_details(json!({ "reason": innermost(&rejection) }))
+            })
+    }
+}
+
+/// Path parameters parsed into `T`; a bad one is 400 `INVALID_PATH` with `details.reason`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(Self(v)),
+            // A programming error (no path params on this route), not the client's fault.
+            Err(rejection @ PathRejection::MissingPathParams(_)) => {
+                Err(ApiError::internal(rejection.body_text()))
+            }
+            Err(rejection) => Err(ApiError::bad_request("INVALID_PATH", "invalid path parameter")
+                .with_details(json!({ "reason": innermost(&rejection) }))),
+        }
+    }
+}
+
+/// The deepest error of a chain: the serde message, without axum's generic prefixes.
+fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}

@@ -1,0 +1,285 @@
+//! The standard HTTP stack every service wraps its router with, and the ops routes
+//! (`/health`, `/ready`, `/metrics`).
+
+use std::any::Any;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request};
+use axum::http::header::{self, HeaderValue};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::{from_fn, from_fn_with_state, map_request};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use crate::error::{render_errors, ApiError, X_REQUEST_ID};
+use crate::metrics::{track_http, Metrics};
+
+/// Handlers slower than this answer 408 `REQUEST_TIMEOUT` (see [`with_layers`] to change it).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Client-sent request ids longer than this are replaced (they end up in every log line).
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+#[derive(Debug, Clone, Copy)]
+pub struct LayerOptions {
+    pub body_limit_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+/// [`with_layers`] with the default request timeout.
+pub fn with_standard_layers(router: Router, metrics: Metrics, body_limit_bytes: usize) -> Router {
+    with_layers(
+        router,
+        metrics,
+        LayerOptions {
+            body_limit_bytes,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        },
+    )
+}
+
+/// Wraps a fully built router (call it last: axum applies layers to the routes present). Adds
+/// the 404/405 fallbacks and, outermost first: sensitive-header marking, request-id
+/// sanitising, `SetRequestId` (uuid v4 when absent) and `PropagateRequestId`, the trace span
+/// (carrying `request_id`), the error renderer, metrics, panic catching, the timeout, the body
+/// limit. The renderer sits outside panic/timeout/limit so their bare answers get the shape;
+/// metrics sit outside the panic catcher so a panicking request is still counted (as a 500).
+pub fn with_layers(router: Router, metrics: Metrics, options: LayerOptions) -> Router {
+    let sensitive = [
+        header::AUTHORIZATION,
+        header::COOKIE,
+        header::HeaderName::from_static("x-api-key"),
+    ];
+    router
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(options.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            options.request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(from_fn_with_state(metrics, track_http))
+        .layer(from_fn(render_errors))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(make_span)
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
+        .layer(map_request(sanitize_request_id))
+        .layer(SetSensitiveRequestHeadersLayer::new(sensitive))
+}
+
+fn make_span(req: &Request) -> tracing::Span {
+    let request_id = req
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // The path only: query strings may carry values we don't want in logs.
+    tracing::info_span!(
+        "http_request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id = %request_id,
+    )
+}
+
+/// Drops a client `X-Request-Id` that is empty, too long or not printable ASCII, so the
+/// `SetRequestIdLayer` behind it generates a fresh one (log injection, unbounded log lines).
+async fn sanitize_request_id(mut req: Request) -> Request {
+    let acceptable = req.headers().get(X_REQUEST_ID).is_some_and(|v| {
+        let b = v.as_bytes();
+        !b.is_empty() && b.len() <= MAX_REQUEST_ID_LEN && b.iter().all(|c| c.is_ascii_graphic())
+    });
+    if !acceptable {
+        req.headers_mut().remove(X_REQUEST_ID);
+    }
+    req
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("<non-string panic payload>");
+    // `internal` logs the panic message; the client only sees "internal error".
+    ApiError::internal(format!("handler panicked: {detail}")).into_response()
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found("NOT_FOUND", format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        format!("method {method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// Why a readiness check failed. Only `dependency` is sent to the client; `reason` is logged
+/// (it may be a raw driver message).
+#[derive(Debug, Clone)]
+pub struct NotReady {
+    pub dependency: String,
+    pub reason: String,
+}
+
+impl NotReady {
+    pub fn new(dependency: impl Into<String>, reason: impl ToString) -> Self {
+        Self {
+            dependency: dependency.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// A readiness check must answer within this, or the service counts as not ready.
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `GET /health` (alive: 200 `{"status":"ok"}`), `GET /ready` (200 `{"status":"ready"}`, or 503
+/// `NOT_READY` with `details.dependency`), `GET /metrics` (Prometheus text). Merge it into the
+/// service router before [`with_standard_layers`].
+pub fn ops_routes<S, F, Fut>(metrics: Metrics, readiness: F) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), NotReady>> + Send + 'static,
+{
+    Router::new()
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/ready",
+            get(move || {
+                let check = readiness.clone();
+                async move { ready(check()).await }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                        )],
+                        metrics.render(),
+                    )
+                }
+            }),
+        )
+}
+
+async fn ready(
+    check: impl Future<Output = Result<(), NotReady>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let outcome = match tokio::time::timeout(READINESS_TIMEOUT, check).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(NotReady::new("readiness_check", "timed out")),
+    };
+    match outcome {
+        Ok(()) => Ok(Json(json!({"status": "ready"}))),
+        Err(not_ready) => {
+            tracing::warn!(dependency = %not_ready.dependency, reason = %not_ready.reason, "not ready");
+            Err(ApiError::service_unavailable(
+                "NOT_READY",
+                format!("dependency {} is not available", not_ready.dependency),
+            )
+            .with_details(json!({ "dependency": not_ready.dependency })))
+        }
+    }
+}
+
+/// A readiness check for services without dependencies.
+pub async fn always_ready() -> Result<(), NotReady> {
+    Ok(())
+}
+
+/// The request's id (as set by the standard layers), e.g. to use as the correlation id of the
+/// events a command records. Without the layers: a fresh uuid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .headers
+                .get(X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        ))
+    }
+}
+
+/// The TCP peer's address (needs [`serve`] or `into_make_service_with_connect_info`); the key
+/// for per-IP rate limits. `X-Forwarded-For` is deliberately not trusted: any client can set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIp(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip().to_string())
+                .unwrap_or_else(|| "unknown".to_owned()),
+        ))
+    }
+}
+
+/// Serves `app` with peer addresses available ([`ClientIp`]) until Ctrl-C or SIGTERM, then
+/// drains in-flight requests.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+/// Resolves on Ctrl-C or (Unix) SIGTERM: what Kubernetes sends before killing a pod.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs the platform on this machine: starts (or installs) PostgreSQL, NATS and Redis, builds the
+# services, starts them with a bootstrap admin, and prints how to log in. Ctrl-C stops them.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+bash deploy/local/services.sh simplatform
+
+export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/simplatform}
+export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+export COMMAND_ADDR=${COMMAND_ADDR:-127.0.0.1:8081}
+export LOG_FORMAT=${LOG_FORMAT:-pretty}
+export BOOTSTRAP_ADMIN_USERNAME=${BOOTSTRAP_ADMIN_USERNAME:-admin}
+export BOOTSTRAP_ADMIN_PASSWORD=${BOOTSTRAP_ADMIN_PASSWORD:-admin-change-me}
+
+echo "[run] building the services (release)…" >&2
+cargo build --release --locked -p command-service
+
+mkdir -p .run
+pids=()
+stop() {
+    echo "[run] stopping" >&2
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap stop EXIT INT TERM
+
+start() {
+    local name=$1; shift
+    "./target/release/$name" "$@" > ".run/$name.log" 2>&1 &
+    pids+=($!)
+    echo "[run] $name started (pid $!, log .run/$name.log)" >&2
+}
+
+wait_ready() {
+    local name=$1 url=$2
+    for _ in $(seq 1 150); do
+        if curl -fsS "$url" >/dev/null 2>&1; then echo "[run] $name is ready" >&2; return 0; fi
+        sleep 0.2
+    done
+    echo "[run] $name did not become ready; see .run/$name.log" >&2
+    tail -20 ".run/$name.log" >&2
+    return 1
+}
+
+start command-service
+wait_ready command-service "http://$COMMAND_ADDR/ready"
+
+cat <<MSG
+
+The platform is running.
+  command API  http://$COMMAND_ADDR/api/v1   (health: /health, /ready, /metrics)
+
+Log in as the bootstrap admin (created only if no user existed yet):
+  curl -s -X POST http://$COMMAND_ADDR/api/v1/auth/login \\
+       -H 'Content-Type: application/json' \\
+       -d '{"username":"$BOOTSTRAP_ADMIN_USERNAME","password":"$BOOTSTRAP_ADMIN_PASSWORD"}'
+
+Then register a SIM with the access token:
+  curl -s -X POST http://$COMMAND_ADDR/api/v1/sims \\
+       -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
+       -d '{"iccid":"8988303000123456789","imsi":"901405100000001","label":"demo"}'
+
+Press Ctrl-C to stop.
+MSG
+wait -n "${pids[@]}"
