@@ -26,7 +26,10 @@ pub struct RoleColumn(pub Role);
 impl TryFrom<String> for RoleColumn {
     type Error = String;
     fn try_from(value: String) -> Result<Self, String> {
-        value.parse().map(RoleColumn).map_err(|_| format!("unknown role {value:?}"))
+        value
+            .parse()
+            .map(RoleColumn)
+            .map_err(|_| format!("unknown role {value:?}"))
     }
 }
 
@@ -60,7 +63,8 @@ pub struct Accounts {
 }
 
 const USER_COLUMNS: &str = "id, username, password_hash, role, disabled, created_at";
-const API_KEY_COLUMNS: &str = "id, name, prefix, role, created_by, created_at, expires_at, revoked_at, last_used_at";
+const API_KEY_COLUMNS: &str =
+    "id, name, prefix, role, created_by, created_at, expires_at, revoked_at, last_used_at";
 
 fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
@@ -122,9 +126,11 @@ impl Accounts {
     }
 
     pub async fn list_users(&self) -> Result<Vec<User>, sqlx::Error> {
-        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY created_at, username"))
-            .fetch_all(&self.pool)
-            .await
+        sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, username"
+        ))
+        .fetch_all(&self.pool)
+        .await
     }
 
     pub async fn record_refresh_token(
@@ -134,13 +140,15 @@ impl Accounts {
         user_id: Uuid,
         expires_at: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO refresh_tokens (jti, family_id, user_id, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(jti)
-            .bind(family_id)
-            .bind(user_id)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (jti, family_id, user_id, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(jti)
+        .bind(family_id)
+        .bind(user_id)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -158,10 +166,12 @@ impl Accounts {
             return Ok(RefreshUse::Invalid);
         };
         if used_at.is_some() {
-            sqlx::query("UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL")
-                .bind(family_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(family_id)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             return Ok(RefreshUse::Reused);
         }
@@ -208,9 +218,11 @@ impl Accounts {
     }
 
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, sqlx::Error> {
-        sqlx::query_as(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, name"))
-            .fetch_all(&self.pool)
-            .await
+        sqlx::query_as(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, name"
+        ))
+        .fetch_all(&self.pool)
+        .await
     }
 
     /// `Ok(false)` when no such key exists. Revoking a revoked key changes nothing.

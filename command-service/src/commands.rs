@@ -68,7 +68,12 @@ impl CommandHeaders {
     /// version, and the idempotency key scoped to the principal, with a fingerprint of what
     /// was asked (`what`: route and arguments) so the same key cannot be reused for another
     /// request.
-    pub fn context(&self, principal: &Principal, what: &impl Serialize, status: StatusCode) -> CommandContext {
+    pub fn context(
+        &self,
+        principal: &Principal,
+        what: &impl Serialize,
+        status: StatusCode,
+    ) -> CommandContext {
         let mut metadata = EventMetadata::new(principal.actor());
         metadata.request_id = self.request_id.clone();
         CommandContext {
@@ -94,15 +99,23 @@ pub fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> R
             ApiError::bad_request("MALFORMED_JSON", "the request body is not valid JSON")
                 .with_details(serde_json::json!({ "reason": error.to_string() }))
         } else {
-            ApiError::validation("INVALID_BODY", "the request body does not match the expected fields")
-                .with_details(serde_json::json!({ "reason": error.to_string() }))
+            ApiError::validation(
+                "INVALID_BODY",
+                "the request body does not match the expected fields",
+            )
+            .with_details(serde_json::json!({ "reason": error.to_string() }))
         }
     })
 }
 
 /// `"3"` (or `W/"3"`) is version 3; `*` matches any version.
 fn parse_if_match(value: &HeaderValue) -> Result<Option<u64>, ApiError> {
-    let invalid = || ApiError::bad_request("INVALID_IF_MATCH", "If-Match must be a quoted version, e.g. \"3\"");
+    let invalid = || {
+        ApiError::bad_request(
+            "INVALID_IF_MATCH",
+            "If-Match must be a quoted version, e.g. \"3\"",
+        )
+    };
     let text = value.to_str().map_err(|_| invalid())?.trim();
     if text == "*" {
         return Ok(None);
@@ -173,7 +186,10 @@ mod tests {
     #[test]
     fn a_malformed_if_match_is_refused() {
         for bad in ["7", "\"seven\"", "\"-1\"", "\"\""] {
-            assert!(CommandHeaders::from_headers(&headers(&[("if-match", bad)])).is_err(), "{bad}");
+            assert!(
+                CommandHeaders::from_headers(&headers(&[("if-match", bad)])).is_err(),
+                "{bad}"
+            );
         }
     }
 

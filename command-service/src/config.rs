@@ -51,7 +51,8 @@ impl Config {
             _ => {
                 return Err(ConfigError::Invalid {
                     var: "BOOTSTRAP_ADMIN_USERNAME",
-                    reason: "set both BOOTSTRAP_ADMIN_USERNAME and BOOTSTRAP_ADMIN_PASSWORD, or neither".into(),
+                    reason: "set both BOOTSTRAP_ADMIN_USERNAME and BOOTSTRAP_ADMIN_PASSWORD, or neither"
+                        .into(),
                 })
             }
         };

@@ -29,7 +29,10 @@ pub enum StartError {
     #[error("the database has migrations pending and MIGRATE_ON_START=false; run them first")]
     MigrationsPending,
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("cannot create the bootstrap admin: {0}")]
@@ -52,7 +55,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     let listener = TcpListener::bind(config.addr)
         .await
-        .map_err(|source| StartError::Bind { addr: config.addr, source })?;
+        .map_err(|source| StartError::Bind {
+            addr: config.addr,
+            source,
+        })?;
     tracing::info!(addr = %config.addr, "command API listening");
     platform::http::serve(listener, router(state))
         .await

@@ -57,7 +57,11 @@ async fn login(
         state.passwords.verify_dummy(&request.password).await?;
         return Err(invalid());
     };
-    if !state.passwords.verify(&request.password, &user.password_hash).await? {
+    if !state
+        .passwords
+        .verify(&request.password, &user.password_hash)
+        .await?
+    {
         return Err(invalid());
     }
     tracing::info!(user = %user.username, "login");
@@ -147,17 +151,30 @@ async fn create_api_key(
     principal.require(Role::Admin)?;
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::validation("INVALID_NAME", "name must be 1 to 100 characters"));
+        return Err(ApiError::validation(
+            "INVALID_NAME",
+            "name must be 1 to 100 characters",
+        ));
     }
     if request.expires_at.is_some_and(|at| at <= Utc::now()) {
-        return Err(ApiError::validation("INVALID_EXPIRY", "expires_at must be in the future"));
+        return Err(ApiError::validation(
+            "INVALID_EXPIRY",
+            "expires_at must be in the future",
+        ));
     }
     // Least privilege unless asked otherwise.
     let role = request.role.unwrap_or(Role::Viewer);
     let new_key = generate_api_key();
     let info = state
         .accounts
-        .create_api_key(name, &new_key.prefix, &new_key.hash, role, principal.user_id(), request.expires_at)
+        .create_api_key(
+            name,
+            &new_key.prefix,
+            &new_key.hash,
+            role,
+            principal.user_id(),
+            request.expires_at,
+        )
         .await
         .map_err(db_error)?;
     tracing::info!(key = %info.id, name, %role, by = %principal.actor(), "API key created");
@@ -190,7 +207,10 @@ async fn revoke_api_key(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Role::Admin)?;
     if !state.accounts.revoke_api_key(id).await.map_err(db_error)? {
-        return Err(ApiError::not_found("API_KEY_NOT_FOUND", format!("no API key {id}")));
+        return Err(ApiError::not_found(
+            "API_KEY_NOT_FOUND",
+            format!("no API key {id}"),
+        ));
     }
     tracing::info!(key = %id, by = %principal.actor(), "API key revoked");
     Ok(StatusCode::NO_CONTENT)

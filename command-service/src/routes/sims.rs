@@ -209,7 +209,11 @@ async fn terminate(
 
 /// The SIM a quota or SMS command is about, which must exist.
 async fn existing_sim(state: &AppState, iccid: &Iccid) -> Result<Sim, ApiError> {
-    let loaded = state.store.load::<Sim>(iccid.as_str()).await.map_err(store_error)?;
+    let loaded = state
+        .store
+        .load::<Sim>(iccid.as_str())
+        .await
+        .map_err(store_error)?;
     if !loaded.state.is_registered() {
         return Err(domain_error(&SimError::NotFound));
     }

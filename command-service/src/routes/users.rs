@@ -53,13 +53,19 @@ async fn create_user(
         .await
         .map_err(db_error)?
     else {
-        return Err(ApiError::conflict("USERNAME_TAKEN", format!("user {username:?} exists already")));
+        return Err(ApiError::conflict(
+            "USERNAME_TAKEN",
+            format!("user {username:?} exists already"),
+        ));
     };
     tracing::info!(user = %user.username, role = %request.role, by = %principal.actor(), "user created");
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-async fn list_users(State(state): State<AppState>, principal: Principal) -> Result<impl IntoResponse, ApiError> {
+async fn list_users(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<impl IntoResponse, ApiError> {
     principal.require(Role::Admin)?;
     Ok(Json(state.accounts.list_users().await.map_err(db_error)?))
 }

@@ -26,15 +26,21 @@ impl TestApp {
     pub async fn spawn_with(pool: PgPool, configure: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::for_tests("postgres://unused");
         configure(&mut config);
-        let state = AppState::new(&config, pool.clone());
-        state.bootstrap_admin(ADMIN.0, ADMIN.1).await.expect("bootstrap admin");
+        let state = AppState::new(&config, pool.clone()).expect("state");
+        state
+            .bootstrap_admin(ADMIN.0, ADMIN.1)
+            .await
+            .expect("bootstrap admin");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = command_service::router(state.clone());
         tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .await
-                .unwrap();
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
         });
         Self {
             addr,
@@ -141,7 +147,10 @@ pub async fn error_body(response: Response, status: StatusCode, code: &str) -> V
     let body: Value = response.json().await.expect("a JSON error body");
     let error = &body["error"];
     assert_eq!(error["code"], code, "body: {body}");
-    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "body: {body}"
+    );
     assert!(error["details"].is_object(), "body: {body}");
     assert_eq!(error["request_id"], request_id.as_str(), "body: {body}");
     error.clone()
