@@ -57,6 +57,15 @@ pub enum RefreshUse {
     Invalid,
 }
 
+#[derive(sqlx::FromRow)]
+struct RefreshTokenRow {
+    family_id: Uuid,
+    used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    expires_at: DateTime<Utc>,
+    user_id: Uuid,
+}
+
 #[derive(Clone)]
 pub struct Accounts {
     pool: PgPool,
@@ -156,13 +165,21 @@ impl Accounts {
     /// next one included: whoever holds a copy gets nothing more from it.
     pub async fn use_refresh_token(&self, jti: Uuid) -> Result<RefreshUse, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<(Uuid, Option<DateTime<Utc>>, Option<DateTime<Utc>>, DateTime<Utc>, Uuid)> = sqlx::query_as(
-            "SELECT family_id, used_at, revoked_at, expires_at, user_id FROM refresh_tokens WHERE jti = $1 FOR UPDATE",
+        let token: Option<RefreshTokenRow> = sqlx::query_as(
+            "SELECT family_id, used_at, revoked_at, expires_at, user_id FROM refresh_tokens \
+             WHERE jti = $1 FOR UPDATE",
         )
         .bind(jti)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((family_id, used_at, revoked_at, expires_at, user_id)) = row else {
+        let Some(RefreshTokenRow {
+            family_id,
+            used_at,
+            revoked_at,
+            expires_at,
+            user_id,
+        }) = token
+        else {
             return Ok(RefreshUse::Invalid);
         };
         if used_at.is_some() {

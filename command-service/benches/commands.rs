@@ -1,0 +1,244 @@
+//! Command throughput and latency with 32 concurrent clients, next to a plain INSERT of one
+//! event row as the baseline. Run: `cargo bench -p command-service --bench commands`.
+//!
+//! The command API runs in this process on a random port, against a fresh database on the
+//! server of `BENCH_DATABASE_URL` (default: the local PostgreSQL), dropped at the end. Client
+//! and server share the machine, so the numbers are a floor for a dedicated server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use command_service::{AppState, Config};
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection, PgPool};
+
+const CLIENTS: usize = 32;
+
+struct Report {
+    name: &'static str,
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Report {
+    fn print(&mut self) {
+        self.latencies.sort();
+        let pick = |q: f64| {
+            self.latencies[((self.latencies.len() as f64 * q) as usize).min(self.latencies.len() - 1)]
+        };
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            self.name,
+            self.latencies.len(),
+            self.latencies.len() as f64 / self.elapsed.as_secs_f64(),
+            ms(pick(0.50)),
+            ms(pick(0.99)),
+            ms(*self.latencies.last().unwrap()),
+        );
+    }
+}
+
+/// Runs `per_client` operations on each of 32 concurrent clients; `op(client, i)`.
+async fn run<F, Fut>(name: &'static str, per_client: usize, op: F) -> Report
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per_client);
+                for i in 0..per_client {
+                    let t = Instant::now();
+                    op(client, i).await;
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    Report {
+        name,
+        latencies,
+        elapsed: started.elapsed(),
+    }
+}
+
+fn iccid(client: usize, i: usize) -> String {
+    format!("898830300{client:03}{i:07}")
+}
+
+#[tokio::main]
+async fn main() {
+    let per_client: usize = std::env::var("BENCH_PER_CLIENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    let server =
+        std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let database = format!("bench_commands_{}", std::process::id());
+    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .expect("postgres");
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("{server}/{database}");
+    let pool: PgPool = platform::db::connect(&url, 40).await.unwrap();
+    eventstore::migrate(&pool).await.unwrap();
+
+    let mut config = Config::for_tests(&url);
+    config.db_max_connections = 40;
+    let state = AppState::new(&config, pool.clone()).unwrap();
+    state.bootstrap_admin("bench", "bench-password").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let router = command_service::router(state);
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()
+        .unwrap();
+    let login: Value = client
+        .post(format!("http://{addr}/api/v1/auth/login"))
+        .json(&json!({"username": "bench", "password": "bench-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = Arc::new(login["access_token"].as_str().unwrap().to_owned());
+
+    println!("{CLIENTS} concurrent clients, {per_client} operations each\n");
+    println!("| operation | ops | ops/s | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|---|");
+
+    let baseline_pool = pool.clone();
+    run(
+        "baseline: plain INSERT of one event row",
+        per_client,
+        move |client, i| {
+            let pool = baseline_pool.clone();
+            async move {
+                sqlx::query(
+                    "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+                 payload, metadata, iccid) VALUES ('baseline', $1, 1, 'Inserted', '1.0', \
+                 '{\"iccid\": \"8988303000123456789\", \"label\": \"x\"}', \
+                 '{\"actor\": \"bench\", \"command_id\": \"00000000-0000-0000-0000-000000000000\"}', $2)",
+                )
+                .bind(format!("{client}-{i}"))
+                .bind(iccid(client, i))
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+        },
+    )
+    .await
+    .print();
+
+    let register = |path: &'static str| {
+        let client = client.clone();
+        let token = token.clone();
+        move |c: usize, i: usize| {
+            let client = client.clone();
+            let token = token.clone();
+            async move {
+                let response = client
+                    .post(format!("http://{addr}/api/v1{path}"))
+                    .bearer_auth(token.as_str())
+                    .json(&json!({"iccid": iccid(c, i), "imsi": "901405100000001", "label": "bench"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 201);
+            }
+        }
+    };
+    run(
+        "POST /sims (register: new aggregate)",
+        per_client,
+        register("/sims"),
+    )
+    .await
+    .print();
+
+    let patch = {
+        let client = client.clone();
+        let token = token.clone();
+        move |c: usize, i: usize| {
+            let client = client.clone();
+            let token = token.clone();
+            async move {
+                let response = client
+                    .patch(format!("http://{addr}/api/v1/sims/{}", iccid(c, i)))
+                    .bearer_auth(token.as_str())
+                    .header("idempotency-key", format!("label-{c}-{i}"))
+                    .json(&json!({"label": format!("renamed {i}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+            }
+        }
+    };
+    run(
+        "PATCH /sims/{iccid} with Idempotency-Key (load + append + key)",
+        per_client,
+        patch,
+    )
+    .await
+    .print();
+
+    let hot = {
+        let client = client.clone();
+        let token = token.clone();
+        move |c: usize, i: usize| {
+            let client = client.clone();
+            let token = token.clone();
+            async move {
+                // All 32 clients on the same 32 SIMs' neighbour: every client writes to SIM 0 of
+                // its own row, so contention stays per client; this measures a growing history.
+                let response = client
+                    .patch(format!("http://{addr}/api/v1/sims/{}", iccid(c, 0)))
+                    .bearer_auth(token.as_str())
+                    .json(&json!({"label": format!("hot {i}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+            }
+        }
+    };
+    run(
+        "PATCH one SIM per client repeatedly (history grows)",
+        per_client,
+        hot,
+    )
+    .await
+    .print();
+
+    pool.close().await;
+    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
