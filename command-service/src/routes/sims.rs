@@ -11,7 +11,7 @@ use domain::quota::{Quota, QuotaCommand};
 use domain::sim::{Sim, SimCommand, SimError, SimStatus};
 use domain::sms::{Sms, SmsCommand};
 use domain::Aggregate;
-use eventstore::{handle_in_turn, ExecuteError};
+use eventstore::{handle_in_turn, EventMetadata, ExecuteError};
 use platform::{ApiError, ApiJson, ApiPath, Principal, Role};
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
@@ -146,44 +146,69 @@ async fn update(
     run::<Sim>(&state, "update", outcome, StatusCode::OK, None).await
 }
 
-async fn activate(
-    State(state): State<AppState>,
-    principal: Principal,
-    headers: CommandHeaders,
-    ApiPath(raw_iccid): ApiPath<String>,
+/// A command on one SIM that takes no body: the route's name, its success status, and the
+/// command built from the context (request id, time).
+async fn simple_sim_command(
+    state: &AppState,
+    principal: &Principal,
+    headers: &CommandHeaders,
+    raw_iccid: &str,
+    name: &'static str,
+    status: StatusCode,
+    command: impl FnOnce(&EventMetadata) -> SimCommand,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Operator)?;
-    let iccid = parse_iccid(&raw_iccid)?;
-    let ctx = headers.context(&principal, &("activate", &iccid), StatusCode::ACCEPTED);
-    let command = SimCommand::RequestActivation {
-        request_id: ctx.metadata.command_id,
-        at: ctx.metadata.occurred_at,
-    };
+    let iccid = parse_iccid(raw_iccid)?;
+    let ctx = headers.context(principal, &(name, &iccid), status);
+    let command = command(&ctx.metadata);
     let outcome = state
         .store
         .execute::<Sim>(iccid.as_str(), iccid.as_str(), command, &ctx)
         .await;
-    run::<Sim>(&state, "activate", outcome, StatusCode::ACCEPTED, None).await
+    run::<Sim>(state, name, outcome, status, None).await
+}
+
+/// Recorded as requested: the sync connector carries it out at 1NCE and confirms it.
+async fn activate(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: CommandHeaders,
+    ApiPath(iccid): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    simple_sim_command(
+        &state,
+        &principal,
+        &headers,
+        &iccid,
+        "activate",
+        StatusCode::ACCEPTED,
+        |meta| SimCommand::RequestActivation {
+            request_id: meta.command_id,
+            at: meta.occurred_at,
+        },
+    )
+    .await
 }
 
 async fn suspend(
     State(state): State<AppState>,
     principal: Principal,
     headers: CommandHeaders,
-    ApiPath(raw_iccid): ApiPath<String>,
+    ApiPath(iccid): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    principal.require(Role::Operator)?;
-    let iccid = parse_iccid(&raw_iccid)?;
-    let ctx = headers.context(&principal, &("suspend", &iccid), StatusCode::ACCEPTED);
-    let command = SimCommand::RequestSuspension {
-        request_id: ctx.metadata.command_id,
-        at: ctx.metadata.occurred_at,
-    };
-    let outcome = state
-        .store
-        .execute::<Sim>(iccid.as_str(), iccid.as_str(), command, &ctx)
-        .await;
-    run::<Sim>(&state, "suspend", outcome, StatusCode::ACCEPTED, None).await
+    simple_sim_command(
+        &state,
+        &principal,
+        &headers,
+        &iccid,
+        "suspend",
+        StatusCode::ACCEPTED,
+        |meta| SimCommand::RequestSuspension {
+            request_id: meta.command_id,
+            at: meta.occurred_at,
+        },
+    )
+    .await
 }
 
 /// Terminating is the platform's soft delete: the SIM and its history stay readable.
@@ -191,20 +216,21 @@ async fn terminate(
     State(state): State<AppState>,
     principal: Principal,
     headers: CommandHeaders,
-    ApiPath(raw_iccid): ApiPath<String>,
+    ApiPath(iccid): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    principal.require(Role::Operator)?;
-    let iccid = parse_iccid(&raw_iccid)?;
-    let ctx = headers.context(&principal, &("terminate", &iccid), StatusCode::OK);
-    let command = SimCommand::Terminate {
-        reason: None,
-        at: ctx.metadata.occurred_at,
-    };
-    let outcome = state
-        .store
-        .execute::<Sim>(iccid.as_str(), iccid.as_str(), command, &ctx)
-        .await;
-    run::<Sim>(&state, "terminate", outcome, StatusCode::OK, None).await
+    simple_sim_command(
+        &state,
+        &principal,
+        &headers,
+        &iccid,
+        "terminate",
+        StatusCode::OK,
+        |meta| SimCommand::Terminate {
+            reason: None,
+            at: meta.occurred_at,
+        },
+    )
+    .await
 }
 
 /// The SIM a quota or SMS command is about, which must exist.
