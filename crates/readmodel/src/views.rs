@@ -1,0 +1,119 @@
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+/// One SIM as `GET /sims/{iccid}` answers it: a row of the `sims` read model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct SimView {
+    pub iccid: String,
+    pub imsi: String,
+    pub msisdn: Option<String>,
+    pub label: Option<String>,
+    pub tags: Vec<String>,
+    pub status: String,
+    pub pending_change: Option<String>,
+    pub provider_status: Option<String>,
+    pub imei: Option<String>,
+    pub imei_lock: bool,
+    pub ip_address: Option<String>,
+    pub network: Option<String>,
+    pub country: Option<String>,
+    pub rat: Option<String>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub data_total: Option<i64>,
+    pub data_remaining: Option<i64>,
+    pub data_expiry: Option<DateTime<Utc>>,
+    pub sms_total: Option<i64>,
+    pub sms_remaining: Option<i64>,
+    pub sms_expiry: Option<DateTime<Utc>>,
+    pub registered_at: DateTime<Utc>,
+    pub terminated_at: Option<DateTime<Utc>>,
+    pub version: i64,
+    pub last_position: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The `sims` columns in [`SimView`]'s order, for `SELECT {SIM_COLUMNS} FROM sims …`.
+pub const SIM_COLUMNS: &str = "iccid, imsi, msisdn, label, tags, status, pending_change, provider_status, imei, \
+     imei_lock, ip_address, network, country, rat, last_seen_at, data_total, data_remaining, data_expiry, \
+     sms_total, sms_remaining, sms_expiry, registered_at, terminated_at, version, last_position, updated_at";
+
+pub async fn load_sim(pool: &PgPool, iccid: &str) -> Result<Option<SimView>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {SIM_COLUMNS} FROM sims WHERE iccid = $1"))
+        .bind(iccid)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Sums over one quota kind across the fleet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaTotals {
+    pub total: i64,
+    pub remaining: i64,
+    pub exhausted: i64,
+    pub expired: i64,
+    pub topups_pending: i64,
+}
+
+/// `GET /fleet/summary`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetSummary {
+    pub sims_total: i64,
+    /// Every status, zero included, so dashboards need not guess the keys.
+    pub sims_by_status: BTreeMap<String, i64>,
+    pub changes_pending: i64,
+    pub data: QuotaTotals,
+    pub sms: QuotaTotals,
+    pub sms_messages_by_status: BTreeMap<String, i64>,
+    /// The highest global position reflected in the read models.
+    pub as_of_position: i64,
+}
+
+pub async fn load_fleet_summary(pool: &PgPool) -> Result<FleetSummary, sqlx::Error> {
+    let mut summary = FleetSummary::default();
+    for status in ["inactive", "active", "suspended", "terminated"] {
+        summary.sims_by_status.insert(status.to_owned(), 0);
+    }
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM sims GROUP BY status")
+        .fetch_all(pool)
+        .await?;
+    for (status, count) in rows {
+        summary.sims_total += count;
+        summary.sims_by_status.insert(status, count);
+    }
+    summary.changes_pending =
+        sqlx::query_scalar("SELECT count(*) FROM sims WHERE pending_change IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    let quotas: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT kind, coalesce(sum(total), 0)::bigint, coalesce(sum(remaining), 0)::bigint, \
+         count(*) FILTER (WHERE exhausted), count(*) FILTER (WHERE expired), \
+         count(*) FILTER (WHERE pending_topup_id IS NOT NULL) FROM sim_quotas GROUP BY kind",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (kind, total, remaining, exhausted, expired, topups_pending) in quotas {
+        let totals = QuotaTotals {
+            total,
+            remaining,
+            exhausted,
+            expired,
+            topups_pending,
+        };
+        match kind.as_str() {
+            "data" => summary.data = totals,
+            _ => summary.sms = totals,
+        }
+    }
+    let sms: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM sms_messages GROUP BY status")
+        .fetch_all(pool)
+        .await?;
+    summary.sms_messages_by_status = sms.into_iter().collect();
+    summary.as_of_position =
+        sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM projection_checkpoints")
+            .fetch_one(pool)
+            .await?;
+    Ok(summary)
+}
