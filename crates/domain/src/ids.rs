@@ -94,7 +94,21 @@ pub fn luhn_check_digit(payload: &str) -> u8 {
 
 /// Implements the string plumbing shared by all validated string newtypes.
 macro_rules! string_value {
-    ($name:ident) => {
+    ($name:ident, $pattern:literal, $description:literal) => {
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "type": "string",
+                    "pattern": $pattern,
+                    "description": $description,
+                })
+            }
+        }
+
         impl $name {
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -181,7 +195,11 @@ impl Iccid {
         format!("{}{}", self.0, luhn_check_digit(&self.0))
     }
 }
-string_value!(Iccid);
+string_value!(
+    Iccid,
+    "^[0-9]{19}$",
+    "ICCID, 19 digits (1NCE's form, without the Luhn check digit)"
+);
 
 /// International Mobile Subscriber Identity: exactly 15 digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -198,7 +216,7 @@ impl Imsi {
         }
     }
 }
-string_value!(Imsi);
+string_value!(Imsi, "^[0-9]{15}$", "IMSI, 15 digits");
 
 /// A phone number as 1NCE stores it: E.164 digits without `+` (at most 15).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -215,7 +233,7 @@ impl Msisdn {
         }
     }
 }
-string_value!(Msisdn);
+string_value!(Msisdn, "^[0-9]{1,15}$", "MSISDN, digits only");
 
 /// The device's IMEI as the network reports it: 14 digits (no check digit), 15 (with it) or 16
 /// (IMEISV).
@@ -233,10 +251,12 @@ impl Imei {
         }
     }
 }
-string_value!(Imei);
+string_value!(Imei, "^[0-9]{14,16}$", "IMEI, 14 to 16 digits");
 
 /// The two quotas 1NCE keeps per SIM; each is its own aggregate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum QuotaKind {
     Data,

@@ -53,7 +53,7 @@ pub enum QuotaCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "event_type", content = "payload")]
 pub enum QuotaEvent {
     /// `period` is higher than the previous one when this assignment starts a new period.

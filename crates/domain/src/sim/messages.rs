@@ -97,7 +97,7 @@ pub enum SimCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "event_type", content = "payload")]
 pub enum SimEvent {
     SimRegistered {

@@ -11,7 +11,7 @@ pub const MAX_TAGS: usize = 20;
 pub const MAX_TAG_CHARS: usize = 50;
 
 /// The platform's view of a SIM's lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SimStatus {
     #[default]
@@ -40,7 +40,7 @@ impl fmt::Display for SimStatus {
 }
 
 /// The SIM's `status` field at 1NCE, spelled as 1NCE spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ProviderStatus {
     Enabled,
     Disabled,

@@ -13,7 +13,7 @@ pub const GSM7_PER_PART: usize = 153;
 pub const UCS2_SINGLE: usize = 70;
 pub const UCS2_PER_PART: usize = 67;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     Gsm7,

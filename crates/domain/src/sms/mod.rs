@@ -24,7 +24,7 @@ mod proptests;
 mod tests;
 
 /// MT: sent to the device; MO: sent by the device. Spelled as 1NCE's `sms_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Direction {
     #[serde(rename = "MT")]
     MobileTerminated,
@@ -170,7 +170,7 @@ pub enum SmsCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "event_type", content = "payload")]
 pub enum SmsEvent {
     SmsSendRequested {
