@@ -6,13 +6,15 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub username: String,
     #[serde(skip)]
+    #[schema(ignore)]
     pub password_hash: String,
     #[sqlx(try_from = "String")]
+    #[schema(value_type = String)]
     pub role: RoleColumn,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
@@ -33,12 +35,13 @@ impl TryFrom<String> for RoleColumn {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ApiKeyInfo {
     pub id: Uuid,
     pub name: String,
     pub prefix: String,
     #[sqlx(try_from = "String")]
+    #[schema(value_type = String)]
     pub role: RoleColumn,
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,

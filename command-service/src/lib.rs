@@ -8,6 +8,7 @@ pub mod accounts;
 mod commands;
 pub mod config;
 mod error;
+mod openapi;
 mod routes;
 mod state;
 

@@ -131,3 +131,37 @@ async fn ready_answers_503_when_postgres_is_gone(pool: PgPool) {
     let error = error_body(ready, StatusCode::SERVICE_UNAVAILABLE, "NOT_READY").await;
     assert_eq!(error["details"]["dependency"], "postgres");
 }
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn the_openapi_document_lists_every_route(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let response = app.client.get(app.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let document: serde_json::Value = response.json().await.unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = document["paths"].as_object().unwrap();
+    let expected = [
+        ("/api/v1/auth/login", "post"),
+        ("/api/v1/auth/refresh", "post"),
+        ("/api/v1/auth/api-keys", "post"),
+        ("/api/v1/auth/api-keys", "get"),
+        ("/api/v1/auth/api-keys/{id}", "delete"),
+        ("/api/v1/users", "post"),
+        ("/api/v1/users", "get"),
+        ("/api/v1/sims", "post"),
+        ("/api/v1/sims/{iccid}", "patch"),
+        ("/api/v1/sims/{iccid}", "delete"),
+        ("/api/v1/sims/{iccid}/activate", "post"),
+        ("/api/v1/sims/{iccid}/suspend", "post"),
+        ("/api/v1/sims/{iccid}/topup", "post"),
+        ("/api/v1/sims/{iccid}/sms", "post"),
+    ];
+    for (path, method) in expected {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} undocumented"
+        );
+    }
+    assert!(document["components"]["schemas"]["RegisterSim"].is_object());
+    assert!(document["components"]["securitySchemes"]["bearer"].is_object());
+}

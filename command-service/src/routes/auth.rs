@@ -12,8 +12,9 @@ use platform::{ApiError, ApiJson, ApiPath, Principal, Role};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::accounts::{RefreshUse, User};
+use crate::accounts::{ApiKeyInfo, RefreshUse, User};
 use crate::error::db_error;
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -24,22 +25,24 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/api-keys/{id}", delete(revoke_api_key))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LoginRequest {
+pub(crate) struct LoginRequest {
     username: String,
     password: String,
 }
 
-#[derive(Serialize)]
-struct TokenPair {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct TokenPair {
     access_token: String,
     refresh_token: String,
     token_type: &'static str,
     expires_in: u64,
 }
 
-async fn login(
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenPair), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn login(
     State(state): State<AppState>,
     ClientIp(client_ip): ClientIp,
     ApiJson(request): ApiJson<LoginRequest>,
@@ -92,13 +95,15 @@ async fn issue_pair(state: &AppState, user: &User, family_id: Uuid) -> Result<To
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RefreshRequest {
+pub(crate) struct RefreshRequest {
     refresh_token: String,
 }
 
-async fn refresh(
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenPair), (status = 401, body = ErrorBody)))]
+pub(crate) async fn refresh(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<RefreshRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
@@ -123,27 +128,33 @@ async fn refresh(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateApiKey {
+pub(crate) struct CreateApiKey {
     name: String,
+    /// admin, operator or viewer (the default).
+    #[schema(value_type = Option<String>)]
     role: Option<Role>,
     expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Serialize)]
-struct CreatedApiKey {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct CreatedApiKey {
     id: Uuid,
     name: String,
     prefix: String,
     /// Shown once: only its SHA-256 is stored.
     key: String,
+    #[schema(value_type = String)]
     role: Role,
     expires_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
 }
 
-async fn create_api_key(
+#[utoipa::path(post, path = "/api/v1/auth/api-keys", tag = "auth", request_body = CreateApiKey,
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 201, body = CreatedApiKey), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn create_api_key(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(request): ApiJson<CreateApiKey>,
@@ -192,7 +203,9 @@ async fn create_api_key(
     ))
 }
 
-async fn list_api_keys(
+#[utoipa::path(get, path = "/api/v1/auth/api-keys", tag = "auth", security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Vec<ApiKeyInfo>), (status = 403, body = ErrorBody)))]
+pub(crate) async fn list_api_keys(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -200,7 +213,10 @@ async fn list_api_keys(
     Ok(Json(state.accounts.list_api_keys().await.map_err(db_error)?))
 }
 
-async fn revoke_api_key(
+#[utoipa::path(delete, path = "/api/v1/auth/api-keys/{id}", tag = "auth", security(("bearer" = []), ("api_key" = [])),
+    params(("id" = Uuid, Path, description = "the key's id")),
+    responses((status = 204, description = "revoked"), (status = 404, body = ErrorBody)))]
+pub(crate) async fn revoke_api_key(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<Uuid>,

@@ -1,6 +1,6 @@
-mod auth;
-mod sims;
-mod users;
+pub(crate) mod auth;
+pub(crate) mod sims;
+pub(crate) mod users;
 
 use axum::Router;
 use platform::http::{ops_routes, with_standard_layers};
@@ -18,6 +18,9 @@ pub fn router(state: AppState) -> Router {
         let pool = pool.clone();
         async move { platform::db::ping(&pool).await }
     });
-    let router = Router::new().nest("/api/v1", api).merge(ops);
+    let router = Router::new()
+        .nest("/api/v1", api)
+        .route("/openapi.json", axum::routing::get(crate::openapi::serve))
+        .merge(ops);
     with_standard_layers(router, state.metrics.clone(), state.max_body_bytes)
 }

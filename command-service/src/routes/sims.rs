@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::commands::{answer, CommandHeaders};
 use crate::error::{domain_error, execute_error, store_error};
+use crate::openapi::{CommandAnswer, ErrorBody};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -54,9 +55,9 @@ async fn run<A: Aggregate>(
     }
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RegisterSim {
+pub(crate) struct RegisterSim {
     iccid: String,
     imsi: String,
     msisdn: Option<String>,
@@ -65,7 +66,11 @@ struct RegisterSim {
     tags: Vec<String>,
 }
 
-async fn register(
+#[utoipa::path(post, path = "/api/v1/sims", tag = "commands", request_body = RegisterSim,
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 201, body = CommandAnswer), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 410, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn register(
     State(state): State<AppState>,
     principal: Principal,
     headers: CommandHeaders,
@@ -102,16 +107,22 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateSim {
+pub(crate) struct UpdateSim {
+    /// `null` clears the label; leave the field out to keep it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     label: Option<Option<String>>,
     tags: Option<Vec<String>>,
     imei_lock: Option<bool>,
 }
 
-async fn update(
+#[utoipa::path(patch, path = "/api/v1/sims/{iccid}", tag = "commands", request_body = UpdateSim,
+    security(("bearer" = []), ("api_key" = [])), params(("iccid" = String, Path, description = "19 digits, or 20 with a correct Luhn digit")),
+    responses((status = 200, body = CommandAnswer), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 410, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn update(
     State(state): State<AppState>,
     principal: Principal,
     headers: CommandHeaders,
@@ -169,7 +180,11 @@ async fn simple_sim_command(
 }
 
 /// Recorded as requested: the sync connector carries it out at 1NCE and confirms it.
-async fn activate(
+#[utoipa::path(post, path = "/api/v1/sims/{iccid}/activate", tag = "commands",
+    security(("bearer" = []), ("api_key" = [])), params(("iccid" = String, Path, description = "19 digits, or 20 with a correct Luhn digit")),
+    responses((status = 202, body = CommandAnswer), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 410, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn activate(
     State(state): State<AppState>,
     principal: Principal,
     headers: CommandHeaders,
@@ -190,7 +205,11 @@ async fn activate(
     .await
 }
 
-async fn suspend(
+#[utoipa::path(post, path = "/api/v1/sims/{iccid}/suspend", tag = "commands",
+    security(("bearer" = []), ("api_key" = [])), params(("iccid" = String, Path, description = "19 digits, or 20 with a correct Luhn digit")),
+    responses((status = 202, body = CommandAnswer), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 410, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn suspend(
     State(state): State<AppState>,
     principal: Principal,
     headers: CommandHeaders,
@@ -212,7 +231,11 @@ async fn suspend(
 }
 
 /// Terminating is the platform's soft delete: the SIM and its history stay readable.
-async fn terminate(
+#[utoipa::path(delete, path = "/api/v1/sims/{iccid}", tag = "commands",
+    security(("bearer" = []), ("api_key" = [])), params(("iccid" = String, Path, description = "19 digits, or 20 with a correct Luhn digit")),
+    responses((status = 200, body = CommandAnswer), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 410, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn terminate(
     State(state): State<AppState>,
     principal: Principal,
     headers: CommandHeaders,
@@ -246,14 +269,20 @@ async fn existing_sim(state: &AppState, iccid: &Iccid) -> Result<Sim, ApiError> 
     Ok(loaded.state)
 }
 
-#[derive(Deserialize, Serialize, Default)]
+#[derive(Deserialize, Serialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TopUp {
+pub(crate) struct TopUp {
+    /// `data` (default) or `sms`.
+    #[schema(value_type = Option<String>)]
     quota: Option<QuotaKind>,
     payment_method: Option<String>,
 }
 
-async fn top_up(
+#[utoipa::path(post, path = "/api/v1/sims/{iccid}/topup", tag = "commands", request_body = Option<TopUp>,
+    security(("bearer" = []), ("api_key" = [])), params(("iccid" = String, Path, description = "19 digits, or 20 with a correct Luhn digit")),
+    responses((status = 202, body = CommandAnswer), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 410, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn top_up(
     State(state): State<AppState>,
     principal: Principal,
     headers: CommandHeaders,
@@ -287,14 +316,18 @@ async fn top_up(
     run::<Quota>(&state, "topup", outcome, StatusCode::ACCEPTED, None).await
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SendSms {
+pub(crate) struct SendSms {
     payload: String,
     source_address: Option<String>,
 }
 
-async fn send_sms(
+#[utoipa::path(post, path = "/api/v1/sims/{iccid}/sms", tag = "commands", request_body = SendSms,
+    security(("bearer" = []), ("api_key" = [])), params(("iccid" = String, Path, description = "19 digits, or 20 with a correct Luhn digit")),
+    responses((status = 202, body = CommandAnswer), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 410, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn send_sms(
     State(state): State<AppState>,
     principal: Principal,
     headers: CommandHeaders,

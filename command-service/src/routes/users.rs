@@ -9,18 +9,21 @@ use platform::auth::validate_password;
 use platform::{ApiError, ApiJson, Principal, Role};
 use serde::Deserialize;
 
+use crate::accounts::User;
 use crate::error::db_error;
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/users", post(create_user).get(list_users))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateUser {
+pub(crate) struct CreateUser {
     username: String,
     password: String,
+    #[schema(value_type = String)]
     role: Role,
 }
 
@@ -31,7 +34,10 @@ fn valid_username(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
 }
 
-async fn create_user(
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUser,
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 201, body = User), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn create_user(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(request): ApiJson<CreateUser>,
@@ -62,7 +68,9 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-async fn list_users(
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Vec<User>), (status = 403, body = ErrorBody)))]
+pub(crate) async fn list_users(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<impl IntoResponse, ApiError> {

@@ -42,17 +42,19 @@ impl Cache {
     /// Connects when Redis answers; otherwise a cache that always misses (and says so once).
     pub async fn connect(config: CacheConfig) -> Self {
         let connection = match redis::Client::open(config.redis_url.as_str()) {
-            Ok(client) => match tokio::time::timeout(Duration::from_secs(2), client.get_connection_manager()).await {
-                Ok(Ok(connection)) => Some(connection),
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "Redis unavailable; reads go to Postgres");
-                    None
+            Ok(client) => {
+                match tokio::time::timeout(Duration::from_secs(2), client.get_connection_manager()).await {
+                    Ok(Ok(connection)) => Some(connection),
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "Redis unavailable; reads go to Postgres");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::warn!("Redis did not answer in time; reads go to Postgres");
+                        None
+                    }
                 }
-                Err(_) => {
-                    tracing::warn!("Redis did not answer in time; reads go to Postgres");
-                    None
-                }
-            },
+            }
             Err(error) => {
                 tracing::warn!(%error, "invalid REDIS_URL; caching disabled");
                 None
@@ -82,7 +84,8 @@ impl Cache {
     }
 
     pub async fn put_sim(&self, sim: &SimView) {
-        self.put_json(&self.sim_key(&sim.iccid), sim, self.config.sim_ttl).await;
+        self.put_json(&self.sim_key(&sim.iccid), sim, self.config.sim_ttl)
+            .await;
     }
 
     pub async fn get_fleet_summary(&self) -> Option<FleetSummary> {

@@ -3,7 +3,9 @@
 //! and a fresh one are the same bytes.
 
 mod cache;
+mod replay;
 mod views;
 
 pub use cache::{Cache, CacheConfig};
+pub use replay::{sim_view_as_of, try_sim_view_as_of, ReplayError};
 pub use views::{load_fleet_summary, load_sim, FleetSummary, QuotaTotals, SimView, SIM_COLUMNS};

@@ -36,7 +36,8 @@ pub struct SimView {
 }
 
 /// The `sims` columns in [`SimView`]'s order, for `SELECT {SIM_COLUMNS} FROM sims …`.
-pub const SIM_COLUMNS: &str = "iccid, imsi, msisdn, label, tags, status, pending_change, provider_status, imei, \
+pub const SIM_COLUMNS: &str =
+    "iccid, imsi, msisdn, label, tags, status, pending_change, provider_status, imei, \
      imei_lock, ip_address, network, country, rat, last_seen_at, data_total, data_remaining, data_expiry, \
      sms_total, sms_remaining, sms_expiry, registered_at, terminated_at, version, last_position, updated_at";
 

@@ -1,0 +1,217 @@
+//! From the event store itself: a SIM's full history and its state at any instant.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use eventstore::{LogCursor, StoreError, StoredEvent};
+use platform::{ApiError, ApiPath, ApiQuery, Principal};
+use readmodel::SimView;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgPool;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::consistency::Reader;
+use crate::params::{event_limit, invalid, parse_iccid, parse_instant};
+use crate::routes::sims::sim_not_found;
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sims/{iccid}/events", get(events))
+        .route("/sims/{iccid}/state", get(state_as_of))
+}
+
+/// The columns of a stored event, in `EventRow`'s order.
+pub const EVENT_COLUMNS: &str =
+    "position, transaction_id::text AS transaction_id, aggregate_type, aggregate_id, \
+     sequence, event_type, event_version, iccid, recorded_at, metadata, payload";
+
+#[derive(sqlx::FromRow)]
+pub struct EventRow {
+    position: i64,
+    transaction_id: String,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    iccid: String,
+    recorded_at: DateTime<Utc>,
+    metadata: serde_json::Value,
+    payload: serde_json::Value,
+}
+
+impl From<EventRow> for StoredEvent {
+    fn from(row: EventRow) -> Self {
+        Self {
+            position: row.position,
+            transaction_id: row.transaction_id.parse().ok(),
+            aggregate_type: row.aggregate_type,
+            aggregate_id: row.aggregate_id,
+            sequence: row.sequence,
+            event_type: row.event_type,
+            event_version: row.event_version,
+            iccid: row.iccid,
+            recorded_at: row.recorded_at,
+            metadata: row.metadata,
+            payload: row.payload,
+        }
+    }
+}
+
+/// The cursor of a public position; an unknown one is 400 `UNKNOWN_POSITION`.
+pub async fn cursor_at(state: &AppState, parameter: &str, position: i64) -> Result<LogCursor, ApiError> {
+    if position < 0 {
+        return Err(invalid(parameter, "positions are 0 or more"));
+    }
+    match state.log.cursor_at(position).await {
+        Ok(cursor) => Ok(cursor),
+        Err(StoreError::UnknownPosition(_)) => Err(ApiError::bad_request(
+            "UNKNOWN_POSITION",
+            format!("no event at position {position}"),
+        )
+        .with_details(json!({ "parameter": parameter, "position": position }))),
+        Err(error) => Err(ApiError::internal(error)),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// Continue after this event's position (`next_after` of the previous page); default 0, the
+    /// beginning.
+    #[param(minimum = 0)]
+    after_position: Option<i64>,
+    /// Events per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SimHistory {
+    pub iccid: String,
+    /// Oldest first, in the global log's order, with their metadata.
+    #[schema(value_type = Vec<crate::openapi::StoredEventDoc>)]
+    pub events: Vec<StoredEvent>,
+    /// `after_position` of the next page: the last event's position, or the same
+    /// `after_position` when this page is empty.
+    pub next_after: i64,
+}
+
+/// A SIM's full history (SIM, quota and SMS events), oldest first, with metadata.
+///
+/// The order is the global log's (writing transaction, then position), and only events no
+/// in-flight transaction can precede are served, so paging with `next_after` never skips an
+/// event that commits late.
+#[utoipa::path(
+    get, path = "/api/v1/sims/{iccid}/events", tag = "history",
+    params(("iccid" = String, Path, description = "ICCID"), HistoryParams, crate::openapi::ConsistencyHeader),
+    responses(
+        (status = 200, description = "One page of the history", body = SimHistory),
+        (status = 400, description = "`INVALID_QUERY`, `UNKNOWN_POSITION`", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`SIM_NOT_FOUND`: no event names this ICCID", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`INVALID_ICCID`", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn events(
+    State(state): State<AppState>,
+    _: Principal,
+    ApiPath(raw_iccid): ApiPath<String>,
+    ApiQuery(params): ApiQuery<HistoryParams>,
+    _reader: Reader,
+) -> Result<Json<SimHistory>, ApiError> {
+    let iccid = parse_iccid(&raw_iccid)?;
+    let limit = event_limit(params.limit)?;
+    let after = params.after_position.unwrap_or(0);
+    let cursor = cursor_at(&state, "after_position", after).await?;
+    let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events \
+         WHERE iccid = $1 AND (transaction_id, position) > ($2::text::xid8, $3) \
+           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY transaction_id, position LIMIT $4"
+    ))
+    .bind(iccid.as_str())
+    .bind(cursor.transaction_id.to_string())
+    .bind(cursor.position)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await?;
+    if rows.is_empty() && !has_events(&state.pool, iccid.as_str()).await? {
+        return Err(sim_not_found(iccid.as_str()));
+    }
+    let events: Vec<StoredEvent> = rows.into_iter().map(StoredEvent::from).collect();
+    let next_after = events.last().map_or(after, |e| e.position);
+    Ok(Json(SimHistory {
+        iccid: iccid.to_string(),
+        events,
+        next_after,
+    }))
+}
+
+async fn has_events(pool: &PgPool, iccid: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE iccid = $1)")
+        .bind(iccid)
+        .fetch_one(pool)
+        .await
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StateParams {
+    /// RFC 3339 instant (default: now). Events recorded at or before it are replayed.
+    #[param(format = DateTime)]
+    as_of: Option<String>,
+}
+
+/// The SIM as it was at `as_of`, rebuilt from its events by the domain's own `apply`, in the
+/// shape of `GET /sims/{iccid}`.
+#[utoipa::path(
+    get, path = "/api/v1/sims/{iccid}/state", tag = "history",
+    params(("iccid" = String, Path, description = "ICCID"), StateParams, crate::openapi::ConsistencyHeader),
+    responses(
+        (status = 200, description = "The SIM at that instant", body = crate::openapi::SimViewDoc),
+        (status = 400, description = "`INVALID_QUERY` (a bad `as_of`)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
+        (status = 404, description = "`SIM_NOT_FOUND`: not registered by then", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`INVALID_ICCID`", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn state_as_of(
+    State(state): State<AppState>,
+    _: Principal,
+    ApiPath(raw_iccid): ApiPath<String>,
+    ApiQuery(params): ApiQuery<StateParams>,
+    _reader: Reader,
+) -> Result<Json<SimView>, ApiError> {
+    let iccid = parse_iccid(&raw_iccid)?;
+    let as_of = match params.as_of.as_deref() {
+        Some(raw) => parse_instant("as_of", raw)?,
+        None => Utc::now(),
+    };
+    let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events \
+         WHERE iccid = $1 AND recorded_at <= $2 AND aggregate_type IN ('sim', 'quota') \
+         ORDER BY transaction_id, position"
+    ))
+    .bind(iccid.as_str())
+    .bind(as_of)
+    .fetch_all(&state.pool)
+    .await?;
+    let events: Vec<StoredEvent> = rows.into_iter().map(StoredEvent::from).collect();
+    let view = readmodel::try_sim_view_as_of(&events).map_err(ApiError::internal)?;
+    view.map(Json).ok_or_else(|| {
+        ApiError::not_found(
+            "SIM_NOT_FOUND",
+            format!(
+                "no SIM with ICCID {iccid} was registered at {}",
+                as_of.to_rfc3339()
+            ),
+        )
+        .with_details(json!({ "iccid": iccid.as_str(), "as_of": as_of }))
+    })
+}
