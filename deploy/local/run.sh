@@ -10,11 +10,12 @@ export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/simplatfo
 export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 export COMMAND_ADDR=${COMMAND_ADDR:-127.0.0.1:8081}
+export QUERY_ADDR=${QUERY_ADDR:-127.0.0.1:8080}
 export BOOTSTRAP_ADMIN_USERNAME=${BOOTSTRAP_ADMIN_USERNAME:-admin}
 export BOOTSTRAP_ADMIN_PASSWORD=${BOOTSTRAP_ADMIN_PASSWORD:-admin-change-me}
 
 echo "[run] building the services (release)…" >&2
-cargo build --release --locked -p command-service
+cargo build --release --locked -p command-service -p query-service
 
 mkdir -p .run
 pids=()
@@ -45,11 +46,14 @@ wait_ready() {
 
 start command-service
 wait_ready command-service "http://$COMMAND_ADDR/ready"
+start query-service
+wait_ready query-service "http://$QUERY_ADDR/ready"
 
 cat <<MSG
 
 The platform is running.
-  command API  http://$COMMAND_ADDR/api/v1   (health: /health, /ready, /metrics)
+  command API  http://$COMMAND_ADDR/api/v1   (health: /health, /ready, /metrics; /openapi.json)
+  query API    http://$QUERY_ADDR/api/v1   (health: /health, /ready, /metrics; /openapi.json)
 
 Log in as the bootstrap admin (created only if no user existed yet):
   curl -s -X POST http://$COMMAND_ADDR/api/v1/auth/login \\
