@@ -1,0 +1,745 @@
+//! The relay against a real Postgres (a fresh database per test) and a real NATS JetStream
+//! (a stream and subject prefix of its own per test, deleted at the end).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream::StorageType};
+use async_nats::HeaderMap;
+use eventstore::{GlobalLog, LogCursor, StoredEvent};
+use prometheus::Registry;
+use relay::{
+    message_cursor, message_id, Relay, RelayConfig, RelayError, HEADER_EXPECTED_LAST_MSG_ID,
+    HEADER_EXPECTED_LAST_SEQUENCE, HEADER_MSG_ID, HEADER_POSITION, HEADER_TRANSACTION_ID,
+};
+use sqlx::{PgConnection, PgPool};
+
+const NATS_URL: &str = "nats://127.0.0.1:4222";
+const DEADLINE: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// A stream and prefix of the test's own; the stream is deleted when the guard drops (even
+/// when the test panics), so tests run in parallel and leave nothing behind.
+struct TestStream {
+    config: RelayConfig,
+    js: jetstream::Context,
+}
+
+impl TestStream {
+    async fn new() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let config = RelayConfig {
+            stream: format!("T_{id}"),
+            subject_prefix: format!("t{id}"),
+            poll_interval: Duration::from_millis(10),
+            lock_retry_interval: Duration::from_millis(100),
+            ..RelayConfig::default()
+        };
+        Self {
+            config,
+            js: jetstream::new(nats().await),
+        }
+    }
+
+    fn config(&self) -> RelayConfig {
+        self.config.clone()
+    }
+
+    async fn relay(&self, pool: &PgPool, config: RelayConfig) -> (Relay, Registry) {
+        let registry = Registry::new();
+        let relay = Relay::new(config, pool.clone(), nats().await, &registry).expect("relay");
+        (relay, registry)
+    }
+
+    /// Every message in the stream, in stream order.
+    async fn messages(&self) -> Vec<jetstream::message::StreamMessage> {
+        let Ok(mut stream) = self.js.get_stream(&self.config.stream).await else {
+            return Vec::new(); // not created yet
+        };
+        let state = stream.info().await.expect("info").state.clone();
+        let mut messages = Vec::new();
+        if state.messages == 0 {
+            return messages;
+        }
+        for sequence in state.first_sequence..=state.last_sequence {
+            if let Ok(message) = stream.get_raw_message(sequence).await {
+                messages.push(message);
+            }
+        }
+        messages
+    }
+
+    async fn wait_for_messages(&self, count: usize) -> Vec<jetstream::message::StreamMessage> {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let messages = self.messages().await;
+            if messages.len() >= count || tokio::time::Instant::now() > deadline {
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for TestStream {
+    fn drop(&mut self) {
+        let name = self.config.stream.clone();
+        // Async work cannot run in drop; a short-lived runtime on its own thread can.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                if let Ok(client) = async_nats::connect(NATS_URL).await {
+                    let _ = jetstream::new(client).delete_stream(&name).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn nats() -> async_nats::Client {
+    async_nats::connect(NATS_URL)
+        .await
+        .expect("NATS at 127.0.0.1:4222")
+}
+
+fn iccid(n: usize) -> String {
+    format!("89883030000000{:05}", n % 7)
+}
+
+async fn insert(conn: &mut PgConnection, aggregate_id: &str, sequence: i64, n: usize) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, iccid) \
+         VALUES ('test', $1, $2, $3, '1.0', $4, $5, $6) RETURNING position",
+    )
+    .bind(aggregate_id)
+    .bind(sequence)
+    .bind(["Happened", "AlsoHappened"][n % 2])
+    .bind(serde_json::json!({ "n": n, "text": "é ünïcode" }))
+    .bind(serde_json::json!({ "actor": "user:test", "correlation_id": format!("c{n}") }))
+    .bind(iccid(n))
+    .fetch_one(conn)
+    .await
+    .expect("insert event")
+}
+
+/// `count` events over 5 aggregates, numbered from `from`, each in its own transaction.
+async fn insert_events(pool: &PgPool, from: usize, count: usize) {
+    let mut conn = pool.acquire().await.unwrap();
+    for n in from..from + count {
+        insert(&mut conn, &format!("agg-{}", n % 5), (n / 5 + 1) as i64, n).await;
+    }
+}
+
+/// The whole log in global order, once every committed event is readable (transactions of
+/// tests running in parallel, in other databases, hold the horizon back for a moment).
+async fn log_events(pool: &PgPool, expected: usize) -> Vec<StoredEvent> {
+    let log = GlobalLog::new(pool.clone());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let events = log.read_after(LogCursor::START, 100_000).await.unwrap();
+        if events.len() >= expected || tokio::time::Instant::now() > deadline {
+            assert_eq!(events.len(), expected, "events readable in the log");
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Calls `publish_pending_once` until the relay has published `expected` events in all.
+async fn publish_all(relay: &mut Relay, expected: u64) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while relay.metrics().events_published.get() < expected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "relay did not publish {expected} events in time"
+        );
+        match relay.publish_pending_once().await {
+            Ok(0) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Ok(_) => {}
+            Err(error) => panic!("publish failed: {error}"),
+        }
+    }
+    assert_eq!(relay.metrics().events_published.get(), expected);
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .map(|v| v.as_str())
+        .unwrap_or_else(|| panic!("header {name} missing"))
+}
+
+/// The stream holds exactly the log's events, once each, in global order, with the right
+/// subjects, headers and envelopes.
+fn assert_stream_equals_log(
+    config: &RelayConfig,
+    messages: &[jetstream::message::StreamMessage],
+    events: &[StoredEvent],
+) {
+    let ids: Vec<&str> = messages
+        .iter()
+        .map(|m| header(&m.headers, HEADER_MSG_ID))
+        .collect();
+    let unique: HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "no message id twice in the stream");
+    assert_eq!(messages.len(), events.len(), "one message per event");
+    for (message, event) in messages.iter().zip(events) {
+        assert_eq!(
+            message.subject.as_str(),
+            format!(
+                "{}.v1.{}.{}",
+                config.subject_prefix, event.iccid, event.event_type
+            )
+        );
+        assert_eq!(
+            header(&message.headers, HEADER_MSG_ID),
+            format!(
+                "{}:{}:{}",
+                event.aggregate_type, event.aggregate_id, event.sequence
+            )
+        );
+        assert_eq!(
+            header(&message.headers, HEADER_POSITION),
+            event.position.to_string()
+        );
+        assert_eq!(
+            header(&message.headers, HEADER_TRANSACTION_ID),
+            event.transaction_id.unwrap().to_string()
+        );
+        assert_eq!(message_cursor(&message.headers), Some(LogCursor::after(event)));
+        let envelope: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+        assert_eq!(envelope, serde_json::to_value(event).unwrap());
+        for field in [
+            "position",
+            "aggregate_type",
+            "aggregate_id",
+            "sequence",
+            "event_type",
+            "event_version",
+            "recorded_at",
+            "metadata",
+            "payload",
+        ] {
+            assert!(envelope.get(field).is_some(), "envelope field {field}");
+        }
+    }
+}
+
+async fn checkpoint(pool: &PgPool, stream: &str) -> Option<(LogCursor, i64)> {
+    let row: Option<(String, i64, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text, position, stream_sequence FROM relay_checkpoints WHERE stream = $1",
+    )
+    .bind(stream)
+    .fetch_optional(pool)
+    .await
+    .unwrap();
+    row.map(|(transaction_id, position, sequence)| {
+        (
+            LogCursor {
+                transaction_id: transaction_id.parse().unwrap(),
+                position,
+            },
+            sequence,
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Every event arrives exactly once, in global order, with subject, headers and envelope.
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn publishes_every_event_once_in_global_order(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = RelayConfig {
+        batch_size: 64,
+        max_in_flight: 16,
+        ..test.config()
+    };
+    insert_events(&pool, 0, 300).await;
+    let events = log_events(&pool, 300).await;
+
+    let (mut relay, registry) = test.relay(&pool, config.clone()).await;
+    publish_all(&mut relay, 300).await;
+    assert_eq!(relay.publish_pending_once().await.unwrap(), 0, "caught up");
+
+    let messages = test.messages().await;
+    assert_stream_equals_log(&config, &messages, &events);
+    // Pipelined publishes each expected the sequence before their own and, within a batch,
+    // their predecessor as the last message.
+    let mut chained = 0;
+    for (i, message) in messages.iter().enumerate() {
+        assert_eq!(
+            header(&message.headers, HEADER_EXPECTED_LAST_SEQUENCE),
+            (message.sequence - 1).to_string()
+        );
+        if let Some(previous) = message.headers.get(HEADER_EXPECTED_LAST_MSG_ID) {
+            assert_eq!(previous.as_str(), header(&messages[i - 1].headers, HEADER_MSG_ID));
+            chained += 1;
+        }
+    }
+    assert_eq!(chained, 300 - 5, "all but each batch's first message are chained");
+
+    let last = events.last().unwrap();
+    assert_eq!(
+        checkpoint(&pool, &config.stream).await,
+        Some((LogCursor::after(last), 300))
+    );
+    assert_eq!(relay.cursor(), Some(LogCursor::after(last)));
+
+    // The stream the relay created.
+    let mut stream = test.js.get_stream(&config.stream).await.unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(
+        info.config.subjects,
+        vec![format!("{}.v1.>", config.subject_prefix)]
+    );
+    assert_eq!(info.config.storage, StorageType::File);
+    assert_eq!(info.config.duplicate_window, Duration::from_secs(600));
+
+    let metrics = relay.metrics();
+    assert_eq!(metrics.is_leader.get(), 1);
+    assert_eq!(metrics.lag_events.get(), 0);
+    assert_eq!(metrics.lag_seconds.get(), 0.0);
+    assert_eq!(metrics.rewinds.get(), 0);
+    let names: HashSet<String> = registry.gather().iter().map(|f| f.name().to_owned()).collect();
+    for name in [
+        "relay_events_published_total",
+        "relay_lag_events",
+        "relay_lag_seconds",
+        "relay_rewinds_total",
+        "relay_is_leader",
+    ] {
+        assert!(names.contains(name), "metric {name} registered");
+    }
+}
+
+/// Lag reports what is readable and not yet published.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn lag_counts_unpublished_events(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = RelayConfig {
+        batch_size: 10,
+        ..test.config()
+    };
+    insert_events(&pool, 0, 25).await;
+    log_events(&pool, 25).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (mut relay, _registry) = test.relay(&pool, config).await;
+    assert_eq!(relay.publish_pending_once().await.unwrap(), 10);
+    assert_eq!(relay.metrics().lag_events.get(), 15);
+    assert!(
+        relay.metrics().lag_seconds.get() >= 0.05,
+        "age of the oldest unpublished event"
+    );
+    assert_eq!(relay.publish_pending_once().await.unwrap(), 10);
+    assert_eq!(relay.publish_pending_once().await.unwrap(), 5);
+    assert_eq!(relay.metrics().lag_events.get(), 0);
+    assert_eq!(relay.metrics().lag_seconds.get(), 0.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. A restarted relay continues without loss or duplicates.
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn restarted_relay_continues_without_loss_or_duplicates(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = RelayConfig {
+        batch_size: 30,
+        ..test.config()
+    };
+    insert_events(&pool, 0, 100).await;
+    log_events(&pool, 100).await;
+
+    let (mut first, _r1) = test.relay(&pool, config.clone()).await;
+    assert_eq!(first.publish_pending_once().await.unwrap(), 30);
+    assert_eq!(first.publish_pending_once().await.unwrap(), 30);
+    drop(first); // mid-stream, no clean shutdown
+
+    insert_events(&pool, 100, 50).await;
+    let events = log_events(&pool, 150).await;
+    let (mut second, _r2) = test.relay(&pool, config.clone()).await;
+    publish_all(&mut second, 90).await;
+
+    assert_stream_equals_log(&config, &test.messages().await, &events);
+    assert_eq!(second.metrics().rewinds.get(), 0);
+}
+
+/// A relay that died after JetStream stored a batch but before its checkpoint commit: the
+/// next one finds the stream ahead and continues after the stream's last message instead of
+/// republishing (which JetStream would drop as duplicates, but only within its window).
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn stream_ahead_of_checkpoint_moves_forward(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = test.config();
+    insert_events(&pool, 0, 40).await;
+    let events = log_events(&pool, 40).await;
+    let (mut first, _r1) = test.relay(&pool, config.clone()).await;
+    publish_all(&mut first, 40).await;
+    drop(first);
+
+    // As if the checkpoint had stayed at event 10.
+    sqlx::query(
+        "UPDATE relay_checkpoints SET transaction_id = $1::text::xid8, position = $2, stream_sequence = 10",
+    )
+    .bind(events[9].transaction_id.unwrap().to_string())
+    .bind(events[9].position)
+    .execute(&pool)
+    .await
+    .unwrap();
+    insert_events(&pool, 40, 5).await;
+    let events = log_events(&pool, 45).await;
+
+    let (mut second, _r2) = test.relay(&pool, config.clone()).await;
+    assert_eq!(
+        second.publish_pending_once().await.unwrap(),
+        5,
+        "only the new events"
+    );
+    assert_stream_equals_log(&config, &test.messages().await, &events);
+    assert_eq!(second.metrics().rewinds.get(), 0);
+    assert_eq!(
+        checkpoint(&pool, &config.stream).await,
+        Some((LogCursor::after(events.last().unwrap()), 45))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. The stream lost acknowledged messages: the relay notices at start and republishes.
+
+/// JetStream kept only the first 25 of 40 acknowledged messages (as after an OS crash with lazy
+/// fsync: the stream's tail and the memory of its ids are gone). Simulated by recreating the
+/// stream with copies of its first 25 messages.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn stream_behind_checkpoint_is_refilled(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = test.config();
+    insert_events(&pool, 0, 40).await;
+    let events = log_events(&pool, 40).await;
+    let (mut first, _r1) = test.relay(&pool, config.clone()).await;
+    publish_all(&mut first, 40).await;
+    drop(first);
+
+    let kept: Vec<_> = test.messages().await.into_iter().take(25).collect();
+    test.js.delete_stream(&config.stream).await.unwrap();
+    let (second, _r2) = test.relay(&pool, config.clone()).await;
+    second.ensure_stream().await.unwrap();
+    for message in &kept {
+        test.js
+            .publish_with_headers(
+                message.subject.clone(),
+                message.headers.clone(),
+                message.payload.clone(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    assert_eq!(test.messages().await.len(), 25);
+    drop(second);
+
+    let (mut third, _r3) = test.relay(&pool, config.clone()).await;
+    publish_all(&mut third, 15).await;
+    assert_eq!(third.metrics().rewinds.get(), 1);
+    assert_stream_equals_log(&config, &test.messages().await, &events);
+}
+
+/// The whole stream is gone (recreated empty): everything is republished from the start.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn empty_stream_is_refilled_from_the_start(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = test.config();
+    insert_events(&pool, 0, 20).await;
+    let events = log_events(&pool, 20).await;
+    let (mut first, _r1) = test.relay(&pool, config.clone()).await;
+    publish_all(&mut first, 20).await;
+    drop(first);
+    test.js.delete_stream(&config.stream).await.unwrap();
+
+    let (mut second, _r2) = test.relay(&pool, config.clone()).await;
+    publish_all(&mut second, 20).await;
+    assert_eq!(second.metrics().rewinds.get(), 1);
+    assert_stream_equals_log(&config, &test.messages().await, &events);
+}
+
+/// A purge empties the stream but JetStream still remembers the ids within its duplicate
+/// window, so a republish is dropped as a duplicate: the relay says so, does not skip the
+/// event, and counts the rewind once however often it retries.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn purged_stream_is_detected_and_never_skipped(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = test.config();
+    insert_events(&pool, 0, 10).await;
+    log_events(&pool, 10).await;
+    let (mut relay, _r) = test.relay(&pool, config.clone()).await;
+    publish_all(&mut relay, 10).await;
+    drop(relay);
+    test.js
+        .get_stream(&config.stream)
+        .await
+        .unwrap()
+        .purge()
+        .await
+        .unwrap();
+
+    let (mut restarted, _r2) = test.relay(&pool, config.clone()).await;
+    for _ in 0..3 {
+        match restarted.publish_pending_once().await {
+            Err(RelayError::ForgottenDuplicate { msg_id, .. }) => assert_eq!(msg_id, "test:agg-0:1"),
+            other => panic!("expected a forgotten duplicate, got {other:?}"),
+        }
+    }
+    assert_eq!(restarted.metrics().rewinds.get(), 1);
+    assert_eq!(restarted.metrics().events_published.get(), 0);
+    assert_eq!(
+        restarted.cursor(),
+        None,
+        "not synced: the next call looks at the stream again"
+    );
+    assert!(test.messages().await.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. A relay with a stale view of the stream is refused by NATS and recovers.
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn stale_relay_is_refused_and_recovers(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = test.config();
+    insert_events(&pool, 0, 10).await;
+    log_events(&pool, 10).await;
+    let (mut relay, _r) = test.relay(&pool, config.clone()).await;
+    publish_all(&mut relay, 10).await;
+
+    // Another publisher appends behind the relay's back.
+    test.js
+        .publish(
+            format!("{}.v1.foreign.Thing", config.subject_prefix),
+            "not an event".into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    insert_events(&pool, 10, 10).await;
+    let events = log_events(&pool, 20).await;
+
+    match relay.publish_pending_once().await {
+        Err(RelayError::StaleSequence { expected, .. }) => assert_eq!(expected, 10),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        relay.metrics().events_published.get(),
+        10,
+        "nothing of the refused batch counts"
+    );
+    publish_all(&mut relay, 20).await;
+
+    let messages = test.messages().await;
+    assert_eq!(messages.len(), 21);
+    assert_eq!(
+        messages[10].subject.as_str(),
+        format!("{}.v1.foreign.Thing", config.subject_prefix)
+    );
+    let ours: Vec<_> = messages
+        .into_iter()
+        .filter(|m| message_cursor(&m.headers).is_some())
+        .collect();
+    assert_stream_equals_log(&config, &ours, &events);
+    assert_eq!(relay.metrics().rewinds.get(), 0);
+}
+
+/// A relay restarting after a foreign message finds its own last message behind it.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn sync_steps_over_foreign_messages(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = test.config();
+    insert_events(&pool, 0, 5).await;
+    log_events(&pool, 5).await;
+    let (mut first, _r) = test.relay(&pool, config.clone()).await;
+    publish_all(&mut first, 5).await;
+    drop(first);
+    for _ in 0..3 {
+        test.js
+            .publish(format!("{}.v1.foreign.Thing", config.subject_prefix), "x".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    insert_events(&pool, 5, 5).await;
+    let events = log_events(&pool, 10).await;
+    let (mut second, _r2) = test.relay(&pool, config.clone()).await;
+    assert_eq!(second.publish_pending_once().await.unwrap(), 5);
+    let ours: Vec<_> = test
+        .messages()
+        .await
+        .into_iter()
+        .filter(|m| message_cursor(&m.headers).is_some())
+        .collect();
+    assert_stream_equals_log(&config, &ours, &events);
+    assert_eq!(second.metrics().rewinds.get(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. One active relay; the standby takes over when it dies.
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn only_the_lock_holder_publishes_and_the_standby_takes_over(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = RelayConfig {
+        batch_size: 7,
+        ..test.config()
+    };
+    insert_events(&pool, 0, 50).await;
+    log_events(&pool, 50).await;
+
+    let (a, _ra) = test.relay(&pool, config.clone()).await;
+    let (b, _rb) = test.relay(&pool, config.clone()).await;
+    let (a_metrics, b_metrics) = (a.metrics().clone(), b.metrics().clone());
+    let a_task = tokio::spawn(a.run(std::future::pending()));
+    let b_task = tokio::spawn(b.run(std::future::pending()));
+
+    assert_eq!(test.wait_for_messages(50).await.len(), 50);
+    let published = (a_metrics.events_published.get(), b_metrics.events_published.get());
+    assert!(
+        published == (50, 0) || published == (0, 50),
+        "one relay published all: {published:?}"
+    );
+    assert_eq!(a_metrics.is_leader.get() + b_metrics.is_leader.get(), 1);
+    let (leader_task, standby_task, standby_metrics) = if published.0 == 50 {
+        (a_task, b_task, b_metrics)
+    } else {
+        (b_task, a_task, a_metrics)
+    };
+
+    // The leader dies: its task and lock connection are gone without a goodbye.
+    leader_task.abort();
+    let _ = leader_task.await;
+    let died = tokio::time::Instant::now();
+    insert_events(&pool, 50, 30).await;
+    let events = log_events(&pool, 80).await;
+    let messages = test.wait_for_messages(80).await;
+    assert!(
+        died.elapsed() < Duration::from_secs(10),
+        "took over in {:?}",
+        died.elapsed()
+    );
+    assert_stream_equals_log(&config, &messages, &events);
+    assert_eq!(standby_metrics.events_published.get(), 30);
+    assert_eq!(standby_metrics.is_leader.get(), 1);
+    standby_task.abort();
+    let _ = standby_task.await;
+}
+
+/// The lock's connection is killed under a leader: it stops at once and the other relay
+/// takes over; the old leader then stands by.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn relay_whose_lock_connection_dies_stops_publishing(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = test.config();
+    insert_events(&pool, 0, 5).await;
+    log_events(&pool, 5).await;
+    let (mut a, _ra) = test.relay(&pool, config.clone()).await;
+    let (mut b, _rb) = test.relay(&pool, config.clone()).await;
+    publish_all(&mut a, 5).await;
+    assert!(matches!(
+        b.publish_pending_once().await,
+        Err(RelayError::NotLeader)
+    ));
+    assert_eq!(b.metrics().is_leader.get(), 0);
+
+    let killed: Vec<i32> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid)::int FROM pg_locks \
+         WHERE locktype = 'advisory' AND granted \
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(killed.len(), 1, "one lock holder");
+
+    insert_events(&pool, 5, 5).await;
+    let events = log_events(&pool, 10).await;
+    assert!(matches!(
+        a.publish_pending_once().await,
+        Err(RelayError::LeadershipLost(_))
+    ));
+    assert!(!a.is_leader());
+    assert_eq!(a.metrics().is_leader.get(), 0);
+
+    publish_all(&mut b, 5).await;
+    assert!(matches!(
+        a.publish_pending_once().await,
+        Err(RelayError::NotLeader)
+    ));
+    assert_eq!(a.metrics().events_published.get(), 5);
+    assert_stream_equals_log(&config, &test.messages().await, &events);
+}
+
+/// A clean shutdown releases the lock at once.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn shutdown_releases_the_lock(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = test.config();
+    let (a, _ra) = test.relay(&pool, config.clone()).await;
+    let a_metrics = a.metrics().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(a.run(async move {
+        let _ = stopped.await;
+    }));
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while a_metrics.is_leader.get() == 0 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    assert_eq!(a_metrics.is_leader.get(), 0);
+    let (mut b, _rb) = test.relay(&pool, config).await;
+    assert!(b.try_lead().await.unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Events committed out of order by concurrent transactions are all published.
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn events_committed_out_of_order_are_all_published(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = test.config();
+    let mut t1 = pool.begin().await.unwrap();
+    let mut t2 = pool.begin().await.unwrap();
+    let p1 = insert(&mut t1, "a", 1, 1).await;
+    let p2 = insert(&mut t2, "b", 1, 2).await;
+    let p3 = insert(&mut t1, "a", 2, 3).await;
+    let p4 = insert(&mut t2, "b", 2, 4).await;
+    t2.commit().await.unwrap();
+
+    let (mut relay, _r) = test.relay(&pool, config.clone()).await;
+    for _ in 0..5 {
+        assert_eq!(
+            relay.publish_pending_once().await.unwrap(),
+            0,
+            "t1 holds everything back"
+        );
+    }
+    assert!(test.messages().await.is_empty());
+
+    t1.commit().await.unwrap();
+    publish_all(&mut relay, 4).await;
+    let events = log_events(&pool, 4).await;
+    let positions: Vec<i64> = events.iter().map(|e| e.position).collect();
+    assert_eq!(
+        positions,
+        vec![p1, p3, p2, p4],
+        "global order: by transaction, then position"
+    );
+    assert_stream_equals_log(&config, &test.messages().await, &events);
+    assert_eq!(message_id(&events[1]), "test:a:2");
+}

@@ -1,0 +1,143 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use platform::config::{CommonConfig, ConfigError};
+
+/// The projectors' settings, read once at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `PROJECTORS_ADDR`, default 127.0.0.1:9101: `/health`, `/ready`, `/metrics`.
+    pub addr: SocketAddr,
+    /// `NATS_STREAM`, default `SIM_EVENTS`.
+    pub stream: String,
+    /// `NATS_SUBJECT_PREFIX`, default `sim`: the consumer filters `<prefix>.v1.>`.
+    pub subject_prefix: String,
+    /// `REDIS_KEY_PREFIX`, default `simplatform`: must match the query API's.
+    pub redis_key_prefix: String,
+    /// `PROJECTOR_NAME`, default `read-models`: the durable consumer's name, and the projector
+    /// name in `projection_checkpoints` / `projection_versions` (the query API's
+    /// `CONSISTENCY_PROJECTOR`).
+    pub projector: String,
+    /// `DB_MAX_CONNECTIONS`, default 5.
+    pub db_max_connections: u32,
+    pub consumer: ConsumerSettings,
+}
+
+/// How the durable pull consumer is created and read.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// `PROJECTOR_ACK_WAIT_SECS`, default 30: redelivery after this without an ack (the
+    /// projector sends "in progress" while it retries a message).
+    pub ack_wait: Duration,
+    /// `PROJECTOR_MAX_ACK_PENDING`, default 256.
+    pub max_ack_pending: i64,
+    /// `PROJECTOR_BATCH`, default 64: messages per pull request.
+    pub batch: usize,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 256,
+            batch: 64,
+        }
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads from any lookup, so tests need not mutate the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let common = CommonConfig::from_lookup(&get)?;
+        let var = |key: &str| get(key).filter(|v| !v.trim().is_empty());
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match var(name) {
+                None => Ok(default),
+                Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
+                    var: name,
+                    reason: format!("{value:?} is not a whole number"),
+                }),
+            }
+        };
+        let addr = var("PROJECTORS_ADDR").unwrap_or_else(|| "127.0.0.1:9101".to_owned());
+        let addr = addr.parse().map_err(|_| ConfigError::Invalid {
+            var: "PROJECTORS_ADDR",
+            reason: format!("{addr:?} is not host:port"),
+        })?;
+        let token = |name: &'static str, default: &str| -> Result<String, ConfigError> {
+            let value = var(name).unwrap_or_else(|| default.to_owned());
+            if value.contains(['.', '*', '>', ' ']) {
+                return Err(ConfigError::Invalid {
+                    var: name,
+                    reason: format!("{value:?} must be a single NATS token"),
+                });
+            }
+            Ok(value)
+        };
+        Ok(Self {
+            addr,
+            stream: token("NATS_STREAM", "SIM_EVENTS")?,
+            subject_prefix: token("NATS_SUBJECT_PREFIX", "sim")?,
+            redis_key_prefix: var("REDIS_KEY_PREFIX").unwrap_or_else(|| "simplatform".to_owned()),
+            projector: token("PROJECTOR_NAME", "read-models")?,
+            db_max_connections: number("DB_MAX_CONNECTIONS", 5)?.max(2) as u32,
+            consumer: ConsumerSettings {
+                ack_wait: Duration::from_secs(number("PROJECTOR_ACK_WAIT_SECS", 30)?.max(1)),
+                max_ack_pending: number("PROJECTOR_MAX_ACK_PENDING", 256)?.max(1) as i64,
+                batch: number("PROJECTOR_BATCH", 64)?.clamp(1, 1024) as usize,
+            },
+            common,
+        })
+    }
+
+    /// The subject filter of the consumer: every event of every SIM, version 1.
+    pub fn filter_subject(&self) -> String {
+        format!("{}.v1.>", self.subject_prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let config = from(&[]).unwrap();
+        assert_eq!(config.addr.to_string(), "127.0.0.1:9101");
+        assert_eq!(config.stream, "SIM_EVENTS");
+        assert_eq!(config.filter_subject(), "sim.v1.>");
+        assert_eq!(config.redis_key_prefix, "simplatform");
+        assert_eq!(config.projector, "read-models");
+        assert_eq!(config.consumer.max_ack_pending, 256);
+    }
+
+    #[test]
+    fn overrides_and_invalid_values() {
+        let config = from(&[
+            ("NATS_STREAM", "X"),
+            ("NATS_SUBJECT_PREFIX", "t1"),
+            ("PROJECTORS_ADDR", "0.0.0.0:1"),
+        ])
+        .unwrap();
+        assert_eq!(config.stream, "X");
+        assert_eq!(config.filter_subject(), "t1.v1.>");
+        assert!(from(&[("NATS_SUBJECT_PREFIX", "a.b")]).is_err());
+        assert!(from(&[("PROJECTORS_ADDR", "nope")]).is_err());
+        assert!(from(&[("PROJECTOR_BATCH", "many")]).is_err());
+    }
+}

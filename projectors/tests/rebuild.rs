@@ -1,0 +1,203 @@
+//! `projectors rebuild`: fresh tables from the Postgres log, swapped in, equal to the live ones.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use domain::SimCommand;
+use projectors::{rebuild, RebuildMetrics, RebuildOptions};
+use readmodel::{load_sim, sim_view_as_of};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+async fn index_names(pool: &PgPool) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT tablename::text, indexname::text FROM pg_indexes WHERE schemaname = 'public' \
+         AND tablename IN ('sims', 'sim_quotas', 'sms_messages', 'sim_status_history', 'sim_usage', \
+         'sim_usage_hourly', 'sim_usage_daily', 'projection_versions', 'projection_checkpoints') ORDER BY 1, 2",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+async fn rebuild_schemas(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'rebuild_%'")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Every SIM row equals the replay of its events; usage sums equal the log's deltas.
+async fn assert_consistent_with_the_log(pool: &PgPool) {
+    let events = global_log(pool).await;
+    let iccids: std::collections::BTreeSet<String> = events.iter().map(|e| e.iccid.clone()).collect();
+    for iccid in iccids {
+        let of_sim: Vec<_> = events.iter().filter(|e| e.iccid == iccid).cloned().collect();
+        assert_eq!(
+            load_sim(pool, &iccid).await.unwrap(),
+            sim_view_as_of(&of_sim),
+            "{iccid}"
+        );
+    }
+    let deltas: i64 = events
+        .iter()
+        .filter(|e| e.event_type == "UsageRecorded")
+        .map(|e| e.payload["delta_data_bytes"].as_i64().unwrap())
+        .sum();
+    for table in ["sim_usage", "sim_usage_hourly", "sim_usage_daily"] {
+        let sum: i64 = sqlx::query_scalar(&format!(
+            "SELECT coalesce(sum(data_bytes), 0)::bigint FROM {table}"
+        ))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(sum, deltas, "{table}");
+    }
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_rebuild_equals_the_live_tables_and_the_live_projector_goes_on(pool: PgPool) {
+    let events = scenario(&pool).await;
+    let env = Env::new(pool.clone()).await;
+    env.publish_all(&events).await;
+    let projector = env.projector().await;
+    env.run_until(&projector, events.last().unwrap().position).await;
+    let live = snapshot(&pool, true).await;
+    let indexes = index_names(&pool).await;
+    assert!(live["sims"].len() == 2 && live["sim_usage"].len() == 2);
+
+    let oid = || async {
+        let oid: i64 = sqlx::query_scalar("SELECT 'public.sims'::regclass::oid::bigint")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        oid
+    };
+    let live_oid = oid().await;
+    let metrics = platform::Metrics::new();
+    let mut options = RebuildOptions::new(PROJECTOR);
+    options.batch_size = 4;
+    options.metrics = Some(RebuildMetrics::register(metrics.registry()));
+    let report = rebuild(&pool, &options).await.unwrap();
+    assert_eq!(report.events, events.len() as u64);
+    assert_eq!(report.last_position, events.last().unwrap().position);
+    assert_eq!(snapshot(&pool, true).await, live, "row by row, every table");
+    assert_eq!(index_names(&pool).await, indexes, "the migration's index names");
+    assert_eq!(rebuild_schemas(&pool).await, 0, "old tables dropped");
+    assert_ne!(oid().await, live_oid, "fresh tables swapped in");
+    let rendered = metrics.render();
+    assert!(
+        rendered.contains(&format!("projection_rebuild_events_total {}", events.len())),
+        "{rendered}"
+    );
+    assert!(rendered.contains("projection_rebuild_progress 1"), "{rendered}");
+
+    // The live projector carries on over the swapped tables: an old message is a duplicate,
+    // new ones apply.
+    let w = Writer::new(&pool);
+    w.sim(SIM_A, SimCommand::SetImeiLock { enabled: false }).await;
+    let c = "8988303000000000027";
+    w.sim(c, register(c, "901405100000003", "new")).await;
+    let all = global_log(&pool).await;
+    env.publish_again(&events[3]).await;
+    env.publish_all(&all[events.len()..]).await;
+    env.run_until(&projector, all.last().unwrap().position).await;
+    assert_eq!(env.counter("projector_duplicates_total"), 1);
+    assert!(!load_sim(&pool, SIM_A).await.unwrap().unwrap().imei_lock);
+    assert_consistent_with_the_log(&pool).await;
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_rebuild_while_events_keep_coming(pool: PgPool) {
+    let events = scenario(&pool).await;
+    let env = Env::new(pool.clone()).await;
+    env.publish_all(&events).await;
+    let projector = env.projector().await;
+    let (stop, shutdown) = watch::channel(false);
+    let live = {
+        let projector = projector.clone();
+        tokio::spawn(async move { projector.run(shutdown).await })
+    };
+
+    // The "relay": writes more events and publishes them in log order while the rebuild runs.
+    let writer = {
+        let pool = pool.clone();
+        let env_stream = (env.js.clone(), env.prefix.clone());
+        tokio::spawn(async move {
+            let w = Writer::new(&pool);
+            let mut published = global_log(&pool).await.len();
+            for i in 0..12u64 {
+                w.sim_at(
+                    SIM_A,
+                    SimCommand::RecordUsage {
+                        period_start: at(5, 0, 0),
+                        period_end: at(6, 0, 0),
+                        data_bytes: 100 * (i + 1),
+                        sms_mo: 0,
+                        sms_mt: 0,
+                    },
+                    at(5, i as u32, 30),
+                )
+                .await;
+                w.sim(
+                    SIM_A,
+                    SimCommand::UpdateDetails {
+                        label: Some(Some(format!("label {i}"))),
+                        tags: None,
+                    },
+                )
+                .await;
+                let log = global_log(&pool).await;
+                for event in &log[published..] {
+                    publish_to(&env_stream.0, &env_stream.1, event).await;
+                }
+                published = log.len();
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+        })
+    };
+    let mut options = RebuildOptions::new(PROJECTOR);
+    options.batch_size = 2;
+    let report = rebuild(&pool, &options).await.unwrap();
+    writer.await.unwrap();
+    let all = global_log(&pool).await;
+    assert!(report.events as usize >= events.len());
+    env.wait_for_checkpoint(all.last().unwrap().position).await;
+    env.wait_until_drained().await;
+    stop.send(true).unwrap();
+    live.await.unwrap().unwrap();
+
+    assert_consistent_with_the_log(&pool).await;
+    assert_eq!(
+        load_sim(&pool, SIM_A).await.unwrap().unwrap().label.as_deref(),
+        Some("label 11")
+    );
+    // And a second rebuild, now that everything is in, equals the live result row by row.
+    let settled = snapshot(&pool, true).await;
+    rebuild(&pool, &RebuildOptions::new(PROJECTOR)).await.unwrap();
+    assert_eq!(snapshot(&pool, true).await, settled);
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn only_one_rebuild_at_a_time(pool: PgPool) {
+    let mut holder = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(projectors::rebuild::REBUILD_LOCK_KEY)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let refused = rebuild(&pool, &RebuildOptions::new(PROJECTOR)).await;
+    assert!(
+        matches!(refused, Err(projectors::RebuildError::AlreadyRunning)),
+        "{refused:?}"
+    );
+    sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    rebuild(&pool, &RebuildOptions::new(PROJECTOR)).await.unwrap();
+}
