@@ -11,11 +11,12 @@ export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 export COMMAND_ADDR=${COMMAND_ADDR:-127.0.0.1:8081}
 export QUERY_ADDR=${QUERY_ADDR:-127.0.0.1:8080}
+export PROJECTORS_ADDR=${PROJECTORS_ADDR:-127.0.0.1:9101}
 export BOOTSTRAP_ADMIN_USERNAME=${BOOTSTRAP_ADMIN_USERNAME:-admin}
 export BOOTSTRAP_ADMIN_PASSWORD=${BOOTSTRAP_ADMIN_PASSWORD:-admin-change-me}
 
 echo "[run] building the services (release)…" >&2
-cargo build --release --locked -p command-service -p query-service
+cargo build --release --locked -p command-service -p query-service -p projectors
 
 mkdir -p .run
 pids=()
@@ -46,6 +47,8 @@ wait_ready() {
 
 start command-service
 wait_ready command-service "http://$COMMAND_ADDR/ready"
+start projectors
+wait_ready projectors "http://$PROJECTORS_ADDR/ready"
 start query-service
 wait_ready query-service "http://$QUERY_ADDR/ready"
 
@@ -54,6 +57,7 @@ cat <<MSG
 The platform is running.
   command API  http://$COMMAND_ADDR/api/v1   (health: /health, /ready, /metrics; /openapi.json)
   query API    http://$QUERY_ADDR/api/v1   (health: /health, /ready, /metrics; /openapi.json)
+  projectors   http://$PROJECTORS_ADDR/metrics   (the relay to NATS JetStream runs inside)
 
 Log in as the bootstrap admin (created only if no user existed yet):
   curl -s -X POST http://$COMMAND_ADDR/api/v1/auth/login \\
@@ -64,6 +68,10 @@ Then register a SIM with the access token:
   curl -s -X POST http://$COMMAND_ADDR/api/v1/sims \\
        -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
        -d '{"iccid":"8988303000123456789","imsi":"901405100000001","label":"demo"}'
+
+and read it back, waiting until the read models have the write (its "position"):
+  curl -s http://$QUERY_ADDR/api/v1/sims/8988303000123456789 \\
+       -H "Authorization: Bearer \$TOKEN" -H "X-Consistency-Token: <position>"
 
 Press Ctrl-C to stop.
 MSG

@@ -15,6 +15,7 @@
 //!   global log's order) of the SIM aggregate or one of its quota aggregates. SMS events do not
 //!   change the row and are ignored.
 
+use chrono::{DateTime, Timelike, Utc};
 use domain::ids::{parse_quota_aggregate_id, QuotaKind};
 use domain::quota::{Quota, QuotaEvent};
 use domain::sim::{ChangeKind, Sim, SimEvent};
@@ -167,19 +168,25 @@ fn replay(events: &[StoredEvent], strict: bool) -> Result<Option<SimView>, Repla
         network: connectivity.network.clone(),
         country: connectivity.country.clone(),
         rat: connectivity.rat.clone(),
-        last_seen_at: connectivity.last_seen_at,
+        last_seen_at: connectivity.last_seen_at.map(micros),
         data_total,
         data_remaining,
-        data_expiry,
+        data_expiry: data_expiry.map(micros),
         sms_total,
         sms_remaining,
-        sms_expiry,
-        registered_at,
-        terminated_at: sim.terminated_at(),
+        sms_expiry: sms_expiry.map(micros),
+        registered_at: micros(registered_at),
+        terminated_at: sim.terminated_at().map(micros),
         version: sim_version,
         last_position: last.position,
-        updated_at: last.recorded_at,
+        updated_at: micros(last.recorded_at),
     }))
+}
+
+/// Postgres keeps microseconds; event payloads keep what the clock gave (nanoseconds). The
+/// replayed row must equal the stored one, so times are cut to what the read model holds.
+fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.with_nanosecond(at.nanosecond() / 1_000 * 1_000).unwrap_or(at)
 }
 
 /// The global log's order: (writing transaction, position).
