@@ -19,8 +19,10 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-const SIMS: usize = 40;
-const COMMANDS: usize = 160;
+/// The scale: 1,000 SIMs and a random mix of commands, sent by 16 concurrent clients.
+const SIMS: usize = 1000;
+const COMMANDS: usize = 3000;
+const CLIENTS: usize = 16;
 
 async fn serve(router: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -80,6 +82,8 @@ async fn commands_reach_read_models_replay_rebuild_and_the_stream_exactly_once(p
     let commands = serve(command_service::router(command_state)).await;
     let mut query_config = query_service::Config::for_tests("postgres://unused");
     query_config.redis_key_prefix = env.redis_prefix.clone();
+    // Thousands of events through an unoptimised test build take longer than a client would wait.
+    query_config.consistency_wait = Duration::from_secs(120);
     let cache = env.cache().await;
     let query_state = query_service::AppState::new(&query_config, pool.clone(), cache).unwrap();
     let queries = serve(query_service::router(query_state)).await;
@@ -105,69 +109,91 @@ async fn commands_reach_read_models_replay_rebuild_and_the_stream_exactly_once(p
         request.send()
     };
 
+    // Each request: (method, path, body); answered with the position when accepted.
+    type Request = (reqwest::Method, String, Option<Value>);
+    let send_all = |requests: Vec<Request>| {
+        let command = &command;
+        async move {
+            let mut results = Vec::with_capacity(requests.len());
+            for chunk in requests.chunks(CLIENTS) {
+                let answers =
+                    futures::future::join_all(chunk.iter().cloned().map(|(method, path, body)| async move {
+                        let response = command(method, path, body).await.unwrap();
+                        let status = response.status();
+                        let position = if status.is_success() {
+                            Some(
+                                response.json::<Value>().await.unwrap()["position"]
+                                    .as_i64()
+                                    .unwrap(),
+                            )
+                        } else {
+                            None
+                        };
+                        (status, position)
+                    }))
+                    .await;
+                results.extend(answers);
+            }
+            results
+        }
+    };
+
+    let registrations: Vec<Request> = (0..SIMS)
+        .map(|n| {
+            let body = json!({"iccid": iccid(n), "imsi": "901405100000001", "label": format!("sim {n}")});
+            (reqwest::Method::POST, "/sims".to_owned(), Some(body))
+        })
+        .collect();
     let mut last_position = 0_i64;
-    let mut accepted = 0;
-    for n in 0..SIMS {
-        let response = command(
-            reqwest::Method::POST,
-            "/sims".into(),
-            Some(json!({"iccid": iccid(n), "imsi": "901405100000001", "label": format!("sim {n}")})),
-        )
-        .await
-        .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        last_position = last_position.max(
-            response.json::<Value>().await.unwrap()["position"]
-                .as_i64()
-                .unwrap(),
-        );
+    for (status, position) in send_all(registrations).await {
+        assert_eq!(status, StatusCode::CREATED);
+        last_position = last_position.max(position.unwrap());
     }
     let mut rng = StdRng::seed_from_u64(20261129);
-    for i in 0..COMMANDS {
-        let sim = iccid(rng.random_range(0..SIMS));
-        let (method, path, body) = match rng.random_range(0..7) {
-            0 => (
-                reqwest::Method::PATCH,
-                format!("/sims/{sim}"),
-                Some(json!({"label": format!("renamed {i}")})),
-            ),
-            1 => (
-                reqwest::Method::PATCH,
-                format!("/sims/{sim}"),
-                Some(json!({"tags": [format!("t{}", i % 5)], "imei_lock": i % 2 == 0})),
-            ),
-            2 => (reqwest::Method::POST, format!("/sims/{sim}/activate"), None),
-            3 => (reqwest::Method::POST, format!("/sims/{sim}/topup"), None),
-            4 => (
-                reqwest::Method::POST,
-                format!("/sims/{sim}/sms"),
-                Some(json!({"payload": format!("hello {i}")})),
-            ),
-            5 => (
-                reqwest::Method::POST,
-                format!("/sims/{sim}/topup"),
-                Some(json!({"quota": "sms"})),
-            ),
-            _ if i % 3 == 0 => (reqwest::Method::DELETE, format!("/sims/{sim}"), None),
-            _ => (
-                reqwest::Method::PATCH,
-                format!("/sims/{sim}"),
-                Some(json!({"label": null})),
-            ),
-        };
-        let response = command(method, path, body).await.unwrap();
-        let status = response.status();
+    let mix: Vec<Request> = (0..COMMANDS)
+        .map(|i| {
+            let sim = iccid(rng.random_range(0..SIMS));
+            match rng.random_range(0..7) {
+                0 => (
+                    reqwest::Method::PATCH,
+                    format!("/sims/{sim}"),
+                    Some(json!({"label": format!("renamed {i}")})),
+                ),
+                1 => (
+                    reqwest::Method::PATCH,
+                    format!("/sims/{sim}"),
+                    Some(json!({"tags": [format!("t{}", i % 5)], "imei_lock": i % 2 == 0})),
+                ),
+                2 => (reqwest::Method::POST, format!("/sims/{sim}/activate"), None),
+                3 => (reqwest::Method::POST, format!("/sims/{sim}/topup"), None),
+                4 => (
+                    reqwest::Method::POST,
+                    format!("/sims/{sim}/sms"),
+                    Some(json!({"payload": format!("hello {i}")})),
+                ),
+                5 => (
+                    reqwest::Method::POST,
+                    format!("/sims/{sim}/topup"),
+                    Some(json!({"quota": "sms"})),
+                ),
+                _ if i % 3 == 0 => (reqwest::Method::DELETE, format!("/sims/{sim}"), None),
+                _ => (
+                    reqwest::Method::PATCH,
+                    format!("/sims/{sim}"),
+                    Some(json!({"label": null})),
+                ),
+            }
+        })
+        .collect();
+    let mut accepted = 0;
+    for (status, position) in send_all(mix).await {
         assert!(
             status.is_success() || status == StatusCode::CONFLICT || status == StatusCode::GONE,
             "unexpected {status}"
         );
-        if status.is_success() {
+        if let Some(position) = position {
             accepted += 1;
-            last_position = last_position.max(
-                response.json::<Value>().await.unwrap()["position"]
-                    .as_i64()
-                    .unwrap(),
-            );
+            last_position = last_position.max(position);
         }
     }
     assert!(
@@ -177,7 +203,7 @@ async fn commands_reach_read_models_replay_rebuild_and_the_stream_exactly_once(p
 
     // Read your writes: the last command's position as the consistency token.
     let listed = client
-        .get(format!("http://{queries}/api/v1/sims?page_size=500"))
+        .get(format!("http://{queries}/api/v1/sims?page_size=10"))
         .bearer_auth(&token)
         .header("x-consistency-token", last_position.to_string())
         .send()
