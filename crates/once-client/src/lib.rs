@@ -1,0 +1,1 @@
+//! Typed client of the 1NCE Management API.

@@ -1,0 +1,1 @@
+//! A local 1NCE Management API.
