@@ -47,7 +47,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     platform::db::create_database_if_missing(&config.common.database_url).await?;
     let pool = platform::db::connect(&config.common.database_url, config.db_max_connections).await?;
     prepare_database(&config, &pool).await?;
-    let state = AppState::new(&config, pool).map_err(|e| StartError::Config(e.to_string()))?;
+    let mut state = AppState::new(&config, pool).map_err(|e| StartError::Config(e.to_string()))?;
+    // Connects in the background: the API serves commands while NATS is away.
+    state.nats = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(config.common.nats_url.as_str())
+        .await
+        .map_err(
+            |error| tracing::warn!(%error, "no NATS connection; sync jobs wait for the connector's own look"),
+        )
+        .ok();
     if let Some((username, password)) = &config.bootstrap_admin {
         state
             .bootstrap_admin(username, password)

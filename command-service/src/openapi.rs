@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{auth, sims, users};
+use crate::routes::{auth, sims, sync, users};
 
 /// The answer to every command (`eventstore::CommandAnswer`).
 #[derive(ToSchema)]
@@ -66,6 +66,7 @@ impl Modify for Security {
         auth::login, auth::refresh, auth::create_api_key, auth::list_api_keys, auth::revoke_api_key,
         users::create_user, users::list_users,
         sims::register, sims::update, sims::activate, sims::suspend, sims::terminate, sims::top_up, sims::send_sms,
+        sync::sync_one, sync::sync_all, sync::job,
     ),
     components(schemas(CommandAnswer, ErrorBody, ErrorDetail)),
     modifiers(&Security),

@@ -32,6 +32,8 @@ pub struct AppState {
     pub commands_total: IntCounterVec,
     pub topup: TopUpProduct,
     pub max_body_bytes: usize,
+    /// Wakes the sync connector when a sync job is queued; optional (the connector also polls).
+    pub nats: Option<async_nats::Client>,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -71,6 +73,7 @@ impl AppState {
                 sms: config.topup_sms,
             },
             max_body_bytes: config.max_body_bytes,
+            nats: None,
             pool,
         })
     }

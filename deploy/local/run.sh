@@ -12,11 +12,24 @@ export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 export COMMAND_ADDR=${COMMAND_ADDR:-127.0.0.1:8081}
 export QUERY_ADDR=${QUERY_ADDR:-127.0.0.1:8080}
 export PROJECTORS_ADDR=${PROJECTORS_ADDR:-127.0.0.1:9101}
+export CONNECTOR_ADDR=${CONNECTOR_ADDR:-127.0.0.1:9102}
+export SIMULATOR_ADDR=${SIMULATOR_ADDR:-127.0.0.1:8090}
+# No 1NCE credentials: the built-in simulator is the provider (see docs/sync-connector.md to
+# point the connector at the real API instead).
+if [ -z "${ONCE_API_URL:-}" ]; then
+    export ONCE_API_URL="http://$SIMULATOR_ADDR"
+    export SIMULATOR_SIMS=${SIMULATOR_SIMS:-200}
+    export SIMULATOR_CLOCK_SPEED=${SIMULATOR_CLOCK_SPEED:-60}
+    export SYNC_POLL_INTERVAL_SECS=${SYNC_POLL_INTERVAL_SECS:-60}
+    with_simulator=1
+else
+    with_simulator=0
+fi
 export BOOTSTRAP_ADMIN_USERNAME=${BOOTSTRAP_ADMIN_USERNAME:-admin}
 export BOOTSTRAP_ADMIN_PASSWORD=${BOOTSTRAP_ADMIN_PASSWORD:-admin-change-me}
 
 echo "[run] building the services (release)…" >&2
-cargo build --release --locked -p command-service -p query-service -p projectors
+cargo build --release --locked -p command-service -p query-service -p projectors -p sync-connector -p once-simulator
 
 mkdir -p .run
 pids=()
@@ -51,6 +64,12 @@ start projectors
 wait_ready projectors "http://$PROJECTORS_ADDR/ready"
 start query-service
 wait_ready query-service "http://$QUERY_ADDR/ready"
+if [ "$with_simulator" = 1 ]; then
+    start once-simulator
+    wait_ready once-simulator "http://$SIMULATOR_ADDR/ready"
+fi
+start sync-connector
+wait_ready sync-connector "http://$CONNECTOR_ADDR/ready"
 
 cat <<MSG
 
@@ -58,6 +77,12 @@ The platform is running.
   command API  http://$COMMAND_ADDR/api/v1   (health: /health, /ready, /metrics; /openapi.json)
   query API    http://$QUERY_ADDR/api/v1   (health: /health, /ready, /metrics; /openapi.json)
   projectors   http://$PROJECTORS_ADDR/metrics   (the relay to NATS JetStream runs inside)
+  connector    http://$CONNECTOR_ADDR/metrics   (polls $ONCE_API_URL, carries out requests there)
+MSG
+if [ "$with_simulator" = 1 ]; then
+    echo "  1NCE (simulated) $ONCE_API_URL   ($SIMULATOR_SIMS SIMs; admin API under /_admin, see docs/simulator.md)"
+fi
+cat <<MSG
 
 Log in as the bootstrap admin (created only if no user existed yet):
   curl -s -X POST http://$COMMAND_ADDR/api/v1/auth/login \\
@@ -69,7 +94,10 @@ Then register a SIM with the access token:
        -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
        -d '{"iccid":"8988303000123456789","imsi":"901405100000001","label":"demo"}'
 
-and read it back, waiting until the read models have the write (its "position"):
+The connector registers the provider's SIMs on its first poll (a minute or two); list them:
+  curl -s 'http://$QUERY_ADDR/api/v1/sims?page_size=5' -H "Authorization: Bearer \$TOKEN"
+
+and read one back, waiting until the read models have a write (its "position"):
   curl -s http://$QUERY_ADDR/api/v1/sims/8988303000123456789 \\
        -H "Authorization: Bearer \$TOKEN" -H "X-Consistency-Token: <position>"
 

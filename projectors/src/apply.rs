@@ -641,6 +641,11 @@ impl Applier {
                     .push_bind(failed_at)
                     .push(", last_topup_status = 'failed'");
             }
+            QuotaEvent::TopUpOutcomeUnknown { at, .. } => {
+                q.push(", pending_topup_id = NULL, pending_topup_volume = NULL, last_topup_at = ")
+                    .push_bind(at)
+                    .push(", last_topup_status = 'unknown'");
+            }
         }
         q.push(" WHERE iccid = ")
             .push_bind(&iccid)
@@ -765,6 +770,10 @@ impl Applier {
                     .push_bind(reason)
                     .push(", failed_at = ")
                     .push_bind(failed_at);
+            }
+            SmsEvent::SmsOutcomeUnknown { reason, .. } => {
+                q.push(", status = 'unknown', failure_reason = ")
+                    .push_bind(reason);
             }
         }
         q.push(" WHERE message_id = ").push_bind(message_id);

@@ -1,1 +1,332 @@
-//! The sync connector.
+//! The sync connector: polls the 1NCE Management API, turns what changed into commands on the
+//! aggregates, and carries out operator requests at 1NCE. See `docs/sync-connector.md`.
+//!
+//! `main.rs` only reads the configuration and calls [`run`]. Tests build a [`Connector`] on
+//! their own database and drive its parts ([`Poller`], [`Requests`], [`Jobs`]) directly, or
+//! start the whole thing with [`Connector::spawn`].
+
+pub mod config;
+pub mod consumers;
+pub mod convert;
+pub mod dispatch;
+pub mod error;
+pub mod issue;
+pub mod jobs;
+pub mod metrics;
+pub mod observe;
+pub mod poll;
+pub mod requests;
+pub mod snapshot;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use eventstore::EventStore;
+use futures::StreamExt;
+use once_client::{ClientConfig, OnceClient};
+use platform::http::NotReady;
+use platform::Metrics;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use config::{Config, Schedule, Shard};
+pub use dispatch::{Dispatches, Instance, RequestKind};
+pub use error::SyncError;
+pub use issue::Issuer;
+pub use jobs::Jobs;
+pub use metrics::SyncMetrics;
+pub use poll::{Poller, SweepReport};
+pub use requests::{Handled, Requests};
+pub use snapshot::Snapshots;
+
+/// The NATS subject the command API publishes a new sync job's id on, to wake the connector.
+pub const JOBS_SUBJECT: &str = "sync.v1.jobs";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot reach the database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database has migrations pending and MIGRATE_ON_START=false; run them first")]
+    MigrationsPending,
+    #[error("cannot connect to NATS: {0}")]
+    Nats(String),
+    #[error("invalid 1NCE client settings: {0}")]
+    Client(#[from] once_client::ClientError),
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Everything the connector runs, wired to one database, one NATS connection and one client.
+pub struct Connector {
+    pub config: Config,
+    pub pool: PgPool,
+    pub nats: async_nats::Client,
+    pub metrics: Metrics,
+    pub sync_metrics: SyncMetrics,
+    pub client: OnceClient,
+    pub poller: Poller,
+    pub requests: Requests,
+    pub jobs: Jobs,
+    // Keeps this instance's liveness lock for as long as the connector lives.
+    pub instance: Arc<Instance>,
+}
+
+impl Connector {
+    pub async fn new(config: Config, pool: PgPool, nats: async_nats::Client) -> Result<Self, StartError> {
+        let metrics = Metrics::new();
+        let sync_metrics = SyncMetrics::register(metrics.registry())?;
+        let mut client_config = ClientConfig::new(
+            config.provider.base_url.clone(),
+            config.provider.client_id.clone(),
+            config.provider.client_secret.clone(),
+        );
+        client_config.requests_per_second = config.provider.requests_per_second;
+        client_config.timeout = config.provider.timeout;
+        client_config.max_retries = config.provider.max_retries;
+        client_config.observer = Some(Arc::new(sync_metrics.clone()));
+        let client = OnceClient::new(client_config)?;
+        let issuer = Issuer::new(EventStore::new(pool.clone()), sync_metrics.clone());
+        let snapshots = Snapshots::new(pool.clone(), config.shard);
+        let poller = Poller::new(
+            client.clone(),
+            issuer.clone(),
+            snapshots,
+            config.shard,
+            config.schedule.clone(),
+            sync_metrics.clone(),
+        );
+        let instance = Arc::new(Instance::start(&pool).await?);
+        let requests = Requests::new(
+            &client,
+            issuer,
+            Dispatches::new(pool.clone()),
+            &instance,
+            sync_metrics.clone(),
+            config.sms_source_address.clone(),
+        );
+        let jobs = Jobs::new(pool.clone(), poller.clone(), config.shard);
+        Ok(Self {
+            config,
+            pool,
+            nats,
+            metrics,
+            sync_metrics,
+            client,
+            poller,
+            requests,
+            jobs,
+            instance,
+        })
+    }
+
+    pub fn consumer_settings(&self) -> consumers::ConsumerSettings {
+        consumers::ConsumerSettings {
+            stream: self.config.stream.clone(),
+            subject_prefix: self.config.subject_prefix.clone(),
+            name_prefix: self.config.consumer_prefix.clone(),
+            ack_wait: self.config.request_ack_wait,
+        }
+    }
+
+    /// Starts every loop of the connector as tasks that stop when `shutdown` turns true.
+    pub fn spawn(&self, shutdown: watch::Receiver<bool>) -> JoinSet<()> {
+        let mut tasks = JoinSet::new();
+        let jetstream = async_nats::jetstream::new(self.nats.clone());
+        for kind in RequestKind::ALL {
+            tasks.spawn(consumers::run(
+                jetstream.clone(),
+                self.consumer_settings(),
+                kind,
+                self.requests.clone(),
+                shutdown.clone(),
+            ));
+        }
+        tasks.spawn(poll_loop(
+            self.poller.clone(),
+            self.config.schedule.poll_interval,
+            shutdown.clone(),
+        ));
+        tasks.spawn(detail_loop(
+            self.poller.clone(),
+            self.config.schedule.background,
+            shutdown.clone(),
+        ));
+        tasks.spawn(job_loop(
+            self.jobs.clone(),
+            self.nats.clone(),
+            self.config.schedule.job_poll,
+            shutdown.clone(),
+        ));
+        tasks.spawn(poll_age_loop(self.sync_metrics.clone(), shutdown));
+        tasks
+    }
+}
+
+/// The SIM-list sweep, every poll interval. It only records what the list shows; the
+/// per-SIM calls it makes due are the detail loop's, so a large first sweep (every SIM new)
+/// never holds the next sweep back.
+async fn poll_loop(poller: Poller, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match poller.sweep_list().await {
+            Ok(report) => tracing::info!(?report, "SIM-list sweep finished"),
+            Err(error) => tracing::warn!(%error, "SIM-list sweep failed; the next one starts on schedule"),
+        }
+        if consumers::sleep_or_shutdown(interval, &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Per-SIM refreshes: first the SIMs whose list entry changed, then (when `background`) the
+/// round-robin over SIMs due a refresh. Their calls wait behind operator requests and the
+/// list sweep in the call budget.
+async fn detail_loop(poller: Poller, background: bool, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let worked = match poller.refresh_due(20, once_client::Priority::ChangedSims).await {
+            Ok(report) if report.sims_changed > 0 => true,
+            Ok(_) if background => match poller.refresh_round_robin(20).await {
+                Ok(report) => report.sims_seen > 0,
+                Err(error) => {
+                    tracing::warn!(%error, "round-robin refresh failed; pausing");
+                    false
+                }
+            },
+            Ok(_) => false,
+            Err(error) => {
+                tracing::warn!(%error, "refresh of changed SIMs failed; pausing");
+                false
+            }
+        };
+        if *shutdown.borrow() {
+            return;
+        }
+        if !worked && consumers::sleep_or_shutdown(Duration::from_secs(5), &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Sync jobs: woken by the command API's NATS message, or found by the periodic look.
+async fn job_loop(
+    jobs: Jobs,
+    nats: async_nats::Client,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    match jobs.forget_interrupted_runs().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(runs = n, "sync jobs interrupted by the last stop will run again"),
+        Err(error) => tracing::warn!(%error, "cannot reset interrupted sync jobs"),
+    }
+    let mut wake_ups = nats.subscribe(JOBS_SUBJECT).await.ok();
+    loop {
+        if let Err(error) = jobs.run_waiting().await {
+            tracing::warn!(%error, "sync jobs could not run");
+        }
+        let woken = async {
+            match wake_ups.as_mut() {
+                Some(subscription) => {
+                    subscription.next().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = woken => {}
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn poll_age_loop(metrics: SyncMetrics, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        metrics.refresh_poll_age();
+        if consumers::sleep_or_shutdown(Duration::from_secs(5), &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Connects, migrates, serves `/health`, `/ready`, `/metrics`, and syncs until Ctrl-C or
+/// SIGTERM.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    platform::db::create_database_if_missing(&config.common.database_url).await?;
+    let pool = platform::db::connect(&config.common.database_url, config.db_max_connections).await?;
+    if config.common.migrate_on_start {
+        eventstore::migrate(&pool).await?;
+    } else {
+        let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(0);
+        if (applied as usize) < eventstore::MIGRATOR.iter().count() {
+            return Err(StartError::MigrationsPending);
+        }
+    }
+    let nats = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(config.common.nats_url.as_str())
+        .await
+        .map_err(|e| StartError::Nats(e.to_string()))?;
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+    let connector = Connector::new(config, pool.clone(), nats.clone()).await?;
+    let (stop, shutdown) = watch::channel(false);
+    let mut tasks = connector.spawn(shutdown);
+    tracing::info!(
+        addr = %connector.config.addr,
+        provider = %connector.config.provider.base_url,
+        shard = ?connector.config.shard,
+        "sync connector running"
+    );
+    let served = platform::http::serve(listener, ops_router(connector.metrics.clone(), pool, nats)).await;
+    let _ = stop.send(true);
+    if tokio::time::timeout(Duration::from_secs(15), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("connector tasks did not stop in time; aborting them");
+        tasks.abort_all();
+    }
+    served.map_err(StartError::Serve)
+}
+
+/// `/health`, `/ready` (Postgres and NATS), `/metrics`, with the standard layers.
+pub fn ops_router(metrics: Metrics, pool: PgPool, nats: async_nats::Client) -> Router {
+    let readiness = move || {
+        let pool = pool.clone();
+        let nats = nats.clone();
+        async move {
+            platform::db::ping(&pool).await?;
+            match nats.connection_state() {
+                async_nats::connection::State::Connected => Ok(()),
+                state => Err(NotReady::new("nats", format!("{state:?}"))),
+            }
+        }
+    };
+    platform::http::with_standard_layers(
+        platform::http::ops_routes(metrics.clone(), readiness),
+        metrics,
+        16 * 1024,
+    )
+}

@@ -1,5 +1,6 @@
 pub(crate) mod auth;
 pub(crate) mod sims;
+pub(crate) mod sync;
 pub(crate) mod users;
 
 use axum::Router;
@@ -12,6 +13,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::routes())
         .merge(users::routes())
         .merge(sims::routes())
+        .merge(sync::routes())
         .with_state(state.clone());
     let pool = state.pool.clone();
     let ops = ops_routes(state.metrics.clone(), move || {

@@ -51,6 +51,12 @@ pub enum QuotaCommand {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// The provider may or may not have carried the top-up out, and its state does not tell.
+    RecordTopUpOutcomeUnknown {
+        request_id: Uuid,
+        reason: String,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -104,6 +110,14 @@ pub enum QuotaEvent {
         reason: String,
         failed_at: DateTime<Utc>,
     },
+    /// Nobody can tell whether the provider carried the top-up out; it is no longer pending,
+    /// so an operator who has checked with the provider may request another. A later
+    /// assignment from the provider shows the volume either way.
+    TopUpOutcomeUnknown {
+        request_id: Uuid,
+        reason: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl QuotaEvent {
@@ -116,6 +130,7 @@ impl QuotaEvent {
         "TopUpRequested",
         "TopUpCompleted",
         "TopUpFailed",
+        "TopUpOutcomeUnknown",
     ];
 }
 
@@ -130,6 +145,7 @@ impl DomainEvent for QuotaEvent {
             QuotaEvent::TopUpRequested { .. } => "TopUpRequested",
             QuotaEvent::TopUpCompleted { .. } => "TopUpCompleted",
             QuotaEvent::TopUpFailed { .. } => "TopUpFailed",
+            QuotaEvent::TopUpOutcomeUnknown { .. } => "TopUpOutcomeUnknown",
         }
     }
 }

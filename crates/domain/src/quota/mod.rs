@@ -280,6 +280,18 @@ impl Aggregate for Quota {
                     failed_at: at,
                 });
             }
+            QuotaCommand::RecordTopUpOutcomeUnknown {
+                request_id,
+                reason,
+                at,
+            } => {
+                self.check_pending(request_id)?;
+                d.emit(QuotaEvent::TopUpOutcomeUnknown {
+                    request_id,
+                    reason,
+                    at,
+                });
+            }
         }
         d.finish()
     }
@@ -338,7 +350,9 @@ impl Aggregate for Quota {
                 self.set_remaining(*remaining);
                 self.enter_period(*period);
             }
-            QuotaEvent::TopUpFailed { .. } => self.pending_top_up = None,
+            QuotaEvent::TopUpFailed { .. } | QuotaEvent::TopUpOutcomeUnknown { .. } => {
+                self.pending_top_up = None
+            }
         }
     }
 }

@@ -425,6 +425,40 @@ fn a_failed_top_up_clears_the_pending_request() {
 }
 
 #[test]
+fn an_unknown_top_up_outcome_clears_the_pending_request_without_adding_volume() {
+    let unknown = |id| QuotaCommand::RecordTopUpOutcomeUnknown {
+        request_id: uid(id),
+        reason: "provider answer lost".into(),
+        at: t(12),
+    };
+    let state = given::<Quota>(&[assigned(100, 10, None, 1), top_up_requested(1, 500)])
+        .when(unknown(1))
+        .then(&[QuotaEvent::TopUpOutcomeUnknown {
+            request_id: uid(1),
+            reason: "provider answer lost".into(),
+            at: t(12),
+        }]);
+    assert_eq!(state.pending_top_up(), None);
+    assert_eq!(state.total(), 100);
+    assert_eq!(state.remaining(), 10);
+    // Only the pending request can end unknown, and only once.
+    given::<Quota>(&[assigned(100, 10, None, 1), top_up_requested(1, 500)])
+        .when(unknown(2))
+        .then_error("NO_PENDING_TOPUP");
+    given::<Quota>(&[
+        assigned(100, 10, None, 1),
+        top_up_requested(1, 500),
+        QuotaEvent::TopUpOutcomeUnknown {
+            request_id: uid(1),
+            reason: "x".into(),
+            at: t(12),
+        },
+    ])
+    .when(unknown(1))
+    .then_error("NO_PENDING_TOPUP");
+}
+
+#[test]
 fn completing_or_failing_needs_the_matching_pending_top_up() {
     let complete = |id| QuotaCommand::CompleteTopUp {
         request_id: uid(id),
@@ -459,6 +493,6 @@ fn quota_events_serialise_adjacently_tagged() {
     );
     let json = serde_json::to_value(assigned(1, 1, None, 1)).unwrap();
     assert_eq!(json["payload"]["kind"], "data");
-    assert_eq!(QuotaEvent::EVENT_TYPES.len(), 8);
+    assert_eq!(QuotaEvent::EVENT_TYPES.len(), 9);
     assert_eq!(Quota::TYPE, "quota");
 }

@@ -40,6 +40,9 @@ pub enum SmsStatus {
     Delivered,
     Failed,
     Received,
+    /// The provider may or may not have accepted it (the connector lost the answer and could
+    /// not find the message at the provider); an operator has to look.
+    Unknown,
 }
 
 impl SmsStatus {
@@ -58,6 +61,7 @@ impl SmsStatus {
             SmsStatus::Delivered => "delivered",
             SmsStatus::Failed => "failed",
             SmsStatus::Received => "received",
+            SmsStatus::Unknown => "unknown",
         }
     }
 }
@@ -160,6 +164,11 @@ pub enum SmsCommand {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// The send may have reached the provider, but nobody can tell.
+    MarkOutcomeUnknown {
+        reason: String,
+        at: DateTime<Utc>,
+    },
     RecordReceived {
         message_id: Uuid,
         iccid: Iccid,
@@ -196,6 +205,13 @@ pub enum SmsEvent {
         reason: String,
         failed_at: DateTime<Utc>,
     },
+    /// The connector cannot tell whether the provider accepted the message; a later report
+    /// (submitted, delivered, failed) may still settle it.
+    SmsOutcomeUnknown {
+        iccid: Iccid,
+        reason: String,
+        at: DateTime<Utc>,
+    },
     SmsReceived {
         message_id: Uuid,
         iccid: Iccid,
@@ -212,6 +228,7 @@ impl SmsEvent {
         "SmsSubmitted",
         "SmsDelivered",
         "SmsFailed",
+        "SmsOutcomeUnknown",
         "SmsReceived",
     ];
 
@@ -222,6 +239,7 @@ impl SmsEvent {
             | SmsEvent::SmsSubmitted { iccid, .. }
             | SmsEvent::SmsDelivered { iccid, .. }
             | SmsEvent::SmsFailed { iccid, .. }
+            | SmsEvent::SmsOutcomeUnknown { iccid, .. }
             | SmsEvent::SmsReceived { iccid, .. } => iccid,
         }
     }
@@ -234,6 +252,7 @@ impl DomainEvent for SmsEvent {
             SmsEvent::SmsSubmitted { .. } => "SmsSubmitted",
             SmsEvent::SmsDelivered { .. } => "SmsDelivered",
             SmsEvent::SmsFailed { .. } => "SmsFailed",
+            SmsEvent::SmsOutcomeUnknown { .. } => "SmsOutcomeUnknown",
             SmsEvent::SmsReceived { .. } => "SmsReceived",
         }
     }
@@ -295,6 +314,10 @@ impl Sms {
                 | (SmsStatus::Requested, SmsStatus::Failed)
                 | (SmsStatus::Submitted, SmsStatus::Delivered)
                 | (SmsStatus::Submitted, SmsStatus::Failed)
+                | (SmsStatus::Requested, SmsStatus::Unknown)
+                | (SmsStatus::Unknown, SmsStatus::Submitted)
+                | (SmsStatus::Unknown, SmsStatus::Delivered)
+                | (SmsStatus::Unknown, SmsStatus::Failed)
         );
         if allowed {
             Ok(iccid.clone())
@@ -349,6 +372,11 @@ impl Aggregate for Sms {
                 iccid: self.transition(SmsStatus::Failed)?,
                 reason,
                 failed_at: at,
+            }]),
+            SmsCommand::MarkOutcomeUnknown { reason, at } => Ok(vec![SmsEvent::SmsOutcomeUnknown {
+                iccid: self.transition(SmsStatus::Unknown)?,
+                reason,
+                at,
             }]),
             SmsCommand::RecordReceived {
                 message_id,
@@ -414,6 +442,10 @@ impl Aggregate for Sms {
                 self.status = Some(SmsStatus::Failed);
                 self.failure_reason = Some(reason.clone());
                 self.failed_at = Some(*failed_at);
+            }
+            SmsEvent::SmsOutcomeUnknown { reason, .. } => {
+                self.status = Some(SmsStatus::Unknown);
+                self.failure_reason = Some(reason.clone());
             }
             SmsEvent::SmsReceived {
                 message_id,

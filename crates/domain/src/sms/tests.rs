@@ -221,3 +221,48 @@ fn sms_events_carry_the_iccid_and_serialise_adjacently_tagged() {
     assert_eq!(serde_json::to_value(Direction::MobileOriginated).unwrap(), "MO");
     assert_eq!(Sms::TYPE, "sms");
 }
+
+fn mark_unknown() -> SmsCommand {
+    SmsCommand::MarkOutcomeUnknown {
+        reason: "answer lost".into(),
+        at: t(3),
+    }
+}
+
+fn outcome_unknown() -> SmsEvent {
+    SmsEvent::SmsOutcomeUnknown {
+        iccid: iccid(),
+        reason: "answer lost".into(),
+        at: t(3),
+    }
+}
+
+#[test]
+fn a_requested_message_may_end_unknown_and_a_later_report_settles_it() {
+    let state = given::<Sms>(&[requested()])
+        .when(mark_unknown())
+        .then(&[outcome_unknown()]);
+    assert_eq!(state.status(), Some(SmsStatus::Unknown));
+    assert!(!state.status().unwrap().is_final());
+    given::<Sms>(&[requested(), outcome_unknown()])
+        .when(mark_submitted())
+        .then(&[submitted()]);
+    given::<Sms>(&[requested(), outcome_unknown()])
+        .when(mark_failed())
+        .then(&[failed()]);
+}
+
+#[test]
+fn only_a_requested_message_can_end_unknown() {
+    for history in [
+        vec![requested(), submitted()],
+        vec![requested(), submitted(), delivered()],
+        vec![requested(), outcome_unknown()],
+        vec![received()],
+    ] {
+        given::<Sms>(&history)
+            .when(mark_unknown())
+            .then_error("INVALID_SMS_TRANSITION");
+    }
+    given::<Sms>(&[]).when(mark_unknown()).then_error("SMS_NOT_FOUND");
+}

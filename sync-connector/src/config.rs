@@ -1,0 +1,263 @@
+//! The connector's settings, read once from the environment with local defaults that point at
+//! the built-in 1NCE simulator.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use platform::config::ConfigError;
+use platform::CommonConfig;
+
+/// The simulator's development credentials (see `docs/simulator.md`).
+pub const SIMULATOR_CLIENT_ID: &str = "simulator";
+pub const SIMULATOR_CLIENT_SECRET: &str = "simulator-secret";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `CONNECTOR_ADDR`: health, readiness and metrics.
+    pub addr: SocketAddr,
+    pub provider: ProviderConfig,
+    pub schedule: Schedule,
+    pub shard: Shard,
+    /// `NATS_STREAM` and `NATS_SUBJECT_PREFIX`, as the relay publishes them.
+    pub stream: String,
+    pub subject_prefix: String,
+    /// `SYNC_CONSUMER_PREFIX`: durable consumer names are `<prefix>-<event type>`.
+    pub consumer_prefix: String,
+    /// `SYNC_REQUEST_ACK_WAIT_SECS`: how long JetStream waits before redelivering an operator
+    /// request the connector took and did not settle (e.g. because it crashed).
+    pub request_ack_wait: Duration,
+    /// `SYNC_SMS_SOURCE_ADDRESS`: the sender shown for MT SMS that name none.
+    pub sms_source_address: String,
+    pub db_max_connections: u32,
+}
+
+#[derive(Clone)]
+pub struct ProviderConfig {
+    /// `ONCE_API_URL`: the provider's base URL (`https://api.1nce.com/management-api`).
+    pub base_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// `SYNC_REQUESTS_PER_SECOND`: this instance's share of the account's 10 requests/s.
+    pub requests_per_second: u32,
+    /// `SYNC_PROVIDER_TIMEOUT_SECS`: per attempt.
+    pub timeout: Duration,
+    /// `SYNC_PROVIDER_MAX_RETRIES`: retries of a call that may be retried.
+    pub max_retries: u32,
+}
+
+impl std::fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("base_url", &self.base_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("requests_per_second", &self.requests_per_second)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
+}
+
+/// How often each kind of work is due; the call budget decides how much of it gets done.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// `SYNC_POLL_INTERVAL_SECS`: the SIM-list sweep period.
+    pub poll_interval: Duration,
+    /// `SYNC_DETAIL_INTERVAL_SECS`: how old a SIM's usage, quotas and SMS may get before the
+    /// round-robin refreshes them (the seed's hourly usage collection by default).
+    pub detail_interval: Duration,
+    /// `SYNC_USAGE_DAYS`: how many recent days each usage call asks for.
+    pub usage_days: u32,
+    /// `SYNC_BACKGROUND`: run the round-robin at all (on by default).
+    pub background: bool,
+    /// `SYNC_JOB_POLL_SECS`: how often queued sync jobs are looked for without a NATS wake-up.
+    pub job_poll: Duration,
+}
+
+/// Which part of the ICCID space this instance owns: `SYNC_SHARD_INDEX` of `SYNC_SHARD_COUNT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self { index: 0, count: 1 }
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads from any lookup, so tests need not mutate the process environment.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let common = CommonConfig::from_lookup(&get)?;
+        let var = |key: &str| get(key).filter(|v| !v.trim().is_empty());
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match var(name) {
+                None => Ok(default),
+                Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
+                    var: name,
+                    reason: format!("{value:?} is not a whole number"),
+                }),
+            }
+        };
+        let flag = |name: &'static str, default: bool| -> Result<bool, ConfigError> {
+            match var(name).map(|v| v.trim().to_ascii_lowercase()) {
+                None => Ok(default),
+                Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+                Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+                Some(v) => Err(ConfigError::Invalid {
+                    var: name,
+                    reason: format!("{v:?} is not true or false"),
+                }),
+            }
+        };
+        let token = |name: &'static str, default: &str| -> Result<String, ConfigError> {
+            let value = var(name).unwrap_or_else(|| default.to_owned());
+            if value.contains(['.', '*', '>', ' ']) {
+                return Err(ConfigError::Invalid {
+                    var: name,
+                    reason: format!("{value:?} must be a single NATS token"),
+                });
+            }
+            Ok(value)
+        };
+        let addr = var("CONNECTOR_ADDR").unwrap_or_else(|| "127.0.0.1:9102".to_owned());
+        let addr = addr.parse().map_err(|_| ConfigError::Invalid {
+            var: "CONNECTOR_ADDR",
+            reason: format!("{addr:?} is not host:port"),
+        })?;
+        let base_url = var("ONCE_API_URL").unwrap_or_else(|| "http://127.0.0.1:8090".to_owned());
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                var: "ONCE_API_URL",
+                reason: format!("{base_url:?} is not an http(s) URL"),
+            });
+        }
+        let requests_per_second = number("SYNC_REQUESTS_PER_SECOND", 9)?;
+        if !(1..=1000).contains(&requests_per_second) {
+            return Err(ConfigError::Invalid {
+                var: "SYNC_REQUESTS_PER_SECOND",
+                reason: "must be between 1 and 1000".into(),
+            });
+        }
+        let shard = Shard {
+            index: number("SYNC_SHARD_INDEX", 0)? as u32,
+            count: number("SYNC_SHARD_COUNT", 1)? as u32,
+        };
+        if shard.count == 0 || shard.index >= shard.count {
+            return Err(ConfigError::Invalid {
+                var: "SYNC_SHARD_INDEX",
+                reason: format!("shard {} of {} does not exist", shard.index, shard.count),
+            });
+        }
+        Ok(Self {
+            addr,
+            provider: ProviderConfig {
+                base_url: base_url.trim_end_matches('/').to_owned(),
+                client_id: var("ONCE_CLIENT_ID").unwrap_or_else(|| SIMULATOR_CLIENT_ID.to_owned()),
+                client_secret: var("ONCE_CLIENT_SECRET")
+                    .unwrap_or_else(|| SIMULATOR_CLIENT_SECRET.to_owned()),
+                requests_per_second: requests_per_second as u32,
+                timeout: Duration::from_secs(number("SYNC_PROVIDER_TIMEOUT_SECS", 30)?.max(1)),
+                max_retries: number("SYNC_PROVIDER_MAX_RETRIES", 5)?.min(20) as u32,
+            },
+            request_ack_wait: Duration::from_secs(number("SYNC_REQUEST_ACK_WAIT_SECS", 120)?.max(1)),
+            schedule: Schedule {
+                poll_interval: Duration::from_secs(number("SYNC_POLL_INTERVAL_SECS", 300)?.max(1)),
+                detail_interval: Duration::from_secs(number("SYNC_DETAIL_INTERVAL_SECS", 3600)?.max(1)),
+                usage_days: number("SYNC_USAGE_DAYS", 2)?.clamp(1, 180) as u32,
+                background: flag("SYNC_BACKGROUND", true)?,
+                job_poll: Duration::from_secs(number("SYNC_JOB_POLL_SECS", 5)?.max(1)),
+            },
+            shard,
+            stream: token("NATS_STREAM", "SIM_EVENTS")?,
+            subject_prefix: token("NATS_SUBJECT_PREFIX", "sim")?,
+            consumer_prefix: token("SYNC_CONSUMER_PREFIX", "sync-connector")?,
+            sms_source_address: var("SYNC_SMS_SOURCE_ADDRESS").unwrap_or_else(|| "1NCE".to_owned()),
+            db_max_connections: number("DB_MAX_CONNECTIONS", 5)?.max(3) as u32,
+            common,
+        })
+    }
+}
+
+impl Shard {
+    /// Whether this instance owns the SIM: a stable hash of the ICCID, so every instance
+    /// agrees without talking to the others.
+    pub fn owns(&self, iccid: &str) -> bool {
+        self.count <= 1 || shard_of(iccid, self.count) == self.index
+    }
+}
+
+/// FNV-1a of the ICCID's digits, modulo the shard count (stable across builds and platforms,
+/// unlike `std`'s hasher).
+pub fn shard_of(iccid: &str, count: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in iccid.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % u64::from(count.max(1))) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|key| map.get(key).cloned())
+    }
+
+    #[test]
+    fn defaults_point_at_the_local_simulator() {
+        let config = from(&[]).unwrap();
+        assert_eq!(config.addr.to_string(), "127.0.0.1:9102");
+        assert_eq!(config.provider.base_url, "http://127.0.0.1:8090");
+        assert_eq!(config.provider.client_id, SIMULATOR_CLIENT_ID);
+        assert_eq!(config.schedule.poll_interval, Duration::from_secs(300));
+        assert_eq!(config.shard, Shard::default());
+        assert!(!format!("{:?}", config.provider).contains(SIMULATOR_CLIENT_SECRET));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_variable_named() {
+        for (var, value) in [
+            ("SYNC_POLL_INTERVAL_SECS", "soon"),
+            ("SYNC_SHARD_INDEX", "3"),
+            ("ONCE_API_URL", "ftp://x"),
+            ("SYNC_REQUESTS_PER_SECOND", "0"),
+            ("SYNC_BACKGROUND", "maybe"),
+        ] {
+            let error = from(&[(var, value), ("SYNC_SHARD_COUNT", "2")]).unwrap_err();
+            assert!(error.to_string().contains(var), "{var}: {error}");
+        }
+    }
+
+    #[test]
+    fn shards_split_the_iccid_space_without_overlap() {
+        let shards: Vec<Shard> = (0..3).map(|index| Shard { index, count: 3 }).collect();
+        let mut per_shard = [0usize; 3];
+        for n in 0..3000u64 {
+            let iccid = format!("89882806600{n:08}");
+            let owners: Vec<u32> = shards
+                .iter()
+                .filter(|s| s.owns(&iccid))
+                .map(|s| s.index)
+                .collect();
+            assert_eq!(owners.len(), 1, "{iccid} owned by {owners:?}");
+            per_shard[owners[0] as usize] += 1;
+        }
+        assert!(per_shard.iter().all(|&n| n > 800), "{per_shard:?}");
+    }
+}

@@ -1,0 +1,169 @@
+//! The durable JetStream consumers of operator requests, one per request event type (NATS 2.9
+//! allows one filter subject per consumer: `<prefix>.v1.*.<EventType>`).
+//!
+//! Messages are handled one at a time per consumer and acknowledged only once the request is
+//! settled in the event store; a request that must wait is negatively acknowledged with a
+//! delay, so JetStream redelivers it. Several connector instances share the same durable
+//! consumers: each request goes to one of them, and `sync_dispatches` keeps two from calling
+//! the provider for the same request.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, consumer::PullConsumer, AckKind};
+use eventstore::StoredEvent;
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use crate::dispatch::RequestKind;
+use crate::requests::{Handled, Requests};
+
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub stream: String,
+    pub subject_prefix: String,
+    pub name_prefix: String,
+    /// Long enough for a provider call with its retries.
+    pub ack_wait: Duration,
+}
+
+impl ConsumerSettings {
+    pub fn name(&self, kind: RequestKind) -> String {
+        format!("{}-{}", self.name_prefix, kind.event_type())
+    }
+
+    pub fn filter_subject(&self, kind: RequestKind) -> String {
+        format!("{}.v1.*.{}", self.subject_prefix, kind.event_type())
+    }
+}
+
+/// Consumes `kind`'s requests until `shutdown` turns true.
+pub async fn run(
+    jetstream: jetstream::Context,
+    settings: ConsumerSettings,
+    kind: RequestKind,
+    requests: Requests,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name = settings.name(kind);
+    loop {
+        let Some(consumer) = consumer(&jetstream, &settings, kind, &mut shutdown).await else {
+            return;
+        };
+        let mut messages = match consumer.stream().max_messages_per_batch(16).messages().await {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::warn!(%error, consumer = %name, "cannot pull requests; retrying");
+                if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.changed() => return,
+                next = messages.next() => next,
+            };
+            match next {
+                Some(Ok(message)) => handle(&requests, &name, message).await,
+                Some(Err(error)) => tracing::warn!(%error, consumer = %name, "pull consumer error"),
+                None => break,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+        if sleep_or_shutdown(Duration::from_millis(500), &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+async fn handle(requests: &Requests, consumer: &str, message: jetstream::Message) {
+    let event: StoredEvent = match serde_json::from_slice(&message.payload) {
+        Ok(event) => event,
+        Err(error) => {
+            tracing::error!(%error, subject = %message.subject, consumer, "undecodable request; terminated");
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    let ack = match requests.handle(&event).await {
+        Ok(Handled::Done) => AckKind::Ack,
+        Ok(Handled::RetryLater(delay)) => AckKind::Nak(Some(delay)),
+        Err(error @ crate::error::SyncError::Decode { .. }) => {
+            tracing::error!(%error, position = event.position, consumer, "request cannot be decoded; terminated");
+            AckKind::Term
+        }
+        Err(error) => {
+            tracing::warn!(%error, position = event.position, consumer, "request not settled; will retry");
+            AckKind::Nak(Some(Duration::from_secs(5)))
+        }
+    };
+    if let Err(error) = message.ack_with(ack).await {
+        // Unacknowledged: JetStream redelivers after ack_wait, and the dispatch record makes the
+        // repeat harmless.
+        tracing::warn!(%error, consumer, "cannot acknowledge a request");
+    }
+}
+
+/// The durable consumer, created when missing (the stream itself is the relay's); `None` on
+/// shutdown.
+async fn consumer(
+    jetstream: &jetstream::Context,
+    settings: &ConsumerSettings,
+    kind: RequestKind,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<PullConsumer> {
+    let name = settings.name(kind);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let attempt = async {
+            let stream = jetstream
+                .get_stream(&settings.stream)
+                .await
+                .map_err(|e| e.to_string())?;
+            stream
+                .get_or_create_consumer(
+                    &name,
+                    pull::Config {
+                        durable_name: Some(name.clone()),
+                        description: Some(format!(
+                            "sync connector: {} carried out at 1NCE",
+                            kind.event_type()
+                        )),
+                        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                        ack_wait: settings.ack_wait,
+                        max_ack_pending: 64,
+                        filter_subject: settings.filter_subject(kind),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match attempt.await {
+            Ok(consumer) => return Some(consumer),
+            Err(error) => {
+                tracing::warn!(%error, stream = %settings.stream, consumer = %name, "waiting for the stream / consumer");
+                if sleep_or_shutdown(delay, shutdown).await {
+                    return None;
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Sleeps, or returns true early when shutdown is signalled.
+pub async fn sleep_or_shutdown(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    if *shutdown.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    }
+}

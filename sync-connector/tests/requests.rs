@@ -1,0 +1,181 @@
+//! Operator requests from the command API carried out at the simulator and confirmed, through
+//! the real relay, JetStream, the connector's consumers and the projector.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{eventually, Harness};
+use projectors::{ConsumerSettings, Projector, ProjectorMetrics, ProjectorSettings};
+use readmodel::{Cache, CacheConfig};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+/// The command API on the test's database; returns its base URL and an operator token.
+async fn command_api(pool: &PgPool) -> (String, String) {
+    let config = command_service::Config::for_tests("postgres://unused");
+    let state = command_service::AppState::new(&config, pool.clone()).unwrap();
+    state.bootstrap_admin("admin", "admin-password-1").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = command_service::router(state);
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    let base = format!("http://{addr}/api/v1");
+    let login: Value = reqwest::Client::new()
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"username": "admin", "password": "admin-password-1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (base, login["access_token"].as_str().unwrap().to_owned())
+}
+
+async fn projector(harness: &Harness) -> Projector {
+    let metrics = platform::Metrics::new();
+    let cache = Cache::connect(CacheConfig::new(
+        "redis://127.0.0.1:6379",
+        format!("test-{}", harness.prefix),
+    ))
+    .await;
+    Projector::new(
+        harness.pool.clone(),
+        harness.nats.clone(),
+        cache,
+        ProjectorMetrics::register(metrics.registry()),
+        ProjectorSettings {
+            name: "read-models".into(),
+            stream: harness.stream.clone(),
+            filter_subject: format!("{}.v1.>", harness.prefix),
+            consumer: ConsumerSettings {
+                ack_wait: Duration::from_secs(5),
+                max_ack_pending: 256,
+                batch: 64,
+            },
+            message_limit: None,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn top_ups_and_sms_from_the_command_api_end_completed_at_the_provider_and_in_the_read_models(
+    pool: PgPool,
+) {
+    let harness = Harness::new(pool.clone(), 5, 10, &[("SYNC_REQUESTS_PER_SECOND", "9")]).await;
+    let connector = harness.connector().await;
+    connector.poller.poll_once().await.unwrap();
+    let (_relay_stop, _relay) = harness.start_relay();
+    let (stop, shutdown) = watch::channel(false);
+    let mut tasks = connector.spawn(shutdown.clone());
+    let projector = projector(&harness).await;
+    let projecting = tokio::spawn(async move { projector.run(shutdown).await });
+
+    let (api, token) = command_api(&pool).await;
+    let http = reqwest::Client::new();
+    let iccid = harness.simulator().iccids()[1].clone();
+    let topup = http
+        .post(format!("{api}/sims/{iccid}/topup"))
+        .bearer_auth(&token)
+        .json(&json!({"quota": "data"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(topup.status(), StatusCode::ACCEPTED, "{:?}", topup.text().await);
+    let sms = http
+        .post(format!("{api}/sims/{iccid}/sms"))
+        .bearer_auth(&token)
+        .json(&json!({"payload": "reboot now"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sms.status(), StatusCode::ACCEPTED);
+
+    eventually(
+        Duration::from_secs(60),
+        "the top-up and the SMS to settle in the read models",
+        || async {
+            let topup: Option<String> = sqlx::query_scalar(
+                "SELECT last_topup_status FROM sim_quotas WHERE iccid = $1 AND kind = 'data'",
+            )
+            .bind(&iccid)
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+            .flatten();
+            let sms: Option<String> =
+                sqlx::query_scalar("SELECT status FROM sms_messages WHERE iccid = $1 AND direction = 'MT'")
+                    .bind(&iccid)
+                    .fetch_optional(&pool)
+                    .await
+                    .unwrap();
+            topup.as_deref() == Some("completed") && matches!(sms.as_deref(), Some("submitted" | "delivered"))
+        },
+    )
+    .await;
+    assert_eq!(harness.simulator().top_ups(&iccid), 1);
+    let sent = harness.simulator().mt_sms(&iccid);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1, "reboot now");
+    assert_eq!(harness.count("TopUpCompleted").await, 1);
+    assert_eq!(harness.count("SmsSubmitted").await, 1);
+    // The confirmation is correlated with the operator's request.
+    let (requested, completed): (Value, Value) = sqlx::query_as(
+        "SELECT r.metadata, c.metadata FROM events r JOIN events c ON c.aggregate_id = r.aggregate_id \
+         WHERE r.event_type = 'TopUpRequested' AND c.event_type = 'TopUpCompleted'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(completed["correlation_id"], requested["correlation_id"]);
+    assert_eq!(completed["causation_id"], requested["command_id"]);
+    assert_eq!(completed["actor"], "connector:sync");
+
+    // A suspension goes the same way, on a SIM that is enabled at the provider.
+    let store = eventstore::EventStore::new(pool.clone());
+    let mut enabled = None;
+    for candidate in harness.simulator().iccids() {
+        let sim = store.load::<domain::Sim>(&candidate).await.unwrap().state;
+        if sim.provider_status() == Some(domain::ProviderStatus::Enabled) {
+            enabled = Some(candidate);
+            break;
+        }
+    }
+    let enabled = enabled.expect("the simulated fleet has an enabled SIM");
+    let suspend = http
+        .post(format!("{api}/sims/{enabled}/suspend"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        suspend.status(),
+        StatusCode::ACCEPTED,
+        "{:?}",
+        suspend.text().await
+    );
+    eventually(Duration::from_secs(30), "the suspension to complete", || async {
+        harness.count("SuspensionCompleted").await == 1
+    })
+    .await;
+    let at_provider = connector.client.sim(&enabled).await.unwrap();
+    assert_eq!(at_provider.status, Some(once_client::SimState::Disabled));
+
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    let _ = projecting.await;
+    harness.cleanup().await;
+}
