@@ -24,8 +24,9 @@ pub struct Config {
     pub password_hash_wait: Duration,
 }
 
-/// 1NCE states volumes in MB; bytes are stored as integers.
-pub const BYTES_PER_MB: u64 = 1024 * 1024;
+/// 1NCE states volumes in MB, decimal (its usage strings such as "0.002803" are whole bytes
+/// only at 10^6 bytes per MB); bytes are stored as integers.
+pub const BYTES_PER_MB: u64 = 1_000_000;
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {

@@ -389,7 +389,7 @@ async fn a_top_up_is_requested_once_until_the_provider_answers(pool: PgPool) {
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert_eq!(volume, 500 * 1024 * 1024);
+    assert_eq!(volume, 500_000_000);
     assert_eq!(iccid_column, sim, "quota events carry their SIM's ICCID");
     let bad_kind = app
         .post(&format!("/sims/{sim}/topup"), &token)

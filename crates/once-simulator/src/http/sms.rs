@@ -1,0 +1,162 @@
+//! `/v1/sims/{iccid}/sms…`: send an MT SMS, list and read SMS, cancel a buffered one.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::paging::Page;
+use super::{fleet_error, json_body, message, origin, path_iccid};
+use crate::fleet::{FleetError, NewSms};
+use crate::{wire, Simulator};
+
+/// Longest payload accepted (a concatenated message of ten parts).
+const MAX_PAYLOAD_CHARS: usize = 1600;
+
+/// The documents' "SMS Message Object".
+#[derive(Deserialize)]
+struct SmsMessage {
+    source_address: Option<String>,
+    payload: Option<String>,
+    udh: Option<String>,
+    dcs: Option<u8>,
+    source_address_type: Option<SourceAddressType>,
+    expiry_date: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SourceAddressType {
+    id: u16,
+}
+
+impl SmsMessage {
+    fn validate(self) -> Result<NewSms, Response> {
+        let bad = |text: &str| Err(message(StatusCode::BAD_REQUEST, text));
+        let payload = self.payload.unwrap_or_default();
+        if payload.is_empty() {
+            return bad("payload is required");
+        }
+        if payload.chars().count() > MAX_PAYLOAD_CHARS {
+            return bad("payload is too long");
+        }
+        let dcs = self.dcs.unwrap_or(0);
+        if ![0, 4, 8].contains(&dcs) {
+            return bad("dcs must be 0, 4 or 8");
+        }
+        if let Some(udh) = &self.udh {
+            if udh.len() % 2 != 0 || !udh.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return bad("udh must be a hex string");
+            }
+        }
+        let source_address_type = self.source_address_type.map(|t| t.id).unwrap_or(145);
+        if ![145, 161, 208].contains(&source_address_type) {
+            return bad("source_address_type.id must be 145, 161 or 208");
+        }
+        let expiry = match self.expiry_date.as_deref() {
+            None => None,
+            Some(text) => match DateTime::parse_from_rfc3339(text) {
+                Ok(at) => Some(at.with_timezone(&Utc)),
+                Err(_) => return bad("expiry_date must be an ISO 8601 timestamp"),
+            },
+        };
+        Ok(NewSms {
+            source_address: self.source_address.unwrap_or_else(|| "1234567890".into()),
+            source_address_type,
+            payload,
+            udh: self.udh,
+            dcs,
+            expiry,
+        })
+    }
+}
+
+pub async fn send(
+    State(sim): State<Simulator>,
+    Path(iccid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let id = match path_iccid(&iccid) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    let request: SmsMessage = match json_body(&body) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let sms = match request.validate() {
+        Ok(sms) => sms,
+        Err(response) => return response,
+    };
+    let sent = sim.fleet().send_mt_sms(id, sms);
+    match sent {
+        Ok(sms_id) => {
+            let location = format!("{}/v1/sims/{id}/sms/{sms_id}", origin(&headers));
+            (StatusCode::CREATED, [(header::LOCATION, location)]).into_response()
+        }
+        Err(err) => fleet_error(err),
+    }
+}
+
+pub async fn list(
+    State(sim): State<Simulator>,
+    Path(iccid): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let page = match Page::from_query(&query, 100) {
+        Ok(page) => page,
+        Err(response) => return response,
+    };
+    let id = match path_iccid(&iccid) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    let fleet = sim.fleet();
+    let (Ok(s), Ok(all)) = (fleet.sim(id), fleet.sms_of(id)) else {
+        return fleet_error(FleetError::UnknownSim);
+    };
+    let body: Vec<Value> = all[page.range(all.len())]
+        .iter()
+        .map(|m| wire::sms(s, m))
+        .collect();
+    let headers = page.headers(all.len());
+    drop(fleet);
+    (headers, Json(body)).into_response()
+}
+
+fn sms_id(text: &str) -> Result<u64, Response> {
+    text.parse().map_err(|_| fleet_error(FleetError::UnknownSms))
+}
+
+pub async fn get_one(State(sim): State<Simulator>, Path((iccid, sms)): Path<(String, String)>) -> Response {
+    let (id, sms) = match (path_iccid(&iccid), sms_id(&sms)) {
+        (Ok(id), Ok(sms)) => (id, sms),
+        (Err(response), _) | (_, Err(response)) => return response,
+    };
+    let fleet = sim.fleet();
+    let (Ok(s), Ok(all)) = (fleet.sim(id), fleet.sms_of(id)) else {
+        return fleet_error(FleetError::UnknownSim);
+    };
+    match all.iter().find(|m| m.id == sms) {
+        Some(m) => Json(wire::sms(s, m)).into_response(),
+        None => fleet_error(FleetError::UnknownSms),
+    }
+}
+
+pub async fn cancel(State(sim): State<Simulator>, Path((iccid, sms)): Path<(String, String)>) -> Response {
+    let (id, sms) = match (path_iccid(&iccid), sms_id(&sms)) {
+        (Ok(id), Ok(sms)) => (id, sms),
+        (Err(response), _) | (_, Err(response)) => return response,
+    };
+    let cancelled = sim.fleet().cancel_sms(id, sms);
+    match cancelled {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(err) => fleet_error(err),
+    }
+}
