@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use platform::config::{CommonConfig, ConfigError};
+use platform::config::{CommonConfig, ConfigError, Settings};
 
 /// The command API's settings, read once at start.
 #[derive(Debug, Clone)]
@@ -30,23 +30,13 @@ pub const BYTES_PER_MB: u64 = 1_000_000;
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let vars = Settings::new(|name: &str| std::env::var(name).ok());
         let common = CommonConfig::from_env()?;
-        let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match get(var) {
-                None => Ok(default),
-                Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
-                    var,
-                    reason: format!("{value:?} is not a whole number"),
-                }),
-            }
-        };
-        let addr = get("COMMAND_ADDR").unwrap_or_else(|| "127.0.0.1:8081".to_owned());
-        let addr = addr.parse().map_err(|_| ConfigError::Invalid {
-            var: "COMMAND_ADDR",
-            reason: format!("{addr:?} is not host:port"),
-        })?;
-        let bootstrap_admin = match (get("BOOTSTRAP_ADMIN_USERNAME"), get("BOOTSTRAP_ADMIN_PASSWORD")) {
+        let addr = vars.addr("COMMAND_ADDR", "127.0.0.1:8081")?;
+        let bootstrap_admin = match (
+            vars.text("BOOTSTRAP_ADMIN_USERNAME"),
+            vars.text("BOOTSTRAP_ADMIN_PASSWORD"),
+        ) {
             (Some(user), Some(password)) => Some((user, password)),
             (None, None) => None,
             _ => {
@@ -60,12 +50,12 @@ impl Config {
         Ok(Self {
             addr,
             bootstrap_admin,
-            max_body_bytes: number("MAX_BODY_BYTES", 64 * 1024)? as usize,
-            login_rate_per_minute: number("LOGIN_RATE_PER_MINUTE", 10)?.max(1) as u32,
-            topup_data_bytes: number("TOPUP_DATA_MB", 500)? * BYTES_PER_MB,
-            topup_sms: number("TOPUP_SMS", 250)?,
-            db_max_connections: number("DB_MAX_CONNECTIONS", 20)?.max(2) as u32,
-            password_hash_wait: Duration::from_millis(number("PASSWORD_HASH_WAIT_MS", 2000)?),
+            max_body_bytes: vars.number("MAX_BODY_BYTES", 64 * 1024)? as usize,
+            login_rate_per_minute: vars.number("LOGIN_RATE_PER_MINUTE", 10)?.max(1) as u32,
+            topup_data_bytes: vars.number("TOPUP_DATA_MB", 500)? * BYTES_PER_MB,
+            topup_sms: vars.number("TOPUP_SMS", 250)?,
+            db_max_connections: vars.number("DB_MAX_CONNECTIONS", 20)?.max(2) as u32,
+            password_hash_wait: Duration::from_millis(vars.number("PASSWORD_HASH_WAIT_MS", 2000)?),
             common,
         })
     }

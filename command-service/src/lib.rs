@@ -14,7 +14,6 @@ mod state;
 
 use std::net::SocketAddr;
 
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -25,10 +24,8 @@ pub use state::AppState;
 pub enum StartError {
     #[error("cannot reach the database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("migrations failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("the database has migrations pending and MIGRATE_ON_START=false; run them first")]
-    MigrationsPending,
+    #[error(transparent)]
+    Prepare(#[from] eventstore::PrepareError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -46,7 +43,7 @@ pub enum StartError {
 pub async fn run(config: Config) -> Result<(), StartError> {
     platform::db::create_database_if_missing(&config.common.database_url).await?;
     let pool = platform::db::connect(&config.common.database_url, config.db_max_connections).await?;
-    prepare_database(&config, &pool).await?;
+    eventstore::prepare_database(&pool, config.common.migrate_on_start).await?;
     let mut state = AppState::new(&config, pool).map_err(|e| StartError::Config(e.to_string()))?;
     // Connects in the background: the API serves commands while NATS is away.
     state.nats = async_nats::ConnectOptions::new()
@@ -73,22 +70,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     platform::http::serve(listener, router(state))
         .await
         .map_err(StartError::Serve)
-}
-
-/// Applies pending migrations, or refuses to start when told not to and some are pending.
-pub async fn prepare_database(config: &Config, pool: &PgPool) -> Result<(), StartError> {
-    if config.common.migrate_on_start {
-        eventstore::migrate(pool).await?;
-        return Ok(());
-    }
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-        .fetch_one(pool)
-        .await
-        .unwrap_or(0);
-    if (applied as usize) < eventstore::MIGRATOR.iter().count() {
-        return Err(StartError::MigrationsPending);
-    }
-    Ok(())
 }
 
 /// The whole HTTP surface, with the standard layers (request ids, error shape, metrics).

@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use platform::config::{CommonConfig, ConfigError};
+use platform::config::{CommonConfig, ConfigError, Settings};
 
 /// The projectors' settings, read once at start.
 #[derive(Debug, Clone)]
@@ -54,42 +54,18 @@ impl Config {
     /// Reads from any lookup, so tests need not mutate the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_lookup(&get)?;
-        let var = |key: &str| get(key).filter(|v| !v.trim().is_empty());
-        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match var(name) {
-                None => Ok(default),
-                Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
-                    var: name,
-                    reason: format!("{value:?} is not a whole number"),
-                }),
-            }
-        };
-        let addr = var("PROJECTORS_ADDR").unwrap_or_else(|| "127.0.0.1:9101".to_owned());
-        let addr = addr.parse().map_err(|_| ConfigError::Invalid {
-            var: "PROJECTORS_ADDR",
-            reason: format!("{addr:?} is not host:port"),
-        })?;
-        let token = |name: &'static str, default: &str| -> Result<String, ConfigError> {
-            let value = var(name).unwrap_or_else(|| default.to_owned());
-            if value.contains(['.', '*', '>', ' ']) {
-                return Err(ConfigError::Invalid {
-                    var: name,
-                    reason: format!("{value:?} must be a single NATS token"),
-                });
-            }
-            Ok(value)
-        };
+        let vars = Settings::new(&get);
         Ok(Self {
-            addr,
-            stream: token("NATS_STREAM", "SIM_EVENTS")?,
-            subject_prefix: token("NATS_SUBJECT_PREFIX", "sim")?,
-            redis_key_prefix: var("REDIS_KEY_PREFIX").unwrap_or_else(|| "simplatform".to_owned()),
-            projector: token("PROJECTOR_NAME", "read-models")?,
-            db_max_connections: number("DB_MAX_CONNECTIONS", 5)?.max(2) as u32,
+            addr: vars.addr("PROJECTORS_ADDR", "127.0.0.1:9101")?,
+            stream: vars.token("NATS_STREAM", "SIM_EVENTS")?,
+            subject_prefix: vars.token("NATS_SUBJECT_PREFIX", "sim")?,
+            redis_key_prefix: vars.text_or("REDIS_KEY_PREFIX", "simplatform"),
+            projector: vars.token("PROJECTOR_NAME", "read-models")?,
+            db_max_connections: vars.number("DB_MAX_CONNECTIONS", 5)?.max(2) as u32,
             consumer: ConsumerSettings {
-                ack_wait: Duration::from_secs(number("PROJECTOR_ACK_WAIT_SECS", 30)?.max(1)),
-                max_ack_pending: number("PROJECTOR_MAX_ACK_PENDING", 256)?.max(1) as i64,
-                batch: number("PROJECTOR_BATCH", 64)?.clamp(1, 1024) as usize,
+                ack_wait: Duration::from_secs(vars.number("PROJECTOR_ACK_WAIT_SECS", 30)?.max(1)),
+                max_ack_pending: vars.number("PROJECTOR_MAX_ACK_PENDING", 256)?.max(1) as i64,
+                batch: vars.number("PROJECTOR_BATCH", 64)?.clamp(1, 1024) as usize,
             },
             common,
         })

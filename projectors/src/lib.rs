@@ -36,10 +36,8 @@ pub use rebuild::{rebuild, RebuildError, RebuildOptions, RebuildReport};
 pub enum StartError {
     #[error("cannot reach the database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("migrations failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("the database has migrations pending and MIGRATE_ON_START=false; run them first")]
-    MigrationsPending,
+    #[error(transparent)]
+    Prepare(#[from] eventstore::PrepareError),
     #[error("cannot connect to NATS: {0}")]
     Nats(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -184,17 +182,7 @@ pub fn ops_router(metrics: Metrics, pool: PgPool, nats: async_nats::Client) -> R
 pub async fn connect_and_migrate(config: &Config) -> Result<PgPool, StartError> {
     platform::db::create_database_if_missing(&config.common.database_url).await?;
     let pool = platform::db::connect(&config.common.database_url, config.db_max_connections).await?;
-    if config.common.migrate_on_start {
-        eventstore::migrate(&pool).await?;
-    } else {
-        let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&pool)
-            .await
-            .unwrap_or(0);
-        if (applied as usize) < eventstore::MIGRATOR.iter().count() {
-            return Err(StartError::MigrationsPending);
-        }
-    }
+    eventstore::prepare_database(&pool, config.common.migrate_on_start).await?;
     Ok(pool)
 }
 

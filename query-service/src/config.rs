@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use platform::config::{CommonConfig, ConfigError};
+use platform::config::{CommonConfig, ConfigError, Settings};
 
 /// The query API's settings, read once at start.
 #[derive(Debug, Clone)]
@@ -31,32 +31,19 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let vars = Settings::new(|name: &str| std::env::var(name).ok());
         let common = CommonConfig::from_env()?;
-        let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match get(var) {
-                None => Ok(default),
-                Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
-                    var,
-                    reason: format!("{value:?} is not a whole number"),
-                }),
-            }
-        };
-        let addr = get("QUERY_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-        let addr = addr.parse().map_err(|_| ConfigError::Invalid {
-            var: "QUERY_ADDR",
-            reason: format!("{addr:?} is not host:port"),
-        })?;
+        let addr = vars.addr("QUERY_ADDR", "127.0.0.1:8080")?;
         Ok(Self {
             addr,
-            max_body_bytes: number("MAX_BODY_BYTES", 16 * 1024)? as usize,
-            db_max_connections: number("DB_MAX_CONNECTIONS", 20)?.max(2) as u32,
-            redis_key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_else(|| "simplatform".to_owned()),
-            redis_timeout: Duration::from_millis(number("REDIS_TIMEOUT_MS", 100)?.max(1)),
-            fleet_summary_ttl: Duration::from_secs(number("FLEET_SUMMARY_CACHE_SECS", 10)?.max(1)),
-            consistency_wait: Duration::from_millis(number("CONSISTENCY_WAIT_MS", 5000)?),
-            consistency_poll: Duration::from_millis(number("CONSISTENCY_POLL_MS", 20)?.max(1)),
-            consistency_projector: get("CONSISTENCY_PROJECTOR").unwrap_or_else(|| "read-models".to_owned()),
+            max_body_bytes: vars.number("MAX_BODY_BYTES", 16 * 1024)? as usize,
+            db_max_connections: vars.number("DB_MAX_CONNECTIONS", 20)?.max(2) as u32,
+            redis_key_prefix: vars.text_or("REDIS_KEY_PREFIX", "simplatform"),
+            redis_timeout: Duration::from_millis(vars.number("REDIS_TIMEOUT_MS", 100)?.max(1)),
+            fleet_summary_ttl: Duration::from_secs(vars.number("FLEET_SUMMARY_CACHE_SECS", 10)?.max(1)),
+            consistency_wait: Duration::from_millis(vars.number("CONSISTENCY_WAIT_MS", 5000)?),
+            consistency_poll: Duration::from_millis(vars.number("CONSISTENCY_POLL_MS", 20)?.max(1)),
+            consistency_projector: vars.text_or("CONSISTENCY_PROJECTOR", "read-models"),
             common,
         })
     }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use platform::config::ConfigError;
+use platform::config::{ConfigError, Settings};
 use platform::CommonConfig;
 
 /// The simulator's development credentials (see `docs/simulator.md`).
@@ -96,50 +96,15 @@ impl Config {
     /// Reads from any lookup, so tests need not mutate the process environment.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_lookup(&get)?;
-        let var = |key: &str| get(key).filter(|v| !v.trim().is_empty());
-        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match var(name) {
-                None => Ok(default),
-                Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
-                    var: name,
-                    reason: format!("{value:?} is not a whole number"),
-                }),
-            }
-        };
-        let flag = |name: &'static str, default: bool| -> Result<bool, ConfigError> {
-            match var(name).map(|v| v.trim().to_ascii_lowercase()) {
-                None => Ok(default),
-                Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
-                Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
-                Some(v) => Err(ConfigError::Invalid {
-                    var: name,
-                    reason: format!("{v:?} is not true or false"),
-                }),
-            }
-        };
-        let token = |name: &'static str, default: &str| -> Result<String, ConfigError> {
-            let value = var(name).unwrap_or_else(|| default.to_owned());
-            if value.contains(['.', '*', '>', ' ']) {
-                return Err(ConfigError::Invalid {
-                    var: name,
-                    reason: format!("{value:?} must be a single NATS token"),
-                });
-            }
-            Ok(value)
-        };
-        let addr = var("CONNECTOR_ADDR").unwrap_or_else(|| "127.0.0.1:9102".to_owned());
-        let addr = addr.parse().map_err(|_| ConfigError::Invalid {
-            var: "CONNECTOR_ADDR",
-            reason: format!("{addr:?} is not host:port"),
-        })?;
-        let base_url = var("ONCE_API_URL").unwrap_or_else(|| "http://127.0.0.1:8090".to_owned());
+        let vars = Settings::new(&get);
+        let base_url = vars.text_or("ONCE_API_URL", "http://127.0.0.1:8090");
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(ConfigError::Invalid {
                 var: "ONCE_API_URL",
                 reason: format!("{base_url:?} is not an http(s) URL"),
             });
         }
-        let requests_per_second = number("SYNC_REQUESTS_PER_SECOND", 9)?;
+        let requests_per_second = vars.number("SYNC_REQUESTS_PER_SECOND", 9)?;
         if !(1..=1000).contains(&requests_per_second) {
             return Err(ConfigError::Invalid {
                 var: "SYNC_REQUESTS_PER_SECOND",
@@ -147,8 +112,8 @@ impl Config {
             });
         }
         let shard = Shard {
-            index: number("SYNC_SHARD_INDEX", 0)? as u32,
-            count: number("SYNC_SHARD_COUNT", 1)? as u32,
+            index: vars.number("SYNC_SHARD_INDEX", 0)? as u32,
+            count: vars.number("SYNC_SHARD_COUNT", 1)? as u32,
         };
         if shard.count == 0 || shard.index >= shard.count {
             return Err(ConfigError::Invalid {
@@ -157,30 +122,29 @@ impl Config {
             });
         }
         Ok(Self {
-            addr,
+            addr: vars.addr("CONNECTOR_ADDR", "127.0.0.1:9102")?,
             provider: ProviderConfig {
                 base_url: base_url.trim_end_matches('/').to_owned(),
-                client_id: var("ONCE_CLIENT_ID").unwrap_or_else(|| SIMULATOR_CLIENT_ID.to_owned()),
-                client_secret: var("ONCE_CLIENT_SECRET")
-                    .unwrap_or_else(|| SIMULATOR_CLIENT_SECRET.to_owned()),
+                client_id: vars.text_or("ONCE_CLIENT_ID", SIMULATOR_CLIENT_ID),
+                client_secret: vars.text_or("ONCE_CLIENT_SECRET", SIMULATOR_CLIENT_SECRET),
                 requests_per_second: requests_per_second as u32,
-                timeout: Duration::from_secs(number("SYNC_PROVIDER_TIMEOUT_SECS", 30)?.max(1)),
-                max_retries: number("SYNC_PROVIDER_MAX_RETRIES", 5)?.min(20) as u32,
+                timeout: Duration::from_secs(vars.number("SYNC_PROVIDER_TIMEOUT_SECS", 30)?.max(1)),
+                max_retries: vars.number("SYNC_PROVIDER_MAX_RETRIES", 5)?.min(20) as u32,
             },
-            request_ack_wait: Duration::from_secs(number("SYNC_REQUEST_ACK_WAIT_SECS", 120)?.max(1)),
+            request_ack_wait: Duration::from_secs(vars.number("SYNC_REQUEST_ACK_WAIT_SECS", 120)?.max(1)),
             schedule: Schedule {
-                poll_interval: Duration::from_secs(number("SYNC_POLL_INTERVAL_SECS", 300)?.max(1)),
-                detail_interval: Duration::from_secs(number("SYNC_DETAIL_INTERVAL_SECS", 3600)?.max(1)),
-                usage_days: number("SYNC_USAGE_DAYS", 2)?.clamp(1, 180) as u32,
-                background: flag("SYNC_BACKGROUND", true)?,
-                job_poll: Duration::from_secs(number("SYNC_JOB_POLL_SECS", 5)?.max(1)),
+                poll_interval: Duration::from_secs(vars.number("SYNC_POLL_INTERVAL_SECS", 300)?.max(1)),
+                detail_interval: Duration::from_secs(vars.number("SYNC_DETAIL_INTERVAL_SECS", 3600)?.max(1)),
+                usage_days: vars.number("SYNC_USAGE_DAYS", 2)?.clamp(1, 180) as u32,
+                background: vars.flag("SYNC_BACKGROUND", true)?,
+                job_poll: Duration::from_secs(vars.number("SYNC_JOB_POLL_SECS", 5)?.max(1)),
             },
             shard,
-            stream: token("NATS_STREAM", "SIM_EVENTS")?,
-            subject_prefix: token("NATS_SUBJECT_PREFIX", "sim")?,
-            consumer_prefix: token("SYNC_CONSUMER_PREFIX", "sync-connector")?,
-            sms_source_address: var("SYNC_SMS_SOURCE_ADDRESS").unwrap_or_else(|| "1NCE".to_owned()),
-            db_max_connections: number("DB_MAX_CONNECTIONS", 5)?.max(3) as u32,
+            stream: vars.token("NATS_STREAM", "SIM_EVENTS")?,
+            subject_prefix: vars.token("NATS_SUBJECT_PREFIX", "sim")?,
+            consumer_prefix: vars.token("SYNC_CONSUMER_PREFIX", "sync-connector")?,
+            sms_source_address: vars.text_or("SYNC_SMS_SOURCE_ADDRESS", "1NCE"),
+            db_max_connections: vars.number("DB_MAX_CONNECTIONS", 5)?.max(3) as u32,
             common,
         })
     }

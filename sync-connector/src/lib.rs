@@ -50,10 +50,8 @@ pub const JOBS_SUBJECT: &str = "sync.v1.jobs";
 pub enum StartError {
     #[error("cannot reach the database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("migrations failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("the database has migrations pending and MIGRATE_ON_START=false; run them first")]
-    MigrationsPending,
+    #[error(transparent)]
+    Prepare(#[from] eventstore::PrepareError),
     #[error("cannot connect to NATS: {0}")]
     Nats(String),
     #[error("invalid 1NCE client settings: {0}")]
@@ -266,17 +264,7 @@ async fn poll_age_loop(metrics: SyncMetrics, mut shutdown: watch::Receiver<bool>
 pub async fn run(config: Config) -> Result<(), StartError> {
     platform::db::create_database_if_missing(&config.common.database_url).await?;
     let pool = platform::db::connect(&config.common.database_url, config.db_max_connections).await?;
-    if config.common.migrate_on_start {
-        eventstore::migrate(&pool).await?;
-    } else {
-        let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&pool)
-            .await
-            .unwrap_or(0);
-        if (applied as usize) < eventstore::MIGRATOR.iter().count() {
-            return Err(StartError::MigrationsPending);
-        }
-    }
+    eventstore::prepare_database(&pool, config.common.migrate_on_start).await?;
     let nats = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connect(config.common.nats_url.as_str())

@@ -17,7 +17,9 @@ mod stored;
 pub use error::{ExecuteError, StoreError};
 pub use log::{GlobalLog, LogCursor};
 pub use metadata::{CommandContext, EventMetadata, Idempotency};
-pub use store::{handle_in_turn, CommandAnswer, EventStore, Executed, LoadedAggregate};
+pub use store::{
+    handle_in_turn, CommandAnswer, EventRow, EventStore, Executed, LoadedAggregate, SELECT_EVENT,
+};
 pub use stored::StoredEvent;
 
 /// Every migration of the platform (event store, auth, read models), embedded.
@@ -27,4 +29,32 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 /// migrators with an advisory lock.
 pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
+}
+
+/// Why a service's database is not ready for it.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database has migrations pending and MIGRATE_ON_START=false; run them first")]
+    MigrationsPending,
+    #[error("cannot reach the database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// What every service does at start: apply pending migrations, or, when told not to
+/// (`MIGRATE_ON_START=false`), refuse to run against a database that lacks some.
+pub async fn prepare_database(pool: &sqlx::PgPool, migrate_on_start: bool) -> Result<(), PrepareError> {
+    if migrate_on_start {
+        migrate(pool).await?;
+        return Ok(());
+    }
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0);
+    if (applied as usize) < MIGRATOR.iter().count() {
+        return Err(PrepareError::MigrationsPending);
+    }
+    Ok(())
 }

@@ -342,13 +342,13 @@ async fn record_idempotency(
     Ok(inserted == 1)
 }
 
-/// The columns of a stored event, shared by every reader.
-pub(crate) const SELECT_EVENT: &str =
-    "SELECT position, transaction_id::text AS transaction_id, aggregate_type, \
+/// The columns of a stored event, shared by every reader (add the `WHERE` and `ORDER BY`).
+pub const SELECT_EVENT: &str = "SELECT position, transaction_id::text AS transaction_id, aggregate_type, \
      aggregate_id, sequence, event_type, event_version, iccid, recorded_at, metadata, payload FROM events";
 
+/// A row of [`SELECT_EVENT`]; converts into a [`StoredEvent`].
 #[derive(sqlx::FromRow)]
-pub(crate) struct EventRow {
+pub struct EventRow {
     position: i64,
     transaction_id: String,
     aggregate_type: String,

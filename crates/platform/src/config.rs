@@ -141,6 +141,64 @@ impl CommonConfig {
     }
 }
 
+/// Reads a service's own settings from a lookup (the environment, or a map in tests). An empty
+/// variable counts as unset; a malformed one is an error that names it.
+pub struct Settings<F: Fn(&str) -> Option<String>> {
+    get: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Settings<F> {
+    pub fn new(get: F) -> Self {
+        Self { get }
+    }
+
+    pub fn text(&self, name: &str) -> Option<String> {
+        (self.get)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    pub fn text_or(&self, name: &str, default: &str) -> String {
+        self.text(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    pub fn number(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+        match self.text(name) {
+            None => Ok(default),
+            Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
+                var: name,
+                reason: format!("{value:?} is not a whole number"),
+            }),
+        }
+    }
+
+    pub fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.text(name) {
+            None => Ok(default),
+            Some(value) => parse_bool(name, &value),
+        }
+    }
+
+    /// A single NATS subject token (a stream name, a subject prefix, a consumer name).
+    pub fn token(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        let value = self.text_or(name, default);
+        if value.contains(['.', '*', '>', ' ']) {
+            return Err(ConfigError::Invalid {
+                var: name,
+                reason: format!("{value:?} must be a single NATS token"),
+            });
+        }
+        Ok(value)
+    }
+
+    /// A listen address, `host:port`.
+    pub fn addr(&self, name: &'static str, default: &str) -> Result<std::net::SocketAddr, ConfigError> {
+        let value = self.text_or(name, default);
+        value.trim().parse().map_err(|_| ConfigError::Invalid {
+            var: name,
+            reason: format!("{value:?} is not host:port"),
+        })
+    }
+}
+
 fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),

@@ -3,8 +3,8 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
-use eventstore::{LogCursor, StoreError, StoredEvent};
+use chrono::Utc;
+use eventstore::{EventRow, LogCursor, StoreError, StoredEvent, SELECT_EVENT};
 use platform::{ApiError, ApiPath, ApiQuery, Principal};
 use readmodel::SimView;
 use serde::{Deserialize, Serialize};
@@ -21,44 +21,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/sims/{iccid}/events", get(events))
         .route("/sims/{iccid}/state", get(state_as_of))
-}
-
-/// The columns of a stored event, in `EventRow`'s order.
-pub const EVENT_COLUMNS: &str =
-    "position, transaction_id::text AS transaction_id, aggregate_type, aggregate_id, \
-     sequence, event_type, event_version, iccid, recorded_at, metadata, payload";
-
-#[derive(sqlx::FromRow)]
-pub struct EventRow {
-    position: i64,
-    transaction_id: String,
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    event_version: String,
-    iccid: String,
-    recorded_at: DateTime<Utc>,
-    metadata: serde_json::Value,
-    payload: serde_json::Value,
-}
-
-impl From<EventRow> for StoredEvent {
-    fn from(row: EventRow) -> Self {
-        Self {
-            position: row.position,
-            transaction_id: row.transaction_id.parse().ok(),
-            aggregate_type: row.aggregate_type,
-            aggregate_id: row.aggregate_id,
-            sequence: row.sequence,
-            event_type: row.event_type,
-            event_version: row.event_version,
-            iccid: row.iccid,
-            recorded_at: row.recorded_at,
-            metadata: row.metadata,
-            payload: row.payload,
-        }
-    }
 }
 
 /// The cursor of a public position; an unknown one is 400 `UNKNOWN_POSITION`.
@@ -129,7 +91,7 @@ pub async fn events(
     let after = params.after_position.unwrap_or(0);
     let cursor = cursor_at(&state, "after_position", after).await?;
     let rows: Vec<EventRow> = sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events \
+        "{SELECT_EVENT} \
          WHERE iccid = $1 AND (transaction_id, position) > ($2::text::xid8, $3) \
            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
          ORDER BY transaction_id, position LIMIT $4"
@@ -194,7 +156,7 @@ pub async fn state_as_of(
         None => Utc::now(),
     };
     let rows: Vec<EventRow> = sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events \
+        "{SELECT_EVENT} \
          WHERE iccid = $1 AND recorded_at <= $2 AND aggregate_type IN ('sim', 'quota') \
          ORDER BY transaction_id, position"
     ))

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Static checks of the deploy files (no Docker engine or cluster on the development machines):
+every YAML parses; every service the compose file and the Kubernetes manifests run is a binary
+of this workspace; every Kubernetes Deployment probes /ready and /health on the port its
+*_ADDR variable listens on; Prometheus scrapes every service."""
+import glob
+import pathlib
+import re
+import sys
+
+import yaml
+
+root = pathlib.Path(__file__).resolve().parent.parent
+binaries = {p.parent.parent.name if p.parent.name == "src" else p.stem
+            for p in root.glob("*/src/main.rs")} | {p.parent.parent.name for p in root.glob("crates/*/src/main.rs")}
+problems = []
+
+def load_all(path):
+    try:
+        return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    except yaml.YAMLError as error:
+        problems.append(f"{path}: {error}")
+        return []
+
+compose = load_all(root / "deploy/compose/compose.yaml")[0]
+for name, service in compose["services"].items():
+    if service.get("image", "").startswith("sim-platform"):
+        binary = service["command"][0]
+        if binary not in binaries:
+            problems.append(f"compose service {name} runs {binary}, which is not a workspace binary")
+
+deployments = {}
+for path in sorted((root / "deploy/k8s").glob("*.yaml")):
+    for doc in load_all(path):
+        if doc.get("kind") == "Kustomization":
+            for resource in doc["resources"]:
+                if not (root / "deploy/k8s" / resource).exists():
+                    problems.append(f"kustomization lists a missing file {resource}")
+        if doc.get("kind") != "Deployment":
+            continue
+        name = doc["metadata"]["name"]
+        container = doc["spec"]["template"]["spec"]["containers"][0]
+        deployments[name] = container
+        if container["args"][0] not in binaries:
+            problems.append(f"deployment {name} runs {container['args'][0]}, not a workspace binary")
+        port = container["ports"][0]["containerPort"]
+        addrs = [e["value"] for e in container.get("env", []) if e["name"].endswith("_ADDR")]
+        if not addrs or not addrs[0].endswith(f":{port}"):
+            problems.append(f"deployment {name}: its *_ADDR {addrs} does not listen on port {port}")
+        for probe, path_ in (("readinessProbe", "/ready"), ("livenessProbe", "/health")):
+            if container.get(probe, {}).get("httpGet", {}).get("path") != path_:
+                problems.append(f"deployment {name}: {probe} must GET {path_}")
+
+missing = binaries - set(deployments) - {"once-simulator"} if deployments else set()
+for binary in sorted(missing):
+    problems.append(f"no Kubernetes deployment runs {binary}")
+
+prometheus = load_all(root / "deploy/prometheus/prometheus.yml")[0]
+scraped = {job["job_name"] for job in prometheus["scrape_configs"]}
+for binary in sorted(binaries - scraped):
+    problems.append(f"Prometheus does not scrape {binary}")
+
+if problems:
+    print("deploy files:", *problems, sep="\n  ")
+    sys.exit(1)
+print(f"deploy files: ok ({len(binaries)} binaries, {len(deployments)} deployments)")
