@@ -146,3 +146,75 @@ async fn a_connector_killed_after_the_provider_call_tops_up_exactly_once(pool: P
     assert!(quota.pending_top_up().is_none());
     harness.cleanup().await;
 }
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_connector_killed_after_handing_over_an_sms_sends_it_exactly_once(pool: PgPool) {
+    let harness = Harness::new(
+        pool.clone(),
+        3,
+        10,
+        &[
+            ("SYNC_REQUESTS_PER_SECOND", "9"),
+            ("SYNC_REQUEST_ACK_WAIT_SECS", "3"),
+            ("SYNC_POLL_INTERVAL_SECS", "3600"),
+        ],
+    )
+    .await;
+    harness.connector().await.poller.poll_once().await.unwrap();
+    let iccid = harness.simulator().iccids()[2].clone();
+    let (_relay_stop, _relay) = harness.start_relay();
+    harness.simulator().set_faults(Faults {
+        slow_response: Some(SlowResponse {
+            path_contains: "/sms".into(),
+            delay_ms: 20_000,
+        }),
+        ..Faults::default()
+    });
+    let mut process = Process::start(&harness, free_port());
+
+    let store = EventStore::new(pool.clone());
+    let message_id = Uuid::now_v7();
+    store
+        .execute::<domain::Sms>(
+            &message_id.to_string(),
+            &iccid,
+            domain::SmsCommand::RequestSend {
+                message_id,
+                iccid: Iccid::parse(&iccid).unwrap(),
+                payload: "open valve 3".into(),
+                source_address: None,
+                at: Utc::now(),
+            },
+            &CommandContext::new(EventMetadata::new("user:operator")),
+        )
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "the SMS to reach the provider",
+        || async { harness.simulator().mt_sms(&iccid).len() == 1 },
+    )
+    .await;
+    process.kill();
+    assert_eq!(harness.count("SmsSubmitted").await, 0);
+
+    harness.simulator().set_faults(Faults::default());
+    let _process = Process::start(&harness, free_port());
+    eventually(Duration::from_secs(60), "the SMS to be confirmed", || async {
+        harness.count("SmsSubmitted").await == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let sent = harness.simulator().mt_sms(&iccid);
+    assert_eq!(sent.len(), 1, "exactly one SMS at the provider");
+    // The confirmation names the provider's message.
+    let submitted: serde_json::Value = sqlx::query_scalar(
+        "SELECT payload FROM events WHERE event_type = 'SmsSubmitted' AND aggregate_id = $1",
+    )
+    .bind(message_id.to_string())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(submitted["provider_message_id"], sent[0].0.to_string());
+    harness.cleanup().await;
+}

@@ -186,3 +186,46 @@ async fn a_sweep_cut_short_by_a_failing_page_concludes_nothing(pool: PgPool) {
     assert_eq!(known, 250, "no SIM is forgotten because a sweep failed");
     harness.cleanup().await;
 }
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn sync_jobs_run_once_per_shard_and_report_progress(pool: PgPool) {
+    let harness = Harness::new(pool.clone(), 12, 0, &[]).await;
+    let connector = harness.connector().await;
+    let iccid = harness.simulator().iccids()[3].clone();
+    let one = uuid::Uuid::now_v7();
+    let all = uuid::Uuid::now_v7();
+    for (job, scope) in [(one, iccid.as_str()), (all, "all")] {
+        sqlx::query("INSERT INTO sync_jobs (job_id, scope, requested_by) VALUES ($1, $2, 'user:test')")
+            .bind(job)
+            .bind(scope)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    assert_eq!(connector.jobs.run_waiting().await.unwrap(), 2);
+    assert_eq!(
+        connector.jobs.run_waiting().await.unwrap(),
+        0,
+        "each job runs once"
+    );
+    let runs: Vec<(uuid::Uuid, String, i32, i32)> =
+        sqlx::query_as("SELECT job_id, status, sims_total, sims_done FROM sync_job_runs ORDER BY job_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        runs,
+        vec![(one, "completed".into(), 1, 1), (all, "completed".into(), 12, 12)]
+    );
+    // The one-SIM job registered its SIM with its quotas before the full sweep ran.
+    assert_eq!(harness.count("SimRegistered").await, 12);
+    let quotas: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'QuotaAssigned' AND aggregate_id LIKE $1",
+    )
+    .bind(format!("{iccid}%"))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(quotas, 2);
+    harness.cleanup().await;
+}

@@ -179,3 +179,79 @@ async fn top_ups_and_sms_from_the_command_api_end_completed_at_the_provider_and_
     let _ = projecting.await;
     harness.cleanup().await;
 }
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_top_up_whose_call_may_not_have_left_ends_unknown_and_is_not_sent(pool: PgPool) {
+    let harness = Harness::new(pool.clone(), 2, 0, &[]).await;
+    let connector = harness.connector().await;
+    connector.poller.poll_once().await.unwrap();
+    let iccid = harness.simulator().iccids()[0].clone();
+    let parsed = domain::Iccid::parse(&iccid).unwrap();
+    let quota_id = domain::quota_aggregate_id(&parsed, domain::QuotaKind::Data);
+    let store = eventstore::EventStore::new(pool.clone());
+    let request_id = uuid::Uuid::now_v7();
+    store
+        .execute::<domain::Quota>(
+            &quota_id,
+            &iccid,
+            domain::QuotaCommand::RequestTopUp {
+                request_id,
+                iccid: parsed.clone(),
+                kind: domain::QuotaKind::Data,
+                volume: 500_000_000,
+                payment_method: None,
+                sim_status: domain::SimStatus::Active,
+                at: chrono::Utc::now(),
+            },
+            &eventstore::CommandContext::new(eventstore::EventMetadata::new("user:operator")),
+        )
+        .await
+        .unwrap();
+    // An instance recorded the dispatch and died before its call left (or while it did): the
+    // provider's quota is what it was before.
+    let before = connector
+        .client
+        .quota(&iccid, once_client::QuotaKind::Data)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO sync_dispatches (request_id, kind, aggregate_id, iccid, state, owner, before_call, dispatched_at, attempts) \
+         VALUES ($1, 'topup', $2, $3, 'dispatching', $4, $5, now(), 1)",
+    )
+    .bind(request_id)
+    .bind(&quota_id)
+    .bind(&iccid)
+    .bind(uuid::Uuid::new_v4())
+    .bind(json!({"quota": {"total": before.total, "remaining": before.remaining,
+                 "last_volume_added": before.last_volume_added, "last_change": before.last_status_change_date}}))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let requested = store
+        .events_of("quota", &quota_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event_type == "TopUpRequested")
+        .unwrap();
+
+    let handled = connector.requests.handle(&requested).await.unwrap();
+    assert_eq!(handled, sync_connector::Handled::Done);
+    assert_eq!(harness.simulator().top_ups(&iccid), 0, "never sent blindly");
+    assert_eq!(harness.count("TopUpOutcomeUnknown").await, 1);
+    let quota = store.load::<domain::Quota>(&quota_id).await.unwrap().state;
+    assert!(quota.pending_top_up().is_none(), "an operator may ask again");
+    let state: String = sqlx::query_scalar("SELECT state FROM sync_dispatches WHERE request_id = $1")
+        .bind(request_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "unknown");
+    // Delivered again, it changes nothing.
+    assert_eq!(
+        connector.requests.handle(&requested).await.unwrap(),
+        sync_connector::Handled::Done
+    );
+    assert_eq!(harness.count("TopUpOutcomeUnknown").await, 1);
+    harness.cleanup().await;
+}
