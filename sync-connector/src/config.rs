@@ -144,7 +144,7 @@ impl Config {
             subject_prefix: vars.token("NATS_SUBJECT_PREFIX", "sim")?,
             consumer_prefix: vars.token("SYNC_CONSUMER_PREFIX", "sync-connector")?,
             sms_source_address: vars.text_or("SYNC_SMS_SOURCE_ADDRESS", "1NCE"),
-            db_max_connections: vars.number("DB_MAX_CONNECTIONS", 5)?.max(3) as u32,
+            db_max_connections: vars.number("DB_MAX_CONNECTIONS", 10)?.max(4) as u32,
             common,
         })
     }

@@ -97,11 +97,12 @@ pub fn generate_sim(shape: &FleetShape, serial: u64, now: DateTime<Utc>) -> SimR
         imei_lock: rng.random_range(0..4) == 0,
         enabled: rng.random_range(0..100) >= 8,
         activation,
+        // Distinct per SIM, never a .0 network address: 254 hosts per /24.
         ip_address: format!(
             "10.{}.{}.{}",
-            (serial >> 16) & 0xff,
-            (serial >> 8) & 0xff,
-            (serial & 0xff).max(1)
+            (serial / (254 * 256)) % 256,
+            (serial / 254) % 256,
+            serial % 254 + 1
         ),
         label,
         operator: rng.random_range(0..OPERATORS.len()) as u8,
