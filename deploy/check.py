@@ -60,6 +60,26 @@ scraped = {job["job_name"] for job in prometheus["scrape_configs"]}
 for binary in sorted(binaries - scraped):
     problems.append(f"Prometheus does not scrape {binary}")
 
+import json
+
+for path in sorted((root / "deploy/grafana").rglob("*.json")):
+    try:
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            if not panel["targets"][0]["expr"]:
+                problems.append(f"{path}: panel {panel['title']!r} has no query")
+    except (ValueError, KeyError) as error:
+        problems.append(f"{path}: {error}")
+for path in sorted((root / "deploy/grafana").rglob("*.yaml")):
+    load_all(path)
+mounted = [v.split(":")[0] for s in compose["services"].values() for v in s.get("volumes", []) if v.startswith("..")]
+for volume in mounted:
+    if not (root / "deploy/compose" / volume).resolve().exists():
+        problems.append(f"compose mounts {volume}, which does not exist")
+nginx = (root / "deploy/nginx/nginx.conf").read_text()
+if nginx.count("{") != nginx.count("}"):
+    problems.append("deploy/nginx/nginx.conf: unbalanced braces")
+
 if problems:
     print("deploy files:", *problems, sep="\n  ")
     sys.exit(1)
