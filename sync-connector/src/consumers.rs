@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull, consumer::PullConsumer, AckKind};
+use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
+use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use eventstore::StoredEvent;
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -67,7 +68,17 @@ pub async fn run(
             };
             match next {
                 Some(Ok(message)) => handle(&requests, &name, message).await,
-                Some(Err(error)) => tracing::warn!(%error, consumer = %name, "pull consumer error"),
+                Some(Err(error)) => {
+                    tracing::warn!(%error, consumer = %name, "pull consumer error");
+                    // After a reconnect to a server that lost the consumer (a wiped store),
+                    // this stream would wait forever: recreate the consumer instead.
+                    if matches!(
+                        error.kind(),
+                        MessagesErrorKind::Pull | MessagesErrorKind::NoResponders
+                    ) {
+                        break;
+                    }
+                }
                 None => break,
             }
             if *shutdown.borrow() {
