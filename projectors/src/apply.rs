@@ -14,7 +14,7 @@
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use domain::ids::parse_quota_aggregate_id;
 use domain::{QuotaEvent, SimEvent, SmsEvent};
-use eventstore::StoredEvent;
+use eventstore::{EventRow, StoredEvent, SELECT_EVENT};
 use serde_json::Value;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -109,36 +109,6 @@ pub struct Applier {
     pub rollups: UsageRollups,
 }
 
-type EventTuple = (
-    i64,
-    String,
-    String,
-    String,
-    i64,
-    String,
-    String,
-    String,
-    DateTime<Utc>,
-    Value,
-    Value,
-);
-
-fn from_tuple(t: EventTuple) -> StoredEvent {
-    StoredEvent {
-        position: t.0,
-        transaction_id: t.1.parse().ok(),
-        aggregate_type: t.2,
-        aggregate_id: t.3,
-        sequence: t.4,
-        event_type: t.5,
-        event_version: t.6,
-        iccid: t.7,
-        recorded_at: t.8,
-        metadata: t.9,
-        payload: t.10,
-    }
-}
-
 impl Applier {
     pub fn new(projector: impl Into<String>, rollups: UsageRollups) -> Self {
         Self {
@@ -155,6 +125,69 @@ impl Applier {
         conn: &mut PgConnection,
         event: &StoredEvent,
         stream_sequence: i64,
+    ) -> Result<Outcome, ApplyError> {
+        let outcome = self.guard_and_apply(conn, event).await?;
+        self.checkpoint(conn, event, stream_sequence).await?;
+        Ok(outcome)
+    }
+
+    /// Applies, through the version guard, every event the global log holds between this
+    /// projector's checkpoint and `event` (exclusive), and returns them. In order they are
+    /// none; after a crash (the dead process's unacknowledged messages come back only after
+    /// the ack wait, while later ones arrive at once) or with several replicas sharing the
+    /// consumer, they are the events delivered elsewhere or late. Applying them first keeps
+    /// the checkpoint meaning "everything up to here", which consistency tokens rely on; their
+    /// late deliveries are then duplicates. Locks the checkpoint row: replicas apply in turn.
+    pub async fn catch_up_before(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
+    ) -> Result<Vec<StoredEvent>, ApplyError> {
+        let checkpoint: Option<(String, i64)> = sqlx::query_as(
+            "SELECT transaction_id::text, position FROM projection_checkpoints WHERE projector = $1 FOR UPDATE",
+        )
+        .bind(&self.projector)
+        .fetch_optional(&mut *conn)
+        .await?;
+        // No checkpoint yet: the consumer delivers from the stream's start.
+        let Some((checkpoint_tx, checkpoint_position)) = checkpoint else {
+            return Ok(Vec::new());
+        };
+        let event_tx = match event.transaction_id {
+            Some(id) => id.to_string(),
+            None => match sqlx::query_scalar("SELECT transaction_id::text FROM events WHERE position = $1")
+                .bind(event.position)
+                .fetch_optional(&mut *conn)
+                .await?
+            {
+                Some(id) => id,
+                None => return Ok(Vec::new()),
+            },
+        };
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "{SELECT_EVENT} WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+             AND (transaction_id, position) < ($3::text::xid8, $4) ORDER BY transaction_id, position"
+        ))
+        .bind(checkpoint_tx)
+        .bind(checkpoint_position)
+        .bind(event_tx)
+        .bind(event.position)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut applied = Vec::new();
+        for earlier in rows.into_iter().map(StoredEvent::from) {
+            if let Outcome::Applied { .. } = self.guard_and_apply(conn, &earlier).await? {
+                applied.push(earlier);
+            }
+        }
+        Ok(applied)
+    }
+
+    /// The version guard, gap filling and the read-model writes of one event (no checkpoint).
+    async fn guard_and_apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &StoredEvent,
     ) -> Result<Outcome, ApplyError> {
         sqlx::query(
             "INSERT INTO projection_versions (projector, aggregate_type, aggregate_id, version) \
@@ -207,7 +240,6 @@ impl Applier {
             .await?;
             Outcome::Applied { gap_filled }
         };
-        self.checkpoint(conn, event, stream_sequence).await?;
         Ok(outcome)
     }
 
@@ -218,19 +250,17 @@ impl Applier {
         event: &StoredEvent,
         version: i64,
     ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-        let rows: Vec<EventTuple> = sqlx::query_as(
-            "SELECT position, transaction_id::text, aggregate_type, aggregate_id, sequence, event_type, \
-             event_version, iccid, recorded_at, metadata, payload FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 AND sequence < $4 \
-             ORDER BY sequence",
-        )
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "{SELECT_EVENT} WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 AND sequence < $4 \
+             ORDER BY sequence"
+        ))
         .bind(&event.aggregate_type)
         .bind(&event.aggregate_id)
         .bind(version)
         .bind(event.sequence)
         .fetch_all(&mut *conn)
         .await?;
-        Ok(rows.into_iter().map(from_tuple).collect())
+        Ok(rows.into_iter().map(StoredEvent::from).collect())
     }
 
     /// Moves the checkpoint forward only: a redelivered older message never moves it back.

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull, consumer::PullConsumer, AckKind};
+use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
+use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use eventstore::StoredEvent;
 use futures::StreamExt;
 use readmodel::Cache;
@@ -155,6 +156,15 @@ impl Projector {
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, projector = %name, "pull consumer error");
+                        // After a reconnect the client looks the consumer up; when the server
+                        // lost it (a wiped store, a deleted consumer) this stream would wait
+                        // forever for messages nobody sends: recreate the consumer instead.
+                        if matches!(
+                            error.kind(),
+                            MessagesErrorKind::Pull | MessagesErrorKind::NoResponders
+                        ) {
+                            break;
+                        }
                     }
                     None => {
                         tracing::warn!(projector = %name, "message stream ended; recreating it");
@@ -212,7 +222,7 @@ impl Projector {
         }
     }
 
-    /// One message: decode, apply in one transaction, commit, ack, then the cache.
+    /// One message: decode, apply in one transaction, commit, the cache, then the ack.
     pub async fn handle(&self, message: jetstream::Message, shutdown: &mut watch::Receiver<bool>) -> Handled {
         let name = self.settings.name.as_str();
         let (stream_sequence, pending) = match message.info() {
@@ -274,11 +284,14 @@ impl Projector {
                 Handled::Duplicate
             }
         };
-        // Committed: acknowledge. A lost ack means a redelivery, which the version guard skips.
+        // Committed: the cache, then the ack. In this order a crash before the ack means a
+        // redelivery, which the version guard skips but which refreshes the cache again; with
+        // the ack first, a crash between the two left the SIM's entry stale until its TTL.
+        self.refresh_cache(&event.iccid).await;
+        // A lost ack means a redelivery, which the version guard skips.
         if let Err(error) = message.double_ack().await {
             tracing::warn!(%error, stream_sequence, "ack failed; the redelivery will be skipped as a duplicate");
         }
-        self.refresh_cache(&event.iccid).await;
         let lag = if pending == 0 {
             0.0
         } else {
@@ -300,11 +313,30 @@ impl Projector {
             .bind(PROJECTION_LOCK_KEY)
             .execute(&mut *tx)
             .await?;
-        let outcome = self
+        let caught_up = self.applier.catch_up_before(&mut tx, event).await?;
+        let mut outcome = self
             .applier
             .apply_guarded(&mut tx, event, stream_sequence)
             .await?;
         tx.commit().await?;
+        if !caught_up.is_empty() {
+            tracing::info!(
+                events = caught_up.len(),
+                position = event.position,
+                "applied earlier events of the log that were delivered late or elsewhere"
+            );
+            for earlier in &caught_up {
+                self.refresh_cache(&earlier.iccid).await;
+            }
+            let extra = caught_up.len() as u64;
+            outcome = match outcome {
+                Outcome::Applied { gap_filled } => Outcome::Applied {
+                    gap_filled: gap_filled + extra,
+                },
+                // The event itself was applied by the catch-up of an earlier message.
+                Outcome::Duplicate => Outcome::Duplicate,
+            };
+        }
         Ok(outcome)
     }
 

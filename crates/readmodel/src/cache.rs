@@ -1,9 +1,25 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
 use crate::views::{FleetSummary, SimView};
+
+/// SET with a TTL, unless the stored JSON's `last_position` is higher than ARGV[2].
+const PUT_IF_NOT_OLDER: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, decoded = pcall(cjson.decode, current)
+  if ok and type(decoded) == 'table' and tonumber(decoded['last_position'])
+     and tonumber(decoded['last_position']) > tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[3]))
+return 1
+";
 
 /// Where the cache lives and how long entries stay.
 #[derive(Debug, Clone)]
@@ -36,22 +52,41 @@ impl CacheConfig {
 pub struct Cache {
     connection: Option<ConnectionManager>,
     config: CacheConfig,
+    /// After a failure, Redis is left alone until then (Unix ms), so a Redis that is down
+    /// costs one timeout per pause, not one per request.
+    paused_until: Arc<AtomicU64>,
+}
+
+/// How long the cache is bypassed after a Redis failure.
+const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(2);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Cache {
-    /// Connects when Redis answers; otherwise a cache that always misses (and says so once).
+    /// Connects when Redis answers. Otherwise the cache misses until Redis comes back: the
+    /// connection is then made lazily, on a later request (each bounded by the timeout).
     pub async fn connect(config: CacheConfig) -> Self {
         let connection = match redis::Client::open(config.redis_url.as_str()) {
             Ok(client) => {
                 match tokio::time::timeout(Duration::from_secs(2), client.get_connection_manager()).await {
                     Ok(Ok(connection)) => Some(connection),
-                    Ok(Err(error)) => {
-                        tracing::warn!(%error, "Redis unavailable; reads go to Postgres");
-                        None
-                    }
-                    Err(_) => {
-                        tracing::warn!("Redis did not answer in time; reads go to Postgres");
-                        None
+                    outcome => {
+                        match outcome {
+                            Ok(Err(error)) => {
+                                tracing::warn!(%error, "Redis unavailable; reads go to Postgres until it answers")
+                            }
+                            _ => tracing::warn!(
+                                "Redis did not answer in time; reads go to Postgres until it answers"
+                            ),
+                        }
+                        let lazy = redis::aio::ConnectionManagerConfig::new()
+                            .set_number_of_retries(1)
+                            .set_connection_timeout(Some(config.timeout));
+                        client.get_connection_manager_lazy(lazy).ok()
                     }
                 }
             }
@@ -60,7 +95,26 @@ impl Cache {
                 None
             }
         };
-        Self { connection, config }
+        Self {
+            connection,
+            config,
+            paused_until: Arc::default(),
+        }
+    }
+
+    /// The connection, unless Redis failed a moment ago.
+    fn usable(&self) -> Option<ConnectionManager> {
+        if now_ms() < self.paused_until.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.connection.clone()
+    }
+
+    fn failed(&self) {
+        self.paused_until.store(
+            now_ms() + PAUSE_AFTER_FAILURE.as_millis() as u64,
+            Ordering::Relaxed,
+        );
     }
 
     /// A cache that never holds anything.
@@ -68,6 +122,7 @@ impl Cache {
         Self {
             connection: None,
             config: CacheConfig::new("redis://disabled", "disabled"),
+            paused_until: Arc::default(),
         }
     }
 
@@ -83,9 +138,31 @@ impl Cache {
         self.get_json(&self.sim_key(iccid)).await
     }
 
+    /// Writes the SIM's entry unless the cache already holds a newer one (a higher
+    /// `last_position`): two writers (projector replicas, a query filling a miss) that loaded
+    /// the row at different moments cannot leave the older row cached.
     pub async fn put_sim(&self, sim: &SimView) {
-        self.put_json(&self.sim_key(&sim.iccid), sim, self.config.sim_ttl)
-            .await;
+        let Some(mut connection) = self.usable() else {
+            return;
+        };
+        let Ok(text) = serde_json::to_string(sim) else {
+            return;
+        };
+        let script = redis::Script::new(PUT_IF_NOT_OLDER);
+        let mut invocation = script.key(self.sim_key(&sim.iccid));
+        invocation
+            .arg(text)
+            .arg(sim.last_position)
+            .arg(self.config.sim_ttl.as_secs().max(1));
+        let written = tokio::time::timeout(
+            self.config.timeout,
+            invocation.invoke_async::<i64>(&mut connection),
+        )
+        .await;
+        if !matches!(written, Ok(Ok(_))) {
+            self.failed();
+            tracing::debug!(iccid = %sim.iccid, "cache write failed");
+        }
     }
 
     pub async fn get_fleet_summary(&self) -> Option<FleetSummary> {
@@ -99,31 +176,36 @@ impl Cache {
 
     /// Drops entries an event made stale.
     pub async fn invalidate(&self, keys: &[String]) {
-        let Some(mut connection) = self.connection.clone() else {
+        let Some(mut connection) = self.usable() else {
             return;
         };
         let deleted = tokio::time::timeout(self.config.timeout, connection.del::<_, ()>(keys)).await;
         if !matches!(deleted, Ok(Ok(()))) {
+            self.failed();
             tracing::warn!(?keys, "cache invalidation failed; entries expire with their TTL");
         }
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
-        let mut connection = self.connection.clone()?;
+        let mut connection = self.usable()?;
         let found = tokio::time::timeout(self.config.timeout, connection.get::<_, Option<String>>(key)).await;
         match found {
             Ok(Ok(Some(text))) => serde_json::from_str(&text).ok(),
             Ok(Ok(None)) => None,
             Ok(Err(error)) => {
+                self.failed();
                 tracing::debug!(%error, key, "cache read failed");
                 None
             }
-            Err(_) => None,
+            Err(_) => {
+                self.failed();
+                None
+            }
         }
     }
 
     async fn put_json<T: serde::Serialize>(&self, key: &str, value: &T, ttl: Duration) {
-        let Some(mut connection) = self.connection.clone() else {
+        let Some(mut connection) = self.usable() else {
             return;
         };
         let Ok(text) = serde_json::to_string(value) else {
@@ -135,6 +217,7 @@ impl Cache {
         )
         .await;
         if !matches!(written, Ok(Ok(()))) {
+            self.failed();
             tracing::debug!(key, "cache write failed");
         }
     }

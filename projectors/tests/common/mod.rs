@@ -2,6 +2,10 @@
 //! and published as the relay would, a projector, and snapshots of every read-model table.
 #![allow(dead_code)]
 
+pub mod apis;
+pub mod faults;
+pub mod processes;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
