@@ -229,3 +229,51 @@ async fn sync_jobs_run_once_per_shard_and_report_progress(pool: PgPool) {
     assert_eq!(quotas, 2);
     harness.cleanup().await;
 }
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn two_shards_split_the_fleet_without_overlap(pool: PgPool) {
+    let harness = Harness::new(pool.clone(), 60, 0, &[]).await;
+    let shard = |index: &str| {
+        let mut env = harness.env.clone();
+        env.insert("SYNC_SHARD_COUNT".into(), "2".into());
+        env.insert("SYNC_SHARD_INDEX".into(), index.into());
+        sync_connector::Config::from_lookup(|key| env.get(key).cloned()).unwrap()
+    };
+    let first = sync_connector::Connector::new(shard("0"), pool.clone(), harness.nats.clone())
+        .await
+        .unwrap();
+    let second = sync_connector::Connector::new(shard("1"), pool.clone(), harness.nats.clone())
+        .await
+        .unwrap();
+    // Both at once, as two instances would run.
+    let (a, b) = tokio::join!(first.poller.poll_once(), second.poller.poll_once());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        a.sims_new + b.sims_new,
+        60,
+        "every SIM registered by exactly one shard"
+    );
+    assert!(
+        a.sims_new > 10 && b.sims_new > 10,
+        "both shards got a share: {a:?} {b:?}"
+    );
+    assert_eq!(harness.count("SimRegistered").await, 60);
+    let per_shard: Vec<(String, i64)> =
+        sqlx::query_as("SELECT shard, count(*) FROM sync_sims GROUP BY shard ORDER BY shard")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(per_shard.len(), 2);
+    assert_eq!(per_shard[0].1 as u64, a.sims_new);
+    assert_eq!(per_shard[1].1 as u64, b.sims_new);
+    // Each quota assigned once: no SIM was refreshed by both.
+    let duplicates: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT aggregate_id FROM events WHERE event_type = 'QuotaAssigned' \
+         GROUP BY aggregate_id HAVING count(*) > 1) d",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(duplicates, 0);
+    harness.cleanup().await;
+}
