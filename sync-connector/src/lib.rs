@@ -178,7 +178,11 @@ impl Connector {
 /// never holds the next sweep back.
 async fn poll_loop(poller: Poller, interval: Duration, mut shutdown: watch::Receiver<bool>) {
     loop {
-        match poller.sweep_list().await {
+        let swept = tokio::select! {
+            swept = poller.sweep_list() => swept,
+            _ = shutdown.changed() => return,
+        };
+        match swept {
             Ok(report) => tracing::info!(?report, "SIM-list sweep finished"),
             Err(error) => tracing::warn!(%error, "SIM-list sweep failed; the next one starts on schedule"),
         }
@@ -193,24 +197,29 @@ async fn poll_loop(poller: Poller, interval: Duration, mut shutdown: watch::Rece
 /// list sweep in the call budget.
 async fn detail_loop(poller: Poller, background: bool, mut shutdown: watch::Receiver<bool>) {
     loop {
-        let worked = match poller.refresh_due(20, once_client::Priority::ChangedSims).await {
-            Ok(report) if report.sims_changed > 0 => true,
-            Ok(_) if background => match poller.refresh_round_robin(20).await {
-                Ok(report) => report.sims_seen > 0,
+        // Stopping abandons a batch midway, which is safe: every command is its own
+        // transaction and a SIM whose refresh did not finish stays due.
+        let refresh = async {
+            match poller.refresh_due(20, once_client::Priority::ChangedSims).await {
+                Ok(report) if report.sims_changed > 0 => true,
+                Ok(_) if background => match poller.refresh_round_robin(20).await {
+                    Ok(report) => report.sims_seen > 0,
+                    Err(error) => {
+                        tracing::warn!(%error, "round-robin refresh failed; pausing");
+                        false
+                    }
+                },
+                Ok(_) => false,
                 Err(error) => {
-                    tracing::warn!(%error, "round-robin refresh failed; pausing");
+                    tracing::warn!(%error, "refresh of changed SIMs failed; pausing");
                     false
                 }
-            },
-            Ok(_) => false,
-            Err(error) => {
-                tracing::warn!(%error, "refresh of changed SIMs failed; pausing");
-                false
             }
         };
-        if *shutdown.borrow() {
-            return;
-        }
+        let worked = tokio::select! {
+            worked = refresh => worked,
+            _ = shutdown.changed() => return,
+        };
         if !worked && consumers::sleep_or_shutdown(Duration::from_secs(5), &mut shutdown).await {
             return;
         }

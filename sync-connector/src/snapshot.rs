@@ -194,9 +194,12 @@ impl Snapshots {
 
     /// The age of the oldest per-SIM refresh (the usage freshness reached), if every SIM had one.
     pub async fn oldest_refresh(&self) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-        sqlx::query_scalar("SELECT min(detail_synced_at) FROM sync_sims WHERE shard = $1")
-            .bind(&self.shard)
-            .fetch_one(&self.pool)
-            .await
+        sqlx::query_scalar(
+            "SELECT CASE WHEN bool_or(detail_synced_at IS NULL) THEN NULL ELSE min(detail_synced_at) END \
+             FROM sync_sims WHERE shard = $1",
+        )
+        .bind(&self.shard)
+        .fetch_one(&self.pool)
+        .await
     }
 }

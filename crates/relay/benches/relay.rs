@@ -1,0 +1,407 @@
+//! Relay throughput (a backlog of events published and acknowledged) and commit-to-receive
+//! latency (from the writing transaction's commit to a JetStream subscriber on the stream).
+//! Run: `cargo bench -p relay --bench relay`.
+//!
+//! A fresh database on the server of `BENCH_DATABASE_URL` (default: the local PostgreSQL) and a
+//! stream and subject prefix of the run's own on `BENCH_NATS_URL`; both are removed at the end.
+//! Events are real SIM and quota events written through `eventstore::EventStore`, one command
+//! per transaction, as the command API and the sync connector write them.
+//!
+//! `BENCH_SIMS` (default 5000, 5 events each) sizes the backlog; `BENCH_RATES` (default
+//! `200,1000`, events/s) and `BENCH_SECONDS` (default 15) the paced latency runs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer};
+use chrono::{DateTime, TimeZone, Utc};
+use domain::{Iccid, Imsi, ProviderStatus, Quota, QuotaCommand, QuotaKind, Sim, SimCommand};
+use eventstore::{CommandContext, EventMetadata, EventStore, Executed, StoredEvent};
+use futures::StreamExt;
+use relay::{Relay, RelayConfig, HEADER_POSITION};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::watch;
+
+/// Concurrent writers while filling the log (each runs one command at a time).
+const FILL_WRITERS: usize = 16;
+/// Writers sharing a paced load.
+const PACED_WRITERS: usize = 8;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn iccid(n: usize) -> String {
+    format!("8988303{n:012}")
+}
+
+fn day(hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, hour, 0, 0).unwrap()
+}
+
+fn ctx(actor: &str) -> CommandContext {
+    CommandContext::new(EventMetadata::new(actor))
+}
+
+/// Stores `command` and returns its events; panics on a refusal (the bench's commands are valid).
+async fn sim(store: &EventStore, id: &str, command: SimCommand) -> Vec<StoredEvent> {
+    match store
+        .execute::<Sim>(id, id, command, &ctx("connector:sync"))
+        .await
+    {
+        Ok(Executed::New { events, .. }) => events,
+        other => panic!("command on {id}: {other:?}"),
+    }
+}
+
+/// One SIM as the sync connector first sees it: registered, enabled, online, a data quota,
+/// a usage report (5 events, 5 transactions).
+async fn onboard(store: &EventStore, n: usize) {
+    let id = iccid(n);
+    let parsed = Iccid::parse(&id).unwrap();
+    sim(
+        store,
+        &id,
+        SimCommand::Register {
+            iccid: parsed.clone(),
+            imsi: Imsi::parse(&format!("90140{n:010}")).unwrap(),
+            msisdn: None,
+            label: Some(format!("meter {n}")),
+            tags: vec!["bench".into(), ["north", "south", "east"][n % 3].into()],
+            at: day(8),
+        },
+    )
+    .await;
+    sim(
+        store,
+        &id,
+        SimCommand::RecordProviderStatus {
+            status: ProviderStatus::Enabled,
+            at: day(9),
+        },
+    )
+    .await;
+    sim(
+        store,
+        &id,
+        SimCommand::RecordConnectivity {
+            network: Some("Telekom".into()),
+            country: Some("DE".into()),
+            rat: Some("LTE-M".into()),
+            ip_address: Some(format!("10.0.{}.{}", n / 250 % 250, n % 250)),
+            at: day(9),
+        },
+    )
+    .await;
+    let quota_id = domain::quota_aggregate_id(&parsed, QuotaKind::Data);
+    let assign = QuotaCommand::Assign {
+        iccid: parsed,
+        kind: QuotaKind::Data,
+        total: 500_000_000,
+        remaining: 500_000_000,
+        expiry_date: Some(day(0) + chrono::Duration::days(365)),
+        at: day(10),
+    };
+    match store
+        .execute::<Quota>(&quota_id, &id, assign, &ctx("connector:sync"))
+        .await
+    {
+        Ok(Executed::New { .. }) => {}
+        other => panic!("quota of {id}: {other:?}"),
+    }
+    sim(
+        store,
+        &id,
+        SimCommand::RecordUsage {
+            period_start: day(0),
+            period_end: day(0) + chrono::Duration::days(1),
+            data_bytes: 1_000 + n as u64,
+            sms_mo: 1,
+            sms_mt: 0,
+        },
+    )
+    .await;
+}
+
+/// Onboards SIMs `0..sims` with [`FILL_WRITERS`] concurrent writers.
+async fn fill(store: &EventStore, sims: usize) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writers: Vec<_> = (0..FILL_WRITERS)
+        .map(|_| {
+            let store = store.clone();
+            let next = next.clone();
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if n >= sims {
+                        return;
+                    }
+                    onboard(&store, n).await;
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+}
+
+/// What the subscriber saw of one message.
+#[derive(Clone, Copy)]
+struct Received {
+    at: Instant,
+    /// Wall-clock receive time minus the event's `recorded_at` (the row's insert, inside its
+    /// transaction), in milliseconds.
+    since_recorded_ms: f64,
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+}
+
+/// Total newly stored events according to the relay's own counter.
+fn published(registry: &prometheus::Registry) -> u64 {
+    registry
+        .gather()
+        .iter()
+        .find(|family| family.name() == "relay_events_published_total")
+        .and_then(|family| {
+            family
+                .get_metric()
+                .first()
+                .map(|m| m.get_counter().get_value() as u64)
+        })
+        .unwrap_or(0)
+}
+
+async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let sims: usize = env_or("BENCH_SIMS", 5000);
+    let rates: Vec<u64> = std::env::var("BENCH_RATES")
+        .unwrap_or_else(|_| "200,1000".into())
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .collect();
+    let seconds: u64 = env_or("BENCH_SECONDS", 15);
+    let server =
+        std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let nats_url = std::env::var("BENCH_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let database = format!("bench_relay_{}", &run_id[..12]);
+
+    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .expect("postgres");
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let pool: PgPool = PgPoolOptions::new()
+        .max_connections(24)
+        .connect(&format!("{server}/{database}"))
+        .await
+        .unwrap();
+    eventstore::migrate(&pool).await.unwrap();
+    let store = EventStore::new(pool.clone());
+
+    let started = Instant::now();
+    fill(&store, sims).await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let fill_secs = started.elapsed().as_secs_f64();
+    println!(
+        "fill: {stored} events ({sims} SIMs) through EventStore::execute, {FILL_WRITERS} writers, \
+         {fill_secs:.1} s ({:.0} events/s)\n",
+        stored as f64 / fill_secs
+    );
+
+    let nats = async_nats::connect(&nats_url).await.expect("NATS");
+    let js = jetstream::new(nats.clone());
+    let config = RelayConfig {
+        stream: format!("BENCH_RELAY_{run_id}"),
+        subject_prefix: format!("bench{run_id}"),
+        ..RelayConfig::default()
+    };
+    let registry = prometheus::Registry::new();
+    let relay = Relay::new(config.clone(), pool.clone(), nats.clone(), &registry).unwrap();
+    let stream = relay.ensure_stream().await.unwrap();
+
+    // The subscriber: an ordered push consumer over the whole stream, recording when each
+    // position arrives.
+    let received: Arc<Mutex<HashMap<i64, Received>>> = Arc::default();
+    let mut messages = stream
+        .create_consumer(consumer::push::OrderedConfig {
+            deliver_subject: nats.new_inbox(),
+            filter_subject: config.stream_subjects(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .messages()
+        .await
+        .unwrap();
+    let subscriber = {
+        let received = received.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = messages.next().await {
+                let at = Instant::now();
+                let now = Utc::now();
+                let position: i64 = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(HEADER_POSITION))
+                    .and_then(|v| v.as_str().parse().ok())
+                    .expect("Sim-Position header");
+                let event: StoredEvent = serde_json::from_slice(&message.payload).expect("stored event");
+                let since_recorded_ms = (now - event.recorded_at).num_microseconds().unwrap() as f64 / 1000.0;
+                received.lock().unwrap().insert(
+                    position,
+                    Received {
+                        at,
+                        since_recorded_ms,
+                    },
+                );
+            }
+        })
+    };
+
+    // 1. Backlog: every stored event waits in the log; the relay starts.
+    let (stop, mut shutdown) = watch::channel(false);
+    let started = Instant::now();
+    let relay_task = tokio::spawn(async move {
+        relay
+            .run(async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let total = stored as u64;
+    wait_until("the backlog's acknowledgements", Duration::from_secs(600), || {
+        published(&registry) >= total
+    })
+    .await;
+    let acked = started.elapsed();
+    wait_until("the subscriber", Duration::from_secs(120), || {
+        received.lock().unwrap().len() as u64 >= total
+    })
+    .await;
+    let delivered = started.elapsed();
+    assert_eq!(published(&registry), total, "every event published exactly once");
+
+    println!("| relay run | events | seconds | events/s |");
+    println!("|---|---|---|---|");
+    println!(
+        "| backlog → all acknowledged by JetStream | {total} | {:.2} | {:.0} |",
+        acked.as_secs_f64(),
+        total as f64 / acked.as_secs_f64()
+    );
+    println!(
+        "| backlog → all received by a JetStream subscriber | {total} | {:.2} | {:.0} |\n",
+        delivered.as_secs_f64(),
+        total as f64 / delivered.as_secs_f64()
+    );
+
+    // 2. Paced writes while the relay is caught up: commit → subscriber latency.
+    println!(
+        "| offered events/s | events | achieved events/s | commit→received p50 ms | p90 ms | p99 ms | max ms | \
+         recorded_at→received p50 ms | p99 ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (label_round, rate) in rates.into_iter().enumerate() {
+        let committed: Arc<Mutex<Vec<(i64, Instant)>>> = Arc::default();
+        let per_writer = Duration::from_secs_f64(PACED_WRITERS as f64 / rate as f64);
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let writers: Vec<_> = (0..PACED_WRITERS)
+            .map(|w| {
+                let store = store.clone();
+                let committed = committed.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(per_writer);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    let mut k = 0usize;
+                    while Instant::now() < deadline {
+                        tick.tick().await;
+                        // Writers take disjoint SIMs, so no two race for one aggregate.
+                        let n = (w + k * PACED_WRITERS) % sims;
+                        k += 1;
+                        let id = iccid(n);
+                        let events = sim(
+                            &store,
+                            &id,
+                            SimCommand::UpdateDetails {
+                                label: Some(Some(format!("meter {n} r{label_round} k{k}"))),
+                                tags: None,
+                            },
+                        )
+                        .await;
+                        let at = Instant::now();
+                        let mut committed = committed.lock().unwrap();
+                        committed.extend(events.iter().map(|e| (e.position, at)));
+                    }
+                })
+            })
+            .collect();
+        let write_started = Instant::now();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        let write_secs = write_started.elapsed().as_secs_f64();
+        let committed = std::mem::take(&mut *committed.lock().unwrap());
+        wait_until(
+            "the paced events at the subscriber",
+            Duration::from_secs(120),
+            || {
+                let received = received.lock().unwrap();
+                committed.iter().all(|(p, _)| received.contains_key(p))
+            },
+        )
+        .await;
+        let received = received.lock().unwrap();
+        let mut commit_ms: Vec<f64> = committed
+            .iter()
+            .map(|(p, at)| received[p].at.saturating_duration_since(*at).as_secs_f64() * 1000.0)
+            .collect();
+        let mut recorded_ms: Vec<f64> = committed
+            .iter()
+            .map(|(p, _)| received[p].since_recorded_ms)
+            .collect();
+        commit_ms.sort_by(f64::total_cmp);
+        recorded_ms.sort_by(f64::total_cmp);
+        println!(
+            "| {rate} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            commit_ms.len(),
+            commit_ms.len() as f64 / write_secs,
+            quantile(&commit_ms, 0.50),
+            quantile(&commit_ms, 0.90),
+            quantile(&commit_ms, 0.99),
+            commit_ms.last().unwrap(),
+            quantile(&recorded_ms, 0.50),
+            quantile(&recorded_ms, 0.99),
+        );
+    }
+
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), relay_task).await;
+    subscriber.abort();
+    let _ = js.delete_stream(&config.stream).await;
+    pool.close().await;
+    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}

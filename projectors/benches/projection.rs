@@ -1,0 +1,506 @@
+//! Projection throughput: the live projector draining a stream that already holds every event,
+//! commit-to-read-model latency while events arrive at a paced rate, and `projectors::rebuild`
+//! replaying the whole log. Run: `cargo bench -p projectors --bench projection`.
+//!
+//! A fresh database on the server of `BENCH_DATABASE_URL` (default: the local PostgreSQL), a
+//! stream and subject prefix of the run's own on `BENCH_NATS_URL` and a Redis key prefix of
+//! its own on `BENCH_REDIS_URL`; all removed at the end. Events are real SIM and quota events
+//! written through `eventstore::EventStore` (one command per transaction) and published by the
+//! real relay, which keeps running in this process as it does in `projectors`.
+//!
+//! `BENCH_SIMS` (default 5000, 5 events each), `BENCH_RATES` (default `200,500` events/s),
+//! `BENCH_SECONDS` (default 15), `BENCH_REBUILD_BATCH` (default 500, the rebuild's default),
+//! `BENCH_PROJECTOR_CACHE=off` (the projector without Redis).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use chrono::{DateTime, TimeZone, Utc};
+use domain::{Iccid, Imsi, ProviderStatus, Quota, QuotaCommand, QuotaKind, Sim, SimCommand};
+use eventstore::{CommandContext, EventMetadata, EventStore, Executed, LogCursor, StoredEvent};
+use projectors::{ConsumerSettings, Projector, ProjectorMetrics, ProjectorSettings, RebuildOptions};
+use readmodel::{Cache, CacheConfig};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::watch;
+
+const PROJECTOR: &str = "read-models";
+/// Concurrent writers while filling the log (each runs one command at a time).
+const FILL_WRITERS: usize = 16;
+/// Writers sharing a paced load.
+const PACED_WRITERS: usize = 8;
+/// How often the latency probe reads the projector's checkpoint.
+const PROBE_INTERVAL: Duration = Duration::from_millis(5);
+/// The read models compared between the live projector and the rebuild.
+const COMPARED_TABLES: &[&str] = &[
+    "sims",
+    "sim_quotas",
+    "sim_status_history",
+    "sim_usage",
+    "sim_usage_hourly",
+    "sim_usage_daily",
+];
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn iccid(n: usize) -> String {
+    format!("8988303{n:012}")
+}
+
+fn day(hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, hour, 0, 0).unwrap()
+}
+
+async fn sim(store: &EventStore, id: &str, command: SimCommand) -> Vec<StoredEvent> {
+    let ctx = CommandContext::new(EventMetadata::new("connector:sync"));
+    match store.execute::<Sim>(id, id, command, &ctx).await {
+        Ok(Executed::New { events, .. }) => events,
+        other => panic!("command on {id}: {other:?}"),
+    }
+}
+
+/// One SIM as the sync connector first sees it: registered, enabled, online, a data quota,
+/// a usage report (5 events, 5 transactions).
+async fn onboard(store: &EventStore, n: usize) {
+    let id = iccid(n);
+    let parsed = Iccid::parse(&id).unwrap();
+    sim(
+        store,
+        &id,
+        SimCommand::Register {
+            iccid: parsed.clone(),
+            imsi: Imsi::parse(&format!("90140{n:010}")).unwrap(),
+            msisdn: None,
+            label: Some(format!("meter {n}")),
+            tags: vec!["bench".into(), ["north", "south", "east"][n % 3].into()],
+            at: day(8),
+        },
+    )
+    .await;
+    sim(
+        store,
+        &id,
+        SimCommand::RecordProviderStatus {
+            status: ProviderStatus::Enabled,
+            at: day(9),
+        },
+    )
+    .await;
+    sim(
+        store,
+        &id,
+        SimCommand::RecordConnectivity {
+            network: Some("Telekom".into()),
+            country: Some("DE".into()),
+            rat: Some("LTE-M".into()),
+            ip_address: Some(format!("10.0.{}.{}", n / 250 % 250, n % 250)),
+            at: day(9),
+        },
+    )
+    .await;
+    let quota_id = domain::quota_aggregate_id(&parsed, QuotaKind::Data);
+    let assign = QuotaCommand::Assign {
+        iccid: parsed,
+        kind: QuotaKind::Data,
+        total: 500_000_000,
+        remaining: 500_000_000,
+        expiry_date: Some(day(0) + chrono::Duration::days(365)),
+        at: day(10),
+    };
+    let ctx = CommandContext::new(EventMetadata::new("connector:sync"));
+    match store.execute::<Quota>(&quota_id, &id, assign, &ctx).await {
+        Ok(Executed::New { .. }) => {}
+        other => panic!("quota of {id}: {other:?}"),
+    }
+    sim(
+        store,
+        &id,
+        SimCommand::RecordUsage {
+            period_start: day(0),
+            period_end: day(0) + chrono::Duration::days(1),
+            data_bytes: 1_000 + n as u64,
+            sms_mo: 1,
+            sms_mt: 0,
+        },
+    )
+    .await;
+}
+
+async fn fill(store: &EventStore, sims: usize) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (0..FILL_WRITERS)
+        .map(|_| {
+            let store = store.clone();
+            let next = next.clone();
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= sims {
+                        return;
+                    }
+                    onboard(&store, n).await;
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+}
+
+async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn checkpoint(pool: &PgPool) -> Option<LogCursor> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text, position FROM projection_checkpoints WHERE projector = $1",
+    )
+    .bind(PROJECTOR)
+    .fetch_optional(pool)
+    .await
+    .unwrap();
+    row.map(|(transaction_id, position)| LogCursor {
+        transaction_id: transaction_id.parse().unwrap(),
+        position,
+    })
+}
+
+/// An order-independent fingerprint of each compared read model.
+async fn fingerprints(pool: &PgPool) -> Vec<(String, i64, String)> {
+    let mut all = Vec::new();
+    for table in COMPARED_TABLES {
+        let (rows, digest): (i64, Option<String>) = sqlx::query_as(&format!(
+            "SELECT count(*), md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t"
+        ))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        all.push((table.to_string(), rows, digest.unwrap_or_default()));
+    }
+    all
+}
+
+struct Running {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.task).await;
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let sims: usize = env_or("BENCH_SIMS", 5000);
+    let rates: Vec<u64> = std::env::var("BENCH_RATES")
+        .unwrap_or_else(|_| "200,500".into())
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .collect();
+    let seconds: u64 = env_or("BENCH_SECONDS", 15);
+    let rebuild_batch: i64 = env_or("BENCH_REBUILD_BATCH", 500);
+    let server =
+        std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let nats_url = std::env::var("BENCH_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let redis_url = std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let database = format!("bench_projection_{}", &run_id[..12]);
+    let redis_prefix = format!("bench-projection-{run_id}");
+
+    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .expect("postgres");
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    // The projector's own pool size in production is 5 (DB_MAX_CONNECTIONS); the writers and
+    // the probe share this one, and the projector uses one connection at a time.
+    let pool = platform::db::connect(&format!("{server}/{database}"), 24)
+        .await
+        .unwrap();
+    eventstore::migrate(&pool).await.unwrap();
+    let store = EventStore::new(pool.clone());
+
+    let started = Instant::now();
+    fill(&store, sims).await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let fill_secs = started.elapsed().as_secs_f64();
+    println!(
+        "fill: {stored} events ({sims} SIMs) through EventStore::execute, {FILL_WRITERS} writers, \
+         {fill_secs:.1} s ({:.0} events/s)",
+        stored as f64 / fill_secs
+    );
+
+    // The relay publishes the backlog before the projector starts, then stays up for the
+    // paced runs.
+    let nats = async_nats::connect(&nats_url).await.expect("NATS");
+    let js = jetstream::new(nats.clone());
+    let relay_config = relay::RelayConfig {
+        stream: format!("BENCH_PROJ_{run_id}"),
+        subject_prefix: format!("bench{run_id}"),
+        ..relay::RelayConfig::default()
+    };
+    let relay_registry = prometheus::Registry::new();
+    let relay = relay::Relay::new(relay_config.clone(), pool.clone(), nats.clone(), &relay_registry).unwrap();
+    let published = relay.metrics().events_published.clone();
+    let relay = {
+        let (stop, mut shutdown) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            relay
+                .run(async move {
+                    let _ = shutdown.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        Running { stop, task }
+    };
+    let started = Instant::now();
+    wait_until("the relay", Duration::from_secs(600), || {
+        published.get() >= stored as u64
+    })
+    .await;
+    println!(
+        "relay: {stored} events published in {:.1} s\n",
+        started.elapsed().as_secs_f64()
+    );
+
+    // BENCH_PROJECTOR_CACHE=off runs the projector without Redis, to show Redis's share.
+    let with_cache = std::env::var("BENCH_PROJECTOR_CACHE").map_or(true, |v| v != "off");
+    let cache = if with_cache {
+        Cache::connect(CacheConfig::new(&redis_url, &redis_prefix)).await
+    } else {
+        Cache::disabled()
+    };
+    let registry = prometheus::Registry::new();
+    let metrics = ProjectorMetrics::register(&registry);
+    let projector = Projector::new(
+        pool.clone(),
+        nats.clone(),
+        cache,
+        metrics.clone(),
+        ProjectorSettings {
+            name: PROJECTOR.to_owned(),
+            stream: relay_config.stream.clone(),
+            filter_subject: relay_config.stream_subjects(),
+            consumer: ConsumerSettings::default(),
+            message_limit: None,
+        },
+    )
+    .await
+    .unwrap();
+    let applied = metrics.applied.with_label_values(&[PROJECTOR]);
+    let duplicates = metrics.duplicates.with_label_values(&[PROJECTOR]);
+
+    // 1. Live, backlog: the stream holds every event; the projector starts.
+    let started = Instant::now();
+    let live = {
+        let (stop, shutdown) = watch::channel(false);
+        let projector = projector.clone();
+        let task = tokio::spawn(async move {
+            projector.run(shutdown).await.unwrap();
+        });
+        Running { stop, task }
+    };
+    wait_until("the live projector", Duration::from_secs(900), || {
+        applied.get() + duplicates.get() >= stored as u64
+    })
+    .await;
+    let drained = started.elapsed().as_secs_f64();
+    assert_eq!(applied.get(), stored as u64, "each event applied once");
+    let projected: i64 = sqlx::query_scalar("SELECT count(*) FROM sims")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(projected as usize, sims, "every SIM projected");
+
+    println!("| projection run | events | seconds | events/s |");
+    println!("|---|---|---|---|");
+    println!(
+        "| live: stream already holds every event ({}) | {stored} | {drained:.2} | {:.0} |",
+        if with_cache {
+            "Postgres + Redis per event"
+        } else {
+            "Postgres only, cache disabled"
+        },
+        stored as f64 / drained
+    );
+
+    // 2. Live, while events arrive at a paced rate: commit → the checkpoint passing the event.
+    let mut paced_rows = Vec::new();
+    let mut total_events = stored as u64;
+    for (round, rate) in rates.iter().copied().enumerate() {
+        let committed: Arc<Mutex<BTreeMap<LogCursor, Instant>>> = Arc::default();
+        let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
+        let writing = Arc::new(AtomicUsize::new(PACED_WRITERS));
+        let probe = {
+            let pool = pool.clone();
+            let committed = committed.clone();
+            let latencies = latencies.clone();
+            let writing = writing.clone();
+            tokio::spawn(async move {
+                loop {
+                    let done_writing = writing.load(Ordering::Acquire) == 0;
+                    let reached = checkpoint(&pool).await;
+                    let now = Instant::now();
+                    let waiting = {
+                        let mut committed = committed.lock().unwrap();
+                        if let Some(reached) = reached {
+                            let later = committed.split_off(&LogCursor {
+                                transaction_id: reached.transaction_id,
+                                position: reached.position + 1,
+                            });
+                            let passed = std::mem::replace(&mut *committed, later);
+                            latencies.lock().unwrap().extend(
+                                passed
+                                    .values()
+                                    .map(|at| now.saturating_duration_since(*at).as_secs_f64() * 1000.0),
+                            );
+                        }
+                        committed.len()
+                    };
+                    if done_writing && waiting == 0 {
+                        return;
+                    }
+                    tokio::time::sleep(PROBE_INTERVAL).await;
+                }
+            })
+        };
+        let per_writer = Duration::from_secs_f64(PACED_WRITERS as f64 / rate as f64);
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let written = Arc::new(AtomicUsize::new(0));
+        let write_started = Instant::now();
+        let writers: Vec<_> = (0..PACED_WRITERS)
+            .map(|w| {
+                let store = store.clone();
+                let committed = committed.clone();
+                let writing = writing.clone();
+                let written = written.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(per_writer);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    let mut k = 0usize;
+                    while Instant::now() < deadline {
+                        tick.tick().await;
+                        // Writers take disjoint SIMs, so no two race for one aggregate.
+                        let n = (w + k * PACED_WRITERS) % sims;
+                        k += 1;
+                        let id = iccid(n);
+                        let events = sim(
+                            &store,
+                            &id,
+                            SimCommand::UpdateDetails {
+                                label: Some(Some(format!("meter {n} r{round} k{k}"))),
+                                tags: None,
+                            },
+                        )
+                        .await;
+                        let at = Instant::now();
+                        written.fetch_add(events.len(), Ordering::Relaxed);
+                        let mut committed = committed.lock().unwrap();
+                        committed.extend(events.iter().map(|e| (LogCursor::after(e), at)));
+                    }
+                    writing.fetch_sub(1, Ordering::Release);
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        let write_secs = write_started.elapsed().as_secs_f64();
+        tokio::time::timeout(Duration::from_secs(300), probe)
+            .await
+            .expect("the projector caught up with the paced writes")
+            .unwrap();
+        total_events += written.load(Ordering::Relaxed) as u64;
+        let mut latencies = std::mem::take(&mut *latencies.lock().unwrap());
+        latencies.sort_by(f64::total_cmp);
+        paced_rows.push(format!(
+            "| {rate} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            latencies.len(),
+            latencies.len() as f64 / write_secs,
+            quantile(&latencies, 0.50),
+            quantile(&latencies, 0.90),
+            quantile(&latencies, 0.99),
+            latencies.last().unwrap(),
+        ));
+    }
+    wait_until("the last paced events", Duration::from_secs(60), || {
+        applied.get() >= total_events
+    })
+    .await;
+    live.stop().await;
+    relay.stop().await;
+
+    // 3. Rebuild: the whole log replayed into fresh tables, then swapped in.
+    let before = fingerprints(&pool).await;
+    let mut options = RebuildOptions::new(PROJECTOR);
+    options.batch_size = rebuild_batch;
+    let started = Instant::now();
+    let report = projectors::rebuild(&pool, &options).await.expect("rebuild");
+    let rebuilt = started.elapsed().as_secs_f64();
+    let after = fingerprints(&pool).await;
+    println!(
+        "| rebuild (`projectors::rebuild`, batches of {rebuild_batch}) | {} | {rebuilt:.2} | {:.0} |\n",
+        report.events,
+        report.events as f64 / rebuilt
+    );
+    assert_eq!(report.events, total_events, "the rebuild replays the whole log");
+    for ((table, rows_before, digest_before), (_, rows_after, digest_after)) in before.iter().zip(&after) {
+        assert_eq!(
+            (rows_before, digest_before),
+            (rows_after, digest_after),
+            "{table}: the rebuild differs from the live projection"
+        );
+    }
+    println!("rebuild = live projection, row for row: {COMPARED_TABLES:?}\n");
+
+    println!(
+        "| offered events/s | events | achieved events/s | commit→checkpoint p50 ms | p90 ms | p99 ms | max ms |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for row in paced_rows {
+        println!("{row}");
+    }
+
+    let _ = js.delete_stream(&relay_config.stream).await;
+    if let Ok(client) = redis::Client::open(redis_url.as_str()) {
+        if let Ok(mut redis) = client.get_multiplexed_async_connection().await {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{redis_prefix}:*"))
+                .query_async(&mut redis)
+                .await
+                .unwrap_or_default();
+            for chunk in keys.chunks(1000) {
+                let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut redis).await;
+            }
+        }
+    }
+    pool.close().await;
+    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}

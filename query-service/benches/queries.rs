@@ -1,0 +1,395 @@
+//! Query latency and throughput over 100,000 SIMs with 32 concurrent clients: one SIM with a
+//! cache hit, a cache miss and the cache disabled, and filtered lists; next to a trivial axum
+//! handler as the baseline. Run: `cargo bench -p query-service --bench queries`.
+//!
+//! A fresh database on the server of `BENCH_DATABASE_URL` (default: the local PostgreSQL),
+//! dropped at the end. The `sims` read model is filled directly with one
+//! `INSERT … SELECT generate_series` (not through events and the projector: the query API
+//! only reads the table), then `ANALYZE`d. The real query API runs in this process on a random
+//! port with Redis (`BENCH_REDIS_URL`) under a key prefix of the run's own; the keys it warms
+//! are deleted at the end. Client and server share the machine's cores.
+//!
+//! `BENCH_SIMS` (default 100000), `BENCH_SCALE` (default 1: multiplies every operation count).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::{Json, Router};
+use platform::Role;
+use query_service::{AppState, Config};
+use readmodel::{Cache, SimView, SIM_COLUMNS};
+use serde_json::json;
+use sqlx::{Connection, PgConnection, PgPool};
+
+const CLIENTS: usize = 32;
+/// SIMs put into Redis before the cache-hit run; the miss run asks for others.
+const WARMED: usize = 10_000;
+
+struct Report {
+    name: String,
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Report {
+    fn print(&mut self) {
+        self.latencies.sort();
+        let pick = |q: f64| {
+            self.latencies[((self.latencies.len() as f64 * q) as usize).min(self.latencies.len() - 1)]
+        };
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            self.name,
+            self.latencies.len(),
+            self.latencies.len() as f64 / self.elapsed.as_secs_f64(),
+            ms(pick(0.50)),
+            ms(pick(0.99)),
+            ms(*self.latencies.last().unwrap()),
+        );
+    }
+}
+
+/// Runs `per_client` requests on each of 32 concurrent clients; `op(global index)`.
+async fn run<F, Fut>(name: impl Into<String>, per_client: usize, op: F) -> Report
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per_client);
+                for i in 0..per_client {
+                    let t = Instant::now();
+                    op(client * per_client + i).await;
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    Report {
+        name: name.into(),
+        latencies,
+        elapsed: started.elapsed(),
+    }
+}
+
+fn iccid(n: usize) -> String {
+    format!("8988303{n:012}")
+}
+
+/// 100,000 SIM rows. A hash of the row number spreads status (70 % active, 15 % suspended,
+/// 12 % inactive, 3 % terminated), region tag (4), fleet tag (20) and label kind (5)
+/// independently of each other.
+const FILL: &str = "
+INSERT INTO sims (iccid, imsi, msisdn, label, tags, status, provider_status, network, country, rat,
+                  ip_address, last_seen_at, data_total, data_remaining, data_expiry,
+                  registered_at, version, last_position, updated_at)
+SELECT '8988303' || lpad(g::text, 12, '0'),
+       '90140' || lpad(g::text, 10, '0'),
+       '49170' || lpad(g::text, 8, '0'),
+       (ARRAY['pump', 'meter', 'tracker', 'gateway', 'sensor'])[(h / 7) % 5 + 1] || ' ' || g,
+       ARRAY[(ARRAY['north', 'south', 'east', 'west'])[(h / 11) % 4 + 1], 'fleet-' || ((h / 53) % 20)],
+       CASE WHEN h % 100 < 70 THEN 'active' WHEN h % 100 < 85 THEN 'suspended'
+            WHEN h % 100 < 97 THEN 'inactive' ELSE 'terminated' END,
+       CASE WHEN h % 100 < 70 THEN 'Enabled' ELSE 'Disabled' END,
+       'Telekom', 'DE', 'LTE-M', '10.' || (g / 65536) || '.' || (g / 256 % 256) || '.' || (g % 256),
+       now() - make_interval(secs => h % 86400),
+       500000000, 500000000 - (h % 500000000), now() + interval '300 days',
+       now() - interval '30 days', 5, g, now()
+FROM (SELECT g, abs(hashint4(g)::bigint) AS h FROM generate_series(0, $1::int - 1) AS g) numbered";
+
+async fn count(pool: &PgPool, filter: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM sims WHERE {filter}"))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Serves `router` on a random local port.
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    addr
+}
+
+/// The query API on its own port, over `pool`, with `cache`.
+async fn query_api(config: &Config, pool: &PgPool, cache: Cache) -> (SocketAddr, AppState) {
+    let state = AppState::new(config, pool.clone(), cache).unwrap();
+    (serve(query_service::router(state.clone())).await, state)
+}
+
+/// GET `url` as the viewer; asserts 200 and returns the `X-Total-Count` (lists) or -1.
+async fn get_ok(client: &reqwest::Client, token: &str, url: &str) -> i64 {
+    let response = client.get(url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(response.status(), 200, "GET {url}");
+    let total = response
+        .headers()
+        .get("x-total-count")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1);
+    response.bytes().await.unwrap();
+    total
+}
+
+#[tokio::main]
+async fn main() {
+    let sims: usize = std::env::var("BENCH_SIMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let scale: f64 = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    let per_client = |n: usize| ((n as f64 * scale) as usize).max(1);
+    let server =
+        std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let redis_url = std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let database = format!("bench_queries_{}", &run_id[..12]);
+
+    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .expect("postgres");
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("{server}/{database}");
+    let mut config = Config::for_tests(&url);
+    // The service's production defaults for the pool and the cache's timeout.
+    config.db_max_connections = 20;
+    config.redis_timeout = Duration::from_millis(100);
+    config.common.redis_url = redis_url;
+    config.redis_key_prefix = format!("bench-queries-{run_id}");
+    let pool = platform::db::connect(&url, config.db_max_connections)
+        .await
+        .unwrap();
+    eventstore::migrate(&pool).await.unwrap();
+
+    let started = Instant::now();
+    sqlx::query(FILL).bind(sims as i64).execute(&pool).await.unwrap();
+    sqlx::query("ANALYZE sims").execute(&pool).await.unwrap();
+    println!(
+        "fill: {sims} rows into sims (INSERT … SELECT generate_series) + ANALYZE in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let cache = Cache::connect(config.cache_config()).await;
+    let warmed = WARMED.min(sims / 2);
+    let warm: Vec<String> = (0..warmed).map(iccid).collect();
+    let rows: Vec<SimView> = sqlx::query_as(&format!("SELECT {SIM_COLUMNS} FROM sims WHERE iccid = ANY($1)"))
+        .bind(&warm)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    for row in &rows {
+        cache.put_sim(row).await;
+    }
+    println!("cache: {} SIMs put into Redis\n", rows.len());
+
+    let (addr, state) = query_api(&config, &pool, cache.clone()).await;
+    let (uncached_addr, _) = query_api(&config, &pool, Cache::disabled()).await;
+    let baseline_addr = serve(Router::new().route(
+        "/ping",
+        get(|| async { Json(json!({"status": "ok", "service": "baseline"})) }),
+    ))
+    .await;
+    let token = Arc::new(
+        state
+            .authenticator
+            .jwt
+            .issue_access(uuid::Uuid::new_v4(), "bench-viewer", Role::Viewer)
+            .unwrap()
+            .token,
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()
+        .unwrap();
+
+    // The lists' filters, each checked once against SQL before it is timed.
+    let fleet = move |i: usize| format!("fleet-{}", i % 20);
+    let prefix = move |i: usize| iccid((i * 100) % sims)[..17].to_owned();
+    let checks = [
+        (
+            format!("/sims?status=active&tag={}&page_size=50", fleet(7)),
+            count(&pool, "status = 'active' AND tags @> ARRAY['fleet-7']").await,
+        ),
+        (
+            format!("/sims?iccid={}&page_size=50", prefix(123)),
+            count(&pool, &format!("iccid LIKE '{}%'", prefix(123))).await,
+        ),
+        (
+            "/sims?label=pump&page_size=50".to_owned(),
+            count(&pool, "label ILIKE '%pump%'").await,
+        ),
+        ("/sims?page_size=50".to_owned(), sims as i64),
+    ];
+    for (path, expected) in &checks {
+        let total = get_ok(&client, &token, &format!("http://{addr}/api/v1{path}")).await;
+        assert_eq!(total, *expected, "X-Total-Count of {path}");
+        println!("check: GET {path} → X-Total-Count {total} (= SQL count)");
+    }
+    println!();
+
+    let request = |base: SocketAddr, path: Arc<dyn Fn(usize) -> String + Send + Sync>| {
+        let client = client.clone();
+        let token = token.clone();
+        move |i: usize| {
+            let client = client.clone();
+            let token = token.clone();
+            let url = format!("http://{base}{}", path(i));
+            async move {
+                get_ok(&client, &token, &url).await;
+            }
+        }
+    };
+
+    // Warm-up, not reported: every server's connections (HTTP, Postgres pool, Redis) opened.
+    for base in [addr, uncached_addr] {
+        run(
+            "warm-up",
+            20,
+            request(
+                base,
+                Arc::new(move |i| format!("/api/v1/sims/{}", iccid(i % sims))),
+            ),
+        )
+        .await;
+    }
+    run(
+        "warm-up",
+        20,
+        request(baseline_addr, Arc::new(|_| "/ping".to_owned())),
+    )
+    .await;
+
+    println!("{CLIENTS} concurrent clients, one request at a time each\n");
+    println!("| request | requests | requests/s | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|---|");
+
+    run(
+        "baseline: trivial axum handler, fixed small JSON",
+        per_client(500),
+        request(baseline_addr, Arc::new(|_| "/ping".to_owned())),
+    )
+    .await
+    .print();
+
+    let hits_before = state.cache_hits.with_label_values(&["sim"]).get();
+    let mut report = run(
+        "GET /sims/{iccid}, cache hit (Redis)",
+        per_client(300),
+        request(
+            addr,
+            Arc::new(move |i| format!("/api/v1/sims/{}", iccid(i % warmed))),
+        ),
+    )
+    .await;
+    report.print();
+    let hits = state.cache_hits.with_label_values(&["sim"]).get() - hits_before;
+    assert_eq!(hits as usize, report.latencies.len(), "every request a cache hit");
+
+    let misses_before = state.cache_misses.with_label_values(&["sim"]).get();
+    let mut report = run(
+        "GET /sims/{iccid}, cache miss (Redis asked, then Postgres)",
+        per_client(300),
+        request(
+            addr,
+            Arc::new(move |i| format!("/api/v1/sims/{}", iccid(warmed + i % (sims - warmed)))),
+        ),
+    )
+    .await;
+    report.print();
+    let misses = state.cache_misses.with_label_values(&["sim"]).get() - misses_before;
+    assert_eq!(
+        misses as usize,
+        report.latencies.len(),
+        "every request a cache miss"
+    );
+
+    run(
+        "GET /sims/{iccid}, cache disabled (Postgres only)",
+        per_client(300),
+        request(
+            uncached_addr,
+            Arc::new(move |i| format!("/api/v1/sims/{}", iccid(warmed + i % (sims - warmed)))),
+        ),
+    )
+    .await
+    .print();
+
+    run(
+        "GET /sims?status=active&tag=fleet-N&page_size=50",
+        per_client(50),
+        request(
+            addr,
+            Arc::new(move |i| format!("/api/v1/sims?status=active&tag={}&page_size=50", fleet(i))),
+        ),
+    )
+    .await
+    .print();
+
+    run(
+        "GET /sims?iccid=<17-digit prefix>&page_size=50",
+        per_client(200),
+        request(
+            addr,
+            Arc::new(move |i| format!("/api/v1/sims?iccid={}&page_size=50", prefix(i))),
+        ),
+    )
+    .await
+    .print();
+
+    run(
+        "GET /sims?label=pump&page_size=50 (substring, ILIKE)",
+        per_client(20),
+        request(
+            addr,
+            Arc::new(|_| "/api/v1/sims?label=pump&page_size=50".to_owned()),
+        ),
+    )
+    .await
+    .print();
+
+    run(
+        "GET /sims?page_size=50 (no filter)",
+        per_client(50),
+        request(addr, Arc::new(|_| "/api/v1/sims?page_size=50".to_owned())),
+    )
+    .await
+    .print();
+
+    let keys: Vec<String> = warm.iter().map(|i| cache.sim_key(i)).collect();
+    for chunk in keys.chunks(1000) {
+        cache.invalidate(chunk).await;
+    }
+    pool.close().await;
+    state.pool.close().await;
+    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}

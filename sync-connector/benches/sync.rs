@@ -1,0 +1,532 @@
+//! The sync connector against the 1NCE simulator with its rate limit on (10 requests/s on
+//! `/v1/sims…`) and the connector's default budget (9 calls/s), for each fleet size of
+//! `BENCH_SIMS` (default `10000,100000`). Run: `cargo bench -p sync-connector --bench sync`.
+//!
+//! Per size, on a fresh database (dropped at the end) and a JetStream stream of its own:
+//! 1. the first list sweep, which registers every SIM;
+//! 2. the per-SIM refresh of the registered SIMs for `BENCH_DETAIL_SECS` (default 150; 0 = to
+//!    the end): at 5 calls per SIM and 9 calls/s the whole phase takes hours, so the bench
+//!    measures its rate and extrapolates the total;
+//! 3. a second, idle list sweep (nothing changed at the provider), which must issue nothing;
+//! 4. the connector's real loops (`Connector::spawn`) for `BENCH_FRESHNESS_SECS` (default 300,
+//!    one `SYNC_POLL_INTERVAL_SECS`, so the window holds exactly one list sweep): the per-SIM
+//!    refresh rate left over by the list sweep gives the round-robin's period, the age the
+//!    oldest usage report reaches.
+//!
+//! Set `RUST_LOG` (e.g. `warn`) to see the connector's logs.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use once_client::Priority;
+use once_simulator::{CallStats, RunningSimulator, Simulator, SimulatorConfig};
+use sqlx::{Connection, PgConnection, PgPool};
+use sync_connector::{Config, Connector};
+use tokio::sync::watch;
+
+const NATS_URL: &str = "nats://127.0.0.1:4222";
+const SIMULATOR_RATE_LIMIT: u32 = 10;
+const POLL_INTERVAL_SECS: u64 = 300;
+/// SIMs per `refresh_due` call in the bounded per-SIM phase, so the window is kept to within
+/// one batch (20 SIMs ≈ 11 s at 9 calls/s).
+const DETAIL_BATCH: i64 = 20;
+
+struct Settings {
+    sizes: Vec<usize>,
+    detail_window: Option<Duration>,
+    freshness_window: Duration,
+    server: String,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let number = |key: &str, default: u64| {
+            std::env::var(key)
+                .ok()
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .unwrap_or_else(|_| panic!("{key} must be a number"))
+                })
+                .unwrap_or(default)
+        };
+        let sizes = std::env::var("BENCH_SIMS")
+            .unwrap_or_else(|_| "10000,100000".into())
+            .split(',')
+            .map(|s| s.trim().parse().expect("BENCH_SIMS: comma-separated SIM counts"))
+            .collect();
+        let detail = number("BENCH_DETAIL_SECS", 150);
+        Self {
+            sizes,
+            detail_window: (detail > 0).then(|| Duration::from_secs(detail)),
+            freshness_window: Duration::from_secs(number("BENCH_FRESHNESS_SECS", POLL_INTERVAL_SECS).max(1)),
+            server: std::env::var("BENCH_DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
+        }
+    }
+}
+
+/// What the simulator counted during one phase.
+struct Calls {
+    sims: u64,
+    list: u64,
+    token: u64,
+    max_in_one_second: u64,
+    rate_limited: u64,
+}
+
+impl Calls {
+    fn of(stats: &CallStats) -> Self {
+        Self {
+            sims: stats.sims_calls,
+            list: stats.count("GET", "/v1/sims"),
+            token: stats.token_calls(),
+            max_in_one_second: stats.max_sims_calls_in_one_second,
+            rate_limited: stats.rate_limited,
+        }
+    }
+
+    fn per_sim(&self) -> u64 {
+        self.sims - self.list
+    }
+}
+
+struct Sweep {
+    elapsed: Duration,
+    calls: Calls,
+    pages: u32,
+    sims_new: u64,
+    sims_changed: u64,
+    events: i64,
+}
+
+struct Detail {
+    elapsed: Duration,
+    calls: Calls,
+    sims: u64,
+    events: i64,
+    finished: bool,
+}
+
+struct Freshness {
+    elapsed: Duration,
+    calls: Calls,
+    sims_refreshed: i64,
+    events: i64,
+    oldest_refresh_age: Option<Duration>,
+    never_refreshed: i64,
+}
+
+struct Outcome {
+    sims: usize,
+    first: Sweep,
+    detail: Detail,
+    idle: Sweep,
+    freshness: Freshness,
+    load: [String; 2],
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        platform::telemetry::init_tracing("sync-bench", platform::config::LogFormat::Pretty);
+    }
+    let settings = Settings::from_env();
+    let mut outcomes = Vec::new();
+    for &sims in &settings.sizes {
+        eprintln!("== {sims} SIMs");
+        outcomes.push(bench(&settings, sims).await);
+    }
+    print(&settings, &outcomes);
+}
+
+async fn bench(settings: &Settings, sims: usize) -> Outcome {
+    let load_before = load_average();
+    let database = format!("bench_sync_{}_{sims}", std::process::id());
+    let mut admin = PgConnection::connect(&format!("{}/postgres", settings.server))
+        .await
+        .expect("the local PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("{}/{database}", settings.server);
+    let pool = platform::db::connect(&url, 10).await.unwrap();
+    eventstore::migrate(&pool).await.unwrap();
+
+    let started = Instant::now();
+    let simulator = Simulator::spawn(SimulatorConfig {
+        sims,
+        seed: 7,
+        // Nothing changes by itself, so the idle sweep has nothing to find.
+        autonomous: false,
+        sims_rate_limit_per_sec: SIMULATOR_RATE_LIMIT,
+        ..SimulatorConfig::default()
+    })
+    .await
+    .expect("simulator starts");
+    eprintln!(
+        "simulator with {sims} SIMs up in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let nats = async_nats::connect(NATS_URL)
+        .await
+        .expect("NATS at 127.0.0.1:4222");
+    let jetstream = async_nats::jetstream::new(nats.clone());
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let stream = format!("BENCH_SYNC_{id}");
+    let prefix = format!("bs{id}");
+    jetstream
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("{prefix}.>")],
+            ..Default::default()
+        })
+        .await
+        .expect("a JetStream stream for the bench");
+    let config = connector_config(&url, &simulator, &stream, &prefix, &id);
+    assert_eq!(config.provider.requests_per_second, 9, "the default budget");
+    let connector = Connector::new(config, pool.clone(), nats.clone())
+        .await
+        .expect("connector builds");
+
+    let first = sweep(&connector, &simulator, &pool).await;
+    assert!(
+        first.sims_new as usize == sims,
+        "the first sweep registers every SIM"
+    );
+    eprintln!(
+        "first list sweep: {:.1} s, {} list calls",
+        first.elapsed.as_secs_f64(),
+        first.calls.list
+    );
+    let detail = detail_phase(&connector, &simulator, &pool, settings.detail_window).await;
+    eprintln!(
+        "per-SIM refresh: {} SIMs in {:.1} s, {} calls",
+        detail.sims,
+        detail.elapsed.as_secs_f64(),
+        detail.calls.sims
+    );
+    let idle = sweep(&connector, &simulator, &pool).await;
+    assert_eq!(
+        (idle.sims_new, idle.sims_changed, idle.events),
+        (0, 0, 0),
+        "an idle sweep issues nothing"
+    );
+    eprintln!("idle list sweep: {:.1} s", idle.elapsed.as_secs_f64());
+    let freshness = freshness_window(&connector, &simulator, &pool, settings.freshness_window).await;
+    eprintln!(
+        "freshness window: {} SIMs refreshed in {:.0} s",
+        freshness.sims_refreshed,
+        freshness.elapsed.as_secs_f64()
+    );
+
+    drop(connector);
+    drop(simulator);
+    let _ = jetstream.delete_stream(&stream).await;
+    pool.close().await;
+    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    Outcome {
+        sims,
+        first,
+        detail,
+        idle,
+        freshness,
+        load: [load_before, load_average()],
+    }
+}
+
+fn connector_config(url: &str, simulator: &RunningSimulator, stream: &str, prefix: &str, id: &str) -> Config {
+    let base_url = simulator.base_url();
+    let consumer_prefix = format!("sync-bench-{id}");
+    let poll_interval = POLL_INTERVAL_SECS.to_string();
+    // Everything else, the call budget included, keeps the connector's defaults.
+    let vars = [
+        ("DATABASE_URL", url),
+        ("NATS_URL", NATS_URL),
+        ("ONCE_API_URL", base_url.as_str()),
+        ("NATS_STREAM", stream),
+        ("NATS_SUBJECT_PREFIX", prefix),
+        ("SYNC_CONSUMER_PREFIX", consumer_prefix.as_str()),
+        ("SYNC_POLL_INTERVAL_SECS", poll_interval.as_str()),
+    ];
+    Config::from_lookup(|key| vars.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
+        .expect("valid connector config")
+}
+
+async fn event_count(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn sweep(connector: &Connector, simulator: &RunningSimulator, pool: &PgPool) -> Sweep {
+    let events = event_count(pool).await;
+    simulator.simulator.reset_stats();
+    let started = Instant::now();
+    let report = connector
+        .poller
+        .sweep_list()
+        .await
+        .expect("the list sweep completes");
+    let elapsed = started.elapsed();
+    assert!(report.complete);
+    Sweep {
+        elapsed,
+        calls: Calls::of(&simulator.simulator.stats()),
+        pages: report.pages,
+        sims_new: report.sims_new,
+        sims_changed: report.sims_changed,
+        events: event_count(pool).await - events,
+    }
+}
+
+/// The per-SIM refresh of the SIMs the first sweep registered, batch by batch, until none is
+/// due or the window has passed.
+async fn detail_phase(
+    connector: &Connector,
+    simulator: &RunningSimulator,
+    pool: &PgPool,
+    window: Option<Duration>,
+) -> Detail {
+    let events = event_count(pool).await;
+    simulator.simulator.reset_stats();
+    let started = Instant::now();
+    let mut sims = 0;
+    let mut finished = false;
+    while window.is_none_or(|w| started.elapsed() < w) {
+        let report = connector
+            .poller
+            .refresh_due(DETAIL_BATCH, Priority::ChangedSims)
+            .await
+            .expect("per-SIM refresh");
+        if report.sims_changed == 0 {
+            finished = true;
+            break;
+        }
+        sims += report.sims_changed;
+    }
+    let elapsed = started.elapsed();
+    Detail {
+        elapsed,
+        calls: Calls::of(&simulator.simulator.stats()),
+        sims,
+        events: event_count(pool).await - events,
+        finished,
+    }
+}
+
+/// The connector's own loops, as deployed, for `window`.
+async fn freshness_window(
+    connector: &Connector,
+    simulator: &RunningSimulator,
+    pool: &PgPool,
+    window: Duration,
+) -> Freshness {
+    let events = event_count(pool).await;
+    simulator.simulator.reset_stats();
+    let since = Utc::now();
+    let started = Instant::now();
+    let (stop, shutdown) = watch::channel(false);
+    let mut tasks = connector.spawn(shutdown);
+    tokio::time::sleep(window).await;
+    let _ = stop.send(true);
+    let elapsed = started.elapsed();
+    let calls = Calls::of(&simulator.simulator.stats());
+    // Counted at the stop: the detail loop finishes the batch it is in before it stops, and
+    // those SIMs' calls are not in `calls`.
+    let sims_refreshed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sync_sims WHERE detail_synced_at >= $1")
+            .bind(since)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let events = event_count(pool).await - events;
+    if tokio::time::timeout(Duration::from_secs(60), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tasks.abort_all();
+    }
+    let never_refreshed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sync_sims WHERE detail_synced_at IS NULL")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let oldest = connector.poller.snapshots().oldest_refresh().await.unwrap();
+    Freshness {
+        elapsed,
+        calls,
+        sims_refreshed,
+        events,
+        oldest_refresh_age: oldest
+            .filter(|_| never_refreshed == 0)
+            .and_then(|at| (Utc::now() - at).to_std().ok()),
+        never_refreshed,
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn hours(secs: f64) -> String {
+    if secs >= 3600.0 {
+        format!("{:.1} h", secs / 3600.0)
+    } else {
+        format!("{:.0} min", secs / 60.0)
+    }
+}
+
+fn rate(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
+
+fn print(settings: &Settings, outcomes: &[Outcome]) {
+    let header: Vec<String> = outcomes.iter().map(|o| format!("{} SIMs", o.sims)).collect();
+    println!("\n| | {} |", header.join(" | "));
+    println!("|---|{}", "---|".repeat(outcomes.len()));
+    let row = |name: &str, cell: &dyn Fn(&Outcome) -> String| {
+        let cells: Vec<String> = outcomes.iter().map(cell).collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    };
+    row("**first list sweep** (registers every SIM): time", &|o| {
+        format!("{:.1} s", o.first.elapsed.as_secs_f64())
+    });
+    row("— provider calls (list pages + token)", &|o| {
+        format!("{} + {}", o.first.calls.list, o.first.calls.token)
+    });
+    row("— SIMs registered / events stored", &|o| {
+        format!("{} / {}", o.first.sims_new, o.first.events)
+    });
+    row("— list calls/s", &|o| {
+        format!("{:.2}", rate(o.first.calls.list, o.first.elapsed))
+    });
+    let detail_label = match settings.detail_window {
+        Some(w) => format!(
+            "**first per-SIM refresh**, measured over {} s: SIMs refreshed",
+            w.as_secs()
+        ),
+        None => "**first per-SIM refresh**, to the end: SIMs refreshed".into(),
+    };
+    row(&detail_label, &|o| {
+        format!(
+            "{} in {:.0} s{}",
+            o.detail.sims,
+            o.detail.elapsed.as_secs_f64(),
+            if o.detail.finished { " (all)" } else { "" }
+        )
+    });
+    row("— provider calls / calls per SIM", &|o| {
+        format!(
+            "{} / {:.2}",
+            o.detail.calls.sims,
+            o.detail.calls.sims as f64 / o.detail.sims.max(1) as f64
+        )
+    });
+    row("— rate: calls/s, SIMs/s", &|o| {
+        format!(
+            "{:.2}, {:.2}",
+            rate(o.detail.calls.sims, o.detail.elapsed),
+            rate(o.detail.sims, o.detail.elapsed)
+        )
+    });
+    row("— events stored", &|o| o.detail.events.to_string());
+    row("— whole per-SIM phase (**extrapolated** from the rate)", &|o| {
+        if o.detail.finished {
+            format!("{} (measured)", hours(o.detail.elapsed.as_secs_f64()))
+        } else {
+            hours(o.sims as f64 / rate(o.detail.sims, o.detail.elapsed))
+        }
+    });
+    row(
+        "**first full sync** = list sweep + per-SIM phase (extrapolated)",
+        &|o| {
+            let detail = if o.detail.finished {
+                o.detail.elapsed.as_secs_f64()
+            } else {
+                o.sims as f64 / rate(o.detail.sims, o.detail.elapsed)
+            };
+            let calls = o.first.calls.list as f64
+                + o.sims as f64 * o.detail.calls.sims as f64 / o.detail.sims.max(1) as f64;
+            format!(
+                "{}, {:.0} calls",
+                hours(o.first.elapsed.as_secs_f64() + detail),
+                calls
+            )
+        },
+    );
+    row("**idle list sweep**: time", &|o| {
+        format!("{:.1} s", o.idle.elapsed.as_secs_f64())
+    });
+    row("— provider calls (list pages) / pages", &|o| {
+        format!("{} / {}", o.idle.calls.sims, o.idle.pages)
+    });
+    row("— SIMs changed / events stored", &|o| {
+        format!("{} / {}", o.idle.sims_changed, o.idle.events)
+    });
+    row(
+        &format!(
+            "**connector loops** (`Connector::spawn`) for {} s: list calls + per-SIM calls",
+            settings.freshness_window.as_secs()
+        ),
+        &|o| format!("{} + {}", o.freshness.calls.list, o.freshness.calls.per_sim()),
+    );
+    row("— calls/s (all `/v1/sims…`)", &|o| {
+        format!("{:.2}", rate(o.freshness.calls.sims, o.freshness.elapsed))
+    });
+    row("— SIMs refreshed / per s", &|o| {
+        format!(
+            "{} / {:.2}",
+            o.freshness.sims_refreshed,
+            o.freshness.sims_refreshed as f64 / o.freshness.elapsed.as_secs_f64()
+        )
+    });
+    row("— events stored", &|o| o.freshness.events.to_string());
+    row(
+        "**refresh period per SIM** = age of the oldest usage report, from the measured rate",
+        &|o| {
+            hours(
+                o.sims as f64 * o.freshness.elapsed.as_secs_f64() / o.freshness.sims_refreshed.max(1) as f64,
+            )
+        },
+    );
+    row(
+        "— modelled: N × calls per SIM / (9 − list pages / (300 s + idle sweep))",
+        &|o| {
+            let per_sim = o.detail.calls.sims as f64 / o.detail.sims.max(1) as f64;
+            let list_share = o.idle.pages as f64 / (POLL_INTERVAL_SECS as f64 + o.idle.elapsed.as_secs_f64());
+            hours(o.sims as f64 * per_sim / (9.0 - list_share))
+        },
+    );
+    row(
+        "— oldest refresh age measured at the end",
+        &|o| match o.freshness.oldest_refresh_age {
+            Some(age) => hours(age.as_secs_f64()),
+            None => format!(
+                "not reached ({} SIMs never refreshed yet)",
+                o.freshness.never_refreshed
+            ),
+        },
+    );
+    row("max `/v1/sims…` calls in any second (limit 10) / 429s", &|o| {
+        let phases = [&o.first.calls, &o.detail.calls, &o.idle.calls, &o.freshness.calls];
+        format!(
+            "{} / {}",
+            phases.iter().map(|c| c.max_in_one_second).max().unwrap_or(0),
+            phases.iter().map(|c| c.rate_limited).sum::<u64>()
+        )
+    });
+    row("load average (1/5/15 min) before → after", &|o| {
+        format!("{} → {}", o.load[0], o.load[1])
+    });
+}
