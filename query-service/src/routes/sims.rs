@@ -291,7 +291,7 @@ fn none_match(headers: &HeaderMap, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag == etag)
 }
 
-/// One SIM: from Redis when the projectors cached it, else from Postgres.
+/// One SIM: from Redis when cached, else from Postgres (and then into the cache).
 #[utoipa::path(
     get, path = "/api/v1/sims/{iccid}", tag = "sims",
     params(
@@ -328,9 +328,16 @@ pub async fn detail(
     }
     let sim = match sim {
         Some(sim) => sim,
-        None => readmodel::load_sim(&state.pool, iccid.as_str())
-            .await?
-            .ok_or_else(|| sim_not_found(iccid.as_str()))?,
+        None => {
+            let sim = readmodel::load_sim(&state.pool, iccid.as_str())
+                .await?
+                .ok_or_else(|| sim_not_found(iccid.as_str()))?;
+            // Fill the cache for the next reader, off the answer's path; the cache never lets
+            // this row replace a newer one the projectors wrote meanwhile.
+            let (cache, row) = (state.cache.clone(), sim.clone());
+            tokio::spawn(async move { cache.put_sim(&row).await });
+            sim
+        }
     };
     let etag = format!("\"{}\"", sim.last_position);
     let etag_value = HeaderValue::from_str(&etag).map_err(ApiError::internal)?;
