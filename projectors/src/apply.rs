@@ -109,6 +109,23 @@ pub struct Applier {
     pub rollups: UsageRollups,
 }
 
+/// The event's writing transaction (as text, for `::xid8`): from the envelope, or looked up
+/// when an older publisher left it out.
+async fn transaction_id_of(
+    conn: &mut PgConnection,
+    event: &StoredEvent,
+) -> Result<Option<String>, sqlx::Error> {
+    match event.transaction_id {
+        Some(id) => Ok(Some(id.to_string())),
+        None => {
+            sqlx::query_scalar("SELECT transaction_id::text FROM events WHERE position = $1")
+                .bind(event.position)
+                .fetch_optional(&mut *conn)
+                .await
+        }
+    }
+}
+
 impl Applier {
     pub fn new(projector: impl Into<String>, rollups: UsageRollups) -> Self {
         Self {
@@ -153,16 +170,8 @@ impl Applier {
         let Some((checkpoint_tx, checkpoint_position)) = checkpoint else {
             return Ok(Vec::new());
         };
-        let event_tx = match event.transaction_id {
-            Some(id) => id.to_string(),
-            None => match sqlx::query_scalar("SELECT transaction_id::text FROM events WHERE position = $1")
-                .bind(event.position)
-                .fetch_optional(&mut *conn)
-                .await?
-            {
-                Some(id) => id,
-                None => return Ok(Vec::new()),
-            },
+        let Some(event_tx) = transaction_id_of(conn, event).await? else {
+            return Ok(Vec::new());
         };
         let rows: Vec<EventRow> = sqlx::query_as(&format!(
             "{SELECT_EVENT} WHERE (transaction_id, position) > ($1::text::xid8, $2) \
@@ -270,14 +279,9 @@ impl Applier {
         event: &StoredEvent,
         stream_sequence: i64,
     ) -> Result<(), sqlx::Error> {
-        let transaction_id = match event.transaction_id {
-            Some(id) => id.to_string(),
-            None => sqlx::query_scalar("SELECT transaction_id::text FROM events WHERE position = $1")
-                .bind(event.position)
-                .fetch_optional(&mut *conn)
-                .await?
-                .unwrap_or_else(|| "0".to_owned()),
-        };
+        let transaction_id = transaction_id_of(conn, event)
+            .await?
+            .unwrap_or_else(|| "0".to_owned());
         sqlx::query(
             "INSERT INTO projection_checkpoints (projector, transaction_id, position, stream_sequence, updated_at) \
              VALUES ($1, $2::text::xid8, $3, $4, now()) \

@@ -18,7 +18,6 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use axum::Router;
-use platform::http::NotReady;
 use platform::Metrics;
 use readmodel::{Cache, CacheConfig};
 use sqlx::PgPool;
@@ -159,22 +158,7 @@ async fn first_failure(tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>) -> 
 
 /// `/health`, `/ready` (Postgres and NATS), `/metrics`, with the standard layers.
 pub fn ops_router(metrics: Metrics, pool: PgPool, nats: async_nats::Client) -> Router {
-    let readiness = move || {
-        let pool = pool.clone();
-        let nats = nats.clone();
-        async move {
-            platform::db::ping(&pool).await?;
-            match nats.connection_state() {
-                async_nats::connection::State::Connected => Ok(()),
-                state => Err(NotReady::new("nats", format!("{state:?}"))),
-            }
-        }
-    };
-    platform::http::with_standard_layers(
-        platform::http::ops_routes(metrics.clone(), readiness),
-        metrics,
-        16 * 1024,
-    )
+    platform::http::ops_router_with_nats(metrics, pool, nats)
 }
 
 /// Creates the database when missing, connects, and applies pending migrations (or refuses to

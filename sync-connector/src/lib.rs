@@ -26,7 +26,6 @@ use axum::Router;
 use eventstore::EventStore;
 use futures::StreamExt;
 use once_client::{ClientConfig, OnceClient};
-use platform::http::NotReady;
 use platform::Metrics;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -310,20 +309,5 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
 /// `/health`, `/ready` (Postgres and NATS), `/metrics`, with the standard layers.
 pub fn ops_router(metrics: Metrics, pool: PgPool, nats: async_nats::Client) -> Router {
-    let readiness = move || {
-        let pool = pool.clone();
-        let nats = nats.clone();
-        async move {
-            platform::db::ping(&pool).await?;
-            match nats.connection_state() {
-                async_nats::connection::State::Connected => Ok(()),
-                state => Err(NotReady::new("nats", format!("{state:?}"))),
-            }
-        }
-    };
-    platform::http::with_standard_layers(
-        platform::http::ops_routes(metrics.clone(), readiness),
-        metrics,
-        16 * 1024,
-    )
+    platform::http::ops_router_with_nats(metrics, pool, nats)
 }

@@ -283,3 +283,21 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received");
 }
+
+/// `/health`, `/ready` (Postgres and NATS), `/metrics`, with the standard layers: the
+/// operations surface of a process that serves no API of its own.
+#[cfg(feature = "nats")]
+pub fn ops_router_with_nats(metrics: Metrics, pool: sqlx::PgPool, nats: async_nats::Client) -> Router {
+    let readiness = move || {
+        let pool = pool.clone();
+        let nats = nats.clone();
+        async move {
+            crate::db::ping(&pool).await?;
+            match nats.connection_state() {
+                async_nats::connection::State::Connected => Ok(()),
+                state => Err(NotReady::new("nats", format!("{state:?}"))),
+            }
+        }
+    };
+    with_standard_layers(ops_routes(metrics.clone(), readiness), metrics, 16 * 1024)
+}
