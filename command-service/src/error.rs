@@ -32,14 +32,15 @@ pub fn execute_error<E: DomainError>(error: ExecuteError<E>) -> ApiError {
             "IDEMPOTENCY_KEY_REUSED",
             "this Idempotency-Key was already used for a different request",
         ),
-        ExecuteError::Store(error) => ApiError::internal(error),
+        ExecuteError::Store(error) => store_error(error),
     }
 }
 
+/// A database the store cannot reach is 503 (through `From<sqlx::Error>`); any other store
+/// failure is internal.
 pub fn store_error(error: eventstore::StoreError) -> ApiError {
-    ApiError::internal(error)
-}
-
-pub fn db_error(error: sqlx::Error) -> ApiError {
-    ApiError::internal(error)
+    match error {
+        eventstore::StoreError::Database(error) => ApiError::from(error),
+        other => ApiError::internal(other),
+    }
 }

@@ -305,6 +305,7 @@ async fn main() {
             name: PROJECTOR.to_owned(),
             stream: relay_config.stream.clone(),
             filter_subject: relay_config.stream_subjects(),
+            subject_prefix: relay_config.subject_prefix.clone(),
             consumer: ConsumerSettings::default(),
             message_limit: None,
         },

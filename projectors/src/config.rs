@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use platform::config::{CommonConfig, ConfigError, Settings};
+use platform::config::{CommonConfig, ConfigError, NatsCredentials, Settings};
 
 /// The projectors' settings, read once at start.
 #[derive(Debug, Clone)]
@@ -22,6 +22,10 @@ pub struct Config {
     /// `DB_MAX_CONNECTIONS`, default 5.
     pub db_max_connections: u32,
     pub consumer: ConsumerSettings,
+    /// `RELAY_NATS_USER` / `RELAY_NATS_PASSWORD` / `RELAY_NATS_CREDS_FILE`: the in-process
+    /// relay's own NATS identity (the only one allowed to publish events); unset = the
+    /// process's `NATS_*`.
+    pub relay_nats_credentials: NatsCredentials,
 }
 
 /// How the durable pull consumer is created and read.
@@ -67,6 +71,7 @@ impl Config {
                 max_ack_pending: vars.number("PROJECTOR_MAX_ACK_PENDING", 256)?.max(1) as i64,
                 batch: vars.number("PROJECTOR_BATCH", 64)?.clamp(1, 1024) as usize,
             },
+            relay_nats_credentials: NatsCredentials::from_lookup(&get, "RELAY_")?,
             common,
         })
     }

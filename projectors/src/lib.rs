@@ -7,8 +7,11 @@
 //! relay), stopped together with the projector.
 
 pub mod apply;
+pub mod checkpoint;
 pub mod config;
+pub mod follow;
 pub mod metrics;
+pub mod parking;
 pub mod projector;
 pub mod rebuild;
 
@@ -18,6 +21,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use axum::Router;
+use platform::http::ReadinessFlags;
 use platform::Metrics;
 use readmodel::{Cache, CacheConfig};
 use sqlx::PgPool;
@@ -27,6 +31,7 @@ use tokio::sync::watch;
 pub use apply::{Applier, ApplyError, Outcome, UsageRollups, PROJECTION_LOCK_KEY};
 pub use config::{Config, ConsumerSettings};
 pub use metrics::{ProjectorMetrics, RebuildMetrics};
+pub use parking::{replay_parked, ReplayReport};
 pub use projector::{Handled, Projector, ProjectorError, ProjectorSettings};
 pub use rebuild::{rebuild, RebuildError, RebuildOptions, RebuildReport};
 
@@ -58,6 +63,8 @@ pub struct Services {
     pub pool: PgPool,
     pub nats: async_nats::Client,
     pub metrics: Metrics,
+    /// What the tasks report against the process's `/ready` (the relay's stream mismatch).
+    pub readiness: ReadinessFlags,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -76,11 +83,13 @@ where
     F: FnOnce(&Services) -> Vec<Task>,
 {
     let pool = connect_and_migrate(&config).await?;
-    let nats = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connect(config.common.nats_url.as_str())
-        .await
-        .map_err(|e| StartError::Nats(e.to_string()))?;
+    let nats = platform::nats::connect(
+        &config.common.nats_url,
+        &config.common.nats_credentials,
+        "projectors",
+    )
+    .await
+    .map_err(|e| StartError::Nats(e.to_string()))?;
     let cache = Cache::connect(CacheConfig::new(
         &config.common.redis_url,
         &config.redis_key_prefix,
@@ -102,11 +111,13 @@ where
             source,
         })?;
     let (stop, shutdown) = watch::channel(false);
+    let readiness = ReadinessFlags::new();
     let services = Services {
         config: config.clone(),
         pool: pool.clone(),
         nats: nats.clone(),
         metrics: metrics.clone(),
+        readiness: readiness.clone(),
         shutdown: shutdown.clone(),
     };
     let mut tasks = tokio::task::JoinSet::new();
@@ -123,7 +134,7 @@ where
         tasks.spawn(task);
     }
     tracing::info!(addr = %config.addr, stream = %config.stream, projector = %config.projector, "projectors running");
-    let app = ops_router(metrics, pool, nats);
+    let app = ops_router(metrics, pool, nats, readiness);
     let outcome = tokio::select! {
         served = platform::http::serve(listener, app) => served.map_err(StartError::Serve),
         failed = first_failure(&mut tasks) => Err(StartError::Task(failed)),
@@ -156,9 +167,15 @@ async fn first_failure(tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>) -> 
     }
 }
 
-/// `/health`, `/ready` (Postgres and NATS), `/metrics`, with the standard layers.
-pub fn ops_router(metrics: Metrics, pool: PgPool, nats: async_nats::Client) -> Router {
-    platform::http::ops_router_with_nats(metrics, pool, nats)
+/// `/health`, `/ready` (Postgres, NATS, and the relay's view of the stream), `/metrics`, with
+/// the standard layers.
+pub fn ops_router(
+    metrics: Metrics,
+    pool: PgPool,
+    nats: async_nats::Client,
+    readiness: ReadinessFlags,
+) -> Router {
+    platform::http::ops_router_with_nats(metrics, pool, nats, readiness)
 }
 
 /// Creates the database when missing, connects, and applies pending migrations (or refuses to
@@ -172,21 +189,29 @@ pub async fn connect_and_migrate(config: &Config) -> Result<PgPool, StartError> 
 
 /// The relay (Postgres log → JetStream) as a task of this process, so the contract's list of
 /// processes stays complete: every projectors replica runs one, and the advisory lock keeps
-/// exactly one of them publishing while the others stand by.
+/// exactly one of them publishing while the others stand by. It connects to NATS as its own
+/// user (`RELAY_NATS_USER` / `RELAY_NATS_PASSWORD`, else the process's): only the relay may
+/// publish events.
 pub fn relay_task(services: &Services) -> Vec<Task> {
     let services = services.clone();
     vec![Box::pin(async move {
         let config = relay::RelayConfig::from_env()?;
-        let relay = relay::Relay::new(
-            config,
-            services.pool.clone(),
-            services.nats.clone(),
-            services.metrics.registry(),
-        )?;
+        let nats = relay_connection(&services.config).await?;
+        let relay = relay::Relay::new(config, services.pool.clone(), nats, services.metrics.registry())?
+            .with_readiness(services.readiness.clone());
         let mut shutdown = services.shutdown.clone();
         relay
             .run(async move { projector::wait_for(&mut shutdown).await })
             .await;
         Ok(())
     })]
+}
+
+/// The relay's own NATS connection: `RELAY_NATS_*` credentials when set, else the process's.
+pub async fn relay_connection(config: &Config) -> anyhow::Result<async_nats::Client> {
+    let credentials = config
+        .relay_nats_credentials
+        .clone()
+        .or(&config.common.nats_credentials);
+    Ok(platform::nats::connect(&config.common.nats_url, &credentials, "relay").await?)
 }

@@ -10,14 +10,20 @@ pub struct ProjectorMetrics {
     pub duplicates: IntCounterVec,
     /// `projector_gaps_filled_total{projector}`: events read from Postgres to fill a gap.
     pub gaps_filled: IntCounterVec,
-    /// `projector_undecodable_total{projector}`: messages terminated because they do not decode.
-    pub undecodable: IntCounterVec,
+    /// `projector_parked_total{projector}`: events parked (they could not be applied).
+    pub parked_total: IntCounterVec,
+    /// `pipeline_forged_messages_total{consumer}`: messages that did not match the stored event
+    /// they named, acknowledged without effect.
+    pub forged: IntCounterVec,
+    /// `projector_parked_events{projector}`: events waiting in `parked_events`.
+    pub parked: prometheus::IntGaugeVec,
     /// `projector_retries_total{projector}`: failed attempts (database errors) that were retried.
     pub retries: IntCounterVec,
-    /// `projection_lag_events{projector}`: the stream's last sequence − the checkpoint's.
+    /// `projection_lag_events{projector}`: committed events after the checkpoint (including
+    /// those held behind an open transaction), counted up to a bound.
     pub lag_events: prometheus::IntGaugeVec,
-    /// `projection_lag_seconds{projector}`: now − `recorded_at` of the last applied event
-    /// (0 when caught up).
+    /// `projection_lag_seconds{projector}`: age of the oldest committed event after the
+    /// checkpoint (0 when caught up).
     pub lag_seconds: prometheus::GaugeVec,
 }
 
@@ -37,10 +43,32 @@ impl ProjectorMetrics {
             "projector_gaps_filled_total",
             "Events read from Postgres to fill a gap",
         );
-        let undecodable = counter(
-            "projector_undecodable_total",
-            "Messages terminated because they do not decode",
+        let parked_total = counter(
+            "projector_parked_total",
+            "Events parked because they cannot be decoded or applied",
         );
+        let forged = IntCounterVec::new(
+            Opts::new(
+                "pipeline_forged_messages_total",
+                "Messages that did not match the stored event they named, acknowledged without effect",
+            ),
+            &["consumer"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(forged.clone()))
+            .expect("registered once");
+        let parked = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "projector_parked_events",
+                "Events the projector could not apply, kept aside in parked_events",
+            ),
+            &["projector"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(parked.clone()))
+            .expect("registered once");
         let retries = counter(
             "projector_retries_total",
             "Message attempts that failed and were retried",
@@ -48,7 +76,7 @@ impl ProjectorMetrics {
         let lag_events = prometheus::IntGaugeVec::new(
             Opts::new(
                 "projection_lag_events",
-                "Stream messages not yet processed by the projector",
+                "Committed events not yet applied by the projector (counted up to a bound)",
             ),
             &["projector"],
         )
@@ -59,7 +87,7 @@ impl ProjectorMetrics {
         let lag_seconds = prometheus::GaugeVec::new(
             Opts::new(
                 "projection_lag_seconds",
-                "Age of the last applied event while behind, 0 when caught up",
+                "Age of the oldest committed event not yet applied, 0 when caught up",
             ),
             &["projector"],
         )
@@ -71,7 +99,9 @@ impl ProjectorMetrics {
             applied,
             duplicates,
             gaps_filled,
-            undecodable,
+            parked_total,
+            forged,
+            parked,
             retries,
             lag_events,
             lag_seconds,

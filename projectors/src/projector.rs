@@ -1,19 +1,25 @@
-//! The live projector: one durable JetStream pull consumer, read in stream order, one message
-//! (one Postgres transaction) at a time.
+//! The live projector: one durable JetStream pull consumer, read in stream order; each message
+//! wakes the projector up to apply the log up to the event it names ([`crate::follow`]).
 
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
-use eventstore::StoredEvent;
+use eventstore::{GlobalLog, LogCursor};
 use futures::StreamExt;
 use readmodel::Cache;
+use relay::wire;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::apply::{Applier, ApplyError, Outcome, UsageRollups, PROJECTION_LOCK_KEY};
+use crate::apply::{Applier, UsageRollups};
+use crate::checkpoint;
 use crate::config::{Config, ConsumerSettings};
+use crate::follow::Follower;
 use crate::metrics::ProjectorMetrics;
+
+/// `projection_lag_events` counts up to this many events, so the query stays cheap.
+const LAG_COUNT_BOUND: i64 = 100_000;
 
 /// What a projector reads and under which name it records its progress.
 #[derive(Debug, Clone)]
@@ -23,6 +29,8 @@ pub struct ProjectorSettings {
     pub stream: String,
     /// e.g. `sim.v1.>`.
     pub filter_subject: String,
+    /// e.g. `sim`: messages' subjects are checked against `<prefix>.v1.<iccid>.<event_type>`.
+    pub subject_prefix: String,
     pub consumer: ConsumerSettings,
     /// Stop after this many messages (tests: "a projector stopped mid-stream").
     pub message_limit: Option<u64>,
@@ -34,6 +42,7 @@ impl ProjectorSettings {
             name: config.projector.clone(),
             stream: config.stream.clone(),
             filter_subject: config.filter_subject(),
+            subject_prefix: config.subject_prefix.clone(),
             consumer: config.consumer.clone(),
             message_limit: None,
         }
@@ -53,7 +62,7 @@ pub struct Projector {
     jetstream: jetstream::Context,
     cache: Cache,
     metrics: ProjectorMetrics,
-    applier: Applier,
+    follower: Follower,
     settings: ProjectorSettings,
 }
 
@@ -64,7 +73,12 @@ pub enum Handled {
         gap_filled: u64,
     },
     Duplicate,
-    Terminated,
+    /// The message's event (or one before it) was parked.
+    Parked,
+    /// The message is not the stored event it names: acknowledged without effect.
+    Forged,
+    /// Its event is not readable yet: redelivered later.
+    NotYetReadable,
     /// Shutdown came while a database error was being retried: not acknowledged.
     Abandoned,
 }
@@ -79,21 +93,35 @@ impl Projector {
         settings: ProjectorSettings,
     ) -> Result<Self, sqlx::Error> {
         let rollups = UsageRollups::detect(&pool).await?;
+        let store_id = GlobalLog::new(pool.clone())
+            .store_id()
+            .await
+            .map_err(|e| match e {
+                eventstore::StoreError::Database(e) => e,
+                other => sqlx::Error::Protocol(other.to_string()),
+            })?;
         // Every series exists from the start (at 0), so dashboards and alerts see them.
         let name = [settings.name.as_str()];
         for counter in [
             &metrics.applied,
             &metrics.duplicates,
             &metrics.gaps_filled,
-            &metrics.undecodable,
+            &metrics.parked_total,
+            &metrics.forged,
             &metrics.retries,
         ] {
             counter.with_label_values(&name);
         }
         metrics.lag_events.with_label_values(&name);
         metrics.lag_seconds.with_label_values(&name);
+        metrics.parked.with_label_values(&name);
         Ok(Self {
-            applier: Applier::new(settings.name.clone(), rollups),
+            follower: Follower {
+                pool: pool.clone(),
+                applier: Applier::new(settings.name.clone(), rollups),
+                store_id,
+                subject_prefix: settings.subject_prefix.clone(),
+            },
             jetstream: jetstream::new(nats),
             pool,
             cache,
@@ -222,36 +250,22 @@ impl Projector {
         }
     }
 
-    /// One message: decode, apply in one transaction, commit, the cache, then the ack.
+    /// One message: checked against the store, the log applied up to its event (bounded
+    /// transactions), the cache, then the ack. Database errors are retried with backoff while
+    /// the message is kept ours ("in progress"); nothing else keeps a message from being
+    /// acknowledged.
     pub async fn handle(&self, message: jetstream::Message, shutdown: &mut watch::Receiver<bool>) -> Handled {
         let name = self.settings.name.as_str();
-        let (stream_sequence, pending) = match message.info() {
-            Ok(info) => (info.stream_sequence, info.pending),
-            Err(_) => (0, 0),
-        };
-        let event: StoredEvent = match serde_json::from_slice(&message.payload) {
-            Ok(event) => event,
-            Err(error) => {
-                tracing::error!(%error, subject = %message.subject, stream_sequence, "undecodable message; terminated");
-                self.metrics.undecodable.with_label_values(&[name]).inc();
-                if let Err(error) = message.ack_with(AckKind::Term).await {
-                    tracing::warn!(%error, "cannot terminate the message");
-                }
-                return Handled::Terminated;
-            }
+        let stream_sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
+        let claim = wire::Message {
+            subject: message.subject.as_str(),
+            headers: message.headers.as_ref(),
+            payload: &message.payload,
         };
         let mut backoff = Duration::from_millis(100);
-        let outcome = loop {
-            match self.apply_one(&event, stream_sequence as i64).await {
-                Ok(outcome) => break outcome,
-                Err(error) if !error.is_retryable() => {
-                    tracing::error!(%error, subject = %message.subject, stream_sequence, "event cannot be applied; terminated");
-                    self.metrics.undecodable.with_label_values(&[name]).inc();
-                    if let Err(error) = message.ack_with(AckKind::Term).await {
-                        tracing::warn!(%error, "cannot terminate the message");
-                    }
-                    return Handled::Terminated;
-                }
+        let followed = loop {
+            match self.follower.follow(&claim, stream_sequence as i64).await {
+                Ok(followed) => break followed,
                 Err(error) => {
                     tracing::warn!(%error, subject = %message.subject, stream_sequence, ?backoff, "applying failed; retrying");
                     self.metrics.retries.with_label_values(&[name]).inc();
@@ -264,84 +278,65 @@ impl Projector {
                 }
             }
         };
-        let handled = match outcome {
-            Outcome::Applied { gap_filled } => {
-                self.metrics
-                    .applied
-                    .with_label_values(&[name])
-                    .inc_by(1 + gap_filled);
-                self.metrics
-                    .gaps_filled
-                    .with_label_values(&[name])
-                    .inc_by(gap_filled);
-                if gap_filled > 0 {
-                    tracing::info!(aggregate_id = %event.aggregate_id, sequence = event.sequence, gap_filled, "gap filled from the event store");
-                }
-                Handled::Applied { gap_filled }
+        if let Some(mismatch) = &followed.forged {
+            tracing::warn!(subject = %message.subject, stream_sequence, reason = %mismatch,
+                "message does not match the event store; acknowledged without effect");
+            self.metrics.forged.with_label_values(&[name]).inc();
+            if let Err(error) = message.ack().await {
+                tracing::warn!(%error, "cannot acknowledge a forged message");
             }
-            Outcome::Duplicate => {
-                self.metrics.duplicates.with_label_values(&[name]).inc();
-                Handled::Duplicate
-            }
-        };
+            return Handled::Forged;
+        }
+        if followed.not_yet_readable {
+            tracing::debug!(
+                stream_sequence,
+                "the message's event is not readable yet; redelivery later"
+            );
+            let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            return Handled::NotYetReadable;
+        }
+        let metric = |m: &prometheus::IntCounterVec, n: u64| m.with_label_values(&[name]).inc_by(n);
+        metric(&self.metrics.applied, followed.applied);
+        metric(&self.metrics.gaps_filled, followed.gap_filled);
+        metric(
+            &self.metrics.duplicates,
+            followed.duplicates + u64::from(followed.already_applied),
+        );
+        metric(&self.metrics.parked_total, followed.parked);
+        if followed.gap_filled > 0 || followed.applied > 1 {
+            tracing::debug!(
+                applied = followed.applied,
+                gap_filled = followed.gap_filled,
+                stream_sequence,
+                "applied events of the log delivered late, elsewhere or not yet"
+            );
+        }
         // Committed: the cache, then the ack. In this order a crash before the ack means a
-        // redelivery, which the version guard skips but which refreshes the cache again; with
+        // redelivery, which the checkpoint skips but which refreshes the cache again; with
         // the ack first, a crash between the two left the SIM's entry stale until its TTL.
-        self.refresh_cache(&event.iccid).await;
-        // A lost ack means a redelivery, which the version guard skips.
+        for iccid in &followed.iccids {
+            self.refresh_cache(iccid).await;
+        }
+        if !followed.iccids.is_empty() {
+            self.cache.invalidate(&[self.cache.fleet_summary_key()]).await;
+        }
+        // A lost ack means a redelivery, which the checkpoint skips.
         if let Err(error) = message.double_ack().await {
             tracing::warn!(%error, stream_sequence, "ack failed; the redelivery will be skipped as a duplicate");
         }
-        let lag = if pending == 0 {
-            0.0
-        } else {
-            (chrono::Utc::now() - event.recorded_at).num_milliseconds().max(0) as f64 / 1000.0
-        };
-        self.metrics.lag_seconds.with_label_values(&[name]).set(lag);
-        self.metrics
-            .lag_events
-            .with_label_values(&[name])
-            .set(pending as i64);
-        handled
-    }
-
-    /// One transaction: the shared projection lock (a rebuild's swap takes it exclusively),
-    /// the guarded apply, the checkpoint.
-    async fn apply_one(&self, event: &StoredEvent, stream_sequence: i64) -> Result<Outcome, ApplyError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-            .bind(PROJECTION_LOCK_KEY)
-            .execute(&mut *tx)
-            .await?;
-        let caught_up = self.applier.catch_up_before(&mut tx, event).await?;
-        let mut outcome = self
-            .applier
-            .apply_guarded(&mut tx, event, stream_sequence)
-            .await?;
-        tx.commit().await?;
-        if !caught_up.is_empty() {
-            tracing::info!(
-                events = caught_up.len(),
-                position = event.position,
-                "applied earlier events of the log that were delivered late or elsewhere"
-            );
-            for earlier in &caught_up {
-                self.refresh_cache(&earlier.iccid).await;
+        if followed.parked > 0 {
+            Handled::Parked
+        } else if followed.applied > 0 {
+            Handled::Applied {
+                gap_filled: followed.gap_filled,
             }
-            let extra = caught_up.len() as u64;
-            outcome = match outcome {
-                Outcome::Applied { gap_filled } => Outcome::Applied {
-                    gap_filled: gap_filled + extra,
-                },
-                // The event itself was applied by the catch-up of an earlier message.
-                Outcome::Duplicate => Outcome::Duplicate,
-            };
+        } else {
+            Handled::Duplicate
         }
-        Ok(outcome)
     }
 
-    /// After the commit: the SIM's row into Redis, the fleet summary out. Failures are logged
-    /// by the cache and never stop the projector.
+    /// After the commit: the SIM's row into Redis. Failures are logged by the cache and never
+    /// stop the projector.
     async fn refresh_cache(&self, iccid: &str) {
         match readmodel::load_sim(&self.pool, iccid).await {
             Ok(Some(view)) => self.cache.put_sim(&view).await,
@@ -351,36 +346,40 @@ impl Projector {
                 self.cache.invalidate(&[self.cache.sim_key(iccid)]).await;
             }
         }
-        self.cache.invalidate(&[self.cache.fleet_summary_key()]).await;
     }
 
-    /// `projection_lag_events` = the stream's last sequence − the checkpoint's stream
-    /// sequence, every few seconds (also while no message arrives).
+    /// `projection_lag_events` / `projection_lag_seconds` (what is committed after the
+    /// checkpoint, including events held behind an open transaction) and
+    /// `projector_parked_events`, every second, from Postgres alone: they keep moving while
+    /// NATS is away.
     async fn refresh_lag_forever(self, mut shutdown: watch::Receiver<bool>) {
         loop {
-            if sleep_or_shutdown(Duration::from_secs(5), &mut shutdown).await {
-                return;
-            }
             if let Err(error) = self.refresh_lag().await {
                 tracing::debug!(%error, "cannot compute the projection lag");
+            }
+            if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await {
+                return;
             }
         }
     }
 
     async fn refresh_lag(&self) -> Result<(), anyhow::Error> {
-        let mut stream = self.jetstream.get_stream(&self.settings.stream).await?;
-        let last = stream.info().await?.state.last_sequence as i64;
-        let checkpoint: Option<i64> =
-            sqlx::query_scalar("SELECT stream_sequence FROM projection_checkpoints WHERE projector = $1")
-                .bind(&self.settings.name)
-                .fetch_optional(&self.pool)
-                .await?;
-        let lag = (last - checkpoint.unwrap_or(0)).max(0);
         let name = self.settings.name.as_str();
-        self.metrics.lag_events.with_label_values(&[name]).set(lag);
-        if lag == 0 {
-            self.metrics.lag_seconds.with_label_values(&[name]).set(0.0);
-        }
+        let checkpoint = checkpoint::read(&mut *self.pool.acquire().await?, name).await?;
+        let cursor = checkpoint.map(|c| c.cursor).unwrap_or(LogCursor::START);
+        let backlog = GlobalLog::new(self.pool.clone())
+            .backlog(cursor, LAG_COUNT_BOUND)
+            .await?;
+        self.metrics
+            .lag_events
+            .with_label_values(&[name])
+            .set(backlog.events);
+        self.metrics
+            .lag_seconds
+            .with_label_values(&[name])
+            .set(backlog.oldest_age_seconds);
+        let parked = crate::parking::parked_count(&self.pool, name).await?;
+        self.metrics.parked.with_label_values(&[name]).set(parked);
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 //! 1. Fresh tables `rebuild_<ms>.<table> (LIKE public.<table> INCLUDING ALL)` for every read
 //!    model and the bookkeeping (`projection_versions`, `projection_checkpoints`).
 //! 2. The global log ([`GlobalLog::read_after`] from [`LogCursor::START`]) is applied in
-//!    batches with the live projector's own code ([`Applier::apply_guarded`]), each batch one
+//!    batches with the live projector's own code ([`Applier::apply_logged`]), each batch one
 //!    transaction with `SET LOCAL search_path = rebuild_<ms>, public`.
 //! 3. One transaction takes [`PROJECTION_LOCK_KEY`] exclusively (the live projector takes it
 //!    shared around each message, so live applying pauses), applies the rest of the log, moves
@@ -22,7 +22,8 @@ use eventstore::{GlobalLog, LogCursor, StoredEvent};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
-use crate::apply::{Applier, ApplyError, UsageRollups, PROJECTION_LOCK_KEY};
+use crate::apply::{Applier, ApplyError, Outcome, UsageRollups, PROJECTION_LOCK_KEY};
+use crate::checkpoint;
 use crate::metrics::RebuildMetrics;
 
 /// Only one rebuild at a time (a session lock on a dedicated connection).
@@ -36,7 +37,11 @@ pub const READ_MODEL_TABLES: &[&str] = &[
     "sim_status_history",
     "projection_versions",
     "projection_checkpoints",
+    "parked_events",
 ];
+
+/// The bookkeeping tables whose other projectors' rows a rebuild carries over.
+const BOOKKEEPING_TABLES: &[&str] = &["projection_versions", "projection_checkpoints", "parked_events"];
 
 /// Replaced too when the rollups are plain tables (no TimescaleDB).
 pub const USAGE_TABLES: &[&str] = &["sim_usage", "sim_usage_hourly", "sim_usage_daily"];
@@ -66,8 +71,8 @@ pub struct RebuildReport {
     pub events: u64,
     /// Of them, replayed while holding the swap lock.
     pub events_during_swap: u64,
-    /// Events that do not decode (skipped, as the live projector terminates them).
-    pub undecodable: u64,
+    /// Events that cannot be applied, parked as the live projector parks them.
+    pub parked: u64,
     pub tables: Vec<String>,
     pub last_position: i64,
     /// The TimescaleDB continuous aggregates refreshed after the swap (empty without it).
@@ -136,7 +141,7 @@ async fn run(
     let mut report = RebuildReport {
         events: 0,
         events_during_swap: 0,
-        undecodable: 0,
+        parked: 0,
         tables: tables.iter().map(|t| t.to_string()).collect(),
         last_position: 0,
         refreshed: Vec::new(),
@@ -152,7 +157,22 @@ async fn run(
         sqlx::query(&format!("SET LOCAL search_path = {schema}, public"))
             .execute(&mut *tx)
             .await?;
-        apply_batch(&applier, &mut tx, &batch, &mut report).await?;
+        let applied = apply_batch(&applier, &mut tx, &batch, &mut report, Isolation::Batch).await;
+        if let Err(RebuildError::Apply(error)) = &applied {
+            if error.is_poison() {
+                // Again with a savepoint per event, to park the poison one alone.
+                tx.rollback().await?;
+                tx = pool.begin().await?;
+                sqlx::query(&format!("SET LOCAL search_path = {schema}, public"))
+                    .execute(&mut *tx)
+                    .await?;
+                apply_batch(&applier, &mut tx, &batch, &mut report, Isolation::PerEvent).await?;
+            } else {
+                applied?;
+            }
+        } else {
+            applied?;
+        }
         tx.commit().await?;
         report.last_position = last.position;
         if let Some(metrics) = &options.metrics {
@@ -183,7 +203,7 @@ async fn run(
         .execute(&mut *tx)
         .await?;
     let before = report.events;
-    apply_batch(&applier, &mut tx, &rest, &mut report).await?;
+    apply_batch(&applier, &mut tx, &rest, &mut report, Isolation::PerEvent).await?;
     report.events_during_swap = report.events - before;
     if let Some(last) = rest.last() {
         report.last_position = last.position;
@@ -193,7 +213,7 @@ async fn run(
         .await?;
     // Other projectors' bookkeeping stays as it is; ours keeps the live stream sequence, so the
     // lag metric stays meaningful until the live projector passes the rebuilt position.
-    for table in ["projection_versions", "projection_checkpoints"] {
+    for table in BOOKKEEPING_TABLES {
         sqlx::query(&format!(
             "INSERT INTO {schema}.{table} SELECT * FROM public.{table} WHERE projector <> $1"
         ))
@@ -230,22 +250,51 @@ async fn run(
     Ok(report)
 }
 
+/// How a batch isolates a poison event: not at all (the fast path; a poison database error
+/// aborts the batch, which is then applied again per event) or with a savepoint per event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    Batch,
+    PerEvent,
+}
+
+/// Applies `batch` through the live projector's guard (parking what it parks) and moves the
+/// checkpoint past it; counts go into `report` only for what the caller commits.
 async fn apply_batch(
     applier: &Applier,
     conn: &mut PgConnection,
     batch: &[StoredEvent],
     report: &mut RebuildReport,
+    isolation: Isolation,
 ) -> Result<(), RebuildError> {
+    let (mut events, mut parked) = (0, 0);
     for event in batch {
-        match applier.apply_guarded(conn, event, 0).await {
-            Ok(_) => report.events += 1,
-            Err(error @ ApplyError::Decode { .. }) => {
-                tracing::error!(%error, "undecodable event skipped by the rebuild");
-                report.undecodable += 1;
+        if isolation == Isolation::PerEvent {
+            sqlx::query("SAVEPOINT rebuild_event").execute(&mut *conn).await?;
+        }
+        match applier.apply_logged(conn, event).await {
+            Ok(Outcome::Parked) => parked += 1,
+            Ok(_) => events += 1,
+            Err(error) if error.is_poison() && isolation == Isolation::PerEvent => {
+                sqlx::query("ROLLBACK TO SAVEPOINT rebuild_event")
+                    .execute(&mut *conn)
+                    .await?;
+                applier.park(conn, event, &error.to_string()).await?;
+                parked += 1;
             }
             Err(error) => return Err(error.into()),
         }
+        if isolation == Isolation::PerEvent {
+            sqlx::query("RELEASE SAVEPOINT rebuild_event")
+                .execute(&mut *conn)
+                .await?;
+        }
     }
+    if let Some(last) = batch.last() {
+        checkpoint::advance(conn, &applier.projector, LogCursor::after(last), 0).await?;
+    }
+    report.events += events;
+    report.parked += parked;
     Ok(())
 }
 

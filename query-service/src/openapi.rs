@@ -145,6 +145,10 @@ pub struct SimViewDoc {
     /// The global position of the last event applied to this row (the `ETag`).
     last_position: i64,
     updated_at: DateTime<Utc>,
+    /// `complete`, or `parked` while an event of this SIM could not be applied by the
+    /// projector and waits aside (the row may be behind the event log until it is replayed).
+    #[schema(example = "complete")]
+    projection: String,
 }
 
 #[derive(ToSchema)]
@@ -253,6 +257,7 @@ mod tests {
             version: 0,
             last_position: 0,
             updated_at: now,
+            projection: "complete".to_owned(),
         };
         assert_eq!(
             properties(&document, "SimView"),

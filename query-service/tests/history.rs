@@ -199,6 +199,7 @@ async fn state_as_of_replays_the_history(pool: PgPool) {
         version: 2,
         last_position: p3,
         updated_at: t3,
+        projection: "complete".to_owned(),
     };
     insert_sim(&pool, &expected).await;
     let now = app.get_json(&format!("/sims/{sim}/state")).await;

@@ -11,9 +11,12 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
-use eventstore::StoredEvent;
+use eventstore::GlobalLog;
 use futures::StreamExt;
+use prometheus::IntCounterVec;
+use relay::wire;
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::dispatch::RequestKind;
 use crate::requests::{Handled, Requests};
@@ -25,6 +28,18 @@ pub struct ConsumerSettings {
     pub name_prefix: String,
     /// Long enough for a provider call with its retries.
     pub ack_wait: Duration,
+}
+
+/// A request message is a wake-up, never a fact: the connector carries out what the store
+/// holds at the position the message names, and only when the message is exactly that event
+/// (`relay::wire::check`); anything else is counted, logged and acknowledged without effect.
+#[derive(Clone)]
+pub struct RecordCheck {
+    pub log: GlobalLog,
+    pub store_id: Uuid,
+    pub subject_prefix: String,
+    /// `pipeline_forged_messages_total{consumer}`.
+    pub forged: IntCounterVec,
 }
 
 impl ConsumerSettings {
@@ -43,6 +58,7 @@ pub async fn run(
     settings: ConsumerSettings,
     kind: RequestKind,
     requests: Requests,
+    check: RecordCheck,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = settings.name(kind);
@@ -67,7 +83,7 @@ pub async fn run(
                 next = messages.next() => next,
             };
             match next {
-                Some(Ok(message)) => handle(&requests, &name, message).await,
+                Some(Ok(message)) => handle(&requests, &check, &name, message).await,
                 Some(Err(error)) => {
                     tracing::warn!(%error, consumer = %name, "pull consumer error");
                     // After a reconnect to a server that lost the consumer (a wiped store),
@@ -91,12 +107,32 @@ pub async fn run(
     }
 }
 
-async fn handle(requests: &Requests, consumer: &str, message: jetstream::Message) {
-    let event: StoredEvent = match serde_json::from_slice(&message.payload) {
-        Ok(event) => event,
-        Err(error) => {
-            tracing::error!(%error, subject = %message.subject, consumer, "undecodable request; terminated");
-            let _ = message.ack_with(AckKind::Term).await;
+async fn handle(requests: &Requests, check: &RecordCheck, consumer: &str, message: jetstream::Message) {
+    let claim = wire::Message {
+        subject: message.subject.as_str(),
+        headers: message.headers.as_ref(),
+        payload: &message.payload,
+    };
+    let stored = match claim.position() {
+        Some(position) => match check.log.event_at(position).await {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::warn!(%error, consumer, "cannot read the request's event; will retry");
+                let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await;
+                return;
+            }
+        },
+        None => None,
+    };
+    let event = match wire::check(&claim, stored.as_ref(), check.store_id, &check.subject_prefix) {
+        Ok(()) => stored.expect("checked to match a stored event"),
+        Err(mismatch) => {
+            tracing::warn!(subject = %message.subject, consumer, reason = %mismatch,
+                "request message does not match the event store; acknowledged without effect");
+            check.forged.with_label_values(&[consumer]).inc();
+            if let Err(error) = message.ack().await {
+                tracing::warn!(%error, consumer, "cannot acknowledge a forged request");
+            }
             return;
         }
     };

@@ -2,10 +2,15 @@
 //! provider, written before the provider is called; and the liveness of the instance that
 //! wrote it (a session advisory lock held for the process's lifetime).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::pool::PoolConnection;
-use sqlx::{PgPool, Postgres};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 /// Advisory-lock class of connector instances (the two-key form, apart from the relay's lock).
@@ -42,23 +47,98 @@ impl RequestKind {
     }
 }
 
-/// The process's identity, alive while its lock connection is.
+/// How often the liveness lock's connection is pinged, and the wait between attempts to take
+/// the lock again after its connection failed.
+const LOCK_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// A ping or lock attempt that takes longer than this counts as failed.
+const LOCK_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The process's identity, alive while it holds its session advisory lock.
+///
+/// The lock lives on a connection of its own (a pooled one would be recycled, or lost with the
+/// pool's connections when Postgres restarts, and never taken again). A keeper task pings it
+/// and, when the connection fails (Postgres restarted, the network dropped), connects again
+/// and takes the same lock back, so the instance is seen as alive again once Postgres is;
+/// meanwhile other instances may take over its open dispatches, which they reconcile with the
+/// provider before anything is sent again. Server-side TCP keepalives end the session of an
+/// instance whose host vanished, so its lock does not outlive it.
 pub struct Instance {
     pub id: Uuid,
-    // Held, never used: dropping it (or the process dying) releases the lock.
-    _lock: PoolConnection<Postgres>,
+    held: Arc<AtomicBool>,
+    keeper: JoinHandle<()>,
 }
 
 impl Instance {
     pub async fn start(pool: &PgPool) -> Result<Self, sqlx::Error> {
         let id = Uuid::new_v4();
-        let mut conn = pool.acquire().await?;
-        sqlx::query("SELECT pg_advisory_lock($1, $2)")
+        let options = (*pool.connect_options())
+            .clone()
+            .application_name("sync-connector-instance");
+        let conn = match take_lock(&options, id).await? {
+            Some(conn) => conn,
+            None => return Err(sqlx::Error::Protocol("instance lock already held".to_owned())),
+        };
+        let held = Arc::new(AtomicBool::new(true));
+        let keeper = tokio::spawn(keep_lock(options, id, conn, held.clone()));
+        Ok(Self { id, held, keeper })
+    }
+
+    /// Whether the lock is held right now (false while its connection is being re-made).
+    pub fn is_held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // The keeper owns the connection: ending it closes the session, releasing the lock.
+        self.keeper.abort();
+    }
+}
+
+/// Connects and takes the instance's lock; `None` when another session holds it.
+async fn take_lock(options: &PgConnectOptions, id: Uuid) -> Result<Option<PgConnection>, sqlx::Error> {
+    let attempt = async {
+        let mut conn = PgConnection::connect_with(options).await?;
+        conn.execute(
+            "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3; \
+             SET idle_in_transaction_session_timeout = '30s'",
+        )
+        .await?;
+        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
             .bind(INSTANCE_LOCK_CLASS)
             .bind(lock_key(id))
-            .execute(&mut *conn)
+            .fetch_one(&mut conn)
             .await?;
-        Ok(Self { id, _lock: conn })
+        Ok(taken.then_some(conn))
+    };
+    match tokio::time::timeout(LOCK_QUERY_TIMEOUT, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(sqlx::Error::PoolTimedOut),
+    }
+}
+
+async fn keep_lock(options: PgConnectOptions, id: Uuid, mut conn: PgConnection, held: Arc<AtomicBool>) {
+    loop {
+        tokio::time::sleep(LOCK_CHECK_INTERVAL).await;
+        let alive = tokio::time::timeout(LOCK_QUERY_TIMEOUT, conn.ping()).await;
+        if matches!(alive, Ok(Ok(()))) {
+            continue;
+        }
+        held.store(false, Ordering::Release);
+        tracing::warn!(instance = %id, "the instance's liveness lock was lost with its connection; taking it again");
+        conn = loop {
+            match take_lock(&options, id).await {
+                Ok(Some(conn)) => break conn,
+                Ok(None) => {
+                    tracing::debug!(instance = %id, "instance lock busy (a liveness check); retrying")
+                }
+                Err(error) => tracing::debug!(instance = %id, %error, "cannot take the instance lock yet"),
+            }
+            tokio::time::sleep(LOCK_CHECK_INTERVAL).await;
+        };
+        held.store(true, Ordering::Release);
+        tracing::info!(instance = %id, "the instance's liveness lock is held again");
     }
 }
 

@@ -23,9 +23,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use eventstore::EventStore;
+use eventstore::{EventStore, GlobalLog};
 use futures::StreamExt;
 use once_client::{ClientConfig, OnceClient};
+use platform::http::ReadinessFlags;
 use platform::Metrics;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -77,8 +78,11 @@ pub struct Connector {
     pub poller: Poller,
     pub requests: Requests,
     pub jobs: Jobs,
+    pub record_check: consumers::RecordCheck,
     // Keeps this instance's liveness lock for as long as the connector lives.
     pub instance: Arc<Instance>,
+    /// What `/ready` reports beside Postgres and NATS (the liveness lock).
+    pub readiness: ReadinessFlags,
 }
 
 impl Connector {
@@ -115,7 +119,19 @@ impl Connector {
             config.sms_source_address.clone(),
         );
         let jobs = Jobs::new(pool.clone(), poller.clone(), config.shard);
+        let log = GlobalLog::new(pool.clone());
+        let record_check = consumers::RecordCheck {
+            store_id: log.store_id().await.map_err(|error| match error {
+                eventstore::StoreError::Database(error) => StartError::Database(error),
+                other => StartError::Database(sqlx::Error::Protocol(other.to_string())),
+            })?,
+            log,
+            subject_prefix: config.subject_prefix.clone(),
+            forged: sync_metrics.forged.clone(),
+        };
         Ok(Self {
+            record_check,
+            readiness: ReadinessFlags::new(),
             config,
             pool,
             nats,
@@ -148,9 +164,15 @@ impl Connector {
                 self.consumer_settings(),
                 kind,
                 self.requests.clone(),
+                self.record_check.clone(),
                 shutdown.clone(),
             ));
         }
+        tasks.spawn(instance_readiness_loop(
+            self.instance.clone(),
+            self.readiness.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(poll_loop(
             self.poller.clone(),
             self.config.schedule.poll_interval,
@@ -258,6 +280,28 @@ async fn job_loop(
     }
 }
 
+/// `/ready` answers 503 while the instance's liveness lock is being taken again (its
+/// connection failed): other instances may be taking over its dispatches meanwhile.
+async fn instance_readiness_loop(
+    instance: Arc<Instance>,
+    readiness: ReadinessFlags,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if instance.is_held() {
+            readiness.clear("instance_lock");
+        } else {
+            readiness.set(
+                "instance_lock",
+                "the instance's liveness lock is being taken again",
+            );
+        }
+        if consumers::sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await {
+            return;
+        }
+    }
+}
+
 async fn poll_age_loop(metrics: SyncMetrics, mut shutdown: watch::Receiver<bool>) {
     loop {
         metrics.refresh_poll_age();
@@ -273,11 +317,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     platform::db::create_database_if_missing(&config.common.database_url).await?;
     let pool = platform::db::connect(&config.common.database_url, config.db_max_connections).await?;
     eventstore::prepare_database(&pool, config.common.migrate_on_start).await?;
-    let nats = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connect(config.common.nats_url.as_str())
-        .await
-        .map_err(|e| StartError::Nats(e.to_string()))?;
+    let nats = platform::nats::connect(
+        &config.common.nats_url,
+        &config.common.nats_credentials,
+        "sync-connector",
+    )
+    .await
+    .map_err(|e| StartError::Nats(e.to_string()))?;
     let listener = TcpListener::bind(config.addr)
         .await
         .map_err(|source| StartError::Bind {
@@ -293,7 +339,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         shard = ?connector.config.shard,
         "sync connector running"
     );
-    let served = platform::http::serve(listener, ops_router(connector.metrics.clone(), pool, nats)).await;
+    let app = ops_router(connector.metrics.clone(), pool, nats, connector.readiness.clone());
+    let served = platform::http::serve(listener, app).await;
     let _ = stop.send(true);
     if tokio::time::timeout(Duration::from_secs(15), async {
         while tasks.join_next().await.is_some() {}
@@ -307,7 +354,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     served.map_err(StartError::Serve)
 }
 
-/// `/health`, `/ready` (Postgres and NATS), `/metrics`, with the standard layers.
-pub fn ops_router(metrics: Metrics, pool: PgPool, nats: async_nats::Client) -> Router {
-    platform::http::ops_router_with_nats(metrics, pool, nats)
+/// `/health`, `/ready` (Postgres, NATS and the instance's liveness lock), `/metrics`, with the
+/// standard layers.
+pub fn ops_router(
+    metrics: Metrics,
+    pool: PgPool,
+    nats: async_nats::Client,
+    readiness: ReadinessFlags,
+) -> Router {
+    platform::http::ops_router_with_nats(metrics, pool, nats, readiness)
 }

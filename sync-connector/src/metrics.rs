@@ -19,6 +19,9 @@ pub struct SyncMetrics {
     pub requests: IntCounterVec,
     pub last_successful_poll: Gauge,
     pub seconds_since_successful_poll: Gauge,
+    /// `pipeline_forged_messages_total{consumer}`: request messages that did not match the
+    /// stored event they named, acknowledged without effect.
+    pub forged: IntCounterVec,
 }
 
 impl SyncMetrics {
@@ -83,6 +86,13 @@ impl SyncMetrics {
                 "sync_seconds_since_last_successful_poll",
                 "Seconds since the last SIM-list sweep that reached the end of the list",
             )?,
+            forged: IntCounterVec::new(
+                Opts::new(
+                    "pipeline_forged_messages_total",
+                    "Messages that did not match the stored event they named, acknowledged without effect",
+                ),
+                &["consumer"],
+            )?,
         };
         registry.register(Box::new(metrics.polls.clone()))?;
         registry.register(Box::new(metrics.provider_calls.clone()))?;
@@ -94,6 +104,7 @@ impl SyncMetrics {
         registry.register(Box::new(metrics.requests.clone()))?;
         registry.register(Box::new(metrics.last_successful_poll.clone()))?;
         registry.register(Box::new(metrics.seconds_since_successful_poll.clone()))?;
+        registry.register(Box::new(metrics.forged.clone()))?;
         Ok(metrics)
     }
 

@@ -59,6 +59,7 @@ async fn projector(harness: &Harness) -> Projector {
             name: "read-models".into(),
             stream: harness.stream.clone(),
             filter_subject: format!("{}.v1.>", harness.prefix),
+            subject_prefix: harness.prefix.clone(),
             consumer: ConsumerSettings {
                 ack_wait: Duration::from_secs(5),
                 max_ack_pending: 256,

@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::accounts::{ApiKeyInfo, RefreshUse, User};
-use crate::error::db_error;
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
@@ -54,7 +53,7 @@ pub(crate) async fn login(
     state.login_by_username.check(&username)?;
 
     let invalid = || ApiError::unauthorized("INVALID_CREDENTIALS", "unknown username or wrong password");
-    let user = state.accounts.user_by_name(&username).await.map_err(db_error)?;
+    let user = state.accounts.user_by_name(&username).await?;
     let Some(user) = user.filter(|user| !user.disabled) else {
         // Spend the time a real check takes, so timing does not tell which usernames exist.
         state.passwords.verify_dummy(&request.password).await?;
@@ -85,8 +84,7 @@ async fn issue_pair(state: &AppState, user: &User, family_id: Uuid) -> Result<To
     state
         .accounts
         .record_refresh_token(jti, family_id, user.id, refresh.expires_at)
-        .await
-        .map_err(db_error)?;
+        .await?;
     Ok(TokenPair {
         access_token: access.token,
         refresh_token: refresh.token,
@@ -112,7 +110,7 @@ pub(crate) async fn refresh(
         .verify_refresh(&request.refresh_token)
         .map_err(|_| ApiError::unauthorized("INVALID_TOKEN", "the refresh token is invalid or expired"))?;
     let jti = claims.jti;
-    match state.accounts.use_refresh_token(jti).await.map_err(db_error)? {
+    match state.accounts.use_refresh_token(jti).await? {
         RefreshUse::Fresh { family_id, user } => issue_pair(&state, &user, family_id).await.map(Json),
         RefreshUse::Reused => {
             tracing::warn!(jti = %jti, "refresh token reused; its family is revoked");
@@ -186,8 +184,7 @@ pub(crate) async fn create_api_key(
             principal.user_id(),
             request.expires_at,
         )
-        .await
-        .map_err(db_error)?;
+        .await?;
     tracing::info!(key = %info.id, name, %role, by = %principal.actor(), "API key created");
     Ok((
         StatusCode::CREATED,
@@ -210,7 +207,7 @@ pub(crate) async fn list_api_keys(
     principal: Principal,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(Role::Admin)?;
-    Ok(Json(state.accounts.list_api_keys().await.map_err(db_error)?))
+    Ok(Json(state.accounts.list_api_keys().await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/auth/api-keys/{id}", tag = "auth", security(("bearer" = []), ("api_key" = [])),
@@ -222,7 +219,7 @@ pub(crate) async fn revoke_api_key(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Role::Admin)?;
-    if !state.accounts.revoke_api_key(id).await.map_err(db_error)? {
+    if !state.accounts.revoke_api_key(id).await? {
         return Err(ApiError::not_found(
             "API_KEY_NOT_FOUND",
             format!("no API key {id}"),

@@ -72,8 +72,7 @@ async fn queue(state: &AppState, principal: &Principal, scope: String) -> Result
         .bind(&scope)
         .bind(principal.actor())
         .execute(&state.pool)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     if let Some(nats) = &state.nats {
         // Best effort: the connector also looks for queued jobs on its own.
         if let Err(error) = nats.publish(JOBS_SUBJECT, job_id.to_string().into()).await {
@@ -137,14 +136,12 @@ pub(crate) async fn job(
     ApiPath(job_id): ApiPath<Uuid>,
 ) -> Result<Json<JobStatus>, ApiError> {
     principal.require(Role::Viewer)?;
-    let database = ApiError::internal;
     let Some((scope, requested_by, requested_at)) = sqlx::query_as::<_, (String, String, DateTime<Utc>)>(
         "SELECT scope, requested_by, requested_at FROM sync_jobs WHERE job_id = $1",
     )
     .bind(job_id)
     .fetch_optional(&state.pool)
-    .await
-    .map_err(database)?
+    .await?
     else {
         return Err(ApiError::not_found(
             "SYNC_JOB_NOT_FOUND",
@@ -157,8 +154,7 @@ pub(crate) async fn job(
     )
     .bind(job_id)
     .fetch_all(&state.pool)
-    .await
-    .map_err(database)?;
+    .await?;
     let status = job_status(&scope, &runs);
     let finished_at = match status {
         "completed" | "failed" => runs.iter().filter_map(|r| r.finished_at).max(),

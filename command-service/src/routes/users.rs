@@ -10,7 +10,6 @@ use platform::{ApiError, ApiJson, Principal, Role};
 use serde::Deserialize;
 
 use crate::accounts::User;
-use crate::error::db_error;
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
@@ -53,12 +52,7 @@ pub(crate) async fn create_user(
     }
     validate_password(&request.password)?;
     let hash = state.passwords.hash(&request.password).await?;
-    let Some(user) = state
-        .accounts
-        .create_user(&username, &hash, request.role)
-        .await
-        .map_err(db_error)?
-    else {
+    let Some(user) = state.accounts.create_user(&username, &hash, request.role).await? else {
         return Err(ApiError::conflict(
             "USERNAME_TAKEN",
             format!("user {username:?} exists already"),
@@ -75,5 +69,5 @@ pub(crate) async fn list_users(
     principal: Principal,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(Role::Admin)?;
-    Ok(Json(state.accounts.list_users().await.map_err(db_error)?))
+    Ok(Json(state.accounts.list_users().await?))
 }

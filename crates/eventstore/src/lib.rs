@@ -15,7 +15,7 @@ mod store;
 mod stored;
 
 pub use error::{ExecuteError, StoreError};
-pub use log::{GlobalLog, LogCursor};
+pub use log::{Backlog, GlobalLog, LogCursor};
 pub use metadata::{CommandContext, EventMetadata, Idempotency};
 pub use store::{
     handle_in_turn, CommandAnswer, EventRow, EventStore, Executed, LoadedAggregate, SELECT_EVENT,

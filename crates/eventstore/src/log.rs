@@ -35,6 +35,15 @@ impl LogCursor {
     }
 }
 
+/// Committed events after a cursor; see [`GlobalLog::backlog`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    /// Counted up to the bound given.
+    pub events: i64,
+    /// Age of the oldest of them (0 when none).
+    pub oldest_age_seconds: f64,
+}
+
 /// Reads every committed event in the global order, never skipping one that a slower
 /// transaction commits later.
 #[derive(Clone, Debug)]
@@ -84,6 +93,116 @@ impl GlobalLog {
                 .map_err(|_| StoreError::UnknownPosition(position))?,
             position,
         })
+    }
+
+    /// Up to `limit` events after `after` and up to `up_to` (inclusive), oldest first, below
+    /// the horizon like [`GlobalLog::read_after`]: the bounded steps in which a projector
+    /// catches up to the event a message names.
+    pub async fn read_range(
+        &self,
+        after: LogCursor,
+        up_to: LogCursor,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        Self::read_range_on(&mut *self.pool.acquire().await?, after, up_to, limit).await
+    }
+
+    /// [`GlobalLog::read_range`] on the caller's connection (inside its transaction).
+    pub async fn read_range_on(
+        conn: &mut sqlx::PgConnection,
+        after: LogCursor,
+        up_to: LogCursor,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query_as::<_, EventRow>(&format!(
+            "{SELECT_EVENT} \
+             WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+               AND (transaction_id, position) <= ($3::text::xid8, $4) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY transaction_id, position \
+             LIMIT $5"
+        ))
+        .bind(after.transaction_id.to_string())
+        .bind(after.position)
+        .bind(up_to.transaction_id.to_string())
+        .bind(up_to.position)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+        Ok(rows.into_iter().map(StoredEvent::from).collect())
+    }
+
+    /// The event stored at `position`, if any (committed; the horizon does not matter here).
+    pub async fn event_at(&self, position: i64) -> Result<Option<StoredEvent>, StoreError> {
+        Self::event_at_on(&mut *self.pool.acquire().await?, position).await
+    }
+
+    /// [`GlobalLog::event_at`] on the caller's connection.
+    pub async fn event_at_on(
+        conn: &mut sqlx::PgConnection,
+        position: i64,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let row = sqlx::query_as::<_, EventRow>(&format!("{SELECT_EVENT} WHERE position = $1"))
+            .bind(position)
+            .fetch_optional(conn)
+            .await?;
+        Ok(row.map(StoredEvent::from))
+    }
+
+    /// The events stored at `positions` (those that exist), in position order.
+    pub async fn events_at(&self, positions: &[i64]) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query_as::<_, EventRow>(&format!(
+            "{SELECT_EVENT} WHERE position = ANY($1) ORDER BY position"
+        ))
+        .bind(positions)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(StoredEvent::from).collect())
+    }
+
+    /// What waits after `cursor`: committed events (counted up to `bound`, so the query stays
+    /// cheap however far behind a reader is), including those above the horizon, which a
+    /// reader cannot take yet because an older transaction is still open; and the age of the
+    /// oldest of them. This is what lag metrics must show: a stall behind an open transaction
+    /// is a growing age, not a zero.
+    pub async fn backlog(&self, cursor: LogCursor, bound: i64) -> Result<Backlog, StoreError> {
+        let (events, oldest_age_seconds): (i64, f64) = sqlx::query_as(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(recorded_at)), 0)::float8 \
+             FROM (SELECT recorded_at FROM events \
+                   WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+                   ORDER BY transaction_id, position LIMIT $3) pending",
+        )
+        .bind(cursor.transaction_id.to_string())
+        .bind(cursor.position)
+        .bind(bound)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Backlog {
+            events,
+            oldest_age_seconds: oldest_age_seconds.max(0.0),
+        })
+    }
+
+    /// How long the oldest transaction that holds the log's horizon back has been open: the
+    /// oldest transaction with a transaction id anywhere on the server (the horizon is
+    /// cluster-wide), 0 when none. Needs `pg_read_all_stats` (or superuser) to see other
+    /// roles' sessions; without it only this role's transactions count.
+    pub async fn horizon_holder_age(&self) -> Result<f64, StoreError> {
+        let age: f64 = sqlx::query_scalar(
+            "SELECT COALESCE(max(EXTRACT(EPOCH FROM clock_timestamp() - xact_start)), 0)::float8 \
+             FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND xact_start IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(age.max(0.0))
+    }
+
+    /// This store's identity (`event_store_identity`), carried by every published message so
+    /// that a stream filled from another database is recognised as such.
+    pub async fn store_id(&self) -> Result<uuid::Uuid, StoreError> {
+        Ok(sqlx::query_scalar("SELECT store_id FROM event_store_identity")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// The highest position whose event, and every event before it in the global order, can

@@ -34,6 +34,62 @@ pub struct CommonConfig {
     pub jwt_audience: String,
     pub migrate_on_start: bool,
     pub log_format: LogFormat,
+    /// `NATS_USER` / `NATS_PASSWORD` / `NATS_CREDS_FILE` (or user info in `NATS_URL`).
+    pub nats_credentials: NatsCredentials,
+}
+
+/// How a process proves who it is to NATS. Nothing set: anonymous, as on a development
+/// machine whose NATS has no users (`deploy/nats/auth.conf` lists the platform's own).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct NatsCredentials {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// A `.creds` file (JWT and NKey seed), for servers run in operator mode.
+    pub creds_file: Option<String>,
+}
+
+impl NatsCredentials {
+    /// `<prefix>NATS_USER`, `<prefix>NATS_PASSWORD`, `<prefix>NATS_CREDS_FILE`: e.g. prefix
+    /// `""` for the process, `"RELAY_"` for the relay's own connection.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>, prefix: &str) -> Result<Self, ConfigError> {
+        let var = |key: &str| get(&format!("{prefix}{key}")).filter(|v| !v.trim().is_empty());
+        let credentials = Self {
+            user: var("NATS_USER"),
+            password: var("NATS_PASSWORD"),
+            creds_file: var("NATS_CREDS_FILE"),
+        };
+        if credentials.password.is_some() && credentials.user.is_none() {
+            return Err(ConfigError::Invalid {
+                var: "NATS_PASSWORD",
+                reason: format!("{prefix}NATS_PASSWORD is set without {prefix}NATS_USER"),
+            });
+        }
+        Ok(credentials)
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.user.is_none() && self.creds_file.is_none()
+    }
+
+    /// These credentials where set, else `fallback` (a relay without its own uses the process's).
+    pub fn or(self, fallback: &Self) -> Self {
+        if self.is_anonymous() {
+            fallback.clone()
+        } else {
+            self
+        }
+    }
+}
+
+// Hand-written so the password never reaches a log line.
+impl fmt::Debug for NatsCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsCredentials")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("creds_file", &self.creds_file)
+            .finish()
+    }
 }
 
 impl Default for CommonConfig {
@@ -48,6 +104,7 @@ impl Default for CommonConfig {
             jwt_audience: "sim-platform-api".into(),
             migrate_on_start: true,
             log_format: LogFormat::Json,
+            nats_credentials: NatsCredentials::default(),
         }
     }
 }
@@ -57,7 +114,8 @@ impl fmt::Debug for CommonConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CommonConfig")
             .field("database_url", &redact_url(&self.database_url))
-            .field("nats_url", &self.nats_url)
+            .field("nats_url", &redact_url(&self.nats_url))
+            .field("nats_credentials", &self.nats_credentials)
             .field("redis_url", &redact_url(&self.redis_url))
             .field("app_env", &self.app_env)
             .field("jwt_secret", &"<redacted>")
@@ -112,6 +170,7 @@ impl CommonConfig {
                 None => d.log_format,
                 Some(v) => parse_log_format(&v)?,
             },
+            nats_credentials: NatsCredentials::from_lookup(&get, "")?,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -282,6 +341,28 @@ mod tests {
     }
 
     #[test]
+    fn nats_credentials_from_the_environment() {
+        let cfg = from(&[("NATS_USER", "projectors"), ("NATS_PASSWORD", "pw")]).unwrap();
+        assert_eq!(cfg.nats_credentials.user.as_deref(), Some("projectors"));
+        assert_eq!(cfg.nats_credentials.password.as_deref(), Some("pw"));
+        assert!(from(&[]).unwrap().nats_credentials.is_anonymous());
+        assert!(from(&[("NATS_PASSWORD", "pw")]).is_err());
+        let get = |key: &str| (key == "RELAY_NATS_USER").then(|| "relay".to_owned());
+        let relay = NatsCredentials::from_lookup(get, "RELAY_").unwrap();
+        assert_eq!(
+            relay.clone().or(&cfg.nats_credentials).user.as_deref(),
+            Some("relay")
+        );
+        assert_eq!(
+            NatsCredentials::default()
+                .or(&cfg.nats_credentials)
+                .user
+                .as_deref(),
+            Some("projectors")
+        );
+    }
+
+    #[test]
     fn production_refuses_default_or_short_secret() {
         assert_eq!(
             from(&[("APP_ENV", "production")]),
@@ -303,11 +384,20 @@ mod tests {
         let cfg = CommonConfig {
             jwt_secret: "super-secret-value".into(),
             database_url: "postgres://app:hunter2@db:5432/x".into(),
+            nats_url: "nats://svc:natspass@nats:4222".into(),
+            nats_credentials: NatsCredentials {
+                user: Some("relay".into()),
+                password: Some("relay-secret".into()),
+                creds_file: None,
+            },
             ..CommonConfig::for_tests("unused")
         };
         let printed = format!("{cfg:?}");
         assert!(!printed.contains("super-secret-value"));
         assert!(!printed.contains("hunter2"));
+        assert!(!printed.contains("natspass"));
+        assert!(!printed.contains("relay-secret"));
+        assert!(printed.contains("relay"));
         assert!(printed.contains("postgres://app:***@db:5432/x"));
     }
 }

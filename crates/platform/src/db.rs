@@ -78,6 +78,30 @@ pub async fn create_database_if_missing(database_url: &str) -> Result<(), sqlx::
     }
 }
 
+/// Whether `error` means "the database cannot be used right now" rather than "this request
+/// is wrong": a saturated or closed pool, a connection refused, reset or lost mid-statement,
+/// and the server's own refusals while it shuts down, restarts or recovers (`57P01`
+/// admin_shutdown, `57P02` crash_shutdown, `57P03` cannot_connect_now, class `08` connection
+/// exceptions, `53300` too many connections). Callers answer 503 and retry later.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // The driver's word for a connection that ended mid-message.
+        sqlx::Error::Protocol(message) => {
+            let message = message.to_ascii_lowercase();
+            message.contains("eof") || message.contains("closed") || message.contains("connection")
+        }
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300") || code.starts_with("08")
+        }),
+        _ => false,
+    }
+}
+
 /// A readiness check: `SELECT 1` on the pool.
 pub async fn ping(pool: &PgPool) -> Result<(), NotReady> {
     sqlx::query("SELECT 1")

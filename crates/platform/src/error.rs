@@ -220,17 +220,24 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Database errors: a saturated pool is "try again" (503); anything else is internal (500),
-/// logged and never echoed.
+impl ApiError {
+    /// 503 `DATABASE_UNAVAILABLE` with `Retry-After`: the database cannot be reached now (a
+    /// saturated pool, a restart, a lost connection). Nothing was written by this request.
+    pub fn database_unavailable() -> Self {
+        Self::service_unavailable("DATABASE_UNAVAILABLE", "database unavailable, retry later")
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+    }
+}
+
+/// Database errors: an unreachable or restarting database is "try again" (503, see
+/// [`crate::db::is_unavailable`]); anything else is internal (500), logged and never echoed.
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        match err {
-            sqlx::Error::PoolTimedOut => {
-                tracing::warn!("database pool timed out");
-                Self::service_unavailable("DATABASE_UNAVAILABLE", "database unavailable, retry later")
-            }
-            other => Self::internal(other),
+        if crate::db::is_unavailable(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            return Self::database_unavailable();
         }
+        Self::internal(err)
     }
 }
 

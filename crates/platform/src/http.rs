@@ -2,9 +2,11 @@
 //! (`/health`, `/ready`, `/metrics`).
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request};
@@ -132,12 +134,14 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     )
 }
 
-/// Why a readiness check failed. Only `dependency` is sent to the client; `reason` is logged
-/// (it may be a raw driver message).
+/// Why a readiness check failed. Only `dependency` is sent to the client, and `reason` is
+/// logged (it may be a raw driver message), unless the reason is the service's own words
+/// ([`NotReady::explained`]): then it is sent as `details.reason` too.
 #[derive(Debug, Clone)]
 pub struct NotReady {
     pub dependency: String,
     pub reason: String,
+    pub public: bool,
 }
 
 impl NotReady {
@@ -145,7 +149,53 @@ impl NotReady {
         Self {
             dependency: dependency.into(),
             reason: reason.to_string(),
+            public: false,
         }
+    }
+
+    /// A reason written by the service for the operator (safe to answer with).
+    pub fn explained(dependency: impl Into<String>, reason: impl ToString) -> Self {
+        Self {
+            public: true,
+            ..Self::new(dependency, reason)
+        }
+    }
+}
+
+/// What a process's background tasks report against its readiness, beside its connections:
+/// e.g. the relay refusing a stream that does not match the store. `/ready` answers 503 with
+/// the first reason set (in name order) until its task clears it.
+#[derive(Debug, Clone, Default)]
+pub struct ReadinessFlags(Arc<Mutex<BTreeMap<String, String>>>);
+
+impl ReadinessFlags {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `name` is not ready, for `reason` (the operator's words: it is served by `/ready`).
+    pub fn set(&self, name: &str, reason: impl Into<String>) {
+        self.lock().insert(name.to_owned(), reason.into());
+    }
+
+    pub fn clear(&self, name: &str) {
+        self.lock().remove(name);
+    }
+
+    pub fn reason(&self, name: &str) -> Option<String> {
+        self.lock().get(name).cloned()
+    }
+
+    pub fn check(&self) -> Result<(), NotReady> {
+        match self.lock().iter().next() {
+            Some((name, reason)) => Err(NotReady::explained(name.clone(), reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        // A panic while holding this lock cannot leave the map half-written.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -196,6 +246,14 @@ async fn ready(
     };
     match outcome {
         Ok(()) => Ok(Json(json!({"status": "ready"}))),
+        Err(not_ready) if not_ready.public => {
+            tracing::debug!(dependency = %not_ready.dependency, reason = %not_ready.reason, "not ready");
+            Err(ApiError::service_unavailable(
+                "NOT_READY",
+                format!("{} is not ready: {}", not_ready.dependency, not_ready.reason),
+            )
+            .with_details(json!({ "dependency": not_ready.dependency, "reason": not_ready.reason })))
+        }
         Err(not_ready) => {
             tracing::warn!(dependency = %not_ready.dependency, reason = %not_ready.reason, "not ready");
             Err(ApiError::service_unavailable(
@@ -284,14 +342,21 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-/// `/health`, `/ready` (Postgres and NATS), `/metrics`, with the standard layers: the
-/// operations surface of a process that serves no API of its own.
+/// `/health`, `/ready` (Postgres, NATS and the process's own [`ReadinessFlags`]), `/metrics`,
+/// with the standard layers: the operations surface of a process that serves no API of its own.
 #[cfg(feature = "nats")]
-pub fn ops_router_with_nats(metrics: Metrics, pool: sqlx::PgPool, nats: async_nats::Client) -> Router {
+pub fn ops_router_with_nats(
+    metrics: Metrics,
+    pool: sqlx::PgPool,
+    nats: async_nats::Client,
+    flags: ReadinessFlags,
+) -> Router {
     let readiness = move || {
         let pool = pool.clone();
         let nats = nats.clone();
+        let flags = flags.clone();
         async move {
+            flags.check()?;
             crate::db::ping(&pool).await?;
             match nats.connection_state() {
                 async_nats::connection::State::Connected => Ok(()),

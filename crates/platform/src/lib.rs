@@ -12,6 +12,8 @@ pub mod error;
 pub mod extract;
 pub mod http;
 pub mod metrics;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod telemetry;
 
 pub use auth::{Authenticator, Principal, Role};

@@ -8,4 +8,7 @@ mod views;
 
 pub use cache::{Cache, CacheConfig};
 pub use replay::{sim_view_as_of, try_sim_view_as_of, ReplayError};
-pub use views::{load_fleet_summary, load_sim, FleetSummary, QuotaTotals, SimView, SIM_COLUMNS};
+pub use views::{
+    load_fleet_summary, load_sim, FleetSummary, QuotaTotals, SimView, PROJECTION_COMPLETE, PROJECTION_PARKED,
+    SIM_COLUMNS,
+};

@@ -180,6 +180,8 @@ fn replay(events: &[StoredEvent], strict: bool) -> Result<Option<SimView>, Repla
         version: sim_version,
         last_position: last.position,
         updated_at: micros(last.recorded_at),
+        // The replay decodes every event it uses (or fails): nothing of it is parked.
+        projection: crate::PROJECTION_COMPLETE.to_owned(),
     }))
 }
 

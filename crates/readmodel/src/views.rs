@@ -33,13 +33,28 @@ pub struct SimView {
     pub version: i64,
     pub last_position: i64,
     pub updated_at: DateTime<Utc>,
+    /// `complete`, or `parked` while an event of this SIM (its own, its quotas' or its
+    /// messages') could not be applied and waits in `parked_events`: the row may be behind the
+    /// log until `projectors replay-parked` applies it.
+    #[serde(default = "complete")]
+    pub projection: String,
+}
+
+/// The [`SimView::projection`] of a row that every event reached.
+pub const PROJECTION_COMPLETE: &str = "complete";
+/// The [`SimView::projection`] of a row with parked events.
+pub const PROJECTION_PARKED: &str = "parked";
+
+fn complete() -> String {
+    PROJECTION_COMPLETE.to_owned()
 }
 
 /// The `sims` columns in [`SimView`]'s order, for `SELECT {SIM_COLUMNS} FROM sims …`.
 pub const SIM_COLUMNS: &str =
     "iccid, imsi, msisdn, label, tags, status, pending_change, provider_status, imei, \
      imei_lock, ip_address, network, country, rat, last_seen_at, data_total, data_remaining, data_expiry, \
-     sms_total, sms_remaining, sms_expiry, registered_at, terminated_at, version, last_position, updated_at";
+     sms_total, sms_remaining, sms_expiry, registered_at, terminated_at, version, last_position, updated_at, \
+     projection";
 
 pub async fn load_sim(pool: &PgPool, iccid: &str) -> Result<Option<SimView>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {SIM_COLUMNS} FROM sims WHERE iccid = $1"))

@@ -33,6 +33,7 @@ fn view(position: i64, label: &str) -> SimView {
         version: position,
         last_position: position,
         updated_at: Utc::now(),
+        projection: "complete".to_owned(),
     }
 }
 

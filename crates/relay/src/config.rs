@@ -24,6 +24,11 @@ pub struct RelayConfig {
     pub lock_retry_interval: Duration,
     /// The stream's duplicate window when the relay creates it (default 10 min, at least 2).
     pub duplicate_window: Duration,
+    /// Every database call of the relay gives up after this (default 5 s).
+    pub query_timeout: Duration,
+    /// While the stream does not match the store, how often the relay looks again (default
+    /// 5 s), so that it resumes by itself once an operator reset the stream.
+    pub mismatch_recheck_interval: Duration,
 }
 
 impl Default for RelayConfig {
@@ -36,6 +41,8 @@ impl Default for RelayConfig {
             poll_interval: Duration::from_millis(50),
             lock_retry_interval: Duration::from_secs(1),
             duplicate_window: Duration::from_secs(600),
+            query_timeout: Duration::from_secs(5),
+            mismatch_recheck_interval: Duration::from_secs(5),
         }
     }
 }
@@ -93,6 +100,18 @@ impl RelayConfig {
         Ok(())
     }
 
+    /// The stream as the relay creates it: file storage, the duplicate window, every version-1
+    /// subject under the prefix, no limits (the stream holds the whole log).
+    pub fn stream_config(&self) -> async_nats::jetstream::stream::Config {
+        async_nats::jetstream::stream::Config {
+            name: self.stream.clone(),
+            subjects: vec![self.stream_subjects()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            duplicate_window: self.duplicate_window,
+            ..Default::default()
+        }
+    }
+
     /// What the stream captures: every version-1 subject under the prefix.
     pub fn stream_subjects(&self) -> String {
         format!("{}.v1.>", self.subject_prefix)
@@ -100,12 +119,7 @@ impl RelayConfig {
 
     /// The subject of one event, or `None` when its ICCID or type is not a valid subject token.
     pub fn subject(&self, iccid: &str, event_type: &str) -> Option<String> {
-        let valid = |token: &str| {
-            !token.is_empty()
-                && !token.contains(|c: char| c == '.' || c == '*' || c == '>' || c.is_whitespace())
-        };
-        (valid(iccid) && valid(event_type))
-            .then(|| format!("{}.v1.{iccid}.{event_type}", self.subject_prefix))
+        crate::wire::subject(&self.subject_prefix, iccid, event_type)
     }
 }
 

@@ -1,4 +1,8 @@
+use std::time::Duration;
+
 use eventstore::StoreError;
+
+use crate::wire::Mismatch;
 
 /// Why the relay stopped publishing for now. Every variant leaves the relay consistent: the
 /// next call re-reads the stream's tail and the checkpoint and continues from there.
@@ -66,9 +70,24 @@ pub enum RelayError {
     },
     #[error("event cannot be encoded: {0}")]
     Encode(#[from] serde_json::Error),
-    /// The stream's tail holds no relay message within the probed range.
-    #[error("no relay message found in the last {probed} messages of stream {stream}")]
+    /// The stream's tail holds no message within the probed range (only deleted sequences).
+    #[error("no message found in the last {probed} sequences of stream {stream}")]
     TailNotFound { stream: String, probed: u64 },
+    /// A database call did not answer in time: the relay stops waiting (and, on its lock's
+    /// connection, stops leading) rather than hang.
+    #[error("{operation} did not answer within {after:?}")]
+    Timeout {
+        operation: &'static str,
+        after: Duration,
+    },
+    /// The stream is not this store's: its last message (at `sequence`) is not the event this
+    /// store holds. The relay publishes nothing until an operator resolves it (docs/relay.md).
+    #[error("stream {stream} does not match the event store at stream sequence {sequence}: the message there {reason}")]
+    StreamMismatch {
+        stream: String,
+        sequence: u64,
+        reason: Mismatch,
+    },
 }
 
 impl RelayError {

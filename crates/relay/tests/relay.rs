@@ -10,7 +10,7 @@ use eventstore::{GlobalLog, LogCursor, StoredEvent};
 use prometheus::Registry;
 use relay::{
     message_cursor, message_id, Relay, RelayConfig, RelayError, HEADER_EXPECTED_LAST_MSG_ID,
-    HEADER_EXPECTED_LAST_SEQUENCE, HEADER_MSG_ID, HEADER_POSITION, HEADER_TRANSACTION_ID,
+    HEADER_EXPECTED_LAST_SEQUENCE, HEADER_MSG_ID, HEADER_POSITION, HEADER_STORE_ID, HEADER_TRANSACTION_ID,
 };
 use sqlx::{PgConnection, PgPool};
 
@@ -302,18 +302,23 @@ async fn publishes_every_event_once_in_global_order(pool: PgPool) {
     assert_eq!(info.config.storage, StorageType::File);
     assert_eq!(info.config.duplicate_window, Duration::from_secs(600));
 
+    relay.refresh_lag().await.unwrap();
     let metrics = relay.metrics();
     assert_eq!(metrics.is_leader.get(), 1);
-    assert_eq!(metrics.lag_events.get(), 0);
-    assert_eq!(metrics.lag_seconds.get(), 0.0);
+    let lag = metrics.lag().expect("the leader exports its lag");
+    assert_eq!(lag.events, 0);
+    assert_eq!(lag.seconds, 0.0);
     assert_eq!(metrics.rewinds.get(), 0);
+    assert_eq!(metrics.stream_mismatch.get(), 0);
     let names: HashSet<String> = registry.gather().iter().map(|f| f.name().to_owned()).collect();
     for name in [
         "relay_events_published_total",
         "relay_lag_events",
         "relay_lag_seconds",
+        "relay_horizon_holder_age_seconds",
         "relay_rewinds_total",
         "relay_is_leader",
+        "relay_stream_mismatch",
     ] {
         assert!(names.contains(name), "metric {name} registered");
     }
@@ -331,16 +336,18 @@ async fn lag_counts_unpublished_events(pool: PgPool) {
     log_events(&pool, 25).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (mut relay, _registry) = test.relay(&pool, config).await;
+    assert_eq!(relay.metrics().lag(), None, "no lag before leading");
     assert_eq!(relay.publish_pending_once().await.unwrap(), 10);
-    assert_eq!(relay.metrics().lag_events.get(), 15);
-    assert!(
-        relay.metrics().lag_seconds.get() >= 0.05,
-        "age of the oldest unpublished event"
-    );
+    relay.refresh_lag().await.unwrap();
+    let lag = relay.metrics().lag().unwrap();
+    assert_eq!(lag.events, 15);
+    assert!(lag.seconds >= 0.05, "age of the oldest unpublished event");
     assert_eq!(relay.publish_pending_once().await.unwrap(), 10);
     assert_eq!(relay.publish_pending_once().await.unwrap(), 5);
-    assert_eq!(relay.metrics().lag_events.get(), 0);
-    assert_eq!(relay.metrics().lag_seconds.get(), 0.0);
+    relay.refresh_lag().await.unwrap();
+    let lag = relay.metrics().lag().unwrap();
+    assert_eq!(lag.events, 0);
+    assert_eq!(lag.seconds, 0.0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -506,8 +513,26 @@ async fn purged_stream_is_detected_and_never_skipped(pool: PgPool) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4. A relay with a stale view of the stream is refused by NATS and recovers.
+// 4. The stream must be this store's: a stale relay recovers, a foreign stream stops it.
 
+/// The message the relay itself would publish for `event` (for tests that play a second
+/// publisher of this very store).
+async fn relay_message(pool: &PgPool, event: &StoredEvent) -> HeaderMap {
+    let store_id = GlobalLog::new(pool.clone()).store_id().await.unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert(HEADER_MSG_ID, message_id(event).as_str());
+    headers.insert(HEADER_POSITION, event.position.to_string().as_str());
+    headers.insert(
+        HEADER_TRANSACTION_ID,
+        event.transaction_id.unwrap().to_string().as_str(),
+    );
+    headers.insert(HEADER_STORE_ID, store_id.to_string().as_str());
+    headers
+}
+
+/// Another relay of this same store (one that still thinks it leads) appended an event behind
+/// this one's back: this one is refused by NATS, finds an event of its own store at the tail,
+/// and continues after it: nothing twice, nothing lost.
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn stale_relay_is_refused_and_recovers(pool: PgPool) {
     let test = TestStream::new().await;
@@ -516,48 +541,121 @@ async fn stale_relay_is_refused_and_recovers(pool: PgPool) {
     log_events(&pool, 10).await;
     let (mut relay, _r) = test.relay(&pool, config.clone()).await;
     publish_all(&mut relay, 10).await;
+    insert_events(&pool, 10, 10).await;
+    let events = log_events(&pool, 20).await;
 
-    // Another publisher appends behind the relay's back.
+    let eleventh = &events[10];
     test.js
-        .publish(
-            format!("{}.v1.foreign.Thing", config.subject_prefix),
-            "not an event".into(),
+        .publish_with_headers(
+            config.subject(&eleventh.iccid, &eleventh.event_type).unwrap(),
+            relay_message(&pool, eleventh).await,
+            serde_json::to_vec(eleventh).unwrap().into(),
         )
         .await
         .unwrap()
         .await
         .unwrap();
-    insert_events(&pool, 10, 10).await;
-    let events = log_events(&pool, 20).await;
 
-    match relay.publish_pending_once().await {
-        Err(RelayError::StaleSequence { expected, .. }) => assert_eq!(expected, 10),
-        other => panic!("expected a refusal, got {other:?}"),
+    // Refused (or, if JetStream checks the id first, a duplicate of itself): never stored twice.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while test.messages().await.len() < 20 {
+        assert!(tokio::time::Instant::now() < deadline, "relay did not recover");
+        match relay.publish_pending_once().await {
+            Ok(_) | Err(RelayError::StaleSequence { .. }) => {}
+            Err(error) => panic!("unexpected error: {error}"),
+        }
     }
-    assert_eq!(
-        relay.metrics().events_published.get(),
-        10,
-        "nothing of the refused batch counts"
-    );
-    publish_all(&mut relay, 20).await;
-
-    let messages = test.messages().await;
-    assert_eq!(messages.len(), 21);
-    assert_eq!(
-        messages[10].subject.as_str(),
-        format!("{}.v1.foreign.Thing", config.subject_prefix)
-    );
-    let ours: Vec<_> = messages
-        .into_iter()
-        .filter(|m| message_cursor(&m.headers).is_some())
-        .collect();
-    assert_stream_equals_log(&config, &ours, &events);
+    assert_stream_equals_log(&config, &test.messages().await, &events);
+    assert_eq!(relay.metrics().stream_mismatch.get(), 0);
     assert_eq!(relay.metrics().rewinds.get(), 0);
 }
 
-/// A relay restarting after a foreign message finds its own last message behind it.
+/// Anything at the tail that is not an event of this store (a foreign message, a forged one
+/// with a huge transaction id) stops publishing: the relay says why with the stream sequence,
+/// `relay_stream_mismatch` is 1, the readiness flag is set; it stays so (never an endless
+/// republish loop) until `reset-stream`, after which the stream equals the store again.
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
-async fn sync_steps_over_foreign_messages(pool: PgPool) {
+async fn a_foreign_or_forged_tail_stops_the_relay_until_the_stream_is_reset(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = test.config();
+    insert_events(&pool, 0, 10).await;
+    log_events(&pool, 10).await;
+    let flags = platform::http::ReadinessFlags::new();
+    let (relay, _r) = test.relay(&pool, config.clone()).await;
+    let mut relay = relay.with_readiness(flags.clone());
+    publish_all(&mut relay, 10).await;
+    insert_events(&pool, 10, 10).await;
+    let events = log_events(&pool, 20).await;
+
+    // A forged copy of the next event with a transaction id beyond every real one: followed,
+    // it would move the relay's cursor past every event still to come.
+    let mut headers = relay_message(&pool, &events[10]).await;
+    headers.insert(HEADER_TRANSACTION_ID, "18446744073709551615");
+    test.js
+        .publish_with_headers(
+            config.subject(&events[10].iccid, &events[10].event_type).unwrap(),
+            headers,
+            serde_json::to_vec(&events[10]).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // The first attempt may still append what was in flight behind the forged message (it
+    // carries the id they chain to); from then on nothing more.
+    let mut after_first = 0;
+    for attempt in 0..3 {
+        match relay.publish_pending_once().await {
+            Err(RelayError::StaleSequence { .. }) if attempt == 0 => {}
+            Err(RelayError::StreamMismatch { sequence, reason, .. }) => {
+                assert_eq!(sequence, 11);
+                assert!(reason.to_string().contains("transaction id"), "{reason}");
+            }
+            other => panic!("attempt {attempt}: expected a refusal, then a mismatch; got {other:?}"),
+        }
+        if attempt == 0 {
+            after_first = test.messages().await.len();
+        }
+    }
+    assert_eq!(relay.metrics().stream_mismatch.get(), 1);
+    assert_eq!(relay.metrics().events_published.get(), 10);
+    let reason = flags.reason(relay::READINESS_FLAG).expect("readiness flag set");
+    assert!(
+        reason.contains("stream sequence 11") && reason.contains("reset-stream"),
+        "{reason}"
+    );
+    assert_eq!(test.messages().await.len(), after_first, "nothing more published");
+
+    let report = relay::admin::verify(&pool, nats().await, &config, true)
+        .await
+        .unwrap();
+    assert!(!report.ok());
+    let full = report.full.as_ref().unwrap();
+    assert_eq!(full.mismatching, 1);
+    assert_eq!(full.mismatches[0].0, 11);
+
+    let reset = relay::admin::reset_stream(&pool, nats().await, &config)
+        .await
+        .unwrap();
+    assert_eq!(reset.deleted_messages, Some(after_first as u64));
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while test.messages().await.len() < 20 {
+        assert!(tokio::time::Instant::now() < deadline, "relay did not republish");
+        let _ = relay.publish_pending_once().await;
+    }
+    assert_stream_equals_log(&config, &test.messages().await, &events);
+    assert_eq!(relay.metrics().stream_mismatch.get(), 0);
+    assert_eq!(flags.reason(relay::READINESS_FLAG), None);
+    let report = relay::admin::verify(&pool, nats().await, &config, true)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{report:?}");
+}
+
+/// A relay starting against a stream whose last message is not an event (another publisher's
+/// plain message) refuses it at once.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_restarted_relay_refuses_a_stream_with_a_foreign_tail(pool: PgPool) {
     let test = TestStream::new().await;
     let config = test.config();
     insert_events(&pool, 0, 5).await;
@@ -565,26 +663,98 @@ async fn sync_steps_over_foreign_messages(pool: PgPool) {
     let (mut first, _r) = test.relay(&pool, config.clone()).await;
     publish_all(&mut first, 5).await;
     drop(first);
+    test.js
+        .publish(format!("{}.v1.foreign.Thing", config.subject_prefix), "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    insert_events(&pool, 5, 5).await;
+    log_events(&pool, 10).await;
+    let (mut second, _r2) = test.relay(&pool, config.clone()).await;
+    match second.publish_pending_once().await {
+        Err(RelayError::StreamMismatch {
+            sequence: 6, reason, ..
+        }) => {
+            assert_eq!(reason, relay::wire::Mismatch::NotAnEvent)
+        }
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+    assert_eq!(test.messages().await.len(), 6);
+    assert!(second.mismatch().is_some());
+}
+
+/// A fresh database pointed at a stream another database filled: its relay recognises the
+/// other store (its id on the tail message) and publishes nothing, instead of following the
+/// other store's cursor or looping on duplicates of its ids.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_stream_filled_from_another_database_is_refused(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = test.config();
+    insert_events(&pool, 0, 10).await;
+    log_events(&pool, 10).await;
+    let (mut original, _r) = test.relay(&pool, config.clone()).await;
+    publish_all(&mut original, 10).await;
+    drop(original);
+
+    let other = OtherDatabase::create(&pool).await;
+    insert_events(&other.pool, 0, 3).await;
+    log_events(&other.pool, 3).await;
+    let (mut fresh, _r2) = test.relay(&other.pool, config.clone()).await;
     for _ in 0..3 {
-        test.js
-            .publish(format!("{}.v1.foreign.Thing", config.subject_prefix), "x".into())
+        match fresh.publish_pending_once().await {
+            Err(RelayError::StreamMismatch {
+                sequence: 10, reason, ..
+            }) => {
+                assert!(
+                    matches!(reason, relay::wire::Mismatch::OtherStore { .. }),
+                    "{reason}"
+                )
+            }
+            other => panic!("expected a mismatch, got {other:?}"),
+        }
+    }
+    assert_eq!(fresh.metrics().events_published.get(), 0);
+    assert_eq!(test.messages().await.len(), 10);
+    drop(fresh);
+    other.drop_database().await;
+}
+
+/// A second database on the test's server, migrated, dropped at the end.
+struct OtherDatabase {
+    pool: PgPool,
+    admin: PgPool,
+    name: String,
+}
+
+impl OtherDatabase {
+    async fn create(admin: &PgPool) -> Self {
+        let name = format!("relay_other_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(admin)
             .await
-            .unwrap()
+            .unwrap();
+        let options = (*admin.connect_options()).clone().database(&name);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .unwrap();
+        eventstore::migrate(&pool).await.unwrap();
+        Self {
+            pool,
+            admin: admin.clone(),
+            name,
+        }
+    }
+
+    async fn drop_database(self) {
+        self.pool.close().await;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&self.admin)
             .await
             .unwrap();
     }
-    insert_events(&pool, 5, 5).await;
-    let events = log_events(&pool, 10).await;
-    let (mut second, _r2) = test.relay(&pool, config.clone()).await;
-    assert_eq!(second.publish_pending_once().await.unwrap(), 5);
-    let ours: Vec<_> = test
-        .messages()
-        .await
-        .into_iter()
-        .filter(|m| message_cursor(&m.headers).is_some())
-        .collect();
-    assert_stream_equals_log(&config, &ours, &events);
-    assert_eq!(second.metrics().rewinds.get(), 0);
 }
 
 // ---------------------------------------------------------------------------------------------

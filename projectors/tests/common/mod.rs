@@ -113,6 +113,7 @@ impl Env {
             name: PROJECTOR.to_owned(),
             stream: self.stream.clone(),
             filter_subject: format!("{}.v1.>", self.prefix),
+            subject_prefix: self.prefix.clone(),
             consumer: ConsumerSettings {
                 ack_wait: Duration::from_secs(1),
                 max_ack_pending: 256,

@@ -148,6 +148,7 @@ pub fn sim_row(n: u32) -> SimView {
         version: 1,
         last_position: n as i64,
         updated_at: at,
+        projection: "complete".to_owned(),
     }
 }
 

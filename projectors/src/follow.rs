@@ -1,0 +1,217 @@
+//! The live projector's work for one message: the message is a wake-up and a cursor, never a
+//! fact. It names a position; the event stored there must be exactly the message (same store,
+//! transaction, id, subject and body, see `relay::wire::check`), else the message is forged
+//! (or another store's) and changes nothing. Then the projector applies the log itself, from
+//! its checkpoint up to that event, in bounded ranges, each range one transaction: events
+//! delivered late, elsewhere or never are applied in log order, and the checkpoint keeps
+//! meaning "everything up to here", which consistency tokens rely on.
+//!
+//! A range whose apply fails on a poison event (see [`ApplyError::is_poison`]) is applied
+//! again one event per transaction, to find that event and park it alone.
+
+use std::collections::BTreeSet;
+
+use eventstore::{GlobalLog, LogCursor, StoredEvent};
+use relay::wire;
+use sqlx::{Connection, PgPool};
+use uuid::Uuid;
+
+use crate::apply::{Applier, ApplyError, Outcome, PROJECTION_LOCK_KEY};
+use crate::checkpoint;
+
+/// Events applied per transaction while catching up.
+pub const CATCH_UP_BATCH: i64 = 500;
+
+/// What became of one message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Followed {
+    /// The message is not the stored event it names: nothing was applied.
+    pub forged: Option<wire::Mismatch>,
+    /// The event it names is stored but not below the log's horizon yet (only a message not
+    /// published by the relay can be ahead of it): nothing was applied; try again later.
+    pub not_yet_readable: bool,
+    pub applied: u64,
+    pub gap_filled: u64,
+    pub duplicates: u64,
+    pub parked: u64,
+    /// The message's own event was applied before (by an earlier catch-up or delivery).
+    pub already_applied: bool,
+    /// SIMs whose rows may have changed (for the cache).
+    pub iccids: BTreeSet<String>,
+}
+
+/// One range's failure: a poison event (found when the range is one event long), or an error
+/// to retry.
+enum StepError {
+    Poisoned(Box<StoredEvent>, ApplyError),
+    Other(ApplyError),
+}
+
+impl From<sqlx::Error> for StepError {
+    fn from(error: sqlx::Error) -> Self {
+        StepError::Other(error.into())
+    }
+}
+
+impl From<eventstore::StoreError> for StepError {
+    fn from(error: eventstore::StoreError) -> Self {
+        StepError::Other(error.into())
+    }
+}
+
+#[derive(Clone)]
+pub struct Follower {
+    pub pool: PgPool,
+    pub applier: Applier,
+    pub store_id: Uuid,
+    pub subject_prefix: String,
+}
+
+impl Follower {
+    /// Checks `message` against the store and applies the log up to its event. Database
+    /// errors are returned for the caller to retry (nothing half-done stays behind).
+    pub async fn follow(
+        &self,
+        message: &wire::Message<'_>,
+        stream_sequence: i64,
+    ) -> Result<Followed, ApplyError> {
+        let mut followed = Followed::default();
+        let Some(position) = message.position() else {
+            followed.forged = Some(wire::Mismatch::NotAnEvent);
+            return Ok(followed);
+        };
+        let stored = GlobalLog::event_at_on(&mut *self.pool.acquire().await?, position).await?;
+        if let Err(mismatch) = wire::check(message, stored.as_ref(), self.store_id, &self.subject_prefix) {
+            followed.forged = Some(mismatch);
+            return Ok(followed);
+        }
+        let target = LogCursor::after(stored.as_ref().expect("checked to match a stored event"));
+        let mut limit = CATCH_UP_BATCH;
+        loop {
+            match self.step(target, stream_sequence, limit, &mut followed).await {
+                Ok(Step::Reached) => return Ok(followed),
+                Ok(Step::Behind) => {
+                    // A range applied; one event at a time only until the poison one is past.
+                    limit = CATCH_UP_BATCH;
+                }
+                Ok(Step::NotReadable) => {
+                    followed.not_yet_readable = followed.applied + followed.duplicates + followed.parked == 0;
+                    return Ok(followed);
+                }
+                Err(StepError::Poisoned(_, _)) if limit > 1 => limit = 1,
+                Err(StepError::Poisoned(event, error)) => {
+                    self.park_alone(&event, &error, stream_sequence, target, &mut followed)
+                        .await?;
+                }
+                Err(StepError::Other(error)) => return Err(error),
+            }
+        }
+    }
+
+    /// One transaction: the shared projection lock (a rebuild's swap takes it exclusively),
+    /// the checkpoint (locked: replicas apply in turn), up to `limit` events of the log after
+    /// it and up to `target`, each through the version guard, the checkpoint moved past them.
+    async fn step(
+        &self,
+        target: LogCursor,
+        stream_sequence: i64,
+        limit: i64,
+        followed: &mut Followed,
+    ) -> Result<Step, StepError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+            .bind(PROJECTION_LOCK_KEY)
+            .execute(&mut *tx)
+            .await?;
+        let projector = self.applier.projector.as_str();
+        let from = checkpoint::lock(&mut tx, projector)
+            .await?
+            .map(|c| c.cursor)
+            .unwrap_or(LogCursor::START);
+        if from >= target {
+            // Everything up to the checkpoint is applied or parked already.
+            tx.rollback().await?;
+            followed.already_applied = true;
+            return Ok(Step::Reached);
+        }
+        let events = GlobalLog::read_range_on(&mut tx, from, target, limit).await?;
+        let Some(last) = events.last().map(LogCursor::after) else {
+            tx.rollback().await?;
+            return Ok(Step::NotReadable);
+        };
+        let mut counted = Followed::default();
+        for event in &events {
+            match self.applier.apply_logged(&mut tx, event).await {
+                Ok(Outcome::Applied { gap_filled }) => {
+                    counted.applied += 1 + gap_filled;
+                    counted.gap_filled += gap_filled;
+                }
+                Ok(Outcome::Duplicate) => counted.duplicates += 1,
+                Ok(Outcome::Parked) => counted.parked += 1,
+                Err(error) if error.is_poison() => {
+                    return Err(StepError::Poisoned(Box::new(event.clone()), error));
+                }
+                Err(error) => return Err(StepError::Other(error)),
+            }
+            counted.iccids.insert(event.iccid.clone());
+        }
+        let reached = last == target;
+        checkpoint::advance(
+            &mut tx,
+            projector,
+            last,
+            if reached { stream_sequence } else { 0 },
+        )
+        .await?;
+        tx.commit().await?;
+        followed.applied += counted.applied;
+        followed.gap_filled += counted.gap_filled;
+        followed.duplicates += counted.duplicates;
+        followed.parked += counted.parked;
+        followed.iccids.extend(counted.iccids);
+        Ok(if reached { Step::Reached } else { Step::Behind })
+    }
+
+    /// Parks a poison event in a transaction of its own and moves the checkpoint past it (only
+    /// if it is still the next event: another replica may have done it meanwhile).
+    async fn park_alone(
+        &self,
+        event: &StoredEvent,
+        error: &ApplyError,
+        stream_sequence: i64,
+        target: LogCursor,
+        followed: &mut Followed,
+    ) -> Result<(), ApplyError> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+            .bind(PROJECTION_LOCK_KEY)
+            .execute(&mut *tx)
+            .await?;
+        let projector = self.applier.projector.as_str();
+        let from = checkpoint::lock(&mut tx, projector)
+            .await?
+            .map(|c| c.cursor)
+            .unwrap_or(LogCursor::START);
+        let at = LogCursor::after(event);
+        if from < at {
+            self.applier.park(&mut tx, event, &error.to_string()).await?;
+            let sequence = if at == target { stream_sequence } else { 0 };
+            checkpoint::advance(&mut tx, projector, at, sequence).await?;
+            followed.parked += 1;
+            followed.iccids.insert(event.iccid.clone());
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+enum Step {
+    /// The checkpoint is at (or past) the message's event.
+    Reached,
+    /// A range was applied; more of the log lies before the message's event.
+    Behind,
+    /// Nothing readable between the checkpoint and the message's event.
+    NotReadable,
+}
