@@ -2,9 +2,11 @@
 //! fact. It names a position; the event stored there must be exactly the message (same store,
 //! transaction, id, subject and body, see `relay::wire::check`), else the message is forged
 //! (or another store's) and changes nothing. Then the projector applies the log itself, from
-//! its checkpoint up to that event, in bounded ranges, each range one transaction: events
-//! delivered late, elsewhere or never are applied in log order, and the checkpoint keeps
-//! meaning "everything up to here", which consistency tokens rely on.
+//! its checkpoint on, in bounded ranges, each range one transaction: at least up to that
+//! event, and on to the log's readable head (a few ranges at most per message), so a projector
+//! that fell behind catches up a range per transaction while the messages behind it become
+//! cheap duplicates. Events delivered late, elsewhere or never are applied in log order, and
+//! the checkpoint keeps meaning "everything up to here", which consistency tokens rely on.
 //!
 //! A range whose apply fails on a poison event (see [`ApplyError::is_poison`]) is applied
 //! again one event per transaction, to find that event and park it alone.
@@ -21,6 +23,14 @@ use crate::checkpoint;
 
 /// Events applied per transaction while catching up.
 pub const CATCH_UP_BATCH: i64 = 500;
+/// Ranges applied past the message's own event before the message is acknowledged (the next
+/// message goes on from there).
+const RANGES_PAST_TARGET: u32 = 4;
+/// No upper bound on a range: up to the log's horizon.
+const HEAD: LogCursor = LogCursor {
+    transaction_id: u64::MAX,
+    position: i64::MAX,
+};
 
 /// What became of one message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,14 +95,25 @@ impl Follower {
             followed.forged = Some(mismatch);
             return Ok(followed);
         }
-        let target = LogCursor::after(stored.as_ref().expect("checked to match a stored event"));
+        let stored = stored.expect("checked to match a stored event");
+        // Its SIM's cache entry is refreshed even when the event was applied before: a process
+        // killed between its commit and its cache write left that entry stale.
+        followed.iccids.insert(stored.iccid.clone());
+        let target = LogCursor::after(&stored);
         let mut limit = CATCH_UP_BATCH;
+        let mut past_target = 0;
         loop {
             match self.step(target, stream_sequence, limit, &mut followed).await {
-                Ok(Step::Reached) => return Ok(followed),
-                Ok(Step::Behind) => {
-                    // A range applied; one event at a time only until the poison one is past.
+                Ok(Step::AtHead) => return Ok(followed),
+                Ok(Step::Applied { last, full }) => {
+                    // One event at a time only until the poison one is past.
                     limit = CATCH_UP_BATCH;
+                    if last >= target {
+                        past_target += 1;
+                        if !full || past_target > RANGES_PAST_TARGET {
+                            return Ok(followed);
+                        }
+                    }
                 }
                 Ok(Step::NotReadable) => {
                     followed.not_yet_readable = followed.applied + followed.duplicates + followed.parked == 0;
@@ -109,8 +130,8 @@ impl Follower {
     }
 
     /// One transaction: the shared projection lock (a rebuild's swap takes it exclusively),
-    /// the checkpoint (locked: replicas apply in turn), up to `limit` events of the log after
-    /// it and up to `target`, each through the version guard, the checkpoint moved past them.
+    /// the checkpoint (locked: replicas apply in turn), up to `limit` readable events of the
+    /// log after it, each through the version guard, the checkpoint moved past them.
     async fn step(
         &self,
         target: LogCursor,
@@ -129,17 +150,19 @@ impl Follower {
             .await?
             .map(|c| c.cursor)
             .unwrap_or(LogCursor::START);
-        if from >= target {
-            // Everything up to the checkpoint is applied or parked already.
-            tx.rollback().await?;
-            followed.already_applied = true;
-            return Ok(Step::Reached);
-        }
-        let events = GlobalLog::read_range_on(&mut tx, from, target, limit).await?;
+        let events = GlobalLog::read_range_on(&mut tx, from, HEAD, limit).await?;
         let Some(last) = events.last().map(LogCursor::after) else {
             tx.rollback().await?;
+            if from >= target {
+                // Everything up to the checkpoint is applied or parked already.
+                followed.already_applied = followed.applied + followed.parked == 0;
+                return Ok(Step::AtHead);
+            }
             return Ok(Step::NotReadable);
         };
+        if from >= target && followed.applied + followed.duplicates + followed.parked == 0 {
+            followed.already_applied = true;
+        }
         let mut counted = Followed::default();
         for event in &events {
             match self.applier.apply_logged(&mut tx, event).await {
@@ -156,25 +179,22 @@ impl Follower {
             }
             counted.iccids.insert(event.iccid.clone());
         }
-        let reached = last == target;
-        checkpoint::advance(
-            &mut tx,
-            projector,
-            last,
-            if reached { stream_sequence } else { 0 },
-        )
-        .await?;
+        let sequence = if last >= target { stream_sequence } else { 0 };
+        checkpoint::advance(&mut tx, projector, last, sequence).await?;
         tx.commit().await?;
         followed.applied += counted.applied;
         followed.gap_filled += counted.gap_filled;
         followed.duplicates += counted.duplicates;
         followed.parked += counted.parked;
         followed.iccids.extend(counted.iccids);
-        Ok(if reached { Step::Reached } else { Step::Behind })
+        Ok(Step::Applied {
+            last,
+            full: events.len() as i64 == limit,
+        })
     }
 
     /// Parks a poison event in a transaction of its own and moves the checkpoint past it (only
-    /// if it is still the next event: another replica may have done it meanwhile).
+    /// if the checkpoint is still before it: another replica may have done it meanwhile).
     async fn park_alone(
         &self,
         event: &StoredEvent,
@@ -208,10 +228,10 @@ impl Follower {
 }
 
 enum Step {
-    /// The checkpoint is at (or past) the message's event.
-    Reached,
-    /// A range was applied; more of the log lies before the message's event.
-    Behind,
-    /// Nothing readable between the checkpoint and the message's event.
+    /// Nothing readable after the checkpoint, which is at or past the message's event.
+    AtHead,
+    /// A range was applied, up to `last`; `full`: it was as long as allowed (more may follow).
+    Applied { last: LogCursor, full: bool },
+    /// Nothing readable after the checkpoint, which is before the message's event.
     NotReadable,
 }

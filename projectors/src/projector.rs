@@ -141,6 +141,10 @@ impl Projector {
         let lag = tokio::spawn(self.clone().refresh_lag_forever(shutdown.clone()));
         let result = self.consume(&mut shutdown).await;
         lag.abort();
+        // What the last messages changed, for whoever reads the metrics next.
+        if let Err(error) = self.refresh_lag().await {
+            tracing::debug!(%error, "cannot compute the projection lag");
+        }
         result
     }
 

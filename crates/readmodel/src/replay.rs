@@ -123,7 +123,11 @@ fn replay(events: &[StoredEvent], strict: bool) -> Result<Option<SimView>, Repla
             // SMS and anything else: not part of the SIM's row.
             _ => continue,
         }
-        if last.is_none_or(|l| global_order(event) > global_order(l)) {
+        // The row's `last_position` / `updated_at` are those of its highest position, as the
+        // projector keeps them (`GREATEST`): positions only grow, so the ETag and the cache's
+        // "never replace a newer row" rule stay monotone even when two transactions commit one
+        // SIM's events out of position order.
+        if last.is_none_or(|l| event.position > l.position) {
             last = Some(event);
         }
     }
@@ -192,10 +196,6 @@ fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// The global log's order: (writing transaction, position).
-fn global_order(event: &StoredEvent) -> (u64, i64) {
-    (event.transaction_id.unwrap_or_default(), event.position)
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, TimeZone, Utc};

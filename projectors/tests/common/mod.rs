@@ -203,7 +203,7 @@ impl Env {
     pub fn counter(&self, name: &str) -> u64 {
         let text = self.metrics.render();
         text.lines()
-            .find(|l| l.starts_with(&format!("{name}{{projector=\"{PROJECTOR}\"}}")))
+            .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("=\"{PROJECTOR}\"}}")))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse::<f64>().ok())
             .map(|v| v as u64)

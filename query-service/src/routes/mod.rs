@@ -5,7 +5,9 @@ pub(crate) mod sims;
 
 use axum::routing::get;
 use axum::{Json, Router};
-use platform::http::{ops_routes, with_standard_layers};
+use std::time::Duration;
+
+use platform::http::{ops_routes, with_layers, LayerOptions, DEFAULT_REQUEST_TIMEOUT};
 
 use crate::state::AppState;
 
@@ -26,5 +28,11 @@ pub fn router(state: AppState) -> Router {
         "/openapi.json",
         get(move || std::future::ready(Json(document.clone()))),
     );
-    with_standard_layers(router, state.metrics.clone(), state.max_body_bytes)
+    // A query waiting for its consistency token must answer 503 CONSISTENCY_TIMEOUT (the
+    // documented answer) before the request timeout's 408 cuts it off.
+    let options = LayerOptions {
+        body_limit_bytes: state.max_body_bytes,
+        request_timeout: DEFAULT_REQUEST_TIMEOUT.max(state.consistency.max_wait + Duration::from_secs(5)),
+    };
+    with_layers(router, state.metrics.clone(), options)
 }
