@@ -100,28 +100,44 @@ impl Follower {
         // killed between its commit and its cache write left that entry stale.
         followed.iccids.insert(stored.iccid.clone());
         let target = LogCursor::after(&stored);
+        self.advance(target, stream_sequence, &mut followed).await?;
+        Ok(followed)
+    }
+
+    /// Applies what the log holds after the checkpoint, without a message: the projector's
+    /// idle wake-up, so the read models converge even when a message never comes (one
+    /// deduplicated away behind a forged copy, or acknowledged by a stranger's consumer).
+    pub async fn catch_up(&self) -> Result<Followed, ApplyError> {
+        let mut followed = Followed::default();
+        self.advance(LogCursor::START, 0, &mut followed).await?;
+        Ok(followed)
+    }
+
+    /// Ranges until the checkpoint is at or past `target` and the log's head is reached (or
+    /// [`RANGES_PAST_TARGET`] more ranges were applied).
+    async fn advance(&self, target: LogCursor, stream_sequence: i64, followed: &mut Followed) -> Result<(), ApplyError> {
         let mut limit = CATCH_UP_BATCH;
         let mut past_target = 0;
         loop {
-            match self.step(target, stream_sequence, limit, &mut followed).await {
-                Ok(Step::AtHead) => return Ok(followed),
+            match self.step(target, stream_sequence, limit, followed).await {
+                Ok(Step::AtHead) => return Ok(()),
                 Ok(Step::Applied { last, full }) => {
                     // One event at a time only until the poison one is past.
                     limit = CATCH_UP_BATCH;
                     if last >= target {
                         past_target += 1;
                         if !full || past_target > RANGES_PAST_TARGET {
-                            return Ok(followed);
+                            return Ok(());
                         }
                     }
                 }
                 Ok(Step::NotReadable) => {
                     followed.not_yet_readable = followed.applied + followed.duplicates + followed.parked == 0;
-                    return Ok(followed);
+                    return Ok(());
                 }
                 Err(StepError::Poisoned(_, _)) if limit > 1 => limit = 1,
                 Err(StepError::Poisoned(event, error)) => {
-                    self.park_alone(&event, &error, stream_sequence, target, &mut followed)
+                    self.park_alone(&event, &error, stream_sequence, target, followed)
                         .await?;
                 }
                 Err(StepError::Other(error)) => return Err(error),

@@ -20,6 +20,8 @@ use crate::metrics::ProjectorMetrics;
 
 /// `projection_lag_events` counts up to this many events, so the query stays cheap.
 const LAG_COUNT_BOUND: i64 = 100_000;
+/// Without a message for this long, the projector looks at the log itself.
+const IDLE_CATCH_UP: Duration = Duration::from_secs(1);
 
 /// What a projector reads and under which name it records its progress.
 #[derive(Debug, Clone)]
@@ -178,6 +180,10 @@ impl Projector {
                     biased;
                     _ = wait_for(shutdown) => return Ok(()),
                     next = messages.next() => next,
+                    () = tokio::time::sleep(IDLE_CATCH_UP) => {
+                        self.catch_up_idle().await;
+                        continue;
+                    }
                 };
                 match next {
                     Some(Ok(message)) => {
@@ -336,6 +342,29 @@ impl Projector {
             }
         } else {
             Handled::Duplicate
+        }
+    }
+
+    /// No message for a while: apply whatever the log holds after the checkpoint anyway.
+    async fn catch_up_idle(&self) {
+        let name = self.settings.name.as_str();
+        match self.follower.catch_up().await {
+            Ok(followed) => {
+                if followed.applied + followed.parked > 0 {
+                    tracing::info!(applied = followed.applied, parked = followed.parked,
+                        "applied events of the log no message announced");
+                }
+                self.metrics.applied.with_label_values(&[name]).inc_by(followed.applied);
+                self.metrics.gaps_filled.with_label_values(&[name]).inc_by(followed.gap_filled);
+                self.metrics.parked_total.with_label_values(&[name]).inc_by(followed.parked);
+                for iccid in &followed.iccids {
+                    self.refresh_cache(iccid).await;
+                }
+                if !followed.iccids.is_empty() {
+                    self.cache.invalidate(&[self.cache.fleet_summary_key()]).await;
+                }
+            }
+            Err(error) => tracing::debug!(%error, "idle catch-up failed; the next message or tick retries"),
         }
     }
 

@@ -32,8 +32,13 @@ pub struct FaultEnv {
 
 impl FaultEnv {
     pub async fn new(pool: PgPool, label: &str) -> Self {
-        let id = uuid::Uuid::new_v4().simple().to_string();
         let database_url = database_url_of(&pool).await;
+        Self::new_with_url(pool, database_url, label).await
+    }
+
+    /// On a database of another server (a private one the test started).
+    pub async fn new_with_url(pool: PgPool, database_url: String, label: &str) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
         Self {
             pool,
             database_url,
@@ -56,6 +61,8 @@ impl FaultEnv {
             projector: PROJECTOR.to_owned(),
             relay: true,
             ack_wait_secs: 2,
+            nats_user: None,
+            relay_nats_user: None,
         }
     }
 
@@ -86,6 +93,44 @@ impl Drop for SharedStream {
             });
         })
         .join();
+    }
+}
+
+/// A second database on the test's server, migrated, dropped by [`OtherDatabase::drop_database`].
+pub struct OtherDatabase {
+    pub pool: PgPool,
+    pub url: String,
+    admin: PgPool,
+    name: String,
+}
+
+impl OtherDatabase {
+    pub async fn create(admin: &PgPool) -> Self {
+        let name = format!("faults_other_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(admin)
+            .await
+            .unwrap();
+        let url = {
+            let own = database_url_of(admin).await;
+            let server = own.rsplit_once('/').map(|(server, _)| server).unwrap_or(&own);
+            format!("{server}/{name}")
+        };
+        let pool = PgPool::connect(&url).await.unwrap();
+        eventstore::migrate(&pool).await.unwrap();
+        Self {
+            pool,
+            url,
+            admin: admin.clone(),
+            name,
+        }
+    }
+
+    pub async fn drop_database(self) {
+        self.pool.close().await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&self.admin)
+            .await;
     }
 }
 

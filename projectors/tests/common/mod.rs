@@ -4,6 +4,7 @@
 
 pub mod apis;
 pub mod faults;
+pub mod postgres;
 pub mod processes;
 
 use std::collections::BTreeMap;

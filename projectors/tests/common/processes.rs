@@ -93,6 +93,29 @@ impl ChildGuard {
         }
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, `QUIT`, …) to the running child.
+    pub fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+
+    /// Waits for the child to end on its own (after a signal), then reaps it.
+    pub fn wait_exit(&mut self, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if self.exited().is_some() {
+                self.child = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// `None` while running; the exit status once it ended on its own.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child
@@ -141,6 +164,10 @@ pub struct ProjectorsSpec {
     pub relay: bool,
     /// Short, so messages a killed process held are redelivered quickly.
     pub ack_wait_secs: u64,
+    /// `NATS_USER` / `NATS_PASSWORD` (the projector's identity); `None`: anonymous.
+    pub nats_user: Option<(String, String)>,
+    /// `RELAY_NATS_USER` / `RELAY_NATS_PASSWORD` (the relay's identity).
+    pub relay_nats_user: Option<(String, String)>,
 }
 
 /// A running `projectors` binary (the relay in-process unless disabled), on its own ops port.
@@ -161,24 +188,8 @@ impl ProjectorsProcess {
     /// Starts the binary without waiting (e.g. while its NATS server is down).
     pub fn spawn(spec: &ProjectorsSpec, logs: &Path, label: &str) -> Self {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_projectors"));
-        command
-            .arg("run")
-            .env("DATABASE_URL", &spec.database_url)
-            .env("NATS_URL", &spec.nats_url)
-            .env("REDIS_URL", &spec.redis_url)
-            .env("NATS_STREAM", &spec.stream)
-            .env("NATS_SUBJECT_PREFIX", &spec.subject_prefix)
-            .env("REDIS_KEY_PREFIX", &spec.redis_prefix)
-            .env("PROJECTOR_NAME", &spec.projector)
-            .env("PROJECTOR_ACK_WAIT_SECS", spec.ack_wait_secs.to_string())
-            .env("PROJECTORS_ADDR", addr.to_string())
-            .env("RELAY_ENABLED", if spec.relay { "true" } else { "false" })
-            .env("MIGRATE_ON_START", "true")
-            .env("APP_ENV", "test")
-            .env("LOG_FORMAT", "text")
-            .env("RUST_LOG", "info")
-            .env_remove("RELAY_BATCH_SIZE");
+        let mut command = projectors_command(spec, &["run"]);
+        command.env("PROJECTORS_ADDR", addr.to_string());
         let log = logs.join(format!("{label}.log"));
         let guard = ChildGuard::spawn(format!("projectors {label}"), command, log);
         Self {
@@ -191,6 +202,81 @@ impl ProjectorsProcess {
         }
     }
 
+    /// SIGSTOP: the process stops answering anything (its sockets stay open) until resumed.
+    pub fn pause(&self) {
+        self.guard.signal("STOP");
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) {
+        self.guard.signal("CONT");
+    }
+
+    /// `GET /ready`: its status and body, `None` when it does not answer.
+    pub async fn ready(&self) -> Option<(u16, String)> {
+        let response = self
+            .http
+            .get(format!("http://{}/ready", self.addr))
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.unwrap_or_default()))
+    }
+}
+
+/// The `projectors` binary with `args` and the spec's environment (an operator's command, or
+/// the service itself).
+pub fn projectors_command(spec: &ProjectorsSpec, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_projectors"));
+    command.args(args);
+    command
+        .env("DATABASE_URL", &spec.database_url)
+        .env("NATS_URL", &spec.nats_url)
+        .env("REDIS_URL", &spec.redis_url)
+        .env("NATS_STREAM", &spec.stream)
+        .env("NATS_SUBJECT_PREFIX", &spec.subject_prefix)
+        .env("REDIS_KEY_PREFIX", &spec.redis_prefix)
+        .env("PROJECTOR_NAME", &spec.projector)
+        .env("PROJECTOR_ACK_WAIT_SECS", spec.ack_wait_secs.to_string())
+        .env("RELAY_ENABLED", if spec.relay { "true" } else { "false" })
+        .env("MIGRATE_ON_START", "true")
+        .env("APP_ENV", "test")
+        .env("LOG_FORMAT", "text")
+        .env("RUST_LOG", "info")
+        .env_remove("RELAY_BATCH_SIZE");
+    for key in [
+        "NATS_USER",
+        "NATS_PASSWORD",
+        "RELAY_NATS_USER",
+        "RELAY_NATS_PASSWORD",
+    ] {
+        command.env_remove(key);
+    }
+    if let Some((user, password)) = &spec.nats_user {
+        command.env("NATS_USER", user).env("NATS_PASSWORD", password);
+    }
+    if let Some((user, password)) = &spec.relay_nats_user {
+        command
+            .env("RELAY_NATS_USER", user)
+            .env("RELAY_NATS_PASSWORD", password);
+    }
+    command
+}
+
+/// Runs an operator's command of the `projectors` binary to its end: exit status and output.
+pub fn run_projectors_command(spec: &ProjectorsSpec, args: &[&str]) -> (i32, String) {
+    let output = projectors_command(spec, args)
+        .env("PROJECTORS_ADDR", format!("127.0.0.1:{}", free_port()))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the projectors binary");
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), text)
+}
+
+impl ProjectorsProcess {
     pub async fn wait_ready(&self, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
@@ -272,10 +358,29 @@ pub struct NatsServer {
     store: PathBuf,
     logs: PathBuf,
     starts: usize,
+    /// With the platform's users and permissions (`deploy/nats/local.conf`).
+    secured: bool,
+}
+
+/// The platform's NATS users (`deploy/nats/auth.conf`) and the passwords a secured test
+/// server gives them.
+pub const NATS_USERS: [&str; 5] = ["relay", "projectors", "connector", "command", "downstream"];
+
+pub fn nats_password(user: &str) -> String {
+    format!("test-password-{user}")
 }
 
 impl NatsServer {
     pub async fn start(dir: &Path) -> Self {
+        Self::start_with(dir, false).await
+    }
+
+    /// With the platform's own configuration: users, passwords, permissions.
+    pub async fn start_secured(dir: &Path) -> Self {
+        Self::start_with(dir, true).await
+    }
+
+    async fn start_with(dir: &Path, secured: bool) -> Self {
         let store = dir.join("jetstream");
         std::fs::create_dir_all(&store).unwrap();
         let mut server = Self {
@@ -284,9 +389,15 @@ impl NatsServer {
             store,
             logs: dir.to_owned(),
             starts: 0,
+            secured,
         };
         server.boot().await;
         server
+    }
+
+    /// `nats://user:password@…` for one of the platform's users (secured servers).
+    pub fn url_as(&self, user: &str) -> String {
+        format!("nats://{user}:{}@127.0.0.1:{}", nats_password(user), self.port)
     }
 
     pub fn url(&self) -> String {
@@ -311,6 +422,16 @@ impl NatsServer {
             .arg("127.0.0.1")
             .arg("-n")
             .arg(format!("faults-{}", self.port));
+        if self.secured {
+            let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats/local.conf");
+            command.arg("-c").arg(conf);
+            for user in NATS_USERS {
+                command.env(
+                    format!("NATS_{}_PASSWORD", user.to_ascii_uppercase()),
+                    nats_password(user),
+                );
+            }
+        }
         let log = self.logs.join(format!("nats-{}.log", self.starts));
         self.guard = Some(ChildGuard::spawn("nats-server", command, log));
         self.wait_for_jetstream().await;
@@ -322,8 +443,9 @@ impl NatsServer {
         loop {
             // The raw account-info request: any answer means JetStream serves requests
             // (the typed one may not decode a 2.9 answer).
+            let url = if self.secured { self.url_as("relay") } else { self.url() };
             let answered = async {
-                let client = async_nats::connect(self.url()).await.ok()?;
+                let client = async_nats::connect(url).await.ok()?;
                 let reply = client.request("$JS.API.INFO", "".into()).await.ok()?;
                 std::str::from_utf8(&reply.payload)
                     .ok()?

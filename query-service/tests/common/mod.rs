@@ -154,7 +154,7 @@ pub fn sim_row(n: u32) -> SimView {
 
 /// Writes a `sims` row as the projectors would.
 pub async fn insert_sim(pool: &PgPool, sim: &SimView) {
-    let placeholders: Vec<String> = (1..=26).map(|i| format!("${i}")).collect();
+    let placeholders: Vec<String> = (1..=27).map(|i| format!("${i}")).collect();
     sqlx::query(&format!(
         "INSERT INTO sims ({SIM_COLUMNS}) VALUES ({})",
         placeholders.join(", ")
@@ -185,6 +185,7 @@ pub async fn insert_sim(pool: &PgPool, sim: &SimView) {
     .bind(sim.version)
     .bind(sim.last_position)
     .bind(sim.updated_at)
+    .bind(&sim.projection)
     .execute(pool)
     .await
     .unwrap();
