@@ -20,6 +20,9 @@ use crate::metrics::ProjectorMetrics;
 
 /// `projection_lag_events` counts up to this many events, so the query stays cheap.
 const LAG_COUNT_BOUND: i64 = 100_000;
+/// Forged messages are counted each; logged at most once per interval.
+static FORGED_LOG: platform::telemetry::RateLimitedLog =
+    platform::telemetry::RateLimitedLog::new(Duration::from_secs(10));
 /// Without a message for this long, the projector looks at the log itself.
 const IDLE_CATCH_UP: Duration = Duration::from_secs(1);
 
@@ -289,8 +292,11 @@ impl Projector {
             }
         };
         if let Some(mismatch) = &followed.forged {
-            tracing::warn!(subject = %message.subject, stream_sequence, reason = %mismatch,
-                "message does not match the event store; acknowledged without effect");
+            if let Some(held_back) = FORGED_LOG.admit() {
+                tracing::warn!(subject = %message.subject, stream_sequence, reason = %mismatch, held_back,
+                    "message does not match the stored event it names; acknowledged without effect \
+                     (counted in pipeline_forged_messages_total; `held_back` more were not logged)");
+            }
             self.metrics.forged.with_label_values(&[name]).inc();
             if let Err(error) = message.ack().await {
                 tracing::warn!(%error, "cannot acknowledge a forged message");

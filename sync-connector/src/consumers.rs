@@ -30,6 +30,10 @@ pub struct ConsumerSettings {
     pub ack_wait: Duration,
 }
 
+/// Forged requests are counted each; logged at most once per interval.
+static FORGED_LOG: platform::telemetry::RateLimitedLog =
+    platform::telemetry::RateLimitedLog::new(Duration::from_secs(10));
+
 /// A request message is a wake-up, never a fact: the connector carries out what the store
 /// holds at the position the message names, and only when the message is exactly that event
 /// (`relay::wire::check`); anything else is counted, logged and acknowledged without effect.
@@ -127,8 +131,11 @@ async fn handle(requests: &Requests, check: &RecordCheck, consumer: &str, messag
     let event = match wire::check(&claim, stored.as_ref(), check.store_id, &check.subject_prefix) {
         Ok(()) => stored.expect("checked to match a stored event"),
         Err(mismatch) => {
-            tracing::warn!(subject = %message.subject, consumer, reason = %mismatch,
-                "request message does not match the event store; acknowledged without effect");
+            if let Some(held_back) = FORGED_LOG.admit() {
+                tracing::warn!(subject = %message.subject, consumer, reason = %mismatch, held_back,
+                    "request message does not match the stored event it names; acknowledged without \
+                     effect (counted in pipeline_forged_messages_total)");
+            }
             check.forged.with_label_values(&[consumer]).inc();
             if let Err(error) = message.ack().await {
                 tracing::warn!(%error, consumer, "cannot acknowledge a forged request");

@@ -42,6 +42,62 @@ pub async fn connect(
         options = options.user_and_password(user.clone(), password.clone());
     } else if credentials.user.is_some() {
         return Err(error("NATS_USER is set without NATS_PASSWORD".to_owned()));
+    } else if let Some((user, password)) = url_user_info(url) {
+        // The client does not read user info from the URL itself.
+        options = options.user_and_password(user, password);
     }
     options.connect(url).await.map_err(|e| error(e.to_string()))
+}
+
+/// `user:password` from `nats://user:password@host:port` (the first server of a comma-separated
+/// list that has any), percent-decoded.
+pub fn url_user_info(url: &str) -> Option<(String, String)> {
+    url.split(',').find_map(|one| {
+        let address: async_nats::ServerAddr = one.trim().parse().ok()?;
+        let user = address.username()?;
+        Some((percent_decode(user), percent_decode(address.password().unwrap_or(""))))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1..i + 3)) {
+            (b'%', Some(hex)) => match std::str::from_utf8(hex).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(byte) => {
+                    out.push(byte);
+                    i += 3;
+                }
+                None => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_info_comes_from_the_url() {
+        assert_eq!(
+            url_user_info("nats://relay:s%40cret%3A1@127.0.0.1:4222"),
+            Some(("relay".to_owned(), "s@cret:1".to_owned()))
+        );
+        assert_eq!(url_user_info("nats://127.0.0.1:4222"), None);
+        assert_eq!(
+            url_user_info("nats://a:4222, nats://u:p@b:4222"),
+            Some(("u".to_owned(), "p".to_owned()))
+        );
+    }
 }

@@ -44,3 +44,54 @@ mod tests {
         assert!(!init_tracing("test", LogFormat::Pretty));
     }
 }
+
+/// A warning that may come in floods (every message of a stream that is not ours, every
+/// request of a misbehaving client): the first is logged, then at most one line per
+/// `every`, saying how many were held back in between.
+#[derive(Debug)]
+pub struct RateLimitedLog {
+    every: std::time::Duration,
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl RateLimitedLog {
+    pub const fn new(every: std::time::Duration) -> Self {
+        Self {
+            every,
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(n)` when this occurrence should be logged, `n` being how many were held back
+    /// since the last line; `None` to keep quiet.
+    pub fn admit(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        match state.0 {
+            Some(last) if now.duration_since(last) < self.every => {
+                state.1 += 1;
+                None
+            }
+            _ => {
+                let held_back = state.1;
+                *state = (Some(now), 0);
+                Some(held_back)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod rate_limit_tests {
+    use super::RateLimitedLog;
+
+    #[test]
+    fn the_first_is_logged_then_one_per_period_with_the_count() {
+        let log = RateLimitedLog::new(std::time::Duration::from_millis(200));
+        assert_eq!(log.admit(), Some(0));
+        assert_eq!(log.admit(), None);
+        assert_eq!(log.admit(), None);
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        assert_eq!(log.admit(), Some(2));
+    }
+}

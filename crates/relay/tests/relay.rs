@@ -913,3 +913,64 @@ async fn events_committed_out_of_order_are_all_published(pool: PgPool) {
     assert_stream_equals_log(&config, &test.messages().await, &events);
     assert_eq!(message_id(&events[1]), "test:a:2");
 }
+
+/// A transaction held open while hundreds of others commit: nothing is published until it
+/// ends, then everything, in order, in batches and with acknowledgements in flight.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_burst_behind_a_held_transaction_is_published_in_order(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = test.config();
+    insert_events(&pool, 0, 20).await;
+    log_events(&pool, 20).await;
+    let (mut relay, _r) = test.relay(&pool, config.clone()).await;
+    publish_all(&mut relay, 20).await;
+
+    let mut held = pool.begin().await.unwrap();
+    insert(&mut held, "held", 1, 999).await;
+    insert_events(&pool, 20, 300).await;
+    assert_eq!(relay.publish_pending_once().await.unwrap(), 0, "held back");
+    held.commit().await.unwrap();
+    publish_all(&mut relay, 321).await;
+    let events = log_events(&pool, 321).await;
+    assert_stream_equals_log(&config, &test.messages().await, &events);
+}
+
+/// As above, with the relay running on its own and three writers committing concurrently.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn concurrent_writers_behind_a_held_transaction_are_published_in_order(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = test.config();
+    insert_events(&pool, 0, 20).await;
+    log_events(&pool, 20).await;
+    let (relay, _r) = test.relay(&pool, config.clone()).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(relay.run(async move {
+        let _ = stopped.await;
+    }));
+    test.wait_for_messages(20).await;
+
+    let mut held = pool.begin().await.unwrap();
+    insert(&mut held, "held", 1, 999).await;
+    let mut writers = Vec::new();
+    for w in 0..3 {
+        let pool = pool.clone();
+        writers.push(tokio::spawn(async move {
+            let mut conn = pool.acquire().await.unwrap();
+            for i in 0..100 {
+                insert(&mut conn, &format!("w{w}"), i + 1, i as usize).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(test.messages().await.len(), 20, "held back");
+    held.commit().await.unwrap();
+    let messages = test.wait_for_messages(321).await;
+    let events = log_events(&pool, 321).await;
+    stop.send(()).unwrap();
+    running.await.unwrap();
+    assert_stream_equals_log(&config, &messages, &events);
+}

@@ -443,9 +443,14 @@ impl NatsServer {
         loop {
             // The raw account-info request: any answer means JetStream serves requests
             // (the typed one may not decode a 2.9 answer).
-            let url = if self.secured { self.url_as("relay") } else { self.url() };
+            let options = if self.secured {
+                async_nats::ConnectOptions::with_user_and_password("relay".into(), nats_password("relay"))
+            } else {
+                async_nats::ConnectOptions::new()
+            };
+            let url = self.url();
             let answered = async {
-                let client = async_nats::connect(url).await.ok()?;
+                let client = options.connect(url).await.ok()?;
                 let reply = client.request("$JS.API.INFO", "".into()).await.ok()?;
                 std::str::from_utf8(&reply.payload)
                     .ok()?
