@@ -115,7 +115,12 @@ impl Follower {
 
     /// Ranges until the checkpoint is at or past `target` and the log's head is reached (or
     /// [`RANGES_PAST_TARGET`] more ranges were applied).
-    async fn advance(&self, target: LogCursor, stream_sequence: i64, followed: &mut Followed) -> Result<(), ApplyError> {
+    async fn advance(
+        &self,
+        target: LogCursor,
+        stream_sequence: i64,
+        followed: &mut Followed,
+    ) -> Result<(), ApplyError> {
         let mut limit = CATCH_UP_BATCH;
         let mut past_target = 0;
         loop {

@@ -357,12 +357,24 @@ impl Projector {
         match self.follower.catch_up().await {
             Ok(followed) => {
                 if followed.applied + followed.parked > 0 {
-                    tracing::info!(applied = followed.applied, parked = followed.parked,
-                        "applied events of the log no message announced");
+                    tracing::info!(
+                        applied = followed.applied,
+                        parked = followed.parked,
+                        "applied events of the log no message announced"
+                    );
                 }
-                self.metrics.applied.with_label_values(&[name]).inc_by(followed.applied);
-                self.metrics.gaps_filled.with_label_values(&[name]).inc_by(followed.gap_filled);
-                self.metrics.parked_total.with_label_values(&[name]).inc_by(followed.parked);
+                self.metrics
+                    .applied
+                    .with_label_values(&[name])
+                    .inc_by(followed.applied);
+                self.metrics
+                    .gaps_filled
+                    .with_label_values(&[name])
+                    .inc_by(followed.gap_filled);
+                self.metrics
+                    .parked_total
+                    .with_label_values(&[name])
+                    .inc_by(followed.parked);
                 for iccid in &followed.iccids {
                     self.refresh_cache(iccid).await;
                 }

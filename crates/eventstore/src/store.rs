@@ -348,7 +348,8 @@ async fn record_idempotency(
 /// `transaction_id` would be what `ORDER BY transaction_id` sorts, as text ("1000" before
 /// "999"), and a reader of the global log would skip events whenever transaction ids gain a
 /// digit. `ORDER BY transaction_id` must mean the `xid8` column.
-pub const SELECT_EVENT: &str = "SELECT position, transaction_id::text AS transaction_id_text, aggregate_type, \
+pub const SELECT_EVENT: &str =
+    "SELECT position, transaction_id::text AS transaction_id_text, aggregate_type, \
      aggregate_id, sequence, event_type, event_version, iccid, recorded_at, metadata, payload FROM events";
 
 /// A row of [`SELECT_EVENT`]; converts into a [`StoredEvent`].

@@ -55,7 +55,10 @@ pub fn url_user_info(url: &str) -> Option<(String, String)> {
     url.split(',').find_map(|one| {
         let address: async_nats::ServerAddr = one.trim().parse().ok()?;
         let user = address.username()?;
-        Some((percent_decode(user), percent_decode(address.password().unwrap_or(""))))
+        Some((
+            percent_decode(user),
+            percent_decode(address.password().unwrap_or("")),
+        ))
     })
 }
 
@@ -65,7 +68,10 @@ fn percent_decode(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match (bytes[i], bytes.get(i + 1..i + 3)) {
-            (b'%', Some(hex)) => match std::str::from_utf8(hex).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            (b'%', Some(hex)) => match std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 Some(byte) => {
                     out.push(byte);
                     i += 3;

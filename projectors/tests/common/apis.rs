@@ -23,6 +23,7 @@ pub async fn serve(router: axum::Router) -> SocketAddr {
     addr
 }
 
+#[derive(Clone)]
 pub struct Apis {
     pub commands: SocketAddr,
     pub queries: SocketAddr,
@@ -90,6 +91,45 @@ impl Apis {
         let response = request.send().await.unwrap();
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A command with an `Idempotency-Key`: the status, or `None` when no answer came back
+    /// (the connection failed).
+    pub async fn keyed_command(
+        &self,
+        method: Method,
+        path: &str,
+        body: Value,
+        key: &str,
+    ) -> Option<(StatusCode, Value)> {
+        let response = self
+            .client
+            .request(method, format!("http://{}/api/v1{path}", self.commands))
+            .bearer_auth(&self.token)
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+            .await
+            .ok()?;
+        let status = response.status();
+        Some((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// `GET /ready` of both APIs: `true` when both answer 200.
+    pub async fn ready(&self) -> bool {
+        for addr in [self.commands, self.queries] {
+            let ok = self
+                .client
+                .get(format!("http://{addr}/ready"))
+                .timeout(Duration::from_secs(6))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if !ok {
+                return false;
+            }
+        }
+        true
     }
 
     /// A query, with `X-Consistency-Token` when `token` is given.

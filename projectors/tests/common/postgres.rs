@@ -125,7 +125,10 @@ impl PostgresServer {
             // Backends exit on their own once they see the postmaster gone; the next start
             // waits for their shared memory to be released.
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            while children.iter().any(|pid| Path::new(&format!("/proc/{pid}")).exists()) {
+            while children
+                .iter()
+                .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+            {
                 if std::time::Instant::now() > deadline {
                     for pid in &children {
                         let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
@@ -164,7 +167,10 @@ fn postgres_user() -> Option<(u32, u32)> {
         return None;
     }
     let id = |flag: &str| -> u32 {
-        let output = Command::new("id").args([flag, "postgres"]).output().expect("id postgres");
+        let output = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .expect("id postgres");
         String::from_utf8_lossy(&output.stdout)
             .trim()
             .parse()
