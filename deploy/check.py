@@ -76,6 +76,39 @@ mounted = [v.split(":")[0] for s in compose["services"].values() for v in s.get(
 for volume in mounted:
     if not (root / "deploy/compose" / volume).resolve().exists():
         problems.append(f"compose mounts {volume}, which does not exist")
+# NATS: the Kubernetes copy of the users and permissions is the file itself; every service
+# that talks to NATS has a user of its own in compose and Kubernetes; the local configuration
+# is one Debian's nats-server 2.9 accepts.
+import os
+import shutil
+import subprocess
+
+auth = (root / "deploy/nats/auth.conf").read_text()
+k8s_auth = [d for d in load_all(root / "deploy/k8s/nats-auth.yaml") if d.get("kind") == "ConfigMap"]
+if not k8s_auth or k8s_auth[0]["data"]["auth.conf"] != auth:
+    problems.append("deploy/k8s/nats-auth.yaml differs from deploy/nats/auth.conf")
+users = set(re.findall(r"\{ user: (\w+), password: \$\w+, permissions: \$\w+ \}", auth))
+expected_users = {"command-service": {"command"}, "projectors": {"projectors", "relay"}, "sync-connector": {"connector"}}
+for binary, needed in expected_users.items():
+    for user in needed:
+        if user not in users:
+            problems.append(f"deploy/nats/auth.conf has no user {user} (for {binary})")
+    service = compose["services"][binary]
+    given = {service["environment"].get("NATS_USER"), service["environment"].get("RELAY_NATS_USER")} - {None}
+    if given != needed:
+        problems.append(f"compose service {binary} connects to NATS as {given}, expected {needed}")
+    container = deployments.get(binary, {})
+    given = {e.get("value") for e in container.get("env", []) if e["name"] in ("NATS_USER", "RELAY_NATS_USER")}
+    if given != needed:
+        problems.append(f"deployment {binary} connects to NATS as {given}, expected {needed}")
+nats_server = shutil.which("nats-server") or "/usr/sbin/nats-server"
+if os.path.exists(nats_server):
+    env = dict(os.environ, **{f"NATS_{u.upper()}_PASSWORD": "check" for u in users})
+    checked = subprocess.run([nats_server, "-t", "-c", str(root / "deploy/nats/local.conf")],
+                             env=env, capture_output=True, text=True)
+    if checked.returncode != 0:
+        problems.append(f"nats-server refuses deploy/nats/local.conf: {checked.stderr.strip()}")
+
 nginx = (root / "deploy/nginx/nginx.conf").read_text()
 if nginx.count("{") != nginx.count("}"):
     problems.append("deploy/nginx/nginx.conf: unbalanced braces")

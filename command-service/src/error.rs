@@ -32,15 +32,6 @@ pub fn execute_error<E: DomainError>(error: ExecuteError<E>) -> ApiError {
             "IDEMPOTENCY_KEY_REUSED",
             "this Idempotency-Key was already used for a different request",
         ),
-        ExecuteError::Store(error) => store_error(error),
-    }
-}
-
-/// A database the store cannot reach is 503 (through `From<sqlx::Error>`); any other store
-/// failure is internal.
-pub fn store_error(error: eventstore::StoreError) -> ApiError {
-    match error {
-        eventstore::StoreError::Database(error) => ApiError::from(error),
-        other => ApiError::internal(other),
+        ExecuteError::Store(error) => error.into(),
     }
 }

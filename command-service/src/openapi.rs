@@ -2,8 +2,7 @@
 //! annotations and the request and answer types.
 
 use axum::Json;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::routes::{auth, sims, sync, users};
 
@@ -20,44 +19,8 @@ pub struct CommandAnswer {
     position: i64,
 }
 
-/// The error shape of every error answer.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorDetail {
-    /// A stable, machine-readable code such as `SIM_NOT_FOUND`.
-    code: String,
-    message: String,
-    details: serde_json::Value,
-    /// Also in the `X-Request-Id` header.
-    request_id: String,
-}
-
-struct Security;
-
-impl Modify for Security {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
-        );
-    }
-}
+pub use platform::openapi::ErrorBody;
+use platform::openapi::{Security, StandardResponses};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -68,8 +31,8 @@ impl Modify for Security {
         sims::register, sims::update, sims::activate, sims::suspend, sims::terminate, sims::top_up, sims::send_sms,
         sync::sync_one, sync::sync_all, sync::job,
     ),
-    components(schemas(CommandAnswer, ErrorBody, ErrorDetail)),
-    modifiers(&Security),
+    components(schemas(CommandAnswer)),
+    modifiers(&Security, &StandardResponses),
 )]
 pub struct ApiDoc;
 

@@ -7,7 +7,6 @@ cd "$(dirname "$0")/../.."
 bash deploy/local/services.sh simplatform
 
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/simplatform}
-export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 export COMMAND_ADDR=${COMMAND_ADDR:-127.0.0.1:8081}
 export QUERY_ADDR=${QUERY_ADDR:-127.0.0.1:8080}
@@ -40,12 +39,34 @@ stop() {
 }
 trap stop EXIT INT TERM
 
+# start NAME [VAR=value ...]: a service with extra environment, logging to .run/NAME.log.
 start() {
     local name=$1; shift
-    "./target/release/$name" "$@" > ".run/$name.log" 2>&1 &
+    env "$@" "./target/release/$name" > ".run/$name.log" 2>&1 &
     pids+=($!)
     echo "[run] $name started (pid $!, log .run/$name.log)" >&2
 }
+
+# NATS with the platform's users and permissions (deploy/nats/auth.conf: only the relay
+# publishes events), unless NATS_URL names another server. It listens on RUN_NATS_PORT
+# (default 4223), beside the machine's own NATS on 4222 if there is one, and keeps its store
+# in .run/nats. The passwords are development defaults unless set.
+nats_users=(relay projectors connector command downstream)
+for user in "${nats_users[@]}"; do
+    var="NATS_${user^^}_PASSWORD"
+    export "$var=${!var:-dev-$user-password}"
+done
+if [ -z "${NATS_URL:-}" ]; then
+    nats_port=${RUN_NATS_PORT:-4223}
+    mkdir -p .run/nats
+    nats_bin=$(command -v nats-server || echo /usr/sbin/nats-server)
+    "$nats_bin" -c deploy/nats/local.conf -a 127.0.0.1 -p "$nats_port" -sd .run/nats \
+        > .run/nats-server.log 2>&1 &
+    pids+=($!)
+    echo "[run] nats-server started on 127.0.0.1:$nats_port (users of deploy/nats/auth.conf; log .run/nats-server.log)" >&2
+    for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.1; done
+    export NATS_URL="nats://127.0.0.1:$nats_port"
+fi
 
 wait_ready() {
     local name=$1 url=$2
@@ -58,9 +79,10 @@ wait_ready() {
     return 1
 }
 
-start command-service
+start command-service NATS_USER=command NATS_PASSWORD="$NATS_COMMAND_PASSWORD"
 wait_ready command-service "http://$COMMAND_ADDR/ready"
-start projectors
+start projectors NATS_USER=projectors NATS_PASSWORD="$NATS_PROJECTORS_PASSWORD" \
+    RELAY_NATS_USER=relay RELAY_NATS_PASSWORD="$NATS_RELAY_PASSWORD"
 wait_ready projectors "http://$PROJECTORS_ADDR/ready"
 start query-service
 wait_ready query-service "http://$QUERY_ADDR/ready"
@@ -68,7 +90,7 @@ if [ "$with_simulator" = 1 ]; then
     start once-simulator
     wait_ready once-simulator "http://$SIMULATOR_ADDR/ready"
 fi
-start sync-connector
+start sync-connector NATS_USER=connector NATS_PASSWORD="$NATS_CONNECTOR_PASSWORD"
 wait_ready sync-connector "http://$CONNECTOR_ADDR/ready"
 
 cat <<MSG
@@ -78,6 +100,8 @@ The platform is running.
   query API    http://$QUERY_ADDR/api/v1   (health: /health, /ready, /metrics; /openapi.json)
   projectors   http://$PROJECTORS_ADDR/metrics   (the relay to NATS JetStream runs inside)
   connector    http://$CONNECTOR_ADDR/metrics   (polls $ONCE_API_URL, carries out requests there)
+  NATS         $NATS_URL   (stream SIM_EVENTS, subjects sim.v1.>; read-only user downstream,
+               password \$NATS_DOWNSTREAM_PASSWORD = $NATS_DOWNSTREAM_PASSWORD)
 MSG
 if [ "$with_simulator" = 1 ]; then
     echo "  1NCE (simulated) $ONCE_API_URL   ($SIMULATOR_SIMS SIMs; admin API under /_admin, see docs/simulator.md)"

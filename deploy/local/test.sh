@@ -17,3 +17,6 @@ python3 deploy/check.py
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# Both APIs fuzzed against their own OpenAPI documents (no 5xx, every answer as documented).
+bash deploy/local/schemathesis.sh

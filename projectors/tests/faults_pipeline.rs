@@ -811,3 +811,51 @@ async fn postgres_restarts_answer_503_never_500_and_lose_no_acknowledged_command
         .await
         .expect("the test timed out");
 }
+
+/// The connector's liveness lock (its instance id, held for the process's life so that other
+/// instances do not take over its provider calls) survives Postgres restarting: it lives on a
+/// connection of its own, which is pinged and made again, and the lock taken back.
+#[tokio::test]
+async fn the_connectors_liveness_lock_is_taken_again_after_postgres_restarts() {
+    let dir = TempDir::new("projectors-connector-lock");
+    let mut postgres = PostgresServer::start(dir.path()).await;
+    let url = postgres.create_database("connector").await;
+    let pool = platform::db::connect(&url, 5).await.unwrap();
+    let instance = sync_connector::Instance::start(&pool).await.unwrap();
+    let id = instance.id;
+    assert!(instance.is_held());
+    assert!(sync_connector::dispatch::is_alive(&pool, instance.id)
+        .await
+        .unwrap());
+
+    // The restart ends every session, the lock's with it: until the keeper takes it again,
+    // another instance would see this one as dead.
+    postgres.restart_immediate().await;
+    let back = Instant::now();
+    eventually(
+        Duration::from_secs(15),
+        "the lock was not taken again",
+        || async {
+            instance.is_held()
+                && sync_connector::dispatch::is_alive(&pool, instance.id)
+                    .await
+                    .unwrap_or(false)
+        },
+    )
+    .await;
+    eprintln!(
+        "liveness lock held again {:?} after Postgres was back",
+        back.elapsed()
+    );
+    drop(instance);
+    eventually(
+        Duration::from_secs(5),
+        "dropping the instance did not release its lock",
+        || async {
+            !sync_connector::dispatch::is_alive(&pool, id)
+                .await
+                .unwrap_or(true)
+        },
+    )
+    .await;
+}

@@ -82,7 +82,7 @@ async fn wait_for(state: &AppState, position: i64) -> Result<(), ApiError> {
             )
             .with_details(json!({ "reason": "unknown position", "position": position })))
         }
-        Err(error) => return Err(ApiError::internal(error)),
+        Err(error) => return Err(error.into()),
     };
     let settings = &state.consistency;
     let started = Instant::now();

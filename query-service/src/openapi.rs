@@ -6,8 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::routes::{feed, fleet, history, sims};
 
@@ -33,8 +32,8 @@ use crate::routes::{feed, fleet, history, sims};
         fleet::usage,
         feed::feed,
     ),
-    components(schemas(ErrorBody, ErrorDetail, SimViewDoc, FleetSummaryDoc, QuotaTotalsDoc, StoredEventDoc)),
-    modifiers(&Security),
+    components(schemas(SimViewDoc, FleetSummaryDoc, QuotaTotalsDoc, StoredEventDoc)),
+    modifiers(&Security, &StandardResponses),
     security(("bearer" = []), ("api_key" = [])),
     tags(
         (name = "sims", description = "SIMs from the read models"),
@@ -49,33 +48,6 @@ pub fn document() -> Value {
     serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()
 }
 
-struct Security;
-
-impl Modify for Security {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some(
-                        "An access token from the command API's POST /api/v1/auth/login",
-                    ))
-                    .build(),
-            ),
-        );
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "X-API-Key",
-                "An API key `iot_key_…`",
-            ))),
-        );
-    }
-}
-
 /// `X-Consistency-Token`, accepted by every query.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
@@ -88,24 +60,8 @@ pub struct ConsistencyHeader {
     x_consistency_token: Option<i64>,
 }
 
-/// Every error: `{"error": {code, message, details, request_id}}`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable: `SIM_NOT_FOUND`, `INVALID_QUERY`, …
-    code: String,
-    message: String,
-    #[schema(value_type = Object)]
-    details: Value,
-    /// Also in the `X-Request-Id` response header.
-    request_id: Option<String>,
-}
+pub use platform::openapi::ErrorBody;
+use platform::openapi::{Security, StandardResponses};
 
 /// A SIM as the `sims` read model holds it.
 #[derive(ToSchema)]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use crate::commands::{answer, CommandHeaders};
-use crate::error::{domain_error, execute_error, store_error};
+use crate::error::{domain_error, execute_error};
 use crate::openapi::{CommandAnswer, ErrorBody};
 use crate::state::AppState;
 
@@ -258,11 +258,7 @@ pub(crate) async fn terminate(
 
 /// The SIM a quota or SMS command is about, which must exist.
 async fn existing_sim(state: &AppState, iccid: &Iccid) -> Result<Sim, ApiError> {
-    let loaded = state
-        .store
-        .load::<Sim>(iccid.as_str())
-        .await
-        .map_err(store_error)?;
+    let loaded = state.store.load::<Sim>(iccid.as_str()).await?;
     if !loaded.state.is_registered() {
         return Err(domain_error(&SimError::NotFound));
     }

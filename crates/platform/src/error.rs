@@ -237,7 +237,31 @@ impl From<sqlx::Error> for ApiError {
             tracing::warn!(error = %err, "database unavailable");
             return Self::database_unavailable();
         }
+        // Class 22 (data exception: a value the database cannot hold or convert) comes from
+        // what the client sent, through a check we lack: a 4xx, never a 500. Logged, as it
+        // points at a missing validation.
+        if let sqlx::Error::Database(db) = &err {
+            if db.code().is_some_and(|code| code.starts_with("22")) {
+                tracing::warn!(error = %err, "input refused by the database; validate it earlier");
+                return Self::validation(
+                    "INVALID_VALUE",
+                    "a value in the request cannot be stored or compared",
+                );
+            }
+        }
         Self::internal(err)
+    }
+}
+
+/// The event store's failures: its database errors as above (503 when unreachable); anything
+/// else (an event that does not decode, an unknown position the caller did not handle) is
+/// internal.
+impl From<eventstore::StoreError> for ApiError {
+    fn from(err: eventstore::StoreError) -> Self {
+        match err {
+            eventstore::StoreError::Database(err) => err.into(),
+            other => Self::internal(other),
+        }
     }
 }
 

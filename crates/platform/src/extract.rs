@@ -14,7 +14,8 @@ use crate::error::ApiError;
 
 /// JSON body in, JSON body out. Rejections: no/wrong content type → 415
 /// `UNSUPPORTED_MEDIA_TYPE`; invalid JSON → 400 `MALFORMED_JSON`; valid JSON of the wrong shape
-/// (unknown field, missing field, wrong type) → 422 `INVALID_BODY` with the reason in
+/// (unknown field, missing field, wrong type), or with a NUL character in a string (nothing
+/// the platform stores can hold one) → 422 `INVALID_BODY` with the reason in
 /// `details.reason`; body over the limit → 413 `PAYLOAD_TOO_LARGE`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
@@ -27,11 +28,58 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let value = match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(value)) => value,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        if let Some(path) = nul_in(&value, String::new()) {
+            return Err(
+                ApiError::validation("INVALID_BODY", "the request body does not match the schema")
+                    .with_details(json!({ "reason": format!("{path}: NUL characters are not allowed") })),
+            );
         }
+        serde_path_to_error::deserialize(value)
+            .map(Self)
+            .map_err(|error| {
+                let path = error.path().to_string();
+                let reason = if path == "." {
+                    error.inner().to_string()
+                } else {
+                    format!("{path}: {}", error.inner())
+                };
+                ApiError::validation("INVALID_BODY", "the request body does not match the schema")
+                    .with_details(json!({ "reason": reason }))
+            })
     }
+}
+
+/// Where a string (or key) of `value` holds a NUL character, as a path like `tags[2]`.
+fn nul_in(value: &serde_json::Value, at: String) -> Option<String> {
+    let here = || if at.is_empty() { ".".to_owned() } else { at.clone() };
+    match value {
+        serde_json::Value::String(s) => s.contains('\0').then(here),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_in(item, format!("{at}[{i}]"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let path = if at.is_empty() {
+                key.clone()
+            } else {
+                format!("{at}.{key}")
+            };
+            if key.contains('\0') {
+                return Some(path);
+            }
+            nul_in(item, path)
+        }),
+        _ => None,
+    }
+}
+
+/// Whether a raw query string or path holds a NUL character (`%00`, decoded or not).
+fn has_nul(raw: &str) -> bool {
+    raw.contains('\0') || raw.to_ascii_lowercase().contains("%00")
 }
 
 impl<T: Serialize> IntoResponse for ApiJson<T> {
@@ -75,6 +123,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.query().is_some_and(has_nul) {
+            return Err(ApiError::bad_request("INVALID_QUERY", "invalid query string")
+                .with_details(json!({ "reason": "NUL characters are not allowed" })));
+        }
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| Self(v))
@@ -97,6 +149,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if has_nul(parts.uri.path()) {
+            return Err(ApiError::bad_request("INVALID_PATH", "invalid path parameter")
+                .with_details(json!({ "reason": "NUL characters are not allowed" })));
+        }
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(v)) => Ok(Self(v)),
             // A programming error (no path params on this route), not the client's fault.

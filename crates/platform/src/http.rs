@@ -31,6 +31,11 @@ use crate::metrics::{track_http, Metrics};
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Client-sent request ids longer than this are replaced (they end up in every log line).
 pub const MAX_REQUEST_ID_LEN: usize = 128;
+/// Requests whose headers (names and values) add up to more than this, or with one header
+/// value longer than [`MAX_HEADER_VALUE_BYTES`], are refused with 431 before any handler runs.
+/// (hyper refuses far larger ones itself, without the error shape.)
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+pub const MAX_HEADER_VALUE_BYTES: usize = 8 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub struct LayerOptions {
@@ -71,6 +76,7 @@ pub fn with_layers(router: Router, metrics: Metrics, options: LayerOptions) -> R
             options.request_timeout,
         ))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(from_fn(limit_headers))
         .layer(from_fn_with_state(metrics, track_http))
         .layer(from_fn(render_errors))
         .layer(
@@ -110,6 +116,28 @@ async fn sanitize_request_id(mut req: Request) -> Request {
         req.headers_mut().remove(X_REQUEST_ID);
     }
     req
+}
+
+/// 431 `REQUEST_HEADERS_TOO_LARGE` for oversized headers (see [`MAX_HEADER_BYTES`]).
+async fn limit_headers(req: Request, next: axum::middleware::Next) -> Response {
+    let mut total = 0;
+    for (name, value) in req.headers() {
+        let size = value.as_bytes().len();
+        total += name.as_str().len() + size;
+        if size > MAX_HEADER_VALUE_BYTES || total > MAX_HEADER_BYTES {
+            return ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "REQUEST_HEADERS_TOO_LARGE",
+                format!(
+                    "request headers are limited to {MAX_HEADER_BYTES} bytes in all and \
+                     {MAX_HEADER_VALUE_BYTES} bytes each"
+                ),
+            )
+            .with_details(json!({ "header": name.as_str() }))
+            .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {

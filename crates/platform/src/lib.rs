@@ -14,6 +14,8 @@ pub mod http;
 pub mod metrics;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod telemetry;
 
 pub use auth::{Authenticator, Principal, Role};

@@ -62,11 +62,7 @@ pub async fn feed(
     let limit = event_limit(params.limit)?;
     let after = params.after.unwrap_or(0);
     let cursor = cursor_at(&state, "after", after).await?;
-    let events = state
-        .log
-        .read_after(cursor, limit)
-        .await
-        .map_err(ApiError::internal)?;
+    let events = state.log.read_after(cursor, limit).await?;
     let next_after = events.last().map_or(after, |e| e.position);
     Ok(Json(FeedPage { events, next_after }))
 }

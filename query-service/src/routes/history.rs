@@ -35,7 +35,7 @@ pub async fn cursor_at(state: &AppState, parameter: &str, position: i64) -> Resu
             format!("no event at position {position}"),
         )
         .with_details(json!({ "parameter": parameter, "position": position }))),
-        Err(error) => Err(ApiError::internal(error)),
+        Err(error) => Err(error.into()),
     }
 }
 
