@@ -46,16 +46,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     eventstore::prepare_database(&pool, config.common.migrate_on_start).await?;
     let mut state = AppState::new(&config, pool).map_err(|e| StartError::Config(e.to_string()))?;
     // Connects in the background: the API serves commands while NATS is away.
-    state.nats = platform::nats::connect(
-        &config.common.nats_url,
-        &config.common.nats_credentials,
-        "command-service",
-    )
-    .await
-    .map_err(
-        |error| tracing::warn!(%error, "no NATS connection; sync jobs wait for the connector's own look"),
-    )
-    .ok();
+    state.nats = platform::nats::connect_common(&config.common, "command-service")
+        .await
+        .map_err(
+            |error| tracing::warn!(%error, "no NATS connection; sync jobs wait for the connector's own look"),
+        )
+        .ok();
     if let Some((username, password)) = &config.bootstrap_admin {
         state
             .bootstrap_admin(username, password)

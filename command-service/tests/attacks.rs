@@ -181,13 +181,19 @@ async fn oversized_and_malformed_requests_get_4xx_in_the_error_shape(pool: PgPoo
         .await
         .unwrap();
     let error = error_body(response, StatusCode::BAD_REQUEST, "MALFORMED_JSON").await;
-    assert!(error["details"]["reason"].as_str().unwrap().contains("recursion limit"));
+    assert!(error["details"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("recursion limit"));
     // NUL characters, which nothing the platform stores can hold.
     let mut nul = register(iccid(7));
     nul["label"] = json!("a\u{0}b");
     let response = app.post("/sims", &admin).json(&nul).send().await.unwrap();
     let error = error_body(response, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY").await;
-    assert!(error["details"]["reason"].as_str().unwrap().contains("label"), "{error}");
+    assert!(
+        error["details"]["reason"].as_str().unwrap().contains("label"),
+        "{error}"
+    );
 
     // An ICCID of other scripts' digits: Arabic-Indic, full-width, in the body and the path.
     for foreign in ["٨٩٨٨٣٠٣٠٠٠٠٠٠٠٠٠٠٠١", "８９８８３０３０００００００００００１"]

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use eventstore::{GlobalLog, LogCursor, StoredEvent};
 use relay::wire;
-use sqlx::{Connection, PgPool};
+use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::apply::{Applier, ApplyError, Outcome, PROJECTION_LOCK_KEY};
@@ -150,6 +150,22 @@ impl Follower {
         }
     }
 
+    /// A transaction holding the shared projection lock (a rebuild's swap takes it
+    /// exclusively) and this projector's checkpoint row (replicas apply in turn), and the
+    /// checkpoint's cursor.
+    async fn begin(&self) -> Result<(Transaction<'static, Postgres>, LogCursor), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+            .bind(PROJECTION_LOCK_KEY)
+            .execute(&mut *tx)
+            .await?;
+        let from = checkpoint::lock(&mut tx, &self.applier.projector)
+            .await?
+            .map(|c| c.cursor)
+            .unwrap_or(LogCursor::START);
+        Ok((tx, from))
+    }
+
     /// One transaction: the shared projection lock (a rebuild's swap takes it exclusively),
     /// the checkpoint (locked: replicas apply in turn), up to `limit` readable events of the
     /// log after it, each through the version guard, the checkpoint moved past them.
@@ -160,17 +176,8 @@ impl Follower {
         limit: i64,
         followed: &mut Followed,
     ) -> Result<Step, StepError> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-            .bind(PROJECTION_LOCK_KEY)
-            .execute(&mut *tx)
-            .await?;
+        let (mut tx, from) = self.begin().await?;
         let projector = self.applier.projector.as_str();
-        let from = checkpoint::lock(&mut tx, projector)
-            .await?
-            .map(|c| c.cursor)
-            .unwrap_or(LogCursor::START);
         let events = GlobalLog::read_range_on(&mut tx, from, HEAD, limit).await?;
         let Some(last) = events.last().map(LogCursor::after) else {
             tx.rollback().await?;
@@ -224,17 +231,8 @@ impl Follower {
         target: LogCursor,
         followed: &mut Followed,
     ) -> Result<(), ApplyError> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-            .bind(PROJECTION_LOCK_KEY)
-            .execute(&mut *tx)
-            .await?;
+        let (mut tx, from) = self.begin().await?;
         let projector = self.applier.projector.as_str();
-        let from = checkpoint::lock(&mut tx, projector)
-            .await?
-            .map(|c| c.cursor)
-            .unwrap_or(LogCursor::START);
         let at = LogCursor::after(event);
         if from < at {
             self.applier.park(&mut tx, event, &error.to_string()).await?;

@@ -83,13 +83,9 @@ where
     F: FnOnce(&Services) -> Vec<Task>,
 {
     let pool = connect_and_migrate(&config).await?;
-    let nats = platform::nats::connect(
-        &config.common.nats_url,
-        &config.common.nats_credentials,
-        "projectors",
-    )
-    .await
-    .map_err(|e| StartError::Nats(e.to_string()))?;
+    let nats = platform::nats::connect_common(&config.common, "projectors")
+        .await
+        .map_err(|e| StartError::Nats(e.to_string()))?;
     let cache = Cache::connect(CacheConfig::new(
         &config.common.redis_url,
         &config.redis_key_prefix,

@@ -143,6 +143,59 @@ async fn nats_users_may_do_only_what_their_role_needs(pool: PgPool) {
         );
         assert_eq!(stream_messages(&admin, "SIM_EVENTS").await, Some(stored));
 
+        // The connector's user: its four request consumers, exactly as it creates them, and
+        // the job wake-ups the command API's user publishes.
+        let settings = sync_connector::consumers::ConsumerSettings {
+            stream: "SIM_EVENTS".into(),
+            subject_prefix: "sim".into(),
+            name_prefix: "sync-connector".into(),
+            ack_wait: Duration::from_secs(30),
+        };
+        let connector = short_timeout(connect_as(&nats, "connector").await);
+        let requests = connector
+            .get_stream("SIM_EVENTS")
+            .await
+            .expect("stream info as connector");
+        for kind in sync_connector::RequestKind::ALL {
+            let consumer = requests
+                .get_or_create_consumer(
+                    &settings.name(kind),
+                    sync_connector::consumers::consumer_config(&settings, kind),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("the connector creates its {} consumer: {e}", kind.event_type()));
+            let mut none = consumer
+                .fetch()
+                .max_messages(1)
+                .expires(Duration::from_millis(300))
+                .messages()
+                .await
+                .unwrap();
+            assert!(none.next().await.is_none(), "no requests in this workload");
+        }
+        let command = connect_as(&nats, "command").await;
+        let mut wake_ups = connect_as(&nats, "connector")
+            .await
+            .subscribe("sync.v1.jobs")
+            .await
+            .unwrap();
+        command.publish("sync.v1.jobs", "job-1".into()).await.unwrap();
+        command.flush().await.unwrap();
+        let woken = tokio::time::timeout(Duration::from_secs(5), wake_ups.next()).await;
+        assert_eq!(
+            woken.ok().flatten().map(|m| m.payload.to_vec()),
+            Some(b"job-1".to_vec())
+        );
+        // The connector may not read the projector's consumer.
+        let theirs = async {
+            let consumer = requests.get_consumer::<pull::Config>(PROJECTOR).await?;
+            Ok::<_, async_nats::Error>(consumer.cached_info().num_pending)
+        };
+        assert!(
+            theirs.await.is_err(),
+            "the connector read the projector's consumer"
+        );
+
         // The platform still works end to end as its own users.
         workload(10, 5, 30).run(pool.clone()).await;
         wait_for_relay(&admin, &pool, "SIM_EVENTS", Duration::from_secs(30)).await;
@@ -770,10 +823,36 @@ async fn postgres_restarts_answer_503_never_500_and_lose_no_acknowledged_command
         let all_ready =
             || async { apis.ready().await && process.ready().await.is_some_and(|(s, _)| s == 200) };
 
+        let (status, created) = apis
+            .command(
+                reqwest::Method::POST,
+                "/auth/api-keys",
+                Some(serde_json::json!({"name": "ops", "role": "operator"})),
+            )
+            .await;
+        assert_eq!(status.as_u16(), 201, "{created}");
+        let api_key = created["key"].as_str().unwrap().to_owned();
+
         // Down for longer than the pools wait for a connection (5 s): requests meet it.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         postgres.stop_immediate();
-        tokio::time::sleep(Duration::from_secs(6)).await;
+        // The API-key check reads the database too: 503, not 500, on both APIs.
+        for url in [
+            format!("http://{}/api/v1/sims/8988303000000000001/sync", apis.commands),
+            format!("http://{}/api/v1/sims", apis.queries),
+        ] {
+            let request = if url.contains("/sync") {
+                apis.client.post(&url)
+            } else {
+                apis.client.get(&url)
+            };
+            let response = request.header("x-api-key", &api_key).send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 503, "{url}");
+            assert!(response.headers().contains_key("retry-after"), "{url}");
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "DATABASE_UNAVAILABLE", "{url}: {body}");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
         postgres.boot().await;
         let back = Instant::now();
         eventually(

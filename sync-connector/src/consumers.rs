@@ -179,22 +179,7 @@ async fn consumer(
                 .await
                 .map_err(|e| e.to_string())?;
             stream
-                .get_or_create_consumer(
-                    &name,
-                    pull::Config {
-                        durable_name: Some(name.clone()),
-                        description: Some(format!(
-                            "sync connector: {} carried out at 1NCE",
-                            kind.event_type()
-                        )),
-                        deliver_policy: jetstream::consumer::DeliverPolicy::All,
-                        ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                        ack_wait: settings.ack_wait,
-                        max_ack_pending: 64,
-                        filter_subject: settings.filter_subject(kind),
-                        ..Default::default()
-                    },
-                )
+                .get_or_create_consumer(&name, consumer_config(settings, kind))
                 .await
                 .map_err(|e| e.to_string())
         };
@@ -208,6 +193,25 @@ async fn consumer(
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// The durable consumer of `kind`'s requests (its name and filter are what
+/// `deploy/nats/auth.conf` lets the connector's user use).
+pub fn consumer_config(settings: &ConsumerSettings, kind: RequestKind) -> pull::Config {
+    let name = settings.name(kind);
+    pull::Config {
+        durable_name: Some(name),
+        description: Some(format!(
+            "sync connector: {} carried out at 1NCE",
+            kind.event_type()
+        )),
+        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: settings.ack_wait,
+        max_ack_pending: 64,
+        filter_subject: settings.filter_subject(kind),
+        ..Default::default()
     }
 }
 

@@ -317,13 +317,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     platform::db::create_database_if_missing(&config.common.database_url).await?;
     let pool = platform::db::connect(&config.common.database_url, config.db_max_connections).await?;
     eventstore::prepare_database(&pool, config.common.migrate_on_start).await?;
-    let nats = platform::nats::connect(
-        &config.common.nats_url,
-        &config.common.nats_credentials,
-        "sync-connector",
-    )
-    .await
-    .map_err(|e| StartError::Nats(e.to_string()))?;
+    let nats = platform::nats::connect_common(&config.common, "sync-connector")
+        .await
+        .map_err(|e| StartError::Nats(e.to_string()))?;
     let listener = TcpListener::bind(config.addr)
         .await
         .map_err(|source| StartError::Bind {

@@ -49,6 +49,14 @@ pub async fn connect(
     options.connect(url).await.map_err(|e| error(e.to_string()))
 }
 
+/// [`connect`] with a process's common settings (`NATS_URL`, `NATS_USER`, …).
+pub async fn connect_common(
+    config: &crate::config::CommonConfig,
+    name: &str,
+) -> Result<async_nats::Client, NatsConnectError> {
+    connect(&config.nats_url, &config.nats_credentials, name).await
+}
+
 /// `user:password` from `nats://user:password@host:port` (the first server of a comma-separated
 /// list that has any), percent-decoded.
 pub fn url_user_info(url: &str) -> Option<(String, String)> {

@@ -196,11 +196,7 @@ pub async fn verify(
 }
 
 fn claim_of(message: &StreamMessage) -> wire::Message<'_> {
-    wire::Message {
-        subject: message.subject.as_str(),
-        headers: Some(&message.headers),
-        payload: &message.payload,
-    }
+    wire::Message::stored(message)
 }
 
 /// Store events up to `last` (the stream's last event) that no message carried. Only

@@ -189,11 +189,7 @@ impl Relay {
         };
         match stream.get_raw_message(sequence).await {
             Ok(message) => {
-                let claim = wire::Message {
-                    subject: message.subject.as_str(),
-                    headers: Some(&message.headers),
-                    payload: &message.payload,
-                };
+                let claim = wire::Message::stored(&message);
                 let store_id = self.store_id.unwrap_or_default();
                 match wire::check(&claim, Some(event), store_id, &self.config.subject_prefix) {
                     Ok(()) => Ok(Confirmed::AlreadyThere),

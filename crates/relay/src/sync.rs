@@ -20,11 +20,7 @@ const TAIL_PROBE_LIMIT: u64 = 10_000;
 const VERIFY_LIMIT: u64 = 1_000;
 
 fn claim_of(message: &StreamMessage) -> wire::Message<'_> {
-    wire::Message {
-        subject: message.subject.as_str(),
-        headers: Some(&message.headers),
-        payload: &message.payload,
-    }
+    wire::Message::stored(message)
 }
 
 impl Relay {

@@ -56,7 +56,16 @@ pub struct Message<'a> {
     pub payload: &'a [u8],
 }
 
-impl Message<'_> {
+impl<'a> Message<'a> {
+    /// A message as read back from the stream.
+    pub fn stored(message: &'a async_nats::jetstream::message::StreamMessage) -> Self {
+        Self {
+            subject: message.subject.as_str(),
+            headers: Some(&message.headers),
+            payload: &message.payload,
+        }
+    }
+
     /// The position the message names: its `Sim-Position` header, or (from a publisher that
     /// set no headers) its body's `position`. `None`: not a message of the event stream.
     pub fn position(&self) -> Option<i64> {
