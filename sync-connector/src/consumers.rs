@@ -66,6 +66,8 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = settings.name(kind);
+    // The series exists from the start (at 0), so dashboards and alerts see it.
+    check.forged.with_label_values(&[&name]);
     loop {
         let Some(consumer) = consumer(&jetstream, &settings, kind, &mut shutdown).await else {
             return;
