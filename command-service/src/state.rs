@@ -57,7 +57,7 @@ impl AppState {
             .expect("metric registered once");
         let per_minute = NonZeroU32::new(config.login_rate_per_minute).unwrap_or(NonZeroU32::MIN);
         Ok(Self {
-            store: EventStore::new(pool.clone()),
+            store: EventStore::new(pool.clone()).with_snapshots_every(config.common.snapshot_every),
             accounts: Accounts::new(pool.clone()),
             authenticator: Authenticator::new(jwt, pool.clone()),
             passwords: PasswordHasher::with_limits(

@@ -99,10 +99,9 @@ impl Issuer {
                     response_status: 200,
                 }),
             };
-            let decided = events.clone();
             match self
                 .store
-                .execute_with::<A, _>(aggregate_id, iccid.as_str(), &ctx, move |_| Ok(decided.clone()))
+                .execute_decided::<A>(aggregate_id, iccid.as_str(), &loaded, events, &ctx)
                 .await
             {
                 Ok(Executed::New { events, .. }) => {

@@ -99,7 +99,8 @@ impl Connector {
         client_config.max_retries = config.provider.max_retries;
         client_config.observer = Some(Arc::new(sync_metrics.clone()));
         let client = OnceClient::new(client_config)?;
-        let issuer = Issuer::new(EventStore::new(pool.clone()), sync_metrics.clone());
+        let store = EventStore::new(pool.clone()).with_snapshots_every(config.common.snapshot_every);
+        let issuer = Issuer::new(store, sync_metrics.clone());
         let snapshots = Snapshots::new(pool.clone(), config.shard);
         let poller = Poller::new(
             client.clone(),

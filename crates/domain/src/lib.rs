@@ -28,6 +28,10 @@ use serde::{de::DeserializeOwned, Serialize};
 pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The aggregate type stored with every event (`"sim"`, `"quota"`, `"sms"`).
     const TYPE: &'static str;
+    /// The version of the state's serialised shape. Snapshots (a cache of the state at some
+    /// version) written under another one are ignored: change it whenever the state's fields
+    /// or their meaning change, so a snapshot of the old shape is never read as the new one.
+    const STATE_VERSION: &'static str = "1";
     type Command;
     type Event: DomainEvent;
     type Error: DomainError;

@@ -11,6 +11,7 @@
 mod error;
 mod log;
 mod metadata;
+mod snapshot;
 mod store;
 mod stored;
 
@@ -18,7 +19,8 @@ pub use error::{ExecuteError, StoreError};
 pub use log::{Backlog, GlobalLog, LogCursor};
 pub use metadata::{CommandContext, EventMetadata, Idempotency};
 pub use store::{
-    handle_in_turn, CommandAnswer, EventRow, EventStore, Executed, LoadedAggregate, SELECT_EVENT,
+    handle_in_turn, CommandAnswer, EventRow, EventStore, Executed, LoadedAggregate, DEFAULT_SNAPSHOT_EVERY,
+    SELECT_EVENT,
 };
 pub use stored::StoredEvent;
 

@@ -6,13 +6,14 @@ use uuid::Uuid;
 
 use crate::error::{ExecuteError, StoreError};
 use crate::metadata::{CommandContext, Idempotency};
+use crate::snapshot;
 use crate::stored::{decode_event, encode_payload, StoredEvent};
 
 /// How often a command is decided again after another writer won the race for the same
 /// version. Each retry reloads the aggregate, so the domain sees the winner's events.
 const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 
-/// An aggregate rebuilt from its events.
+/// An aggregate rebuilt from its snapshot (if any) and the events after it.
 #[derive(Debug, Clone)]
 pub struct LoadedAggregate<A> {
     pub state: A,
@@ -20,6 +21,8 @@ pub struct LoadedAggregate<A> {
     pub version: u64,
     /// The global position of its last event.
     pub last_position: Option<i64>,
+    /// The version of the snapshot it started from (0: from the first event).
+    pub snapshot_version: u64,
 }
 
 /// What a command answers: `position` doubles as a consistency token for the query API.
@@ -51,10 +54,14 @@ impl Executed {
     }
 }
 
+/// A snapshot of an aggregate every this many events, by default (`SNAPSHOT_EVERY`).
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 100;
+
 #[derive(Clone, Debug)]
 pub struct EventStore {
     pool: PgPool,
     max_attempts: u32,
+    snapshot_every: u64,
 }
 
 impl EventStore {
@@ -62,28 +69,48 @@ impl EventStore {
         Self {
             pool,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
         }
+    }
+
+    /// Snapshots every `every` events (0: none; loads read every event).
+    pub fn with_snapshots_every(mut self, every: u64) -> Self {
+        self.snapshot_every = every;
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Rebuilds an aggregate by applying all of its events in sequence order.
+    /// Rebuilds an aggregate: its snapshot (when snapshots are on and a usable one exists),
+    /// then every later event in sequence order.
     pub async fn load<A: Aggregate>(&self, aggregate_id: &str) -> Result<LoadedAggregate<A>, StoreError> {
-        let rows: Vec<(i64, String, serde_json::Value, i64)> = sqlx::query_as(
-            "SELECT sequence, event_type, payload, position FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
-        )
-        .bind(A::TYPE)
-        .bind(aggregate_id)
-        .fetch_all(&self.pool)
-        .await?;
         let mut loaded = LoadedAggregate {
             state: A::default(),
             version: 0,
             last_position: None,
+            snapshot_version: 0,
         };
+        if self.snapshot_every > 0 {
+            if let Some(snapshot) = snapshot::read::<A>(&self.pool, aggregate_id).await? {
+                loaded = LoadedAggregate {
+                    state: snapshot.state,
+                    version: snapshot.version,
+                    last_position: Some(snapshot.last_position),
+                    snapshot_version: snapshot.version,
+                };
+            }
+        }
+        let rows: Vec<(i64, String, serde_json::Value, i64)> = sqlx::query_as(
+            "SELECT sequence, event_type, payload, position FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(loaded.version as i64)
+        .fetch_all(&self.pool)
+        .await?;
         for (sequence, event_type, payload, position) in rows {
             let event: A::Event =
                 decode_event(&event_type, &payload).map_err(|source| StoreError::Decode {
@@ -163,47 +190,120 @@ impl EventStore {
                 }
             }
             let events = decide(&loaded.state).map_err(ExecuteError::Domain)?;
-
-            let mut tx = self.pool.begin().await?;
-            let stored = match append(
-                &mut tx,
-                A::TYPE,
-                aggregate_id,
-                iccid,
-                loaded.version,
-                &events,
-                ctx,
-            )
-            .await
+            match self
+                .append_decided(aggregate_id, iccid, &loaded, events, ctx)
+                .await?
             {
-                Ok(stored) => stored,
-                Err(AppendError::VersionTaken) => continue,
-                Err(AppendError::Store(error)) => return Err(error.into()),
-            };
-            let answer = CommandAnswer {
-                command_id: ctx.metadata.command_id,
-                aggregate_id: aggregate_id.to_owned(),
-                version: loaded.version + stored.len() as u64,
-                position: stored
-                    .last()
-                    .map(|event| event.position)
-                    .or(loaded.last_position)
-                    .unwrap_or(0),
-            };
-            if let Some(idempotency) = &ctx.idempotency {
-                if !record_idempotency(&mut tx, idempotency, &answer).await? {
-                    // A concurrent request with the same key committed first: answer as it did.
-                    tx.rollback().await?;
-                    continue;
-                }
+                Some(executed) => return Ok(executed),
+                None => continue,
             }
-            tx.commit().await?;
-            return Ok(Executed::New {
-                answer,
-                events: stored,
-            });
         }
         Err(ExecuteError::Conflict)
+    }
+
+    /// Stores `events`, decided by the caller against `loaded` (one load per command: the
+    /// caller needed the state anyway), in one attempt: `ExecuteError::Conflict` when another
+    /// writer took the version meanwhile (load and decide again), `VersionMismatch` when
+    /// `If-Match` names another version, the first answer again for a known idempotency key.
+    pub async fn execute_decided<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        iccid: &str,
+        loaded: &LoadedAggregate<A>,
+        events: Vec<A::Event>,
+        ctx: &CommandContext,
+    ) -> Result<Executed, ExecuteError<A::Error>> {
+        if let Some(idempotency) = &ctx.idempotency {
+            if let Some(replay) = self.replay(idempotency).await? {
+                return replay;
+            }
+        }
+        self.append_decided(aggregate_id, iccid, loaded, events, ctx)
+            .await?
+            .ok_or(ExecuteError::Conflict)
+    }
+
+    /// The write half of a command; `Ok(None)` when the race for the version (or for the
+    /// idempotency key) was lost.
+    async fn append_decided<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        iccid: &str,
+        loaded: &LoadedAggregate<A>,
+        events: Vec<A::Event>,
+        ctx: &CommandContext,
+    ) -> Result<Option<Executed>, ExecuteError<A::Error>> {
+        if let Some(expected) = ctx.expected_version {
+            if expected != loaded.version {
+                return Err(ExecuteError::VersionMismatch {
+                    expected,
+                    actual: loaded.version,
+                });
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        let stored = match append(
+            &mut tx,
+            A::TYPE,
+            aggregate_id,
+            iccid,
+            loaded.version,
+            &events,
+            ctx,
+        )
+        .await
+        {
+            Ok(stored) => stored,
+            Err(AppendError::VersionTaken) => return Ok(None),
+            Err(AppendError::Store(error)) => return Err(error.into()),
+        };
+        let answer = CommandAnswer {
+            command_id: ctx.metadata.command_id,
+            aggregate_id: aggregate_id.to_owned(),
+            version: loaded.version + stored.len() as u64,
+            position: stored
+                .last()
+                .map(|event| event.position)
+                .or(loaded.last_position)
+                .unwrap_or(0),
+        };
+        if let Some(idempotency) = &ctx.idempotency {
+            if !record_idempotency(&mut tx, idempotency, &answer).await? {
+                // A concurrent request with the same key committed first: answer as it did.
+                tx.rollback().await?;
+                return Ok(None);
+            }
+        }
+        tx.commit().await?;
+        self.snapshot_after(aggregate_id, loaded, &events, &answer).await;
+        Ok(Some(Executed::New {
+            answer,
+            events: stored,
+        }))
+    }
+
+    /// After a commit: a snapshot when the version crossed a multiple of `snapshot_every`
+    /// since the one the command started from. Best effort: a snapshot is only a cache.
+    async fn snapshot_after<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        loaded: &LoadedAggregate<A>,
+        events: &[A::Event],
+        answer: &CommandAnswer,
+    ) {
+        let every = self.snapshot_every;
+        if every == 0 || events.is_empty() || answer.version / every <= loaded.snapshot_version / every {
+            return;
+        }
+        let mut state = loaded.state.clone();
+        for event in events {
+            state.apply(event);
+        }
+        if let Err(error) =
+            snapshot::write(&self.pool, aggregate_id, &state, answer.version, answer.position).await
+        {
+            tracing::warn!(aggregate_type = A::TYPE, aggregate_id, %error, "cannot write a snapshot; loads stay slower");
+        }
     }
 
     async fn replay<E: std::error::Error>(

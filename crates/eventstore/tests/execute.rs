@@ -337,3 +337,93 @@ async fn keys_of_different_principals_do_not_collide(pool: PgPool) {
     assert!(matches!(executed, Executed::New { .. }));
     assert_eq!(count_events(&pool).await, 2);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots: a cache of the state, never a source of truth.
+
+async fn relabel(store: &EventStore, iccid: &str, times: usize) {
+    for n in 0..times {
+        let command = domain::SimCommand::UpdateDetails {
+            label: Some(Some(format!("label-{n}"))),
+            tags: None,
+        };
+        store
+            .execute::<domain::Sim>(iccid, iccid, command, &ctx())
+            .await
+            .unwrap();
+    }
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn snapshots_change_nothing_but_speed(pool: PgPool) {
+    use domain::{Iccid, Imsi, Sim, SimCommand};
+    let iccid = "8988303000000000001";
+    let store = EventStore::new(pool.clone()).with_snapshots_every(100);
+    let register = SimCommand::Register {
+        iccid: Iccid::parse(iccid).unwrap(),
+        imsi: Imsi::parse("901405100000001").unwrap(),
+        msisdn: None,
+        label: None,
+        tags: vec![],
+        at: chrono::Utc::now(),
+    };
+    store
+        .execute::<Sim>(iccid, iccid, register, &ctx())
+        .await
+        .unwrap();
+    relabel(&store, iccid, 249).await;
+
+    let snapshot: (i64, i64) = sqlx::query_as(
+        "SELECT version, last_position FROM aggregate_snapshots WHERE aggregate_type = 'sim' AND aggregate_id = $1",
+    )
+    .bind(iccid)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(snapshot.0, 200, "the last multiple of 100 crossed");
+    let from_events = EventStore::new(pool.clone())
+        .with_snapshots_every(0)
+        .load::<Sim>(iccid)
+        .await
+        .unwrap();
+    let from_snapshot = store.load::<Sim>(iccid).await.unwrap();
+    assert_eq!(from_snapshot.snapshot_version, 200);
+    assert_eq!(from_snapshot.version, 250);
+    assert_eq!(from_snapshot.state, from_events.state);
+    assert_eq!(from_snapshot.last_position, from_events.last_position);
+
+    // Of another code version, or not decodable: ignored.
+    sqlx::query("UPDATE aggregate_snapshots SET state_version = 'older'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let ignored = store.load::<Sim>(iccid).await.unwrap();
+    assert_eq!((ignored.snapshot_version, ignored.version), (0, 250));
+    assert_eq!(ignored.state, from_events.state);
+    sqlx::query("UPDATE aggregate_snapshots SET state_version = $1, state = '{\"nonsense\": 1}'")
+        .bind(<Sim as domain::Aggregate>::STATE_VERSION)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let undecodable = store.load::<Sim>(iccid).await.unwrap();
+    assert_eq!(
+        (undecodable.snapshot_version, undecodable.state.clone()),
+        (0, from_events.state.clone())
+    );
+
+    // All gone: the same state, and commands go on (writing a fresh snapshot at 300).
+    sqlx::query("DELETE FROM aggregate_snapshots")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(store.load::<Sim>(iccid).await.unwrap().state, from_events.state);
+    relabel(&store, iccid, 60).await;
+    let version: i64 = sqlx::query_scalar("SELECT version FROM aggregate_snapshots")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(version, 300);
+    let after = store.load::<Sim>(iccid).await.unwrap();
+    assert_eq!(after.version, 310);
+    assert_eq!(after.state.label(), Some("label-59"));
+}

@@ -36,6 +36,9 @@ pub struct CommonConfig {
     pub log_format: LogFormat,
     /// `NATS_USER` / `NATS_PASSWORD` / `NATS_CREDS_FILE` (or user info in `NATS_URL`).
     pub nats_credentials: NatsCredentials,
+    /// `SNAPSHOT_EVERY`, default 100: the event store snapshots an aggregate every this many
+    /// events (0: never; loads then read every event).
+    pub snapshot_every: u64,
 }
 
 /// How a process proves who it is to NATS. Nothing set: anonymous, as on a development
@@ -105,6 +108,7 @@ impl Default for CommonConfig {
             migrate_on_start: true,
             log_format: LogFormat::Json,
             nats_credentials: NatsCredentials::default(),
+            snapshot_every: 100,
         }
     }
 }
@@ -123,6 +127,7 @@ impl fmt::Debug for CommonConfig {
             .field("jwt_audience", &self.jwt_audience)
             .field("migrate_on_start", &self.migrate_on_start)
             .field("log_format", &self.log_format)
+            .field("snapshot_every", &self.snapshot_every)
             .finish()
     }
 }
@@ -171,6 +176,13 @@ impl CommonConfig {
                 Some(v) => parse_log_format(&v)?,
             },
             nats_credentials: NatsCredentials::from_lookup(&get, "")?,
+            snapshot_every: match var("SNAPSHOT_EVERY") {
+                None => d.snapshot_every,
+                Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+                    var: "SNAPSHOT_EVERY",
+                    reason: format!("{v:?} is not a whole number"),
+                })?,
+            },
         };
         cfg.validate()?;
         Ok(cfg)
