@@ -18,7 +18,7 @@ use relay::wire;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::apply::{Applier, ApplyError, Outcome, PROJECTION_LOCK_KEY};
+use crate::apply::{Applier, ApplyError, Guard, PROJECTION_LOCK_KEY};
 use crate::checkpoint;
 
 /// Events applied per transaction while catching up.
@@ -50,10 +50,10 @@ pub struct Followed {
     pub iccids: BTreeSet<String>,
 }
 
-/// One range's failure: a poison event (found when the range is one event long), or an error
+/// One range's failure: a poison event (named once the range is one event long), or an error
 /// to retry.
 enum StepError {
-    Poisoned(Box<StoredEvent>, ApplyError),
+    Poisoned(Option<Box<StoredEvent>>, ApplyError),
     Other(ApplyError),
 }
 
@@ -140,11 +140,11 @@ impl Follower {
                     followed.not_yet_readable = followed.applied + followed.duplicates + followed.parked == 0;
                     return Ok(());
                 }
-                Err(StepError::Poisoned(_, _)) if limit > 1 => limit = 1,
-                Err(StepError::Poisoned(event, error)) => {
+                Err(StepError::Poisoned(Some(event), error)) => {
                     self.park_alone(&event, &error, stream_sequence, target, followed)
                         .await?;
                 }
+                Err(StepError::Poisoned(None, _)) => limit = 1,
                 Err(StepError::Other(error)) => return Err(error),
             }
         }
@@ -191,30 +191,23 @@ impl Follower {
         if from >= target && followed.applied + followed.duplicates + followed.parked == 0 {
             followed.already_applied = true;
         }
-        let mut counted = Followed::default();
-        for event in &events {
-            match self.applier.apply_logged(&mut tx, event).await {
-                Ok(Outcome::Applied { gap_filled }) => {
-                    counted.applied += 1 + gap_filled;
-                    counted.gap_filled += gap_filled;
-                }
-                Ok(Outcome::Duplicate) => counted.duplicates += 1,
-                Ok(Outcome::Parked) => counted.parked += 1,
-                Err(error) if error.is_poison() => {
-                    return Err(StepError::Poisoned(Box::new(event.clone()), error));
-                }
-                Err(error) => return Err(StepError::Other(error)),
+        let applied = match self.applier.apply_batch(&mut tx, &events, Guard::Live).await {
+            Ok(applied) => applied,
+            Err(error) if error.is_poison() => {
+                // Which event it was shows when the range is applied one event at a time.
+                let alone = (events.len() == 1).then(|| Box::new(events[0].clone()));
+                return Err(StepError::Poisoned(alone, error));
             }
-            counted.iccids.insert(event.iccid.clone());
-        }
+            Err(error) => return Err(StepError::Other(error)),
+        };
         let sequence = if last >= target { stream_sequence } else { 0 };
         checkpoint::advance(&mut tx, projector, last, sequence).await?;
         tx.commit().await?;
-        followed.applied += counted.applied;
-        followed.gap_filled += counted.gap_filled;
-        followed.duplicates += counted.duplicates;
-        followed.parked += counted.parked;
-        followed.iccids.extend(counted.iccids);
+        followed.applied += applied.applied;
+        followed.gap_filled += applied.gap_filled;
+        followed.duplicates += applied.duplicates;
+        followed.parked += applied.parked;
+        followed.iccids.extend(applied.iccids);
         Ok(Step::Applied {
             last,
             full: events.len() as i64 == limit,

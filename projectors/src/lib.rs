@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod checkpoint;
 pub mod config;
+pub(crate) mod fold;
 pub mod follow;
 pub mod metrics;
 pub mod parking;

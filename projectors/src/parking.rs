@@ -141,6 +141,9 @@ async fn replay_aggregate(
         .bind(PROJECTION_LOCK_KEY)
         .execute(&mut *tx)
         .await?;
+    // The live projector writes rows under this lock too (it folds rows in memory and writes
+    // them whole): taking it keeps the two from overwriting each other's changes.
+    crate::checkpoint::lock(&mut tx, projector).await?;
     sqlx::query(
         "SELECT version FROM projection_versions \
          WHERE projector = $1 AND aggregate_type = $2 AND aggregate_id = $3 FOR UPDATE",
@@ -170,7 +173,11 @@ async fn replay_aggregate(
             continue; // cannot happen: the log is append-only
         };
         sqlx::query("SAVEPOINT replay_event").execute(&mut *tx).await?;
-        match applier.guarded(&mut tx, &event, Guard::Replay).await {
+        let replayed = applier
+            .apply_batch(&mut tx, std::slice::from_ref(&event), Guard::Replay)
+            .await
+            .map(|applied| applied.outcome());
+        match replayed {
             Ok(Outcome::Applied { .. } | Outcome::Duplicate) => {
                 sqlx::query("RELEASE SAVEPOINT replay_event")
                     .execute(&mut *tx)

@@ -330,12 +330,7 @@ impl Projector {
         // Committed: the cache, then the ack. In this order a crash before the ack means a
         // redelivery, which the checkpoint skips but which refreshes the cache again; with
         // the ack first, a crash between the two left the SIM's entry stale until its TTL.
-        for iccid in &followed.iccids {
-            self.refresh_cache(iccid).await;
-        }
-        if !followed.iccids.is_empty() {
-            self.cache.invalidate(&[self.cache.fleet_summary_key()]).await;
-        }
+        self.refresh_cache(&followed.iccids).await;
         // A lost ack means a redelivery, which the checkpoint skips.
         if let Err(error) = message.double_ack().await {
             tracing::warn!(%error, stream_sequence, "ack failed; the redelivery will be skipped as a duplicate");
@@ -375,26 +370,34 @@ impl Projector {
                     .parked_total
                     .with_label_values(&[name])
                     .inc_by(followed.parked);
-                for iccid in &followed.iccids {
-                    self.refresh_cache(iccid).await;
-                }
-                if !followed.iccids.is_empty() {
-                    self.cache.invalidate(&[self.cache.fleet_summary_key()]).await;
-                }
+                self.refresh_cache(&followed.iccids).await;
             }
             Err(error) => tracing::debug!(%error, "idle catch-up failed; the next message or tick retries"),
         }
     }
 
-    /// After the commit: the SIM's row into Redis. Failures are logged by the cache and never
-    /// stop the projector.
-    async fn refresh_cache(&self, iccid: &str) {
-        match readmodel::load_sim(&self.pool, iccid).await {
-            Ok(Some(view)) => self.cache.put_sim(&view).await,
-            Ok(None) => self.cache.invalidate(&[self.cache.sim_key(iccid)]).await,
+    /// After the commit: the SIMs' rows into Redis, in one query and one pipeline. Failures
+    /// are logged by the cache and never stop the projector. (The fleet summary is not
+    /// invalidated here: the query API refreshes it at most once a second.)
+    async fn refresh_cache(&self, iccids: &std::collections::BTreeSet<String>) {
+        if iccids.is_empty() {
+            return;
+        }
+        let wanted: Vec<String> = iccids.iter().cloned().collect();
+        match readmodel::load_sims(&self.pool, &wanted).await {
+            Ok(rows) => {
+                let found: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.iccid.as_str()).collect();
+                let gone: Vec<String> = wanted
+                    .iter()
+                    .filter(|i| !found.contains(i.as_str()))
+                    .cloned()
+                    .collect();
+                self.cache.put_sims(&rows, &gone).await;
+            }
             Err(error) => {
-                tracing::debug!(%error, iccid, "cannot load the SIM for the cache; dropping the entry");
-                self.cache.invalidate(&[self.cache.sim_key(iccid)]).await;
+                tracing::debug!(%error, "cannot load the SIMs for the cache; dropping their entries");
+                let keys: Vec<String> = wanted.iter().map(|i| self.cache.sim_key(i)).collect();
+                self.cache.invalidate(&keys).await;
             }
         }
     }

@@ -22,7 +22,7 @@ use eventstore::{GlobalLog, LogCursor, StoredEvent};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
-use crate::apply::{Applier, ApplyError, Outcome, UsageRollups, PROJECTION_LOCK_KEY};
+use crate::apply::{Applier, ApplyError, Guard, UsageRollups, PROJECTION_LOCK_KEY};
 use crate::checkpoint;
 use crate::metrics::RebuildMetrics;
 
@@ -268,23 +268,28 @@ async fn apply_batch(
     isolation: Isolation,
 ) -> Result<(), RebuildError> {
     let (mut events, mut parked) = (0, 0);
-    for event in batch {
-        if isolation == Isolation::PerEvent {
+    if isolation == Isolation::Batch {
+        let applied = applier.apply_batch(conn, batch, Guard::Live).await?;
+        events += batch.len() as u64 - applied.parked;
+        parked += applied.parked;
+    } else {
+        for event in batch {
             sqlx::query("SAVEPOINT rebuild_event").execute(&mut *conn).await?;
-        }
-        match applier.apply_logged(conn, event).await {
-            Ok(Outcome::Parked) => parked += 1,
-            Ok(_) => events += 1,
-            Err(error) if error.is_poison() && isolation == Isolation::PerEvent => {
-                sqlx::query("ROLLBACK TO SAVEPOINT rebuild_event")
-                    .execute(&mut *conn)
-                    .await?;
-                applier.park(conn, event, &error.to_string()).await?;
-                parked += 1;
+            match applier
+                .apply_batch(conn, std::slice::from_ref(event), Guard::Live)
+                .await
+            {
+                Ok(applied) if applied.parked > 0 => parked += 1,
+                Ok(_) => events += 1,
+                Err(error) if error.is_poison() => {
+                    sqlx::query("ROLLBACK TO SAVEPOINT rebuild_event")
+                        .execute(&mut *conn)
+                        .await?;
+                    applier.park(conn, event, &error.to_string()).await?;
+                    parked += 1;
+                }
+                Err(error) => return Err(error.into()),
             }
-            Err(error) => return Err(error.into()),
-        }
-        if isolation == Isolation::PerEvent {
             sqlx::query("RELEASE SAVEPOINT rebuild_event")
                 .execute(&mut *conn)
                 .await?;

@@ -465,9 +465,11 @@ async fn redis_holds_the_sim_after_the_commit(pool: PgPool) {
         let cached = cache.get_sim(iccid).await.expect("cached after the commit");
         assert_eq!(Some(cached), load_sim(&pool, iccid).await.unwrap());
     }
+    // Events do not invalidate the fleet summary: the query API recomputes it at most once a
+    // second instead of after every event.
     assert!(
-        cache.get_fleet_summary().await.is_none(),
-        "fleet summary invalidated"
+        cache.get_fleet_summary().await.is_some(),
+        "fleet summary left alone"
     );
     cache
         .invalidate(&[cache.sim_key(SIM_A), cache.sim_key(SIM_B)])

@@ -17,7 +17,8 @@ pub struct Config {
     pub redis_key_prefix: String,
     /// `REDIS_TIMEOUT_MS`, default 100: a slower cache counts as a miss.
     pub redis_timeout: Duration,
-    /// `FLEET_SUMMARY_CACHE_SECS`, default 10: how long this service caches `GET /fleet/summary`.
+    /// `FLEET_SUMMARY_CACHE_SECS`, default 1: how long this service keeps `GET /fleet/summary`
+    /// before computing it again (once, however many requests wait).
     pub fleet_summary_ttl: Duration,
     /// `CONSISTENCY_WAIT_MS`, default 5000: the longest a query with `X-Consistency-Token` waits
     /// for the read models before answering 503.
@@ -40,7 +41,7 @@ impl Config {
             db_max_connections: vars.number("DB_MAX_CONNECTIONS", 20)?.max(2) as u32,
             redis_key_prefix: vars.text_or("REDIS_KEY_PREFIX", "simplatform"),
             redis_timeout: Duration::from_millis(vars.number("REDIS_TIMEOUT_MS", 100)?.max(1)),
-            fleet_summary_ttl: Duration::from_secs(vars.number("FLEET_SUMMARY_CACHE_SECS", 10)?.max(1)),
+            fleet_summary_ttl: Duration::from_secs(vars.number("FLEET_SUMMARY_CACHE_SECS", 1)?.max(1)),
             consistency_wait: Duration::from_millis(vars.number("CONSISTENCY_WAIT_MS", 5000)?),
             consistency_poll: Duration::from_millis(vars.number("CONSISTENCY_POLL_MS", 20)?.max(1)),
             consistency_projector: vars.text_or("CONSISTENCY_PROJECTOR", "read-models"),
@@ -57,7 +58,7 @@ impl Config {
             db_max_connections: 10,
             redis_key_prefix: format!("test-{}", uuid::Uuid::new_v4()),
             redis_timeout: Duration::from_millis(500),
-            fleet_summary_ttl: Duration::from_secs(10),
+            fleet_summary_ttl: Duration::from_secs(1),
             consistency_wait: Duration::from_secs(5),
             consistency_poll: Duration::from_millis(20),
             consistency_projector: "read-models".to_owned(),

@@ -33,6 +33,47 @@ pub struct AppState {
     pub consistency_timeouts: prometheus::IntCounter,
     pub consistency: ConsistencySettings,
     pub max_body_bytes: usize,
+    pub fleet_summary: std::sync::Arc<FleetSummaryCache>,
+}
+
+/// `GET /fleet/summary` under load: at most one query for it at a time in this process
+/// (the others wait for its answer), and none while the last answer is younger than
+/// `max_age` (`FLEET_SUMMARY_CACHE_SECS`). Events do not invalidate it: a summary of 100,000
+/// SIMs is a second old at most, instead of being recomputed after every event.
+pub struct FleetSummaryCache {
+    pub max_age: Duration,
+    last: tokio::sync::Mutex<Option<(std::time::Instant, readmodel::FleetSummary)>>,
+}
+
+impl FleetSummaryCache {
+    pub fn new(max_age: Duration) -> Self {
+        Self {
+            max_age,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The cached summary when young enough, else `load`'s (awaited by one caller at a time).
+    pub async fn get_or_load<F, Fut, E>(&self, load: F) -> Result<(readmodel::FleetSummary, bool), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<readmodel::FleetSummary, E>>,
+    {
+        let mut last = self.last.lock().await;
+        if let Some((at, summary)) = last.as_ref() {
+            if at.elapsed() < self.max_age {
+                return Ok((summary.clone(), true));
+            }
+        }
+        let summary = load().await?;
+        *last = Some((std::time::Instant::now(), summary.clone()));
+        Ok((summary, false))
+    }
+
+    /// Forgets the cached summary (tests, and a consistency-token read that found it stale).
+    pub async fn clear(&self) {
+        *self.last.lock().await = None;
+    }
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -86,6 +127,7 @@ impl AppState {
             cache_hits,
             cache_misses,
             consistency_timeouts,
+            fleet_summary: std::sync::Arc::new(FleetSummaryCache::new(config.fleet_summary_ttl)),
             consistency: ConsistencySettings {
                 max_wait: config.consistency_wait,
                 poll: config.consistency_poll,

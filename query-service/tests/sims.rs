@@ -502,7 +502,8 @@ async fn fleet_summary_is_cached_briefly(pool: PgPool) {
         json!({"active": 1, "inactive": 1, "suspended": 0, "terminated": 0})
     );
     assert_eq!(summary["changes_pending"], 1);
-    // The second read is the cached summary, until the projectors invalidate it.
+    // The second read is the cached summary (events do not invalidate it), until it is a
+    // second old; a read with a consistency token computes it now.
     insert_sim(&pool, &sim_row(3)).await;
     assert_eq!(app.get_json("/fleet/summary").await["sims_total"], 2);
     let metrics = app.metrics().await;
@@ -510,11 +511,35 @@ async fn fleet_summary_is_cached_briefly(pool: PgPool) {
         metrics.contains(r#"query_cache_hits_total{kind="fleet_summary"} 1"#),
         "{metrics}"
     );
-    app.state
-        .cache
-        .invalidate(&[app.state.cache.fleet_summary_key()])
-        .await;
+    let fresh = app
+        .get("/fleet/summary")
+        .header("x-consistency-token", "0")
+        .send()
+        .await
+        .unwrap();
+    let fresh: serde_json::Value = fresh.json().await.unwrap();
+    assert_eq!(fresh["sims_total"], 3);
+    tokio::time::sleep(app.state.fleet_summary.max_age).await;
     assert_eq!(app.get_json("/fleet/summary").await["sims_total"], 3);
+    // Single flight: twenty readers at once when it is stale, one computation.
+    let misses = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(r#"query_cache_misses_total{kind="fleet_summary"}"#))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = misses(&app.metrics().await);
+    tokio::time::sleep(app.state.fleet_summary.max_age).await;
+    let readers: Vec<_> = (0..20).map(|_| app.get_json("/fleet/summary")).collect();
+    for summary in futures::future::join_all(readers).await {
+        assert_eq!(summary["sims_total"], 3);
+    }
+    assert_eq!(
+        misses(&app.metrics().await),
+        before + 1,
+        "one computation for twenty readers"
+    );
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]

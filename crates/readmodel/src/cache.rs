@@ -165,6 +165,56 @@ impl Cache {
         }
     }
 
+    /// [`Cache::put_sim`] for many rows in one round trip (a pipeline of the same script), and
+    /// the entries of `gone` dropped in it too.
+    pub async fn put_sims(&self, sims: &[SimView], gone: &[String]) {
+        if sims.is_empty() && gone.is_empty() {
+            return;
+        }
+        let Some(mut connection) = self.usable() else {
+            return;
+        };
+        let script = redis::Script::new(PUT_IF_NOT_OLDER);
+        let ttl = self.config.sim_ttl.as_secs().max(1);
+        let mut pipe = redis::pipe();
+        for sim in sims {
+            let Ok(text) = serde_json::to_string(sim) else {
+                continue;
+            };
+            pipe.cmd("EVALSHA")
+                .arg(script.get_hash())
+                .arg(1)
+                .arg(self.sim_key(&sim.iccid))
+                .arg(text)
+                .arg(sim.last_position)
+                .arg(ttl)
+                .ignore();
+        }
+        let gone: Vec<String> = gone.iter().map(|iccid| self.sim_key(iccid)).collect();
+        if !gone.is_empty() {
+            pipe.del(gone).ignore();
+        }
+        let mut sent =
+            tokio::time::timeout(self.config.timeout, pipe.query_async::<()>(&mut connection)).await;
+        if matches!(&sent, Ok(Err(error)) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+        {
+            // The script is not loaded on this server yet (a restart flushed it): load it, again.
+            let _ = tokio::time::timeout(
+                self.config.timeout,
+                redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(PUT_IF_NOT_OLDER)
+                    .query_async::<String>(&mut connection),
+            )
+            .await;
+            sent = tokio::time::timeout(self.config.timeout, pipe.query_async::<()>(&mut connection)).await;
+        }
+        if !matches!(sent, Ok(Ok(()))) {
+            self.failed();
+            tracing::debug!(count = sims.len(), "cache pipeline failed");
+        }
+    }
+
     pub async fn get_fleet_summary(&self) -> Option<FleetSummary> {
         self.get_json(&self.fleet_summary_key()).await
     }

@@ -9,6 +9,6 @@ mod views;
 pub use cache::{Cache, CacheConfig};
 pub use replay::{sim_view_as_of, try_sim_view_as_of, ReplayError};
 pub use views::{
-    load_fleet_summary, load_sim, FleetSummary, QuotaTotals, SimView, PROJECTION_COMPLETE, PROJECTION_PARKED,
-    SIM_COLUMNS,
+    load_fleet_summary, load_sim, load_sims, FleetSummary, QuotaTotals, SimView, PROJECTION_COMPLETE,
+    PROJECTION_PARKED, SIM_COLUMNS,
 };

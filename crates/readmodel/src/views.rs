@@ -63,6 +63,14 @@ pub async fn load_sim(pool: &PgPool, iccid: &str) -> Result<Option<SimView>, sql
         .await
 }
 
+/// The rows of these SIMs (those that exist).
+pub async fn load_sims(pool: &PgPool, iccids: &[String]) -> Result<Vec<SimView>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {SIM_COLUMNS} FROM sims WHERE iccid = ANY($1)"))
+        .bind(iccids)
+        .fetch_all(pool)
+        .await
+}
+
 /// Sums over one quota kind across the fleet.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaTotals {

@@ -18,7 +18,9 @@ pub struct RelayConfig {
     pub batch_size: usize,
     /// Publish acknowledgements awaited at once (default 64).
     pub max_in_flight: usize,
-    /// The pause when the log has nothing new (default 50 ms).
+    /// When the log has nothing new, the relay waits for a commit's notification
+    /// (`LISTEN sim_events`), or this long at most (default 250 ms): the fallback poll, for
+    /// notifications lost while the listening connection was made again.
     pub poll_interval: Duration,
     /// How often a standby tries to take the lock, and the pause after an error (default 1 s).
     pub lock_retry_interval: Duration,
@@ -38,7 +40,7 @@ impl Default for RelayConfig {
             subject_prefix: "sim".to_owned(),
             batch_size: 256,
             max_in_flight: 64,
-            poll_interval: Duration::from_millis(50),
+            poll_interval: Duration::from_millis(250),
             lock_retry_interval: Duration::from_secs(1),
             duplicate_window: Duration::from_secs(600),
             query_timeout: Duration::from_secs(5),

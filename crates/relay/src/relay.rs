@@ -18,6 +18,55 @@ use crate::metrics::RelayMetrics;
 /// The readiness flag the relay sets while the stream does not match the store.
 pub const READINESS_FLAG: &str = "relay";
 
+/// The channel every event-writing transaction notifies at commit (a trigger on `events`).
+pub const COMMIT_CHANNEL: &str = "sim_events";
+
+/// `LISTEN sim_events` on a connection of its own, made again after a failure (notifications
+/// sent meanwhile are lost; the fallback poll covers them).
+struct CommitListener {
+    options: PgConnectOptions,
+    listener: Option<sqlx::postgres::PgListener>,
+}
+
+impl CommitListener {
+    fn new(pool: &PgPool) -> Self {
+        Self {
+            options: (*pool.connect_options()).clone().application_name("relay-listen"),
+            listener: None,
+        }
+    }
+
+    /// Resolves at the next commit notification; pending forever while no listening
+    /// connection can be made (the fallback poll goes on meanwhile).
+    async fn next(&mut self) {
+        if self.listener.is_none() {
+            let connected = async {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_lazy_with(self.options.clone());
+                let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                listener.listen(COMMIT_CHANNEL).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            match tokio::time::timeout(Duration::from_secs(5), connected).await {
+                Ok(Ok(listener)) => self.listener = Some(listener),
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "cannot listen for commits; polling meanwhile");
+                    return std::future::pending().await;
+                }
+                Err(_) => return std::future::pending().await,
+            }
+        }
+        let Some(listener) = self.listener.as_mut() else {
+            return std::future::pending().await;
+        };
+        if let Err(error) = listener.recv().await {
+            tracing::debug!(%error, "commit notifications interrupted; listening again");
+            self.listener = None;
+        }
+    }
+}
+
 /// Where publishing stands, known only after a sync with the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Position {
@@ -288,27 +337,38 @@ impl Relay {
 
     /// Publishes until `shutdown` completes: as the active relay while it holds the lock, as a
     /// standby retrying the lock every `lock_retry_interval` otherwise. Errors are logged and
-    /// retried after `lock_retry_interval`, each time after a fresh sync with the stream.
+    /// retried after `lock_retry_interval`, each time after a fresh sync with the stream. When
+    /// caught up, the leader waits for the next commit's notification (or `poll_interval`).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut commits = CommitListener::new(&self.pool);
         loop {
-            let pause = tokio::select! {
+            let (pause, idle) = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
                 pause = self.step() => pause,
             };
-            if !pause.is_zero() {
-                tokio::select! {
-                    biased;
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(pause) => {}
-                }
+            if pause.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(pause) => {}
+                () = commits.next(), if idle => {}
             }
         }
         self.release().await;
     }
 
-    async fn step(&mut self) -> Duration {
+    /// One publishing attempt; the pause before the next one, and whether the leader is
+    /// merely caught up (then a commit's notification ends the pause early).
+    async fn step(&mut self) -> (Duration, bool) {
+        let pause = self.attempt().await;
+        (pause, pause == self.config.poll_interval && self.is_leader())
+    }
+
+    async fn attempt(&mut self) -> Duration {
         let outcome = self.publish_pending_once().await;
         // Also while NATS is away or the stream is refused: that is when lag matters.
         if self

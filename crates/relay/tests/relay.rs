@@ -974,3 +974,36 @@ async fn concurrent_writers_behind_a_held_transaction_are_published_in_order(poo
     running.await.unwrap();
     assert_stream_equals_log(&config, &messages, &events);
 }
+
+/// The relay wakes on commit: with the fallback poll at a minute, events still reach the
+/// stream at once, and in order.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn the_relay_wakes_on_commit_not_on_its_poll(pool: PgPool) {
+    let test = TestStream::new().await;
+    let config = RelayConfig {
+        poll_interval: Duration::from_secs(60),
+        ..test.config()
+    };
+    let (relay, _r) = test.relay(&pool, config.clone()).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(relay.run(async move {
+        let _ = stopped.await;
+    }));
+    // Let it lead, sync and go idle (listening).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for round in 0..3 {
+        let started = tokio::time::Instant::now();
+        insert_events(&pool, round * 5, 5).await;
+        let messages = test.wait_for_messages((round + 1) * 5).await;
+        assert_eq!(messages.len(), (round + 1) * 5);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "published {:?} after the commit: the notification did not wake the relay",
+            started.elapsed()
+        );
+    }
+    stop.send(()).unwrap();
+    running.await.unwrap();
+    let events = log_events(&pool, 15).await;
+    assert_stream_equals_log(&config, &test.messages().await, &events);
+}

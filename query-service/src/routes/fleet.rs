@@ -21,7 +21,8 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Counts by status, pending changes, quota totals and SMS counts over the whole fleet.
-/// Cached for a few seconds (`FLEET_SUMMARY_CACHE_SECS`; the projectors invalidate it).
+/// At most a second old (`FLEET_SUMMARY_CACHE_SECS`), computed once per second per replica
+/// however many ask; with `X-Consistency-Token`, computed now.
 #[utoipa::path(
     get, path = "/api/v1/fleet/summary", tag = "fleet",
     params(crate::openapi::ConsistencyHeader),
@@ -36,15 +37,18 @@ pub async fn summary(
     _: Principal,
     reader: Reader,
 ) -> Result<Json<FleetSummary>, ApiError> {
-    if !reader.fresh {
-        if let Some(summary) = state.cache.get_fleet_summary().await {
-            state.cache_hit("fleet_summary");
-            return Ok(Json(summary));
-        }
+    if reader.fresh {
+        return Ok(Json(readmodel::load_fleet_summary(&state.pool).await?));
+    }
+    let (summary, cached) = state
+        .fleet_summary
+        .get_or_load(|| readmodel::load_fleet_summary(&state.pool))
+        .await?;
+    if cached {
+        state.cache_hit("fleet_summary");
+    } else {
         state.cache_miss("fleet_summary");
     }
-    let summary = readmodel::load_fleet_summary(&state.pool).await?;
-    state.cache.put_fleet_summary(&summary).await;
     Ok(Json(summary))
 }
 

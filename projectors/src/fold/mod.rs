@@ -1,0 +1,517 @@
+//! Events folded into read-model rows in memory, then written back in bulk: a batch's SIMs,
+//! quotas and messages are loaded once, every event of the batch is applied to them in log
+//! order, and each changed row is written once ([`rows`]). The rules are those of
+//! `readmodel::sim_view_as_of` (the auditors' replay), so that `GET /sims/{iccid}/state?as_of=now`
+//! equals `GET /sims/{iccid}`: SIM and quota events move the SIM row's `last_position` /
+//! `updated_at` (the event's `recorded_at`, never `now()`) forward only; SMS events do not
+//! touch it.
+
+pub mod rows;
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use domain::{QuotaEvent, SimEvent, SmsEvent};
+use eventstore::StoredEvent;
+use readmodel::PROJECTION_COMPLETE;
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::apply::{Decoded, UsageRollups};
+use rows::{QuotaRow, SimRow, SmsRow, StatusChange, UsageRow};
+
+/// The rows one batch works on, and what it changed.
+#[derive(Default)]
+pub struct Fold {
+    pub sims: HashMap<String, SimRow>,
+    pub quotas: HashMap<(String, String), QuotaRow>,
+    pub sms: HashMap<Uuid, SmsRow>,
+    dirty_sims: BTreeSet<String>,
+    dirty_quotas: BTreeSet<(String, String)>,
+    dirty_sms: BTreeSet<Uuid>,
+    history: Vec<StatusChange>,
+    usage: Vec<UsageRow>,
+}
+
+/// The keys of the rows a batch of decoded events needs.
+#[derive(Default)]
+pub struct Needs {
+    /// SIM rows: SIM events' and quota events' SIMs (a quota updates its SIM's summary).
+    pub iccids: BTreeSet<String>,
+    pub messages: BTreeSet<Uuid>,
+}
+
+impl Needs {
+    pub fn add(&mut self, event: &StoredEvent, decoded: &Decoded) {
+        match decoded {
+            Decoded::Sim(_) => {
+                self.iccids.insert(event.aggregate_id.clone());
+            }
+            Decoded::Quota { iccid, .. } => {
+                self.iccids.insert(iccid.clone());
+            }
+            Decoded::Sms { message_id, .. } => {
+                self.messages.insert(*message_id);
+            }
+            Decoded::Unprojected => {}
+        }
+    }
+}
+
+impl Fold {
+    /// Loads the rows `needs` names (quotas by their SIMs: a registration reads both).
+    pub async fn load(conn: &mut PgConnection, needs: &Needs) -> Result<Self, sqlx::Error> {
+        let iccids: Vec<String> = needs.iccids.iter().cloned().collect();
+        let messages: Vec<Uuid> = needs.messages.iter().copied().collect();
+        Ok(Self {
+            sims: rows::load_sims(conn, &iccids).await?,
+            quotas: rows::load_quotas(conn, &iccids).await?,
+            sms: rows::load_sms(conn, &messages).await?,
+            ..Self::default()
+        })
+    }
+
+    /// Applies one decoded event to the rows.
+    pub fn apply(&mut self, e: &StoredEvent, decoded: Decoded) {
+        match decoded {
+            Decoded::Sim(event) => self.sim_event(e, event),
+            Decoded::Quota { iccid, kind, event } => self.quota_event(e, &iccid, kind, event),
+            Decoded::Sms { message_id, event } => self.sms_event(e, message_id, event),
+            Decoded::Unprojected => {
+                tracing::debug!(aggregate_type = %e.aggregate_type, "no read model for this aggregate type");
+            }
+        }
+    }
+
+    /// Writes every changed row, the status changes and the usage (and, on plain Postgres,
+    /// the rollups of the usage rows that were new).
+    pub async fn write(
+        self,
+        conn: &mut PgConnection,
+        rollups: UsageRollups,
+    ) -> Result<BTreeSet<String>, sqlx::Error> {
+        let sims: Vec<&SimRow> = self.dirty_sims.iter().filter_map(|k| self.sims.get(k)).collect();
+        rows::upsert_sims(conn, &sims).await?;
+        let quotas: Vec<&QuotaRow> = self
+            .dirty_quotas
+            .iter()
+            .filter_map(|k| self.quotas.get(k))
+            .collect();
+        rows::upsert_quotas(conn, &quotas).await?;
+        let sms: Vec<&SmsRow> = self.dirty_sms.iter().filter_map(|k| self.sms.get(k)).collect();
+        rows::upsert_sms(conn, &sms).await?;
+        rows::insert_status_history(conn, &self.history).await?;
+        let new = rows::insert_usage(conn, &self.usage).await?;
+        if rollups == UsageRollups::Tables && !new.is_empty() {
+            let new: BTreeSet<i64> = new.into_iter().collect();
+            for (table, width) in [
+                ("sim_usage_hourly", TimeDelta::hours(1)),
+                ("sim_usage_daily", TimeDelta::days(1)),
+            ] {
+                let mut sums: HashMap<(String, DateTime<Utc>), [i64; 3]> = HashMap::new();
+                for row in self.usage.iter().filter(|r| new.contains(&r.position)) {
+                    // Buckets in UTC from the epoch, as TimescaleDB's `time_bucket` cuts them.
+                    let bucket = row.observed_at.duration_trunc(width).unwrap_or(row.observed_at);
+                    let sum = sums.entry((row.iccid.clone(), bucket)).or_default();
+                    sum[0] += row.data_bytes;
+                    sum[1] += row.sms_mo;
+                    sum[2] += row.sms_mt;
+                }
+                rows::add_rollups(conn, table, &sums).await?;
+            }
+        }
+        let mut touched: BTreeSet<String> = self.dirty_sims;
+        touched.extend(
+            self.dirty_sms
+                .iter()
+                .filter_map(|id| self.sms.get(id))
+                .map(|m| m.iccid.clone()),
+        );
+        Ok(touched)
+    }
+
+    fn sim_event(&mut self, e: &StoredEvent, event: SimEvent) {
+        let iccid = e.aggregate_id.clone();
+        if let SimEvent::SimRegistered {
+            imsi,
+            msisdn,
+            label,
+            tags,
+            registered_at,
+            ..
+        } = &event
+        {
+            self.register(
+                e,
+                imsi.to_string(),
+                msisdn.as_ref().map(|m| m.to_string()),
+                label.clone(),
+                tags.clone(),
+                *registered_at,
+            );
+            return;
+        }
+        if let SimEvent::UsageRecorded {
+            period_start,
+            period_end,
+            delta_data_bytes,
+            delta_sms_mo,
+            delta_sms_mt,
+            ..
+        } = &event
+        {
+            // The usage row is written whether or not the SIM has a row.
+            let occurred_at = e
+                .metadata
+                .get("occurred_at")
+                .and_then(|v| serde_json::from_value::<DateTime<Utc>>(v.clone()).ok())
+                .unwrap_or(e.recorded_at);
+            self.usage.push(UsageRow {
+                iccid: iccid.clone(),
+                observed_at: occurred_at.clamp(*period_start, (*period_end).max(*period_start)),
+                position: e.position,
+                data_bytes: *delta_data_bytes as i64,
+                sms_mo: *delta_sms_mo as i64,
+                sms_mt: *delta_sms_mt as i64,
+            });
+        }
+        let Some(row) = self.sims.get_mut(&iccid) else {
+            tracing::warn!(iccid, event_type = %e.event_type, "SIM event for a SIM without a row; skipped");
+            return;
+        };
+        row.version = e.sequence;
+        touch(row, e);
+        let mut new_status: Option<String> = None;
+        match event {
+            SimEvent::SimRegistered { .. } => unreachable!("handled above"),
+            SimEvent::SimLabelChanged { label } => row.label = label,
+            SimEvent::SimTagsChanged { tags } => row.tags = tags,
+            SimEvent::ImeiLockChanged { enabled } => row.imei_lock = enabled,
+            SimEvent::ImeiRecorded { imei } => row.imei = Some(imei.to_string()),
+            SimEvent::ActivationRequested { .. } => row.pending_change = Some("activation".into()),
+            SimEvent::SuspensionRequested { .. } => row.pending_change = Some("suspension".into()),
+            SimEvent::ActivationCompleted { .. } => {
+                row.pending_change = None;
+                row.provider_status = Some("Enabled".into());
+                new_status = Some("active".into());
+            }
+            SimEvent::SuspensionCompleted { .. } => {
+                row.pending_change = None;
+                row.provider_status = Some("Disabled".into());
+                new_status = Some("suspended".into());
+            }
+            SimEvent::ActivationFailed { .. } | SimEvent::SuspensionFailed { .. } => {
+                row.pending_change = None
+            }
+            SimEvent::SimTerminated { terminated_at, .. } => {
+                row.pending_change = None;
+                row.terminated_at = Some(terminated_at);
+                new_status = Some("terminated".into());
+            }
+            SimEvent::ProviderStatusChanged { to, sim_status, .. } => {
+                row.provider_status = Some(to.to_string());
+                new_status = Some(sim_status.as_str().to_owned());
+            }
+            SimEvent::ConnectivityChanged {
+                network,
+                country,
+                rat,
+                ip_address,
+                observed_at,
+            } => {
+                row.network = network;
+                row.country = country;
+                row.rat = rat;
+                row.ip_address = ip_address;
+                row.last_seen_at = Some(observed_at);
+            }
+            SimEvent::UsageRecorded { .. } => {}
+        }
+        if let Some(new) = new_status {
+            let row = self.sims.get_mut(&iccid).expect("looked up above");
+            let old = std::mem::replace(&mut row.status, new.clone());
+            if old != new {
+                self.history.push(status_change(e, Some(old), new));
+            }
+        }
+        self.dirty_sims.insert(iccid);
+    }
+
+    /// `SimRegistered`: a new row, with whatever quotas were reported before it (as in the
+    /// replay); a SIM registered again keeps its other columns.
+    fn register(
+        &mut self,
+        e: &StoredEvent,
+        imsi: String,
+        msisdn: Option<String>,
+        label: Option<String>,
+        tags: Vec<String>,
+        registered_at: DateTime<Utc>,
+    ) {
+        let iccid = e.aggregate_id.clone();
+        let quota = |kind: &str| self.quotas.get(&(iccid.clone(), kind.to_owned()));
+        let (data, sms) = (quota("data").cloned(), quota("sms").cloned());
+        let row = self.sims.entry(iccid.clone()).or_insert_with(|| SimRow {
+            iccid: iccid.clone(),
+            imsi: String::new(),
+            msisdn: None,
+            label: None,
+            tags: Vec::new(),
+            status: "inactive".into(),
+            pending_change: None,
+            provider_status: None,
+            imei: None,
+            imei_lock: false,
+            ip_address: None,
+            network: None,
+            country: None,
+            rat: None,
+            last_seen_at: None,
+            data_total: data.as_ref().map(|q| q.total),
+            data_remaining: data.as_ref().map(|q| q.remaining),
+            data_expiry: data.as_ref().and_then(|q| q.expiry_date),
+            sms_total: sms.as_ref().map(|q| q.total),
+            sms_remaining: sms.as_ref().map(|q| q.remaining),
+            sms_expiry: sms.as_ref().and_then(|q| q.expiry_date),
+            registered_at,
+            terminated_at: None,
+            version: 0,
+            last_position: 0,
+            updated_at: e.recorded_at,
+            projection: PROJECTION_COMPLETE.to_owned(),
+        });
+        row.imsi = imsi;
+        row.msisdn = msisdn;
+        row.label = label;
+        row.tags = tags;
+        row.status = "inactive".into();
+        row.registered_at = registered_at;
+        row.version = e.sequence;
+        row.last_position = e.position;
+        row.updated_at = e.recorded_at;
+        self.history.push(status_change(e, None, "inactive".into()));
+        self.dirty_sims.insert(iccid);
+    }
+
+    fn quota_event(&mut self, e: &StoredEvent, iccid: &str, kind: &'static str, event: QuotaEvent) {
+        let key = (iccid.to_owned(), kind.to_owned());
+        let q = self
+            .quotas
+            .entry(key.clone())
+            .or_insert_with(|| QuotaRow::new(iccid, kind, e.position, e.recorded_at));
+        q.version = e.sequence;
+        q.last_position = e.position;
+        q.updated_at = e.recorded_at;
+        match event {
+            QuotaEvent::QuotaAssigned {
+                total,
+                remaining,
+                expiry_date,
+                period,
+                ..
+            } => {
+                q.expiry_date = expiry_date;
+                numbers(q, total, remaining, period);
+            }
+            QuotaEvent::QuotaConsumptionRecorded { remaining, .. } => {
+                q.remaining = remaining as i64;
+                q.exhausted = q.remaining == 0 && q.thresholds_crossed.contains(&100);
+            }
+            QuotaEvent::QuotaThresholdCrossed { threshold, .. } => {
+                let threshold = i32::from(threshold);
+                if !q.thresholds_crossed.contains(&threshold) {
+                    q.thresholds_crossed.push(threshold);
+                }
+            }
+            QuotaEvent::QuotaExhausted { .. } => q.exhausted = true,
+            QuotaEvent::QuotaExpired { .. } => q.expired = true,
+            QuotaEvent::TopUpRequested {
+                request_id,
+                volume,
+                requested_at,
+                ..
+            } => {
+                q.pending_topup_id = Some(request_id);
+                q.pending_topup_volume = Some(volume as i64);
+                q.last_topup_at = Some(requested_at);
+                q.last_topup_status = Some("requested".into());
+            }
+            QuotaEvent::TopUpCompleted {
+                total,
+                remaining,
+                period,
+                ..
+            } => {
+                // The event carries no time of its own: when it was recorded.
+                settle_topup(q, e.recorded_at, "completed");
+                numbers(q, total, remaining, period);
+            }
+            QuotaEvent::TopUpFailed { failed_at, .. } => settle_topup(q, failed_at, "failed"),
+            QuotaEvent::TopUpOutcomeUnknown { at, .. } => settle_topup(q, at, "unknown"),
+        }
+        let (total, remaining, expiry) = (q.total, q.remaining, q.expiry_date);
+        self.dirty_quotas.insert(key);
+        // The SIM's summary of this quota, and its last position.
+        if let Some(sim) = self.sims.get_mut(iccid) {
+            if kind == "data" {
+                (sim.data_total, sim.data_remaining, sim.data_expiry) =
+                    (Some(total), Some(remaining), expiry);
+            } else {
+                (sim.sms_total, sim.sms_remaining, sim.sms_expiry) = (Some(total), Some(remaining), expiry);
+            }
+            touch(sim, e);
+            self.dirty_sims.insert(iccid.to_owned());
+        }
+    }
+
+    fn sms_event(&mut self, e: &StoredEvent, message_id: Uuid, event: SmsEvent) {
+        let iccid = event.iccid().to_string();
+        let fresh = |direction: &str, status: &str, payload: String| SmsRow {
+            message_id,
+            iccid: iccid.clone(),
+            direction: direction.into(),
+            status: status.into(),
+            payload,
+            encoding: None,
+            parts: None,
+            source_address: None,
+            provider_message_id: None,
+            failure_reason: None,
+            requested_at: None,
+            submitted_at: None,
+            delivered_at: None,
+            failed_at: None,
+            received_at: None,
+            version: e.sequence,
+            last_position: e.position,
+            updated_at: e.recorded_at,
+        };
+        match event {
+            SmsEvent::SmsSendRequested {
+                payload,
+                source_address,
+                encoding,
+                parts,
+                requested_at,
+                ..
+            } => {
+                let row = self
+                    .sms
+                    .entry(message_id)
+                    .or_insert_with(|| fresh("MT", "requested", String::new()));
+                row.iccid = iccid;
+                row.direction = "MT".into();
+                row.status = "requested".into();
+                row.payload = payload;
+                row.encoding = serde_json::to_value(encoding)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned));
+                row.parts = Some(i32::from(parts));
+                row.source_address = source_address;
+                row.requested_at = Some(requested_at);
+            }
+            SmsEvent::SmsReceived {
+                payload,
+                source_address,
+                provider_message_id,
+                received_at,
+                ..
+            } => {
+                let row = self
+                    .sms
+                    .entry(message_id)
+                    .or_insert_with(|| fresh("MO", "received", String::new()));
+                row.iccid = iccid;
+                row.direction = "MO".into();
+                row.status = "received".into();
+                row.payload = payload;
+                row.source_address = source_address;
+                row.provider_message_id = provider_message_id;
+                row.received_at = Some(received_at);
+            }
+            other => {
+                let Some(row) = self.sms.get_mut(&message_id) else {
+                    return; // as an UPDATE of a row that is not there
+                };
+                match other {
+                    SmsEvent::SmsSubmitted {
+                        provider_message_id,
+                        submitted_at,
+                        ..
+                    } => {
+                        row.status = "submitted".into();
+                        row.provider_message_id = provider_message_id;
+                        row.submitted_at = Some(submitted_at);
+                    }
+                    SmsEvent::SmsDelivered { delivered_at, .. } => {
+                        row.status = "delivered".into();
+                        row.delivered_at = Some(delivered_at);
+                    }
+                    SmsEvent::SmsFailed {
+                        reason, failed_at, ..
+                    } => {
+                        row.status = "failed".into();
+                        row.failure_reason = Some(reason);
+                        row.failed_at = Some(failed_at);
+                    }
+                    SmsEvent::SmsOutcomeUnknown { reason, .. } => {
+                        row.status = "unknown".into();
+                        row.failure_reason = Some(reason);
+                    }
+                    SmsEvent::SmsSendRequested { .. } | SmsEvent::SmsReceived { .. } => {
+                        unreachable!("handled above")
+                    }
+                }
+            }
+        }
+        let row = self.sms.get_mut(&message_id).expect("present");
+        row.version = e.sequence;
+        row.last_position = e.position;
+        row.updated_at = e.recorded_at;
+        self.dirty_sms.insert(message_id);
+    }
+}
+
+/// `last_position` / `updated_at` only move forward: a SIM event may come after a later quota
+/// event of the same SIM (each aggregate is in order, not the SIM).
+fn touch(row: &mut SimRow, e: &StoredEvent) {
+    if row.last_position <= e.position {
+        row.updated_at = e.recorded_at;
+    }
+    row.last_position = row.last_position.max(e.position);
+}
+
+/// As the quota aggregate's `apply`: a new period re-arms every alert; `exhausted` follows
+/// `remaining` once the period's 100 % alert fired (judged on the alerts before this event).
+fn numbers(q: &mut QuotaRow, total: u64, remaining: u64, period: u32) {
+    let (remaining, period) = (remaining as i64, period as i32);
+    let new_period = q.period != period;
+    q.exhausted = !new_period && remaining == 0 && q.thresholds_crossed.contains(&100);
+    if new_period {
+        q.thresholds_crossed.clear();
+        q.expired = false;
+    }
+    q.total = total as i64;
+    q.remaining = remaining;
+    q.period = period;
+}
+
+fn settle_topup(q: &mut QuotaRow, at: DateTime<Utc>, status: &str) {
+    q.pending_topup_id = None;
+    q.pending_topup_volume = None;
+    q.last_topup_at = Some(at);
+    q.last_topup_status = Some(status.into());
+}
+
+fn status_change(e: &StoredEvent, from: Option<String>, to: String) -> StatusChange {
+    StatusChange {
+        iccid: e.aggregate_id.clone(),
+        position: e.position,
+        changed_at: e.recorded_at,
+        from_status: from,
+        to_status: to,
+        event_type: e.event_type.clone(),
+        actor: e.metadata.get("actor").and_then(Value::as_str).map(str::to_owned),
+    }
+}
