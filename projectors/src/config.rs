@@ -34,18 +34,24 @@ pub struct ConsumerSettings {
     /// `PROJECTOR_ACK_WAIT_SECS`, default 30: redelivery after this without an ack (the
     /// projector sends "in progress" while it retries a message).
     pub ack_wait: Duration,
-    /// `PROJECTOR_MAX_ACK_PENDING`, default 256.
+    /// `PROJECTOR_MAX_ACK_PENDING`, default 1024 (at least the batch size).
     pub max_ack_pending: i64,
-    /// `PROJECTOR_BATCH`, default 64: messages per pull request.
+    /// `PROJECTOR_BATCH`, default 256: messages per pull request, and at most this many
+    /// messages handled together (one check against the store, one range of the log, one
+    /// cache pipeline, then their acknowledgements).
     pub batch: usize,
+    /// `PROJECTOR_BATCH_WAIT_MS`, default 2: after a first message, how long the projector
+    /// waits for more to handle with it (a short bound: latency stays low when idle).
+    pub batch_wait: Duration,
 }
 
 impl Default for ConsumerSettings {
     fn default() -> Self {
         Self {
             ack_wait: Duration::from_secs(30),
-            max_ack_pending: 256,
-            batch: 64,
+            max_ack_pending: 1024,
+            batch: 256,
+            batch_wait: Duration::from_millis(2),
         }
     }
 }
@@ -68,8 +74,9 @@ impl Config {
             db_max_connections: vars.number("DB_MAX_CONNECTIONS", 5)?.max(2) as u32,
             consumer: ConsumerSettings {
                 ack_wait: Duration::from_secs(vars.number("PROJECTOR_ACK_WAIT_SECS", 30)?.max(1)),
-                max_ack_pending: vars.number("PROJECTOR_MAX_ACK_PENDING", 256)?.max(1) as i64,
-                batch: vars.number("PROJECTOR_BATCH", 64)?.clamp(1, 1024) as usize,
+                max_ack_pending: vars.number("PROJECTOR_MAX_ACK_PENDING", 1024)?.max(1) as i64,
+                batch: vars.number("PROJECTOR_BATCH", 256)?.clamp(1, 1024) as usize,
+                batch_wait: Duration::from_millis(vars.number("PROJECTOR_BATCH_WAIT_MS", 2)?.min(1000)),
             },
             relay_nats_credentials: NatsCredentials::from_lookup(&get, "RELAY_")?,
             common,
@@ -104,7 +111,8 @@ mod tests {
         assert_eq!(config.filter_subject(), "sim.v1.>");
         assert_eq!(config.redis_key_prefix, "simplatform");
         assert_eq!(config.projector, "read-models");
-        assert_eq!(config.consumer.max_ack_pending, 256);
+        assert_eq!(config.consumer.max_ack_pending, 1024);
+        assert_eq!(config.consumer.batch, 256);
     }
 
     #[test]

@@ -32,22 +32,21 @@ const HEAD: LogCursor = LogCursor {
     position: i64::MAX,
 };
 
-/// What became of one message.
+/// What applying the log did (for one batch of messages, or an idle catch-up).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Followed {
-    /// The message is not the stored event it names: nothing was applied.
-    pub forged: Option<wire::Mismatch>,
-    /// The event it names is stored but not below the log's horizon yet (only a message not
-    /// published by the relay can be ahead of it): nothing was applied; try again later.
-    pub not_yet_readable: bool,
     pub applied: u64,
     pub gap_filled: u64,
     pub duplicates: u64,
     pub parked: u64,
-    /// The message's own event was applied before (by an earlier catch-up or delivery).
-    pub already_applied: bool,
     /// SIMs whose rows may have changed (for the cache).
     pub iccids: BTreeSet<String>,
+    /// The checkpoint after the last range (as far as this call saw it).
+    pub reached: LogCursor,
+    /// The checkpoint before the first range.
+    pub started: Option<LogCursor>,
+    /// Genuine messages whose event was applied before (a redelivery, or a catch-up ahead).
+    pub duplicate_messages: u64,
 }
 
 /// One range's failure: a poison event (named once the range is one event long), or an error
@@ -77,31 +76,78 @@ pub struct Follower {
     pub subject_prefix: String,
 }
 
+/// What became of each message of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Its event is applied (now or before).
+    Applied,
+    /// It is not the stored event it names.
+    Forged(wire::Mismatch),
+    /// Its event is stored but not below the horizon yet: redeliver it later.
+    NotYetReadable,
+}
+
 impl Follower {
-    /// Checks `message` against the store and applies the log up to its event. Database
-    /// errors are returned for the caller to retry (nothing half-done stays behind).
-    pub async fn follow(
+    /// Checks every message against the store (one query) and applies the log up to the
+    /// furthest genuine one, in bounded ranges. Database errors are returned for the caller to
+    /// retry (nothing half-done stays behind).
+    pub async fn follow_many(
         &self,
-        message: &wire::Message<'_>,
-        stream_sequence: i64,
-    ) -> Result<Followed, ApplyError> {
+        messages: &[(wire::Message<'_>, i64)],
+    ) -> Result<(Followed, Vec<Verdict>), ApplyError> {
+        let positions: Vec<i64> = messages.iter().filter_map(|(m, _)| m.position()).collect();
+        let stored: std::collections::HashMap<i64, StoredEvent> = GlobalLog::new(self.pool.clone())
+            .events_at(&positions)
+            .await?
+            .into_iter()
+            .map(|event| (event.position, event))
+            .collect();
         let mut followed = Followed::default();
-        let Some(position) = message.position() else {
-            followed.forged = Some(wire::Mismatch::NotAnEvent);
-            return Ok(followed);
-        };
-        let stored = GlobalLog::event_at_on(&mut *self.pool.acquire().await?, position).await?;
-        if let Err(mismatch) = wire::check(message, stored.as_ref(), self.store_id, &self.subject_prefix) {
-            followed.forged = Some(mismatch);
-            return Ok(followed);
+        let mut verdicts = Vec::with_capacity(messages.len());
+        let mut target: Option<(LogCursor, i64)> = None;
+        for (message, stream_sequence) in messages {
+            let event = message.position().and_then(|p| stored.get(&p));
+            match wire::check(message, event, self.store_id, &self.subject_prefix) {
+                Err(mismatch) => verdicts.push(Verdict::Forged(mismatch)),
+                Ok(()) => {
+                    let event = event.expect("checked to match a stored event");
+                    // Its SIM's cache entry is refreshed even when the event was applied
+                    // before: a process killed between its commit and its cache write left
+                    // that entry stale.
+                    followed.iccids.insert(event.iccid.clone());
+                    let cursor = LogCursor::after(event);
+                    if target.is_none_or(|(t, _)| cursor > t) {
+                        target = Some((cursor, *stream_sequence));
+                    }
+                    verdicts.push(Verdict::Applied);
+                }
+            }
         }
-        let stored = stored.expect("checked to match a stored event");
-        // Its SIM's cache entry is refreshed even when the event was applied before: a process
-        // killed between its commit and its cache write left that entry stale.
-        followed.iccids.insert(stored.iccid.clone());
-        let target = LogCursor::after(&stored);
+        let Some((target, stream_sequence)) = target else {
+            return Ok((followed, verdicts));
+        };
         self.advance(target, stream_sequence, &mut followed).await?;
-        Ok(followed)
+        let started = followed.started.unwrap_or(LogCursor::START);
+        followed.duplicate_messages = messages
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, verdict)| **verdict == Verdict::Applied)
+            .filter_map(|((message, _), _)| message.position().and_then(|p| stored.get(&p)))
+            .filter(|event| LogCursor::after(event) <= started)
+            .count() as u64;
+        if followed.reached < target {
+            // Only a message no relay published can be ahead of the horizon.
+            for ((message, _), verdict) in messages.iter().zip(verdicts.iter_mut()) {
+                let ahead = message
+                    .position()
+                    .and_then(|p| stored.get(&p))
+                    .is_some_and(|e| LogCursor::after(e) > followed.reached);
+                if *verdict == Verdict::Applied && ahead {
+                    *verdict = Verdict::NotYetReadable;
+                }
+            }
+        }
+        Ok((followed, verdicts))
     }
 
     /// Applies what the log holds after the checkpoint, without a message: the projector's
@@ -114,7 +160,8 @@ impl Follower {
     }
 
     /// Ranges until the checkpoint is at or past `target` and the log's head is reached (or
-    /// [`RANGES_PAST_TARGET`] more ranges were applied).
+    /// [`RANGES_PAST_TARGET`] more ranges were applied); `followed.reached` is then where the
+    /// checkpoint stands.
     async fn advance(
         &self,
         target: LogCursor,
@@ -136,10 +183,7 @@ impl Follower {
                         }
                     }
                 }
-                Ok(Step::NotReadable) => {
-                    followed.not_yet_readable = followed.applied + followed.duplicates + followed.parked == 0;
-                    return Ok(());
-                }
+                Ok(Step::NotReadable) => return Ok(()),
                 Err(StepError::Poisoned(Some(event), error)) => {
                     self.park_alone(&event, &error, stream_sequence, target, followed)
                         .await?;
@@ -178,19 +222,17 @@ impl Follower {
     ) -> Result<Step, StepError> {
         let (mut tx, from) = self.begin().await?;
         let projector = self.applier.projector.as_str();
+        followed.reached = followed.reached.max(from);
+        followed.started.get_or_insert(from);
         let events = GlobalLog::read_range_on(&mut tx, from, HEAD, limit).await?;
         let Some(last) = events.last().map(LogCursor::after) else {
             tx.rollback().await?;
             if from >= target {
                 // Everything up to the checkpoint is applied or parked already.
-                followed.already_applied = followed.applied + followed.parked == 0;
                 return Ok(Step::AtHead);
             }
             return Ok(Step::NotReadable);
         };
-        if from >= target && followed.applied + followed.duplicates + followed.parked == 0 {
-            followed.already_applied = true;
-        }
         let applied = match self.applier.apply_batch(&mut tx, &events, Guard::Live).await {
             Ok(applied) => applied,
             Err(error) if error.is_poison() => {
@@ -203,6 +245,7 @@ impl Follower {
         let sequence = if last >= target { stream_sequence } else { 0 };
         checkpoint::advance(&mut tx, projector, last, sequence).await?;
         tx.commit().await?;
+        followed.reached = followed.reached.max(last);
         followed.applied += applied.applied;
         followed.gap_filled += applied.gap_filled;
         followed.duplicates += applied.duplicates;
@@ -231,6 +274,7 @@ impl Follower {
             self.applier.park(&mut tx, event, &error.to_string()).await?;
             let sequence = if at == target { stream_sequence } else { 0 };
             checkpoint::advance(&mut tx, projector, at, sequence).await?;
+            followed.reached = followed.reached.max(at);
             followed.parked += 1;
             followed.iccids.insert(event.iccid.clone());
         }

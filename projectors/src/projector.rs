@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::apply::{Applier, UsageRollups};
 use crate::checkpoint;
 use crate::config::{Config, ConsumerSettings};
-use crate::follow::Follower;
+use crate::follow::{Follower, Verdict};
 use crate::metrics::ProjectorMetrics;
 
 /// `projection_lag_events` counts up to this many events, so the query stays cheap.
@@ -189,11 +189,26 @@ impl Projector {
                     }
                 };
                 match next {
-                    Some(Ok(message)) => {
-                        if self.handle(message, shutdown).await == Handled::Abandoned {
+                    Some(Ok(first)) => {
+                        // What else the consumer has ready, within a short bound.
+                        let mut batch = vec![first];
+                        let room = self.settings.consumer.batch.min(
+                            self.settings
+                                .message_limit
+                                .map_or(usize::MAX, |limit| (limit - handled) as usize),
+                        );
+                        let deadline = tokio::time::Instant::now() + self.settings.consumer.batch_wait;
+                        while batch.len() < room {
+                            match tokio::time::timeout_at(deadline, messages.next()).await {
+                                Ok(Some(Ok(message))) => batch.push(message),
+                                _ => break,
+                            }
+                        }
+                        let count = batch.len() as u64;
+                        if self.handle_batch(batch, shutdown).await == Handled::Abandoned {
                             return Ok(());
                         }
-                        handled += 1;
+                        handled += count;
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, projector = %name, "pull consumer error");
@@ -263,27 +278,45 @@ impl Projector {
         }
     }
 
-    /// One message: checked against the store, the log applied up to its event (bounded
-    /// transactions), the cache, then the ack. Database errors are retried with backoff while
-    /// the message is kept ours ("in progress"); nothing else keeps a message from being
-    /// acknowledged.
+    /// One message (see [`Projector::handle_batch`]).
     pub async fn handle(&self, message: jetstream::Message, shutdown: &mut watch::Receiver<bool>) -> Handled {
+        self.handle_batch(vec![message], shutdown).await
+    }
+
+    /// Messages handled together: each checked against the store (one query), the log applied
+    /// up to the furthest genuine one (bounded transactions), the touched SIMs' cache entries
+    /// written (one pipeline), then the acknowledgements. Database errors are retried with
+    /// backoff while the messages are kept ours ("in progress"); nothing else keeps a message
+    /// from being acknowledged. The answer is for the batch as a whole.
+    pub async fn handle_batch(
+        &self,
+        messages: Vec<jetstream::Message>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Handled {
         let name = self.settings.name.as_str();
-        let stream_sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
-        let claim = wire::Message {
-            subject: message.subject.as_str(),
-            headers: message.headers.as_ref(),
-            payload: &message.payload,
-        };
+        let claims: Vec<(wire::Message<'_>, i64)> = messages
+            .iter()
+            .map(|message| {
+                let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
+                let claim = wire::Message {
+                    subject: message.subject.as_str(),
+                    headers: message.headers.as_ref(),
+                    payload: &message.payload,
+                };
+                (claim, sequence as i64)
+            })
+            .collect();
         let mut backoff = Duration::from_millis(100);
-        let followed = loop {
-            match self.follower.follow(&claim, stream_sequence as i64).await {
-                Ok(followed) => break followed,
+        let (followed, verdicts) = loop {
+            match self.follower.follow_many(&claims).await {
+                Ok(done) => break done,
                 Err(error) => {
-                    tracing::warn!(%error, subject = %message.subject, stream_sequence, ?backoff, "applying failed; retrying");
+                    tracing::warn!(%error, messages = messages.len(), ?backoff, "applying failed; retrying");
                     self.metrics.retries.with_label_values(&[name]).inc();
-                    // Keeps the message ours while we retry (no redelivery meanwhile).
-                    let _ = message.ack_with(AckKind::Progress).await;
+                    // Keeps the messages ours while we retry (no redelivery meanwhile).
+                    for message in &messages {
+                        let _ = message.ack_with(AckKind::Progress).await;
+                    }
                     if sleep_or_shutdown(backoff, shutdown).await {
                         return Handled::Abandoned;
                     }
@@ -291,49 +324,50 @@ impl Projector {
                 }
             }
         };
-        if let Some(mismatch) = &followed.forged {
-            if let Some(held_back) = FORGED_LOG.admit() {
-                tracing::warn!(subject = %message.subject, stream_sequence, reason = %mismatch, held_back,
-                    "message does not match the stored event it names; acknowledged without effect \
-                     (counted in pipeline_forged_messages_total; `held_back` more were not logged)");
-            }
-            self.metrics.forged.with_label_values(&[name]).inc();
-            if let Err(error) = message.ack().await {
-                tracing::warn!(%error, "cannot acknowledge a forged message");
-            }
-            return Handled::Forged;
-        }
-        if followed.not_yet_readable {
-            tracing::debug!(
-                stream_sequence,
-                "the message's event is not readable yet; redelivery later"
-            );
-            let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
-            return Handled::NotYetReadable;
-        }
         let metric = |m: &prometheus::IntCounterVec, n: u64| m.with_label_values(&[name]).inc_by(n);
         metric(&self.metrics.applied, followed.applied);
         metric(&self.metrics.gaps_filled, followed.gap_filled);
+        metric(&self.metrics.parked_total, followed.parked);
+        let mut forged = 0;
         metric(
             &self.metrics.duplicates,
-            followed.duplicates + u64::from(followed.already_applied),
+            followed.duplicates + followed.duplicate_messages,
         );
-        metric(&self.metrics.parked_total, followed.parked);
-        if followed.gap_filled > 0 || followed.applied > 1 {
+        // Committed: the cache, then the acks. In this order a crash before the acks means a
+        // redelivery, which finds its events applied but writes their SIMs' entries again.
+        self.refresh_cache(&followed.iccids).await;
+        for ((message, verdict), (claim, sequence)) in messages.iter().zip(&verdicts).zip(&claims) {
+            let acked = match verdict {
+                Verdict::Applied => message.ack().await,
+                Verdict::Forged(mismatch) => {
+                    forged += 1;
+                    if let Some(held_back) = FORGED_LOG.admit() {
+                        tracing::warn!(subject = %claim.subject, stream_sequence = sequence, reason = %mismatch, held_back,
+                            "message does not match the stored event it names; acknowledged without effect \
+                             (counted in pipeline_forged_messages_total; `held_back` more were not logged)");
+                    }
+                    message.ack().await
+                }
+                Verdict::NotYetReadable => {
+                    tracing::debug!(
+                        stream_sequence = sequence,
+                        "the message's event is not readable yet; redelivery later"
+                    );
+                    message.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await
+                }
+            };
+            // A lost ack means a redelivery, which finds its event applied.
+            if let Err(error) = acked {
+                tracing::warn!(%error, stream_sequence = sequence, "ack failed; the redelivery will be skipped as a duplicate");
+            }
+        }
+        self.metrics.forged.with_label_values(&[name]).inc_by(forged);
+        if followed.applied + followed.gap_filled > 1 {
             tracing::debug!(
                 applied = followed.applied,
-                gap_filled = followed.gap_filled,
-                stream_sequence,
+                messages = messages.len(),
                 "applied events of the log delivered late, elsewhere or not yet"
             );
-        }
-        // Committed: the cache, then the ack. In this order a crash before the ack means a
-        // redelivery, which the checkpoint skips but which refreshes the cache again; with
-        // the ack first, a crash between the two left the SIM's entry stale until its TTL.
-        self.refresh_cache(&followed.iccids).await;
-        // A lost ack means a redelivery, which the checkpoint skips.
-        if let Err(error) = message.double_ack().await {
-            tracing::warn!(%error, stream_sequence, "ack failed; the redelivery will be skipped as a duplicate");
         }
         if followed.parked > 0 {
             Handled::Parked
@@ -341,6 +375,10 @@ impl Projector {
             Handled::Applied {
                 gap_filled: followed.gap_filled,
             }
+        } else if forged == messages.len() as u64 {
+            Handled::Forged
+        } else if verdicts.contains(&Verdict::NotYetReadable) {
+            Handled::NotYetReadable
         } else {
             Handled::Duplicate
         }

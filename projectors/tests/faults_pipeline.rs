@@ -174,11 +174,10 @@ async fn nats_users_may_do_only_what_their_role_needs(pool: PgPool) {
             assert!(none.next().await.is_none(), "no requests in this workload");
         }
         let command = connect_as(&nats, "command").await;
-        let mut wake_ups = connect_as(&nats, "connector")
-            .await
-            .subscribe("sync.v1.jobs")
-            .await
-            .unwrap();
+        let listener = connect_as(&nats, "connector").await;
+        let mut wake_ups = listener.subscribe("sync.v1.jobs").await.unwrap();
+        // The subscription is registered at the server before anything is published.
+        listener.flush().await.unwrap();
         command.publish("sync.v1.jobs", "job-1".into()).await.unwrap();
         command.flush().await.unwrap();
         let woken = tokio::time::timeout(Duration::from_secs(5), wake_ups.next()).await;

@@ -64,6 +64,7 @@ async fn projector(harness: &Harness) -> Projector {
                 ack_wait: Duration::from_secs(5),
                 max_ack_pending: 256,
                 batch: 64,
+                batch_wait: Duration::from_millis(2),
             },
             message_limit: None,
         },

@@ -119,6 +119,7 @@ impl Env {
                 ack_wait: Duration::from_secs(1),
                 max_ack_pending: 256,
                 batch: 8,
+                batch_wait: Duration::from_millis(2),
             },
             message_limit: limit,
         }
