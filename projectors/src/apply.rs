@@ -191,6 +191,8 @@ pub struct Applied {
     pub parked: u64,
     /// SIMs whose rows (or messages) changed.
     pub iccids: std::collections::BTreeSet<String>,
+    /// The SIM rows as written (the parked ones marked so), for the cache.
+    pub rows: Vec<readmodel::SimView>,
 }
 
 impl Applied {
@@ -316,11 +318,16 @@ impl Applier {
                 Planned::Park(event, reason) => parks.push((event, reason)),
             }
         }
-        outcome.iccids = fold.write(conn, self.rollups).await?;
+        let written = fold.write(conn, self.rollups).await?;
+        outcome.iccids = written.touched;
+        outcome.rows = written.rows;
         self.write_versions(conn, &changed).await?;
         for (event, reason) in &parks {
             self.park(conn, event, reason).await?;
             outcome.iccids.insert(event.iccid.clone());
+            for row in outcome.rows.iter_mut().filter(|r| r.iccid == event.iccid) {
+                row.projection = readmodel::PROJECTION_PARKED.to_owned();
+            }
         }
         outcome.parked = parks.len() as u64;
         Ok(outcome)

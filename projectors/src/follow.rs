@@ -33,7 +33,7 @@ const HEAD: LogCursor = LogCursor {
 };
 
 /// What applying the log did (for one batch of messages, or an idle catch-up).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Followed {
     pub applied: u64,
     pub gap_filled: u64,
@@ -47,6 +47,10 @@ pub struct Followed {
     pub started: Option<LogCursor>,
     /// Genuine messages whose event was applied before (a redelivery, or a catch-up ahead).
     pub duplicate_messages: u64,
+    /// The SIM rows as written, the latest of each (the cache needs no read for them).
+    pub rows: std::collections::BTreeMap<String, readmodel::SimView>,
+    /// The events the ranges read, by position (to check the messages against).
+    pub seen: std::collections::HashMap<i64, StoredEvent>,
 }
 
 /// One range's failure: a poison event (named once the range is one event long), or an error
@@ -88,64 +92,98 @@ pub enum Verdict {
 }
 
 impl Follower {
-    /// Checks every message against the store (one query) and applies the log up to the
-    /// furthest genuine one, in bounded ranges. Database errors are returned for the caller to
-    /// retry (nothing half-done stays behind).
+    /// Applies the log up to the furthest event the messages name, in bounded ranges, then
+    /// checks every message against the event the store holds at its position (those the
+    /// ranges read, and one query for the others). Applying first is safe: what is applied is
+    /// the log itself, whatever a message claims; a forged message only wakes the projector.
+    /// Database errors are returned for the caller to retry (nothing half-done stays behind).
     pub async fn follow_many(
         &self,
         messages: &[(wire::Message<'_>, i64)],
     ) -> Result<(Followed, Vec<Verdict>), ApplyError> {
-        let positions: Vec<i64> = messages.iter().filter_map(|(m, _)| m.position()).collect();
-        let stored: std::collections::HashMap<i64, StoredEvent> = GlobalLog::new(self.pool.clone())
-            .events_at(&positions)
-            .await?
-            .into_iter()
-            .map(|event| (event.position, event))
-            .collect();
         let mut followed = Followed::default();
+        let claimed = |message: &wire::Message<'_>| -> Option<LogCursor> {
+            let position = message.position()?;
+            let transaction_id = message
+                .headers
+                .and_then(wire::message_cursor)
+                .map(|cursor| cursor.transaction_id)
+                .or_else(|| {
+                    #[derive(serde::Deserialize)]
+                    struct Claim {
+                        transaction_id: u64,
+                    }
+                    serde_json::from_slice::<Claim>(message.payload)
+                        .ok()
+                        .map(|c| c.transaction_id)
+                })?;
+            Some(LogCursor {
+                transaction_id,
+                position,
+            })
+        };
+        // A message with a position but no transaction id (a publisher that sends neither the
+        // header nor the field) is located by its stored event first.
+        let unlocated: Vec<i64> = messages
+            .iter()
+            .filter(|(m, _)| claimed(m).is_none())
+            .filter_map(|(m, _)| m.position())
+            .collect();
+        if !unlocated.is_empty() {
+            for event in GlobalLog::new(self.pool.clone()).events_at(&unlocated).await? {
+                followed.seen.insert(event.position, event);
+            }
+        }
+        let target = messages
+            .iter()
+            .filter_map(|(message, sequence)| {
+                let cursor = claimed(message).or_else(|| {
+                    message
+                        .position()
+                        .and_then(|p| followed.seen.get(&p))
+                        .map(LogCursor::after)
+                })?;
+                Some((cursor, *sequence))
+            })
+            .max_by_key(|(cursor, _)| *cursor);
+        if let Some((target, stream_sequence)) = target {
+            self.advance(target, stream_sequence, &mut followed).await?;
+        }
+        let missing: Vec<i64> = messages
+            .iter()
+            .filter_map(|(m, _)| m.position())
+            .filter(|p| !followed.seen.contains_key(p))
+            .collect();
+        if !missing.is_empty() {
+            for event in GlobalLog::new(self.pool.clone()).events_at(&missing).await? {
+                followed.seen.insert(event.position, event);
+            }
+        }
+        let started = followed.started.unwrap_or(LogCursor::START);
         let mut verdicts = Vec::with_capacity(messages.len());
-        let mut target: Option<(LogCursor, i64)> = None;
-        for (message, stream_sequence) in messages {
-            let event = message.position().and_then(|p| stored.get(&p));
-            match wire::check(message, event, self.store_id, &self.subject_prefix) {
-                Err(mismatch) => verdicts.push(Verdict::Forged(mismatch)),
+        for (message, _) in messages {
+            let event = message.position().and_then(|p| followed.seen.get(&p));
+            let verdict = match wire::check(message, event, self.store_id, &self.subject_prefix) {
+                Err(mismatch) => Verdict::Forged(mismatch),
                 Ok(()) => {
                     let event = event.expect("checked to match a stored event");
+                    let cursor = LogCursor::after(event);
                     // Its SIM's cache entry is refreshed even when the event was applied
                     // before: a process killed between its commit and its cache write left
                     // that entry stale.
                     followed.iccids.insert(event.iccid.clone());
-                    let cursor = LogCursor::after(event);
-                    if target.is_none_or(|(t, _)| cursor > t) {
-                        target = Some((cursor, *stream_sequence));
+                    if cursor <= started {
+                        followed.duplicate_messages += 1;
                     }
-                    verdicts.push(Verdict::Applied);
+                    if cursor > followed.reached {
+                        // Only a message no relay published can be ahead of the horizon.
+                        Verdict::NotYetReadable
+                    } else {
+                        Verdict::Applied
+                    }
                 }
-            }
-        }
-        let Some((target, stream_sequence)) = target else {
-            return Ok((followed, verdicts));
-        };
-        self.advance(target, stream_sequence, &mut followed).await?;
-        let started = followed.started.unwrap_or(LogCursor::START);
-        followed.duplicate_messages = messages
-            .iter()
-            .zip(&verdicts)
-            .filter(|(_, verdict)| **verdict == Verdict::Applied)
-            .filter_map(|((message, _), _)| message.position().and_then(|p| stored.get(&p)))
-            .filter(|event| LogCursor::after(event) <= started)
-            .count() as u64;
-        if followed.reached < target {
-            // Only a message no relay published can be ahead of the horizon.
-            for ((message, _), verdict) in messages.iter().zip(verdicts.iter_mut()) {
-                let ahead = message
-                    .position()
-                    .and_then(|p| stored.get(&p))
-                    .is_some_and(|e| LogCursor::after(e) > followed.reached);
-                if *verdict == Verdict::Applied && ahead {
-                    *verdict = Verdict::NotYetReadable;
-                }
-            }
+            };
+            verdicts.push(verdict);
         }
         Ok((followed, verdicts))
     }
@@ -233,6 +271,9 @@ impl Follower {
             }
             return Ok(Step::NotReadable);
         };
+        for event in &events {
+            followed.seen.insert(event.position, event.clone());
+        }
         let applied = match self.applier.apply_batch(&mut tx, &events, Guard::Live).await {
             Ok(applied) => applied,
             Err(error) if error.is_poison() => {
@@ -251,6 +292,9 @@ impl Follower {
         followed.duplicates += applied.duplicates;
         followed.parked += applied.parked;
         followed.iccids.extend(applied.iccids);
+        for row in applied.rows {
+            followed.rows.insert(row.iccid.clone(), row);
+        }
         Ok(Step::Applied {
             last,
             full: events.len() as i64 == limit,
@@ -277,6 +321,8 @@ impl Follower {
             followed.reached = followed.reached.max(at);
             followed.parked += 1;
             followed.iccids.insert(event.iccid.clone());
+            // Its row (if any) must be read again: it says `parked` now.
+            followed.rows.remove(&event.iccid);
         }
         tx.commit().await?;
         Ok(())

@@ -335,7 +335,7 @@ impl Projector {
         );
         // Committed: the cache, then the acks. In this order a crash before the acks means a
         // redelivery, which finds its events applied but writes their SIMs' entries again.
-        self.refresh_cache(&followed.iccids).await;
+        self.refresh_cache(&followed).await;
         for ((message, verdict), (claim, sequence)) in messages.iter().zip(&verdicts).zip(&claims) {
             let acked = match verdict {
                 Verdict::Applied => message.ack().await,
@@ -408,36 +408,44 @@ impl Projector {
                     .parked_total
                     .with_label_values(&[name])
                     .inc_by(followed.parked);
-                self.refresh_cache(&followed.iccids).await;
+                self.refresh_cache(&followed).await;
             }
             Err(error) => tracing::debug!(%error, "idle catch-up failed; the next message or tick retries"),
         }
     }
 
-    /// After the commit: the SIMs' rows into Redis, in one query and one pipeline. Failures
-    /// are logged by the cache and never stop the projector. (The fleet summary is not
-    /// invalidated here: the query API refreshes it at most once a second.)
-    async fn refresh_cache(&self, iccids: &std::collections::BTreeSet<String>) {
-        if iccids.is_empty() {
+    /// After the commit: the SIMs' rows into Redis in one pipeline: the rows the batch wrote
+    /// as it wrote them, the others (SIMs of redelivered messages: a killed process may have
+    /// left their entries stale) read first in one query. Failures are logged by the cache and
+    /// never stop the projector. (The fleet summary is not invalidated here: the query API
+    /// recomputes it at most once a second.)
+    async fn refresh_cache(&self, followed: &crate::follow::Followed) {
+        if followed.iccids.is_empty() {
             return;
         }
-        let wanted: Vec<String> = iccids.iter().cloned().collect();
-        match readmodel::load_sims(&self.pool, &wanted).await {
-            Ok(rows) => {
-                let found: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.iccid.as_str()).collect();
-                let gone: Vec<String> = wanted
-                    .iter()
-                    .filter(|i| !found.contains(i.as_str()))
-                    .cloned()
-                    .collect();
-                self.cache.put_sims(&rows, &gone).await;
-            }
-            Err(error) => {
-                tracing::debug!(%error, "cannot load the SIMs for the cache; dropping their entries");
-                let keys: Vec<String> = wanted.iter().map(|i| self.cache.sim_key(i)).collect();
-                self.cache.invalidate(&keys).await;
+        let mut rows: Vec<readmodel::SimView> = followed.rows.values().cloned().collect();
+        let wanted: Vec<String> = followed
+            .iccids
+            .iter()
+            .filter(|iccid| !followed.rows.contains_key(*iccid))
+            .cloned()
+            .collect();
+        let mut gone = Vec::new();
+        if !wanted.is_empty() {
+            match readmodel::load_sims(&self.pool, &wanted).await {
+                Ok(found) => {
+                    let present: std::collections::BTreeSet<String> =
+                        found.iter().map(|r| r.iccid.clone()).collect();
+                    gone = wanted.into_iter().filter(|i| !present.contains(i)).collect();
+                    rows.extend(found);
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "cannot load the SIMs for the cache; dropping their entries");
+                    gone = wanted;
+                }
             }
         }
+        self.cache.put_sims(&rows, &gone).await;
     }
 
     /// `projection_lag_events` / `projection_lag_seconds` (what is committed after the

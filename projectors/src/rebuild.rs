@@ -59,7 +59,7 @@ impl RebuildOptions {
     pub fn new(projector: impl Into<String>) -> Self {
         Self {
             projector: projector.into(),
-            batch_size: 500,
+            batch_size: 5000,
             metrics: None,
         }
     }

@@ -281,7 +281,11 @@ async fn every_event_type_lands_in_its_rows(pool: PgPool) {
         "{stream_sequence}"
     );
     assert_eq!(env.counter("projector_events_applied_total"), events.len() as u64);
-    assert_eq!(env.counter("projector_duplicates_total"), events.len() as u64 - 1);
+    // Messages handled in the batch that applied their events are not duplicates; those that
+    // came after found their events applied. Which is which depends on how the consumer
+    // batched them; that no event was applied twice does not.
+    let duplicates = env.counter("projector_duplicates_total");
+    assert!(duplicates < events.len() as u64, "{duplicates}");
     let rendered = env.metrics.render();
     assert!(
         rendered.contains("projection_lag_events{projector=\"read-models\"} 0"),
@@ -413,7 +417,7 @@ async fn a_projector_stopped_mid_stream_finishes_like_one_that_ran_through(pool:
     env.publish_all(&events).await;
     env.run_until(&env.projector().await, events.last().unwrap().position)
         .await;
-    let through = snapshot(&pool, true).await;
+    let through = snapshot(&pool, false).await;
 
     // Stopped after 7 messages (others were pulled but never acknowledged), then dropped.
     reset_read_models(&pool).await;
@@ -442,7 +446,9 @@ async fn a_projector_stopped_mid_stream_finishes_like_one_that_ran_through(pool:
     }
     env.run_until(&env.projector().await, events.last().unwrap().position)
         .await;
-    assert_eq!(snapshot(&pool, true).await, through);
+    // The checkpoint's stream sequence (informational: the furthest message a batch was
+    // woken by) depends on how the messages were batched; every row else must be the same.
+    assert_eq!(snapshot(&pool, false).await, through);
     env.cleanup().await;
 }
 

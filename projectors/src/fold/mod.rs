@@ -34,6 +34,13 @@ pub struct Fold {
     usage: Vec<UsageRow>,
 }
 
+/// What [`Fold::write`] wrote: the SIMs whose rows or messages changed, and the SIM rows as
+/// written (for the cache, without reading them back).
+pub struct Written {
+    pub touched: BTreeSet<String>,
+    pub rows: Vec<SimRow>,
+}
+
 /// The keys of the rows a batch of decoded events needs.
 #[derive(Default)]
 pub struct Needs {
@@ -86,11 +93,7 @@ impl Fold {
 
     /// Writes every changed row, the status changes and the usage (and, on plain Postgres,
     /// the rollups of the usage rows that were new).
-    pub async fn write(
-        self,
-        conn: &mut PgConnection,
-        rollups: UsageRollups,
-    ) -> Result<BTreeSet<String>, sqlx::Error> {
+    pub async fn write(self, conn: &mut PgConnection, rollups: UsageRollups) -> Result<Written, sqlx::Error> {
         let sims: Vec<&SimRow> = self.dirty_sims.iter().filter_map(|k| self.sims.get(k)).collect();
         rows::upsert_sims(conn, &sims).await?;
         let quotas: Vec<&QuotaRow> = self
@@ -121,14 +124,16 @@ impl Fold {
                 rows::add_rollups(conn, table, &sums).await?;
             }
         }
-        let mut touched: BTreeSet<String> = self.dirty_sims;
+        let mut touched: BTreeSet<String> = self.dirty_sims.clone();
         touched.extend(
             self.dirty_sms
                 .iter()
                 .filter_map(|id| self.sms.get(id))
                 .map(|m| m.iccid.clone()),
         );
-        Ok(touched)
+        let mut sims = self.sims;
+        let rows = self.dirty_sims.iter().filter_map(|k| sims.remove(k)).collect();
+        Ok(Written { touched, rows })
     }
 
     fn sim_event(&mut self, e: &StoredEvent, event: SimEvent) {
