@@ -9,7 +9,7 @@
 //! real relay, which keeps running in this process as it does in `projectors`.
 //!
 //! `BENCH_SIMS` (default 5000, 5 events each), `BENCH_RATES` (default `200,500` events/s),
-//! `BENCH_SECONDS` (default 15), `BENCH_REBUILD_BATCH` (default 500, the rebuild's default),
+//! `BENCH_SECONDS` (default 15), `BENCH_REBUILD_BATCH` (default: the rebuild's default page, 5000),
 //! `BENCH_PROJECTOR_CACHE=off` (the projector without Redis).
 
 use std::collections::BTreeMap;
@@ -41,6 +41,8 @@ const COMPARED_TABLES: &[&str] = &[
     "sim_usage",
     "sim_usage_hourly",
     "sim_usage_daily",
+    "fleet_usage_hourly",
+    "fleet_usage_daily",
 ];
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -217,7 +219,7 @@ async fn main() {
         .filter_map(|r| r.trim().parse().ok())
         .collect();
     let seconds: u64 = env_or("BENCH_SECONDS", 15);
-    let rebuild_batch: i64 = env_or("BENCH_REBUILD_BATCH", 500);
+    let rebuild_batch: i64 = env_or("BENCH_REBUILD_BATCH", RebuildOptions::new(PROJECTOR).batch_size);
     let server =
         std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let nats_url = std::env::var("BENCH_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
@@ -455,26 +457,34 @@ async fn main() {
     live.stop().await;
     relay.stop().await;
 
-    // 3. Rebuild: the whole log replayed into fresh tables, then swapped in.
+    // 3. Rebuild: the whole log replayed into fresh tables, then swapped in; the bulk load,
+    //    then (the baseline of the same run) a transaction per batch as the live path applies.
     let before = fingerprints(&pool).await;
-    let mut options = RebuildOptions::new(PROJECTOR);
-    options.batch_size = rebuild_batch;
-    let started = Instant::now();
-    let report = projectors::rebuild(&pool, &options).await.expect("rebuild");
-    let rebuilt = started.elapsed().as_secs_f64();
-    let after = fingerprints(&pool).await;
-    println!(
-        "| rebuild (`projectors::rebuild`, batches of {rebuild_batch}) | {} | {rebuilt:.2} | {:.0} |\n",
-        report.events,
-        report.events as f64 / rebuilt
-    );
-    assert_eq!(report.events, total_events, "the rebuild replays the whole log");
-    for ((table, rows_before, digest_before), (_, rows_after, digest_after)) in before.iter().zip(&after) {
-        assert_eq!(
-            (rows_before, digest_before),
-            (rows_after, digest_after),
-            "{table}: the rebuild differs from the live projection"
+    for method in [
+        projectors::rebuild::Method::Bulk,
+        projectors::rebuild::Method::Batches,
+    ] {
+        let mut options = RebuildOptions::new(PROJECTOR);
+        options.batch_size = rebuild_batch;
+        options.method = method;
+        let started = Instant::now();
+        let report = projectors::rebuild(&pool, &options).await.expect("rebuild");
+        let rebuilt = started.elapsed().as_secs_f64();
+        let after = fingerprints(&pool).await;
+        println!(
+            "| rebuild (`projectors::rebuild`, {method:?}, pages of {rebuild_batch}) | {} | {rebuilt:.2} | {:.0} |\n",
+            report.events,
+            report.events as f64 / rebuilt
         );
+        assert_eq!(report.events, total_events, "the rebuild replays the whole log");
+        for ((table, rows_before, digest_before), (_, rows_after, digest_after)) in before.iter().zip(&after)
+        {
+            assert_eq!(
+                (rows_before, digest_before),
+                (rows_after, digest_after),
+                "{table}: the rebuild ({method:?}) differs from the live projection"
+            );
+        }
     }
     println!("rebuild = live projection, row for row: {COMPARED_TABLES:?}\n");
 

@@ -211,9 +211,21 @@ impl Applied {
 }
 
 /// What the guard decided for one event of a batch.
-enum Planned {
+pub(crate) enum Planned {
     Apply(StoredEvent, Decoded),
     Park(StoredEvent, String),
+}
+
+/// The aggregates' versions as the guard sees them: `(version, parked)` by `(type, id)`.
+pub(crate) type Versions = HashMap<(String, String), (i64, bool)>;
+
+/// The guard's decisions for a batch, before anything is written.
+pub(crate) struct Plan {
+    pub planned: Vec<Planned>,
+    /// The aggregates whose version moved, and to what.
+    pub changed: BTreeMap<(String, String), i64>,
+    /// The counts (`iccids`, `rows` and `parked` are filled in by whoever writes).
+    pub outcome: Applied,
 }
 
 impl Applier {
@@ -250,11 +262,56 @@ impl Applier {
         events: &[StoredEvent],
         guard: Guard,
     ) -> Result<Applied, ApplyError> {
-        let mut outcome = Applied::default();
         if events.is_empty() {
-            return Ok(outcome);
+            return Ok(Applied::default());
         }
         let mut versions = self.lock_versions(conn, events).await?;
+        let Plan {
+            planned: plan,
+            changed,
+            mut outcome,
+        } = self.plan(conn, events, &mut versions, guard).await?;
+        let mut needs = Needs::default();
+        for planned in &plan {
+            if let Planned::Apply(event, decoded) = planned {
+                needs.add(event, decoded);
+            }
+        }
+        let mut fold = Fold::load(conn, &needs).await?;
+        let mut parks = Vec::new();
+        for planned in plan {
+            match planned {
+                Planned::Apply(event, decoded) => fold.apply(&event, decoded),
+                Planned::Park(event, reason) => parks.push((event, reason)),
+            }
+        }
+        let written = fold.write(conn, self.rollups).await?;
+        outcome.iccids = written.touched;
+        outcome.rows = written.rows;
+        self.write_versions(conn, &changed).await?;
+        for (event, reason) in &parks {
+            self.park(conn, event, reason).await?;
+            outcome.iccids.insert(event.iccid.clone());
+            for row in outcome.rows.iter_mut().filter(|r| r.iccid == event.iccid) {
+                row.projection = readmodel::PROJECTION_PARKED.to_owned();
+            }
+        }
+        outcome.parked = parks.len() as u64;
+        Ok(outcome)
+    }
+
+    /// Judges each event of `events` (in log order) against `versions`, which it moves on:
+    /// a duplicate, parked behind an earlier parked event, a gap to fill from the `events`
+    /// table first, or applied; everything to apply is decoded here, and an aggregate whose
+    /// event does not decode is parked (on the replay path that is an error instead).
+    pub(crate) async fn plan(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+        versions: &mut Versions,
+        guard: Guard,
+    ) -> Result<Plan, ApplyError> {
+        let mut outcome = Applied::default();
         let mut changed: BTreeMap<(String, String), i64> = BTreeMap::new();
         let mut plan: Vec<Planned> = Vec::with_capacity(events.len());
         for event in events {
@@ -303,42 +360,19 @@ impl Applier {
                 }
             }
         }
-
-        let mut needs = Needs::default();
-        for planned in &plan {
-            if let Planned::Apply(event, decoded) = planned {
-                needs.add(event, decoded);
-            }
-        }
-        let mut fold = Fold::load(conn, &needs).await?;
-        let mut parks = Vec::new();
-        for planned in plan {
-            match planned {
-                Planned::Apply(event, decoded) => fold.apply(&event, decoded),
-                Planned::Park(event, reason) => parks.push((event, reason)),
-            }
-        }
-        let written = fold.write(conn, self.rollups).await?;
-        outcome.iccids = written.touched;
-        outcome.rows = written.rows;
-        self.write_versions(conn, &changed).await?;
-        for (event, reason) in &parks {
-            self.park(conn, event, reason).await?;
-            outcome.iccids.insert(event.iccid.clone());
-            for row in outcome.rows.iter_mut().filter(|r| r.iccid == event.iccid) {
-                row.projection = readmodel::PROJECTION_PARKED.to_owned();
-            }
-        }
-        outcome.parked = parks.len() as u64;
-        Ok(outcome)
+        Ok(Plan {
+            planned: plan,
+            changed,
+            outcome,
+        })
     }
 
     /// The versions (and parked flags) of the batch's aggregates, their rows locked.
-    async fn lock_versions(
+    pub(crate) async fn lock_versions(
         &self,
         conn: &mut PgConnection,
         events: &[StoredEvent],
-    ) -> Result<HashMap<(String, String), (i64, bool)>, sqlx::Error> {
+    ) -> Result<Versions, sqlx::Error> {
         let keys: BTreeSet<(&str, &str)> = events
             .iter()
             .map(|e| (e.aggregate_type.as_str(), e.aggregate_id.as_str()))

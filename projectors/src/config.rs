@@ -26,6 +26,9 @@ pub struct Config {
     /// relay's own NATS identity (the only one allowed to publish events); unset = the
     /// process's `NATS_*`.
     pub relay_nats_credentials: NatsCredentials,
+    /// `REBUILD_MAX_ROWS`, default 2,000,000: the rows and versions a rebuild's bulk load
+    /// holds in memory before it writes them and lets them go (about 1 KiB each).
+    pub rebuild_max_rows: usize,
 }
 
 /// How the durable pull consumer is created and read.
@@ -79,6 +82,7 @@ impl Config {
                 batch_wait: Duration::from_millis(vars.number("PROJECTOR_BATCH_WAIT_MS", 2)?.min(1000)),
             },
             relay_nats_credentials: NatsCredentials::from_lookup(&get, "RELAY_")?,
+            rebuild_max_rows: vars.number("REBUILD_MAX_ROWS", 2_000_000)?.max(1000) as usize,
             common,
         })
     }
@@ -113,6 +117,7 @@ mod tests {
         assert_eq!(config.projector, "read-models");
         assert_eq!(config.consumer.max_ack_pending, 1024);
         assert_eq!(config.consumer.batch, 256);
+        assert_eq!(config.rebuild_max_rows, 2_000_000);
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub use config::{Config, ConsumerSettings};
 pub use metrics::{ProjectorMetrics, RebuildMetrics};
 pub use parking::{replay_parked, ReplayReport};
 pub use projector::{Handled, Projector, ProjectorError, ProjectorSettings};
-pub use rebuild::{rebuild, RebuildError, RebuildOptions, RebuildReport};
+pub use rebuild::{rebuild, ReadModel, RebuildError, RebuildOptions, RebuildReport};
 
 /// Why the service could not start (or stopped).
 #[derive(Debug, thiserror::Error)]

@@ -1,14 +1,16 @@
 use anyhow::Context;
-use projectors::{Config, RebuildMetrics, RebuildOptions};
+use projectors::{Config, ReadModel, RebuildMetrics, RebuildOptions};
 
 const USAGE: &str = "usage: projectors [run]
-       projectors rebuild [--batch-size N]
+       projectors rebuild [--model sims,quotas,sms,usage] [--batch-size N] [--in-batches]
        projectors replay-parked
        projectors relay verify [--full]
        projectors relay reset-stream --yes
 
   run             the projector and the relay (RELAY_ENABLED=false: the projector alone)
   rebuild         replays the event log into fresh read-model tables and swaps them in
+                  (--model: only these read models, up to the live projector's checkpoint;
+                  --in-batches: a transaction per batch instead of the bulk load)
   replay-parked   applies parked events again (events the projector could not apply)
   relay verify    compares the stream with the event store (its last message; --full: every
                   message); exit status 1 when they do not match
@@ -32,12 +34,28 @@ async fn main() -> anyhow::Result<()> {
             .context("projectors stopped"),
         ["rebuild", rest @ ..] => {
             let mut options = RebuildOptions::new(config.projector.clone());
-            match rest {
-                [] => {}
-                ["--batch-size", n] => {
-                    options.batch_size = n.parse().ok().filter(|n: &i64| *n > 0).context(USAGE)?;
-                }
-                _ => anyhow::bail!(USAGE),
+            options.max_rows_in_memory = config.rebuild_max_rows;
+            let mut rest = rest;
+            while !rest.is_empty() {
+                rest = match rest {
+                    ["--batch-size", n, more @ ..] => {
+                        options.batch_size = n.parse().ok().filter(|n: &i64| *n > 0).context(USAGE)?;
+                        more
+                    }
+                    ["--model", names, more @ ..] => {
+                        for name in names.split(',') {
+                            let model = ReadModel::parse(name.trim())
+                                .with_context(|| format!("unknown read model {name:?}\n{USAGE}"))?;
+                            options.models.push(model);
+                        }
+                        more
+                    }
+                    ["--in-batches", more @ ..] => {
+                        options.method = projectors::rebuild::Method::Batches;
+                        more
+                    }
+                    _ => anyhow::bail!(USAGE),
+                };
             }
             let metrics = platform::Metrics::new();
             options.metrics = Some(RebuildMetrics::register(metrics.registry()));

@@ -46,7 +46,13 @@ async fn assert_consistent_with_the_log(pool: &PgPool) {
         .filter(|e| e.event_type == "UsageRecorded")
         .map(|e| e.payload["delta_data_bytes"].as_i64().unwrap())
         .sum();
-    for table in ["sim_usage", "sim_usage_hourly", "sim_usage_daily"] {
+    for table in [
+        "sim_usage",
+        "sim_usage_hourly",
+        "sim_usage_daily",
+        "fleet_usage_hourly",
+        "fleet_usage_daily",
+    ] {
         let sum: i64 = sqlx::query_scalar(&format!(
             "SELECT coalesce(sum(data_bytes), 0)::bigint FROM {table}"
         ))
@@ -203,4 +209,186 @@ async fn only_one_rebuild_at_a_time(pool: PgPool) {
         .await
         .unwrap();
     rebuild(&pool, &RebuildOptions::new(PROJECTOR)).await.unwrap();
+}
+
+/// The bulk load within a memory bound of a few rows (so it writes and lets its rows go on
+/// every page, and loads them again), and the load in batches, each equal the live tables.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn the_bulk_load_within_a_tiny_memory_bound_and_the_batches_equal_the_live_tables(pool: PgPool) {
+    let events = scenario(&pool).await;
+    let env = Env::new(pool.clone()).await;
+    env.publish_all(&events).await;
+    env.run_until(&env.projector().await, events.last().unwrap().position)
+        .await;
+    let live = snapshot(&pool, true).await;
+
+    let mut options = RebuildOptions::new(PROJECTOR);
+    options.batch_size = 3;
+    options.max_rows_in_memory = 2;
+    let report = rebuild(&pool, &options).await.unwrap();
+    assert_eq!(report.method, projectors::rebuild::Method::Bulk);
+    assert!(report.evictions > 0, "{report:?}");
+    assert_eq!(report.events, events.len() as u64);
+    assert_eq!(snapshot(&pool, true).await, live, "bulk, rows let go");
+
+    options.method = projectors::rebuild::Method::Batches;
+    let report = rebuild(&pool, &options).await.unwrap();
+    assert_eq!(report.method, projectors::rebuild::Method::Batches);
+    assert_eq!(snapshot(&pool, true).await, live, "in batches");
+    env.cleanup().await;
+}
+
+/// `--model sms` replaces only `sms_messages`, up to the live checkpoint (an event the live
+/// projector has not applied yet stays for it); `--model sims` then only `sims` and the status
+/// history. The bookkeeping stays the live projector's.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_rebuild_of_one_read_model_replaces_only_its_tables_up_to_the_live_checkpoint(pool: PgPool) {
+    let events = scenario(&pool).await;
+    let env = Env::new(pool.clone()).await;
+    env.publish_all(&events).await;
+    let projector = env.projector().await;
+    env.run_until(&projector, events.last().unwrap().position).await;
+    let live = snapshot(&pool, true).await;
+    assert!(!live["sms_messages"].is_empty(), "the scenario sends SMS");
+
+    // Damage both tables by hand; write an event the live projector has not applied.
+    sqlx::query("UPDATE sms_messages SET status = 'damaged'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE sims SET label = 'damaged'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    Writer::new(&pool)
+        .sim(
+            SIM_A,
+            SimCommand::UpdateDetails {
+                label: Some(Some("after the checkpoint".into())),
+                tags: None,
+            },
+        )
+        .await;
+
+    let mut options = RebuildOptions::new(PROJECTOR);
+    options.models = vec![projectors::ReadModel::Sms];
+    let report = rebuild(&pool, &options).await.unwrap();
+    assert_eq!(report.tables, vec!["sms_messages".to_owned()]);
+    let after = snapshot(&pool, true).await;
+    assert_eq!(after["sms_messages"], live["sms_messages"], "restored");
+    assert_ne!(after["sims"], live["sims"], "not touched: still damaged");
+    for table in [
+        "projection_versions",
+        "projection_checkpoints",
+        "sim_quotas",
+        "sim_usage",
+    ] {
+        assert_eq!(after[table], live[table], "{table}");
+    }
+
+    options.models = vec![projectors::ReadModel::Sims];
+    let report = rebuild(&pool, &options).await.unwrap();
+    assert_eq!(
+        report.tables,
+        vec!["sims".to_owned(), "sim_status_history".to_owned()]
+    );
+    assert_eq!(
+        snapshot(&pool, true).await,
+        live,
+        "everything as the live projector left it"
+    );
+    assert_eq!(rebuild_schemas(&pool).await, 0);
+
+    // The event after the checkpoint is the live projector's to apply, once.
+    let all = global_log(&pool).await;
+    env.publish_all(&all[events.len()..]).await;
+    env.run_until(&projector, all.last().unwrap().position).await;
+    assert_eq!(
+        load_sim(&pool, SIM_A).await.unwrap().unwrap().label.as_deref(),
+        Some("after the checkpoint")
+    );
+    assert_consistent_with_the_log(&pool).await;
+    env.cleanup().await;
+}
+
+/// What the live projector parks, the rebuild parks: an event no code decodes (and the one
+/// behind it), and a row Postgres refuses, which sends the bulk load back to batches.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_rebuild_parks_what_the_live_projector_parks(pool: PgPool) {
+    scenario(&pool).await;
+    let next: i64 = sqlx::query_scalar(
+        "SELECT max(sequence) + 1 FROM events WHERE aggregate_type = 'sim' AND aggregate_id = $1",
+    )
+    .bind(SIM_A)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, iccid) \
+         VALUES ('sim', $1, $2, 'SimTeleported', '9', '{\"to\": \"mars\"}', '{}', $1)",
+    )
+    .bind(SIM_A)
+    .bind(next)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let parked_list = || async {
+        let parked: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT aggregate_id, event_type, position FROM parked_events WHERE projector = $1 ORDER BY position",
+        )
+        .bind(PROJECTOR)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        parked
+    };
+    let env = Env::new(pool.clone()).await;
+    let log = global_log(&pool).await;
+    env.publish_all(&log).await;
+    let projector = env.projector().await;
+    env.run_until(&projector, log.last().unwrap().position).await;
+    let live = snapshot(&pool, true).await;
+    let live_parked = parked_list().await;
+    assert_eq!(live_parked.len(), 1);
+
+    let report = rebuild(&pool, &RebuildOptions::new(PROJECTOR)).await.unwrap();
+    assert_eq!(
+        (report.method, report.parked),
+        (projectors::rebuild::Method::Bulk, 1)
+    );
+    assert_eq!(snapshot(&pool, true).await, live);
+    assert_eq!(parked_list().await, live_parked);
+
+    // A label the schema refuses from now on: the live projector parks it alone; the bulk
+    // load fails on it at its write and starts over in batches, which park it alone too.
+    let d = "8988303000000000050";
+    let w = Writer::new(&pool);
+    w.sim(d, register(d, "901405100000008", "good")).await;
+    sqlx::query("ALTER TABLE sims ADD CONSTRAINT test_no_evil CHECK (label IS DISTINCT FROM 'evil')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    w.sim(
+        d,
+        SimCommand::UpdateDetails {
+            label: Some(Some("evil".into())),
+            tags: None,
+        },
+    )
+    .await;
+    let all = global_log(&pool).await;
+    env.publish_all(&all[log.len()..]).await;
+    env.run_until(&projector, all.last().unwrap().position).await;
+    let live = snapshot(&pool, true).await;
+    let live_parked = parked_list().await;
+    assert_eq!(live_parked.len(), 2);
+
+    let report = rebuild(&pool, &RebuildOptions::new(PROJECTOR)).await.unwrap();
+    assert_eq!(
+        (report.method, report.parked),
+        (projectors::rebuild::Method::Batches, 2)
+    );
+    assert_eq!(snapshot(&pool, true).await, live);
+    assert_eq!(parked_list().await, live_parked);
+    env.cleanup().await;
 }

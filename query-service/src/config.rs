@@ -28,6 +28,10 @@ pub struct Config {
     /// `CONSISTENCY_PROJECTOR`, default `read-models`: the `projection_checkpoints` row a
     /// consistency token waits for.
     pub consistency_projector: String,
+    /// `LIST_EXACT_COUNT_LIMIT`, default 1000: a list's `X-Total-Count` is exact up to this
+    /// many matches; beyond, it is the planner's estimate (`X-Total-Count-Exact: false`), so a
+    /// page never counts 100,000 rows.
+    pub list_exact_count_limit: i64,
 }
 
 impl Config {
@@ -45,6 +49,9 @@ impl Config {
             consistency_wait: Duration::from_millis(vars.number("CONSISTENCY_WAIT_MS", 5000)?),
             consistency_poll: Duration::from_millis(vars.number("CONSISTENCY_POLL_MS", 20)?.max(1)),
             consistency_projector: vars.text_or("CONSISTENCY_PROJECTOR", "read-models"),
+            list_exact_count_limit: vars
+                .number("LIST_EXACT_COUNT_LIMIT", 1000)?
+                .clamp(1, i64::MAX as u64) as i64,
             common,
         })
     }
@@ -62,6 +69,7 @@ impl Config {
             consistency_wait: Duration::from_secs(5),
             consistency_poll: Duration::from_millis(20),
             consistency_projector: "read-models".to_owned(),
+            list_exact_count_limit: 1000,
         }
     }
 

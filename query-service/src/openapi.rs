@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::routes::{feed, fleet, history, sims};
+use crate::routes::{feed, fleet, history, sim_list, sims};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,7 +21,7 @@ use crate::routes::{feed, fleet, history, sims};
         version = "1"
     ),
     paths(
-        sims::list,
+        sim_list::list,
         sims::detail,
         sims::usage,
         sims::quotas,

@@ -112,6 +112,14 @@ impl Granularity {
         }
     }
 
+    /// The whole fleet's rollup: one row per bucket.
+    pub fn fleet_table(self) -> &'static str {
+        match self {
+            Granularity::Hour => "fleet_usage_hourly",
+            Granularity::Day => "fleet_usage_daily",
+        }
+    }
+
     fn bucket(self) -> Duration {
         match self {
             Granularity::Hour => Duration::hours(1),

@@ -34,6 +34,14 @@ pub struct AppState {
     pub consistency: ConsistencySettings,
     pub max_body_bytes: usize,
     pub fleet_summary: std::sync::Arc<FleetSummaryCache>,
+    pub lists: ListSettings,
+}
+
+/// How paged lists count.
+#[derive(Debug, Clone, Copy)]
+pub struct ListSettings {
+    /// Totals up to this are exact; above it, estimates (`X-Total-Count-Exact: false`).
+    pub exact_count_limit: i64,
 }
 
 /// `GET /fleet/summary` under load: at most one query for it at a time in this process
@@ -134,6 +142,9 @@ impl AppState {
                 projector: config.consistency_projector.clone(),
             },
             max_body_bytes: config.max_body_bytes,
+            lists: ListSettings {
+                exact_count_limit: config.list_exact_count_limit,
+            },
             pool,
         })
     }

@@ -40,7 +40,16 @@ impl TestDb {
 
     async fn drop(self) {
         self.pool.close().await;
-        Postgres::drop_database(&self.url).await.unwrap();
+        // FORCE: the authenticator's last-used update may still hold a session for a moment.
+        let name = self.url.rsplit('/').next().expect("a database name");
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{SERVER}/postgres"))
+            .await
+            .unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        assert!(!Postgres::database_exists(&self.url).await.unwrap());
     }
 
     async fn insert_key(

@@ -21,6 +21,9 @@ use uuid::Uuid;
 use crate::apply::{Decoded, UsageRollups};
 use rows::{QuotaRow, SimRow, SmsRow, StatusChange, UsageRow};
 
+/// Rows per bulk statement (so a rebuild's final write is several statements, not one huge one).
+const WRITE_CHUNK: usize = 10_000;
+
 /// The rows one batch works on, and what it changed.
 #[derive(Default)]
 pub struct Fold {
@@ -93,37 +96,21 @@ impl Fold {
 
     /// Writes every changed row, the status changes and the usage (and, on plain Postgres,
     /// the rollups of the usage rows that were new).
-    pub async fn write(self, conn: &mut PgConnection, rollups: UsageRollups) -> Result<Written, sqlx::Error> {
-        let sims: Vec<&SimRow> = self.dirty_sims.iter().filter_map(|k| self.sims.get(k)).collect();
-        rows::upsert_sims(conn, &sims).await?;
-        let quotas: Vec<&QuotaRow> = self
-            .dirty_quotas
-            .iter()
-            .filter_map(|k| self.quotas.get(k))
-            .collect();
-        rows::upsert_quotas(conn, &quotas).await?;
-        let sms: Vec<&SmsRow> = self.dirty_sms.iter().filter_map(|k| self.sms.get(k)).collect();
-        rows::upsert_sms(conn, &sms).await?;
-        rows::insert_status_history(conn, &self.history).await?;
-        let new = rows::insert_usage(conn, &self.usage).await?;
-        if rollups == UsageRollups::Tables && !new.is_empty() {
-            let new: BTreeSet<i64> = new.into_iter().collect();
-            for (table, width) in [
-                ("sim_usage_hourly", TimeDelta::hours(1)),
-                ("sim_usage_daily", TimeDelta::days(1)),
-            ] {
-                let mut sums: HashMap<(String, DateTime<Utc>), [i64; 3]> = HashMap::new();
-                for row in self.usage.iter().filter(|r| new.contains(&r.position)) {
-                    // Buckets in UTC from the epoch, as TimescaleDB's `time_bucket` cuts them.
-                    let bucket = row.observed_at.duration_trunc(width).unwrap_or(row.observed_at);
-                    let sum = sums.entry((row.iccid.clone(), bucket)).or_default();
-                    sum[0] += row.data_bytes;
-                    sum[1] += row.sms_mo;
-                    sum[2] += row.sms_mt;
-                }
-                rows::add_rollups(conn, table, &sums).await?;
-            }
-        }
+    pub async fn write(
+        mut self,
+        conn: &mut PgConnection,
+        rollups: UsageRollups,
+    ) -> Result<Written, sqlx::Error> {
+        let touched = self.touched();
+        let dirty = self.dirty_sims.clone();
+        self.write_rows(conn).await?;
+        self.write_appends(conn, rollups == UsageRollups::Tables).await?;
+        let rows = dirty.iter().filter_map(|k| self.sims.remove(k)).collect();
+        Ok(Written { touched, rows })
+    }
+
+    /// The SIMs whose rows or messages changed since the last write.
+    fn touched(&self) -> BTreeSet<String> {
         let mut touched: BTreeSet<String> = self.dirty_sims.clone();
         touched.extend(
             self.dirty_sms
@@ -131,9 +118,130 @@ impl Fold {
                 .filter_map(|id| self.sms.get(id))
                 .map(|m| m.iccid.clone()),
         );
-        let mut sims = self.sims;
-        let rows = self.dirty_sims.iter().filter_map(|k| sims.remove(k)).collect();
-        Ok(Written { touched, rows })
+        touched
+    }
+
+    /// Writes the rows changed since the last call (SIMs, quotas, messages) and forgets that
+    /// they changed; the rows stay held.
+    pub async fn write_rows(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        let sims: Vec<&SimRow> = self.dirty_sims.iter().filter_map(|k| self.sims.get(k)).collect();
+        for chunk in sims.chunks(WRITE_CHUNK) {
+            rows::upsert_sims(conn, chunk).await?;
+        }
+        let quotas: Vec<&QuotaRow> = self
+            .dirty_quotas
+            .iter()
+            .filter_map(|k| self.quotas.get(k))
+            .collect();
+        for chunk in quotas.chunks(WRITE_CHUNK) {
+            rows::upsert_quotas(conn, chunk).await?;
+        }
+        let sms: Vec<&SmsRow> = self.dirty_sms.iter().filter_map(|k| self.sms.get(k)).collect();
+        for chunk in sms.chunks(WRITE_CHUNK) {
+            rows::upsert_sms(conn, chunk).await?;
+        }
+        self.dirty_sims.clear();
+        self.dirty_quotas.clear();
+        self.dirty_sms.clear();
+        Ok(())
+    }
+
+    /// Writes the status changes and usage rows gathered since the last call, and with
+    /// `add_rollups` the rollups of the usage rows that were new (plain Postgres; a rebuild
+    /// sums its rollups in one statement at the end instead).
+    pub async fn write_appends(
+        &mut self,
+        conn: &mut PgConnection,
+        add_rollups: bool,
+    ) -> Result<(), sqlx::Error> {
+        let history = std::mem::take(&mut self.history);
+        for chunk in history.chunks(WRITE_CHUNK) {
+            rows::insert_status_history(conn, chunk).await?;
+        }
+        let usage = std::mem::take(&mut self.usage);
+        let mut new = BTreeSet::new();
+        for chunk in usage.chunks(WRITE_CHUNK) {
+            new.extend(rows::insert_usage(conn, chunk).await?);
+        }
+        if add_rollups && !new.is_empty() {
+            for (table, width) in [
+                ("sim_usage_hourly", TimeDelta::hours(1)),
+                ("sim_usage_daily", TimeDelta::days(1)),
+            ] {
+                let mut sums: HashMap<(String, DateTime<Utc>), [i64; 3]> = HashMap::new();
+                for row in usage.iter().filter(|r| new.contains(&r.position)) {
+                    // Buckets in UTC from the epoch, as TimescaleDB's `time_bucket` cuts them.
+                    let bucket = row.observed_at.duration_trunc(width).unwrap_or(row.observed_at);
+                    let sum = sums.entry((row.iccid.clone(), bucket)).or_default();
+                    sum[0] += row.data_bytes;
+                    sum[1] += row.sms_mo;
+                    sum[2] += row.sms_mt;
+                }
+                // The whole fleet's bucket: the same sums without the SIM.
+                let mut fleet: HashMap<(String, DateTime<Utc>), [i64; 3]> = HashMap::new();
+                for ((_, bucket), [d, o, t]) in &sums {
+                    let sum = fleet.entry((String::new(), *bucket)).or_default();
+                    sum[0] += d;
+                    sum[1] += o;
+                    sum[2] += t;
+                }
+                rows::add_rollups(conn, table, &sums).await?;
+                rows::add_rollups(conn, &table.replacen("sim_", "fleet_", 1), &fleet).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows held in memory (SIMs, quotas, messages).
+    pub fn rows_held(&self) -> usize {
+        self.sims.len() + self.quotas.len() + self.sms.len()
+    }
+
+    /// Lets every held row go (after [`Fold::write_rows`]): later events load theirs again.
+    pub fn forget_rows(&mut self) {
+        debug_assert!(
+            self.dirty_sims.is_empty() && self.dirty_quotas.is_empty() && self.dirty_sms.is_empty()
+        );
+        self.sims.clear();
+        self.quotas.clear();
+        self.sms.clear();
+    }
+
+    /// Loads the rows `needs` names that are not held (a rebuild's fold, once it let rows go).
+    pub async fn load_missing(&mut self, conn: &mut PgConnection, needs: &Needs) -> Result<(), sqlx::Error> {
+        let iccids: Vec<String> = needs
+            .iccids
+            .iter()
+            .filter(|i| !self.sims.contains_key(*i))
+            .cloned()
+            .collect();
+        let messages: Vec<Uuid> = needs
+            .messages
+            .iter()
+            .filter(|m| !self.sms.contains_key(*m))
+            .copied()
+            .collect();
+        if !iccids.is_empty() {
+            self.sims.extend(rows::load_sims(conn, &iccids).await?);
+            for (key, quota) in rows::load_quotas(conn, &iccids).await? {
+                self.quotas.entry(key).or_insert(quota);
+            }
+        }
+        if !messages.is_empty() {
+            self.sms.extend(rows::load_sms(conn, &messages).await?);
+        }
+        Ok(())
+    }
+
+    /// The SIM's row says its projection waits behind a parked event (as the park's own
+    /// `UPDATE` does for a row already written).
+    pub fn mark_parked(&mut self, iccid: &str) {
+        if let Some(row) = self.sims.get_mut(iccid) {
+            if row.projection != readmodel::PROJECTION_PARKED {
+                row.projection = readmodel::PROJECTION_PARKED.to_owned();
+                self.dirty_sims.insert(iccid.to_owned());
+            }
+        }
     }
 
     fn sim_event(&mut self, e: &StoredEvent, event: SimEvent) {

@@ -387,7 +387,9 @@ pub async fn insert_usage(conn: &mut PgConnection, rows: &[UsageRow]) -> Result<
     .await
 }
 
-/// Adds `(data, mo, mt)` per `(iccid, bucket)` into a rollup table (plain Postgres only).
+/// Adds `(data, mo, mt)` per `(iccid, bucket)` into a rollup table (plain Postgres only); a
+/// `fleet_*` table has no SIM column (its keys' ICCIDs are empty). Rows go in key order, so
+/// two projectors adding to the same fleet buckets lock them in the same order.
 pub async fn add_rollups(
     conn: &mut PgConnection,
     table: &str,
@@ -396,18 +398,28 @@ pub async fn add_rollups(
     if sums.is_empty() {
         return Ok(());
     }
+    let mut sorted: Vec<_> = sums.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
     let (mut iccids, mut buckets, mut data, mut mo, mut mt) = (vec![], vec![], vec![], vec![], vec![]);
-    for ((iccid, bucket), [d, o, t]) in sums {
+    for ((iccid, bucket), [d, o, t]) in sorted {
         iccids.push(iccid.clone());
         buckets.push(*bucket);
         data.push(*d);
         mo.push(*o);
         mt.push(*t);
     }
+    let fleet = table.starts_with("fleet_");
+    let (columns, key, values) = if fleet {
+        ("bucket", "bucket", "u.bucket")
+    } else {
+        ("iccid, bucket", "iccid, bucket", "u.iccid, u.bucket")
+    };
     sqlx::query(&format!(
-        "INSERT INTO {table} (iccid, bucket, data_bytes, sms_mo, sms_mt) \
-         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], $5::int8[]) \
-         ON CONFLICT (iccid, bucket) DO UPDATE SET data_bytes = {table}.data_bytes + EXCLUDED.data_bytes, \
+        "INSERT INTO {table} ({columns}, data_bytes, sms_mo, sms_mt) \
+         SELECT {values}, u.data_bytes, u.sms_mo, u.sms_mt \
+         FROM UNNEST($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], $5::int8[]) \
+           WITH ORDINALITY AS u(iccid, bucket, data_bytes, sms_mo, sms_mt, n) ORDER BY u.n \
+         ON CONFLICT ({key}) DO UPDATE SET data_bytes = {table}.data_bytes + EXCLUDED.data_bytes, \
          sms_mo = {table}.sms_mo + EXCLUDED.sms_mo, sms_mt = {table}.sms_mt + EXCLUDED.sms_mt"
     ))
     .bind(iccids)

@@ -466,6 +466,19 @@ pub async fn assert_each_event_applied_once(pool: &PgPool) {
     .unwrap()
     .into_iter()
     .collect();
+    let total: i64 = from_log.values().sum();
+    for table in ["fleet_usage_hourly", "fleet_usage_daily"] {
+        let fleet: i64 = sqlx::query_scalar(&format!(
+            "SELECT coalesce(sum(data_bytes), 0)::bigint FROM {table}"
+        ))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            fleet, total,
+            "{table}: the fleet's usage differs from the log's deltas"
+        );
+    }
     for table in ["sim_usage", "sim_usage_hourly", "sim_usage_daily"] {
         let projected: BTreeMap<String, i64> = sqlx::query_as(&format!(
             "SELECT iccid, sum(data_bytes)::bigint FROM {table} GROUP BY iccid"

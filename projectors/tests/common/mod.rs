@@ -580,6 +580,8 @@ pub async fn snapshot(pool: &PgPool, with_stream_sequence: bool) -> BTreeMap<Str
         "sim_usage",
         "sim_usage_hourly",
         "sim_usage_daily",
+        "fleet_usage_hourly",
+        "fleet_usage_daily",
         "projection_versions",
         "projection_checkpoints",
     ] {
@@ -603,7 +605,7 @@ pub async fn snapshot(pool: &PgPool, with_stream_sequence: bool) -> BTreeMap<Str
 pub async fn reset_read_models(pool: &PgPool) {
     sqlx::query(
         "TRUNCATE sims, sim_quotas, sms_messages, sim_status_history, sim_usage, sim_usage_hourly, \
-         sim_usage_daily, projection_versions, projection_checkpoints",
+         sim_usage_daily, fleet_usage_hourly, fleet_usage_daily, projection_versions, projection_checkpoints",
     )
     .execute(pool)
     .await

@@ -1,6 +1,8 @@
 pub(crate) mod feed;
 pub(crate) mod fleet;
 pub(crate) mod history;
+pub(crate) mod paging;
+pub(crate) mod sim_list;
 pub(crate) mod sims;
 
 use axum::routing::get;

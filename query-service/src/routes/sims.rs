@@ -2,14 +2,13 @@
 //! and SMS.
 
 use axum::extract::{RawQuery, State};
-use axum::http::header::{HeaderMap, HeaderName, HeaderValue, ETAG, IF_NONE_MATCH, LINK};
+use axum::http::header::{HeaderMap, HeaderValue, ETAG, IF_NONE_MATCH};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use platform::{ApiError, ApiPath, ApiQuery, Principal};
-use readmodel::{SimView, SIM_COLUMNS};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
@@ -17,267 +16,16 @@ use uuid::Uuid;
 
 use crate::consistency::Reader;
 use crate::params::{invalid, parse_iccid, Granularity, Page, UsageRange};
+use crate::routes::paging;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/sims", get(list))
+        .route("/sims", get(crate::routes::sim_list::list))
         .route("/sims/{iccid}", get(detail))
         .route("/sims/{iccid}/usage", get(usage))
         .route("/sims/{iccid}/quotas", get(quotas))
         .route("/sims/{iccid}/sms", get(sms))
-}
-
-pub const X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
-pub const X_PAGE: HeaderName = HeaderName::from_static("x-page");
-pub const X_PAGE_SIZE: HeaderName = HeaderName::from_static("x-page-size");
-
-/// The sort keys of `GET /sims`; each breaks ties by ICCID in the same direction.
-pub const SIM_SORTS: &[(&str, &str)] = &[
-    ("iccid", "iccid ASC"),
-    ("-iccid", "iccid DESC"),
-    ("imsi", "imsi ASC, iccid ASC"),
-    ("-imsi", "imsi DESC, iccid DESC"),
-    ("msisdn", "msisdn ASC NULLS LAST, iccid ASC"),
-    ("-msisdn", "msisdn DESC NULLS LAST, iccid DESC"),
-    ("label", "label ASC NULLS LAST, iccid ASC"),
-    ("-label", "label DESC NULLS LAST, iccid DESC"),
-    ("status", "status ASC, iccid ASC"),
-    ("-status", "status DESC, iccid DESC"),
-    ("registered_at", "registered_at ASC, iccid ASC"),
-    ("-registered_at", "registered_at DESC, iccid DESC"),
-    ("updated_at", "updated_at ASC, iccid ASC"),
-    ("-updated_at", "updated_at DESC, iccid DESC"),
-    ("last_seen_at", "last_seen_at ASC NULLS LAST, iccid ASC"),
-    ("-last_seen_at", "last_seen_at DESC NULLS LAST, iccid DESC"),
-];
-
-pub const SIM_STATUSES: &[&str] = &["inactive", "active", "suspended", "terminated"];
-
-/// `GET /sims` parameters. Filters combine with AND.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListSims {
-    /// Page number, from 1 (default 1).
-    #[param(minimum = 1)]
-    page: Option<u32>,
-    /// SIMs per page, 1 to 500 (default 50).
-    #[param(minimum = 1, maximum = 500)]
-    page_size: Option<u32>,
-    /// One status or several, comma-separated: `inactive`, `active`, `suspended`, `terminated`.
-    status: Option<String>,
-    /// SIMs carrying this tag; several, comma-separated: SIMs carrying all of them.
-    tag: Option<String>,
-    /// Case-insensitive substring of the label.
-    label: Option<String>,
-    /// ICCID prefix (digits; a full 20-digit ICCID is normalised to 19).
-    iccid: Option<String>,
-    /// IMSI prefix (digits).
-    imsi: Option<String>,
-    /// MSISDN prefix (digits).
-    msisdn: Option<String>,
-    /// `iccid` (default), `imsi`, `msisdn`, `label`, `status`, `registered_at`, `updated_at`,
-    /// `last_seen_at`; a leading `-` sorts descending. Ties are broken by ICCID.
-    sort: Option<String>,
-}
-
-/// Validated filters of `GET /sims`.
-#[derive(Debug, Default)]
-struct SimFilters {
-    statuses: Option<Vec<String>>,
-    tags: Option<Vec<String>>,
-    label: Option<String>,
-    iccid: Option<String>,
-    imsi: Option<String>,
-    msisdn: Option<String>,
-}
-
-fn comma_list(raw: &str) -> Vec<String> {
-    raw.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn digits_prefix(parameter: &str, raw: &str, max_len: usize) -> Result<String, ApiError> {
-    let value = raw.trim();
-    if value.is_empty() || value.len() > max_len || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid(parameter, format!("expected 1 to {max_len} digits")));
-    }
-    Ok(value.to_owned())
-}
-
-/// `%`, `_` and `\` match themselves in a `LIKE` pattern.
-fn escape_like(value: &str) -> String {
-    let mut escaped = String::with_capacity(value.len());
-    for c in value.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
-}
-
-impl SimFilters {
-    fn parse(params: &ListSims) -> Result<Self, ApiError> {
-        let mut filters = Self::default();
-        if let Some(raw) = &params.status {
-            let statuses = comma_list(raw);
-            if statuses.is_empty() || statuses.iter().any(|s| !SIM_STATUSES.contains(&s.as_str())) {
-                return Err(invalid(
-                    "status",
-                    format!("expected one or more of {}", SIM_STATUSES.join(", ")),
-                ));
-            }
-            filters.statuses = Some(statuses);
-        }
-        if let Some(raw) = &params.tag {
-            let tags = comma_list(raw);
-            if tags.is_empty() || tags.len() > 20 || tags.iter().any(|t| t.len() > 50) {
-                return Err(invalid("tag", "expected 1 to 20 tags of at most 50 characters"));
-            }
-            filters.tags = Some(tags);
-        }
-        if let Some(raw) = &params.label {
-            if raw.is_empty() || raw.chars().count() > 100 {
-                return Err(invalid("label", "expected 1 to 100 characters"));
-            }
-            filters.label = Some(format!("%{}%", escape_like(raw)));
-        }
-        if let Some(raw) = &params.iccid {
-            let mut prefix = digits_prefix("iccid", raw, 20)?;
-            if prefix.len() == 20 {
-                prefix = parse_iccid(&prefix)
-                    .map_err(|e| invalid("iccid", e.message))?
-                    .to_string();
-            }
-            filters.iccid = Some(prefix);
-        }
-        if let Some(raw) = &params.imsi {
-            filters.imsi = Some(digits_prefix("imsi", raw, 15)?);
-        }
-        if let Some(raw) = &params.msisdn {
-            filters.msisdn = Some(digits_prefix("msisdn", raw, 15)?);
-        }
-        Ok(filters)
-    }
-
-    fn push_where(&self, query: &mut QueryBuilder<'_, Postgres>) {
-        query.push(" WHERE true");
-        if let Some(statuses) = &self.statuses {
-            query
-                .push(" AND status = ANY(")
-                .push_bind(statuses.clone())
-                .push(")");
-        }
-        if let Some(tags) = &self.tags {
-            query.push(" AND tags @> ").push_bind(tags.clone());
-        }
-        if let Some(label) = &self.label {
-            query.push(" AND label ILIKE ").push_bind(label.clone());
-        }
-        for (column, prefix) in [
-            ("iccid", &self.iccid),
-            ("imsi", &self.imsi),
-            ("msisdn", &self.msisdn),
-        ] {
-            if let Some(prefix) = prefix {
-                query
-                    .push(format!(" AND {column} LIKE "))
-                    .push_bind(format!("{prefix}%"));
-            }
-        }
-    }
-}
-
-/// The page headers: `X-Total-Count`, `X-Page`, `X-Page-Size`, and `Link` (first, prev, next,
-/// last) keeping the request's other parameters.
-fn page_headers(path: &str, raw_query: Option<&str>, page: Page, total: i64) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(X_TOTAL_COUNT, HeaderValue::from(total));
-    headers.insert(X_PAGE, HeaderValue::from(page.page));
-    headers.insert(X_PAGE_SIZE, HeaderValue::from(page.page_size));
-    let kept: Vec<&str> = raw_query
-        .unwrap_or("")
-        .split('&')
-        .filter(|pair| !pair.is_empty() && !pair.starts_with("page="))
-        .collect();
-    let link = |n: u32, rel: &str| {
-        let mut query = kept.clone().join("&");
-        if !query.is_empty() {
-            query.push('&');
-        }
-        format!("<{path}?{query}page={n}>; rel=\"{rel}\"")
-    };
-    let last = page.last_page(total);
-    let mut links = vec![link(1, "first")];
-    if page.page > 1 {
-        links.push(link((page.page - 1).min(last), "prev"));
-    }
-    if page.page < last {
-        links.push(link(page.page + 1, "next"));
-    }
-    links.push(link(last, "last"));
-    if let Ok(value) = HeaderValue::from_str(&links.join(", ")) {
-        headers.insert(LINK, value);
-    }
-    headers
-}
-
-/// List SIMs (paged, filtered, sorted).
-#[utoipa::path(
-    get, path = "/api/v1/sims", tag = "sims",
-    params(ListSims, crate::openapi::ConsistencyHeader),
-    responses(
-        (status = 200, description = "One page of SIMs", body = Vec<crate::openapi::SimViewDoc>,
-            headers(
-                ("X-Total-Count" = i64, description = "SIMs matching the filters, over all pages"),
-                ("X-Page" = u32, description = "This page's number"),
-                ("X-Page-Size" = u32, description = "The page size used"),
-                ("Link" = String, description = "first, prev, next and last pages (RFC 8288)"),
-            )),
-        (status = 400, description = "`INVALID_QUERY`, `INVALID_CONSISTENCY_TOKEN`", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
-        (status = 503, description = "`CONSISTENCY_TIMEOUT`", body = crate::openapi::ErrorBody),
-    )
-)]
-pub async fn list(
-    State(state): State<AppState>,
-    _: Principal,
-    RawQuery(raw_query): RawQuery,
-    ApiQuery(params): ApiQuery<ListSims>,
-    _reader: Reader,
-) -> Result<Response, ApiError> {
-    let page = Page::parse(params.page, params.page_size)?;
-    let filters = SimFilters::parse(&params)?;
-    let sort = params.sort.as_deref().unwrap_or("iccid").trim();
-    let order = SIM_SORTS
-        .iter()
-        .find(|(key, _)| *key == sort)
-        .map(|(_, order)| *order)
-        .ok_or_else(|| {
-            let keys: Vec<&str> = SIM_SORTS.iter().map(|(k, _)| *k).collect();
-            invalid("sort", format!("expected one of {}", keys.join(", ")))
-        })?;
-
-    let mut count = QueryBuilder::new("SELECT count(*) FROM sims");
-    filters.push_where(&mut count);
-    let total: i64 = count.build_query_scalar().fetch_one(&state.pool).await?;
-
-    let mut select = QueryBuilder::new(format!("SELECT {SIM_COLUMNS} FROM sims"));
-    filters.push_where(&mut select);
-    select
-        .push(format!(" ORDER BY {order} LIMIT "))
-        .push_bind(page.limit())
-        .push(" OFFSET ")
-        .push_bind(page.offset());
-    let sims: Vec<SimView> = select.build_query_as().fetch_all(&state.pool).await?;
-
-    let headers = page_headers("/api/v1/sims", raw_query.as_deref(), page, total);
-    Ok((headers, Json(sims)).into_response())
 }
 
 /// Whether `If-None-Match` names `etag` (or is `*`); weak validators compare equal.
@@ -424,10 +172,11 @@ pub async fn usage_points(
             "SELECT bucket, data_bytes::bigint AS data_bytes, sms_mo::bigint AS sms_mo, sms_mt::bigint AS sms_mt \
              FROM {table} WHERE iccid = $3 AND bucket >= $1 AND bucket < $2 ORDER BY bucket"
         ),
+        // The fleet's own rollup (a row per bucket), not a sum over every SIM's rows.
         None => format!(
-            "SELECT bucket, coalesce(sum(data_bytes), 0)::bigint AS data_bytes, \
-             coalesce(sum(sms_mo), 0)::bigint AS sms_mo, coalesce(sum(sms_mt), 0)::bigint AS sms_mt \
-             FROM {table} WHERE bucket >= $1 AND bucket < $2 GROUP BY bucket ORDER BY bucket"
+            "SELECT bucket, data_bytes::bigint AS data_bytes, sms_mo::bigint AS sms_mo, sms_mt::bigint AS sms_mt \
+             FROM {} WHERE bucket >= $1 AND bucket < $2 ORDER BY bucket",
+            range.granularity.fleet_table()
         ),
     };
     let mut query = sqlx::query_as::<_, UsagePoint>(&sql)
@@ -573,7 +322,8 @@ pub struct SmsView {
     responses(
         (status = 200, description = "One page of messages", body = Vec<SmsView>,
             headers(
-                ("X-Total-Count" = i64, description = "Messages matching, over all pages"),
+                ("X-Total-Count" = i64, description = "Messages matching, over all pages (see X-Total-Count-Exact)"),
+                ("X-Total-Count-Exact" = bool, description = "false: X-Total-Count is an estimate (more than LIST_EXACT_COUNT_LIMIT match)"),
                 ("Link" = String, description = "first, prev, next and last pages"),
             )),
         (status = 400, description = "`INVALID_QUERY`", body = crate::openapi::ErrorBody),
@@ -618,9 +368,11 @@ pub async fn sms(
             query.push(" AND status = ").push_bind(status.clone());
         }
     };
-    let mut count = QueryBuilder::new("SELECT count(*) FROM sms_messages");
-    filters(&mut count);
-    let total: i64 = count.build_query_scalar().fetch_one(&state.pool).await?;
+    let total = paging::count(&state.pool, state.lists.exact_count_limit, |query| {
+        query.push("FROM sms_messages");
+        filters(query);
+    })
+    .await?;
     let mut select = QueryBuilder::new(
         "SELECT message_id, iccid, direction, status, payload, encoding, parts, source_address, \
          provider_message_id, failure_reason, requested_at, submitted_at, delivered_at, failed_at, \
@@ -637,18 +389,13 @@ pub async fn sms(
         .push_bind(page.offset());
     let messages: Vec<SmsView> = select.build_query_as().fetch_all(&state.pool).await?;
     let path = format!("/api/v1/sims/{iccid}/sms");
-    let headers = page_headers(&path, raw_query.as_deref(), page, total);
+    let headers = paging::page_headers(&path, raw_query.as_deref(), page, total);
     Ok((headers, Json(messages)).into_response())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn like_patterns_are_escaped() {
-        assert_eq!(escape_like(r"50%_a\b"), r"50\%\_a\\b");
-    }
 
     #[test]
     fn if_none_match_lists_and_weak_tags() {
@@ -660,24 +407,5 @@ mod tests {
         headers.insert(IF_NONE_MATCH, HeaderValue::from_static("*"));
         assert!(none_match(&headers, "\"1\""));
         assert!(!none_match(&HeaderMap::new(), "\"1\""));
-    }
-
-    #[test]
-    fn link_headers_keep_other_parameters() {
-        let page = Page::parse(Some(2), Some(10)).unwrap();
-        let headers = page_headers(
-            "/api/v1/sims",
-            Some("status=active&page=2&page_size=10"),
-            page,
-            35,
-        );
-        let link = headers[LINK].to_str().unwrap();
-        assert!(
-            link.contains("</api/v1/sims?status=active&page_size=10&page=3>; rel=\"next\""),
-            "{link}"
-        );
-        assert!(link.contains("page=1>; rel=\"prev\""), "{link}");
-        assert!(link.contains("page=4>; rel=\"last\""), "{link}");
-        assert_eq!(headers[X_TOTAL_COUNT], "35");
     }
 }

@@ -1,0 +1,413 @@
+//! `GET /sims`: the fleet's list, filtered, sorted and paged, by page number or by keyset
+//! cursor (`after=`), with a total that stays cheap (see [`paging::count`]).
+
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, SecondsFormat, Utc};
+use platform::{ApiError, ApiQuery, Principal};
+use readmodel::{SimView, SIM_COLUMNS};
+use serde::Deserialize;
+use sqlx::{Postgres, QueryBuilder};
+use utoipa::IntoParams;
+
+use crate::consistency::Reader;
+use crate::params::{invalid, parse_iccid, Page};
+use crate::routes::paging::{self, Cursor};
+use crate::state::AppState;
+
+pub const SIM_STATUSES: &[&str] = &["inactive", "active", "suspended", "terminated"];
+
+/// A sort column of `GET /sims`.
+#[derive(Debug, Clone, Copy)]
+struct SortColumn {
+    name: &'static str,
+    /// Nulls sort last in both directions.
+    nullable: bool,
+    time: bool,
+}
+
+const SORT_COLUMNS: &[SortColumn] = &[
+    SortColumn {
+        name: "iccid",
+        nullable: false,
+        time: false,
+    },
+    SortColumn {
+        name: "imsi",
+        nullable: false,
+        time: false,
+    },
+    SortColumn {
+        name: "msisdn",
+        nullable: true,
+        time: false,
+    },
+    SortColumn {
+        name: "label",
+        nullable: true,
+        time: false,
+    },
+    SortColumn {
+        name: "status",
+        nullable: false,
+        time: false,
+    },
+    SortColumn {
+        name: "registered_at",
+        nullable: false,
+        time: true,
+    },
+    SortColumn {
+        name: "updated_at",
+        nullable: false,
+        time: true,
+    },
+    SortColumn {
+        name: "last_seen_at",
+        nullable: true,
+        time: true,
+    },
+];
+
+/// A sort of `GET /sims`: a column and a direction; ties are broken by ICCID in the same
+/// direction.
+#[derive(Debug, Clone, Copy)]
+struct Sort {
+    column: SortColumn,
+    descending: bool,
+}
+
+impl Sort {
+    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let raw = raw.unwrap_or("iccid").trim();
+        let (descending, name) = match raw.strip_prefix('-') {
+            Some(name) => (true, name),
+            None => (false, raw),
+        };
+        let column = SORT_COLUMNS
+            .iter()
+            .find(|c| c.name == name)
+            .copied()
+            .ok_or_else(|| {
+                let keys: Vec<String> = SORT_COLUMNS
+                    .iter()
+                    .flat_map(|c| [c.name.to_owned(), format!("-{}", c.name)])
+                    .collect();
+                invalid("sort", format!("expected one of {}", keys.join(", ")))
+            })?;
+        Ok(Self { column, descending })
+    }
+
+    fn key(self) -> String {
+        format!("{}{}", if self.descending { "-" } else { "" }, self.column.name)
+    }
+
+    fn order_by(self) -> String {
+        let direction = if self.descending { "DESC" } else { "ASC" };
+        let name = self.column.name;
+        if name == "iccid" {
+            return format!("iccid {direction}");
+        }
+        let nulls = if self.column.nullable { " NULLS LAST" } else { "" };
+        format!("{name} {direction}{nulls}, iccid {direction}")
+    }
+
+    /// The row's value of the sort column, as a cursor carries it.
+    fn value_of(self, sim: &SimView) -> Option<String> {
+        let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
+        match self.column.name {
+            "iccid" => Some(sim.iccid.clone()),
+            "imsi" => Some(sim.imsi.clone()),
+            "msisdn" => sim.msisdn.clone(),
+            "label" => sim.label.clone(),
+            "status" => Some(sim.status.clone()),
+            "registered_at" => Some(time(&sim.registered_at)),
+            "updated_at" => Some(time(&sim.updated_at)),
+            _ => sim.last_seen_at.as_ref().map(time),
+        }
+    }
+
+    /// ` AND <rows after the cursor, in this order>`.
+    fn push_after(self, query: &mut QueryBuilder<'_, Postgres>, cursor: &Cursor) {
+        let op = if self.descending { "<" } else { ">" };
+        let name = self.column.name;
+        let cast = if self.column.time { "::timestamptz" } else { "" };
+        if name == "iccid" {
+            query
+                .push(format!(" AND iccid {op} "))
+                .push_bind(cursor.iccid.clone());
+            return;
+        }
+        match &cursor.value {
+            // Past a null only nulls follow (nulls sort last either way).
+            None => {
+                query
+                    .push(format!(" AND {name} IS NULL AND iccid {op} "))
+                    .push_bind(cursor.iccid.clone());
+            }
+            Some(value) => {
+                query
+                    .push(format!(" AND (({name}, iccid) {op} ("))
+                    .push_bind(value.clone())
+                    .push(format!("{cast}, "))
+                    .push_bind(cursor.iccid.clone())
+                    .push(")");
+                if self.column.nullable {
+                    query.push(format!(" OR {name} IS NULL"));
+                }
+                query.push(")");
+            }
+        }
+    }
+}
+
+/// `GET /sims` parameters. Filters combine with AND.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListSims {
+    /// Page number, from 1 (default 1). Not with `after`.
+    #[param(minimum = 1)]
+    page: Option<u32>,
+    /// Keyset pagination: the page after this cursor (from `X-Next-Cursor` or the `next`
+    /// link of the page before, made with the same `sort`). Stable while SIMs change, and as
+    /// fast on the last page as on the first. Not with `page`.
+    after: Option<String>,
+    /// SIMs per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    page_size: Option<u32>,
+    /// One status or several, comma-separated: `inactive`, `active`, `suspended`, `terminated`.
+    status: Option<String>,
+    /// SIMs carrying this tag; several, comma-separated: SIMs carrying all of them.
+    tag: Option<String>,
+    /// Case-insensitive substring of the label.
+    label: Option<String>,
+    /// ICCID prefix (digits; a full 20-digit ICCID is normalised to 19).
+    iccid: Option<String>,
+    /// IMSI prefix (digits).
+    imsi: Option<String>,
+    /// MSISDN prefix (digits).
+    msisdn: Option<String>,
+    /// `iccid` (default), `imsi`, `msisdn`, `label`, `status`, `registered_at`, `updated_at`,
+    /// `last_seen_at`; a leading `-` sorts descending. Ties are broken by ICCID.
+    sort: Option<String>,
+}
+
+/// Validated filters of `GET /sims`.
+#[derive(Debug, Default)]
+struct SimFilters {
+    statuses: Option<Vec<String>>,
+    tags: Option<Vec<String>>,
+    label: Option<String>,
+    iccid: Option<String>,
+    imsi: Option<String>,
+    msisdn: Option<String>,
+}
+
+fn comma_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn digits_prefix(parameter: &str, raw: &str, max_len: usize) -> Result<String, ApiError> {
+    let value = raw.trim();
+    if value.is_empty() || value.len() > max_len || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(parameter, format!("expected 1 to {max_len} digits")));
+    }
+    Ok(value.to_owned())
+}
+
+/// `%`, `_` and `\` match themselves in a `LIKE` pattern.
+fn escape_like(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+impl SimFilters {
+    fn parse(params: &ListSims) -> Result<Self, ApiError> {
+        let mut filters = Self::default();
+        if let Some(raw) = &params.status {
+            let statuses = comma_list(raw);
+            if statuses.is_empty() || statuses.iter().any(|s| !SIM_STATUSES.contains(&s.as_str())) {
+                return Err(invalid(
+                    "status",
+                    format!("expected one or more of {}", SIM_STATUSES.join(", ")),
+                ));
+            }
+            filters.statuses = Some(statuses);
+        }
+        if let Some(raw) = &params.tag {
+            let tags = comma_list(raw);
+            if tags.is_empty() || tags.len() > 20 || tags.iter().any(|t| t.len() > 50) {
+                return Err(invalid("tag", "expected 1 to 20 tags of at most 50 characters"));
+            }
+            filters.tags = Some(tags);
+        }
+        if let Some(raw) = &params.label {
+            if raw.is_empty() || raw.chars().count() > 100 {
+                return Err(invalid("label", "expected 1 to 100 characters"));
+            }
+            filters.label = Some(format!("%{}%", escape_like(raw)));
+        }
+        if let Some(raw) = &params.iccid {
+            let mut prefix = digits_prefix("iccid", raw, 20)?;
+            if prefix.len() == 20 {
+                prefix = parse_iccid(&prefix)
+                    .map_err(|e| invalid("iccid", e.message))?
+                    .to_string();
+            }
+            filters.iccid = Some(prefix);
+        }
+        if let Some(raw) = &params.imsi {
+            filters.imsi = Some(digits_prefix("imsi", raw, 15)?);
+        }
+        if let Some(raw) = &params.msisdn {
+            filters.msisdn = Some(digits_prefix("msisdn", raw, 15)?);
+        }
+        Ok(filters)
+    }
+
+    fn push_where(&self, query: &mut QueryBuilder<'_, Postgres>) {
+        query.push(" WHERE true");
+        if let Some(statuses) = &self.statuses {
+            query
+                .push(" AND status = ANY(")
+                .push_bind(statuses.clone())
+                .push(")");
+        }
+        if let Some(tags) = &self.tags {
+            query.push(" AND tags @> ").push_bind(tags.clone());
+        }
+        if let Some(label) = &self.label {
+            query.push(" AND label ILIKE ").push_bind(label.clone());
+        }
+        for (column, prefix) in [
+            ("iccid", &self.iccid),
+            ("imsi", &self.imsi),
+            ("msisdn", &self.msisdn),
+        ] {
+            if let Some(prefix) = prefix {
+                query
+                    .push(format!(" AND {column} LIKE "))
+                    .push_bind(format!("{prefix}%"));
+            }
+        }
+    }
+}
+
+/// List SIMs (paged or by keyset cursor, filtered, sorted).
+#[utoipa::path(
+    get, path = "/api/v1/sims", tag = "sims",
+    params(ListSims, crate::openapi::ConsistencyHeader),
+    responses(
+        (status = 200, description = "One page of SIMs", body = Vec<crate::openapi::SimViewDoc>,
+            headers(
+                ("X-Total-Count" = i64, description = "SIMs matching the filters, over all pages: exact up to LIST_EXACT_COUNT_LIMIT (default 1000), the planner's estimate beyond (see X-Total-Count-Exact)"),
+                ("X-Total-Count-Exact" = bool, description = "false: X-Total-Count is an estimate"),
+                ("X-Page" = u32, description = "This page's number (not with `after`)"),
+                ("X-Page-Size" = u32, description = "The page size used"),
+                ("X-Next-Cursor" = String, description = "With `after` (or `after=` empty on the first page): the cursor of the next page, when there may be one"),
+                ("Link" = String, description = "first, prev, next and last pages (RFC 8288); with `after`: first and next"),
+            )),
+        (status = 400, description = "`INVALID_QUERY`, `INVALID_CONSISTENCY_TOKEN`", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
+        (status = 503, description = "`CONSISTENCY_TIMEOUT`", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    _: Principal,
+    RawQuery(raw_query): RawQuery,
+    ApiQuery(params): ApiQuery<ListSims>,
+    _reader: Reader,
+) -> Result<Response, ApiError> {
+    let keyset = params.after.is_some();
+    if keyset && params.page.is_some() {
+        return Err(invalid("after", "use either page or after, not both"));
+    }
+    let page = Page::parse(params.page, params.page_size)?;
+    let filters = SimFilters::parse(&params)?;
+    let sort = Sort::parse(params.sort.as_deref())?;
+    // An empty `after=` asks for the first page with a cursor for the next.
+    let cursor = match params.after.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => {
+            let cursor = Cursor::decode(raw, &sort.key())?;
+            if sort.column.time {
+                if let Some(value) = &cursor.value {
+                    DateTime::parse_from_rfc3339(value).map_err(|_| {
+                        invalid("after", "not a cursor of this list (take it from X-Next-Cursor)")
+                    })?;
+                }
+            }
+            Some(cursor)
+        }
+    };
+
+    let total = paging::count(&state.pool, state.lists.exact_count_limit, |query| {
+        query.push("FROM sims");
+        filters.push_where(query);
+    })
+    .await?;
+
+    let mut select = QueryBuilder::new(format!("SELECT {SIM_COLUMNS} FROM sims"));
+    filters.push_where(&mut select);
+    if let Some(cursor) = &cursor {
+        sort.push_after(&mut select, cursor);
+    }
+    select
+        .push(format!(" ORDER BY {} LIMIT ", sort.order_by()))
+        .push_bind(page.limit());
+    if !keyset {
+        select.push(" OFFSET ").push_bind(page.offset());
+    }
+    let sims: Vec<SimView> = select.build_query_as().fetch_all(&state.pool).await?;
+
+    let path = "/api/v1/sims";
+    let headers = if keyset {
+        let next = (sims.len() as i64 == page.limit())
+            .then(|| sims.last())
+            .flatten()
+            .map(|last| {
+                Cursor {
+                    sort: sort.key(),
+                    value: sort.value_of(last),
+                    iccid: last.iccid.clone(),
+                }
+                .encode()
+            });
+        paging::keyset_headers(path, raw_query.as_deref(), page.page_size, total, next.as_deref())
+    } else {
+        paging::page_headers(path, raw_query.as_deref(), page, total)
+    };
+    Ok((headers, Json(sims)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_are_escaped() {
+        assert_eq!(escape_like(r"50%_a\b"), r"50\%\_a\\b");
+    }
+
+    #[test]
+    fn sorts_order_with_nulls_last_and_iccid_ties() {
+        let sort = Sort::parse(Some("-label")).unwrap();
+        assert_eq!(sort.order_by(), "label DESC NULLS LAST, iccid DESC");
+        assert_eq!(sort.key(), "-label");
+        assert_eq!(Sort::parse(None).unwrap().order_by(), "iccid ASC");
+        assert!(Sort::parse(Some("colour")).is_err());
+    }
+}
