@@ -69,6 +69,10 @@ pub enum ApplyError {
         position: i64,
         reason: String,
     },
+    /// Another replica recorded another partition layout: this process must not apply with
+    /// its own any more.
+    #[error("the projector's partition layout is now {now} partitions, this process runs {mine}: restart it with PROJECTOR_PARTITIONS={now}")]
+    LayoutChanged { mine: u32, now: u32 },
     /// A gap that the event store cannot fill (yet): the message is retried later.
     #[error("{aggregate_type}/{aggregate_id}: events after version {version} and before {sequence} are missing from the event store")]
     MissingEvents {

@@ -21,6 +21,11 @@ pub struct Config {
     pub projector: String,
     /// `DB_MAX_CONNECTIONS`, default 5.
     pub db_max_connections: u32,
+    /// `PROJECTOR_PARTITIONS`, default 1 (1 to 64): the log is applied in this many partitions
+    /// by SIM, in parallel, shared by the replicas (`crate::partitions`). Every replica must be
+    /// started with the same number: a replica with another one re-partitions, and the others
+    /// stop.
+    pub partitions: u32,
     pub consumer: ConsumerSettings,
     /// `RELAY_NATS_USER` / `RELAY_NATS_PASSWORD` / `RELAY_NATS_CREDS_FILE`: the in-process
     /// relay's own NATS identity (the only one allowed to publish events); unset = the
@@ -75,6 +80,7 @@ impl Config {
             redis_key_prefix: vars.text_or("REDIS_KEY_PREFIX", "simplatform"),
             projector: vars.token("PROJECTOR_NAME", "read-models")?,
             db_max_connections: vars.number("DB_MAX_CONNECTIONS", 5)?.max(2) as u32,
+            partitions: vars.number("PROJECTOR_PARTITIONS", 1)?.clamp(1, 64) as u32,
             consumer: ConsumerSettings {
                 ack_wait: Duration::from_secs(vars.number("PROJECTOR_ACK_WAIT_SECS", 30)?.max(1)),
                 max_ack_pending: vars.number("PROJECTOR_MAX_ACK_PENDING", 1024)?.max(1) as i64,
@@ -118,6 +124,7 @@ mod tests {
         assert_eq!(config.consumer.max_ack_pending, 1024);
         assert_eq!(config.consumer.batch, 256);
         assert_eq!(config.rebuild_max_rows, 2_000_000);
+        assert_eq!(config.partitions, 1);
     }
 
     #[test]

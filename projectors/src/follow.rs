@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 
-use eventstore::{GlobalLog, LogCursor, StoredEvent};
+use eventstore::{GlobalLog, LogCursor, Share, StoredEvent};
 use relay::wire;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -75,7 +75,13 @@ impl From<eventstore::StoreError> for StepError {
 #[derive(Clone)]
 pub struct Follower {
     pub pool: PgPool,
+    /// Applies under the projector's (group's) name: versions and parked events are shared by
+    /// its partitions (each aggregate belongs to one).
     pub applier: Applier,
+    /// This partition's checkpoint row (the projector's name when the log is not partitioned).
+    pub checkpoint: String,
+    /// The SIMs this follower applies.
+    pub share: Share,
     pub store_id: Uuid,
     pub subject_prefix: String,
 }
@@ -151,6 +157,7 @@ impl Follower {
         }
         let missing: Vec<i64> = messages
             .iter()
+            .filter(|(m, _)| self.owns(m))
             .filter_map(|(m, _)| m.position())
             .filter(|p| !followed.seen.contains_key(p))
             .collect();
@@ -162,6 +169,16 @@ impl Follower {
         let started = followed.started.unwrap_or(LogCursor::START);
         let mut verdicts = Vec::with_capacity(messages.len());
         for (message, _) in messages {
+            if !self.owns(message) {
+                // Another partition's SIM: a wake-up only, checked by that partition.
+                let ahead = claimed(message).is_some_and(|cursor| cursor > followed.reached);
+                verdicts.push(if ahead {
+                    Verdict::NotYetReadable
+                } else {
+                    Verdict::Applied
+                });
+                continue;
+            }
             let event = message.position().and_then(|p| followed.seen.get(&p));
             let verdict = match wire::check(message, event, self.store_id, &self.subject_prefix) {
                 Err(mismatch) => Verdict::Forged(mismatch),
@@ -186,6 +203,16 @@ impl Follower {
             verdicts.push(verdict);
         }
         Ok((followed, verdicts))
+    }
+
+    /// Whether the message names a SIM of this share (by its subject, `<prefix>.v1.<iccid>.…`;
+    /// a message without one is checked here, and found forged).
+    fn owns(&self, message: &wire::Message<'_>) -> bool {
+        if self.share.is_whole() {
+            return true;
+        }
+        let iccid = message.subject.split('.').nth(2).unwrap_or("");
+        iccid.is_empty() || self.share.holds(iccid)
     }
 
     /// Applies what the log holds after the checkpoint, without a message: the projector's
@@ -235,16 +262,25 @@ impl Follower {
     /// A transaction holding the shared projection lock (a rebuild's swap takes it
     /// exclusively) and this projector's checkpoint row (replicas apply in turn), and the
     /// checkpoint's cursor.
-    async fn begin(&self) -> Result<(Transaction<'static, Postgres>, LogCursor), sqlx::Error> {
+    async fn begin(&self) -> Result<(Transaction<'static, Postgres>, LogCursor), ApplyError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
             .bind(PROJECTION_LOCK_KEY)
             .execute(&mut *tx)
             .await?;
-        let from = checkpoint::lock(&mut tx, &self.applier.projector)
+        let from = checkpoint::lock(&mut tx, &self.checkpoint)
             .await?
             .map(|c| c.cursor)
             .unwrap_or(LogCursor::START);
+        // The layout this share belongs to must still be the recorded one (a replica started
+        // with another PROJECTOR_PARTITIONS re-partitions: this one must stop applying).
+        let now = checkpoint::layout_locked(&mut tx, &self.applier.projector).await?;
+        if now != self.share.of.max(1) {
+            return Err(ApplyError::LayoutChanged {
+                mine: self.share.of.max(1),
+                now,
+            });
+        }
         Ok((tx, from))
     }
 
@@ -258,12 +294,13 @@ impl Follower {
         limit: i64,
         followed: &mut Followed,
     ) -> Result<Step, StepError> {
-        let (mut tx, from) = self.begin().await?;
-        let projector = self.applier.projector.as_str();
+        let (mut tx, from) = self.begin().await.map_err(StepError::Other)?;
+        let projector = self.checkpoint.as_str();
         followed.reached = followed.reached.max(from);
         followed.started.get_or_insert(from);
-        let events = GlobalLog::read_range_on(&mut tx, from, HEAD, limit).await?;
-        let Some(last) = events.last().map(LogCursor::after) else {
+        let read = GlobalLog::read_share_on(&mut tx, from, HEAD, limit, self.share).await?;
+        let events = read.events;
+        let Some(last) = read.through else {
             tx.rollback().await?;
             if from >= target {
                 // Everything up to the checkpoint is applied or parked already.
@@ -312,7 +349,7 @@ impl Follower {
         followed: &mut Followed,
     ) -> Result<(), ApplyError> {
         let (mut tx, from) = self.begin().await?;
-        let projector = self.applier.projector.as_str();
+        let projector = self.checkpoint.as_str();
         let at = LogCursor::after(event);
         if from < at {
             self.applier.park(&mut tx, event, &error.to_string()).await?;

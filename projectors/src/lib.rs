@@ -13,6 +13,7 @@ pub(crate) mod fold;
 pub mod follow;
 pub mod metrics;
 pub mod parking;
+pub mod partitions;
 pub mod projector;
 pub mod rebuild;
 
@@ -93,14 +94,16 @@ where
     ))
     .await;
     let metrics = Metrics::new();
-    let projector = Projector::new(
+    // Fails early (here, not in a task) when the database is not what the projector needs.
+    UsageRollups::detect(&pool).await?;
+    let partitions = partitions::Partitions::new(
         pool.clone(),
         nats.clone(),
         cache,
         ProjectorMetrics::register(metrics.registry()),
         ProjectorSettings::from_config(&config),
-    )
-    .await?;
+        config.partitions,
+    );
     let listener = TcpListener::bind(config.addr)
         .await
         .map_err(|source| StartError::Bind {
@@ -121,7 +124,7 @@ where
     {
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
-            projector
+            partitions
                 .run(shutdown)
                 .await
                 .map_err(|e| anyhow::anyhow!("projector: {e}"))
@@ -130,7 +133,8 @@ where
     for task in extra(&services) {
         tasks.spawn(task);
     }
-    tracing::info!(addr = %config.addr, stream = %config.stream, projector = %config.projector, "projectors running");
+    tracing::info!(addr = %config.addr, stream = %config.stream, projector = %config.projector,
+        partitions = config.partitions, "projectors running");
     let app = ops_router(metrics, pool, nats, readiness);
     let outcome = tokio::select! {
         served = platform::http::serve(listener, app) => served.map_err(StartError::Serve),

@@ -25,9 +25,18 @@ pub struct ProjectorMetrics {
     /// `projection_lag_seconds{projector}`: age of the oldest committed event after the
     /// checkpoint (0 when caught up).
     pub lag_seconds: prometheus::GaugeVec,
+    /// `projector_partitions_held`: the partitions this replica applies now.
+    pub partitions_held: IntGauge,
 }
 
 impl ProjectorMetrics {
+    /// A partition this replica stopped applying: its lag is another replica's to report now
+    /// (a stale value here would mislead alerts).
+    pub fn forget_partition(&self, partition: &str) {
+        let _ = self.lag_events.remove_label_values(&[partition]);
+        let _ = self.lag_seconds.remove_label_values(&[partition]);
+    }
+
     pub fn register(registry: &Registry) -> Self {
         let counter = |name: &str, help: &str| {
             let c = IntCounterVec::new(Opts::new(name, help), &["projector"]).expect("valid metric");
@@ -95,6 +104,14 @@ impl ProjectorMetrics {
         registry
             .register(Box::new(lag_seconds.clone()))
             .expect("registered once");
+        let partitions_held = IntGauge::new(
+            "projector_partitions_held",
+            "Partitions of the log this replica applies now",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(partitions_held.clone()))
+            .expect("registered once");
         Self {
             applied,
             duplicates,
@@ -105,6 +122,7 @@ impl ProjectorMetrics {
             retries,
             lag_events,
             lag_seconds,
+            partitions_held,
         }
     }
 }

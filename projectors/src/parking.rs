@@ -142,8 +142,22 @@ async fn replay_aggregate(
         .execute(&mut *tx)
         .await?;
     // The live projector writes rows under this lock too (it folds rows in memory and writes
-    // them whole): taking it keeps the two from overwriting each other's changes.
-    crate::checkpoint::lock(&mut tx, projector).await?;
+    // them whole): taking it keeps the two from overwriting each other's changes. With
+    // partitions, the lock is the checkpoint of the partition the aggregate's SIM is in.
+    let partitions = crate::checkpoint::layout_locked(&mut tx, projector).await?;
+    let iccid: Option<String> = sqlx::query_scalar(
+        "SELECT iccid FROM parked_events WHERE projector = $1 AND aggregate_type = $2 AND aggregate_id = $3 LIMIT 1",
+    )
+    .bind(projector)
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let share = eventstore::Share {
+        index: eventstore::partition_of(iccid.as_deref().unwrap_or(""), partitions),
+        of: partitions,
+    };
+    crate::checkpoint::lock(&mut tx, &crate::checkpoint::partition_name(projector, share)).await?;
     sqlx::query(
         "SELECT version FROM projection_versions \
          WHERE projector = $1 AND aggregate_type = $2 AND aggregate_id = $3 FOR UPDATE",

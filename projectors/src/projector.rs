@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
-use eventstore::{GlobalLog, LogCursor};
+use eventstore::{GlobalLog, LogCursor, Share};
 use futures::StreamExt;
 use readmodel::Cache;
 use relay::wire;
@@ -39,6 +39,24 @@ pub struct ProjectorSettings {
     pub consumer: ConsumerSettings,
     /// Stop after this many messages (tests: "a projector stopped mid-stream").
     pub message_limit: Option<u64>,
+    /// The partition of the log this projector applies (`Share::WHOLE`: all of it). Its
+    /// durable consumer and checkpoint row are named [`checkpoint::partition_name`].
+    pub share: Share,
+}
+
+impl ProjectorSettings {
+    /// The consumer's and checkpoint's name: `name`, or `name-p<k>` for a partition.
+    pub fn partition(&self) -> String {
+        checkpoint::partition_name(&self.name, self.share)
+    }
+
+    /// The same settings for partition `index` of `of`.
+    pub fn for_share(&self, share: Share) -> Self {
+        Self {
+            share,
+            ..self.clone()
+        }
+    }
 }
 
 impl ProjectorSettings {
@@ -50,6 +68,7 @@ impl ProjectorSettings {
             subject_prefix: config.subject_prefix.clone(),
             consumer: config.consumer.clone(),
             message_limit: None,
+            share: Share::WHOLE,
         }
     }
 }
@@ -59,6 +78,9 @@ impl ProjectorSettings {
 pub enum ProjectorError {
     #[error("cannot create the consumer: {0}")]
     Consumer(String),
+    /// Another replica recorded another partition layout (see [`crate::partitions`]).
+    #[error("{0}")]
+    LayoutChanged(String),
 }
 
 #[derive(Clone)]
@@ -86,6 +108,8 @@ pub enum Handled {
     NotYetReadable,
     /// Shutdown came while a database error was being retried: not acknowledged.
     Abandoned,
+    /// The partition layout changed under this projector: not acknowledged, and it stops.
+    LayoutChanged,
 }
 
 impl Projector {
@@ -106,7 +130,8 @@ impl Projector {
                 other => sqlx::Error::Protocol(other.to_string()),
             })?;
         // Every series exists from the start (at 0), so dashboards and alerts see them.
-        let name = [settings.name.as_str()];
+        let partition = settings.partition();
+        let name = [partition.as_str()];
         for counter in [
             &metrics.applied,
             &metrics.duplicates,
@@ -119,11 +144,13 @@ impl Projector {
         }
         metrics.lag_events.with_label_values(&name);
         metrics.lag_seconds.with_label_values(&name);
-        metrics.parked.with_label_values(&name);
+        metrics.parked.with_label_values(&[settings.name.as_str()]);
         Ok(Self {
             follower: Follower {
                 pool: pool.clone(),
                 applier: Applier::new(settings.name.clone(), rollups),
+                checkpoint: partition,
+                share: settings.share,
                 store_id,
                 subject_prefix: settings.subject_prefix.clone(),
             },
@@ -155,7 +182,7 @@ impl Projector {
 
     async fn consume(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), ProjectorError> {
         let mut handled: u64 = 0;
-        let name = &self.settings.name;
+        let name = &self.follower.checkpoint;
         loop {
             let Some(consumer) = self.consumer(shutdown).await? else {
                 return Ok(());
@@ -184,7 +211,9 @@ impl Projector {
                     _ = wait_for(shutdown) => return Ok(()),
                     next = messages.next() => next,
                     () = tokio::time::sleep(IDLE_CATCH_UP) => {
-                        self.catch_up_idle().await;
+                        if let Some(changed) = self.catch_up_idle().await {
+                            return Err(ProjectorError::LayoutChanged(changed));
+                        }
                         continue;
                     }
                 };
@@ -205,8 +234,15 @@ impl Projector {
                             }
                         }
                         let count = batch.len() as u64;
-                        if self.handle_batch(batch, shutdown).await == Handled::Abandoned {
-                            return Ok(());
+                        match self.handle_batch(batch, shutdown).await {
+                            Handled::Abandoned => return Ok(()),
+                            Handled::LayoutChanged => {
+                                return Err(ProjectorError::LayoutChanged(format!(
+                                    "the partition layout of {} changed; {name} stops",
+                                    self.settings.name
+                                )))
+                            }
+                            _ => {}
                         }
                         handled += count;
                     }
@@ -250,9 +286,9 @@ impl Projector {
                     .map_err(|e| e.to_string())?;
                 stream
                     .get_or_create_consumer(
-                        &settings.name,
+                        &self.follower.checkpoint,
                         pull::Config {
-                            durable_name: Some(settings.name.clone()),
+                            durable_name: Some(self.follower.checkpoint.clone()),
                             description: Some("read models (projectors)".to_owned()),
                             deliver_policy: jetstream::consumer::DeliverPolicy::All,
                             ack_policy: jetstream::consumer::AckPolicy::Explicit,
@@ -293,7 +329,7 @@ impl Projector {
         messages: Vec<jetstream::Message>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Handled {
-        let name = self.settings.name.as_str();
+        let name = self.follower.checkpoint.as_str();
         let claims: Vec<(wire::Message<'_>, i64)> = messages
             .iter()
             .map(|message| {
@@ -310,6 +346,10 @@ impl Projector {
         let (followed, verdicts) = loop {
             match self.follower.follow_many(&claims).await {
                 Ok(done) => break done,
+                Err(error @ crate::apply::ApplyError::LayoutChanged { .. }) => {
+                    tracing::error!(%error, "stopping: the partition layout changed");
+                    return Handled::LayoutChanged;
+                }
                 Err(error) => {
                     tracing::warn!(%error, messages = messages.len(), ?backoff, "applying failed; retrying");
                     self.metrics.retries.with_label_values(&[name]).inc();
@@ -385,8 +425,9 @@ impl Projector {
     }
 
     /// No message for a while: apply whatever the log holds after the checkpoint anyway.
-    async fn catch_up_idle(&self) {
-        let name = self.settings.name.as_str();
+    /// `Some` when the partition layout changed (the projector must stop).
+    async fn catch_up_idle(&self) -> Option<String> {
+        let name = self.follower.checkpoint.as_str();
         match self.follower.catch_up().await {
             Ok(followed) => {
                 if followed.applied + followed.parked > 0 {
@@ -410,8 +451,10 @@ impl Projector {
                     .inc_by(followed.parked);
                 self.refresh_cache(&followed).await;
             }
+            Err(error @ crate::apply::ApplyError::LayoutChanged { .. }) => return Some(error.to_string()),
             Err(error) => tracing::debug!(%error, "idle catch-up failed; the next message or tick retries"),
         }
+        None
     }
 
     /// After the commit: the SIMs' rows into Redis in one pipeline: the rows the batch wrote
@@ -464,7 +507,7 @@ impl Projector {
     }
 
     async fn refresh_lag(&self) -> Result<(), anyhow::Error> {
-        let name = self.settings.name.as_str();
+        let name = self.follower.checkpoint.as_str();
         let checkpoint = checkpoint::read(&mut *self.pool.acquire().await?, name).await?;
         let cursor = checkpoint.map(|c| c.cursor).unwrap_or(LogCursor::START);
         let backlog = GlobalLog::new(self.pool.clone())
@@ -478,8 +521,10 @@ impl Projector {
             .lag_seconds
             .with_label_values(&[name])
             .set(backlog.oldest_age_seconds);
-        let parked = crate::parking::parked_count(&self.pool, name).await?;
-        self.metrics.parked.with_label_values(&[name]).set(parked);
+        // Parked events are the projector's (all partitions'), as its versions are.
+        let group = self.settings.name.as_str();
+        let parked = crate::parking::parked_count(&self.pool, group).await?;
+        self.metrics.parked.with_label_values(&[group]).set(parked);
         Ok(())
     }
 }
@@ -490,7 +535,7 @@ pub async fn wait_for(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// Sleeps; `true` when shutdown came first.
-async fn sleep_or_shutdown(duration: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+pub(crate) async fn sleep_or_shutdown(duration: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
         _ = wait_for(shutdown) => true,
         _ = tokio::time::sleep(duration) => *shutdown.borrow(),

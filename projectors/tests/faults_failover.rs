@@ -108,3 +108,82 @@ async fn the_standby_relay_takes_over_when_the_leader_is_killed(pool: PgPool) {
         .await
         .expect("the test timed out");
 }
+
+/// The partitions each of two replicas holds (`projector_partitions_held`).
+async fn held(processes: &[&ProjectorsProcess]) -> Vec<Option<f64>> {
+    let mut held = Vec::new();
+    for process in processes {
+        held.push(process.metric("projector_partitions_held").await);
+    }
+    held
+}
+
+async fn wait_for_held(processes: &[&ProjectorsProcess], expected: &[f64], within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let now = held(processes).await;
+        if now.iter().zip(expected).all(|(h, e)| *h == Some(*e)) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "partitions held {now:?}, expected {expected:?} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Four partitions and replicas that come and go while commands arrive: one replica holds
+/// all four; a second one joins and they hold two each; the first is `kill -9`ed and the
+/// second takes all four; then one is paused (SIGSTOP) and the other takes its partitions
+/// once the paused one's lock sessions end. Nothing is missing or applied twice.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn partitions_are_shared_and_taken_over_when_a_replica_dies(pool: PgPool) {
+    let env = FaultEnv::new(pool.clone(), "partitions").await;
+    let _stream = SharedStream(env.stream.clone());
+    let js = connect_jetstream(NATS_URL).await;
+    let mut spec = env.spec(NATS_URL);
+    spec.partitions = 4;
+    let workload = Workload {
+        first_sim: 0,
+        sims: 40,
+        writers: 3,
+        commands: 1200,
+        pause: Duration::from_millis(10),
+        seed: rand::random(),
+    };
+    let scenario = async {
+        let mut first = ProjectorsProcess::start(&spec, env.logs.path(), "first").await;
+        wait_for_held(&[&first], &[4.0], Duration::from_secs(10)).await;
+        let writing = tokio::spawn(workload.run(pool.clone()));
+
+        let mut second = ProjectorsProcess::start(&spec, env.logs.path(), "second").await;
+        let shared = wait_for_held(&[&first, &second], &[2.0, 2.0], Duration::from_secs(15)).await;
+        eprintln!("a joining replica got its share in {shared:?}");
+
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        first.kill();
+        let taken = wait_for_held(&[&second], &[4.0], Duration::from_secs(15)).await;
+        eprintln!("the survivor held every partition {taken:?} after the kill");
+
+        let third = ProjectorsProcess::start(&spec, env.logs.path(), "third").await;
+        wait_for_held(&[&second, &third], &[2.0, 2.0], Duration::from_secs(15)).await;
+        third.pause();
+        // Its heartbeat stops (not counted after 3 s) and its lock sessions end (idle 10 s).
+        let taken = wait_for_held(&[&second], &[4.0], Duration::from_secs(30)).await;
+        eprintln!("the other replica held every partition {taken:?} after the pause");
+        writing.await.unwrap();
+        third.resume();
+
+        wait_for_relay(&js, &pool, &env.stream, Duration::from_secs(40)).await;
+        wait_for_projection(&js, &pool, &env.stream, Duration::from_secs(40)).await;
+        second.assert_running();
+        second.kill();
+        let mut third = third;
+        third.kill();
+        assert_nothing_missing_nothing_twice(&js, &pool, &env.stream).await;
+    };
+    tokio::time::timeout(Duration::from_secs(170), scenario)
+        .await
+        .expect("the test timed out");
+}

@@ -131,3 +131,53 @@ async fn tokens_hold_across_a_projector_killed_mid_loop(pool: PgPool) {
         .await
         .expect("the test timed out");
 }
+
+/// Partitions moving between replicas: two `projectors` processes share 4 partitions; one is
+/// killed mid-loop (its partitions move to the other), started again (they move back), killed
+/// again. Every token still waits for exactly the events before it: each read sees its write.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn tokens_hold_across_partition_moves(pool: PgPool) {
+    let env = FaultEnv::new(pool.clone(), "read-your-writes-partitions").await;
+    let _stream = SharedStream(env.stream.clone());
+    let mut spec = env.spec(NATS_URL);
+    spec.partitions = 4;
+    let scenario = async {
+        let apis = Apis::start(&pool, REDIS_URL, &env.redis_prefix, Duration::from_secs(20)).await;
+        let steady = ProjectorsProcess::start(&spec, env.logs.path(), "steady").await;
+        let mut moving = ProjectorsProcess::start(&spec, env.logs.path(), "moving-0").await;
+        register_clients(&apis).await;
+        let noise = tokio::spawn(noise().run(pool.clone()));
+        let killer = async {
+            for kill in 1..=2 {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                moving.kill();
+                moving = ProjectorsProcess::start(&spec, env.logs.path(), &format!("moving-{kill}")).await;
+            }
+        };
+        tokio::join!(renames_read_back_with_their_tokens(&apis), killer);
+        noise.await.unwrap();
+        // Settled: two each.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let held = (
+                steady.metric("projector_partitions_held").await,
+                moving.metric("projector_partitions_held").await,
+            );
+            if held == (Some(2.0), Some(2.0)) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "partitions held: {held:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut steady = steady;
+        steady.assert_running();
+        steady.kill();
+        moving.kill();
+    };
+    tokio::time::timeout(Duration::from_secs(150), scenario)
+        .await
+        .expect("the test timed out");
+}

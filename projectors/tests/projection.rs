@@ -756,3 +756,116 @@ async fn a_gap_in_log_order_is_filled_from_postgres_never_applied_out_of_order(p
     assert_eq!(row, sim_view_as_of(&in_order).unwrap());
     env.cleanup().await;
 }
+
+/// Three partitions, run side by side, each apply only their SIMs' events, move over the
+/// others', and together leave every read model as one unpartitioned projector does; a
+/// change of layout (1 → 3) starts every partition at the least checkpoint; a partition that
+/// finds another layout recorded stops.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn partitions_together_equal_one_projector(pool: PgPool) {
+    use eventstore::{partition_of, Share};
+    use projectors::checkpoint;
+    let events = scenario(&pool).await;
+    let env = Env::new(pool.clone()).await;
+    env.publish_all(&events).await;
+    env.run_until(&env.projector().await, events.last().unwrap().position)
+        .await;
+    let mut whole = snapshot(&pool, false).await;
+    whole.remove("projection_checkpoints");
+
+    // 1 → 3: the unpartitioned checkpoint becomes three, at its cursor.
+    assert!(checkpoint::set_layout(&pool, PROJECTOR, 3).await.unwrap());
+    assert!(
+        !checkpoint::set_layout(&pool, PROJECTOR, 3).await.unwrap(),
+        "unchanged"
+    );
+    let names = checkpoint::partition_names(&mut pool.acquire().await.unwrap(), PROJECTOR)
+        .await
+        .unwrap();
+    assert_eq!(names, ["p0", "p1", "p2"].map(|p| format!("{PROJECTOR}-{p}")));
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT projector, position FROM projection_checkpoints ORDER BY projector")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let last = events.last().unwrap().position;
+    assert_eq!(rows, names.iter().map(|n| (n.clone(), last)).collect::<Vec<_>>());
+
+    // From scratch, in three partitions.
+    reset_read_models(&pool).await;
+    checkpoint::set_layout(&pool, PROJECTOR, 1).await.unwrap();
+    checkpoint::set_layout(&pool, PROJECTOR, 3).await.unwrap();
+    let mut running = Vec::new();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    for index in 0..3 {
+        let settings = env.settings(None).for_share(Share { index, of: 3 });
+        let projector = projectors::Projector::new(
+            pool.clone(),
+            env.nats.clone(),
+            env.cache().await,
+            env.projector_metrics.clone(),
+            settings,
+        )
+        .await
+        .unwrap();
+        let shutdown = shutdown.clone();
+        running.push(tokio::spawn(async move { projector.run(shutdown).await }));
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let at_end: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM projection_checkpoints WHERE projector = ANY($1) AND position = $2",
+        )
+        .bind(&names)
+        .bind(last)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if at_end == 3 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "partitions stuck");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    for task in running {
+        task.await.unwrap().unwrap();
+    }
+    let mut parts = snapshot(&pool, false).await;
+    parts.remove("projection_checkpoints");
+    assert_eq!(parts, whole, "row by row, every table");
+    // Each partition applied exactly its SIMs' events.
+    let rendered = env.metrics.render();
+    for index in 0..3u32 {
+        let mine = events
+            .iter()
+            .filter(|e| partition_of(&e.iccid, 3) == index)
+            .count();
+        let line = format!("projector_events_applied_total{{projector=\"{PROJECTOR}-p{index}\"}} {mine}");
+        assert!(rendered.contains(&line), "{line} in\n{rendered}");
+    }
+    assert!(events
+        .iter()
+        .any(|e| partition_of(&e.iccid, 3) != partition_of(&events[0].iccid, 3)));
+
+    // Another replica records another layout: a partition of the old one stops applying.
+    checkpoint::set_layout(&pool, PROJECTOR, 2).await.unwrap();
+    let old = projectors::Projector::new(
+        pool.clone(),
+        env.nats.clone(),
+        env.cache().await,
+        env.projector_metrics.clone(),
+        env.settings(None).for_share(Share { index: 0, of: 3 }),
+    )
+    .await
+    .unwrap();
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), old.run(shutdown))
+        .await
+        .expect("the old layout's projector stops by itself");
+    assert!(
+        matches!(stopped, Err(projectors::ProjectorError::LayoutChanged(_))),
+        "{stopped:?}"
+    );
+    env.cleanup().await;
+}

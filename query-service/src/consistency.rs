@@ -112,9 +112,14 @@ async fn wait_for(state: &AppState, position: i64) -> Result<(), ApiError> {
 }
 
 async fn reached(state: &AppState, cursor: LogCursor) -> Result<bool, ApiError> {
+    // Every partition of the projector's layout (one, named as the projector, unless it is
+    // partitioned) must have passed the token: each applies its SIMs' events and moves over
+    // the others', so together they hold exactly the events before it.
     let reached: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM projection_checkpoints WHERE projector = $1 \
-         AND (transaction_id, position) >= ($2::text::xid8, $3))",
+        "SELECT count(*) FILTER (WHERE (c.transaction_id, c.position) >= ($2::text::xid8, $3)) \
+                = (SELECT count(*) FROM projection_partition_names($1)) \
+         FROM projection_partition_names($1) AS p(name) \
+         LEFT JOIN projection_checkpoints c ON c.projector = p.name",
     )
     .bind(&state.consistency.projector)
     .bind(cursor.transaction_id.to_string())

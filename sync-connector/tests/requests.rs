@@ -67,6 +67,7 @@ async fn projector(harness: &Harness) -> Projector {
                 batch_wait: Duration::from_millis(2),
             },
             message_limit: None,
+            share: eventstore::Share::WHOLE,
         },
     )
     .await

@@ -11,6 +11,7 @@
 mod error;
 mod log;
 mod metadata;
+mod share;
 mod snapshot;
 mod store;
 mod stored;
@@ -18,6 +19,7 @@ mod stored;
 pub use error::{ExecuteError, StoreError};
 pub use log::{Backlog, GlobalLog, LogCursor};
 pub use metadata::{CommandContext, EventMetadata, Idempotency};
+pub use share::{partition_of, Share, ShareRead};
 pub use store::{
     handle_in_turn, CommandAnswer, EventRow, EventStore, Executed, LoadedAggregate, DEFAULT_SNAPSHOT_EVERY,
     SELECT_EVENT,

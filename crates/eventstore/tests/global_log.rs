@@ -250,3 +250,77 @@ async fn a_following_reader_sees_every_commit_exactly_once(pool: PgPool) {
         );
     }
 }
+
+/// `partition_of` (Rust) and `sim_partition` (SQL) agree; each share reads its SIMs' events
+/// in log order, all shares together every event once, and each share's read covers the log
+/// past the other shares' events.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn shares_of_the_log_partition_it_by_sim(pool: PgPool) {
+    use eventstore::{partition_of, Share};
+    for partitions in [1, 2, 3, 4, 7, 16] {
+        let iccids: Vec<String> = (0..500u64).map(|n| format!("89883030{:011}", n * 7919)).collect();
+        let sql: Vec<i32> = sqlx::query_scalar("SELECT sim_partition(i, $2) FROM unnest($1::text[]) i")
+            .bind(&iccids)
+            .bind(partitions as i32)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let rust: Vec<i32> = iccids
+            .iter()
+            .map(|i| partition_of(i, partitions) as i32)
+            .collect();
+        assert_eq!(sql, rust, "{partitions} partitions");
+    }
+
+    let mut conn = pool.acquire().await.unwrap();
+    for n in 0..40 {
+        let iccid = format!("89883030000000000{n:02}");
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, iccid) \
+             VALUES ('test', $1, 1, 'Happened', '1.0', '{}', '{}', $1)",
+        )
+        .bind(&iccid)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    }
+    let all = read_expecting(&GlobalLog::new(pool.clone()), LogCursor::START, 40).await;
+    assert_eq!(all.len(), 40);
+    let end = LogCursor::after(all.last().unwrap());
+    let head = LogCursor {
+        transaction_id: u64::MAX,
+        position: i64::MAX,
+    };
+    let mut union = Vec::new();
+    for index in 0..3 {
+        let share = Share { index, of: 3 };
+        // Pages of 4: full pages stop at their last event, the last page reaches the end.
+        let mut cursor = LogCursor::START;
+        let mut mine = Vec::new();
+        loop {
+            let read = GlobalLog::read_share_on(&mut conn, cursor, head, 4, share)
+                .await
+                .unwrap();
+            let Some(through) = read.through else { break };
+            assert!(read.events.iter().all(|e| share.holds(&e.iccid)));
+            if read.events.len() == 4 {
+                assert_eq!(through, LogCursor::after(read.events.last().unwrap()));
+            } else {
+                assert_eq!(through, end, "the last page covers the other shares' events");
+            }
+            mine.extend(read.events);
+            cursor = through;
+        }
+        assert_eq!(cursor, end);
+        let expected: Vec<i64> = all
+            .iter()
+            .filter(|e| share.holds(&e.iccid))
+            .map(|e| e.position)
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(positions(&mine), expected, "share {index} in log order");
+        union.extend(positions(&mine));
+    }
+    union.sort();
+    assert_eq!(union, positions(&all));
+}

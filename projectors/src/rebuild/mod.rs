@@ -262,25 +262,12 @@ async fn scratch_connection(pool: &PgPool, schema: &str) -> Result<PgConnection,
 }
 
 /// The last event a rebuild replays: the log's horizon, or (some models only) the live
-/// projector's checkpoint.
+/// projector's checkpoint (the least of its partitions'). `conn` must see `public` first.
 async fn bound(conn: &mut PgConnection, options: &RebuildOptions) -> Result<LogCursor, sqlx::Error> {
     if options.all_models() {
         return Ok(HEAD);
     }
-    let live: Option<(String, i64)> = sqlx::query_as(
-        "SELECT transaction_id::text, position FROM public.projection_checkpoints WHERE projector = $1",
-    )
-    .bind(&options.projector)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(live
-        .and_then(|(txid, position)| {
-            Some(LogCursor {
-                transaction_id: txid.parse().ok()?,
-                position,
-            })
-        })
-        .unwrap_or(LogCursor::START))
+    checkpoint::least(conn, &options.projector).await
 }
 
 async fn run(
@@ -317,6 +304,9 @@ async fn run(
     tracing::info!(%schema, models = ?models, ?method, tables = ?swapped, "rebuild started");
 
     let applier = Applier::new(options.projector.clone(), rollups);
+    // The checkpoint rows of the projector's partitions (its own name when unpartitioned): a
+    // rebuild of everything leaves each at the end of what it replayed.
+    let checkpoints = checkpoint::partition_names(&mut *pool.acquire().await?, &options.projector).await?;
     let log = GlobalLog::new(pool.clone());
     let mut report = RebuildReport {
         models: models.clone(),
@@ -344,7 +334,7 @@ async fn run(
         let indexes = tables::drop_secondary_indexes(pool, &schema, &scratch).await?;
         let mut fold = bulk::BulkFold::new(applier.clone(), options.max_rows_in_memory);
         loop {
-            let up_to = bound(&mut conn, options).await?;
+            let up_to = bound(&mut *pool.acquire().await?, options).await?;
             let page = log.read_range(cursor, up_to, batch_size).await?;
             let Some(last) = page.last() else { break };
             cursor = LogCursor::after(last);
@@ -359,7 +349,9 @@ async fn run(
             bulk::sum_rollups(&mut conn).await.map_err(ApplyError::from)?;
         }
         if cursor != LogCursor::START {
-            checkpoint::advance(&mut conn, &options.projector, cursor, 0).await?;
+            for name in &checkpoints {
+                checkpoint::advance(&mut conn, name, cursor, 0).await?;
+            }
         }
         report.evictions = fold.evictions;
         tables::create_indexes(pool, &indexes).await?;
@@ -368,18 +360,34 @@ async fn run(
 
     // What came meanwhile (or, in batches, everything), a transaction per batch.
     loop {
-        let up_to = bound(&mut conn, options).await?;
+        let up_to = bound(&mut *pool.acquire().await?, options).await?;
         let batch = log.read_range(cursor, up_to, batch_size).await?;
         let Some(last) = batch.last() else { break };
         cursor = LogCursor::after(last);
         let mut tx = sqlx::Connection::begin(&mut conn).await?;
-        let applied = apply_batch(&applier, &mut tx, &batch, &mut report, Isolation::Batch).await;
+        let applied = apply_batch(
+            &applier,
+            &checkpoints,
+            &mut tx,
+            &batch,
+            &mut report,
+            Isolation::Batch,
+        )
+        .await;
         match applied {
             Err(RebuildError::Apply(error)) if error.is_poison() => {
                 // Again with a savepoint per event, to park the poison one alone.
                 tx.rollback().await?;
                 let mut tx = sqlx::Connection::begin(&mut conn).await?;
-                apply_batch(&applier, &mut tx, &batch, &mut report, Isolation::PerEvent).await?;
+                apply_batch(
+                    &applier,
+                    &checkpoints,
+                    &mut tx,
+                    &batch,
+                    &mut report,
+                    Isolation::PerEvent,
+                )
+                .await?;
                 tx.commit().await?;
             }
             other => {
@@ -415,7 +423,15 @@ async fn run(
         .execute(&mut *tx)
         .await?;
     let before = report.events;
-    apply_batch(&applier, &mut tx, &rest, &mut report, Isolation::PerEvent).await?;
+    apply_batch(
+        &applier,
+        &checkpoints,
+        &mut tx,
+        &rest,
+        &mut report,
+        Isolation::PerEvent,
+    )
+    .await?;
     report.events_during_swap = report.events - before;
     if let Some(last) = rest.last() {
         report.last_position = last.position;
@@ -428,17 +444,22 @@ async fn run(
         // so the lag metric stays meaningful until the live projector passes the rebuilt
         // position.
         for table in BOOKKEEPING_TABLES {
+            // Checkpoints are named by partition; versions and parked events by projector.
             sqlx::query(&format!(
-                "INSERT INTO {schema}.{table} SELECT * FROM public.{table} WHERE projector <> $1"
+                "INSERT INTO {schema}.{table} SELECT * FROM public.{table} WHERE projector <> ALL($1)"
             ))
-            .bind(&options.projector)
+            .bind(if *table == "projection_checkpoints" {
+                &checkpoints
+            } else {
+                std::slice::from_ref(&options.projector)
+            })
             .execute(&mut *tx)
             .await?;
         }
         sqlx::query(&format!(
-            "UPDATE {schema}.projection_checkpoints n SET stream_sequence = GREATEST(n.stream_sequence, o.stream_sequence)              FROM public.projection_checkpoints o WHERE o.projector = n.projector AND n.projector = $1"
+            "UPDATE {schema}.projection_checkpoints n SET stream_sequence = GREATEST(n.stream_sequence, o.stream_sequence)              FROM public.projection_checkpoints o WHERE o.projector = n.projector AND n.projector = ANY($1)"
         ))
-        .bind(&options.projector)
+        .bind(&checkpoints)
         .execute(&mut *tx)
         .await?;
     }
@@ -475,6 +496,7 @@ enum Isolation {
 /// checkpoint past it; counts go into `report` only for what the caller commits.
 async fn apply_batch(
     applier: &Applier,
+    checkpoints: &[String],
     conn: &mut PgConnection,
     batch: &[StoredEvent],
     report: &mut RebuildReport,
@@ -509,7 +531,9 @@ async fn apply_batch(
         }
     }
     if let Some(last) = batch.last() {
-        checkpoint::advance(conn, &applier.projector, LogCursor::after(last), 0).await?;
+        for name in checkpoints {
+            checkpoint::advance(conn, name, LogCursor::after(last), 0).await?;
+        }
     }
     report.events += events;
     report.parked += parked;

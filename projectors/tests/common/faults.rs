@@ -63,6 +63,7 @@ impl FaultEnv {
             ack_wait_secs: 2,
             nats_user: None,
             relay_nats_user: None,
+            partitions: 1,
         }
     }
 
@@ -344,36 +345,52 @@ pub async fn wait_for_relay(js: &jetstream::Context, pool: &PgPool, stream: &str
     }
 }
 
-/// Until the projector's checkpoint is the log's last event and its consumer has nothing
-/// pending or unacknowledged.
+/// The checkpoint rows of the projector's current layout (one unless partitioned).
+pub async fn partition_names(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT projection_partition_names($1)")
+        .bind(PROJECTOR)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// Until every partition's checkpoint (one unless partitioned) is the log's last event and
+/// each one's consumer has nothing pending or unacknowledged.
 pub async fn wait_for_projection(js: &jetstream::Context, pool: &PgPool, stream: &str, within: Duration) {
     let last = global_log(pool).await.last().map(|e| e.position).unwrap_or(0);
     let deadline = Instant::now() + within;
     loop {
-        let checkpoint: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projector = $1")
-                .bind(PROJECTOR)
-                .fetch_optional(pool)
+        let names = partition_names(pool).await;
+        let checkpoints: Vec<i64> =
+            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projector = ANY($1)")
+                .bind(&names)
+                .fetch_all(pool)
                 .await
                 .unwrap();
-        let consumer = tokio::time::timeout(Duration::from_secs(3), async {
-            let mut consumer = js
-                .get_stream(stream)
-                .await
-                .ok()?
-                .get_consumer::<pull::Config>(PROJECTOR)
-                .await
-                .ok()?;
-            let info = consumer.info().await.ok()?;
-            Some((info.num_pending, info.num_ack_pending))
-        })
-        .await
-        .ok()
-        .flatten();
-        if checkpoint == Some(last) && consumer == Some((0, 0)) {
+        let mut consumers = Vec::new();
+        for name in &names {
+            let consumer = tokio::time::timeout(Duration::from_secs(3), async {
+                let mut consumer = js
+                    .get_stream(stream)
+                    .await
+                    .ok()?
+                    .get_consumer::<pull::Config>(name)
+                    .await
+                    .ok()?;
+                let info = consumer.info().await.ok()?;
+                Some((info.num_pending, info.num_ack_pending))
+            })
+            .await
+            .ok()
+            .flatten();
+            consumers.push(consumer);
+        }
+        let caught_up = checkpoints.len() == names.len() && checkpoints.iter().all(|c| *c == last);
+        if caught_up && consumers.iter().all(|c| *c == Some((0, 0))) {
             return;
         }
-        let state = format!("checkpoint {checkpoint:?} of {last}, consumer (pending, unacked) {consumer:?}");
+        let state =
+            format!("checkpoints {checkpoints:?} of {last}, consumers (pending, unacked) {consumers:?}");
         assert!(
             Instant::now() < deadline,
             "the projector did not catch up within {within:?}: {state}"
@@ -496,21 +513,25 @@ pub async fn assert_each_event_applied_once(pool: &PgPool) {
 
     let log = global_log(pool).await;
     let last = log.last().expect("events");
-    let checkpoint: (String, i64) = sqlx::query_as(
-        "SELECT transaction_id::text, position FROM projection_checkpoints WHERE projector = $1",
+    let names = partition_names(pool).await;
+    let checkpoints: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text, position FROM projection_checkpoints WHERE projector = ANY($1)",
     )
-    .bind(PROJECTOR)
-    .fetch_one(pool)
+    .bind(&names)
+    .fetch_all(pool)
     .await
     .unwrap();
-    assert_eq!(
-        checkpoint,
-        (
-            last.transaction_id.expect("stored events have one").to_string(),
-            last.position
-        ),
-        "the checkpoint is the log's last event"
-    );
+    assert_eq!(checkpoints.len(), names.len(), "a checkpoint per partition");
+    for checkpoint in checkpoints {
+        assert_eq!(
+            checkpoint,
+            (
+                last.transaction_id.expect("stored events have one").to_string(),
+                last.position
+            ),
+            "every partition's checkpoint is the log's last event"
+        );
+    }
 }
 
 /// Every SIM's row equals the replay of its events (the auditors' `state?as_of`).

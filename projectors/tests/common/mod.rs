@@ -122,6 +122,7 @@ impl Env {
                 batch_wait: Duration::from_millis(2),
             },
             message_limit: limit,
+            share: eventstore::Share::WHOLE,
         }
     }
 

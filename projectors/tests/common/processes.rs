@@ -168,6 +168,8 @@ pub struct ProjectorsSpec {
     pub nats_user: Option<(String, String)>,
     /// `RELAY_NATS_USER` / `RELAY_NATS_PASSWORD` (the relay's identity).
     pub relay_nats_user: Option<(String, String)>,
+    /// `PROJECTOR_PARTITIONS`.
+    pub partitions: u32,
 }
 
 /// A running `projectors` binary (the relay in-process unless disabled), on its own ops port.
@@ -240,6 +242,7 @@ pub fn projectors_command(spec: &ProjectorsSpec, args: &[&str]) -> Command {
         .env("PROJECTOR_NAME", &spec.projector)
         .env("PROJECTOR_ACK_WAIT_SECS", spec.ack_wait_secs.to_string())
         .env("RELAY_ENABLED", if spec.relay { "true" } else { "false" })
+        .env("PROJECTOR_PARTITIONS", spec.partitions.to_string())
         .env("MIGRATE_ON_START", "true")
         .env("APP_ENV", "test")
         .env("LOG_FORMAT", "text")
