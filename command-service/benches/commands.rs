@@ -16,7 +16,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 const CLIENTS: usize = 32;
 
 struct Report {
-    name: &'static str,
+    name: String,
     latencies: Vec<Duration>,
     elapsed: Duration,
 }
@@ -41,7 +41,7 @@ impl Report {
 }
 
 /// Runs `per_client` operations on each of 32 concurrent clients; `op(client, i)`.
-async fn run<F, Fut>(name: &'static str, per_client: usize, op: F) -> Report
+async fn run<F, Fut>(name: impl Into<String>, per_client: usize, op: F) -> Report
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
@@ -67,10 +67,25 @@ where
         latencies.extend(task.await.unwrap());
     }
     Report {
-        name,
+        name: name.into(),
         latencies,
         elapsed: started.elapsed(),
     }
+}
+
+/// Serves `router` on a random local port.
+async fn serve(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    addr
 }
 
 fn iccid(client: usize, i: usize) -> String {
@@ -101,17 +116,7 @@ async fn main() {
     config.db_max_connections = 40;
     let state = AppState::new(&config, pool.clone()).unwrap();
     state.bootstrap_admin("bench", "bench-password").await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let router = command_service::router(state);
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
+    let addr = serve(command_service::router(state)).await;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CLIENTS)
         .build()
@@ -235,6 +240,94 @@ async fn main() {
     )
     .await
     .print();
+
+    // Snapshots: one SIM per client with a long history (10,000 events, as a SIM gains in a
+    // year of hourly usage and connectivity reports) against one with 10, the same command on
+    // each; and the long one again with snapshots off (the API of this run with
+    // SNAPSHOT_EVERY=0). The histories are inserted in bulk; a first command on each SIM (not
+    // timed) loads it in full once and writes its snapshot.
+    let mut no_snapshots = Config::for_tests(&url);
+    no_snapshots.db_max_connections = 40;
+    no_snapshots.common.snapshot_every = 0;
+    let unsnapshotted = serve(command_service::router(
+        AppState::new(&no_snapshots, pool.clone()).unwrap(),
+    ))
+    .await;
+    for (offset, events) in [(800usize, 10usize), (900, 10_000)] {
+        for c in 0..CLIENTS {
+            let id = iccid(offset + c, 0);
+            let response = client
+                .post(format!("http://{addr}/api/v1/sims"))
+                .bearer_auth(token.as_str())
+                .json(&json!({"iccid": id, "imsi": "901405100000001", "label": "long"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201);
+            sqlx::query(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, iccid) \
+                 SELECT 'sim', $1, s, 'SimLabelChanged', '1.0', jsonb_build_object('label', 'label ' || s), \
+                   '{\"actor\": \"bench\"}', $1 FROM generate_series(2, $2::int) AS s",
+            )
+            .bind(&id)
+            .bind(events as i64)
+            .execute(&pool)
+            .await
+            .unwrap();
+            let response = client
+                .patch(format!("http://{addr}/api/v1/sims/{id}"))
+                .bearer_auth(token.as_str())
+                .json(&json!({"label": "warm"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    }
+    let on = |base: SocketAddr, offset: usize| {
+        let client = client.clone();
+        let token = token.clone();
+        move |c: usize, i: usize| {
+            let client = client.clone();
+            let token = token.clone();
+            async move {
+                let response = client
+                    .patch(format!("http://{base}/api/v1/sims/{}", iccid(offset + c, 0)))
+                    .bearer_auth(token.as_str())
+                    .json(&json!({"label": format!("again {i}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+            }
+        }
+    };
+    let mut short = run(
+        "PATCH a SIM with 10 events (snapshots on)",
+        per_client,
+        on(addr, 800),
+    )
+    .await;
+    short.print();
+    let mut long = run(
+        "PATCH a SIM with 10,000 events (snapshots on, every 100)",
+        per_client,
+        on(addr, 900),
+    )
+    .await;
+    long.print();
+    run(
+        "PATCH a SIM with 10,000 events (snapshots off)",
+        (per_client / 10).max(2),
+        on(unsnapshotted, 900),
+    )
+    .await
+    .print();
+    let rate = |r: &Report| r.latencies.len() as f64 / r.elapsed.as_secs_f64();
+    println!(
+        "\n10,000 events / 10 events, snapshots on: {:.2}× the throughput\n",
+        rate(&long) / rate(&short)
+    );
 
     pool.close().await;
     sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
