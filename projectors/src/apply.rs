@@ -197,6 +197,8 @@ pub struct Applied {
     pub iccids: std::collections::BTreeSet<String>,
     /// The SIM rows as written (the parked ones marked so), for the cache.
     pub rows: Vec<readmodel::SimView>,
+    /// New usage rows went into a TimescaleDB hypertable (see `rollup_refresh`).
+    pub late_usage: bool,
 }
 
 impl Applied {
@@ -292,6 +294,7 @@ impl Applier {
         let written = fold.write(conn, self.rollups).await?;
         outcome.iccids = written.touched;
         outcome.rows = written.rows;
+        outcome.late_usage = written.late_usage;
         self.write_versions(conn, &changed).await?;
         for (event, reason) in &parks {
             self.park(conn, event, reason).await?;

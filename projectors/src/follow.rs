@@ -51,6 +51,9 @@ pub struct Followed {
     pub rows: std::collections::BTreeMap<String, readmodel::SimView>,
     /// The events the ranges read, by position (to check the messages against).
     pub seen: std::collections::HashMap<i64, StoredEvent>,
+    /// New usage rows went into a TimescaleDB hypertable: the continuous aggregates' refresher
+    /// is woken after the commit.
+    pub late_usage: bool,
 }
 
 /// One range's failure: a poison event (named once the range is one event long), or an error
@@ -329,6 +332,7 @@ impl Follower {
         followed.duplicates += applied.duplicates;
         followed.parked += applied.parked;
         followed.iccids.extend(applied.iccids);
+        followed.late_usage |= applied.late_usage;
         for row in applied.rows {
             followed.rows.insert(row.iccid.clone(), row);
         }

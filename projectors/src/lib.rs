@@ -16,6 +16,7 @@ pub mod parking;
 pub mod partitions;
 pub mod projector;
 pub mod rebuild;
+pub mod rollup_refresh;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -50,14 +50,26 @@ impl ProjectorSettings {
         checkpoint::partition_name(&self.name, self.share)
     }
 
-    /// The same settings for partition `index` of `of`.
+    /// The same settings for partition `index` of `of`. A partition's consumer receives every
+    /// message (NATS 2.9: one filter subject, and the subjects carry no partition), about 1/N
+    /// of them its own, so its batches are N times larger: each transaction then applies as
+    /// many events as an unpartitioned one, and N partitions do not pay N times the
+    /// per-transaction cost.
     pub fn for_share(&self, share: Share) -> Self {
+        let of = share.of.max(1) as usize;
+        let mut consumer = self.consumer.clone();
+        consumer.batch = consumer.batch.saturating_mul(of).min(MAX_PARTITION_BATCH);
+        consumer.max_ack_pending = consumer.max_ack_pending.max(consumer.batch as i64 * 2);
         Self {
             share,
+            consumer,
             ..self.clone()
         }
     }
 }
+
+/// The largest batch a partition's consumer pulls (see [`ProjectorSettings::for_share`]).
+const MAX_PARTITION_BATCH: usize = 4096;
 
 impl ProjectorSettings {
     pub fn from_config(config: &Config) -> Self {
@@ -91,6 +103,8 @@ pub struct Projector {
     metrics: ProjectorMetrics,
     follower: Follower,
     settings: ProjectorSettings,
+    /// With TimescaleDB: refreshes the continuous aggregates after late usage rows.
+    refresher: Option<crate::rollup_refresh::Refresher>,
 }
 
 /// The projector's answer to one message, for logs and tests.
@@ -155,6 +169,8 @@ impl Projector {
                 subject_prefix: settings.subject_prefix.clone(),
             },
             jetstream: jetstream::new(nats),
+            refresher: (rollups == UsageRollups::Managed)
+                .then(|| crate::rollup_refresh::Refresher::new(pool.clone())),
             pool,
             cache,
             metrics,
@@ -171,8 +187,15 @@ impl Projector {
     /// on a message because of a database error (it retries with backoff, unacknowledged).
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<(), ProjectorError> {
         let lag = tokio::spawn(self.clone().refresh_lag_forever(shutdown.clone()));
+        let refresher = self
+            .refresher
+            .clone()
+            .map(|refresher| tokio::spawn(refresher.run(shutdown.clone())));
         let result = self.consume(&mut shutdown).await;
         lag.abort();
+        if let Some(refresher) = refresher {
+            refresher.abort();
+        }
         // What the last messages changed, for whoever reads the metrics next.
         if let Err(error) = self.refresh_lag().await {
             tracing::debug!(%error, "cannot compute the projection lag");
@@ -463,6 +486,11 @@ impl Projector {
     /// never stop the projector. (The fleet summary is not invalidated here: the query API
     /// recomputes it at most once a second.)
     async fn refresh_cache(&self, followed: &crate::follow::Followed) {
+        // Also after the commit: late usage rows make their days' continuous aggregates stale
+        // until refreshed (TimescaleDB only).
+        if let (true, Some(refresher)) = (followed.late_usage, &self.refresher) {
+            refresher.wake();
+        }
         if followed.iccids.is_empty() {
             return;
         }

@@ -707,8 +707,9 @@ async fn a_gap_in_log_order_is_filled_from_postgres_never_applied_out_of_order(p
         .clone();
     let c = "8988303000000000043";
     let mut older = pool.begin().await.unwrap();
-    // Takes its transaction id now, before the younger one below.
-    sqlx::query("SELECT pg_current_xact_id()")
+    // Takes its transaction id now, before the younger one below (marked as an event writer
+    // first: an id taken unmarked would not hold the log's horizon).
+    sqlx::query("SELECT mark_event_writer(), pg_current_xact_id()")
         .execute(&mut *older)
         .await
         .unwrap();

@@ -13,6 +13,7 @@ mod log;
 mod metadata;
 mod share;
 mod snapshot;
+mod storage;
 mod store;
 mod stored;
 
@@ -20,6 +21,7 @@ pub use error::{ExecuteError, StoreError};
 pub use log::{Backlog, GlobalLog, LogCursor};
 pub use metadata::{CommandContext, EventMetadata, Idempotency};
 pub use share::{partition_of, Share, ShareRead};
+pub use storage::{check_read_model_storage, ReadModelStorage, StorageError};
 pub use store::{
     handle_in_turn, CommandAnswer, EventRow, EventStore, Executed, LoadedAggregate, DEFAULT_SNAPSHOT_EVERY,
     SELECT_EVENT,
@@ -29,10 +31,13 @@ pub use stored::StoredEvent;
 /// Every migration of the platform (event store, auth, read models), embedded.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
-/// Applies pending migrations. Safe when several services start at once: sqlx serialises
-/// migrators with an advisory lock.
-pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+/// Applies pending migrations, after checking that the server can hold the read models'
+/// storage ([`check_read_model_storage`]). Safe when several services start at once: sqlx
+/// serialises migrators with an advisory lock.
+pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), PrepareError> {
+    check_read_model_storage(pool).await?;
+    MIGRATOR.run(pool).await?;
+    Ok(())
 }
 
 /// Why a service's database is not ready for it.
@@ -42,6 +47,8 @@ pub enum PrepareError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the database has migrations pending and MIGRATE_ON_START=false; run them first")]
     MigrationsPending,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     #[error("cannot reach the database: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -50,9 +57,9 @@ pub enum PrepareError {
 /// (`MIGRATE_ON_START=false`), refuse to run against a database that lacks some.
 pub async fn prepare_database(pool: &sqlx::PgPool, migrate_on_start: bool) -> Result<(), PrepareError> {
     if migrate_on_start {
-        migrate(pool).await?;
-        return Ok(());
+        return migrate(pool).await;
     }
+    check_read_model_storage(pool).await?;
     let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
         .fetch_one(pool)
         .await

@@ -10,9 +10,12 @@ use crate::stored::StoredEvent;
 /// A position alone cannot be a cursor. Positions are handed out at insert, not at commit:
 /// T1 writes position 1, T2 position 2, T1 position 3, T1 commits; a reader that saw 1 and 3
 /// and kept 3 as its cursor would never read 2 once T2 commits. Reading only the rows of
-/// transactions older than every transaction still in flight (`pg_snapshot_xmin`), in
-/// (transaction, position) order, makes the set below the horizon final: nothing can ever be
-/// committed behind the cursor.
+/// transactions older than every event-writing transaction still in flight, in (transaction,
+/// position) order, makes the set below the horizon final: nothing can ever be committed
+/// behind the cursor. The horizon is `event_log_horizon()` (migration
+/// 20261202000007): `pg_snapshot_xmin` without the transactions known to write no events
+/// (writers are marked before they get a transaction id), so a projector's apply, a
+/// TimescaleDB job or a report in another database no longer holds events back.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LogCursor {
     pub transaction_id: u64,
@@ -63,7 +66,7 @@ impl GlobalLog {
         let rows = sqlx::query_as::<_, EventRow>(&format!(
             "{SELECT_EVENT} \
              WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+               AND transaction_id < (SELECT event_log_horizon()) \
              ORDER BY transaction_id, position \
              LIMIT $3"
         ))
@@ -118,7 +121,7 @@ impl GlobalLog {
             "{SELECT_EVENT} \
              WHERE (transaction_id, position) > ($1::text::xid8, $2) \
                AND (transaction_id, position) <= ($3::text::xid8, $4) \
-               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+               AND transaction_id < (SELECT event_log_horizon()) \
              ORDER BY transaction_id, position \
              LIMIT $5"
         ))
@@ -184,13 +187,14 @@ impl GlobalLog {
     }
 
     /// How long the oldest transaction that holds the log's horizon back has been open: the
-    /// oldest transaction with a transaction id anywhere on the server (the horizon is
-    /// cluster-wide), 0 when none. Needs `pg_read_all_stats` (or superuser) to see other
-    /// roles' sessions; without it only this role's transactions count.
+    /// oldest event-writing transaction with a transaction id anywhere on the server (and any
+    /// whose name cannot be seen: it may be one), 0 when none. Needs `pg_read_all_stats` (or
+    /// superuser) to see other roles' sessions; without it only this role's transactions count.
     pub async fn horizon_holder_age(&self) -> Result<f64, StoreError> {
         let age: f64 = sqlx::query_scalar(
             "SELECT COALESCE(max(EXTRACT(EPOCH FROM clock_timestamp() - xact_start)), 0)::float8 \
-             FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND xact_start IS NOT NULL",
+             FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND xact_start IS NOT NULL \
+             AND (application_name IS NULL OR application_name LIKE 'event-writer%')",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -210,7 +214,7 @@ impl GlobalLog {
     pub async fn head(&self) -> Result<i64, StoreError> {
         let head: Option<i64> = sqlx::query_scalar(
             "SELECT position FROM events \
-             WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             WHERE transaction_id < (SELECT event_log_horizon()) \
              ORDER BY transaction_id DESC, position DESC LIMIT 1",
         )
         .fetch_optional(&self.pool)

@@ -71,7 +71,7 @@ impl GlobalLog {
         }
         let (horizon, last): (String, Option<(String, i64)>) = {
             let row: (String, Option<String>, Option<i64>) = sqlx::query_as(
-                "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) \
+                "WITH h AS (SELECT event_log_horizon() AS xmin) \
                  SELECT h.xmin::text, l.transaction_id::text, l.position FROM h LEFT JOIN LATERAL ( \
                    SELECT transaction_id, position FROM events \
                    WHERE (transaction_id, position) > ($1::text::xid8, $2) \

@@ -324,3 +324,69 @@ async fn shares_of_the_log_partition_it_by_sim(pool: PgPool) {
     union.sort();
     assert_eq!(union, positions(&all));
 }
+
+/// The horizon is held back by event writers only: a transaction with an id that writes no
+/// events (a projector's apply, a TimescaleDB job, a report elsewhere on the cluster) does not
+/// hold the log back; one that wrote an event does; a transaction that wrote something else
+/// before its events is refused (it had an id before it was marked as a writer).
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn only_event_writers_hold_the_horizon(pool: PgPool) {
+    let log = GlobalLog::new(pool.clone());
+    // Another database's or another component's transaction: it has an id and stays open.
+    let mut bystander = pool.begin().await.unwrap();
+    sqlx::raw_sql("CREATE TEMP TABLE bystander (x int); INSERT INTO bystander VALUES (1)")
+        .execute(&mut *bystander)
+        .await
+        .unwrap();
+    let bystander_xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+        .fetch_one(&mut *bystander)
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let p1 = insert(&mut conn, "after-bystander", 1).await;
+    let read = read_expecting(&log, LogCursor::START, 1).await;
+    assert_eq!(
+        positions(&read),
+        vec![p1],
+        "an event committed after a transaction that writes no events ({bystander_xid}) is readable while it is open"
+    );
+
+    // An event writer still open holds everything after it.
+    let mut writer = pool.begin().await.unwrap();
+    insert(&mut writer, "held", 1).await;
+    let p3 = insert(&mut conn, "behind-the-writer", 1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        positions(&log.read_after(LogCursor::START, 100).await.unwrap()),
+        vec![p1],
+        "nothing after an open event writer"
+    );
+    writer.commit().await.unwrap();
+    let all = read_expecting(&log, LogCursor::START, 3).await;
+    assert_eq!(all.len(), 3);
+    assert_eq!(all.last().unwrap().position, p3);
+    assert!(
+        log.horizon_holder_age().await.unwrap() >= 0.0,
+        "the holder's age is measured"
+    );
+
+    // Something else written first, events after: refused.
+    let mut mixed = pool.begin().await.unwrap();
+    sqlx::raw_sql("CREATE TEMP TABLE mixed (x int); INSERT INTO mixed VALUES (1)")
+        .execute(&mut *mixed)
+        .await
+        .unwrap();
+    let refused = sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, iccid) \
+         VALUES ('test', 'mixed', 1, 'Happened', '1.0', '{}', '{}', '8988303000000000001')",
+    )
+    .execute(&mut *mixed)
+    .await
+    .unwrap_err();
+    assert!(
+        refused.to_string().contains("before it writes anything else"),
+        "{refused}"
+    );
+    mixed.rollback().await.unwrap();
+    bystander.rollback().await.unwrap();
+}

@@ -14,9 +14,9 @@ pub struct PoolSettings {
     /// `statement_timeout`; `None` leaves the server default (unbounded). Use `None` for a
     /// connection that waits on a blocking `pg_advisory_lock`.
     pub statement_timeout: Option<Duration>,
-    /// `idle_in_transaction_session_timeout`: an open writing transaction holds every reader of
-    /// the global event log back (they read only below `pg_snapshot_xmin`), so idle ones are
-    /// killed after this.
+    /// `idle_in_transaction_session_timeout`: an open event-writing transaction holds every
+    /// reader of the global event log back (they read only below `event_log_horizon()`), so
+    /// idle ones are killed after this.
     pub idle_in_transaction_timeout: Duration,
     /// How long `pool.acquire()` waits before `PoolTimedOut` (→ 503).
     pub acquire_timeout: Duration,

@@ -9,6 +9,9 @@
 //!
 //! `BENCH_SIMS` (default 5000, 5 events each) sizes the backlog; `BENCH_RATES` (default
 //! `200,1000`, events/s) and `BENCH_SECONDS` (default 15) the paced latency runs.
+//! `BENCH_SETUP_SQL` runs once after the migrations; with `BENCH_DURING_SQL` each paced rate
+//! runs a second time while that SQL runs in a loop on a connection of its own (the
+//! TimescaleDB jobs' stall: a continuous-aggregate refresh, a compression).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,13 +24,40 @@ use eventstore::{CommandContext, EventMetadata, EventStore, Executed, StoredEven
 use futures::StreamExt;
 use relay::{Relay, RelayConfig, HEADER_POSITION};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
 use tokio::sync::watch;
 
 /// Concurrent writers while filling the log (each runs one command at a time).
 const FILL_WRITERS: usize = 16;
-/// Writers sharing a paced load.
-const PACED_WRITERS: usize = 8;
+/// Writers sharing a paced load: enough that each waits on its ticks, not on its commits
+/// (one command takes a few milliseconds here), so the rate asked for is the rate written.
+fn paced_writers(rate: u64) -> usize {
+    (rate as usize / 25).clamp(8, 64)
+}
+
+/// Runs `sql` again and again on a connection of its own until `stopped`; how many runs and the
+/// longest one. `BENCH_DURING_AS_WRITER=1`: the job's transactions hold the log's horizon as
+/// every transaction did before `event_log_horizon()` (the old behaviour, to compare).
+async fn background_job(pool: PgPool, sql: String, mut stopped: watch::Receiver<bool>) -> (u32, f64) {
+    let (mut runs, mut longest) = (0u32, 0f64);
+    let mut conn = pool.acquire().await.unwrap().detach();
+    let setup = if std::env::var("BENCH_DURING_AS_WRITER").is_ok_and(|v| v == "1") {
+        "SET application_name = 'event-writer (as the old horizon)'; SET statement_timeout = 0"
+    } else {
+        "SET statement_timeout = 0"
+    };
+    conn.execute(setup).await.unwrap();
+    while !*stopped.borrow() {
+        let started = Instant::now();
+        if let Err(error) = conn.execute(sql.as_str()).await {
+            panic!("BENCH_DURING_SQL: {error}");
+        }
+        runs += 1;
+        longest = longest.max(started.elapsed().as_secs_f64());
+        let _ = tokio::time::timeout(Duration::from_millis(100), stopped.changed()).await;
+    }
+    (runs, longest)
+}
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -210,12 +240,27 @@ async fn main() {
         .await
         .unwrap();
     let pool: PgPool = PgPoolOptions::new()
-        .max_connections(24)
+        .max_connections(80)
         .connect(&format!("{server}/{database}"))
         .await
         .unwrap();
     eventstore::migrate(&pool).await.unwrap();
     let store = EventStore::new(pool.clone());
+    // BENCH_SETUP_SQL: data for the background job below (say, 30 days of usage rows).
+    if let Ok(setup) = std::env::var("BENCH_SETUP_SQL") {
+        let started = Instant::now();
+        sqlx::raw_sql(&setup)
+            .execute(&pool)
+            .await
+            .expect("BENCH_SETUP_SQL");
+        println!(
+            "setup: BENCH_SETUP_SQL in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    // BENCH_DURING_SQL: each paced rate runs twice, alone and while this SQL runs again and
+    // again on a connection of its own (a continuous-aggregate refresh, a compression job).
+    let during = std::env::var("BENCH_DURING_SQL").ok();
 
     let started = Instant::now();
     fill(&store, sims).await;
@@ -318,15 +363,22 @@ async fn main() {
 
     // 2. Paced writes while the relay is caught up: commit → subscriber latency.
     println!(
-        "| offered events/s | events | achieved events/s | commit→received p50 ms | p90 ms | p99 ms | max ms | \
+        "| offered events/s | writers | while | events | achieved events/s | commit→received p50 ms | p90 ms | p99 ms | max ms | \
          recorded_at→received p50 ms | p99 ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for (label_round, rate) in rates.into_iter().enumerate() {
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let rounds: Vec<(u64, Option<String>)> = rates
+        .iter()
+        .flat_map(|rate| std::iter::once((*rate, None)).chain(during.clone().map(|sql| (*rate, Some(sql)))))
+        .collect();
+    for (label_round, (rate, during)) in rounds.into_iter().enumerate() {
         let committed: Arc<Mutex<Vec<(i64, Instant)>>> = Arc::default();
-        let per_writer = Duration::from_secs_f64(PACED_WRITERS as f64 / rate as f64);
+        let (background_stop, background_stopped) = watch::channel(false);
+        let background = during.map(|sql| tokio::spawn(background_job(pool.clone(), sql, background_stopped)));
+        let writer_count = paced_writers(rate);
+        let per_writer = Duration::from_secs_f64(writer_count as f64 / rate as f64);
         let deadline = Instant::now() + Duration::from_secs(seconds);
-        let writers: Vec<_> = (0..PACED_WRITERS)
+        let writers: Vec<_> = (0..writer_count)
             .map(|w| {
                 let store = store.clone();
                 let committed = committed.clone();
@@ -337,7 +389,7 @@ async fn main() {
                     while Instant::now() < deadline {
                         tick.tick().await;
                         // Writers take disjoint SIMs, so no two race for one aggregate.
-                        let n = (w + k * PACED_WRITERS) % sims;
+                        let n = (w + k * writer_count) % sims;
                         k += 1;
                         let id = iccid(n);
                         let events = sim(
@@ -361,6 +413,14 @@ async fn main() {
             writer.await.unwrap();
         }
         let write_secs = write_started.elapsed().as_secs_f64();
+        let _ = background_stop.send(true);
+        let while_label = match background {
+            Some(task) => {
+                let (runs, longest) = task.await.unwrap();
+                format!("BENCH_DURING_SQL ({runs} runs, longest {longest:.1} s)")
+            }
+            None => "nothing else".to_owned(),
+        };
         let committed = std::mem::take(&mut *committed.lock().unwrap());
         wait_until(
             "the paced events at the subscriber",
@@ -383,7 +443,7 @@ async fn main() {
         commit_ms.sort_by(f64::total_cmp);
         recorded_ms.sort_by(f64::total_cmp);
         println!(
-            "| {rate} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            "| {rate} | {writer_count} | {while_label} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             commit_ms.len(),
             commit_ms.len() as f64 / write_secs,
             quantile(&commit_ms, 0.50),

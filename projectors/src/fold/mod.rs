@@ -42,6 +42,9 @@ pub struct Fold {
 pub struct Written {
     pub touched: BTreeSet<String>,
     pub rows: Vec<SimRow>,
+    /// New usage rows went into a TimescaleDB hypertable: wake the continuous aggregates'
+    /// refresher after the commit.
+    pub late_usage: bool,
 }
 
 /// The keys of the rows a batch of decoded events needs.
@@ -104,9 +107,13 @@ impl Fold {
         let touched = self.touched();
         let dirty = self.dirty_sims.clone();
         self.write_rows(conn).await?;
-        self.write_appends(conn, rollups == UsageRollups::Tables).await?;
+        let late_usage = self.write_appends(conn, rollups).await?;
         let rows = dirty.iter().filter_map(|k| self.sims.remove(k)).collect();
-        Ok(Written { touched, rows })
+        Ok(Written {
+            touched,
+            rows,
+            late_usage,
+        })
     }
 
     /// The SIMs whose rows or messages changed since the last write.
@@ -146,14 +153,19 @@ impl Fold {
         Ok(())
     }
 
-    /// Writes the status changes and usage rows gathered since the last call, and with
-    /// `add_rollups` the rollups of the usage rows that were new (plain Postgres; a rebuild
-    /// sums its rollups in one statement at the end instead).
+    /// Writes the status changes and usage rows gathered since the last call, and the rollups
+    /// of the usage rows that were new: on plain Postgres (`Tables`) added to the rollup tables
+    /// (a rebuild passes `None` and sums its rollups in one statement at the end instead); with
+    /// TimescaleDB (`Managed`) the days of new rows that may lie below a continuous aggregate's
+    /// horizon are registered for a refresh after the commit. Returns whether any new row was
+    /// (the caller then wakes a [`crate::rollup_refresh::Refresher`]).
     pub async fn write_appends(
         &mut self,
         conn: &mut PgConnection,
-        add_rollups: bool,
-    ) -> Result<(), sqlx::Error> {
+        rollups: impl Into<Option<UsageRollups>>,
+    ) -> Result<bool, sqlx::Error> {
+        let rollups = rollups.into();
+        let add_rollups = rollups == Some(UsageRollups::Tables);
         let history = std::mem::take(&mut self.history);
         for chunk in history.chunks(WRITE_CHUNK) {
             rows::insert_status_history(conn, chunk).await?;
@@ -162,6 +174,11 @@ impl Fold {
         let mut new = BTreeSet::new();
         for chunk in usage.chunks(WRITE_CHUNK) {
             new.extend(rows::insert_usage(conn, chunk).await?);
+        }
+        if rollups == Some(UsageRollups::Managed) && !new.is_empty() {
+            let rows: Vec<&UsageRow> = usage.iter().filter(|r| new.contains(&r.position)).collect();
+            crate::rollup_refresh::register(conn, &rows).await?;
+            return Ok(true);
         }
         if add_rollups && !new.is_empty() {
             for (table, width) in [
@@ -189,7 +206,7 @@ impl Fold {
                 rows::add_rollups(conn, &table.replacen("sim_", "fleet_", 1), &fleet).await?;
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Rows held in memory (SIMs, quotas, messages).
@@ -284,6 +301,7 @@ impl Fold {
                 iccid: iccid.clone(),
                 observed_at: occurred_at.clamp(*period_start, (*period_end).max(*period_start)),
                 position: e.position,
+                transaction_id: e.transaction_id,
                 data_bytes: *delta_data_bytes as i64,
                 sms_mo: *delta_sms_mo as i64,
                 sms_mt: *delta_sms_mt as i64,

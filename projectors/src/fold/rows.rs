@@ -100,6 +100,9 @@ pub struct UsageRow {
     pub iccid: String,
     pub observed_at: DateTime<Utc>,
     pub position: i64,
+    /// The event's transaction (not stored in `sim_usage`; a late row's registration for a
+    /// continuous-aggregate refresh records it, see `rollup_refresh`).
+    pub transaction_id: Option<u64>,
     pub data_bytes: i64,
     pub sms_mo: i64,
     pub sms_mt: i64,

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use eventstore::StoredEvent;
 use sqlx::PgConnection;
 
-use crate::apply::{Applier, ApplyError, Guard, Planned, Versions};
+use crate::apply::{Applier, ApplyError, Guard, Planned, UsageRollups, Versions};
 use crate::fold::{Fold, Needs};
 
 /// What a page did, for the report.
@@ -38,6 +38,13 @@ pub(super) struct BulkFold {
 }
 
 impl BulkFold {
+    /// What the appends do with rollups: on plain Postgres nothing (summed at the end); with
+    /// TimescaleDB, late usage rows (inserted into the live hypertable) are registered for a
+    /// refresh.
+    fn appends(&self) -> Option<UsageRollups> {
+        (self.applier.rollups == UsageRollups::Managed).then_some(UsageRollups::Managed)
+    }
+
     pub fn new(applier: Applier, max_rows: usize) -> Self {
         Self {
             applier,
@@ -99,7 +106,7 @@ impl BulkFold {
                 }
             }
         }
-        self.fold.write_appends(conn, false).await?;
+        self.fold.write_appends(conn, self.appends()).await?;
         if self.fold.rows_held() + self.versions.len() > self.max_rows {
             self.write(conn).await?;
             self.fold.forget_rows();
@@ -120,7 +127,7 @@ impl BulkFold {
     /// Writes every held row that changed and every version that moved.
     pub async fn write(&mut self, conn: &mut PgConnection) -> Result<(), ApplyError> {
         self.fold.write_rows(conn).await?;
-        self.fold.write_appends(conn, false).await?;
+        self.fold.write_appends(conn, self.appends()).await?;
         let keys: Vec<(String, String)> = std::mem::take(&mut self.dirty_versions).into_iter().collect();
         for chunk in keys.chunks(10_000) {
             let mut types = Vec::with_capacity(chunk.len());

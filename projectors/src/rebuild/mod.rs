@@ -24,8 +24,10 @@
 //!
 //! With TimescaleDB (`sim_usage` a hypertable, the rollups continuous aggregates) the usage
 //! tables are not copied: `sim_usage` rows are keyed by event position and inserted
-//! idempotently into the live hypertable, and the continuous aggregates are refreshed after
-//! the swap instead.
+//! idempotently into the live hypertable (the days of those that were missing are registered
+//! for a refresh, as the live projector does with late rows), and after the swap the
+//! continuous aggregates are refreshed: the registered days, then everything up to the
+//! horizons their policies keep ([`crate::rollup_refresh::refresh_all`]).
 
 mod bulk;
 mod tables;
@@ -270,6 +272,41 @@ async fn bound(conn: &mut PgConnection, options: &RebuildOptions) -> Result<LogC
     checkpoint::least(conn, &options.projector).await
 }
 
+/// Reads the log's pages after `cursor` in a task of their own, one page ahead of the reader;
+/// an empty page ends it (the channel then closes).
+fn read_ahead(
+    pool: PgPool,
+    log: GlobalLog,
+    options: RebuildOptions,
+    mut cursor: LogCursor,
+    batch_size: i64,
+) -> tokio::sync::mpsc::Receiver<Result<Vec<StoredEvent>, RebuildError>> {
+    let (pages, receiver) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        loop {
+            let page = async {
+                let up_to = bound(&mut *pool.acquire().await?, &options).await?;
+                Ok::<_, RebuildError>(log.read_range(cursor, up_to, batch_size).await?)
+            }
+            .await;
+            let done = match &page {
+                Ok(page) => match page.last() {
+                    Some(last) => {
+                        cursor = LogCursor::after(last);
+                        false
+                    }
+                    None => true,
+                },
+                Err(_) => true,
+            };
+            if pages.send(page).await.is_err() || done {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
 async fn run(
     pool: &PgPool,
     options: &RebuildOptions,
@@ -333,9 +370,11 @@ async fn run(
     if method == Method::Bulk {
         let indexes = tables::drop_secondary_indexes(pool, &schema, &scratch).await?;
         let mut fold = bulk::BulkFold::new(applier.clone(), options.max_rows_in_memory);
-        loop {
-            let up_to = bound(&mut *pool.acquire().await?, options).await?;
-            let page = log.read_range(cursor, up_to, batch_size).await?;
+        // The next page is read while this one is folded and written (Postgres reads on one
+        // core while the fold runs on the other).
+        let mut pages = read_ahead(pool.clone(), log.clone(), options.clone(), cursor, batch_size);
+        while let Some(page) = pages.recv().await {
+            let page = page?;
             let Some(last) = page.last() else { break };
             cursor = LogCursor::after(last);
             let counts = fold.apply_page(&mut conn, &page).await?;
@@ -473,7 +512,7 @@ async fn run(
         .await?;
 
     if rollups == UsageRollups::Managed && models.contains(&ReadModel::Usage) {
-        report.refreshed = tables::refresh_continuous_aggregates(pool).await?;
+        report.refreshed = crate::rollup_refresh::refresh_all(pool).await?;
     }
     progress.replayed(report.events_during_swap, report.events, report.last_position);
     if let Some(metrics) = &options.metrics {

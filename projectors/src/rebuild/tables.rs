@@ -134,32 +134,3 @@ pub(super) async fn swap(
     }
     Ok(())
 }
-
-/// With TimescaleDB: `CALL refresh_continuous_aggregate` on each rollup view (outside any
-/// transaction, as TimescaleDB requires).
-pub(super) async fn refresh_continuous_aggregates(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
-    let mut refreshed = Vec::new();
-    for view in [
-        "sim_usage_hourly",
-        "sim_usage_daily",
-        "fleet_usage_hourly",
-        "fleet_usage_daily",
-    ] {
-        let is_view: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'public' AND c.relname = $1 AND c.relkind = 'v')",
-        )
-        .bind(view)
-        .fetch_one(pool)
-        .await?;
-        if is_view {
-            sqlx::query(&format!(
-                "CALL refresh_continuous_aggregate('{view}', NULL, NULL)"
-            ))
-            .execute(pool)
-            .await?;
-            refreshed.push(view.to_owned());
-        }
-    }
-    Ok(refreshed)
-}

@@ -168,7 +168,11 @@ impl Env {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let reached: Option<i64> =
-                sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projector = $1")
+                // With TimescaleDB the continuous aggregates must have seen late usage too.
+                sqlx::query_scalar(
+                    "SELECT position FROM projection_checkpoints WHERE projector = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM usage_rollup_refreshes)",
+                )
                     .bind(PROJECTOR)
                     .fetch_optional(&self.pool)
                     .await

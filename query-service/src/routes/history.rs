@@ -93,7 +93,7 @@ pub async fn events(
     let rows: Vec<EventRow> = sqlx::query_as(&format!(
         "{SELECT_EVENT} \
          WHERE iccid = $1 AND (transaction_id, position) > ($2::text::xid8, $3) \
-           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           AND transaction_id < (SELECT event_log_horizon()) \
          ORDER BY transaction_id, position LIMIT $4"
     ))
     .bind(iccid.as_str())
