@@ -9,7 +9,7 @@
 //! real relay, which keeps running in this process as it does in `projectors`.
 //!
 //! `BENCH_SIMS` (default 5000, 5 events each), `BENCH_RATES` (default `200,500` events/s),
-//! `BENCH_SECONDS` (default 15), `BENCH_REBUILD_BATCH` (default: the rebuild's default page, 5000),
+//! `BENCH_SECONDS` (default 15), `BENCH_REBUILD_BATCH` (default: the rebuild's default page, 20,000),
 //! `BENCH_PROJECTOR_CACHE=off` (the projector without Redis).
 
 use std::collections::BTreeMap;
@@ -354,11 +354,33 @@ async fn main() {
         let per_partition: Vec<_> = (0..2)
             .map(|k| metrics.applied.with_label_values(&[&format!("{PROJECTOR}-p{k}")]))
             .collect();
+        // When each partition applied its first event and its last (where the time goes:
+        // taking the partitions, or applying them).
+        let mut first: [Option<f64>; 2] = [None; 2];
+        let mut last_change: [(u64, f64); 2] = [(0, 0.0); 2];
         wait_until("the partitions", Duration::from_secs(900), || {
+            let now = started.elapsed().as_secs_f64();
+            for (k, counter) in per_partition.iter().enumerate() {
+                let applied = counter.get();
+                if applied > 0 && first[k].is_none() {
+                    first[k] = Some(now);
+                }
+                if applied != last_change[k].0 {
+                    last_change[k] = (applied, now);
+                }
+            }
             per_partition.iter().map(|c| c.get()).sum::<u64>() >= stored as u64
         })
         .await;
         let seconds = started.elapsed().as_secs_f64();
+        for k in 0..2 {
+            println!(
+                "partition {k}: first event applied at {:.2} s, last at {:.2} s ({} events)",
+                first[k].unwrap_or(f64::NAN),
+                last_change[k].1,
+                last_change[k].0
+            );
+        }
         let held = metrics.partitions_held.get();
         for replica in replicas {
             replica.stop().await;

@@ -374,7 +374,8 @@ async fn main() {
     for (label_round, (rate, during)) in rounds.into_iter().enumerate() {
         let committed: Arc<Mutex<Vec<(i64, Instant)>>> = Arc::default();
         let (background_stop, background_stopped) = watch::channel(false);
-        let background = during.map(|sql| tokio::spawn(background_job(pool.clone(), sql, background_stopped)));
+        let background =
+            during.map(|sql| tokio::spawn(background_job(pool.clone(), sql, background_stopped)));
         let writer_count = paced_writers(rate);
         let per_writer = Duration::from_secs_f64(writer_count as f64 / rate as f64);
         let deadline = Instant::now() + Duration::from_secs(seconds);
