@@ -10,7 +10,8 @@
 //!
 //! `BENCH_SIMS` (default 5000, 5 events each), `BENCH_RATES` (default `200,500` events/s),
 //! `BENCH_SECONDS` (default 15), `BENCH_REBUILD_BATCH` (default: the rebuild's default page, 20,000),
-//! `BENCH_PROJECTOR_CACHE=off` (the projector without Redis).
+//! `BENCH_PROJECTOR_CACHE=off` (the projector without Redis), `BENCH_USAGE=off` (no usage
+//! reports: 4 events per SIM, none adding into the shared fleet rollup rows).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -123,6 +124,11 @@ async fn onboard(store: &EventStore, n: usize) {
     match store.execute::<Quota>(&quota_id, &id, assign, &ctx).await {
         Ok(Executed::New { .. }) => {}
         other => panic!("quota of {id}: {other:?}"),
+    }
+    // BENCH_USAGE=off leaves the usage reports out (every one adds into the same fleet
+    // rollup bucket: the rows partitions contend for).
+    if std::env::var("BENCH_USAGE").is_ok_and(|v| v == "off") {
+        return;
     }
     sim(
         store,
