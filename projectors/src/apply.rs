@@ -36,18 +36,12 @@ pub enum UsageRollups {
 }
 
 impl UsageRollups {
-    /// Looks at `public.sim_usage_hourly`: a plain table (`relkind = 'r'`) or not.
+    /// From the storage the database's read models were created with (`read_model_storage`,
+    /// the one record of it).
     pub async fn detect(pool: &sqlx::PgPool) -> Result<Self, sqlx::Error> {
-        let kind: Option<String> = sqlx::query_scalar(
-            "SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'public' AND c.relname = 'sim_usage_hourly'",
-        )
-        .fetch_optional(pool)
-        .await?;
-        Ok(if kind.as_deref() == Some("r") {
-            Self::Tables
-        } else {
-            Self::Managed
+        Ok(match eventstore::ReadModelStorage::recorded(pool).await? {
+            Some(eventstore::ReadModelStorage::TimescaleDb) => Self::Managed,
+            _ => Self::Tables,
         })
     }
 }

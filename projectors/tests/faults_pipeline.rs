@@ -389,15 +389,15 @@ async fn an_undecodable_event_is_parked_while_1000_later_commands_reach_the_read
         workload(0, 1, 5).run(pool.clone()).await;
         let poisoned = Workload::iccid(0);
         // As a newer command-service would write it during a rolling deploy.
-        sqlx::query(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, iccid) \
-             SELECT 'sim', $1, max(sequence) + 1, 'SimTeleported', '2', '{\"to\": \"mars\"}', '{\"actor\": \"user:future\"}', $1 \
-             FROM events WHERE aggregate_type = 'sim' AND aggregate_id = $1",
+        common::append_raw_sim_event(
+            &pool,
+            &poisoned,
+            "SimTeleported",
+            "2",
+            r#"{"to": "mars"}"#,
+            r#"{"actor": "user:future"}"#,
         )
-        .bind(&poisoned)
-        .execute(&pool)
-        .await
-        .unwrap();
+        .await;
         let later = workload(1, 40, 1000);
         later.clone().run(pool.clone()).await;
         wait_for_relay(&js, &pool, &env.stream, Duration::from_secs(60)).await;

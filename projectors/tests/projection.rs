@@ -571,32 +571,18 @@ async fn poison_events_are_parked_and_replayed_once_they_apply(pool: PgPool) {
     let events = scenario(&pool).await;
     let w = Writer::new(&pool);
     // SIM_A gets an event of a type no code knows, then a label change behind it.
-    let next: i64 = sqlx::query_scalar(
-        "SELECT max(sequence) + 1 FROM events WHERE aggregate_type = 'sim' AND aggregate_id = $1",
-    )
-    .bind(SIM_A)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, iccid) \
-         VALUES ('sim', $1, $2, 'SimTeleported', '9', '{\"to\": \"mars\"}', '{\"actor\": \"user:future\"}', $1)",
-    )
-    .bind(SIM_A)
-    .bind(next)
-    .execute(&pool)
-    .await
-    .unwrap();
+    let future = r#"{"actor": "user:future"}"#;
+    append_raw_sim_event(&pool, SIM_A, "SimTeleported", "9", r#"{"to": "mars"}"#, future).await;
     // (Written by the newer code too: this code cannot load SIM_A any more.)
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, iccid) \
-         VALUES ('sim', $1, $2, 'SimLabelChanged', '1', '{\"label\": \"behind\"}', '{\"actor\": \"user:future\"}', $1)",
+    append_raw_sim_event(
+        &pool,
+        SIM_A,
+        "SimLabelChanged",
+        "1",
+        r#"{"label": "behind"}"#,
+        future,
     )
-    .bind(SIM_A)
-    .bind(next + 1)
-    .execute(&pool)
-    .await
-    .unwrap();
+    .await;
     // SIM D's label breaks a rule of the schema (for now).
     let d = "8988303000000000050";
     w.sim(d, register(d, "901405100000008", "good")).await;

@@ -352,22 +352,7 @@ async fn a_rebuild_of_one_read_model_replaces_only_its_tables_up_to_the_live_che
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_rebuild_parks_what_the_live_projector_parks(pool: PgPool) {
     scenario(&pool).await;
-    let next: i64 = sqlx::query_scalar(
-        "SELECT max(sequence) + 1 FROM events WHERE aggregate_type = 'sim' AND aggregate_id = $1",
-    )
-    .bind(SIM_A)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, iccid) \
-         VALUES ('sim', $1, $2, 'SimTeleported', '9', '{\"to\": \"mars\"}', '{}', $1)",
-    )
-    .bind(SIM_A)
-    .bind(next)
-    .execute(&pool)
-    .await
-    .unwrap();
+    append_raw_sim_event(&pool, SIM_A, "SimTeleported", "9", r#"{"to": "mars"}"#, "{}").await;
     let parked_list = || async {
         let parked: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT aggregate_id, event_type, position FROM parked_events WHERE projector = $1 ORDER BY position",

@@ -248,6 +248,31 @@ pub async fn publish_to(js: &jetstream::Context, prefix: &str, event: &StoredEve
     publish_event(js, prefix, event, true).await
 }
 
+/// Appends a SIM event as a newer command-service could write it (a type or version this code
+/// may not decode), after the SIM aggregate's last event.
+pub async fn append_raw_sim_event(
+    pool: &PgPool,
+    iccid: &str,
+    event_type: &str,
+    event_version: &str,
+    payload: &str,
+    metadata: &str,
+) {
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, iccid) \
+         SELECT 'sim', $1, max(sequence) + 1, $2, $3, $4::jsonb, $5::jsonb, $1 \
+         FROM events WHERE aggregate_type = 'sim' AND aggregate_id = $1",
+    )
+    .bind(iccid)
+    .bind(event_type)
+    .bind(event_version)
+    .bind(payload)
+    .bind(metadata)
+    .execute(pool)
+    .await
+    .expect("append a raw SIM event");
+}
+
 /// Every event stored, as the relay reads it: the global log, in order.
 ///
 /// Transaction ids are cluster-wide: another test's open transaction (in its own database)

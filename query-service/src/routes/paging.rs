@@ -26,6 +26,20 @@ pub struct Total {
     pub exact: bool,
 }
 
+impl Total {
+    /// A page shorter than its limit that starts at a known row (`start`: its offset, 0 for a
+    /// keyset page without a cursor, `None` after a cursor) tells the total itself, exactly,
+    /// with no count. An empty page past the first tells nothing.
+    pub fn of_short_page(start: Option<i64>, rows: usize, limit: i64) -> Option<Self> {
+        let start = start?;
+        let rows = rows as i64;
+        (rows < limit && (start == 0 || rows > 0)).then_some(Self {
+            value: start + rows,
+            exact: true,
+        })
+    }
+}
+
 /// Counts the rows of `from_where` (`FROM … WHERE …`, pushed by the closure) up to `limit`
 /// exactly, in one bounded query; past it, asks the planner for its estimate instead of
 /// counting every row (a `count(*)` over 100,000 SIMs on every page is what made lists slow).

@@ -368,14 +368,9 @@ pub async fn list(
     let sims: Vec<SimView> = select.build_query_as().fetch_all(&state.pool).await?;
     // A page that is not full and starts at a known place says the total itself: no count.
     let start = cursor.is_none().then(|| if keyset { 0 } else { page.offset() });
-    let total = match start {
-        Some(start) if (sims.len() as i64) < page.limit() && (start == 0 || !sims.is_empty()) => {
-            paging::Total {
-                value: start + sims.len() as i64,
-                exact: true,
-            }
-        }
-        _ => {
+    let total = match paging::Total::of_short_page(start, sims.len(), page.limit()) {
+        Some(total) => total,
+        None => {
             paging::count(&state.pool, state.lists.exact_count_limit, |query| {
                 query.push("FROM sims");
                 filters.push_where(query);

@@ -368,11 +368,6 @@ pub async fn sms(
             query.push(" AND status = ").push_bind(status.clone());
         }
     };
-    let total = paging::count(&state.pool, state.lists.exact_count_limit, |query| {
-        query.push("FROM sms_messages");
-        filters(query);
-    })
-    .await?;
     let mut select = QueryBuilder::new(
         "SELECT message_id, iccid, direction, status, payload, encoding, parts, source_address, \
          provider_message_id, failure_reason, requested_at, submitted_at, delivered_at, failed_at, \
@@ -388,6 +383,16 @@ pub async fn sms(
         .push(" OFFSET ")
         .push_bind(page.offset());
     let messages: Vec<SmsView> = select.build_query_as().fetch_all(&state.pool).await?;
+    let total = match paging::Total::of_short_page(Some(page.offset()), messages.len(), page.limit()) {
+        Some(total) => total,
+        None => {
+            paging::count(&state.pool, state.lists.exact_count_limit, |query| {
+                query.push("FROM sms_messages");
+                filters(query);
+            })
+            .await?
+        }
+    };
     let path = format!("/api/v1/sims/{iccid}/sms");
     let headers = paging::page_headers(&path, raw_query.as_deref(), page, total);
     Ok((headers, Json(messages)).into_response())
