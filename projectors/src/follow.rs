@@ -302,6 +302,7 @@ impl Follower {
         followed.reached = followed.reached.max(from);
         followed.started.get_or_insert(from);
         let read = GlobalLog::read_share_on(&mut tx, from, HEAD, limit, self.share).await?;
+        let more = read.more;
         let events = read.events;
         let Some(last) = read.through else {
             tx.rollback().await?;
@@ -336,10 +337,7 @@ impl Follower {
         for row in applied.rows {
             followed.rows.insert(row.iccid.clone(), row);
         }
-        Ok(Step::Applied {
-            last,
-            full: events.len() as i64 == limit,
-        })
+        Ok(Step::Applied { last, full: more })
     }
 
     /// Parks a poison event in a transaction of its own and moves the checkpoint past it (only

@@ -248,7 +248,11 @@ async fn main() {
     }
     println!("cache: {} SIMs put into Redis\n", rows.len());
 
-    let (addr, state) = query_api(&config, &pool, cache.clone()).await;
+    // The service as deployed (its default LIST_TOTAL_CACHE_MS), and one with no cache at all
+    // (Redis off, every total counted).
+    let mut deployed = config.clone();
+    deployed.list_total_cache = Duration::from_secs(1);
+    let (addr, state) = query_api(&deployed, &pool, cache.clone()).await;
     let (uncached_addr, _) = query_api(&config, &pool, Cache::disabled()).await;
     let baseline_addr = serve(Router::new().route(
         "/ping",
@@ -404,6 +408,17 @@ async fn main() {
         per_client(50),
         request(
             addr,
+            Arc::new(move |i| format!("/api/v1/sims?status=active&tag={}&page_size=50", fleet(i))),
+        ),
+    )
+    .await
+    .print();
+
+    run(
+        "GET /sims?status=active&tag=fleet-N&page_size=50 (every total counted: LIST_TOTAL_CACHE_MS=0)",
+        per_client(50),
+        request(
+            uncached_addr,
             Arc::new(move |i| format!("/api/v1/sims?status=active&tag={}&page_size=50", fleet(i))),
         ),
     )

@@ -32,6 +32,10 @@ pub struct Config {
     /// many matches; beyond, it is the planner's estimate (`X-Total-Count-Exact: false`), so a
     /// page never counts 100,000 rows.
     pub list_exact_count_limit: i64,
+    /// `LIST_TOTAL_CACHE_MS`, default 1000 (0: off): how long `GET /sims` keeps a filter's
+    /// `X-Total-Count` (the page's rows are always read fresh; a consistency token counts
+    /// afresh).
+    pub list_total_cache: Duration,
 }
 
 impl Config {
@@ -52,6 +56,7 @@ impl Config {
             list_exact_count_limit: vars
                 .number("LIST_EXACT_COUNT_LIMIT", 1000)?
                 .clamp(1, i64::MAX as u64) as i64,
+            list_total_cache: Duration::from_millis(vars.number("LIST_TOTAL_CACHE_MS", 1000)?),
             common,
         })
     }
@@ -70,6 +75,8 @@ impl Config {
             consistency_poll: Duration::from_millis(20),
             consistency_projector: "read-models".to_owned(),
             list_exact_count_limit: 1000,
+            // Tests write rows and list them at once; the cache has a test of its own.
+            list_total_cache: Duration::ZERO,
         }
     }
 

@@ -35,6 +35,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub fleet_summary: std::sync::Arc<FleetSummaryCache>,
     pub lists: ListSettings,
+    /// `GET /sims` totals per filter, for `LIST_TOTAL_CACHE_MS`.
+    pub list_totals: std::sync::Arc<crate::routes::paging::Totals>,
 }
 
 /// How paged lists count.
@@ -145,6 +147,10 @@ impl AppState {
             lists: ListSettings {
                 exact_count_limit: config.list_exact_count_limit,
             },
+            list_totals: std::sync::Arc::new(crate::routes::paging::Totals::new(
+                config.list_total_cache,
+                config.list_exact_count_limit,
+            )),
             pool,
         })
     }

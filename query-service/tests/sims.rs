@@ -807,3 +807,60 @@ async fn totals_are_exact_up_to_the_limit_and_estimated_beyond(pool: PgPool) {
         .unwrap();
     assert_eq!(response.headers()["x-total-count-exact"], "true");
 }
+
+/// `LIST_TOTAL_CACHE_MS`: a filter's total is kept for that long (the page's rows are read
+/// fresh every time), per filter; a read with a consistency token counts afresh.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn list_totals_are_kept_per_filter_for_a_short_while(pool: PgPool) {
+    let app = TestApp::spawn_with(pool.clone(), |config| {
+        config.list_total_cache = std::time::Duration::from_millis(1500)
+    })
+    .await;
+    let sims = fleet(&pool).await;
+    let total = |response: &reqwest::Response| -> String {
+        response.headers()["x-total-count"].to_str().unwrap().to_owned()
+    };
+    let response = app.get("/sims?tag=even&page_size=2").send().await.unwrap();
+    assert_eq!(total(&response), "15");
+    let response = app.get("/sims?tag=five&page_size=2").send().await.unwrap();
+    assert_eq!(total(&response), "6");
+
+    // Five more SIMs tagged `even`, at the front of the list.
+    for n in 0..5u32 {
+        let mut sim = sim_row(100 + n);
+        sim.iccid = format!("8988303000000000{n:03}");
+        sim.tags = vec!["even".into()];
+        insert_sim(&pool, &sim).await;
+    }
+    let response = app.get("/sims?tag=even&page_size=2").send().await.unwrap();
+    assert_eq!(total(&response), "15", "the total is kept");
+    let rows = iccids(&response.json().await.unwrap());
+    assert_eq!(rows[0], "8988303000000000000", "the rows are read fresh");
+    // Another filter, or another sort of it, is counted on its own.
+    let response = app
+        .get("/sims?tag=even&status=active&page_size=2")
+        .send()
+        .await
+        .unwrap();
+    let expected = sims
+        .iter()
+        .filter(|s| s.status == "active" && s.tags.contains(&"even".into()))
+        .count()
+        + 5 * usize::from(sim_row(100).status == "active");
+    assert_eq!(total(&response), expected.to_string());
+    // A consistency token (0, the start of the log: reached at once) counts afresh.
+    let response = app
+        .get("/sims?tag=even&page_size=2")
+        .header("x-consistency-token", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(total(&response), "20");
+    // Once old enough, counted again.
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let response = app.get("/sims?tag=five&page_size=2").send().await.unwrap();
+    assert_eq!(total(&response), "6");
+    let response = app.get("/sims?tag=even&page_size=2").send().await.unwrap();
+    assert_eq!(total(&response), "20");
+}

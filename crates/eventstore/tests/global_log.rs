@@ -294,7 +294,8 @@ async fn shares_of_the_log_partition_it_by_sim(pool: PgPool) {
     let mut union = Vec::new();
     for index in 0..3 {
         let share = Share { index, of: 3 };
-        // Pages of 4: full pages stop at their last event, the last page reaches the end.
+        // Pages of 4: a page cut short by its bound says so (`more`) and covers every event of
+        // the share up to its end; the last page reaches the log's end.
         let mut cursor = LogCursor::START;
         let mut mine = Vec::new();
         loop {
@@ -303,9 +304,16 @@ async fn shares_of_the_log_partition_it_by_sim(pool: PgPool) {
                 .unwrap();
             let Some(through) = read.through else { break };
             assert!(read.events.iter().all(|e| share.holds(&e.iccid)));
-            if read.events.len() == 4 {
-                assert_eq!(through, LogCursor::after(read.events.last().unwrap()));
-            } else {
+            assert!(read.events.len() <= 4);
+            // Exactly the share's events of (cursor, through] were read.
+            let covered: Vec<i64> = all
+                .iter()
+                .filter(|e| share.holds(&e.iccid))
+                .filter(|e| LogCursor::after(e) > cursor && LogCursor::after(e) <= through)
+                .map(|e| e.position)
+                .collect();
+            assert_eq!(positions(&read.events), covered);
+            if !read.more {
                 assert_eq!(through, end, "the last page covers the other shares' events");
             }
             mine.extend(read.events);

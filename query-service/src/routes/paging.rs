@@ -68,6 +68,66 @@ pub async fn count(
     })
 }
 
+/// Lists' totals, kept per filter for a short while (`LIST_TOTAL_CACHE_MS`, default 1,000;
+/// 0: off): the bounded count is most of a filtered page's cost (3.5 ms of 4 for 100,000
+/// SIMs filtered by status and tag), and a dashboard asks for the same filters again and
+/// again, page after page. The rows of a page are always read fresh; only `X-Total-Count` may
+/// be that old, as the fleet summary may. A read with a consistency token counts afresh.
+pub struct Totals {
+    max_age: std::time::Duration,
+    exact_limit: i64,
+    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Total)>>,
+}
+
+/// Filters whose totals are kept at most (past it, the oldest half goes).
+const TOTALS_KEPT: usize = 1024;
+
+impl Totals {
+    pub fn new(max_age: std::time::Duration, exact_limit: i64) -> Self {
+        Self {
+            max_age,
+            exact_limit,
+            entries: Default::default(),
+        }
+    }
+
+    /// The total of `from_where`, from the cache under `key` (the list and its filters) when
+    /// young enough and `fresh` is false, else counted ([`count`]) and kept.
+    pub async fn count(
+        &self,
+        pool: &PgPool,
+        key: String,
+        fresh: bool,
+        from_where: impl Fn(&mut QueryBuilder<'_, Postgres>),
+    ) -> Result<Total, sqlx::Error> {
+        let cached = !fresh && !self.max_age.is_zero();
+        if cached {
+            let entries = self.entries.lock().expect("totals lock");
+            if let Some((at, total)) = entries.get(&key) {
+                if at.elapsed() < self.max_age {
+                    return Ok(*total);
+                }
+            }
+        }
+        let total = count(pool, self.exact_limit, from_where).await?;
+        if !self.max_age.is_zero() {
+            let mut entries = self.entries.lock().expect("totals lock");
+            if entries.len() >= TOTALS_KEPT {
+                let max_age = self.max_age;
+                entries.retain(|_, (at, _)| at.elapsed() < max_age);
+                if entries.len() >= TOTALS_KEPT {
+                    let mut ages: Vec<std::time::Instant> = entries.values().map(|(at, _)| *at).collect();
+                    ages.sort();
+                    let cut = ages[ages.len() / 2];
+                    entries.retain(|_, (at, _)| *at > cut);
+                }
+            }
+            entries.insert(key, (std::time::Instant::now(), total));
+        }
+        Ok(total)
+    }
+}
+
 /// The request's query string without the parameters a link replaces.
 fn kept_parameters<'a>(raw_query: Option<&'a str>, replaced: &[&str]) -> Vec<&'a str> {
     raw_query

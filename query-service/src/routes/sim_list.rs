@@ -329,7 +329,7 @@ pub async fn list(
     _: Principal,
     RawQuery(raw_query): RawQuery,
     ApiQuery(params): ApiQuery<ListSims>,
-    _reader: Reader,
+    reader: Reader,
 ) -> Result<Response, ApiError> {
     let keyset = params.after.is_some();
     if keyset && params.page.is_some() {
@@ -371,11 +371,14 @@ pub async fn list(
     let total = match paging::Total::of_short_page(start, sims.len(), page.limit()) {
         Some(total) => total,
         None => {
-            paging::count(&state.pool, state.lists.exact_count_limit, |query| {
-                query.push("FROM sims");
-                filters.push_where(query);
-            })
-            .await?
+            let key = format!("sims {filters:?}");
+            state
+                .list_totals
+                .count(&state.pool, key, reader.fresh, |query| {
+                    query.push("FROM sims");
+                    filters.push_where(query);
+                })
+                .await?
         }
     };
 
