@@ -4,9 +4,9 @@
 //! - Each partition is a [`Projector`] of its own: a durable consumer `<name>-p<k>` and a
 //!   checkpoint row of the same name. NATS 2.9 allows one filter subject per consumer and the
 //!   subjects (`sim.v1.<iccid>.<event_type>`, the wire contract) carry no partition, so every
-//!   partition's consumer filters `sim.v1.>`: a message wakes the partition up, which reads
-//!   its own SIMs' events from the log (`sim_partition(iccid, N)` in SQL) and moves its
-//!   checkpoint over the others'. Other partitions' messages are acknowledged unchecked (their
+//!   partition's consumer filters `sim.v1.>`: a message wakes the partition up, which scans a
+//!   bounded range of the log, keeps its own SIMs' events (`eventstore::partition_of`) and
+//!   moves its checkpoint over the others'. Other partitions' messages are acknowledged unchecked (their
 //!   own partition checks them).
 //! - A replica runs the partitions it holds a Postgres advisory lock for, on a connection of
 //!   its own ([`relay::lock`]: heartbeat, idle and keepalive timeouts, so the lock of a dead or

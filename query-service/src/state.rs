@@ -23,8 +23,9 @@ pub struct AppState {
     pub pool: PgPool,
     pub store: EventStore,
     pub log: GlobalLog,
-    /// Read through only, except the fleet summary: the projectors write SIM entries after
-    /// each commit, and a reader writing one could put back a row an invalidation just removed.
+    /// SIM rows: the projectors write them after each commit; a miss here puts the row read
+    /// from Postgres, and only when it is not older (`last_position`) than the entry Redis
+    /// holds, so a reader never puts back a row the projectors replaced.
     pub cache: Cache,
     pub authenticator: Authenticator,
     pub metrics: Metrics,
