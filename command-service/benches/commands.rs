@@ -7,85 +7,32 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use command_service::{AppState, Config};
+use command_service::{App, Config};
 use serde_json::{json, Value};
-use sqlx::{Connection, PgConnection, PgPool};
+use testkit::bench::{env_or, run_clients, BenchDatabase, Report};
+use testkit::Running;
 
 const CLIENTS: usize = 32;
 
-struct Report {
-    name: String,
-    latencies: Vec<Duration>,
-    elapsed: Duration,
-}
-
-impl Report {
-    fn print(&mut self) {
-        self.latencies.sort();
-        let pick = |q: f64| {
-            self.latencies[((self.latencies.len() as f64 * q) as usize).min(self.latencies.len() - 1)]
-        };
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
-            self.name,
-            self.latencies.len(),
-            self.latencies.len() as f64 / self.elapsed.as_secs_f64(),
-            ms(pick(0.50)),
-            ms(pick(0.99)),
-            ms(*self.latencies.last().unwrap()),
-        );
-    }
-}
-
-/// Runs `per_client` operations on each of 32 concurrent clients; `op(client, i)`.
-async fn run<F, Fut>(name: impl Into<String>, per_client: usize, op: F) -> Report
+/// Runs `per_client` operations on each of the [`CLIENTS`]; `op(client, i)`.
+async fn run<F, Fut>(name: &str, per_client: usize, op: F) -> Report
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let op = Arc::new(op);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
-        .map(|client| {
-            let op = op.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(per_client);
-                for i in 0..per_client {
-                    let t = Instant::now();
-                    op(client, i).await;
-                    latencies.push(t.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.unwrap());
-    }
-    Report {
-        name: name.into(),
-        latencies,
-        elapsed: started.elapsed(),
-    }
+    run_clients(name, CLIENTS, per_client, op).await
 }
 
-/// Serves `router` on a random local port.
-async fn serve(router: axum::Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
-    addr
+/// The command API on its real start path, on the bench's database, with a bootstrap admin.
+async fn command_api(url: &str, configure: impl FnOnce(&mut Config)) -> Running {
+    let mut config = Config::for_tests(url);
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    config.db_max_connections = 40;
+    config.bootstrap_admin = Some(("bench".into(), "bench-password".into()));
+    configure(&mut config);
+    let app = App::build(config).await.expect("the command API starts");
+    Running::spawn(app.addr(), |shutdown| app.run_until_stopped(shutdown))
 }
 
 fn iccid(client: usize, i: usize) -> String {
@@ -94,29 +41,11 @@ fn iccid(client: usize, i: usize) -> String {
 
 #[tokio::main]
 async fn main() {
-    let per_client: usize = std::env::var("BENCH_PER_CLIENT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(150);
-    let server =
-        std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let database = format!("bench_commands_{}", std::process::id());
-    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .expect("postgres");
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = format!("{server}/{database}");
-    let pool: PgPool = platform::db::connect(&url, 40).await.unwrap();
-    eventstore::migrate(&pool).await.unwrap();
-
-    let mut config = Config::for_tests(&url);
-    config.db_max_connections = 40;
-    let state = AppState::new(&config, pool.clone()).unwrap();
-    state.bootstrap_admin("bench", "bench-password").await.unwrap();
-    let addr = serve(command_service::router(state)).await;
+    let per_client: usize = env_or("BENCH_PER_CLIENT", 150);
+    let database = BenchDatabase::create("commands", 40).await;
+    let (url, pool) = (database.url.clone(), database.pool.clone());
+    let api = command_api(&url, |_| {}).await;
+    let addr = api.addr;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CLIENTS)
         .build()
@@ -246,13 +175,8 @@ async fn main() {
     // each; and the long one again with snapshots off (the API of this run with
     // SNAPSHOT_EVERY=0). The histories are inserted in bulk; a first command on each SIM (not
     // timed) loads it in full once and writes its snapshot.
-    let mut no_snapshots = Config::for_tests(&url);
-    no_snapshots.db_max_connections = 40;
-    no_snapshots.common.snapshot_every = 0;
-    let unsnapshotted = serve(command_service::router(
-        AppState::new(&no_snapshots, pool.clone()).unwrap(),
-    ))
-    .await;
+    let unsnapshotted_api = command_api(&url, |config| config.common.snapshot_every = 0).await;
+    let unsnapshotted = unsnapshotted_api.addr;
     for (offset, events) in [(800usize, 10usize), (900, 10_000)] {
         for c in 0..CLIENTS {
             let id = iccid(offset + c, 0);
@@ -323,15 +247,12 @@ async fn main() {
     )
     .await
     .print();
-    let rate = |r: &Report| r.latencies.len() as f64 / r.elapsed.as_secs_f64();
     println!(
         "\n10,000 events / 10 events, snapshots on: {:.2}× the throughput\n",
-        rate(&long) / rate(&short)
+        long.ops_per_second() / short.ops_per_second()
     );
 
-    pool.close().await;
-    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let _ = api.stop().await;
+    let _ = unsnapshotted_api.stop().await;
+    database.drop_database().await;
 }

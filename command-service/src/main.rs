@@ -1,11 +1,14 @@
 use anyhow::Context;
-use command_service::Config;
+use command_service::{App, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::from_env().context("invalid configuration")?;
     platform::telemetry::init_tracing("command-service", config.common.log_format);
-    command_service::run(config)
+    App::build(config)
+        .await
+        .context("command-service could not start")?
+        .run_until_stopped(platform::http::shutdown_signal())
         .await
         .context("command-service stopped")
 }

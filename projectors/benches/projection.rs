@@ -19,22 +19,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use chrono::{DateTime, TimeZone, Utc};
-use domain::{Iccid, Imsi, ProviderStatus, Quota, QuotaCommand, QuotaKind, Sim, SimCommand};
-use eventstore::{CommandContext, EventMetadata, EventStore, Executed, LogCursor, StoredEvent};
+use domain::SimCommand;
+use eventstore::{EventStore, LogCursor};
 use projectors::{ConsumerSettings, Projector, ProjectorMetrics, ProjectorSettings, RebuildOptions};
 use readmodel::{Cache, CacheConfig};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
+use testkit::bench::{env_or, fill, fleet_iccid, paced_writers, quantile, sim, wait_until, BenchDatabase};
 use tokio::sync::watch;
 
 const PROJECTOR: &str = "read-models";
 /// Concurrent writers while filling the log (each runs one command at a time).
 const FILL_WRITERS: usize = 16;
-/// Writers sharing a paced load: enough that each waits on its ticks, not on its commits
-/// (one command takes a few milliseconds here), so the rate asked for is the rate written.
-fn paced_writers(rate: u64) -> usize {
-    (rate as usize / 25).clamp(8, 64)
-}
 /// How often the latency probe reads the projector's checkpoint.
 const PROBE_INTERVAL: Duration = Duration::from_millis(5);
 /// The read models compared between the live projector and the rebuild.
@@ -48,135 +43,6 @@ const COMPARED_TABLES: &[&str] = &[
     "fleet_usage_hourly",
     "fleet_usage_daily",
 ];
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn iccid(n: usize) -> String {
-    format!("8988303{n:012}")
-}
-
-fn day(hour: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, hour, 0, 0).unwrap()
-}
-
-async fn sim(store: &EventStore, id: &str, command: SimCommand) -> Vec<StoredEvent> {
-    let ctx = CommandContext::new(EventMetadata::new("connector:sync"));
-    match store.execute::<Sim>(id, id, command, &ctx).await {
-        Ok(Executed::New { events, .. }) => events,
-        other => panic!("command on {id}: {other:?}"),
-    }
-}
-
-/// One SIM as the sync connector first sees it: registered, enabled, online, a data quota,
-/// a usage report (5 events, 5 transactions).
-async fn onboard(store: &EventStore, n: usize) {
-    let id = iccid(n);
-    let parsed = Iccid::parse(&id).unwrap();
-    sim(
-        store,
-        &id,
-        SimCommand::Register {
-            iccid: parsed.clone(),
-            imsi: Imsi::parse(&format!("90140{n:010}")).unwrap(),
-            msisdn: None,
-            label: Some(format!("meter {n}")),
-            tags: vec!["bench".into(), ["north", "south", "east"][n % 3].into()],
-            at: day(8),
-        },
-    )
-    .await;
-    sim(
-        store,
-        &id,
-        SimCommand::RecordProviderStatus {
-            status: ProviderStatus::Enabled,
-            at: day(9),
-        },
-    )
-    .await;
-    sim(
-        store,
-        &id,
-        SimCommand::RecordConnectivity {
-            network: Some("Telekom".into()),
-            country: Some("DE".into()),
-            rat: Some("LTE-M".into()),
-            ip_address: Some(format!("10.0.{}.{}", n / 250 % 250, n % 250)),
-            at: day(9),
-        },
-    )
-    .await;
-    let quota_id = domain::quota_aggregate_id(&parsed, QuotaKind::Data);
-    let assign = QuotaCommand::Assign {
-        iccid: parsed,
-        kind: QuotaKind::Data,
-        total: 500_000_000,
-        remaining: 500_000_000,
-        expiry_date: Some(day(0) + chrono::Duration::days(365)),
-        at: day(10),
-    };
-    let ctx = CommandContext::new(EventMetadata::new("connector:sync"));
-    match store.execute::<Quota>(&quota_id, &id, assign, &ctx).await {
-        Ok(Executed::New { .. }) => {}
-        other => panic!("quota of {id}: {other:?}"),
-    }
-    // BENCH_USAGE=off leaves the usage reports out (every one adds into the same fleet
-    // rollup bucket: the rows partitions contend for).
-    if std::env::var("BENCH_USAGE").is_ok_and(|v| v == "off") {
-        return;
-    }
-    sim(
-        store,
-        &id,
-        SimCommand::RecordUsage {
-            period_start: day(0),
-            period_end: day(0) + chrono::Duration::days(1),
-            data_bytes: 1_000 + n as u64,
-            sms_mo: 1,
-            sms_mt: 0,
-        },
-    )
-    .await;
-}
-
-async fn fill(store: &EventStore, sims: usize) {
-    let next = Arc::new(AtomicUsize::new(0));
-    let writers: Vec<_> = (0..FILL_WRITERS)
-        .map(|_| {
-            let store = store.clone();
-            let next = next.clone();
-            tokio::spawn(async move {
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= sims {
-                        return;
-                    }
-                    onboard(&store, n).await;
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        writer.await.unwrap();
-    }
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
-}
-
-async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
 
 async fn checkpoint(pool: &PgPool) -> Option<LogCursor> {
     let row: Option<(String, i64)> = sqlx::query_as(
@@ -229,31 +95,21 @@ async fn main() {
         .collect();
     let seconds: u64 = env_or("BENCH_SECONDS", 15);
     let rebuild_batch: i64 = env_or("BENCH_REBUILD_BATCH", RebuildOptions::new(PROJECTOR).batch_size);
-    let server =
-        std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    // BENCH_USAGE=off leaves the usage reports out (every one adds into the same fleet rollup
+    // bucket: the rows partitions contend for).
+    let usage = std::env::var("BENCH_USAGE").map_or(true, |v| v != "off");
     let nats_url = std::env::var("BENCH_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let redis_url = std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let run_id = uuid::Uuid::new_v4().simple().to_string();
-    let database = format!("bench_projection_{}", &run_id[..12]);
     let redis_prefix = format!("bench-projection-{run_id}");
-
-    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .expect("postgres");
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
     // The projector's own pool size in production is 5 (DB_MAX_CONNECTIONS); the writers and
     // the probe share this one, and the projector uses one connection at a time.
-    let pool = platform::db::connect(&format!("{server}/{database}"), 80)
-        .await
-        .unwrap();
-    eventstore::migrate(&pool).await.unwrap();
+    let database = BenchDatabase::create("projection", 80).await;
+    let pool = database.pool.clone();
     let store = EventStore::new(pool.clone());
 
     let started = Instant::now();
-    fill(&store, sims).await;
+    fill(&store, sims, FILL_WRITERS, usage).await;
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&pool)
         .await
@@ -518,7 +374,7 @@ async fn main() {
                         // Writers take disjoint SIMs, so no two race for one aggregate.
                         let n = (w + k * writer_count) % sims;
                         k += 1;
-                        let id = iccid(n);
+                        let id = fleet_iccid(n);
                         let events = sim(
                             &store,
                             &id,
@@ -620,9 +476,5 @@ async fn main() {
             }
         }
     }
-    pool.close().await;
-    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    database.drop_database().await;
 }

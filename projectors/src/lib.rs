@@ -2,9 +2,9 @@
 //! (Postgres) and keep the Redis cache warm; and the rebuild that replays the Postgres log into
 //! fresh tables and swaps them in. See `docs/projectors.md`.
 //!
-//! `main.rs` only reads the configuration and calls [`run`] (or [`rebuild::rebuild`] for
-//! `projectors rebuild`). [`run_with`] runs extra background tasks in the same process (the
-//! relay), stopped together with the projector.
+//! `main.rs` reads the configuration and runs [`App`] (`App::build(config)` → [`App::addr`] →
+//! [`App::run_until_stopped`]), with the relay added by [`App::with_tasks`]; or an operator
+//! command ([`rebuild::rebuild`] for `projectors rebuild`, …). Tests start the same `App`.
 
 pub mod apply;
 pub mod checkpoint;
@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use axum::Router;
 use platform::http::ReadinessFlags;
+use platform::startup;
 use platform::Metrics;
 use readmodel::{Cache, CacheConfig};
 use sqlx::PgPool;
@@ -38,25 +39,7 @@ pub use parking::{replay_parked, ReplayReport};
 pub use projector::{Handled, Projector, ProjectorError, ProjectorSettings};
 pub use rebuild::{rebuild, ReadModel, RebuildError, RebuildOptions, RebuildReport};
 
-/// Why the service could not start (or stopped).
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot reach the database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Prepare(#[from] eventstore::PrepareError),
-    #[error("cannot connect to NATS: {0}")]
-    Nats(String),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
-    #[error("a background task failed: {0}")]
-    Task(String),
-}
+pub use platform::StartError;
 
 /// What a task run beside the projector gets: the shared connections, the service's metrics
 /// registry, and the shutdown signal (true once the process stops).
@@ -71,90 +54,137 @@ pub struct Services {
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// A background task for [`run_with`]; an `Err` stops the whole process.
+/// A background task for [`App::with_tasks`]; an `Err` stops the whole process.
 pub type Task = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
-/// Connects, migrates, serves `/health`, `/ready`, `/metrics` and projects until Ctrl-C or
-/// SIGTERM.
-pub async fn run(config: Config) -> Result<(), StartError> {
-    run_with(config, |_| Vec::new()).await
+/// Builds the tasks run beside the projector from the process's [`Services`].
+type TaskBuilder = Box<dyn FnOnce(&Services) -> Vec<Task> + Send>;
+
+/// The projectors process, built and bound, not yet running: the partitions of the live
+/// projector, `/health`, `/ready`, `/metrics`, and any tasks added (the relay, in `main`).
+pub struct App {
+    config: Config,
+    pool: PgPool,
+    nats: async_nats::Client,
+    cache: Cache,
+    metrics: Metrics,
+    readiness: ReadinessFlags,
+    listener: TcpListener,
+    addr: SocketAddr,
+    tasks: Vec<TaskBuilder>,
 }
 
-/// [`run`], plus the tasks `extra` builds from the process's [`Services`] (e.g. the relay).
-pub async fn run_with<F>(config: Config, extra: F) -> Result<(), StartError>
-where
-    F: FnOnce(&Services) -> Vec<Task>,
-{
-    let pool = connect_and_migrate(&config).await?;
-    let nats = platform::nats::connect_common(&config.common, "projectors")
-        .await
-        .map_err(|e| StartError::Nats(e.to_string()))?;
-    let cache = Cache::connect(CacheConfig::new(
-        &config.common.redis_url,
-        &config.redis_key_prefix,
-    ))
-    .await;
-    let metrics = Metrics::new();
-    // Fails early (here, not in a task) when the database is not what the projector needs.
-    UsageRollups::detect(&pool).await?;
-    let partitions = partitions::Partitions::new(
-        pool.clone(),
-        nats.clone(),
-        cache,
-        ProjectorMetrics::register(metrics.registry()),
-        ProjectorSettings::from_config(&config),
-        config.partitions,
-    );
-    let listener = TcpListener::bind(config.addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.addr,
-            source,
-        })?;
-    let (stop, shutdown) = watch::channel(false);
-    let readiness = ReadinessFlags::new();
-    let services = Services {
-        config: config.clone(),
-        pool: pool.clone(),
-        nats: nats.clone(),
-        metrics: metrics.clone(),
-        readiness: readiness.clone(),
-        shutdown: shutdown.clone(),
-    };
-    let mut tasks = tokio::task::JoinSet::new();
-    {
-        let shutdown = shutdown.clone();
+impl App {
+    /// Connects (creating the database when missing), migrates, connects NATS and the cache
+    /// (or runs without it until Redis answers), checks the read models' storage, and binds
+    /// `config.addr`.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let pool = startup::open_database(&config.common, config.db_max_connections).await?;
+        let nats = platform::nats::connect_common(&config.common, "projectors")
+            .await
+            .map_err(|e| StartError::Nats(e.to_string()))?;
+        let cache = Cache::connect(CacheConfig::new(
+            &config.common.redis_url,
+            &config.redis_key_prefix,
+        ))
+        .await;
+        // Fails early (here, not in a task) when the database is not what the projector needs.
+        UsageRollups::detect(&pool).await?;
+        let listener = startup::bind(config.addr).await?;
+        let addr = startup::local_addr(&listener)?;
+        Ok(Self {
+            config,
+            pool,
+            nats,
+            cache,
+            metrics: Metrics::new(),
+            readiness: ReadinessFlags::new(),
+            listener,
+            addr,
+            tasks: Vec::new(),
+        })
+    }
+
+    /// Runs the tasks `build` makes from the process's [`Services`] beside the projector
+    /// (e.g. [`relay_task`]); they stop with it, and one that fails stops the process.
+    pub fn with_tasks(mut self, build: impl FnOnce(&Services) -> Vec<Task> + Send + 'static) -> Self {
+        self.tasks.push(Box::new(build));
+        self
+    }
+
+    /// Where `/health`, `/ready` and `/metrics` answer.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Projects (and runs the added tasks) until `shutdown` resolves or a task fails, then
+    /// stops the tasks (15 s at most) and returns.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let Self {
+            config,
+            pool,
+            nats,
+            cache,
+            metrics,
+            readiness,
+            listener,
+            addr,
+            tasks: builders,
+        } = self;
+        let partitions = partitions::Partitions::new(
+            pool.clone(),
+            nats.clone(),
+            cache,
+            ProjectorMetrics::register(metrics.registry()),
+            ProjectorSettings::from_config(&config),
+            config.partitions,
+        );
+        let (stop, stopped) = watch::channel(false);
+        let services = Services {
+            config: config.clone(),
+            pool: pool.clone(),
+            nats: nats.clone(),
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            shutdown: stopped.clone(),
+        };
+        let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(async move {
             partitions
-                .run(shutdown)
+                .run(stopped)
                 .await
                 .map_err(|e| anyhow::anyhow!("projector: {e}"))
         });
-    }
-    for task in extra(&services) {
-        tasks.spawn(task);
-    }
-    tracing::info!(addr = %config.addr, stream = %config.stream, projector = %config.projector,
-        partitions = config.partitions, "projectors running");
-    let app = ops_router(metrics, pool, nats, readiness);
-    let outcome = tokio::select! {
-        served = platform::http::serve(listener, app) => served.map_err(StartError::Serve),
-        failed = first_failure(&mut tasks) => Err(StartError::Task(failed)),
-    };
-    let _ = stop.send(true);
-    let drained = tokio::time::timeout(Duration::from_secs(15), async {
-        while let Some(done) = tasks.join_next().await {
-            if let Ok(Err(error)) = done {
-                tracing::warn!(%error, "task stopped with an error");
+        for build in builders {
+            for task in build(&services) {
+                tasks.spawn(task);
             }
         }
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("background tasks did not stop in time; aborting them");
-        tasks.abort_all();
+        tracing::info!(%addr, stream = %config.stream, projector = %config.projector,
+            partitions = config.partitions, "projectors running");
+        let app = ops_router(metrics, pool, nats, readiness);
+        let outcome = tokio::select! {
+            served = platform::http::serve(listener, app, shutdown) => served.map_err(StartError::Serve),
+            failed = first_failure(&mut tasks) => Err(StartError::Task(failed)),
+        };
+        let _ = stop.send(true);
+        let drained = tokio::time::timeout(Duration::from_secs(15), async {
+            while let Some(done) = tasks.join_next().await {
+                if let Ok(Err(error)) = done {
+                    tracing::warn!(%error, "task stopped with an error");
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("background tasks did not stop in time; aborting them");
+            tasks.abort_all();
+        }
+        outcome
     }
-    outcome
 }
 
 /// Resolves with the first task error; pending forever while tasks run or end cleanly.
@@ -180,13 +210,10 @@ pub fn ops_router(
     platform::http::ops_router_with_nats(metrics, pool, nats, readiness)
 }
 
-/// Creates the database when missing, connects, and applies pending migrations (or refuses to
-/// start when `MIGRATE_ON_START=false` and some are pending).
-pub async fn connect_and_migrate(config: &Config) -> Result<PgPool, StartError> {
-    platform::db::create_database_if_missing(&config.common.database_url).await?;
-    let pool = platform::db::connect(&config.common.database_url, config.db_max_connections).await?;
-    eventstore::prepare_database(&pool, config.common.migrate_on_start).await?;
-    Ok(pool)
+/// The database of the operator commands (`rebuild`, `replay-parked`, `relay …`): created when
+/// missing and migrated, as the service itself does at start.
+pub async fn open_database(config: &Config) -> Result<PgPool, StartError> {
+    startup::open_database(&config.common, config.db_max_connections).await
 }
 
 /// The relay (Postgres log → JetStream) as a task of this process, so the contract's list of

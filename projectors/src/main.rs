@@ -1,5 +1,5 @@
 use anyhow::Context;
-use projectors::{Config, ReadModel, RebuildMetrics, RebuildOptions};
+use projectors::{App, Config, ReadModel, RebuildMetrics, RebuildOptions};
 
 const USAGE: &str = "usage: projectors [run]
        projectors rebuild [--model sims,quotas,sms,usage] [--batch-size N] [--in-batches]
@@ -26,12 +26,18 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         // RELAY_ENABLED=false runs the projector alone (the relay then runs elsewhere).
-        [] | ["run"] if std::env::var("RELAY_ENABLED").is_ok_and(|v| v == "false") => {
-            projectors::run(config).await.context("projectors stopped")
+        [] | ["run"] => {
+            let app = App::build(config).await.context("projectors could not start")?;
+            // RELAY_ENABLED=false runs the projector alone (the relay then runs elsewhere).
+            let app = if std::env::var("RELAY_ENABLED").is_ok_and(|v| v == "false") {
+                app
+            } else {
+                app.with_tasks(projectors::relay_task)
+            };
+            app.run_until_stopped(platform::http::shutdown_signal())
+                .await
+                .context("projectors stopped")
         }
-        [] | ["run"] => projectors::run_with(config, projectors::relay_task)
-            .await
-            .context("projectors stopped"),
         ["rebuild", rest @ ..] => {
             let mut options = RebuildOptions::new(config.projector.clone());
             options.max_rows_in_memory = config.rebuild_max_rows;
@@ -59,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let metrics = platform::Metrics::new();
             options.metrics = Some(RebuildMetrics::register(metrics.registry()));
-            let pool = projectors::connect_and_migrate(&config).await?;
+            let pool = projectors::open_database(&config).await?;
             let report = projectors::rebuild(&pool, &options)
                 .await
                 .context("rebuild failed")?;
@@ -67,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         ["replay-parked"] => {
-            let pool = projectors::connect_and_migrate(&config).await?;
+            let pool = projectors::open_database(&config).await?;
             let report = projectors::replay_parked(&pool, &config.projector)
                 .await
                 .context("replaying parked events failed")?;
@@ -116,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
 async fn relay_admin(
     config: &Config,
 ) -> anyhow::Result<(sqlx::PgPool, async_nats::Client, relay::RelayConfig)> {
-    let pool = projectors::connect_and_migrate(config).await?;
+    let pool = projectors::open_database(config).await?;
     let nats = projectors::relay_connection(config).await?;
     // The first connection is made in the background; wait for it, boundedly.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -18,71 +18,27 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use axum::{Json, Router};
 use platform::Role;
-use query_service::{AppState, Config};
+use query_service::{App, AppState, Config};
 use readmodel::{Cache, SimView, SIM_COLUMNS};
 use serde_json::json;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
+use testkit::bench::{env_or, run_clients, serve, BenchDatabase, Report};
+use testkit::Running;
 
 const CLIENTS: usize = 32;
 /// SIMs put into Redis before the cache-hit run; the miss run asks for others.
 const WARMED: usize = 10_000;
 
-struct Report {
-    name: String,
-    latencies: Vec<Duration>,
-    elapsed: Duration,
-}
-
-impl Report {
-    fn print(&mut self) {
-        self.latencies.sort();
-        let pick = |q: f64| {
-            self.latencies[((self.latencies.len() as f64 * q) as usize).min(self.latencies.len() - 1)]
-        };
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
-            self.name,
-            self.latencies.len(),
-            self.latencies.len() as f64 / self.elapsed.as_secs_f64(),
-            ms(pick(0.50)),
-            ms(pick(0.99)),
-            ms(*self.latencies.last().unwrap()),
-        );
-    }
-}
-
-/// Runs `per_client` requests on each of 32 concurrent clients; `op(global index)`.
+/// Runs `per_client` requests on each of the [`CLIENTS`]; `op(global index)`.
 async fn run<F, Fut>(name: impl Into<String>, per_client: usize, op: F) -> Report
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let op = Arc::new(op);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
-        .map(|client| {
-            let op = op.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(per_client);
-                for i in 0..per_client {
-                    let t = Instant::now();
-                    op(client * per_client + i).await;
-                    latencies.push(t.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.unwrap());
-    }
-    Report {
-        name: name.into(),
-        latencies,
-        elapsed: started.elapsed(),
-    }
+    run_clients(name, CLIENTS, per_client, move |client, i| {
+        op(client * per_client + i)
+    })
+    .await
 }
 
 fn iccid(n: usize) -> String {
@@ -117,25 +73,16 @@ async fn count(pool: &PgPool, filter: &str) -> i64 {
         .unwrap()
 }
 
-/// Serves `router` on a random local port.
-async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
+/// The query API on its real start path and its own port, over `pool`, with `cache`.
+async fn query_api(config: &Config, pool: &PgPool, cache: Cache) -> (Running, AppState) {
+    let app = App::build_with_cache(config.clone(), pool.clone(), cache)
         .await
-        .unwrap()
-    });
-    addr
-}
-
-/// The query API on its own port, over `pool`, with `cache`.
-async fn query_api(config: &Config, pool: &PgPool, cache: Cache) -> (SocketAddr, AppState) {
-    let state = AppState::new(config, pool.clone(), cache).unwrap();
-    (serve(query_service::router(state.clone())).await, state)
+        .expect("the query API starts");
+    let state = app.state().clone();
+    (
+        Running::spawn(app.addr(), |shutdown| app.run_until_stopped(shutdown)),
+        state,
+    )
 }
 
 /// GET `url` as the viewer; asserts 200 and returns the `X-Total-Count` (lists) or -1.
@@ -177,39 +124,19 @@ FROM fleet_usage_daily d, generate_series(0, 23) AS h";
 
 #[tokio::main]
 async fn main() {
-    let sims: usize = std::env::var("BENCH_SIMS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let scale: f64 = std::env::var("BENCH_SCALE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1.0);
+    let sims: usize = env_or("BENCH_SIMS", 100_000);
+    let scale: f64 = env_or("BENCH_SCALE", 1.0);
     let per_client = |n: usize| ((n as f64 * scale) as usize).max(1);
-    let server =
-        std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let redis_url = std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let run_id = uuid::Uuid::new_v4().simple().to_string();
-    let database = format!("bench_queries_{}", &run_id[..12]);
-
-    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .expect("postgres");
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = format!("{server}/{database}");
-    let mut config = Config::for_tests(&url);
+    let database = BenchDatabase::create("queries", 20).await;
+    let mut config = Config::for_tests(&database.url);
     // The service's production defaults for the pool and the cache's timeout.
     config.db_max_connections = 20;
     config.redis_timeout = Duration::from_millis(100);
     config.common.redis_url = redis_url;
     config.redis_key_prefix = format!("bench-queries-{run_id}");
-    let pool = platform::db::connect(&url, config.db_max_connections)
-        .await
-        .unwrap();
-    eventstore::migrate(&pool).await.unwrap();
+    let pool = database.pool.clone();
 
     let started = Instant::now();
     sqlx::query(FILL).bind(sims as i64).execute(&pool).await.unwrap();
@@ -252,8 +179,9 @@ async fn main() {
     // (Redis off, every total counted).
     let mut deployed = config.clone();
     deployed.list_total_cache = Duration::from_secs(1);
-    let (addr, state) = query_api(&deployed, &pool, cache.clone()).await;
-    let (uncached_addr, _) = query_api(&config, &pool, Cache::disabled()).await;
+    let (served, state) = query_api(&deployed, &pool, cache.clone()).await;
+    let (uncached, _) = query_api(&config, &pool, Cache::disabled()).await;
+    let (addr, uncached_addr): (SocketAddr, SocketAddr) = (served.addr, uncached.addr);
     let baseline_addr = serve(Router::new().route(
         "/ping",
         get(|| async { Json(json!({"status": "ok", "service": "baseline"})) }),
@@ -534,10 +462,8 @@ async fn main() {
     for chunk in keys.chunks(1000) {
         cache.invalidate(chunk).await;
     }
-    pool.close().await;
+    let _ = served.stop().await;
+    let _ = uncached.stop().await;
     state.pool.close().await;
-    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    database.drop_database().await;
 }

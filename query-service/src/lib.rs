@@ -2,8 +2,9 @@
 //! SIM rows and the fleet summary), and the event store itself for a SIM's audit history, its
 //! state at any past instant, and the global feed downstream systems backfill from.
 //!
-//! `main.rs` only reads the configuration and calls [`run`]; tests build the same router with
-//! [`router`] and serve it on a random port.
+//! `main.rs` reads the configuration and runs [`App`]: `App::build(config)` (database, cache,
+//! listener) → [`App::addr`] → [`App::run_until_stopped`]. Tests and benches start the same
+//! `App` (through `testkit`) with a shutdown of their own.
 
 pub mod config;
 mod consistency;
@@ -14,51 +15,64 @@ mod state;
 
 use std::net::SocketAddr;
 
+use platform::startup::{self, StartError};
 use tokio::net::TcpListener;
 
 pub use config::Config;
 pub use consistency::CONSISTENCY_TOKEN;
 pub use state::AppState;
 
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot reach the database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Prepare(#[from] eventstore::PrepareError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
+/// The query API, built and bound, not yet serving.
+pub struct App {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: AppState,
 }
 
-/// Connects, migrates, connects the cache (or runs without it), and serves until Ctrl-C or
-/// SIGTERM.
-pub async fn run(config: Config) -> Result<(), StartError> {
-    platform::db::create_database_if_missing(&config.common.database_url).await?;
-    let pool = platform::db::connect(&config.common.database_url, config.db_max_connections).await?;
-    eventstore::prepare_database(&pool, config.common.migrate_on_start).await?;
-    let cache = readmodel::Cache::connect(config.cache_config()).await;
-    let state = AppState::new(&config, pool, cache).map_err(|e| StartError::Config(e.to_string()))?;
-    let listener = TcpListener::bind(config.addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.addr,
-            source,
-        })?;
-    tracing::info!(addr = %config.addr, "query API listening");
-    platform::http::serve(listener, router(state))
-        .await
-        .map_err(StartError::Serve)
-}
+impl App {
+    /// Connects (creating the database when missing), migrates, connects the cache (or runs
+    /// without it until Redis answers), and binds `config.addr`.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let pool = startup::open_database(&config.common, config.db_max_connections).await?;
+        let cache = readmodel::Cache::connect(config.cache_config()).await;
+        Self::build_with_cache(config, pool, cache).await
+    }
 
-/// The whole HTTP surface, with the standard layers (request ids, error shape, metrics).
-pub fn router(state: AppState) -> axum::Router {
-    routes::router(state)
+    /// [`App::build`] on a pool and cache of the caller's (a bench serving one database with
+    /// the cache on and off).
+    pub async fn build_with_cache(
+        config: Config,
+        pool: sqlx::PgPool,
+        cache: readmodel::Cache,
+    ) -> Result<Self, StartError> {
+        let state = AppState::new(&config, pool, cache).map_err(|e| StartError::Config(e.to_string()))?;
+        let listener = startup::bind(config.addr).await?;
+        let addr = startup::local_addr(&listener)?;
+        Ok(Self {
+            listener,
+            addr,
+            state,
+        })
+    }
+
+    /// Where it listens (the real port when `QUERY_ADDR` asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What the handlers share (tests reach the cache and the authenticator through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        tracing::info!(addr = %self.addr, "query API listening");
+        platform::http::serve(self.listener, routes::router(self.state), shutdown)
+            .await
+            .map_err(StartError::Serve)
+    }
 }

@@ -1,9 +1,14 @@
 use anyhow::Context;
-use query_service::Config;
+use query_service::{App, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::from_env().context("invalid configuration")?;
     platform::telemetry::init_tracing("query-service", config.common.log_format);
-    query_service::run(config).await.context("query-service stopped")
+    App::build(config)
+        .await
+        .context("query-service could not start")?
+        .run_until_stopped(platform::http::shutdown_signal())
+        .await
+        .context("query-service stopped")
 }

@@ -1,9 +1,9 @@
 //! The sync connector: polls the 1NCE Management API, turns what changed into commands on the
 //! aggregates, and carries out operator requests at 1NCE. See `docs/sync-connector.md`.
 //!
-//! `main.rs` only reads the configuration and calls [`run`]. Tests build a [`Connector`] on
-//! their own database and drive its parts ([`Poller`], [`Requests`], [`Jobs`]) directly, or
-//! start the whole thing with [`Connector::spawn`].
+//! `main.rs` reads the configuration and runs [`App`] (`App::build(config)` → [`App::addr`] →
+//! [`App::run_until_stopped`]). Tests start the same `App`, or build a [`Connector`] on their
+//! own database and drive its parts ([`Poller`], [`Requests`], [`Jobs`]) directly.
 
 pub mod config;
 pub mod consumers;
@@ -27,6 +27,7 @@ use eventstore::{EventStore, GlobalLog};
 use futures::StreamExt;
 use once_client::{ClientConfig, OnceClient};
 use platform::http::ReadinessFlags;
+use platform::startup;
 use platform::Metrics;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -46,28 +47,8 @@ pub use snapshot::Snapshots;
 /// The NATS subject the command API publishes a new sync job's id on, to wake the connector.
 pub const JOBS_SUBJECT: &str = "sync.v1.jobs";
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot reach the database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Prepare(#[from] eventstore::PrepareError),
-    #[error("cannot connect to NATS: {0}")]
-    Nats(String),
-    #[error("invalid 1NCE client settings: {0}")]
-    Client(#[from] once_client::ClientError),
-    #[error("cannot register metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
-}
+pub use platform::StartError;
 
-/// Everything the connector runs, wired to one database, one NATS connection and one client.
 pub struct Connector {
     pub config: Config,
     pub pool: PgPool,
@@ -88,7 +69,8 @@ pub struct Connector {
 impl Connector {
     pub async fn new(config: Config, pool: PgPool, nats: async_nats::Client) -> Result<Self, StartError> {
         let metrics = Metrics::new();
-        let sync_metrics = SyncMetrics::register(metrics.registry())?;
+        let sync_metrics =
+            SyncMetrics::register(metrics.registry()).map_err(|e| StartError::Setup(e.to_string()))?;
         let mut client_config = ClientConfig::new(
             config.provider.base_url.clone(),
             config.provider.client_id.clone(),
@@ -98,7 +80,7 @@ impl Connector {
         client_config.timeout = config.provider.timeout;
         client_config.max_retries = config.provider.max_retries;
         client_config.observer = Some(Arc::new(sync_metrics.clone()));
-        let client = OnceClient::new(client_config)?;
+        let client = OnceClient::new(client_config).map_err(|e| StartError::Config(e.to_string()))?;
         let store = EventStore::new(pool.clone()).with_snapshots_every(config.common.snapshot_every);
         let issuer = Issuer::new(store, sync_metrics.clone());
         let snapshots = Snapshots::new(pool.clone(), config.shard);
@@ -122,10 +104,7 @@ impl Connector {
         let jobs = Jobs::new(pool.clone(), poller.clone(), config.shard);
         let log = GlobalLog::new(pool.clone());
         let record_check = consumers::RecordCheck {
-            store_id: log.store_id().await.map_err(|error| match error {
-                eventstore::StoreError::Database(error) => StartError::Database(error),
-                other => StartError::Database(sqlx::Error::Protocol(other.to_string())),
-            })?,
+            store_id: log.store_id().await?,
             log,
             subject_prefix: config.subject_prefix.clone(),
             forged: sync_metrics.forged.clone(),
@@ -312,43 +291,78 @@ async fn poll_age_loop(metrics: SyncMetrics, mut shutdown: watch::Receiver<bool>
     }
 }
 
-/// Connects, migrates, serves `/health`, `/ready`, `/metrics`, and syncs until Ctrl-C or
-/// SIGTERM.
-pub async fn run(config: Config) -> Result<(), StartError> {
-    platform::db::create_database_if_missing(&config.common.database_url).await?;
-    let pool = platform::db::connect(&config.common.database_url, config.db_max_connections).await?;
-    eventstore::prepare_database(&pool, config.common.migrate_on_start).await?;
-    let nats = platform::nats::connect_common(&config.common, "sync-connector")
-        .await
-        .map_err(|e| StartError::Nats(e.to_string()))?;
-    let listener = TcpListener::bind(config.addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.addr,
-            source,
-        })?;
-    let connector = Connector::new(config, pool.clone(), nats.clone()).await?;
-    let (stop, shutdown) = watch::channel(false);
-    let mut tasks = connector.spawn(shutdown);
-    tracing::info!(
-        addr = %connector.config.addr,
-        provider = %connector.config.provider.base_url,
-        shard = ?connector.config.shard,
-        "sync connector running"
-    );
-    let app = ops_router(connector.metrics.clone(), pool, nats, connector.readiness.clone());
-    let served = platform::http::serve(listener, app).await;
-    let _ = stop.send(true);
-    if tokio::time::timeout(Duration::from_secs(15), async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        tracing::warn!("connector tasks did not stop in time; aborting them");
-        tasks.abort_all();
+/// The sync connector, built and bound, not yet running.
+pub struct App {
+    connector: Connector,
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl App {
+    /// Connects (creating the database when missing), migrates, connects NATS, takes the
+    /// instance's liveness lock, and binds `config.addr`.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let pool = startup::open_database(&config.common, config.db_max_connections).await?;
+        let nats = platform::nats::connect_common(&config.common, "sync-connector")
+            .await
+            .map_err(|e| StartError::Nats(e.to_string()))?;
+        let listener = startup::bind(config.addr).await?;
+        let addr = startup::local_addr(&listener)?;
+        let connector = Connector::new(config, pool, nats).await?;
+        Ok(Self {
+            connector,
+            listener,
+            addr,
+        })
     }
-    served.map_err(StartError::Serve)
+
+    /// Where `/health`, `/ready` and `/metrics` answer.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The connector's parts (tests reach its poller, metrics and pool through it).
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// Syncs until `shutdown` resolves, then stops the loops (15 s at most).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let Self {
+            connector,
+            listener,
+            addr,
+        } = self;
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = connector.spawn(stopped);
+        tracing::info!(
+            %addr,
+            provider = %connector.config.provider.base_url,
+            shard = ?connector.config.shard,
+            "sync connector running"
+        );
+        let app = ops_router(
+            connector.metrics.clone(),
+            connector.pool.clone(),
+            connector.nats.clone(),
+            connector.readiness.clone(),
+        );
+        let served = platform::http::serve(listener, app, shutdown).await;
+        let _ = stop.send(true);
+        if tokio::time::timeout(Duration::from_secs(15), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!("connector tasks did not stop in time; aborting them");
+            tasks.abort_all();
+        }
+        served.map_err(StartError::Serve)
+    }
 }
 
 /// `/health`, `/ready` (Postgres, NATS and the instance's liveness lock), `/metrics`, with the

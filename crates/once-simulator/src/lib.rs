@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use platform::metrics::Metrics;
+use platform::StartError;
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -109,29 +110,26 @@ impl Simulator {
         http::router(self.clone())
     }
 
-    /// Binds 127.0.0.1 on a free port, serves [`Self::router`] and runs the clock.
-    pub async fn spawn(config: SimulatorConfig) -> std::io::Result<RunningSimulator> {
-        let simulator = Simulator::new(config);
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let addr = listener.local_addr()?;
-        let app = simulator.router();
+    /// Binds 127.0.0.1 on a free port and runs [`App`] there (server and clock) until the
+    /// answer is dropped.
+    pub async fn spawn(config: SimulatorConfig) -> Result<RunningSimulator, StartError> {
+        let app = App::build(config, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = app.addr();
+        let simulator = app.simulator().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(err) = served {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(err) = app.run_until_stopped(shutdown).await {
                 tracing::error!(error = %err, "simulator server failed");
             }
         });
-        let clock = simulator.start_clock();
         Ok(RunningSimulator {
             addr,
             simulator,
             stop: Some(stop),
-            tasks: vec![server, clock],
+            tasks: vec![server],
         })
     }
 
@@ -338,6 +336,46 @@ impl Simulator {
 fn known<T>(iccid: &str, f: impl FnOnce(u64) -> Result<T, fleet::FleetError>) -> T {
     let id = parse_iccid(iccid).unwrap_or_else(|| panic!("not an ICCID: {iccid:?}"));
     f(id).unwrap_or_else(|err| panic!("simulator: {iccid}: {err}"))
+}
+
+/// The simulator as a process runs it: built and bound, not yet serving.
+pub struct App {
+    simulator: Simulator,
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+}
+
+impl App {
+    /// A fresh simulated account, bound to `addr` (port 0: any free port).
+    pub async fn build(config: SimulatorConfig, addr: SocketAddr) -> Result<Self, StartError> {
+        let listener = platform::startup::bind(addr).await?;
+        let addr = platform::startup::local_addr(&listener)?;
+        Ok(Self {
+            simulator: Simulator::new(config),
+            listener,
+            addr,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (tests drive the account and read what it received through it).
+    pub fn simulator(&self) -> &Simulator {
+        &self.simulator
+    }
+
+    /// Serves the provider's routes and runs the simulated clock until `shutdown` resolves.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let clock = self.simulator.start_clock();
+        let served = platform::http::serve(self.listener, self.simulator.router(), shutdown).await;
+        clock.abort();
+        served.map_err(StartError::Serve)
+    }
 }
 
 /// A simulator serving on 127.0.0.1; stops (server and clock) when dropped.

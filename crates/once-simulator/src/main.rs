@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use once_simulator::{Simulator, SimulatorConfig};
+use once_simulator::{App, SimulatorConfig};
 use platform::config::LogFormat;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8090";
@@ -24,12 +24,10 @@ async fn main() -> anyhow::Result<()> {
         .parse()
         .context("invalid SIMULATOR_ADDR")?;
     tracing::info!(?config, %addr, "starting the 1NCE simulator");
-    let simulator = Simulator::new(config);
-    let clock = simulator.start_clock();
-    let listener = tokio::net::TcpListener::bind(addr)
+    App::build(config, addr)
         .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let served = platform::http::serve(listener, simulator.router()).await;
-    clock.abort();
-    served.context("once-simulator stopped")
+        .context("once-simulator could not start")?
+        .run_until_stopped(platform::http::shutdown_signal())
+        .await
+        .context("once-simulator stopped")
 }

@@ -16,9 +16,11 @@ pub mod metrics;
 pub mod nats;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+pub mod startup;
 pub mod telemetry;
 
 pub use auth::{Authenticator, Principal, Role};
 pub use config::CommonConfig;
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
 pub use metrics::Metrics;
+pub use startup::{Shutdown, StartError};

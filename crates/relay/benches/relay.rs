@@ -18,23 +18,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer};
-use chrono::{DateTime, TimeZone, Utc};
-use domain::{Iccid, Imsi, ProviderStatus, Quota, QuotaCommand, QuotaKind, Sim, SimCommand};
-use eventstore::{CommandContext, EventMetadata, EventStore, Executed, StoredEvent};
+use chrono::Utc;
+use domain::SimCommand;
+use eventstore::{EventStore, StoredEvent};
 use futures::StreamExt;
 use relay::{Relay, RelayConfig, HEADER_POSITION};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use sqlx::{Executor, PgPool};
+use testkit::bench::{env_or, fill, fleet_iccid, paced_writers, quantile, sim, wait_until, BenchDatabase};
 use tokio::sync::watch;
 
 /// Concurrent writers while filling the log (each runs one command at a time).
 const FILL_WRITERS: usize = 16;
-/// Writers sharing a paced load: enough that each waits on its ticks, not on its commits
-/// (one command takes a few milliseconds here), so the rate asked for is the rate written.
-fn paced_writers(rate: u64) -> usize {
-    (rate as usize / 25).clamp(8, 64)
-}
-
 /// Runs `sql` again and again on a connection of its own until `stopped`; how many runs and the
 /// longest one. `BENCH_DURING_AS_WRITER=1`: the job's transactions hold the log's horizon as
 /// every transaction did before `event_log_horizon()` (the old behaviour, to compare).
@@ -59,128 +53,6 @@ async fn background_job(pool: PgPool, sql: String, mut stopped: watch::Receiver<
     (runs, longest)
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn iccid(n: usize) -> String {
-    format!("8988303{n:012}")
-}
-
-fn day(hour: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 1, hour, 0, 0).unwrap()
-}
-
-fn ctx(actor: &str) -> CommandContext {
-    CommandContext::new(EventMetadata::new(actor))
-}
-
-/// Stores `command` and returns its events; panics on a refusal (the bench's commands are valid).
-async fn sim(store: &EventStore, id: &str, command: SimCommand) -> Vec<StoredEvent> {
-    match store
-        .execute::<Sim>(id, id, command, &ctx("connector:sync"))
-        .await
-    {
-        Ok(Executed::New { events, .. }) => events,
-        other => panic!("command on {id}: {other:?}"),
-    }
-}
-
-/// One SIM as the sync connector first sees it: registered, enabled, online, a data quota,
-/// a usage report (5 events, 5 transactions).
-async fn onboard(store: &EventStore, n: usize) {
-    let id = iccid(n);
-    let parsed = Iccid::parse(&id).unwrap();
-    sim(
-        store,
-        &id,
-        SimCommand::Register {
-            iccid: parsed.clone(),
-            imsi: Imsi::parse(&format!("90140{n:010}")).unwrap(),
-            msisdn: None,
-            label: Some(format!("meter {n}")),
-            tags: vec!["bench".into(), ["north", "south", "east"][n % 3].into()],
-            at: day(8),
-        },
-    )
-    .await;
-    sim(
-        store,
-        &id,
-        SimCommand::RecordProviderStatus {
-            status: ProviderStatus::Enabled,
-            at: day(9),
-        },
-    )
-    .await;
-    sim(
-        store,
-        &id,
-        SimCommand::RecordConnectivity {
-            network: Some("Telekom".into()),
-            country: Some("DE".into()),
-            rat: Some("LTE-M".into()),
-            ip_address: Some(format!("10.0.{}.{}", n / 250 % 250, n % 250)),
-            at: day(9),
-        },
-    )
-    .await;
-    let quota_id = domain::quota_aggregate_id(&parsed, QuotaKind::Data);
-    let assign = QuotaCommand::Assign {
-        iccid: parsed,
-        kind: QuotaKind::Data,
-        total: 500_000_000,
-        remaining: 500_000_000,
-        expiry_date: Some(day(0) + chrono::Duration::days(365)),
-        at: day(10),
-    };
-    match store
-        .execute::<Quota>(&quota_id, &id, assign, &ctx("connector:sync"))
-        .await
-    {
-        Ok(Executed::New { .. }) => {}
-        other => panic!("quota of {id}: {other:?}"),
-    }
-    sim(
-        store,
-        &id,
-        SimCommand::RecordUsage {
-            period_start: day(0),
-            period_end: day(0) + chrono::Duration::days(1),
-            data_bytes: 1_000 + n as u64,
-            sms_mo: 1,
-            sms_mt: 0,
-        },
-    )
-    .await;
-}
-
-/// Onboards SIMs `0..sims` with [`FILL_WRITERS`] concurrent writers.
-async fn fill(store: &EventStore, sims: usize) {
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let writers: Vec<_> = (0..FILL_WRITERS)
-        .map(|_| {
-            let store = store.clone();
-            let next = next.clone();
-            tokio::spawn(async move {
-                loop {
-                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if n >= sims {
-                        return;
-                    }
-                    onboard(&store, n).await;
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        writer.await.unwrap();
-    }
-}
-
 /// What the subscriber saw of one message.
 #[derive(Clone, Copy)]
 struct Received {
@@ -188,10 +60,6 @@ struct Received {
     /// Wall-clock receive time minus the event's `recorded_at` (the row's insert, inside its
     /// transaction), in milliseconds.
     since_recorded_ms: f64,
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
 }
 
 /// Total newly stored events according to the relay's own counter.
@@ -209,14 +77,6 @@ fn published(registry: &prometheus::Registry) -> u64 {
         .unwrap_or(0)
 }
 
-async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 #[tokio::main]
 async fn main() {
     let sims: usize = env_or("BENCH_SIMS", 5000);
@@ -226,25 +86,10 @@ async fn main() {
         .filter_map(|r| r.trim().parse().ok())
         .collect();
     let seconds: u64 = env_or("BENCH_SECONDS", 15);
-    let server =
-        std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let nats_url = std::env::var("BENCH_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let run_id = uuid::Uuid::new_v4().simple().to_string();
-    let database = format!("bench_relay_{}", &run_id[..12]);
-
-    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .expect("postgres");
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let pool: PgPool = PgPoolOptions::new()
-        .max_connections(80)
-        .connect(&format!("{server}/{database}"))
-        .await
-        .unwrap();
-    eventstore::migrate(&pool).await.unwrap();
+    let database = BenchDatabase::create("relay", 80).await;
+    let pool = database.pool.clone();
     let store = EventStore::new(pool.clone());
     // BENCH_SETUP_SQL: data for the background job below (say, 30 days of usage rows).
     if let Ok(setup) = std::env::var("BENCH_SETUP_SQL") {
@@ -263,7 +108,7 @@ async fn main() {
     let during = std::env::var("BENCH_DURING_SQL").ok();
 
     let started = Instant::now();
-    fill(&store, sims).await;
+    fill(&store, sims, FILL_WRITERS, true).await;
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&pool)
         .await
@@ -392,7 +237,7 @@ async fn main() {
                         // Writers take disjoint SIMs, so no two race for one aggregate.
                         let n = (w + k * writer_count) % sims;
                         k += 1;
-                        let id = iccid(n);
+                        let id = fleet_iccid(n);
                         let events = sim(
                             &store,
                             &id,
@@ -460,9 +305,5 @@ async fn main() {
     let _ = tokio::time::timeout(Duration::from_secs(10), relay_task).await;
     subscriber.abort();
     let _ = js.delete_stream(&config.stream).await;
-    pool.close().await;
-    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    database.drop_database().await;
 }

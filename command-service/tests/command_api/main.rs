@@ -1,0 +1,10 @@
+//! The command API's integration tests, one binary: each test starts the real service
+//! (`command_service::App`, through `testkit::CommandApi`) on its own database.
+
+mod common;
+
+mod attacks;
+mod auth;
+mod commands;
+mod http;
+mod sync_jobs;

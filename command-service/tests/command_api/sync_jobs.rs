@@ -1,0 +1,126 @@
+//! Sync jobs queued on the command API, and their progress as the connector records it.
+
+use crate::common::{error_body, iccid, with_luhn, CommandApi};
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+async fn job(app: &CommandApi, token: &str, job_id: &str) -> Value {
+    let response = app
+        .get(&format!("/sync-jobs/{job_id}"), token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn sync_requests_queue_jobs_whose_progress_can_be_read(pool: PgPool) {
+    let app = CommandApi::start(pool.clone()).await;
+    let operator = app.token_for_role("operator").await;
+    let viewer = app.token_for_role("viewer").await;
+
+    // One SIM, named in its 20-digit form: the job is about the 19-digit ICCID.
+    let response = app
+        .post(&format!("/sims/{}/sync", with_luhn(&iccid(7))), &operator)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let accepted: Value = response.json().await.unwrap();
+    let one = accepted["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/api/v1/sync-jobs/{one}"));
+    assert_eq!(accepted["scope"], iccid(7));
+    assert_eq!(accepted["status"], "queued");
+
+    let all: Value = app
+        .post("/sims/sync-all", &operator)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let all_id = all["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(all["scope"], "all");
+
+    // Queued until a connector shard claims it; viewers may read progress.
+    let queued = job(&app, &viewer, &all_id).await;
+    assert_eq!(queued["status"], "queued");
+    assert_eq!(queued["requested_by"], "user:operator-user");
+
+    // Two shards run the sync-all job: running until both finished, failed if one failed.
+    let run = |shard: &'static str, status: &'static str, done: i32| {
+        let pool = pool.clone();
+        let all_id = Uuid::parse_str(&all_id).unwrap();
+        async move {
+            sqlx::query(
+                "INSERT INTO sync_job_runs (job_id, shard, shard_count, status, sims_total, sims_done, events_recorded, finished_at) \
+                 VALUES ($1, $2, 2, $3, 100, $4, 7, CASE WHEN $3 = 'running' THEN NULL ELSE now() END) \
+                 ON CONFLICT (job_id, shard) DO UPDATE SET status = EXCLUDED.status, sims_done = EXCLUDED.sims_done, \
+                 finished_at = EXCLUDED.finished_at",
+            )
+            .bind(all_id)
+            .bind(shard)
+            .bind(status)
+            .bind(done)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    run("0/2", "completed", 100).await;
+    run("1/2", "running", 40).await;
+    let running = job(&app, &viewer, &all_id).await;
+    assert_eq!(running["status"], "running");
+    assert_eq!(running["sims_total"], 200);
+    assert_eq!(running["sims_done"], 140);
+    assert_eq!(running["runs"].as_array().unwrap().len(), 2);
+    run("1/2", "completed", 100).await;
+    let done = job(&app, &viewer, &all_id).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["events_recorded"], 14);
+    assert!(done["finished_at"].is_string());
+    run("1/2", "failed", 50).await;
+    assert_eq!(job(&app, &viewer, &all_id).await["status"], "failed");
+
+    // A one-SIM job needs one run.
+    sqlx::query("INSERT INTO sync_job_runs (job_id, shard, shard_count, status, finished_at) VALUES ($1, '1/2', 2, 'completed', now())")
+        .bind(Uuid::parse_str(&one).unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(job(&app, &viewer, &one).await["status"], "completed");
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn sync_requests_are_checked(pool: PgPool) {
+    let app = CommandApi::start(pool.clone()).await;
+    let operator = app.token_for_role("operator").await;
+    let viewer = app.token_for_role("viewer").await;
+
+    let forbidden = app.post("/sims/sync-all", &viewer).send().await.unwrap();
+    error_body(forbidden, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    let forbidden = app
+        .post(&format!("/sims/{}/sync", iccid(1)), &viewer)
+        .send()
+        .await
+        .unwrap();
+    error_body(forbidden, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    let bad = app.post("/sims/12345/sync", &operator).send().await.unwrap();
+    error_body(bad, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ICCID").await;
+    let missing = app
+        .get(&format!("/sync-jobs/{}", Uuid::now_v7()), &viewer)
+        .send()
+        .await
+        .unwrap();
+    error_body(missing, StatusCode::NOT_FOUND, "SYNC_JOB_NOT_FOUND").await;
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 0, "refused requests queue nothing");
+}

@@ -1,0 +1,81 @@
+//! Shared helpers: a simulator on a free port and a small authenticated HTTP client.
+
+use once_simulator::{RunningSimulator, Simulator, SimulatorConfig};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
+
+/// A quiet fleet: nothing changes by itself, no rate limit (tests about limits set their own).
+pub fn quiet(sims: usize) -> SimulatorConfig {
+    SimulatorConfig {
+        sims,
+        autonomous: false,
+        sims_rate_limit_per_sec: 0,
+        ..Default::default()
+    }
+}
+
+pub async fn start(config: SimulatorConfig) -> RunningSimulator {
+    Simulator::spawn(config).await.expect("simulator starts")
+}
+
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: String,
+}
+
+pub async fn token(http: &reqwest::Client, base: &str) -> String {
+    let answer: Value = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth("simulator", Some("simulator-secret"))
+        .json(&serde_json::json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["access_token"].as_str().unwrap().to_owned()
+}
+
+impl Api {
+    pub async fn connect(running: &RunningSimulator) -> Self {
+        let http = reqwest::Client::new();
+        let base = running.base_url();
+        let token = token(&http, &base).await;
+        Self { http, base, token }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await.unwrap()
+    }
+
+    /// GET that must answer 200 with JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> Response {
+        self.request(method, path).json(body).send().await.unwrap()
+    }
+}
+
+pub fn header(response: &Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("missing header {name}"))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}

@@ -1,0 +1,151 @@
+//! What the suites share: the query API on its real start path (`testkit::QueryApi`), read-model
+//! rows written as the projectors would, events stored through the event store.
+
+pub use testkit::{error_body, iccid, with_luhn, QueryApi};
+
+use chrono::{DateTime, Utc};
+use domain::ids::{quota_aggregate_id, Iccid, Imsi, QuotaKind};
+use domain::quota::{Quota, QuotaCommand};
+use domain::sim::{ProviderStatus, Sim, SimCommand};
+use eventstore::{CommandContext, EventMetadata, EventStore};
+use readmodel::{SimView, SIM_COLUMNS};
+use sqlx::PgPool;
+
+pub fn ts(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+/// A `sims` row with every optional field empty.
+pub fn sim_row(n: u32) -> SimView {
+    let at = ts("2026-01-01T00:00:00Z");
+    SimView {
+        iccid: iccid(n),
+        imsi: format!("90140510000{n:04}"),
+        msisdn: None,
+        label: None,
+        tags: vec![],
+        status: "inactive".into(),
+        pending_change: None,
+        provider_status: None,
+        imei: None,
+        imei_lock: false,
+        ip_address: None,
+        network: None,
+        country: None,
+        rat: None,
+        last_seen_at: None,
+        data_total: None,
+        data_remaining: None,
+        data_expiry: None,
+        sms_total: None,
+        sms_remaining: None,
+        sms_expiry: None,
+        registered_at: at,
+        terminated_at: None,
+        version: 1,
+        last_position: n as i64,
+        updated_at: at,
+        projection: "complete".to_owned(),
+    }
+}
+
+/// Writes a `sims` row as the projectors would.
+pub async fn insert_sim(pool: &PgPool, sim: &SimView) {
+    let placeholders: Vec<String> = (1..=27).map(|i| format!("${i}")).collect();
+    sqlx::query(&format!(
+        "INSERT INTO sims ({SIM_COLUMNS}) VALUES ({})",
+        placeholders.join(", ")
+    ))
+    .bind(&sim.iccid)
+    .bind(&sim.imsi)
+    .bind(&sim.msisdn)
+    .bind(&sim.label)
+    .bind(&sim.tags)
+    .bind(&sim.status)
+    .bind(&sim.pending_change)
+    .bind(&sim.provider_status)
+    .bind(&sim.imei)
+    .bind(sim.imei_lock)
+    .bind(&sim.ip_address)
+    .bind(&sim.network)
+    .bind(&sim.country)
+    .bind(&sim.rat)
+    .bind(sim.last_seen_at)
+    .bind(sim.data_total)
+    .bind(sim.data_remaining)
+    .bind(sim.data_expiry)
+    .bind(sim.sms_total)
+    .bind(sim.sms_remaining)
+    .bind(sim.sms_expiry)
+    .bind(sim.registered_at)
+    .bind(sim.terminated_at)
+    .bind(sim.version)
+    .bind(sim.last_position)
+    .bind(sim.updated_at)
+    .bind(&sim.projection)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+pub fn context(actor: &str, request_id: &str) -> CommandContext {
+    let mut metadata = EventMetadata::new(actor);
+    metadata.request_id = Some(request_id.to_owned());
+    CommandContext::new(metadata)
+}
+
+/// Stores `SimRegistered` through the event store; returns its position.
+pub async fn register(store: &EventStore, iccid: &str, label: &str, at: DateTime<Utc>) -> i64 {
+    let command = SimCommand::Register {
+        iccid: Iccid::parse(iccid).unwrap(),
+        imsi: Imsi::parse("901405100000001").unwrap(),
+        msisdn: None,
+        label: Some(label.to_owned()),
+        tags: vec!["site:a".into()],
+        at,
+    };
+    store
+        .execute::<Sim>(iccid, iccid, command, &context("user:op", "req-register"))
+        .await
+        .unwrap()
+        .answer()
+        .position
+}
+
+/// What the connector records when 1NCE reports the SIM enabled (→ active).
+pub async fn provider_enabled(store: &EventStore, iccid: &str, at: DateTime<Utc>) -> i64 {
+    let command = SimCommand::RecordProviderStatus {
+        status: ProviderStatus::Enabled,
+        at,
+    };
+    store
+        .execute::<Sim>(iccid, iccid, command, &context("connector:sync", "req-provider"))
+        .await
+        .unwrap()
+        .answer()
+        .position
+}
+
+/// The provider's data quota.
+pub async fn assign_data_quota(store: &EventStore, iccid: &str, total: u64, remaining: u64) -> i64 {
+    let parsed = Iccid::parse(iccid).unwrap();
+    let command = QuotaCommand::Assign {
+        iccid: parsed.clone(),
+        kind: QuotaKind::Data,
+        total,
+        remaining,
+        expiry_date: Some(ts("2026-12-31T00:00:00Z")),
+        at: Utc::now(),
+    };
+    store
+        .execute::<Quota>(
+            &quota_aggregate_id(&parsed, QuotaKind::Data),
+            iccid,
+            command,
+            &context("connector:sync", "req-quota"),
+        )
+        .await
+        .unwrap()
+        .answer()
+        .position
+}

@@ -1,0 +1,8 @@
+//! The query API's integration tests, one binary: each test starts the real service
+//! (`query_service::App`, through `testkit::QueryApi`) on its own database.
+
+mod common;
+
+mod attacks;
+mod history;
+mod sims;

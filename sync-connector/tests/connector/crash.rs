@@ -1,0 +1,219 @@
+//! The connector killed (SIGKILL) between the provider's top-up and its confirmation: after a
+//! restart it learns from the provider's quota that the top-up happened, confirms it, and never
+//! calls the provider a second time.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::common::Harness;
+use chrono::Utc;
+use domain::{Iccid, Quota, QuotaCommand, QuotaKind, Sim};
+use eventstore::{CommandContext, EventMetadata, EventStore};
+use once_simulator::{Faults, SlowResponse};
+use sqlx::PgPool;
+use testkit::eventually;
+use uuid::Uuid;
+
+/// The connector binary, killed when dropped (even when the test fails).
+struct Process(Child);
+
+impl Process {
+    fn start(harness: &Harness, port: u16) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sync-connector"));
+        command
+            .envs(&harness.env)
+            .env("CONNECTOR_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        Self(command.spawn().expect("start the sync-connector binary"))
+    }
+
+    fn kill(&mut self) {
+        // `Child::kill` is SIGKILL on Unix: no shutdown code runs.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_connector_killed_after_the_provider_call_tops_up_exactly_once(pool: PgPool) {
+    let harness = Harness::new(
+        pool.clone(),
+        3,
+        10,
+        &[
+            ("SYNC_REQUESTS_PER_SECOND", "9"),
+            ("SYNC_REQUEST_ACK_WAIT_SECS", "3"),
+            ("SYNC_POLL_INTERVAL_SECS", "3600"),
+        ],
+    )
+    .await;
+    // The platform knows the fleet and its quotas (one poll, in-process).
+    harness.connector().await.poller.poll_once().await.unwrap();
+    let iccid = harness.simulator().iccids()[0].clone();
+    let (_relay_stop, _relay) = harness.start_relay();
+
+    // The provider carries the top-up out at once but answers only after a long delay.
+    harness.simulator().set_faults(Faults {
+        slow_response: Some(SlowResponse {
+            path_contains: "/topup".into(),
+            delay_ms: 20_000,
+        }),
+        ..Faults::default()
+    });
+    let mut process = Process::start(&harness, free_port());
+
+    let store = EventStore::new(pool.clone());
+    let parsed = Iccid::parse(&iccid).unwrap();
+    let sim = store.load::<Sim>(&iccid).await.unwrap().state;
+    let quota_id = domain::quota_aggregate_id(&parsed, QuotaKind::Data);
+    let request_id = Uuid::now_v7();
+    store
+        .execute::<Quota>(
+            &quota_id,
+            &iccid,
+            QuotaCommand::RequestTopUp {
+                request_id,
+                iccid: parsed.clone(),
+                kind: QuotaKind::Data,
+                volume: 500_000_000,
+                payment_method: None,
+                sim_status: sim.status(),
+                at: Utc::now(),
+            },
+            &CommandContext::new(EventMetadata::new("user:operator")),
+        )
+        .await
+        .unwrap();
+
+    // The order reached the provider; its answer is still on the way: kill the connector.
+    eventually(
+        Duration::from_secs(60),
+        "the top-up to reach the provider",
+        || async { harness.simulator().top_ups(&iccid) == 1 },
+    )
+    .await;
+    let state: String = sqlx::query_scalar("SELECT state FROM sync_dispatches WHERE request_id = $1")
+        .bind(request_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "dispatching", "the dispatch is recorded before the call");
+    process.kill();
+    assert_eq!(harness.count("TopUpCompleted").await, 0);
+
+    // Restarted (and the provider answering promptly again): reconciled, not re-sent.
+    harness.simulator().set_faults(Faults::default());
+    let _process = Process::start(&harness, free_port());
+    eventually(Duration::from_secs(60), "the top-up to be confirmed", || async {
+        harness.count("TopUpCompleted").await == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await; // past a redelivery
+    assert_eq!(
+        harness.simulator().top_ups(&iccid),
+        1,
+        "exactly one top-up at the provider"
+    );
+    assert_eq!(harness.count("TopUpCompleted").await, 1);
+    let (state, outcome): (String, Option<String>) =
+        sqlx::query_as("SELECT state, outcome FROM sync_dispatches WHERE request_id = $1")
+            .bind(request_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (state.as_str(), outcome.as_deref()),
+        ("completed", Some("completed"))
+    );
+    let quota = store.load::<Quota>(&quota_id).await.unwrap().state;
+    assert!(quota.pending_top_up().is_none());
+    harness.cleanup().await;
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_connector_killed_after_handing_over_an_sms_sends_it_exactly_once(pool: PgPool) {
+    let harness = Harness::new(
+        pool.clone(),
+        3,
+        10,
+        &[
+            ("SYNC_REQUESTS_PER_SECOND", "9"),
+            ("SYNC_REQUEST_ACK_WAIT_SECS", "3"),
+            ("SYNC_POLL_INTERVAL_SECS", "3600"),
+        ],
+    )
+    .await;
+    harness.connector().await.poller.poll_once().await.unwrap();
+    let iccid = harness.simulator().iccids()[2].clone();
+    let (_relay_stop, _relay) = harness.start_relay();
+    harness.simulator().set_faults(Faults {
+        slow_response: Some(SlowResponse {
+            path_contains: "/sms".into(),
+            delay_ms: 20_000,
+        }),
+        ..Faults::default()
+    });
+    let mut process = Process::start(&harness, free_port());
+
+    let store = EventStore::new(pool.clone());
+    let message_id = Uuid::now_v7();
+    store
+        .execute::<domain::Sms>(
+            &message_id.to_string(),
+            &iccid,
+            domain::SmsCommand::RequestSend {
+                message_id,
+                iccid: Iccid::parse(&iccid).unwrap(),
+                payload: "open valve 3".into(),
+                source_address: None,
+                at: Utc::now(),
+            },
+            &CommandContext::new(EventMetadata::new("user:operator")),
+        )
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "the SMS to reach the provider",
+        || async { harness.simulator().mt_sms(&iccid).len() == 1 },
+    )
+    .await;
+    process.kill();
+    assert_eq!(harness.count("SmsSubmitted").await, 0);
+
+    harness.simulator().set_faults(Faults::default());
+    let _process = Process::start(&harness, free_port());
+    eventually(Duration::from_secs(60), "the SMS to be confirmed", || async {
+        harness.count("SmsSubmitted").await == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let sent = harness.simulator().mt_sms(&iccid);
+    assert_eq!(sent.len(), 1, "exactly one SMS at the provider");
+    // The confirmation names the provider's message.
+    let submitted: serde_json::Value = sqlx::query_scalar(
+        "SELECT payload FROM events WHERE event_type = 'SmsSubmitted' AND aggregate_id = $1",
+    )
+    .bind(message_id.to_string())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(submitted["provider_message_id"], sent[0].0.to_string());
+    harness.cleanup().await;
+}

@@ -1,0 +1,9 @@
+//! The sync connector's integration tests, one binary: the connector against the project's
+//! 1NCE simulator, on the test's own database and NATS stream.
+
+mod common;
+
+mod crash;
+mod faults;
+mod poll;
+mod requests;

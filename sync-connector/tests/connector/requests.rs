@@ -1,0 +1,230 @@
+//! Operator requests from the command API carried out at the simulator and confirmed, through
+//! the real relay, JetStream, the connector's consumers and the projector.
+
+use std::time::Duration;
+
+use crate::common::Harness;
+use projectors::{ConsumerSettings, Projector, ProjectorMetrics, ProjectorSettings};
+use readmodel::{Cache, CacheConfig};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use testkit::{eventually, CommandApi};
+use tokio::sync::watch;
+
+async fn projector(harness: &Harness) -> Projector {
+    let metrics = platform::Metrics::new();
+    let cache = Cache::connect(CacheConfig::new(
+        "redis://127.0.0.1:6379",
+        format!("test-{}", harness.prefix),
+    ))
+    .await;
+    Projector::new(
+        harness.pool.clone(),
+        harness.nats.clone(),
+        cache,
+        ProjectorMetrics::register(metrics.registry()),
+        ProjectorSettings {
+            name: "read-models".into(),
+            stream: harness.stream.clone(),
+            filter_subject: format!("{}.v1.>", harness.prefix),
+            subject_prefix: harness.prefix.clone(),
+            consumer: ConsumerSettings {
+                ack_wait: Duration::from_secs(5),
+                max_ack_pending: 256,
+                batch: 64,
+                batch_wait: Duration::from_millis(2),
+            },
+            message_limit: None,
+            share: eventstore::Share::WHOLE,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn top_ups_and_sms_from_the_command_api_end_completed_at_the_provider_and_in_the_read_models(
+    pool: PgPool,
+) {
+    let harness = Harness::new(pool.clone(), 5, 10, &[("SYNC_REQUESTS_PER_SECOND", "9")]).await;
+    let connector = harness.connector().await;
+    connector.poller.poll_once().await.unwrap();
+    let (_relay_stop, _relay) = harness.start_relay();
+    let (stop, shutdown) = watch::channel(false);
+    let mut tasks = connector.spawn(shutdown.clone());
+    let projector = projector(&harness).await;
+    let projecting = tokio::spawn(async move { projector.run(shutdown).await });
+
+    let commands = CommandApi::start(pool.clone()).await;
+    let (api, token) = (commands.api(""), commands.admin_token().await);
+    let http = reqwest::Client::new();
+    let iccid = harness.simulator().iccids()[1].clone();
+    let topup = http
+        .post(format!("{api}/sims/{iccid}/topup"))
+        .bearer_auth(&token)
+        .json(&json!({"quota": "data"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(topup.status(), StatusCode::ACCEPTED, "{:?}", topup.text().await);
+    let sms = http
+        .post(format!("{api}/sims/{iccid}/sms"))
+        .bearer_auth(&token)
+        .json(&json!({"payload": "reboot now"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sms.status(), StatusCode::ACCEPTED);
+
+    eventually(
+        Duration::from_secs(60),
+        "the top-up and the SMS to settle in the read models",
+        || async {
+            let topup: Option<String> = sqlx::query_scalar(
+                "SELECT last_topup_status FROM sim_quotas WHERE iccid = $1 AND kind = 'data'",
+            )
+            .bind(&iccid)
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+            .flatten();
+            let sms: Option<String> =
+                sqlx::query_scalar("SELECT status FROM sms_messages WHERE iccid = $1 AND direction = 'MT'")
+                    .bind(&iccid)
+                    .fetch_optional(&pool)
+                    .await
+                    .unwrap();
+            topup.as_deref() == Some("completed") && matches!(sms.as_deref(), Some("submitted" | "delivered"))
+        },
+    )
+    .await;
+    assert_eq!(harness.simulator().top_ups(&iccid), 1);
+    let sent = harness.simulator().mt_sms(&iccid);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1, "reboot now");
+    assert_eq!(harness.count("TopUpCompleted").await, 1);
+    assert_eq!(harness.count("SmsSubmitted").await, 1);
+    // The confirmation is correlated with the operator's request.
+    let (requested, completed): (Value, Value) = sqlx::query_as(
+        "SELECT r.metadata, c.metadata FROM events r JOIN events c ON c.aggregate_id = r.aggregate_id \
+         WHERE r.event_type = 'TopUpRequested' AND c.event_type = 'TopUpCompleted'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(completed["correlation_id"], requested["correlation_id"]);
+    assert_eq!(completed["causation_id"], requested["command_id"]);
+    assert_eq!(completed["actor"], "connector:sync");
+
+    // A suspension goes the same way, on a SIM that is enabled at the provider.
+    let store = eventstore::EventStore::new(pool.clone());
+    let mut enabled = None;
+    for candidate in harness.simulator().iccids() {
+        let sim = store.load::<domain::Sim>(&candidate).await.unwrap().state;
+        if sim.provider_status() == Some(domain::ProviderStatus::Enabled) {
+            enabled = Some(candidate);
+            break;
+        }
+    }
+    let enabled = enabled.expect("the simulated fleet has an enabled SIM");
+    let suspend = http
+        .post(format!("{api}/sims/{enabled}/suspend"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        suspend.status(),
+        StatusCode::ACCEPTED,
+        "{:?}",
+        suspend.text().await
+    );
+    eventually(Duration::from_secs(30), "the suspension to complete", || async {
+        harness.count("SuspensionCompleted").await == 1
+    })
+    .await;
+    let at_provider = connector.client.sim(&enabled).await.unwrap();
+    assert_eq!(at_provider.status, Some(once_client::SimState::Disabled));
+
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    let _ = projecting.await;
+    harness.cleanup().await;
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_top_up_whose_call_may_not_have_left_ends_unknown_and_is_not_sent(pool: PgPool) {
+    let harness = Harness::new(pool.clone(), 2, 0, &[]).await;
+    let connector = harness.connector().await;
+    connector.poller.poll_once().await.unwrap();
+    let iccid = harness.simulator().iccids()[0].clone();
+    let parsed = domain::Iccid::parse(&iccid).unwrap();
+    let quota_id = domain::quota_aggregate_id(&parsed, domain::QuotaKind::Data);
+    let store = eventstore::EventStore::new(pool.clone());
+    let request_id = uuid::Uuid::now_v7();
+    store
+        .execute::<domain::Quota>(
+            &quota_id,
+            &iccid,
+            domain::QuotaCommand::RequestTopUp {
+                request_id,
+                iccid: parsed.clone(),
+                kind: domain::QuotaKind::Data,
+                volume: 500_000_000,
+                payment_method: None,
+                sim_status: domain::SimStatus::Active,
+                at: chrono::Utc::now(),
+            },
+            &eventstore::CommandContext::new(eventstore::EventMetadata::new("user:operator")),
+        )
+        .await
+        .unwrap();
+    // An instance recorded the dispatch and died before its call left (or while it did): the
+    // provider's quota is what it was before.
+    let before = connector
+        .client
+        .quota(&iccid, once_client::QuotaKind::Data)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO sync_dispatches (request_id, kind, aggregate_id, iccid, state, owner, before_call, dispatched_at, attempts) \
+         VALUES ($1, 'topup', $2, $3, 'dispatching', $4, $5, now(), 1)",
+    )
+    .bind(request_id)
+    .bind(&quota_id)
+    .bind(&iccid)
+    .bind(uuid::Uuid::new_v4())
+    .bind(json!({"quota": {"total": before.total, "remaining": before.remaining,
+                 "last_volume_added": before.last_volume_added, "last_change": before.last_status_change_date}}))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let requested = store
+        .events_of("quota", &quota_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event_type == "TopUpRequested")
+        .unwrap();
+
+    let handled = connector.requests.handle(&requested).await.unwrap();
+    assert_eq!(handled, sync_connector::Handled::Done);
+    assert_eq!(harness.simulator().top_ups(&iccid), 0, "never sent blindly");
+    assert_eq!(harness.count("TopUpOutcomeUnknown").await, 1);
+    let quota = store.load::<domain::Quota>(&quota_id).await.unwrap().state;
+    assert!(quota.pending_top_up().is_none(), "an operator may ask again");
+    let state: String = sqlx::query_scalar("SELECT state FROM sync_dispatches WHERE request_id = $1")
+        .bind(request_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "unknown");
+    // Delivered again, it changes nothing.
+    assert_eq!(
+        connector.requests.handle(&requested).await.unwrap(),
+        sync_connector::Handled::Done
+    );
+    assert_eq!(harness.count("TopUpOutcomeUnknown").await, 1);
+    harness.cleanup().await;
+}
