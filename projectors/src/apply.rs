@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use domain::ids::parse_quota_aggregate_id;
 use domain::{QuotaEvent, SimEvent, SmsEvent};
-use eventstore::{EventRow, StoredEvent, SELECT_EVENT};
+use eventstore::{GlobalLog, StoredEvent};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -432,17 +432,14 @@ impl Applier {
         conn: &mut PgConnection,
         event: &StoredEvent,
         version: i64,
-    ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
-            "{SELECT_EVENT} WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 AND sequence < $4 \
-             ORDER BY sequence"
-        ))
-        .bind(&event.aggregate_type)
-        .bind(&event.aggregate_id)
-        .bind(version)
-        .bind(event.sequence)
-        .fetch_all(&mut *conn)
-        .await?;
-        Ok(rows.into_iter().map(StoredEvent::from).collect())
+    ) -> Result<Vec<StoredEvent>, eventstore::StoreError> {
+        GlobalLog::aggregate_events_between_on(
+            conn,
+            &event.aggregate_type,
+            &event.aggregate_id,
+            version,
+            event.sequence,
+        )
+        .await
     }
 }

@@ -31,6 +31,9 @@ pub struct Config {
     /// relay's own NATS identity (the only one allowed to publish events); unset = the
     /// process's `NATS_*`.
     pub relay_nats_credentials: NatsCredentials,
+    /// The in-process relay's settings, from the same variables (`NATS_STREAM`,
+    /// `NATS_SUBJECT_PREFIX`, `RELAY_BATCH_SIZE`): one tree, read once.
+    pub relay: relay::RelayConfig,
     /// `REBUILD_MAX_ROWS`, default 2,000,000: the rows and versions a rebuild's bulk load
     /// holds in memory before it writes them and lets them go (about 1 KiB each).
     pub rebuild_max_rows: usize,
@@ -75,8 +78,8 @@ impl Config {
         let vars = Settings::new(&get);
         Ok(Self {
             addr: vars.addr("PROJECTORS_ADDR", "127.0.0.1:9101")?,
-            stream: vars.token("NATS_STREAM", "SIM_EVENTS")?,
-            subject_prefix: vars.token("NATS_SUBJECT_PREFIX", "sim")?,
+            stream: vars.token("NATS_STREAM", relay::wire::DEFAULT_STREAM)?,
+            subject_prefix: vars.token("NATS_SUBJECT_PREFIX", relay::wire::DEFAULT_SUBJECT_PREFIX)?,
             redis_key_prefix: vars.text_or("REDIS_KEY_PREFIX", "simplatform"),
             projector: vars.token("PROJECTOR_NAME", "read-models")?,
             db_max_connections: vars.number("DB_MAX_CONNECTIONS", 5)?.max(2) as u32,
@@ -88,6 +91,10 @@ impl Config {
                 batch_wait: Duration::from_millis(vars.number("PROJECTOR_BATCH_WAIT_MS", 2)?.min(1000)),
             },
             relay_nats_credentials: NatsCredentials::from_lookup(&get, "RELAY_")?,
+            relay: relay::RelayConfig::from_lookup(&get).map_err(|error| ConfigError::Invalid {
+                var: "NATS_STREAM",
+                reason: error.to_string(),
+            })?,
             rebuild_max_rows: vars.number("REBUILD_MAX_ROWS", 2_000_000)?.max(1000) as usize,
             common,
         })

@@ -224,7 +224,7 @@ pub async fn open_database(config: &Config) -> Result<PgPool, StartError> {
 pub fn relay_task(services: &Services) -> Vec<Task> {
     let services = services.clone();
     vec![Box::pin(async move {
-        let config = relay::RelayConfig::from_env()?;
+        let config = services.config.relay.clone();
         let nats = relay_connection(&services.config).await?;
         let relay = relay::Relay::new(config, services.pool.clone(), nats, services.metrics.registry())?
             .with_readiness(services.readiness.clone());

@@ -134,7 +134,7 @@ async fn relay_admin(
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    Ok((pool, nats, relay::RelayConfig::from_env()?))
+    Ok((pool, nats, config.relay.clone()))
 }
 
 /// After a replay, the touched SIMs' cache entries (best effort: the cache is only a cache).

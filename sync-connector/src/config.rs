@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use once_client::ClientConfig;
 use platform::config::{ConfigError, Settings};
 use platform::CommonConfig;
 
@@ -16,7 +17,10 @@ pub struct Config {
     pub common: CommonConfig,
     /// `CONNECTOR_ADDR`: health, readiness and metrics.
     pub addr: SocketAddr,
-    pub provider: ProviderConfig,
+    /// `ONCE_API_URL`, `ONCE_CLIENT_ID`, `ONCE_CLIENT_SECRET`, `SYNC_REQUESTS_PER_SECOND` (this
+    /// instance's share of the account's 10 requests/s), `SYNC_PROVIDER_TIMEOUT_SECS` (per
+    /// attempt), `SYNC_PROVIDER_MAX_RETRIES`.
+    pub provider: ClientConfig,
     pub schedule: Schedule,
     pub shard: Shard,
     /// `NATS_STREAM` and `NATS_SUBJECT_PREFIX`, as the relay publishes them.
@@ -30,33 +34,6 @@ pub struct Config {
     /// `SYNC_SMS_SOURCE_ADDRESS`: the sender shown for MT SMS that name none.
     pub sms_source_address: String,
     pub db_max_connections: u32,
-}
-
-#[derive(Clone)]
-pub struct ProviderConfig {
-    /// `ONCE_API_URL`: the provider's base URL (`https://api.1nce.com/management-api`).
-    pub base_url: String,
-    pub client_id: String,
-    pub client_secret: String,
-    /// `SYNC_REQUESTS_PER_SECOND`: this instance's share of the account's 10 requests/s.
-    pub requests_per_second: u32,
-    /// `SYNC_PROVIDER_TIMEOUT_SECS`: per attempt.
-    pub timeout: Duration,
-    /// `SYNC_PROVIDER_MAX_RETRIES`: retries of a call that may be retried.
-    pub max_retries: u32,
-}
-
-impl std::fmt::Debug for ProviderConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProviderConfig")
-            .field("base_url", &self.base_url)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
-            .field("requests_per_second", &self.requests_per_second)
-            .field("timeout", &self.timeout)
-            .field("max_retries", &self.max_retries)
-            .finish()
-    }
 }
 
 /// How often each kind of work is due; the call budget decides how much of it gets done.
@@ -123,13 +100,15 @@ impl Config {
         }
         Ok(Self {
             addr: vars.addr("CONNECTOR_ADDR", "127.0.0.1:9102")?,
-            provider: ProviderConfig {
-                base_url: base_url.trim_end_matches('/').to_owned(),
-                client_id: vars.text_or("ONCE_CLIENT_ID", SIMULATOR_CLIENT_ID),
-                client_secret: vars.text_or("ONCE_CLIENT_SECRET", SIMULATOR_CLIENT_SECRET),
+            provider: ClientConfig {
                 requests_per_second: requests_per_second as u32,
                 timeout: Duration::from_secs(vars.number("SYNC_PROVIDER_TIMEOUT_SECS", 30)?.max(1)),
                 max_retries: vars.number("SYNC_PROVIDER_MAX_RETRIES", 5)?.min(20) as u32,
+                ..ClientConfig::new(
+                    base_url.trim_end_matches('/'),
+                    vars.text_or("ONCE_CLIENT_ID", SIMULATOR_CLIENT_ID),
+                    vars.text_or("ONCE_CLIENT_SECRET", SIMULATOR_CLIENT_SECRET),
+                )
             },
             request_ack_wait: Duration::from_secs(vars.number("SYNC_REQUEST_ACK_WAIT_SECS", 120)?.max(1)),
             schedule: Schedule {
@@ -140,8 +119,8 @@ impl Config {
                 job_poll: Duration::from_secs(vars.number("SYNC_JOB_POLL_SECS", 5)?.max(1)),
             },
             shard,
-            stream: vars.token("NATS_STREAM", "SIM_EVENTS")?,
-            subject_prefix: vars.token("NATS_SUBJECT_PREFIX", "sim")?,
+            stream: vars.token("NATS_STREAM", relay::wire::DEFAULT_STREAM)?,
+            subject_prefix: vars.token("NATS_SUBJECT_PREFIX", relay::wire::DEFAULT_SUBJECT_PREFIX)?,
             consumer_prefix: vars.token("SYNC_CONSUMER_PREFIX", "sync-connector")?,
             sms_source_address: vars.text_or("SYNC_SMS_SOURCE_ADDRESS", "1NCE"),
             db_max_connections: vars.number("DB_MAX_CONNECTIONS", 10)?.max(4) as u32,
@@ -155,6 +134,20 @@ impl Shard {
     /// agrees without talking to the others.
     pub fn owns(&self, iccid: &str) -> bool {
         self.count <= 1 || shard_of(iccid, self.count) == self.index
+    }
+}
+
+impl sync_jobs::ShardOf for Shard {
+    fn label(&self) -> String {
+        format!("{}/{}", self.index, self.count)
+    }
+
+    fn count(&self) -> u32 {
+        self.count
+    }
+
+    fn owns(&self, iccid: &str) -> bool {
+        Shard::owns(self, iccid)
     }
 }
 

@@ -4,86 +4,40 @@
 use domain::Iccid;
 use once_client::Priority;
 use sqlx::PgPool;
+use sync_jobs::{RunEnd, SyncJobs};
 use uuid::Uuid;
 
 use crate::config::Shard;
 use crate::error::SyncError;
 use crate::poll::{Poller, SweepReport};
 
-/// Jobs older than this are not picked up any more (e.g. by a shard added later).
-const MAX_JOB_AGE_HOURS: i32 = 24;
+pub use sync_jobs::Job;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Job {
-    pub job_id: Uuid,
-    pub scope: String,
-}
-
+/// Runs the sync jobs of this shard (the tables are [`sync_jobs::SyncJobs`]'s).
 #[derive(Clone)]
 pub struct Jobs {
-    pool: PgPool,
+    jobs: SyncJobs,
     poller: Poller,
     shard: Shard,
-    label: String,
 }
 
 impl Jobs {
     pub fn new(pool: PgPool, poller: Poller, shard: Shard) -> Self {
         Self {
-            pool,
+            jobs: SyncJobs::new(pool),
             poller,
             shard,
-            label: format!("{}/{}", shard.index, shard.count),
         }
     }
 
     /// Runs this shard left unfinished when it stopped are run again (syncing is idempotent).
     pub async fn forget_interrupted_runs(&self) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query("DELETE FROM sync_job_runs WHERE shard = $1 AND status = 'running'")
-            .bind(&self.label)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        self.jobs.forget_interrupted_runs(&self.shard).await
     }
 
     /// Claims the oldest job this shard has not run yet; `None` when there is none.
     pub async fn claim_next(&self) -> Result<Option<Job>, sqlx::Error> {
-        {
-            let candidates: Vec<(Uuid, String)> = sqlx::query_as(
-                "SELECT j.job_id, j.scope FROM sync_jobs j \
-                 WHERE j.requested_at > now() - make_interval(hours => $2) \
-                 AND NOT EXISTS (SELECT 1 FROM sync_job_runs r WHERE r.job_id = j.job_id AND r.shard = $1) \
-                 ORDER BY j.requested_at LIMIT 20",
-            )
-            .bind(&self.label)
-            .bind(MAX_JOB_AGE_HOURS)
-            .fetch_all(&self.pool)
-            .await?;
-            if candidates.is_empty() {
-                return Ok(None);
-            }
-            for (job_id, scope) in candidates {
-                // An ICCID outside this shard is another shard's job.
-                if scope != "all" && !self.shard.owns(&scope) {
-                    continue;
-                }
-                let claimed = sqlx::query(
-                    "INSERT INTO sync_job_runs (job_id, shard, shard_count, status) VALUES ($1, $2, $3, 'running') \
-                     ON CONFLICT (job_id, shard) DO NOTHING",
-                )
-                .bind(job_id)
-                .bind(&self.label)
-                .bind(self.shard.count as i32)
-                .execute(&self.pool)
-                .await?;
-                if claimed.rows_affected() == 1 {
-                    return Ok(Some(Job { job_id, scope }));
-                }
-            }
-            // Every candidate belonged to other shards or was just taken by another instance
-            // of this shard; the next wake-up looks again.
-            Ok(None)
-        }
+        self.jobs.claim_next(&self.shard).await
     }
 
     /// Runs every job waiting for this shard; returns how many ran.
@@ -99,27 +53,19 @@ impl Jobs {
     /// Runs one claimed job to its end and records how it ended.
     pub async fn run(&self, job: &Job) -> Result<(), SyncError> {
         tracing::info!(job_id = %job.job_id, scope = %job.scope, "sync job started");
-        let outcome = if job.scope == "all" {
+        let outcome = if job.scope == sync_jobs::ALL {
             self.sync_all(job.job_id).await
         } else {
             self.sync_one(job.job_id, &job.scope).await
         };
-        let (status, error, events) = match &outcome {
-            Ok(report) => ("completed", None, report.events_recorded),
-            Err(error) => ("failed", Some(error.to_string()), 0),
+        let (end, error, events) = match &outcome {
+            Ok(report) => (RunEnd::Completed, None, report.events_recorded),
+            Err(error) => (RunEnd::Failed, Some(error.to_string()), 0),
         };
-        sqlx::query(
-            "UPDATE sync_job_runs SET status = $3, error = $4, finished_at = now(), \
-             events_recorded = $5 WHERE job_id = $1 AND shard = $2",
-        )
-        .bind(job.job_id)
-        .bind(&self.label)
-        .bind(status)
-        .bind(error.as_deref())
-        .bind(events as i32)
-        .execute(&self.pool)
-        .await?;
-        tracing::info!(job_id = %job.job_id, status, ?error, "sync job ended");
+        self.jobs
+            .record_end(&self.shard, job.job_id, end, error.as_deref(), events)
+            .await?;
+        tracing::info!(job_id = %job.job_id, ?end, ?error, "sync job ended");
         Ok(())
     }
 
@@ -159,15 +105,6 @@ impl Jobs {
     }
 
     async fn progress(&self, job_id: Uuid, total: usize, done: usize) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE sync_job_runs SET sims_total = $3, sims_done = $4 WHERE job_id = $1 AND shard = $2",
-        )
-        .bind(job_id)
-        .bind(&self.label)
-        .bind(total as i32)
-        .bind(done as i32)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.jobs.record_progress(&self.shard, job_id, total, done).await
     }
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 use axum::Router;
 use eventstore::{EventStore, GlobalLog};
 use futures::StreamExt;
-use once_client::{ClientConfig, OnceClient};
+use once_client::OnceClient;
 use platform::http::ReadinessFlags;
 use platform::startup;
 use platform::Metrics;
@@ -43,9 +43,6 @@ pub use metrics::SyncMetrics;
 pub use poll::{Poller, SweepReport};
 pub use requests::{Handled, Requests};
 pub use snapshot::Snapshots;
-
-/// The NATS subject the command API publishes a new sync job's id on, to wake the connector.
-pub const JOBS_SUBJECT: &str = "sync.v1.jobs";
 
 pub use platform::StartError;
 
@@ -71,14 +68,7 @@ impl Connector {
         let metrics = Metrics::new();
         let sync_metrics =
             SyncMetrics::register(metrics.registry()).map_err(|e| StartError::Setup(e.to_string()))?;
-        let mut client_config = ClientConfig::new(
-            config.provider.base_url.clone(),
-            config.provider.client_id.clone(),
-            config.provider.client_secret.clone(),
-        );
-        client_config.requests_per_second = config.provider.requests_per_second;
-        client_config.timeout = config.provider.timeout;
-        client_config.max_retries = config.provider.max_retries;
+        let mut client_config = config.provider.clone();
         client_config.observer = Some(Arc::new(sync_metrics.clone()));
         let client = OnceClient::new(client_config).map_err(|e| StartError::Config(e.to_string()))?;
         let store = EventStore::new(pool.clone()).with_snapshots_every(config.common.snapshot_every);
@@ -239,7 +229,7 @@ async fn job_loop(
         Ok(n) => tracing::info!(runs = n, "sync jobs interrupted by the last stop will run again"),
         Err(error) => tracing::warn!(%error, "cannot reset interrupted sync jobs"),
     }
-    let mut wake_ups = nats.subscribe(JOBS_SUBJECT).await.ok();
+    let mut wake_ups = nats.subscribe(relay::wire::JOBS_SUBJECT).await.ok();
     loop {
         if let Err(error) = jobs.run_waiting().await {
             tracing::warn!(%error, "sync jobs could not run");

@@ -12,6 +12,7 @@ mod error;
 mod log;
 mod metadata;
 mod share;
+mod sim_history;
 mod snapshot;
 mod storage;
 mod store;
@@ -23,8 +24,7 @@ pub use metadata::{CommandContext, EventMetadata, Idempotency};
 pub use share::{partition_of, Share, ShareRead};
 pub use storage::{check_read_model_storage, ReadModelStorage, StorageError};
 pub use store::{
-    handle_in_turn, CommandAnswer, EventRow, EventStore, Executed, LoadedAggregate, DEFAULT_SNAPSHOT_EVERY,
-    SELECT_EVENT,
+    handle_in_turn, CommandAnswer, EventStore, Executed, LoadedAggregate, DEFAULT_SNAPSHOT_EVERY,
 };
 pub use stored::StoredEvent;
 

@@ -59,6 +59,10 @@ impl GlobalLog {
         Self { pool }
     }
 
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Up to `limit` events after `cursor`, oldest first. Events of transactions still in
     /// flight, and of any transaction younger than the oldest one in flight, wait for a later
     /// call.

@@ -36,8 +36,8 @@ pub struct RelayConfig {
 impl Default for RelayConfig {
     fn default() -> Self {
         Self {
-            stream: "SIM_EVENTS".to_owned(),
-            subject_prefix: "sim".to_owned(),
+            stream: crate::wire::DEFAULT_STREAM.to_owned(),
+            subject_prefix: crate::wire::DEFAULT_SUBJECT_PREFIX.to_owned(),
             batch_size: 256,
             max_in_flight: 64,
             poll_interval: Duration::from_millis(250),
@@ -55,7 +55,8 @@ impl RelayConfig {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, RelayError> {
+    /// [`RelayConfig::from_env`] from any lookup (a service's one reading of its settings).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, RelayError> {
         let mut config = Self::default();
         if let Some(stream) = lookup("NATS_STREAM").filter(|v| !v.is_empty()) {
             config.stream = stream;

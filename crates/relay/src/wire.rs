@@ -1,5 +1,6 @@
-//! The NATS wire contract of the event stream (`docs/events.md`): subjects, headers, message
-//! ids, and the check that a message is what the store holds.
+//! The NATS wire contract (`docs/events.md`), in one place: the event stream's default name and
+//! subjects, its headers and message ids, the check that a message is what the store holds,
+//! and the subject that wakes the sync connector for a queued sync job.
 //!
 //! A message is a wake-up and a cursor, never a fact: the relay checks the stream's tail
 //! against the store, and the projectors and the connector act on the stored event a message
@@ -8,6 +9,15 @@
 use async_nats::HeaderMap;
 use eventstore::{LogCursor, StoredEvent};
 use uuid::Uuid;
+
+/// The JetStream stream of the events (`NATS_STREAM` changes it).
+pub const DEFAULT_STREAM: &str = "SIM_EVENTS";
+/// The first token of the events' subjects, `<prefix>.v1.<iccid>.<event_type>`
+/// (`NATS_SUBJECT_PREFIX` changes it).
+pub const DEFAULT_SUBJECT_PREFIX: &str = "sim";
+/// The command API publishes a queued sync job's id here; the sync connector listens (a plain
+/// NATS subject, not JetStream: the job itself is a row, this only wakes the connector up).
+pub const JOBS_SUBJECT: &str = "sync.v1.jobs";
 
 /// The event's global-log position (`StoredEvent::position`).
 pub const HEADER_POSITION: &str = "Sim-Position";

@@ -4,12 +4,11 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
-use eventstore::{EventRow, LogCursor, StoreError, StoredEvent, SELECT_EVENT};
+use eventstore::{LogCursor, StoreError, StoredEvent};
 use platform::{ApiError, ApiPath, ApiQuery, Principal};
 use readmodel::SimView;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::consistency::Reader;
@@ -90,35 +89,16 @@ pub async fn events(
     let limit = event_limit(params.limit)?;
     let after = params.after_position.unwrap_or(0);
     let cursor = cursor_at(&state, "after_position", after).await?;
-    let rows: Vec<EventRow> = sqlx::query_as(&format!(
-        "{SELECT_EVENT} \
-         WHERE iccid = $1 AND (transaction_id, position) > ($2::text::xid8, $3) \
-           AND transaction_id < (SELECT event_log_horizon()) \
-         ORDER BY transaction_id, position LIMIT $4"
-    ))
-    .bind(iccid.as_str())
-    .bind(cursor.transaction_id.to_string())
-    .bind(cursor.position)
-    .bind(limit)
-    .fetch_all(&state.pool)
-    .await?;
-    if rows.is_empty() && !has_events(&state.pool, iccid.as_str()).await? {
+    let events = state.log.sim_events_after(iccid.as_str(), cursor, limit).await?;
+    if events.is_empty() && !state.log.sim_has_events(iccid.as_str()).await? {
         return Err(sim_not_found(iccid.as_str()));
     }
-    let events: Vec<StoredEvent> = rows.into_iter().map(StoredEvent::from).collect();
     let next_after = events.last().map_or(after, |e| e.position);
     Ok(Json(SimHistory {
         iccid: iccid.to_string(),
         events,
         next_after,
     }))
-}
-
-async fn has_events(pool: &PgPool, iccid: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE iccid = $1)")
-        .bind(iccid)
-        .fetch_one(pool)
-        .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -155,16 +135,7 @@ pub async fn state_as_of(
         Some(raw) => parse_instant("as_of", raw)?,
         None => Utc::now(),
     };
-    let rows: Vec<EventRow> = sqlx::query_as(&format!(
-        "{SELECT_EVENT} \
-         WHERE iccid = $1 AND recorded_at <= $2 AND aggregate_type IN ('sim', 'quota') \
-         ORDER BY transaction_id, position"
-    ))
-    .bind(iccid.as_str())
-    .bind(as_of)
-    .fetch_all(&state.pool)
-    .await?;
-    let events: Vec<StoredEvent> = rows.into_iter().map(StoredEvent::from).collect();
+    let events = state.log.sim_state_events_until(iccid.as_str(), as_of).await?;
     let view = readmodel::try_sim_view_as_of(&events).map_err(ApiError::internal)?;
     view.map(Json).ok_or_else(|| {
         ApiError::not_found(
