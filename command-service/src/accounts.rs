@@ -1,6 +1,7 @@
 //! Users, API keys and refresh tokens in Postgres.
 
 use chrono::{DateTime, Utc};
+use platform::db::OnConstraint;
 use platform::Role;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -78,10 +79,6 @@ const USER_COLUMNS: &str = "id, username, password_hash, role, disabled, created
 const API_KEY_COLUMNS: &str =
     "id, name, prefix, role, created_by, created_at, expires_at, revoked_at, last_used_at";
 
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
-}
-
 impl Accounts {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
@@ -101,7 +98,7 @@ impl Accounts {
         password_hash: &str,
         role: Role,
     ) -> Result<Option<User>, sqlx::Error> {
-        let created = sqlx::query_as(&format!(
+        sqlx::query_as(&format!(
             "INSERT INTO users (id, username, password_hash, role) VALUES ($1, $2, $3, $4) RETURNING {USER_COLUMNS}"
         ))
         .bind(Uuid::now_v7())
@@ -109,12 +106,9 @@ impl Accounts {
         .bind(password_hash)
         .bind(role.to_string())
         .fetch_one(&self.pool)
-        .await;
-        match created {
-            Ok(user) => Ok(Some(user)),
-            Err(error) if is_unique_violation(&error) => Ok(None),
-            Err(error) => Err(error),
-        }
+        .await
+        .map(Some)
+        .on_constraint("users_username_key", |_| None)
     }
 
     /// Creates the first admin, only while no user exists (safe when replicas start at once).

@@ -1,12 +1,11 @@
-//! `GET /openapi.json`: generated from the handlers' annotations and the response types.
-//!
-//! The shared crates' types (`SimView`, `FleetSummary`, `StoredEvent`) do not derive
-//! `ToSchema`; they are described here by mirrors named like them, which a test keeps equal to
-//! their serialised fields.
+//! `GET /openapi.json`: generated from the handlers' annotations and the response types. The
+//! shared crates' types (`SimView`, `FleetSummary`, `StoredEvent`, the error body) derive their
+//! schemas themselves, behind their `openapi` feature.
 
-use chrono::{DateTime, Utc};
+use eventstore::StoredEvent;
+use readmodel::{FleetSummary, QuotaTotals, SimView};
 use serde_json::Value;
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi};
 
 use crate::routes::{feed, fleet, history, sim_list, sims};
 
@@ -32,7 +31,7 @@ use crate::routes::{feed, fleet, history, sim_list, sims};
         fleet::usage,
         feed::feed,
     ),
-    components(schemas(SimViewDoc, FleetSummaryDoc, QuotaTotalsDoc, StoredEventDoc)),
+    components(schemas(SimView, FleetSummary, QuotaTotals, StoredEvent)),
     modifiers(&Security, &StandardResponses),
     security(("bearer" = []), ("api_key" = [])),
     tags(
@@ -63,104 +62,6 @@ pub struct ConsistencyHeader {
 pub use platform::openapi::ErrorBody;
 use platform::openapi::{Security, StandardResponses};
 
-/// A SIM as the `sims` read model holds it.
-#[derive(ToSchema)]
-#[schema(as = SimView)]
-#[allow(dead_code)]
-pub struct SimViewDoc {
-    /// 19 digits.
-    iccid: String,
-    imsi: String,
-    msisdn: Option<String>,
-    label: Option<String>,
-    tags: Vec<String>,
-    /// `inactive`, `active`, `suspended` or `terminated`.
-    status: String,
-    /// `activation` or `suspension` while the provider has not confirmed it.
-    pending_change: Option<String>,
-    /// `Enabled` or `Disabled`, as 1NCE last reported it.
-    provider_status: Option<String>,
-    imei: Option<String>,
-    imei_lock: bool,
-    ip_address: Option<String>,
-    network: Option<String>,
-    country: Option<String>,
-    rat: Option<String>,
-    last_seen_at: Option<DateTime<Utc>>,
-    /// Bytes; null until the provider reports the data quota.
-    data_total: Option<i64>,
-    data_remaining: Option<i64>,
-    data_expiry: Option<DateTime<Utc>>,
-    sms_total: Option<i64>,
-    sms_remaining: Option<i64>,
-    sms_expiry: Option<DateTime<Utc>>,
-    registered_at: DateTime<Utc>,
-    terminated_at: Option<DateTime<Utc>>,
-    /// The SIM aggregate's version (the command API's `If-Match`).
-    version: i64,
-    /// The global position of the last event applied to this row (the `ETag`).
-    last_position: i64,
-    updated_at: DateTime<Utc>,
-    /// `complete`, or `parked` while an event of this SIM could not be applied by the
-    /// projector and waits aside (the row may be behind the event log until it is replayed).
-    #[schema(example = "complete")]
-    projection: String,
-}
-
-#[derive(ToSchema)]
-#[schema(as = QuotaTotals)]
-#[allow(dead_code)]
-pub struct QuotaTotalsDoc {
-    total: i64,
-    remaining: i64,
-    exhausted: i64,
-    expired: i64,
-    topups_pending: i64,
-}
-
-#[derive(ToSchema)]
-#[schema(as = FleetSummary)]
-#[allow(dead_code)]
-pub struct FleetSummaryDoc {
-    sims_total: i64,
-    /// Every status, zero included.
-    #[schema(value_type = Object, additional_properties)]
-    sims_by_status: std::collections::BTreeMap<String, i64>,
-    changes_pending: i64,
-    data: QuotaTotalsDoc,
-    sms: QuotaTotalsDoc,
-    #[schema(value_type = Object)]
-    sms_messages_by_status: std::collections::BTreeMap<String, i64>,
-    /// The highest global position reflected in the read models.
-    as_of_position: i64,
-}
-
-/// A stored event: the envelope also published on NATS.
-#[derive(ToSchema)]
-#[schema(as = StoredEvent)]
-#[allow(dead_code)]
-pub struct StoredEventDoc {
-    /// The global position (the feed's cursor, the consistency token).
-    position: i64,
-    /// The writing transaction (`xid8`): the global order is (transaction_id, position).
-    transaction_id: Option<u64>,
-    /// `sim`, `quota` or `sms`.
-    aggregate_type: String,
-    aggregate_id: String,
-    /// 1, 2, … per aggregate.
-    sequence: i64,
-    /// E.g. `SimRegistered`; see docs/events.md.
-    event_type: String,
-    event_version: String,
-    iccid: String,
-    recorded_at: DateTime<Utc>,
-    /// `command_id`, `correlation_id`, `causation_id`, `actor`, `occurred_at`, `request_id`.
-    #[schema(value_type = Object)]
-    metadata: Value,
-    #[schema(value_type = Object)]
-    payload: Value,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,38 +84,10 @@ mod tests {
     }
 
     #[test]
-    fn mirrors_match_the_serialised_types() {
+    fn schemas_match_the_serialised_types() {
         let document = document();
-        let now = Utc::now();
-        let sim = readmodel::SimView {
-            iccid: String::new(),
-            imsi: String::new(),
-            msisdn: None,
-            label: None,
-            tags: vec![],
-            status: String::new(),
-            pending_change: None,
-            provider_status: None,
-            imei: None,
-            imei_lock: false,
-            ip_address: None,
-            network: None,
-            country: None,
-            rat: None,
-            last_seen_at: None,
-            data_total: None,
-            data_remaining: None,
-            data_expiry: None,
-            sms_total: None,
-            sms_remaining: None,
-            sms_expiry: None,
-            registered_at: now,
-            terminated_at: None,
-            version: 0,
-            last_position: 0,
-            updated_at: now,
-            projection: "complete".to_owned(),
-        };
+        let now = chrono::Utc::now();
+        let sim = readmodel::SimView::registered("8988303000000000001", "901405100000001", now);
         assert_eq!(
             properties(&document, "SimView"),
             keys(serde_json::to_value(sim).unwrap())

@@ -12,7 +12,7 @@ use domain::sim::{Sim, SimCommand, SimError, SimStatus};
 use domain::sms::{Sms, SmsCommand};
 use domain::Aggregate;
 use eventstore::{handle_in_turn, EventMetadata, ExecuteError};
-use platform::{ApiError, ApiJson, ApiPath, Principal, Role};
+use platform::{ApiError, ApiJson, IccidPath, Principal, Role};
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
@@ -126,11 +126,10 @@ pub(crate) async fn update(
     State(state): State<AppState>,
     principal: Principal,
     headers: CommandHeaders,
-    ApiPath(raw_iccid): ApiPath<String>,
+    IccidPath(iccid): IccidPath,
     ApiJson(request): ApiJson<UpdateSim>,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Operator)?;
-    let iccid = parse_iccid(&raw_iccid)?;
     if request.label.is_none() && request.tags.is_none() && request.imei_lock.is_none() {
         return Err(ApiError::validation(
             "EMPTY_UPDATE",
@@ -163,13 +162,12 @@ async fn simple_sim_command(
     state: &AppState,
     principal: &Principal,
     headers: &CommandHeaders,
-    raw_iccid: &str,
+    iccid: Iccid,
     name: &'static str,
     status: StatusCode,
     command: impl FnOnce(&EventMetadata) -> SimCommand,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Operator)?;
-    let iccid = parse_iccid(raw_iccid)?;
     let ctx = headers.context(principal, &(name, &iccid), status);
     let command = command(&ctx.metadata);
     let outcome = state
@@ -188,13 +186,13 @@ pub(crate) async fn activate(
     State(state): State<AppState>,
     principal: Principal,
     headers: CommandHeaders,
-    ApiPath(iccid): ApiPath<String>,
+    IccidPath(iccid): IccidPath,
 ) -> Result<Response, ApiError> {
     simple_sim_command(
         &state,
         &principal,
         &headers,
-        &iccid,
+        iccid,
         "activate",
         StatusCode::ACCEPTED,
         |meta| SimCommand::RequestActivation {
@@ -213,13 +211,13 @@ pub(crate) async fn suspend(
     State(state): State<AppState>,
     principal: Principal,
     headers: CommandHeaders,
-    ApiPath(iccid): ApiPath<String>,
+    IccidPath(iccid): IccidPath,
 ) -> Result<Response, ApiError> {
     simple_sim_command(
         &state,
         &principal,
         &headers,
-        &iccid,
+        iccid,
         "suspend",
         StatusCode::ACCEPTED,
         |meta| SimCommand::RequestSuspension {
@@ -239,13 +237,13 @@ pub(crate) async fn terminate(
     State(state): State<AppState>,
     principal: Principal,
     headers: CommandHeaders,
-    ApiPath(iccid): ApiPath<String>,
+    IccidPath(iccid): IccidPath,
 ) -> Result<Response, ApiError> {
     simple_sim_command(
         &state,
         &principal,
         &headers,
-        &iccid,
+        iccid,
         "terminate",
         StatusCode::OK,
         |meta| SimCommand::Terminate {
@@ -282,11 +280,10 @@ pub(crate) async fn top_up(
     State(state): State<AppState>,
     principal: Principal,
     headers: CommandHeaders,
-    ApiPath(raw_iccid): ApiPath<String>,
+    IccidPath(iccid): IccidPath,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Operator)?;
-    let iccid = parse_iccid(&raw_iccid)?;
     // The body is optional: an empty one asks for the standard data top-up.
     let request: TopUp = crate::commands::optional_json(&body)?;
     let kind = request.quota.unwrap_or(QuotaKind::Data);
@@ -327,11 +324,10 @@ pub(crate) async fn send_sms(
     State(state): State<AppState>,
     principal: Principal,
     headers: CommandHeaders,
-    ApiPath(raw_iccid): ApiPath<String>,
+    IccidPath(iccid): IccidPath,
     ApiJson(request): ApiJson<SendSms>,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Operator)?;
-    let iccid = parse_iccid(&raw_iccid)?;
     let sim = existing_sim(&state, &iccid).await?;
     if sim.status() == SimStatus::Terminated {
         return Err(domain_error(&SimError::Terminated));

@@ -8,13 +8,12 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use platform::{ApiError, ApiPath, Principal, Role};
+use platform::{ApiError, ApiPath, IccidPath, Principal, Role};
 use relay::wire::JOBS_SUBJECT;
 use serde::Serialize;
 use sync_jobs::{JobProgress, SyncJobs};
 use uuid::Uuid;
 
-use crate::error::domain_error;
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
@@ -44,10 +43,9 @@ pub(crate) struct JobAccepted {
 pub(crate) async fn sync_one(
     State(state): State<AppState>,
     principal: Principal,
-    ApiPath(raw_iccid): ApiPath<String>,
+    IccidPath(iccid): IccidPath,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Operator)?;
-    let iccid = domain::Iccid::parse(&raw_iccid).map_err(|error| domain_error(&error))?;
     queue(&state, &principal, iccid.to_string()).await
 }
 

@@ -9,8 +9,10 @@ pub mod quota;
 pub mod sim;
 pub mod sms;
 
-#[cfg(test)]
-mod testing;
+/// Given/when/then for aggregates, for this crate's tests and (with the `testing` feature)
+/// other crates' tests.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use ids::{
     parse_quota_aggregate_id, quota_aggregate_id, Iccid, IccidProblem, IdError, Imei, Imsi, Msisdn, QuotaKind,

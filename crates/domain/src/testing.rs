@@ -7,18 +7,18 @@ use std::fmt::Debug;
 
 use crate::{replay, Aggregate, DomainError, DomainEvent};
 
-pub(crate) struct Given<A: Aggregate> {
+pub struct Given<A: Aggregate> {
     state: A,
 }
 
-pub(crate) fn given<A: Aggregate>(events: &[A::Event]) -> Given<A> {
+pub fn given<A: Aggregate>(events: &[A::Event]) -> Given<A> {
     Given {
         state: replay::<A>(events),
     }
 }
 
 impl<A: Aggregate> Given<A> {
-    pub(crate) fn when(self, command: A::Command) -> When<A> {
+    pub fn when(self, command: A::Command) -> When<A> {
         let result = self.state.handle(command);
         When {
             state: self.state,
@@ -26,12 +26,12 @@ impl<A: Aggregate> Given<A> {
         }
     }
 
-    pub(crate) fn state(&self) -> &A {
+    pub fn state(&self) -> &A {
         &self.state
     }
 }
 
-pub(crate) struct When<A: Aggregate> {
+pub struct When<A: Aggregate> {
     state: A,
     result: Result<Vec<A::Event>, A::Error>,
 }
@@ -43,7 +43,7 @@ where
 {
     /// Asserts the exact events and returns the state after applying them.
     #[track_caller]
-    pub(crate) fn then(self, expected: &[A::Event]) -> A {
+    pub fn then(self, expected: &[A::Event]) -> A {
         let events = match self.result {
             Ok(events) => events,
             Err(e) => panic!("expected events {expected:?}, got error {}: {e}", e.code()),
@@ -62,7 +62,7 @@ where
 
     /// Asserts a refusal with this code and returns the error for further checks.
     #[track_caller]
-    pub(crate) fn then_error(self, code: &str) -> A::Error {
+    pub fn then_error(self, code: &str) -> A::Error {
         match self.result {
             Ok(events) => panic!("expected error {code}, got events {events:?}"),
             Err(e) => {
@@ -77,7 +77,7 @@ where
 /// The event store writes `event_type` into a column and the payload into another, and the NATS
 /// subject ends in the type: all three must agree, and the payload must be a JSON object.
 #[track_caller]
-pub(crate) fn check_envelope<E: DomainEvent + PartialEq>(event: &E) {
+pub fn check_envelope<E: DomainEvent + PartialEq>(event: &E) {
     let json = serde_json::to_value(event).expect("event serialises");
     assert_eq!(json["event_type"], event.event_type(), "{json}");
     assert!(json["payload"].is_object(), "payload is an object: {json}");
@@ -87,20 +87,20 @@ pub(crate) fn check_envelope<E: DomainEvent + PartialEq>(event: &E) {
 }
 
 /// A fixed instant plus `minutes`, so tests read as a timeline.
-pub(crate) fn t(minutes: i64) -> chrono::DateTime<chrono::Utc> {
+pub fn t(minutes: i64) -> chrono::DateTime<chrono::Utc> {
     use chrono::TimeZone;
     chrono::Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).unwrap() + chrono::Duration::minutes(minutes)
 }
 
 /// A readable, deterministic request or message id.
-pub(crate) fn uid(n: u128) -> uuid::Uuid {
+pub fn uid(n: u128) -> uuid::Uuid {
     uuid::Uuid::from_u128(n)
 }
 
-pub(crate) fn iccid() -> crate::Iccid {
+pub fn iccid() -> crate::Iccid {
     crate::Iccid::parse("8988303000123456789").unwrap()
 }
 
-pub(crate) fn imsi() -> crate::Imsi {
+pub fn imsi() -> crate::Imsi {
     crate::Imsi::parse("901405100000001").unwrap()
 }

@@ -4,19 +4,28 @@ use serde_json::Value;
 
 /// An event as the store holds it; also the envelope published on NATS and served by the feed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoredEvent {
+    /// The global position (the feed's cursor, the consistency token).
     pub position: i64,
-    /// The writing transaction (`xid8`), half of the global log's cursor.
+    /// The writing transaction (`xid8`), half of the global log's cursor: the global order is
+    /// (transaction_id, position).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub transaction_id: Option<u64>,
+    /// `sim`, `quota` or `sms`.
     pub aggregate_type: String,
     pub aggregate_id: String,
+    /// 1, 2, … per aggregate.
     pub sequence: i64,
+    /// E.g. `SimRegistered`; see docs/events.md.
     pub event_type: String,
     pub event_version: String,
     pub iccid: String,
     pub recorded_at: DateTime<Utc>,
+    /// `command_id`, `correlation_id`, `causation_id`, `actor`, `occurred_at`, `request_id`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Value,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub payload: Value,
 }
 

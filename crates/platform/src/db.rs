@@ -61,6 +61,30 @@ pub async fn connect_with(database_url: &str, settings: PoolSettings) -> Result<
         .await
 }
 
+/// Turns a statement's failure on one named constraint into a value, as realworld-axum-sqlx's
+/// `on_constraint` does: `insert(…).await.map(Some).on_constraint("users_username_key", |_| None)`.
+/// Every other error passes through (to become 503 or 500 by `From<sqlx::Error> for ApiError`).
+pub trait OnConstraint<T> {
+    fn on_constraint(
+        self,
+        constraint: &str,
+        value: impl FnOnce(&dyn sqlx::error::DatabaseError) -> T,
+    ) -> Result<T, sqlx::Error>;
+}
+
+impl<T> OnConstraint<T> for Result<T, sqlx::Error> {
+    fn on_constraint(
+        self,
+        constraint: &str,
+        value: impl FnOnce(&dyn sqlx::error::DatabaseError) -> T,
+    ) -> Result<T, sqlx::Error> {
+        match self {
+            Err(sqlx::Error::Database(db)) if db.constraint() == Some(constraint) => Ok(value(&*db)),
+            other => other,
+        }
+    }
+}
+
 /// Creates the URL's database when absent (connecting to the server's `postgres` database),
 /// so services and tests start on a fresh machine. Concurrent callers are fine.
 pub async fn create_database_if_missing(database_url: &str) -> Result<(), sqlx::Error> {
@@ -72,9 +96,10 @@ pub async fn create_database_if_missing(database_url: &str) -> Result<(), sqlx::
             tracing::info!("created database");
             Ok(())
         }
-        // Another process created it between our check and our CREATE.
-        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => Ok(()),
-        Err(e) => Err(e),
+        // Another process created it between our check and our CREATE: `42P04`
+        // duplicate_database, or the catalog's own unique index when both raced.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(()),
+        Err(e) => Err(e).on_constraint("pg_database_datname_index", |_| ()),
     }
 }
 

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 
-pub use crate::extract::{ApiJson, ApiPath, ApiQuery};
+pub use crate::extract::{ApiJson, ApiPath, ApiQuery, IccidPath};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -169,28 +169,19 @@ impl ApiError {
     }
 
     fn body_bytes(&self, request_id: Option<&str>) -> Vec<u8> {
-        #[derive(Serialize)]
-        struct Envelope<'a> {
-            error: Inner<'a>,
-        }
-        #[derive(Serialize)]
-        struct Inner<'a> {
-            code: &'a str,
-            message: &'a str,
-            details: &'a Value,
-            request_id: Option<&'a str>,
-        }
-        let empty = Value::Object(Default::default());
-        let envelope = Envelope {
-            error: Inner {
-                code: &self.code,
-                message: &self.message,
-                details: self.details.as_ref().unwrap_or(&empty),
-                request_id,
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message.clone(),
+                details: self
+                    .details
+                    .clone()
+                    .unwrap_or_else(|| Value::Object(Default::default())),
+                request_id: request_id.map(str::to_owned),
             },
         };
         // Serializing strings and a `Value` cannot fail.
-        serde_json::to_vec(&envelope).unwrap_or_default()
+        serde_json::to_vec(&body).unwrap_or_default()
     }
 }
 
@@ -201,6 +192,30 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+/// Every error answer, as it goes on the wire: `{"error": {code, message, details, request_id}}`
+/// (the contract's shape; the OpenAPI documents take their schema from this type).
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    /// Stable and machine-readable, e.g. `SIM_NOT_FOUND`, `VALIDATION_FAILED`,
+    /// `DATABASE_UNAVAILABLE`: clients branch on it.
+    #[cfg_attr(feature = "openapi", schema(example = "SIM_NOT_FOUND"))]
+    pub code: String,
+    /// For humans; never a raw database message.
+    pub message: String,
+    /// More about the error (the parameter at fault, the limit, …); `{}` when nothing.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub details: Value,
+    /// The request's id, also in the `X-Request-Id` response header.
+    pub request_id: Option<String>,
+}
 
 /// Marks a response whose error body already carries the request id.
 #[derive(Clone, Copy)]

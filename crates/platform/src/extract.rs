@@ -12,6 +12,24 @@ use serde_json::json;
 
 use crate::error::ApiError;
 
+/// The `{iccid}` of a route whose one path parameter it is, parsed and normalised (19 digits,
+/// or 20 with the right Luhn digit): every handler of a SIM takes it instead of parsing a
+/// string itself. Rejections: a malformed path → 400 (as [`ApiPath`]); not an ICCID → 422
+/// with the domain's code (`INVALID_ICCID`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IccidPath(pub domain::Iccid);
+
+impl<S: Send + Sync> FromRequestParts<S> for IccidPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let ApiPath(raw) = ApiPath::<String>::from_request_parts(parts, state).await?;
+        domain::Iccid::parse(&raw)
+            .map(Self)
+            .map_err(|error| ApiError::validation(domain::DomainError::code(&error), error.to_string()))
+    }
+}
+
 /// JSON body in, JSON body out. Rejections: no/wrong content type → 415
 /// `UNSUPPORTED_MEDIA_TYPE`; invalid JSON → 400 `MALFORMED_JSON`; valid JSON of the wrong shape
 /// (unknown field, missing field, wrong type), or with a NUL character in a string (nothing

@@ -21,6 +21,6 @@ pub mod telemetry;
 
 pub use auth::{Authenticator, Principal, Role};
 pub use config::CommonConfig;
-pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
+pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, IccidPath};
 pub use metrics::Metrics;
 pub use startup::{Shutdown, StartError};

@@ -6,30 +6,9 @@
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, Response, ResponseBuilder};
-use utoipa::{Modify, PartialSchema, ToSchema};
+use utoipa::{Modify, PartialSchema};
 
-/// Every error answer: `{"error": {code, message, details, request_id}}` (see [`crate::ApiError`]).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorDetail {
-    /// Stable and machine-readable, e.g. `SIM_NOT_FOUND`, `VALIDATION_FAILED`,
-    /// `DATABASE_UNAVAILABLE`: clients branch on it.
-    #[schema(example = "SIM_NOT_FOUND")]
-    code: String,
-    /// For humans; never a raw database message.
-    message: String,
-    /// More about the error (the parameter at fault, the limit, …); `{}` when nothing.
-    #[schema(value_type = Object)]
-    details: serde_json::Value,
-    /// The request's id, also in the `X-Request-Id` response header.
-    request_id: Option<String>,
-}
+pub use crate::error::{ErrorBody, ErrorDetail};
 
 /// The bearer (JWT) and API-key (`X-API-Key: iot_key_…`) schemes.
 pub struct Security;

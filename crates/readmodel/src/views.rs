@@ -6,14 +6,19 @@ use sqlx::PgPool;
 
 /// One SIM as `GET /sims/{iccid}` answers it: a row of the `sims` read model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SimView {
+    /// 19 digits.
     pub iccid: String,
     pub imsi: String,
     pub msisdn: Option<String>,
     pub label: Option<String>,
     pub tags: Vec<String>,
+    /// `inactive`, `active`, `suspended` or `terminated`.
     pub status: String,
+    /// `activation` or `suspension` while the provider has not confirmed it.
     pub pending_change: Option<String>,
+    /// `Enabled` or `Disabled`, as 1NCE last reported it.
     pub provider_status: Option<String>,
     pub imei: Option<String>,
     pub imei_lock: bool,
@@ -22,6 +27,7 @@ pub struct SimView {
     pub country: Option<String>,
     pub rat: Option<String>,
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// Bytes; null until the provider reports the data quota.
     pub data_total: Option<i64>,
     pub data_remaining: Option<i64>,
     pub data_expiry: Option<DateTime<Utc>>,
@@ -30,14 +36,57 @@ pub struct SimView {
     pub sms_expiry: Option<DateTime<Utc>>,
     pub registered_at: DateTime<Utc>,
     pub terminated_at: Option<DateTime<Utc>>,
+    /// The SIM aggregate's version (the command API's `If-Match`).
     pub version: i64,
+    /// The global position of the last event applied to this row (the `ETag`).
     pub last_position: i64,
     pub updated_at: DateTime<Utc>,
     /// `complete`, or `parked` while an event of this SIM (its own, its quotas' or its
     /// messages') could not be applied and waits in `parked_events`: the row may be behind the
     /// log until `projectors replay-parked` applies it.
     #[serde(default = "complete")]
+    #[cfg_attr(feature = "openapi", schema(example = "complete"))]
     pub projection: String,
+}
+
+impl SimView {
+    /// The row of a SIM just registered: `inactive`, nothing else known yet (no quota, no
+    /// connectivity), version 0 and position 0 until its registration event's are set.
+    pub fn registered(
+        iccid: impl Into<String>,
+        imsi: impl Into<String>,
+        registered_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            iccid: iccid.into(),
+            imsi: imsi.into(),
+            msisdn: None,
+            label: None,
+            tags: Vec::new(),
+            status: "inactive".to_owned(),
+            pending_change: None,
+            provider_status: None,
+            imei: None,
+            imei_lock: false,
+            ip_address: None,
+            network: None,
+            country: None,
+            rat: None,
+            last_seen_at: None,
+            data_total: None,
+            data_remaining: None,
+            data_expiry: None,
+            sms_total: None,
+            sms_remaining: None,
+            sms_expiry: None,
+            registered_at,
+            terminated_at: None,
+            version: 0,
+            last_position: 0,
+            updated_at: registered_at,
+            projection: PROJECTION_COMPLETE.to_owned(),
+        }
+    }
 }
 
 /// The [`SimView::projection`] of a row that every event reached.
@@ -73,6 +122,7 @@ pub async fn load_sims(pool: &PgPool, iccids: &[String]) -> Result<Vec<SimView>,
 
 /// Sums over one quota kind across the fleet.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuotaTotals {
     pub total: i64,
     pub remaining: i64,
@@ -83,13 +133,16 @@ pub struct QuotaTotals {
 
 /// `GET /fleet/summary`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FleetSummary {
     pub sims_total: i64,
     /// Every status, zero included, so dashboards need not guess the keys.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object, additional_properties))]
     pub sims_by_status: BTreeMap<String, i64>,
     pub changes_pending: i64,
     pub data: QuotaTotals,
     pub sms: QuotaTotals,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub sms_messages_by_status: BTreeMap<String, i64>,
     /// The highest global position reflected in the read models.
     pub as_of_position: i64,

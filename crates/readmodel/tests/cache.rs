@@ -7,33 +7,12 @@ use readmodel::{Cache, CacheConfig, SimView};
 
 fn view(position: i64, label: &str) -> SimView {
     SimView {
-        iccid: "8988303000000000001".into(),
-        imsi: "901405100000001".into(),
-        msisdn: None,
         label: Some(label.into()),
-        tags: vec![],
         status: "active".into(),
-        pending_change: None,
-        provider_status: None,
-        imei: None,
-        imei_lock: false,
-        ip_address: None,
-        network: None,
-        country: None,
-        rat: None,
-        last_seen_at: None,
-        data_total: None,
-        data_remaining: None,
-        data_expiry: None,
-        sms_total: None,
-        sms_remaining: None,
-        sms_expiry: None,
-        registered_at: Utc::now(),
-        terminated_at: None,
         version: position,
         last_position: position,
         updated_at: Utc::now(),
-        projection: "complete".to_owned(),
+        ..SimView::registered("8988303000000000001", "901405100000001", Utc::now())
     }
 }
 

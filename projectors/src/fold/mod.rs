@@ -13,7 +13,6 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use domain::{QuotaEvent, SimEvent, SmsEvent};
 use eventstore::StoredEvent;
-use readmodel::PROJECTION_COMPLETE;
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -384,33 +383,14 @@ impl Fold {
         let quota = |kind: &str| self.quotas.get(&(iccid.clone(), kind.to_owned()));
         let (data, sms) = (quota("data").cloned(), quota("sms").cloned());
         let row = self.sims.entry(iccid.clone()).or_insert_with(|| SimRow {
-            iccid: iccid.clone(),
-            imsi: String::new(),
-            msisdn: None,
-            label: None,
-            tags: Vec::new(),
-            status: "inactive".into(),
-            pending_change: None,
-            provider_status: None,
-            imei: None,
-            imei_lock: false,
-            ip_address: None,
-            network: None,
-            country: None,
-            rat: None,
-            last_seen_at: None,
             data_total: data.as_ref().map(|q| q.total),
             data_remaining: data.as_ref().map(|q| q.remaining),
             data_expiry: data.as_ref().and_then(|q| q.expiry_date),
             sms_total: sms.as_ref().map(|q| q.total),
             sms_remaining: sms.as_ref().map(|q| q.remaining),
             sms_expiry: sms.as_ref().and_then(|q| q.expiry_date),
-            registered_at,
-            terminated_at: None,
-            version: 0,
-            last_position: 0,
             updated_at: e.recorded_at,
-            projection: PROJECTION_COMPLETE.to_owned(),
+            ..SimRow::registered(iccid.clone(), String::new(), registered_at)
         });
         row.imsi = imsi;
         row.msisdn = msisdn;

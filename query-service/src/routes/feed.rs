@@ -36,7 +36,6 @@ pub struct FeedPage {
     /// In the global log's order: (writing transaction, position). Positions are increasing
     /// per aggregate but not globally; resume with `next_after`, never with the highest
     /// position seen.
-    #[schema(value_type = Vec<crate::openapi::StoredEventDoc>)]
     pub events: Vec<StoredEvent>,
     /// `after` of the next page: the last event's position, or the same `after` when empty.
     pub next_after: i64,

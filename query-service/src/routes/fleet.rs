@@ -27,7 +27,7 @@ pub fn routes() -> Router<AppState> {
     get, path = "/api/v1/fleet/summary", tag = "fleet",
     params(crate::openapi::ConsistencyHeader),
     responses(
-        (status = 200, description = "The summary", body = crate::openapi::FleetSummaryDoc),
+        (status = 200, description = "The summary", body = readmodel::FleetSummary),
         (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
         (status = 503, description = "`CONSISTENCY_TIMEOUT`", body = crate::openapi::ErrorBody),
     )

@@ -5,14 +5,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
 use eventstore::{LogCursor, StoreError, StoredEvent};
-use platform::{ApiError, ApiPath, ApiQuery, Principal};
+use platform::{ApiError, ApiQuery, IccidPath, Principal};
 use readmodel::SimView;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::consistency::Reader;
-use crate::params::{event_limit, invalid, parse_iccid, parse_instant};
+use crate::params::{event_limit, invalid, parse_instant};
 use crate::routes::sims::sim_not_found;
 use crate::state::AppState;
 
@@ -55,7 +55,6 @@ pub struct HistoryParams {
 pub struct SimHistory {
     pub iccid: String,
     /// Oldest first, in the global log's order, with their metadata.
-    #[schema(value_type = Vec<crate::openapi::StoredEventDoc>)]
     pub events: Vec<StoredEvent>,
     /// `after_position` of the next page: the last event's position, or the same
     /// `after_position` when this page is empty.
@@ -81,11 +80,10 @@ pub struct SimHistory {
 pub async fn events(
     State(state): State<AppState>,
     _: Principal,
-    ApiPath(raw_iccid): ApiPath<String>,
+    IccidPath(iccid): IccidPath,
     ApiQuery(params): ApiQuery<HistoryParams>,
     _reader: Reader,
 ) -> Result<Json<SimHistory>, ApiError> {
-    let iccid = parse_iccid(&raw_iccid)?;
     let limit = event_limit(params.limit)?;
     let after = params.after_position.unwrap_or(0);
     let cursor = cursor_at(&state, "after_position", after).await?;
@@ -116,7 +114,7 @@ pub struct StateParams {
     get, path = "/api/v1/sims/{iccid}/state", tag = "history",
     params(("iccid" = String, Path, description = "ICCID"), StateParams, crate::openapi::ConsistencyHeader),
     responses(
-        (status = 200, description = "The SIM at that instant", body = crate::openapi::SimViewDoc),
+        (status = 200, description = "The SIM at that instant", body = readmodel::SimView),
         (status = 400, description = "`INVALID_QUERY` (a bad `as_of`)", body = crate::openapi::ErrorBody),
         (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
         (status = 404, description = "`SIM_NOT_FOUND`: not registered by then", body = crate::openapi::ErrorBody),
@@ -126,11 +124,10 @@ pub struct StateParams {
 pub async fn state_as_of(
     State(state): State<AppState>,
     _: Principal,
-    ApiPath(raw_iccid): ApiPath<String>,
+    IccidPath(iccid): IccidPath,
     ApiQuery(params): ApiQuery<StateParams>,
     _reader: Reader,
 ) -> Result<Json<SimView>, ApiError> {
-    let iccid = parse_iccid(&raw_iccid)?;
     let as_of = match params.as_of.as_deref() {
         Some(raw) => parse_instant("as_of", raw)?,
         None => Utc::now(),

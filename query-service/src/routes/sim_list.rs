@@ -310,7 +310,7 @@ impl SimFilters {
     get, path = "/api/v1/sims", tag = "sims",
     params(ListSims, crate::openapi::ConsistencyHeader),
     responses(
-        (status = 200, description = "One page of SIMs", body = Vec<crate::openapi::SimViewDoc>,
+        (status = 200, description = "One page of SIMs", body = Vec<readmodel::SimView>,
             headers(
                 ("X-Total-Count" = i64, description = "SIMs matching the filters, over all pages: exact up to LIST_EXACT_COUNT_LIMIT (default 1000), the planner's estimate beyond (see X-Total-Count-Exact)"),
                 ("X-Total-Count-Exact" = bool, description = "false: X-Total-Count is an estimate"),

@@ -8,14 +8,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use platform::{ApiError, ApiPath, ApiQuery, Principal};
+use platform::{ApiError, ApiQuery, IccidPath, Principal};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::consistency::Reader;
-use crate::params::{invalid, parse_iccid, Granularity, Page, UsageRange};
+use crate::params::{invalid, Granularity, Page, UsageRange};
 use crate::routes::paging;
 use crate::state::AppState;
 
@@ -48,7 +48,7 @@ fn none_match(headers: &HeaderMap, etag: &str) -> bool {
         crate::openapi::ConsistencyHeader,
     ),
     responses(
-        (status = 200, description = "The SIM", body = crate::openapi::SimViewDoc,
+        (status = 200, description = "The SIM", body = readmodel::SimView,
             headers(("ETag" = String, description = "`\"<last_position>\"`: changes with every event applied to the row"))),
         (status = 304, description = "Unchanged since the ETag given in `If-None-Match`"),
         (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
@@ -60,11 +60,10 @@ fn none_match(headers: &HeaderMap, etag: &str) -> bool {
 pub async fn detail(
     State(state): State<AppState>,
     _: Principal,
-    ApiPath(raw_iccid): ApiPath<String>,
+    IccidPath(iccid): IccidPath,
     headers: HeaderMap,
     reader: Reader,
 ) -> Result<Response, ApiError> {
-    let iccid = parse_iccid(&raw_iccid)?;
     let mut sim = None;
     if !reader.fresh {
         sim = state.cache.get_sim(iccid.as_str()).await;
@@ -203,11 +202,10 @@ pub async fn usage_points(
 pub async fn usage(
     State(state): State<AppState>,
     _: Principal,
-    ApiPath(raw_iccid): ApiPath<String>,
+    IccidPath(iccid): IccidPath,
     ApiQuery(params): ApiQuery<UsageParams>,
     _reader: Reader,
 ) -> Result<Json<SimUsage>, ApiError> {
-    let iccid = parse_iccid(&raw_iccid)?;
     let range = params.range()?;
     require_sim(&state.pool, iccid.as_str()).await?;
     let points = usage_points(&state.pool, Some(iccid.as_str()), &range).await?;
@@ -258,10 +256,9 @@ pub struct QuotaView {
 pub async fn quotas(
     State(state): State<AppState>,
     _: Principal,
-    ApiPath(raw_iccid): ApiPath<String>,
+    IccidPath(iccid): IccidPath,
     _reader: Reader,
 ) -> Result<Json<Vec<QuotaView>>, ApiError> {
-    let iccid = parse_iccid(&raw_iccid)?;
     require_sim(&state.pool, iccid.as_str()).await?;
     let quotas: Vec<QuotaView> = sqlx::query_as(
         "SELECT iccid, kind, total, remaining, expiry_date, period, thresholds_crossed, exhausted, \
@@ -335,12 +332,11 @@ pub struct SmsView {
 pub async fn sms(
     State(state): State<AppState>,
     _: Principal,
-    ApiPath(raw_iccid): ApiPath<String>,
+    IccidPath(iccid): IccidPath,
     RawQuery(raw_query): RawQuery,
     ApiQuery(params): ApiQuery<ListSms>,
     _reader: Reader,
 ) -> Result<Response, ApiError> {
-    let iccid = parse_iccid(&raw_iccid)?;
     let page = Page::parse(params.page, params.page_size)?;
     let direction = match params.direction.as_deref().map(str::trim) {
         None => None,

@@ -17,35 +17,10 @@ pub fn ts(text: &str) -> DateTime<Utc> {
 
 /// A `sims` row with every optional field empty.
 pub fn sim_row(n: u32) -> SimView {
-    let at = ts("2026-01-01T00:00:00Z");
     SimView {
-        iccid: iccid(n),
-        imsi: format!("90140510000{n:04}"),
-        msisdn: None,
-        label: None,
-        tags: vec![],
-        status: "inactive".into(),
-        pending_change: None,
-        provider_status: None,
-        imei: None,
-        imei_lock: false,
-        ip_address: None,
-        network: None,
-        country: None,
-        rat: None,
-        last_seen_at: None,
-        data_total: None,
-        data_remaining: None,
-        data_expiry: None,
-        sms_total: None,
-        sms_remaining: None,
-        sms_expiry: None,
-        registered_at: at,
-        terminated_at: None,
         version: 1,
         last_position: n as i64,
-        updated_at: at,
-        projection: "complete".to_owned(),
+        ..SimView::registered(iccid(n), format!("90140510000{n:04}"), ts("2026-01-01T00:00:00Z"))
     }
 }
 

@@ -171,33 +171,17 @@ async fn state_as_of_replays_the_history(pool: PgPool) {
 
     // What the projectors would have written by now.
     let expected = SimView {
-        iccid: sim.clone(),
-        imsi: "901405100000001".into(),
-        msisdn: None,
         label: Some("pump".into()),
         tags: vec!["site:a".into()],
         status: "active".into(),
-        pending_change: None,
         provider_status: Some("Enabled".into()),
-        imei: None,
-        imei_lock: false,
-        ip_address: None,
-        network: None,
-        country: None,
-        rat: None,
-        last_seen_at: None,
         data_total: Some(5000),
         data_remaining: Some(4000),
         data_expiry: Some(ts("2026-12-31T00:00:00Z")),
-        sms_total: None,
-        sms_remaining: None,
-        sms_expiry: None,
-        registered_at,
-        terminated_at: None,
         version: 2,
         last_position: p3,
         updated_at: t3,
-        projection: "complete".to_owned(),
+        ..SimView::registered(sim.clone(), "901405100000001", registered_at)
     };
     insert_sim(&pool, &expected).await;
     let now = app.get_json(&format!("/sims/{sim}/state")).await;
