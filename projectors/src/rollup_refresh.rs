@@ -19,7 +19,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{watch, Notify};
 
-use crate::fold::rows::UsageRow;
+use readmodel::UsageRow;
 
 /// The continuous aggregates over `sim_usage` (migrations 20261128000003 and 20261202000004).
 pub const CONTINUOUS_AGGREGATES: [&str; 4] = [

@@ -1,7 +1,6 @@
 //! From the client's models of provider answers to what the connector keeps and compares.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use domain::QuotaKind;
 use once_client::{ConnectivityStatus, DailyUsage, Quota, Sim, Sms, SmsType};
 use serde::{Deserialize, Serialize};
 
@@ -40,13 +39,6 @@ pub fn connectivity(status: &ConnectivityStatus, list_ip: Option<&str>) -> Conne
         ip_address: session
             .and_then(|s| s.ue_ip_address.clone())
             .or_else(|| list_ip.map(str::to_owned)),
-    }
-}
-
-pub fn client_quota_kind(kind: QuotaKind) -> once_client::QuotaKind {
-    match kind {
-        QuotaKind::Data => once_client::QuotaKind::Data,
-        QuotaKind::Sms => once_client::QuotaKind::Sms,
     }
 }
 

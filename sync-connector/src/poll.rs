@@ -459,9 +459,7 @@ impl Poller {
             if platform.pending_top_up().is_some() {
                 continue;
             }
-            let quota = client
-                .quota(iccid.as_str(), convert::client_quota_kind(kind))
-                .await?;
+            let quota = client.quota(iccid.as_str(), kind).await?;
             let mut view = convert::quota(&quota);
             let previous = match kind {
                 QuotaKind::Data => synced.data_quota.clone(),

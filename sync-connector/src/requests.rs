@@ -266,7 +266,7 @@ impl Requests {
             self.dispatches.close_settled(request_id).await?;
             return Ok(Handled::Done);
         }
-        let client_kind = convert::client_quota_kind(kind);
+        let client_kind = kind;
         let before = match self
             .claim(RequestKind::TopUp, request_id, aggregate_id, iccid)
             .await?
@@ -371,11 +371,7 @@ impl Requests {
                 )
                 .await;
         };
-        let after = match self
-            .client
-            .quota(iccid.as_str(), convert::client_quota_kind(kind))
-            .await
-        {
+        let after = match self.client.quota(iccid.as_str(), kind).await {
             Ok(after) => convert::quota_record(&after),
             Err(error) => {
                 tracing::warn!(%error, %request_id, "cannot read the quota to reconcile a top-up; will retry");

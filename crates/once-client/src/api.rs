@@ -130,7 +130,7 @@ impl OnceClient {
     pub async fn quota(&self, iccid: &str, kind: QuotaKind) -> Result<Quota, ClientError> {
         let endpoint = decode::quota_endpoint(kind);
         let url = self.url(
-            &["v1", "sims", checked(endpoint, iccid)?, "quota", kind.path()],
+            &["v1", "sims", checked(endpoint, iccid)?, "quota", kind.as_str()],
             &[],
         );
         let answer = self.send(&get(endpoint, url)).await?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
-use crate::views::{FleetSummary, SimView};
+use crate::{FleetSummary, SimView};
 
 /// SET with a TTL, unless the stored JSON's `last_position` is higher than ARGV[2].
 const PUT_IF_NOT_OLDER: &str = r"

@@ -1,14 +1,24 @@
-//! The read models as the query API serves them, loaded the same way by the projectors (to
-//! fill the cache after a commit) and by the query API (on a cache miss), so a cached answer
-//! and a fresh one are the same bytes.
+//! The read models, one module each: its table's row type, the projectors' writes and the
+//! loaders the query API (and the projectors' cache refresh) read it with, so a cached answer
+//! and a fresh one are the same bytes. The projectors own the writing (`projectors::fold`
+//! decides what to write); every SQL statement on these tables is here or in the query API's
+//! filtered lists. The Redis cache and the auditors' replay live here too.
 
+mod bulk;
 mod cache;
+pub mod fleet;
+pub mod quotas;
 mod replay;
-mod views;
+pub mod sims;
+pub mod sms;
+pub mod status_history;
+pub mod usage;
 
 pub use cache::{Cache, CacheConfig};
+pub use fleet::{load_fleet_summary, FleetSummary, QuotaTotals};
+pub use quotas::QuotaRow;
 pub use replay::{sim_view_as_of, try_sim_view_as_of, ReplayError};
-pub use views::{
-    load_fleet_summary, load_sim, load_sims, FleetSummary, QuotaTotals, SimView, PROJECTION_COMPLETE,
-    PROJECTION_PARKED, SIM_COLUMNS,
-};
+pub use sims::{load_sim, load_sims, SimView, PROJECTION_COMPLETE, PROJECTION_PARKED, SIM_COLUMNS};
+pub use sms::SmsRow;
+pub use status_history::StatusChange;
+pub use usage::{UsagePoint, UsageRow};

@@ -22,7 +22,7 @@ use domain::sim::{ChangeKind, Sim, SimEvent};
 use domain::Aggregate;
 use eventstore::StoredEvent;
 
-use crate::views::SimView;
+use crate::SimView;
 
 /// Why a history could not be replayed: an event that does not decode into its domain type.
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,6 @@
 //! `updated_at` (the event's `recorded_at`, never `now()`) forward only; SMS events do not
 //! touch it.
 
-pub mod rows;
-
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -18,7 +16,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::apply::{Decoded, UsageRollups};
-use rows::{QuotaRow, SimRow, SmsRow, StatusChange, UsageRow};
+use readmodel::{quotas, sims, sms, status_history, usage};
+use readmodel::{QuotaRow, SimView as SimRow, SmsRow, StatusChange, UsageRow};
 
 /// Rows per bulk statement (so a rebuild's final write is several statements, not one huge one).
 const WRITE_CHUNK: usize = 10_000;
@@ -77,9 +76,9 @@ impl Fold {
         let iccids: Vec<String> = needs.iccids.iter().cloned().collect();
         let messages: Vec<Uuid> = needs.messages.iter().copied().collect();
         Ok(Self {
-            sims: rows::load_sims(conn, &iccids).await?,
-            quotas: rows::load_quotas(conn, &iccids).await?,
-            sms: rows::load_sms(conn, &messages).await?,
+            sims: sims::load_sims_by_iccid(conn, &iccids).await?,
+            quotas: quotas::load_quotas(conn, &iccids).await?,
+            sms: sms::load_sms(conn, &messages).await?,
             ..Self::default()
         })
     }
@@ -132,7 +131,7 @@ impl Fold {
     pub async fn write_rows(&mut self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         let sims: Vec<&SimRow> = self.dirty_sims.iter().filter_map(|k| self.sims.get(k)).collect();
         for chunk in sims.chunks(WRITE_CHUNK) {
-            rows::upsert_sims(conn, chunk).await?;
+            sims::upsert_sims(conn, chunk).await?;
         }
         let quotas: Vec<&QuotaRow> = self
             .dirty_quotas
@@ -140,11 +139,11 @@ impl Fold {
             .filter_map(|k| self.quotas.get(k))
             .collect();
         for chunk in quotas.chunks(WRITE_CHUNK) {
-            rows::upsert_quotas(conn, chunk).await?;
+            quotas::upsert_quotas(conn, chunk).await?;
         }
         let sms: Vec<&SmsRow> = self.dirty_sms.iter().filter_map(|k| self.sms.get(k)).collect();
         for chunk in sms.chunks(WRITE_CHUNK) {
-            rows::upsert_sms(conn, chunk).await?;
+            sms::upsert_sms(conn, chunk).await?;
         }
         self.dirty_sims.clear();
         self.dirty_quotas.clear();
@@ -167,12 +166,12 @@ impl Fold {
         let add_rollups = rollups == Some(UsageRollups::Tables);
         let history = std::mem::take(&mut self.history);
         for chunk in history.chunks(WRITE_CHUNK) {
-            rows::insert_status_history(conn, chunk).await?;
+            status_history::insert_status_history(conn, chunk).await?;
         }
         let usage = std::mem::take(&mut self.usage);
         let mut new = BTreeSet::new();
         for chunk in usage.chunks(WRITE_CHUNK) {
-            new.extend(rows::insert_usage(conn, chunk).await?);
+            new.extend(usage::insert_usage(conn, chunk).await?);
         }
         if rollups == Some(UsageRollups::Managed) && !new.is_empty() {
             let rows: Vec<&UsageRow> = usage.iter().filter(|r| new.contains(&r.position)).collect();
@@ -201,8 +200,8 @@ impl Fold {
                     sum[1] += o;
                     sum[2] += t;
                 }
-                rows::add_rollups(conn, table, &sums).await?;
-                rows::add_rollups(conn, &table.replacen("sim_", "fleet_", 1), &fleet).await?;
+                usage::add_rollups(conn, table, &sums).await?;
+                usage::add_rollups(conn, &table.replacen("sim_", "fleet_", 1), &fleet).await?;
             }
         }
         Ok(false)
@@ -238,13 +237,13 @@ impl Fold {
             .copied()
             .collect();
         if !iccids.is_empty() {
-            self.sims.extend(rows::load_sims(conn, &iccids).await?);
-            for (key, quota) in rows::load_quotas(conn, &iccids).await? {
+            self.sims.extend(sims::load_sims_by_iccid(conn, &iccids).await?);
+            for (key, quota) in quotas::load_quotas(conn, &iccids).await? {
                 self.quotas.entry(key).or_insert(quota);
             }
         }
         if !messages.is_empty() {
-            self.sms.extend(rows::load_sms(conn, &messages).await?);
+            self.sms.extend(sms::load_sms(conn, &messages).await?);
         }
         Ok(())
     }

@@ -11,7 +11,9 @@ use utoipa::ToSchema;
 
 use crate::consistency::Reader;
 use crate::params::Granularity;
-use crate::routes::sims::{usage_points, UsageParams, UsagePoint};
+use readmodel::UsagePoint;
+
+use crate::routes::sims::{usage_points, UsageParams};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {

@@ -9,10 +9,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use platform::{ApiError, ApiQuery, IccidPath, Principal};
+use readmodel::sms::SMS_COLUMNS;
+use readmodel::{QuotaRow, SmsRow, UsagePoint};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use crate::consistency::Reader;
 use crate::params::{invalid, Granularity, Page, UsageRange};
@@ -101,11 +102,7 @@ pub fn sim_not_found(iccid: &str) -> ApiError {
 
 /// 404 unless the `sims` read model has the SIM.
 async fn require_sim(pool: &PgPool, iccid: &str) -> Result<(), ApiError> {
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sims WHERE iccid = $1)")
-        .bind(iccid)
-        .fetch_one(pool)
-        .await?;
-    if exists {
+    if readmodel::sims::sim_exists(pool, iccid).await? {
         Ok(())
     } else {
         Err(sim_not_found(iccid))
@@ -138,16 +135,6 @@ impl UsageParams {
     }
 }
 
-/// What one bucket added: bytes of data, SMS sent by the device (MO) and to it (MT).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
-pub struct UsagePoint {
-    /// The bucket's start (UTC; hours, or days starting at 00:00 UTC).
-    pub bucket: DateTime<Utc>,
-    pub data_bytes: i64,
-    pub sms_mo: i64,
-    pub sms_mt: i64,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SimUsage {
     pub iccid: String,
@@ -158,33 +145,18 @@ pub struct SimUsage {
     pub points: Vec<UsagePoint>,
 }
 
-/// Usage points of every bucket overlapping [from, to), for one SIM (`Some`) or summed over
-/// the fleet (`None`). The same query whether the rollups are tables or continuous aggregates.
+/// Usage points of every bucket overlapping [from, to), for one SIM (`Some`) or for the whole
+/// fleet (`None`: the fleet's own rollup, a row per bucket, not a sum over every SIM's rows).
 pub async fn usage_points(
     pool: &PgPool,
     iccid: Option<&str>,
     range: &UsageRange,
 ) -> Result<Vec<UsagePoint>, sqlx::Error> {
-    let table = range.granularity.table();
-    let sql = match iccid {
-        Some(_) => format!(
-            "SELECT bucket, data_bytes::bigint AS data_bytes, sms_mo::bigint AS sms_mo, sms_mt::bigint AS sms_mt \
-             FROM {table} WHERE iccid = $3 AND bucket >= $1 AND bucket < $2 ORDER BY bucket"
-        ),
-        // The fleet's own rollup (a row per bucket), not a sum over every SIM's rows.
-        None => format!(
-            "SELECT bucket, data_bytes::bigint AS data_bytes, sms_mo::bigint AS sms_mo, sms_mt::bigint AS sms_mt \
-             FROM {} WHERE bucket >= $1 AND bucket < $2 ORDER BY bucket",
-            range.granularity.fleet_table()
-        ),
+    let table = match iccid {
+        Some(_) => range.granularity.table(),
+        None => range.granularity.fleet_table(),
     };
-    let mut query = sqlx::query_as::<_, UsagePoint>(&sql)
-        .bind(range.first_bucket())
-        .bind(range.to);
-    if let Some(iccid) = iccid {
-        query = query.bind(iccid.to_owned());
-    }
-    query.fetch_all(pool).await
+    readmodel::usage::usage_points(pool, table, iccid, range.first_bucket(), range.to).await
 }
 
 /// A SIM's usage over time, hourly or daily.
@@ -218,36 +190,12 @@ pub async fn usage(
     }))
 }
 
-/// A row of `sim_quotas`.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
-pub struct QuotaView {
-    pub iccid: String,
-    /// `data` (bytes) or `sms` (messages).
-    pub kind: String,
-    pub total: i64,
-    pub remaining: i64,
-    pub expiry_date: Option<DateTime<Utc>>,
-    /// The quota period (a new assignment or top-up starts one); alerts are once per period.
-    pub period: i32,
-    /// Used-percentages alerted in this period (80, 100).
-    pub thresholds_crossed: Vec<i32>,
-    pub exhausted: bool,
-    pub expired: bool,
-    pub pending_topup_id: Option<Uuid>,
-    pub pending_topup_volume: Option<i64>,
-    pub last_topup_at: Option<DateTime<Utc>>,
-    pub last_topup_status: Option<String>,
-    pub version: i64,
-    pub last_position: i64,
-    pub updated_at: DateTime<Utc>,
-}
-
 /// A SIM's quotas (data and SMS; a quota the provider never reported is absent).
 #[utoipa::path(
     get, path = "/api/v1/sims/{iccid}/quotas", tag = "sims",
     params(("iccid" = String, Path, description = "ICCID"), crate::openapi::ConsistencyHeader),
     responses(
-        (status = 200, description = "The quotas, `data` first", body = Vec<QuotaView>),
+        (status = 200, description = "The quotas, `data` first", body = Vec<QuotaRow>),
         (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
         (status = 404, description = "`SIM_NOT_FOUND`", body = crate::openapi::ErrorBody),
         (status = 422, description = "`INVALID_ICCID`", body = crate::openapi::ErrorBody),
@@ -258,17 +206,11 @@ pub async fn quotas(
     _: Principal,
     IccidPath(iccid): IccidPath,
     _reader: Reader,
-) -> Result<Json<Vec<QuotaView>>, ApiError> {
+) -> Result<Json<Vec<QuotaRow>>, ApiError> {
     require_sim(&state.pool, iccid.as_str()).await?;
-    let quotas: Vec<QuotaView> = sqlx::query_as(
-        "SELECT iccid, kind, total, remaining, expiry_date, period, thresholds_crossed, exhausted, \
-         expired, pending_topup_id, pending_topup_volume, last_topup_at, last_topup_status, version, \
-         last_position, updated_at FROM sim_quotas WHERE iccid = $1 ORDER BY kind",
-    )
-    .bind(iccid.as_str())
-    .fetch_all(&state.pool)
-    .await?;
-    Ok(Json(quotas))
+    Ok(Json(
+        readmodel::quotas::quotas_of(&state.pool, iccid.as_str()).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -287,37 +229,12 @@ pub struct ListSms {
     status: Option<String>,
 }
 
-/// A row of `sms_messages`.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
-pub struct SmsView {
-    pub message_id: Uuid,
-    pub iccid: String,
-    /// `MT` or `MO`.
-    pub direction: String,
-    /// `requested`, `submitted`, `delivered`, `failed` or `received`.
-    pub status: String,
-    pub payload: String,
-    pub encoding: Option<String>,
-    pub parts: Option<i32>,
-    pub source_address: Option<String>,
-    pub provider_message_id: Option<String>,
-    pub failure_reason: Option<String>,
-    pub requested_at: Option<DateTime<Utc>>,
-    pub submitted_at: Option<DateTime<Utc>>,
-    pub delivered_at: Option<DateTime<Utc>>,
-    pub failed_at: Option<DateTime<Utc>>,
-    pub received_at: Option<DateTime<Utc>>,
-    pub version: i64,
-    pub last_position: i64,
-    pub updated_at: DateTime<Utc>,
-}
-
 /// A SIM's SMS, newest first (by request or reception time).
 #[utoipa::path(
     get, path = "/api/v1/sims/{iccid}/sms", tag = "sims",
     params(("iccid" = String, Path, description = "ICCID"), ListSms, crate::openapi::ConsistencyHeader),
     responses(
-        (status = 200, description = "One page of messages", body = Vec<SmsView>,
+        (status = 200, description = "One page of messages", body = Vec<SmsRow>,
             headers(
                 ("X-Total-Count" = i64, description = "Messages matching, over all pages (see X-Total-Count-Exact)"),
                 ("X-Total-Count-Exact" = bool, description = "false: X-Total-Count is an estimate (more than LIST_EXACT_COUNT_LIMIT match)"),
@@ -364,11 +281,7 @@ pub async fn sms(
             query.push(" AND status = ").push_bind(status.clone());
         }
     };
-    let mut select = QueryBuilder::new(
-        "SELECT message_id, iccid, direction, status, payload, encoding, parts, source_address, \
-         provider_message_id, failure_reason, requested_at, submitted_at, delivered_at, failed_at, \
-         received_at, version, last_position, updated_at FROM sms_messages",
-    );
+    let mut select = QueryBuilder::new(format!("SELECT {SMS_COLUMNS} FROM sms_messages"));
     filters(&mut select);
     select
         .push(
@@ -378,7 +291,7 @@ pub async fn sms(
         .push_bind(page.limit())
         .push(" OFFSET ")
         .push_bind(page.offset());
-    let messages: Vec<SmsView> = select.build_query_as().fetch_all(&state.pool).await?;
+    let messages: Vec<SmsRow> = select.build_query_as().fetch_all(&state.pool).await?;
     let total = match paging::Total::of_short_page(Some(page.offset()), messages.len(), page.limit()) {
         Some(total) => total,
         None => {

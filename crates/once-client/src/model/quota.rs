@@ -5,20 +5,8 @@ use serde_json::value::RawValue;
 
 use crate::wire;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum QuotaKind {
-    Data,
-    Sms,
-}
-
-impl QuotaKind {
-    pub(crate) fn path(self) -> &'static str {
-        match self {
-            Self::Data => "data",
-            Self::Sms => "sms",
-        }
-    }
-}
+/// The platform's own kind: 1NCE's paths use the same words (`/quota/data`, `/quota/sms`).
+pub use domain::QuotaKind;
 
 /// `GET /v1/sims/{iccid}/quota/{data|sms}`. Volumes are bytes for data and messages for SMS.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,14 +2,9 @@
 //! (0: more than 20 % left, 1: less than 20 % left, 2: nothing left).
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QuotaKind {
-    Data,
-    Sms,
-}
+/// The platform's own kind (`data`, `sms`, as 1NCE's paths and answers spell them).
+pub use domain::QuotaKind;
 
 /// The threshold 1NCE reports (`threshold_percentage`) and uses for status 1.
 pub const THRESHOLD_PERCENT: u64 = 20;

@@ -1,0 +1,82 @@
+//! The fleet summary (`GET /fleet/summary`): sums over the `sims`, `sim_quotas` and
+//! `sms_messages` read models, computed by the query API (at most once a second, see its state).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+/// Sums over one quota kind across the fleet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QuotaTotals {
+    pub total: i64,
+    pub remaining: i64,
+    pub exhausted: i64,
+    pub expired: i64,
+    pub topups_pending: i64,
+}
+
+/// `GET /fleet/summary`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FleetSummary {
+    pub sims_total: i64,
+    /// Every status, zero included, so dashboards need not guess the keys.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object, additional_properties))]
+    pub sims_by_status: BTreeMap<String, i64>,
+    pub changes_pending: i64,
+    pub data: QuotaTotals,
+    pub sms: QuotaTotals,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub sms_messages_by_status: BTreeMap<String, i64>,
+    /// The highest global position reflected in the read models.
+    pub as_of_position: i64,
+}
+
+pub async fn load_fleet_summary(pool: &PgPool) -> Result<FleetSummary, sqlx::Error> {
+    let mut summary = FleetSummary::default();
+    for status in ["inactive", "active", "suspended", "terminated"] {
+        summary.sims_by_status.insert(status.to_owned(), 0);
+    }
+    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM sims GROUP BY status")
+        .fetch_all(pool)
+        .await?;
+    for (status, count) in rows {
+        summary.sims_total += count;
+        summary.sims_by_status.insert(status, count);
+    }
+    summary.changes_pending =
+        sqlx::query_scalar("SELECT count(*) FROM sims WHERE pending_change IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    let quotas: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT kind, coalesce(sum(total), 0)::bigint, coalesce(sum(remaining), 0)::bigint, \
+         count(*) FILTER (WHERE exhausted), count(*) FILTER (WHERE expired), \
+         count(*) FILTER (WHERE pending_topup_id IS NOT NULL) FROM sim_quotas GROUP BY kind",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (kind, total, remaining, exhausted, expired, topups_pending) in quotas {
+        let totals = QuotaTotals {
+            total,
+            remaining,
+            exhausted,
+            expired,
+            topups_pending,
+        };
+        match kind.as_str() {
+            "data" => summary.data = totals,
+            _ => summary.sms = totals,
+        }
+    }
+    let sms: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM sms_messages GROUP BY status")
+        .fetch_all(pool)
+        .await?;
+    summary.sms_messages_by_status = sms.into_iter().collect();
+    summary.as_of_position =
+        sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM projection_checkpoints")
+            .fetch_one(pool)
+            .await?;
+    Ok(summary)
+}

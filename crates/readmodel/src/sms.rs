@@ -1,0 +1,105 @@
+//! The `sms_messages` read model: a row per message (`MT`: requested → submitted → delivered /
+//! failed; `MO`: received). Written by the projectors ([`upsert_sms`]), listed by the query API
+//! (with [`SMS_COLUMNS`]).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// The `sms_messages` columns in [`SmsRow`]'s order.
+pub const SMS_COLUMNS: &str =
+    "message_id, iccid, direction, status, payload, encoding, parts, source_address, \
+     provider_message_id, failure_reason, requested_at, submitted_at, delivered_at, failed_at, received_at, \
+     version, last_position, updated_at";
+
+/// An `sms_messages` row: one per message, what `GET /sims/{iccid}/sms` lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SmsRow {
+    pub message_id: Uuid,
+    pub iccid: String,
+    /// `MT` or `MO`.
+    pub direction: String,
+    /// `requested`, `submitted`, `delivered`, `failed` or `received`.
+    pub status: String,
+    pub payload: String,
+    pub encoding: Option<String>,
+    pub parts: Option<i32>,
+    pub source_address: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub failure_reason: Option<String>,
+    pub requested_at: Option<DateTime<Utc>>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+    pub received_at: Option<DateTime<Utc>>,
+    pub version: i64,
+    pub last_position: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// These messages' rows, by id, on the caller's connection (a projector's batch).
+pub async fn load_sms(conn: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, SmsRow>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<SmsRow> = sqlx::query_as(&format!(
+        "SELECT {SMS_COLUMNS} FROM sms_messages WHERE message_id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.message_id, row)).collect())
+}
+
+/// Writes these rows as they are (inserted or replaced whole).
+pub async fn upsert_sms(conn: &mut PgConnection, rows: &[&SmsRow]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    macro_rules! column {
+        ($field:ident) => {
+            rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
+        };
+    }
+    sqlx::query(
+        "INSERT INTO sms_messages (message_id, iccid, direction, status, payload, encoding, parts, source_address, \
+           provider_message_id, failure_reason, requested_at, submitted_at, delivered_at, failed_at, received_at, \
+           version, last_position, updated_at) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int4[], \
+           $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], \
+           $14::timestamptz[], $15::timestamptz[], $16::int8[], $17::int8[], $18::timestamptz[]) \
+         ON CONFLICT (message_id) DO UPDATE SET iccid = EXCLUDED.iccid, direction = EXCLUDED.direction, \
+           status = EXCLUDED.status, payload = EXCLUDED.payload, encoding = EXCLUDED.encoding, \
+           parts = EXCLUDED.parts, source_address = EXCLUDED.source_address, \
+           provider_message_id = EXCLUDED.provider_message_id, failure_reason = EXCLUDED.failure_reason, \
+           requested_at = EXCLUDED.requested_at, submitted_at = EXCLUDED.submitted_at, \
+           delivered_at = EXCLUDED.delivered_at, failed_at = EXCLUDED.failed_at, \
+           received_at = EXCLUDED.received_at, version = EXCLUDED.version, \
+           last_position = EXCLUDED.last_position, updated_at = EXCLUDED.updated_at",
+    )
+    .bind(column!(message_id))
+    .bind(column!(iccid))
+    .bind(column!(direction))
+    .bind(column!(status))
+    .bind(column!(payload))
+    .bind(column!(encoding))
+    .bind(column!(parts))
+    .bind(column!(source_address))
+    .bind(column!(provider_message_id))
+    .bind(column!(failure_reason))
+    .bind(column!(requested_at))
+    .bind(column!(submitted_at))
+    .bind(column!(delivered_at))
+    .bind(column!(failed_at))
+    .bind(column!(received_at))
+    .bind(column!(version))
+    .bind(column!(last_position))
+    .bind(column!(updated_at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! The `sim_status_history` read model: a row per change of a SIM's status (registration
+//! included), with who and when. Written by the projectors.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+/// A `sim_status_history` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    pub iccid: String,
+    pub position: i64,
+    pub changed_at: DateTime<Utc>,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub event_type: String,
+    pub actor: Option<String>,
+}
+
+/// Inserts the changes (a replayed one adds nothing: keyed by SIM and position).
+pub async fn insert_status_history(
+    conn: &mut PgConnection,
+    rows: &[StatusChange],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    macro_rules! column {
+        ($field:ident) => {
+            rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
+        };
+    }
+    sqlx::query(
+        "INSERT INTO sim_status_history (iccid, position, changed_at, from_status, to_status, event_type, actor) \
+         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], \
+           $7::text[]) ON CONFLICT (iccid, position) DO NOTHING",
+    )
+    .bind(column!(iccid))
+    .bind(column!(position))
+    .bind(column!(changed_at))
+    .bind(column!(from_status))
+    .bind(column!(to_status))
+    .bind(column!(event_type))
+    .bind(column!(actor))
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! The usage read models: `sim_usage` (a row per usage report), the hourly and daily rollups
+//! per SIM and for the fleet (tables the projectors add to on plain Postgres; continuous
+//! aggregates with TimescaleDB). Written by the projectors, read by the query API
+//! ([`usage_points`]).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
+
+/// A `sim_usage` row (what one usage report added).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRow {
+    pub iccid: String,
+    pub observed_at: DateTime<Utc>,
+    pub position: i64,
+    /// The event's transaction (not stored in `sim_usage`; a late row's registration for a
+    /// continuous-aggregate refresh records it, see `rollup_refresh`).
+    pub transaction_id: Option<u64>,
+    pub data_bytes: i64,
+    pub sms_mo: i64,
+    pub sms_mt: i64,
+}
+
+/// Inserts the usage rows and returns the positions of those that were new (a replayed
+/// report adds nothing twice).
+pub async fn insert_usage(conn: &mut PgConnection, rows: &[UsageRow]) -> Result<Vec<i64>, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    macro_rules! column {
+        ($field:ident) => {
+            rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
+        };
+    }
+    sqlx::query_scalar(
+        "INSERT INTO sim_usage (iccid, observed_at, position, data_bytes, sms_mo, sms_mt) \
+         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], $5::int8[], $6::int8[]) \
+         ON CONFLICT DO NOTHING RETURNING position",
+    )
+    .bind(column!(iccid))
+    .bind(column!(observed_at))
+    .bind(column!(position))
+    .bind(column!(data_bytes))
+    .bind(column!(sms_mo))
+    .bind(column!(sms_mt))
+    .fetch_all(conn)
+    .await
+}
+
+/// Adds `(data, mo, mt)` per `(iccid, bucket)` into a rollup table (plain Postgres only); a
+/// `fleet_*` table has no SIM column (its keys' ICCIDs are empty). Rows go in key order, so
+/// two projectors adding to the same fleet buckets lock them in the same order.
+pub async fn add_rollups(
+    conn: &mut PgConnection,
+    table: &str,
+    sums: &HashMap<(String, DateTime<Utc>), [i64; 3]>,
+) -> Result<(), sqlx::Error> {
+    if sums.is_empty() {
+        return Ok(());
+    }
+    let mut sorted: Vec<_> = sums.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let (mut iccids, mut buckets, mut data, mut mo, mut mt) = (vec![], vec![], vec![], vec![], vec![]);
+    for ((iccid, bucket), [d, o, t]) in sorted {
+        iccids.push(iccid.clone());
+        buckets.push(*bucket);
+        data.push(*d);
+        mo.push(*o);
+        mt.push(*t);
+    }
+    let fleet = table.starts_with("fleet_");
+    let (columns, key, values) = if fleet {
+        ("bucket", "bucket", "u.bucket")
+    } else {
+        ("iccid, bucket", "iccid, bucket", "u.iccid, u.bucket")
+    };
+    sqlx::query(&format!(
+        "INSERT INTO {table} ({columns}, data_bytes, sms_mo, sms_mt) \
+         SELECT {values}, u.data_bytes, u.sms_mo, u.sms_mt \
+         FROM UNNEST($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], $5::int8[]) \
+           WITH ORDINALITY AS u(iccid, bucket, data_bytes, sms_mo, sms_mt, n) ORDER BY u.n \
+         ON CONFLICT ({key}) DO UPDATE SET data_bytes = {table}.data_bytes + EXCLUDED.data_bytes, \
+         sms_mo = {table}.sms_mo + EXCLUDED.sms_mo, sms_mt = {table}.sms_mt + EXCLUDED.sms_mt"
+    ))
+    .bind(iccids)
+    .bind(buckets)
+    .bind(data)
+    .bind(mo)
+    .bind(mt)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// What one bucket added: bytes of data, SMS sent by the device (MO) and to it (MT).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsagePoint {
+    /// The bucket's start (UTC; hours, or days starting at 00:00 UTC).
+    pub bucket: DateTime<Utc>,
+    pub data_bytes: i64,
+    pub sms_mo: i64,
+    pub sms_mt: i64,
+}
+
+/// The buckets of `table` (a per-SIM rollup with `iccid`, or a fleet rollup without) starting
+/// in `[from, to)`, oldest first. The same query whether the rollups are tables or
+/// continuous aggregates.
+pub async fn usage_points(
+    pool: &PgPool,
+    table: &str,
+    iccid: Option<&str>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<UsagePoint>, sqlx::Error> {
+    let sim = if iccid.is_some() { "iccid = $3 AND " } else { "" };
+    let sql = format!(
+        "SELECT bucket, data_bytes::bigint AS data_bytes, sms_mo::bigint AS sms_mo, sms_mt::bigint AS sms_mt \
+         FROM {table} WHERE {sim}bucket >= $1 AND bucket < $2 ORDER BY bucket"
+    );
+    let mut query = sqlx::query_as::<_, UsagePoint>(&sql).bind(from).bind(to);
+    if let Some(iccid) = iccid {
+        query = query.bind(iccid.to_owned());
+    }
+    query.fetch_all(pool).await
+}
