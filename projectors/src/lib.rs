@@ -36,7 +36,7 @@ pub use apply::{Applier, ApplyError, Outcome, UsageRollups, PROJECTION_LOCK_KEY}
 pub use config::{Config, ConsumerSettings};
 pub use metrics::{ProjectorMetrics, RebuildMetrics};
 pub use parking::{replay_parked, ReplayReport};
-pub use projector::{Handled, Projector, ProjectorError, ProjectorSettings};
+pub use projector::{BatchOutcome, Projector, ProjectorError, ProjectorSettings};
 pub use rebuild::{rebuild, ReadModel, RebuildError, RebuildOptions, RebuildReport};
 
 pub use platform::StartError;

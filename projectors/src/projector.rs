@@ -109,7 +109,7 @@ pub struct Projector {
 
 /// The projector's answer to one message, for logs and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handled {
+pub enum BatchOutcome {
     Applied {
         gap_filled: u64,
     },
@@ -258,8 +258,8 @@ impl Projector {
                         }
                         let count = batch.len() as u64;
                         match self.handle_batch(batch, shutdown).await {
-                            Handled::Abandoned => return Ok(()),
-                            Handled::LayoutChanged => {
+                            BatchOutcome::Abandoned => return Ok(()),
+                            BatchOutcome::LayoutChanged => {
                                 return Err(ProjectorError::LayoutChanged(format!(
                                     "the partition layout of {} changed; {name} stops",
                                     self.settings.name
@@ -338,7 +338,11 @@ impl Projector {
     }
 
     /// One message (see [`Projector::handle_batch`]).
-    pub async fn handle(&self, message: jetstream::Message, shutdown: &mut watch::Receiver<bool>) -> Handled {
+    pub async fn handle(
+        &self,
+        message: jetstream::Message,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> BatchOutcome {
         self.handle_batch(vec![message], shutdown).await
     }
 
@@ -351,7 +355,7 @@ impl Projector {
         &self,
         messages: Vec<jetstream::Message>,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Handled {
+    ) -> BatchOutcome {
         let name = self.follower.checkpoint.as_str();
         let claims: Vec<(wire::Message<'_>, i64)> = messages
             .iter()
@@ -371,7 +375,7 @@ impl Projector {
                 Ok(done) => break done,
                 Err(error @ crate::apply::ApplyError::LayoutChanged { .. }) => {
                     tracing::error!(%error, "stopping: the partition layout changed");
-                    return Handled::LayoutChanged;
+                    return BatchOutcome::LayoutChanged;
                 }
                 Err(error) => {
                     tracing::warn!(%error, messages = messages.len(), ?backoff, "applying failed; retrying");
@@ -381,7 +385,7 @@ impl Projector {
                         let _ = message.ack_with(AckKind::Progress).await;
                     }
                     if sleep_or_shutdown(backoff, shutdown).await {
-                        return Handled::Abandoned;
+                        return BatchOutcome::Abandoned;
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
@@ -433,17 +437,17 @@ impl Projector {
             );
         }
         if followed.parked > 0 {
-            Handled::Parked
+            BatchOutcome::Parked
         } else if followed.applied > 0 {
-            Handled::Applied {
+            BatchOutcome::Applied {
                 gap_filled: followed.gap_filled,
             }
         } else if forged == messages.len() as u64 {
-            Handled::Forged
+            BatchOutcome::Forged
         } else if verdicts.contains(&Verdict::NotYetReadable) {
-            Handled::NotYetReadable
+            BatchOutcome::NotYetReadable
         } else {
-            Handled::Duplicate
+            BatchOutcome::Duplicate
         }
     }
 

@@ -21,7 +21,7 @@ pub const CONSISTENCY_TOKEN: HeaderName = HeaderName::from_static("x-consistency
 /// Every query handler takes one, after its path and query extractors: it authenticates
 /// (viewer or above), then, with a consistency token, waits for the read models.
 #[derive(Debug, Clone)]
-pub struct Reader {
+pub struct ConsistentRead {
     #[allow(dead_code)]
     pub principal: Principal,
     /// A consistency token was given and reached: read Postgres, not the cache (a cached entry
@@ -29,7 +29,7 @@ pub struct Reader {
     pub fresh: bool,
 }
 
-impl FromRequestParts<AppState> for Reader {
+impl FromRequestParts<AppState> for ConsistentRead {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {

@@ -360,7 +360,7 @@ async fn freshness_window(
             .fetch_one(pool)
             .await
             .unwrap();
-    let oldest = connector.poller.snapshots().oldest_refresh().await.unwrap();
+    let oldest = connector.poller.last_seen().oldest_refresh().await.unwrap();
     Freshness {
         elapsed,
         calls,

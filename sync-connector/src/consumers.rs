@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::dispatch::RequestKind;
-use crate::requests::{Handled, Requests};
+use crate::requests::{Disposition, Requests};
 
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
@@ -146,8 +146,8 @@ async fn handle(requests: &Requests, check: &RecordCheck, consumer: &str, messag
         }
     };
     let ack = match requests.handle(&event).await {
-        Ok(Handled::Done) => AckKind::Ack,
-        Ok(Handled::RetryLater(delay)) => AckKind::Nak(Some(delay)),
+        Ok(Disposition::Done) => AckKind::Ack,
+        Ok(Disposition::RetryLater(delay)) => AckKind::Nak(Some(delay)),
         Err(error @ crate::error::SyncError::Decode { .. }) => {
             tracing::error!(%error, position = event.position, consumer, "request cannot be decoded; terminated");
             AckKind::Term

@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use once_client::{ConnectivityStatus, DailyUsage, Quota, Sim, Sms, SmsType};
 use serde::{Deserialize, Serialize};
 
-use crate::observe::{ConnectivityView, ListEntry, QuotaView, UsageDay};
+use crate::observe::{ConnectivityView, ListEntry, SeenQuota, UsageDay};
 
 pub fn list_entry(sim: &Sim) -> ListEntry {
     ListEntry {
@@ -42,8 +42,8 @@ pub fn connectivity(status: &ConnectivityStatus, list_ip: Option<&str>) -> Conne
     }
 }
 
-pub fn quota(quota: &Quota) -> QuotaView {
-    QuotaView {
+pub fn quota(quota: &Quota) -> SeenQuota {
+    SeenQuota {
         total: quota.total,
         remaining: quota.remaining,
         expiry_date: quota.expiry_date,

@@ -72,7 +72,7 @@ impl Jobs {
     /// The whole list, then a per-SIM refresh of every SIM of this shard.
     async fn sync_all(&self, job_id: Uuid) -> Result<SweepReport, SyncError> {
         let mut report = self.poller.sweep_list().await?;
-        let iccids = self.poller.snapshots().all_iccids().await?;
+        let iccids = self.poller.last_seen().all_iccids().await?;
         self.progress(job_id, iccids.len(), 0).await?;
         for (done, iccid) in iccids.iter().enumerate() {
             let events = self.poller.refresh_sim(iccid, Priority::ChangedSims).await?;

@@ -12,11 +12,11 @@ pub mod dispatch;
 pub mod error;
 pub mod issue;
 pub mod jobs;
+pub mod last_seen;
 pub mod metrics;
 pub mod observe;
 pub mod poll;
 pub mod requests;
-pub mod snapshot;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,10 +39,10 @@ pub use dispatch::{Dispatches, Instance, RequestKind};
 pub use error::SyncError;
 pub use issue::Issuer;
 pub use jobs::Jobs;
+pub use last_seen::LastSeen;
 pub use metrics::SyncMetrics;
 pub use poll::{Poller, SweepReport};
-pub use requests::{Handled, Requests};
-pub use snapshot::Snapshots;
+pub use requests::{Disposition, Requests};
 
 pub use platform::StartError;
 
@@ -73,11 +73,11 @@ impl Connector {
         let client = OnceClient::new(client_config).map_err(|e| StartError::Config(e.to_string()))?;
         let store = EventStore::new(pool.clone()).with_snapshots_every(config.common.snapshot_every);
         let issuer = Issuer::new(store, sync_metrics.clone());
-        let snapshots = Snapshots::new(pool.clone(), config.shard);
+        let last_seen = LastSeen::new(pool.clone(), config.shard);
         let poller = Poller::new(
             client.clone(),
             issuer.clone(),
-            snapshots,
+            last_seen,
             config.shard,
             config.schedule.clone(),
             sync_metrics.clone(),

@@ -43,7 +43,7 @@ pub struct ConnectivityView {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QuotaView {
+pub struct SeenQuota {
     pub total: u64,
     pub remaining: u64,
     pub expiry_date: Option<DateTime<Utc>>,
@@ -52,9 +52,9 @@ pub struct QuotaView {
     pub expiry_reported: bool,
 }
 
-impl QuotaView {
+impl SeenQuota {
     /// The assignment part (what `QuotaCommand::Assign` carries), without bookkeeping.
-    pub fn same_assignment(&self, other: &QuotaView) -> bool {
+    pub fn same_assignment(&self, other: &SeenQuota) -> bool {
         self.total == other.total
             && self.remaining == other.remaining
             && self.expiry_date == other.expiry_date

@@ -23,9 +23,9 @@ use crate::config::{Schedule, Shard};
 use crate::convert;
 use crate::error::SyncError;
 use crate::issue::{quota_id, Cause, Issuer};
+use crate::last_seen::{LastSeen, SyncedSim};
 use crate::metrics::SyncMetrics;
 use crate::observe::{ConnectivityView, ListEntry, UsageDay};
-use crate::snapshot::{Snapshots, SyncedSim};
 
 /// SIMs refreshed at once.
 const REFRESH_CONCURRENCY: usize = 4;
@@ -61,7 +61,7 @@ impl SweepReport {
 pub struct Poller {
     client: OnceClient,
     issuer: Issuer,
-    snapshots: Snapshots,
+    last_seen: LastSeen,
     shard: Shard,
     schedule: Schedule,
     metrics: SyncMetrics,
@@ -71,7 +71,7 @@ impl Poller {
     pub fn new(
         client: OnceClient,
         issuer: Issuer,
-        snapshots: Snapshots,
+        last_seen: LastSeen,
         shard: Shard,
         schedule: Schedule,
         metrics: SyncMetrics,
@@ -79,7 +79,7 @@ impl Poller {
         Self {
             client,
             issuer,
-            snapshots,
+            last_seen,
             shard,
             schedule,
             metrics,
@@ -90,8 +90,8 @@ impl Poller {
         &self.client
     }
 
-    pub fn snapshots(&self) -> &Snapshots {
-        &self.snapshots
+    pub fn last_seen(&self) -> &LastSeen {
+        &self.last_seen
     }
 
     /// One poll: the list sweep, then every SIM whose entry changed.
@@ -145,19 +145,19 @@ impl Poller {
             .filter(|(iccid, _)| self.shard.owns(iccid.as_str()))
             .collect();
         let iccids: Vec<String> = owned.iter().map(|(iccid, _)| iccid.to_string()).collect();
-        let known = self.snapshots.many(&iccids).await?;
+        let known = self.last_seen.many(&iccids).await?;
         for (iccid, entry) in owned {
             report.sims_seen += 1;
             let previous = known.get(iccid.as_str());
             match previous {
                 Some(previous)
-                    if previous.list_entry == entry && previous.shard == self.snapshots.shard() => {}
+                    if previous.list_entry == entry && previous.shard == self.last_seen.shard() => {}
                 Some(previous) => {
                     report.sims_changed += 1;
                     let outcome = self.record_list_change(&iccid, previous, &entry).await;
                     self.count(&mut report, outcome)?;
                     let detail_due = entry.quota_differs(&previous.list_entry);
-                    self.snapshots
+                    self.last_seen
                         .save_list_entry(iccid.as_str(), &entry, detail_due)
                         .await?;
                 }
@@ -165,7 +165,7 @@ impl Poller {
                     report.sims_new += 1;
                     let outcome = self.register(&iccid, &entry).await;
                     self.count(&mut report, outcome)?;
-                    self.snapshots
+                    self.last_seen
                         .save_list_entry(iccid.as_str(), &entry, true)
                         .await?;
                 }
@@ -247,7 +247,7 @@ impl Poller {
         if entry.ip_address != previous.list_entry.ip_address {
             let mut view = previous.connectivity.clone().unwrap_or_default();
             view.ip_address = entry.ip_address.clone();
-            self.snapshots.save_connectivity(iccid.as_str(), &view).await?;
+            self.last_seen.save_connectivity(iccid.as_str(), &view).await?;
         }
         if commands.is_empty() {
             return Ok(0);
@@ -327,7 +327,7 @@ impl Poller {
     pub async fn refresh_due(&self, limit: i64, priority: Priority) -> Result<SweepReport, SyncError> {
         let mut report = SweepReport::default();
         while (report.sims_changed as i64) < limit {
-            let batch = self.snapshots.detail_due(limit.min(100)).await?;
+            let batch = self.last_seen.detail_due(limit.min(100)).await?;
             if batch.is_empty() {
                 break;
             }
@@ -345,7 +345,7 @@ impl Poller {
     /// detail interval, least recently refreshed first.
     pub async fn refresh_round_robin(&self, max_sims: i64) -> Result<SweepReport, SyncError> {
         let before = Utc::now() - ChronoDuration::from_std(self.schedule.detail_interval).unwrap_or_default();
-        let stale = self.snapshots.stale(before, max_sims).await?;
+        let stale = self.last_seen.stale(before, max_sims).await?;
         let mut report = SweepReport {
             sims_seen: stale.len() as u64,
             ..SweepReport::default()
@@ -384,7 +384,7 @@ impl Poller {
                         return Err(error);
                     }
                     tracing::warn!(%iccid, %error, "per-SIM refresh failed; the SIM goes to the back of the queue");
-                    self.snapshots.mark_refreshed(&iccid).await?;
+                    self.last_seen.mark_refreshed(&iccid).await?;
                 }
             }
         }
@@ -395,7 +395,7 @@ impl Poller {
     /// returns how many events were stored. A SIM the platform refuses (e.g. terminated) is
     /// marked fresh so it does not come back every sweep.
     pub async fn refresh_sim(&self, iccid: &str, priority: Priority) -> Result<usize, SyncError> {
-        let Some(mut synced) = self.snapshots.get(iccid).await? else {
+        let Some(mut synced) = self.last_seen.get(iccid).await? else {
             return Ok(0);
         };
         let iccid = Iccid::parse(iccid).map_err(|e| SyncError::decode("a stored ICCID", e))?;
@@ -572,7 +572,7 @@ impl Poller {
             crate::requests::settle_mt_messages(&self.issuer, self.issuer.store().pool(), &iccid, &messages)
                 .await?;
 
-        self.snapshots.save_detail(&synced).await?;
+        self.last_seen.save_detail(&synced).await?;
         for reason in refused {
             tracing::warn!(iccid = %iccid, %reason, "a provider observation was refused by the domain");
         }
@@ -604,7 +604,7 @@ fn refused(iccid: &Iccid, code: &'static str, message: &str) -> SyncError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::QuotaView;
+    use crate::observe::SeenQuota;
 
     #[test]
     fn mo_message_ids_are_stable_and_distinct() {
@@ -616,7 +616,7 @@ mod tests {
 
     #[test]
     fn quota_views_compare_by_assignment() {
-        let a = QuotaView {
+        let a = SeenQuota {
             total: 10,
             remaining: 5,
             expiry_date: None,

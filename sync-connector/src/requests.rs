@@ -33,7 +33,7 @@ const MAX_ATTEMPTS: i32 = 20;
 
 /// What to do with the message that carried the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handled {
+pub enum Disposition {
     /// Settled (or nothing left to do): acknowledge.
     Done,
     /// Try again later: redeliver after this delay.
@@ -70,7 +70,7 @@ impl Requests {
     }
 
     /// Carries out the request an event asks for.
-    pub async fn handle(&self, event: &StoredEvent) -> Result<Handled, SyncError> {
+    pub async fn handle(&self, event: &StoredEvent) -> Result<Disposition, SyncError> {
         let iccid = Iccid::parse(&event.iccid).map_err(|e| SyncError::decode("the event's ICCID", e))?;
         let cause = Cause {
             correlation_id: metadata_uuid(event, "correlation_id"),
@@ -86,7 +86,7 @@ impl Requests {
                     self.status_change(RequestKind::Suspension, &iccid, request_id, cause)
                         .await
                 }
-                Ok(_) => Ok(Handled::Done),
+                Ok(_) => Ok(Disposition::Done),
                 Err(e) => Err(SyncError::decode(format!("event {}", event.event_type), e)),
             },
             "quota" => match event.to_domain::<QuotaEvent>() {
@@ -106,7 +106,7 @@ impl Requests {
                     )
                     .await
                 }
-                Ok(_) => Ok(Handled::Done),
+                Ok(_) => Ok(Disposition::Done),
                 Err(e) => Err(SyncError::decode(format!("event {}", event.event_type), e)),
             },
             "sms" => match event.to_domain::<SmsEvent>() {
@@ -120,10 +120,10 @@ impl Requests {
                     self.send_sms(&iccid, message_id, payload, source_address, encoding, cause)
                         .await
                 }
-                Ok(_) => Ok(Handled::Done),
+                Ok(_) => Ok(Disposition::Done),
                 Err(e) => Err(SyncError::decode(format!("event {}", event.event_type), e)),
             },
-            _ => Ok(Handled::Done),
+            _ => Ok(Disposition::Done),
         }
     }
 
@@ -168,22 +168,22 @@ impl Requests {
         iccid: &Iccid,
         request_id: Uuid,
         cause: Cause,
-    ) -> Result<Handled, SyncError> {
+    ) -> Result<Disposition, SyncError> {
         let sim = self.issuer.store().load::<Sim>(iccid.as_str()).await?.state;
         if sim.pending_change().is_none_or(|p| p.request_id != request_id) {
             self.dispatches.close_settled(request_id).await?;
-            return Ok(Handled::Done);
+            return Ok(Disposition::Done);
         }
         let record = match self.claim(kind, request_id, iccid.as_str(), iccid).await? {
-            Claim::Settled => return Ok(Handled::Done),
-            Claim::Busy => return Ok(Handled::RetryLater(Duration::from_secs(5))),
+            Claim::Settled => return Ok(Disposition::Done),
+            Claim::Busy => return Ok(Disposition::RetryLater(Duration::from_secs(5))),
             Claim::Fresh(record) => {
                 if !self
                     .dispatches
                     .mark_dispatching(request_id, self.instance, &json!({}))
                     .await?
                 {
-                    return Ok(Handled::RetryLater(Duration::from_secs(5)));
+                    return Ok(Disposition::RetryLater(Duration::from_secs(5)));
                 }
                 record
             }
@@ -220,7 +220,7 @@ impl Requests {
                     .finish(request_id, "completed", "completed", None)
                     .await?;
                 self.metrics.request(kind.as_str(), "completed");
-                Ok(Handled::Done)
+                Ok(Disposition::Done)
             }
             Err(error) if is_refusal(&error) || record.attempts + 1 >= MAX_ATTEMPTS => {
                 let reason = error.to_string();
@@ -242,12 +242,12 @@ impl Requests {
                     .finish(request_id, "failed", &reason, None)
                     .await?;
                 self.metrics.request(kind.as_str(), "failed");
-                Ok(Handled::Done)
+                Ok(Disposition::Done)
             }
             Err(error) => {
                 tracing::warn!(%error, %request_id, kind = kind.as_str(), "status change not carried out yet; will retry");
                 self.dispatches.release(request_id).await?;
-                Ok(Handled::RetryLater(backoff(record.attempts)))
+                Ok(Disposition::RetryLater(backoff(record.attempts)))
             }
         }
     }
@@ -260,19 +260,19 @@ impl Requests {
         request_id: Uuid,
         payment_method: Option<String>,
         cause: Cause,
-    ) -> Result<Handled, SyncError> {
+    ) -> Result<Disposition, SyncError> {
         let quota = self.issuer.store().load::<Quota>(aggregate_id).await?.state;
         if quota.pending_top_up().is_none_or(|p| p.request_id != request_id) {
             self.dispatches.close_settled(request_id).await?;
-            return Ok(Handled::Done);
+            return Ok(Disposition::Done);
         }
         let client_kind = kind;
         let before = match self
             .claim(RequestKind::TopUp, request_id, aggregate_id, iccid)
             .await?
         {
-            Claim::Settled => return Ok(Handled::Done),
-            Claim::Busy => return Ok(Handled::RetryLater(Duration::from_secs(5))),
+            Claim::Settled => return Ok(Disposition::Done),
+            Claim::Busy => return Ok(Disposition::RetryLater(Duration::from_secs(5))),
             Claim::Reconcile(record) => {
                 return self
                     .reconcile_top_up(aggregate_id, iccid, kind, request_id, &record, cause)
@@ -289,7 +289,7 @@ impl Requests {
                     }
                     Err(error) => {
                         tracing::warn!(%error, %request_id, "cannot read the quota before a top-up; will retry");
-                        return Ok(Handled::RetryLater(backoff(record.attempts)));
+                        return Ok(Disposition::RetryLater(backoff(record.attempts)));
                     }
                 };
                 let before_json = json!({ "quota": convert::quota_record(&before) });
@@ -298,7 +298,7 @@ impl Requests {
                     .mark_dispatching(request_id, self.instance, &before_json)
                     .await?
                 {
-                    return Ok(Handled::RetryLater(Duration::from_secs(5)));
+                    return Ok(Disposition::RetryLater(Duration::from_secs(5)));
                 }
                 convert::quota_record(&before)
             }
@@ -331,7 +331,7 @@ impl Requests {
             Err(error) if !error.outcome_unknown() => {
                 tracing::warn!(%error, %request_id, "top-up not carried out (the provider did not take it); will retry");
                 self.dispatches.release(request_id).await?;
-                Ok(Handled::RetryLater(Duration::from_secs(5)))
+                Ok(Disposition::RetryLater(Duration::from_secs(5)))
             }
             Err(error) => {
                 tracing::warn!(%error, %request_id, "top-up outcome unknown; reconciling with the provider's quota");
@@ -355,7 +355,7 @@ impl Requests {
         request_id: Uuid,
         record: &Dispatch,
         cause: Cause,
-    ) -> Result<Handled, SyncError> {
+    ) -> Result<Disposition, SyncError> {
         let Some(before) = record
             .before_call
             .as_ref()
@@ -375,7 +375,7 @@ impl Requests {
             Ok(after) => convert::quota_record(&after),
             Err(error) => {
                 tracing::warn!(%error, %request_id, "cannot read the quota to reconcile a top-up; will retry");
-                return Ok(Handled::RetryLater(Duration::from_secs(5)));
+                return Ok(Disposition::RetryLater(Duration::from_secs(5)));
             }
         };
         if after.total > before.total
@@ -407,7 +407,7 @@ impl Requests {
         volume_added: u64,
         location: Option<&str>,
         cause: Cause,
-    ) -> Result<Handled, SyncError> {
+    ) -> Result<Disposition, SyncError> {
         let command = QuotaCommand::CompleteTopUp {
             request_id,
             volume_added,
@@ -419,7 +419,7 @@ impl Requests {
             .finish(request_id, "completed", "completed", location)
             .await?;
         self.metrics.request("topup", "completed");
-        Ok(Handled::Done)
+        Ok(Disposition::Done)
     }
 
     async fn fail_top_up(
@@ -429,7 +429,7 @@ impl Requests {
         request_id: Uuid,
         reason: String,
         cause: Cause,
-    ) -> Result<Handled, SyncError> {
+    ) -> Result<Disposition, SyncError> {
         let command = QuotaCommand::FailTopUp {
             request_id,
             reason: reason.clone(),
@@ -441,7 +441,7 @@ impl Requests {
             .finish(request_id, "failed", &reason, None)
             .await?;
         self.metrics.request("topup", "failed");
-        Ok(Handled::Done)
+        Ok(Disposition::Done)
     }
 
     async fn unknown_top_up(
@@ -451,7 +451,7 @@ impl Requests {
         request_id: Uuid,
         reason: &str,
         cause: Cause,
-    ) -> Result<Handled, SyncError> {
+    ) -> Result<Disposition, SyncError> {
         let command = QuotaCommand::RecordTopUpOutcomeUnknown {
             request_id,
             reason: reason.to_owned(),
@@ -463,7 +463,7 @@ impl Requests {
             .finish(request_id, "unknown", reason, None)
             .await?;
         self.metrics.request("topup", "unknown");
-        Ok(Handled::Done)
+        Ok(Disposition::Done)
     }
 
     async fn send_sms(
@@ -474,19 +474,19 @@ impl Requests {
         source_address: Option<String>,
         encoding: Encoding,
         cause: Cause,
-    ) -> Result<Handled, SyncError> {
+    ) -> Result<Disposition, SyncError> {
         let aggregate_id = message_id.to_string();
         let sms = self.issuer.store().load::<Sms>(&aggregate_id).await?.state;
         if sms.status() != Some(SmsStatus::Requested) {
             self.dispatches.close_settled(message_id).await?;
-            return Ok(Handled::Done);
+            return Ok(Disposition::Done);
         }
         match self
             .claim(RequestKind::Sms, message_id, &aggregate_id, iccid)
             .await?
         {
-            Claim::Settled => return Ok(Handled::Done),
-            Claim::Busy => return Ok(Handled::RetryLater(Duration::from_secs(5))),
+            Claim::Settled => return Ok(Disposition::Done),
+            Claim::Busy => return Ok(Disposition::RetryLater(Duration::from_secs(5))),
             Claim::Reconcile(record) => {
                 return self
                     .reconcile_sms(iccid, message_id, &payload, &record, cause)
@@ -498,7 +498,7 @@ impl Requests {
                     .mark_dispatching(message_id, self.instance, &json!({ "payload": payload }))
                     .await?
                 {
-                    return Ok(Handled::RetryLater(Duration::from_secs(5)));
+                    return Ok(Disposition::RetryLater(Duration::from_secs(5)));
                 }
             }
         }
@@ -527,12 +527,12 @@ impl Requests {
                     .finish(message_id, "failed", &reason, None)
                     .await?;
                 self.metrics.request("sms", "failed");
-                Ok(Handled::Done)
+                Ok(Disposition::Done)
             }
             Err(error) if !error.outcome_unknown() => {
                 tracing::warn!(%error, %message_id, "SMS not handed over (the provider did not take it); will retry");
                 self.dispatches.release(message_id).await?;
-                Ok(Handled::RetryLater(Duration::from_secs(5)))
+                Ok(Disposition::RetryLater(Duration::from_secs(5)))
             }
             Err(error) => {
                 tracing::warn!(%error, %message_id, "SMS outcome unknown; reconciling with the provider's SMS list");
@@ -555,12 +555,12 @@ impl Requests {
         payload: &str,
         record: &Dispatch,
         cause: Cause,
-    ) -> Result<Handled, SyncError> {
+    ) -> Result<Disposition, SyncError> {
         let messages = match self.client.all_sms(iccid.as_str()).await {
             Ok(messages) => messages,
             Err(error) => {
                 tracing::warn!(%error, %message_id, "cannot read the SMS list to reconcile; will retry");
-                return Ok(Handled::RetryLater(Duration::from_secs(5)));
+                return Ok(Disposition::RetryLater(Duration::from_secs(5)));
             }
         };
         let claimed = self.dispatches.claimed_sms_ids(iccid.as_str()).await?;
@@ -593,7 +593,7 @@ impl Requests {
                     .finish(message_id, "unknown", reason, None)
                     .await?;
                 self.metrics.request("sms", "unknown");
-                Ok(Handled::Done)
+                Ok(Disposition::Done)
             }
         }
     }
@@ -604,7 +604,7 @@ impl Requests {
         message_id: Uuid,
         provider_id: Option<String>,
         cause: Cause,
-    ) -> Result<Handled, SyncError> {
+    ) -> Result<Disposition, SyncError> {
         let command = SmsCommand::MarkSubmitted {
             provider_message_id: provider_id.clone(),
             at: Utc::now(),
@@ -615,7 +615,7 @@ impl Requests {
             .finish(message_id, "completed", "submitted", provider_id.as_deref())
             .await?;
         self.metrics.request("sms", "completed");
-        Ok(Handled::Done)
+        Ok(Disposition::Done)
     }
 
     /// Issues a confirming command; a refusal means the request was settled meanwhile (e.g.

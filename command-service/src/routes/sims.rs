@@ -35,8 +35,8 @@ fn parse_iccid(raw: &str) -> Result<Iccid, ApiError> {
     Iccid::parse(raw).map_err(|error| domain_error(&error))
 }
 
-/// Runs a command and counts its outcome.
-async fn run<A: Aggregate>(
+/// The answer to a command's outcome (and the outcome counted).
+async fn answer_outcome<A: Aggregate>(
     state: &AppState,
     name: &str,
     outcome: Result<eventstore::Executed, ExecuteError<A::Error>>,
@@ -99,7 +99,7 @@ pub(crate) async fn register(
         .execute::<Sim>(iccid.as_str(), iccid.as_str(), command, &ctx)
         .await;
     let location = format!("/api/v1/sims/{iccid}");
-    run::<Sim>(&state, "register", outcome, StatusCode::CREATED, Some(location)).await
+    answer_outcome::<Sim>(&state, "register", outcome, StatusCode::CREATED, Some(location)).await
 }
 
 /// `label: null` clears the label; a missing field leaves it alone.
@@ -153,7 +153,7 @@ pub(crate) async fn update(
             handle_in_turn(sim, commands.clone())
         })
         .await;
-    run::<Sim>(&state, "update", outcome, StatusCode::OK, None).await
+    answer_outcome::<Sim>(&state, "update", outcome, StatusCode::OK, None).await
 }
 
 /// A command on one SIM that takes no body: the route's name, its success status, and the
@@ -174,7 +174,7 @@ async fn simple_sim_command(
         .store
         .execute::<Sim>(iccid.as_str(), iccid.as_str(), command, &ctx)
         .await;
-    run::<Sim>(state, name, outcome, status, None).await
+    answer_outcome::<Sim>(state, name, outcome, status, None).await
 }
 
 /// Recorded as requested: the sync connector carries it out at 1NCE and confirms it.
@@ -306,7 +306,7 @@ pub(crate) async fn top_up(
         .store
         .execute::<Quota>(&quota_aggregate_id(&iccid, kind), iccid.as_str(), command, &ctx)
         .await;
-    run::<Quota>(&state, "topup", outcome, StatusCode::ACCEPTED, None).await
+    answer_outcome::<Quota>(&state, "topup", outcome, StatusCode::ACCEPTED, None).await
 }
 
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
@@ -347,5 +347,5 @@ pub(crate) async fn send_sms(
         .execute::<Sms>(&message_id.to_string(), iccid.as_str(), command, &ctx)
         .await;
     let location = format!("/api/v1/sims/{iccid}/sms/{message_id}");
-    run::<Sms>(&state, "sms", outcome, StatusCode::ACCEPTED, Some(location)).await
+    answer_outcome::<Sms>(&state, "sms", outcome, StatusCode::ACCEPTED, Some(location)).await
 }

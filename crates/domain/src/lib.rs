@@ -8,6 +8,7 @@ pub mod ids;
 pub mod quota;
 pub mod sim;
 pub mod sms;
+pub mod spelled;
 
 /// Given/when/then for aggregates, for this crate's tests and (with the `testing` feature)
 /// other crates' tests.
@@ -23,6 +24,7 @@ pub use sim::{
     UsagePeriod,
 };
 pub use sms::{sms_encoding, Direction, Encoding, Sms, SmsCommand, SmsError, SmsEvent, SmsStatus};
+pub use spelled::{Spelled, UnknownWord};
 
 use serde::{de::DeserializeOwned, Serialize};
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use domain::{SimStatus, Spelled};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
@@ -36,7 +37,7 @@ pub struct FleetSummary {
 
 pub async fn load_fleet_summary(pool: &PgPool) -> Result<FleetSummary, sqlx::Error> {
     let mut summary = FleetSummary::default();
-    for status in ["inactive", "active", "suspended", "terminated"] {
+    for status in SimStatus::ALL.iter().map(|s| s.as_str()) {
         summary.sims_by_status.insert(status.to_owned(), 0);
     }
     let rows: Vec<(String, i64)> = sqlx::query_as("SELECT status, count(*) FROM sims GROUP BY status")

@@ -160,7 +160,7 @@ fn replay(events: &[StoredEvent], strict: bool) -> Result<Option<SimView>, Repla
         msisdn: sim.msisdn().map(ToString::to_string),
         label: sim.label().map(str::to_owned),
         tags: sim.tags().to_vec(),
-        status: sim.status().as_str().to_owned(),
+        status: sim.status(),
         pending_change: sim.pending_change().map(|p| match p.kind {
             ChangeKind::Activation => "activation".to_owned(),
             ChangeKind::Suspension => "suspension".to_owned(),
@@ -292,7 +292,7 @@ mod tests {
         let mut events = history();
         events.reverse(); // any order in
         let view = try_sim_view_as_of(&events).unwrap().unwrap();
-        assert_eq!(view.status, "active");
+        assert_eq!(view.status, SimStatus::Active);
         assert_eq!(view.provider_status.as_deref(), Some("Enabled"));
         assert_eq!(view.label.as_deref(), Some("pump"));
         assert_eq!(view.data_total, Some(1000));
@@ -312,7 +312,7 @@ mod tests {
         assert_eq!(sim_view_as_of(&events[1..2]), None);
         assert_eq!(sim_view_as_of(&[]), None);
         let first = sim_view_as_of(&events[..1]).unwrap();
-        assert_eq!(first.status, "inactive");
+        assert_eq!(first.status, SimStatus::Inactive);
         assert_eq!(first.data_total, None);
         assert_eq!(first.version, 1);
     }
@@ -323,6 +323,6 @@ mod tests {
         events[2].payload = json!({"nonsense": true});
         assert!(try_sim_view_as_of(&events).is_err());
         let lenient = sim_view_as_of(&events).unwrap();
-        assert_eq!(lenient.status, "inactive");
+        assert_eq!(lenient.status, SimStatus::Inactive);
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use domain::SimStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
@@ -21,7 +22,9 @@ pub struct SimView {
     pub label: Option<String>,
     pub tags: Vec<String>,
     /// `inactive`, `active`, `suspended` or `terminated`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "active"))]
+    pub status: SimStatus,
     /// `activation` or `suspension` while the provider has not confirmed it.
     pub pending_change: Option<String>,
     /// `Enabled` or `Disabled`, as 1NCE last reported it.
@@ -69,7 +72,7 @@ impl SimView {
             msisdn: None,
             label: None,
             tags: Vec::new(),
-            status: "inactive".to_owned(),
+            status: SimStatus::Inactive,
             pending_change: None,
             provider_status: None,
             imei: None,
@@ -160,6 +163,7 @@ pub async fn upsert_sims(conn: &mut PgConnection, rows: &[&SimView]) -> Result<(
         };
     }
     let tags: Vec<Value> = rows.iter().map(|r| json_array(&r.tags)).collect();
+    let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
     sqlx::query(
         "INSERT INTO sims (iccid, imsi, msisdn, label, tags, status, pending_change, provider_status, imei, \
            imei_lock, ip_address, network, country, rat, last_seen_at, data_total, data_remaining, data_expiry, \
@@ -193,7 +197,7 @@ pub async fn upsert_sims(conn: &mut PgConnection, rows: &[&SimView]) -> Result<(
     .bind(column!(msisdn))
     .bind(column!(label))
     .bind(tags)
-    .bind(column!(status))
+    .bind(statuses)
     .bind(column!(pending_change))
     .bind(column!(provider_status))
     .bind(column!(imei))

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use domain::{Direction, SmsStatus};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -22,9 +23,14 @@ pub struct SmsRow {
     pub message_id: Uuid,
     pub iccid: String,
     /// `MT` or `MO`.
-    pub direction: String,
-    /// `requested`, `submitted`, `delivered`, `failed` or `received`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "MT"))]
+    pub direction: Direction,
+    /// `requested`, `submitted`, `delivered`, `failed`, `received` or `unknown` (the provider
+    /// may or may not have taken it: an operator has to look).
+    #[sqlx(try_from = "String")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "delivered"))]
+    pub status: SmsStatus,
     pub payload: String,
     pub encoding: Option<String>,
     pub parts: Option<i32>,
@@ -83,8 +89,8 @@ pub async fn upsert_sms(conn: &mut PgConnection, rows: &[&SmsRow]) -> Result<(),
     )
     .bind(column!(message_id))
     .bind(column!(iccid))
-    .bind(column!(direction))
-    .bind(column!(status))
+    .bind(rows.iter().map(|r| r.direction.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
     .bind(column!(payload))
     .bind(column!(encoding))
     .bind(column!(parts))

@@ -2,6 +2,7 @@
 //! included), with who and when. Written by the projectors.
 
 use chrono::{DateTime, Utc};
+use domain::SimStatus;
 use sqlx::PgConnection;
 
 /// A `sim_status_history` row.
@@ -10,8 +11,8 @@ pub struct StatusChange {
     pub iccid: String,
     pub position: i64,
     pub changed_at: DateTime<Utc>,
-    pub from_status: Option<String>,
-    pub to_status: String,
+    pub from_status: Option<SimStatus>,
+    pub to_status: SimStatus,
     pub event_type: String,
     pub actor: Option<String>,
 }
@@ -37,8 +38,8 @@ pub async fn insert_status_history(
     .bind(column!(iccid))
     .bind(column!(position))
     .bind(column!(changed_at))
-    .bind(column!(from_status))
-    .bind(column!(to_status))
+    .bind(rows.iter().map(|r| r.from_status.map(SimStatus::as_str)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.to_status.as_str()).collect::<Vec<_>>())
     .bind(column!(event_type))
     .bind(column!(actor))
     .execute(conn)

@@ -8,7 +8,7 @@ use readmodel::{Cache, CacheConfig, SimView};
 fn view(position: i64, label: &str) -> SimView {
     SimView {
         label: Some(label.into()),
-        status: "active".into(),
+        status: domain::SimStatus::Active,
         version: position,
         last_position: position,
         updated_at: Utc::now(),

@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use domain::{QuotaEvent, SimEvent, SmsEvent};
+use domain::{Direction, QuotaEvent, SimEvent, SimStatus, SmsEvent, SmsStatus};
 use eventstore::StoredEvent;
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -311,7 +311,7 @@ impl Fold {
         };
         row.version = e.sequence;
         touch(row, e);
-        let mut new_status: Option<String> = None;
+        let mut new_status: Option<SimStatus> = None;
         match event {
             SimEvent::SimRegistered { .. } => unreachable!("handled above"),
             SimEvent::SimLabelChanged { label } => row.label = label,
@@ -323,12 +323,12 @@ impl Fold {
             SimEvent::ActivationCompleted { .. } => {
                 row.pending_change = None;
                 row.provider_status = Some("Enabled".into());
-                new_status = Some("active".into());
+                new_status = Some(SimStatus::Active);
             }
             SimEvent::SuspensionCompleted { .. } => {
                 row.pending_change = None;
                 row.provider_status = Some("Disabled".into());
-                new_status = Some("suspended".into());
+                new_status = Some(SimStatus::Suspended);
             }
             SimEvent::ActivationFailed { .. } | SimEvent::SuspensionFailed { .. } => {
                 row.pending_change = None
@@ -336,11 +336,11 @@ impl Fold {
             SimEvent::SimTerminated { terminated_at, .. } => {
                 row.pending_change = None;
                 row.terminated_at = Some(terminated_at);
-                new_status = Some("terminated".into());
+                new_status = Some(SimStatus::Terminated);
             }
             SimEvent::ProviderStatusChanged { to, sim_status, .. } => {
                 row.provider_status = Some(to.to_string());
-                new_status = Some(sim_status.as_str().to_owned());
+                new_status = Some(sim_status);
             }
             SimEvent::ConnectivityChanged {
                 network,
@@ -359,7 +359,7 @@ impl Fold {
         }
         if let Some(new) = new_status {
             let row = self.sims.get_mut(&iccid).expect("looked up above");
-            let old = std::mem::replace(&mut row.status, new.clone());
+            let old = std::mem::replace(&mut row.status, new);
             if old != new {
                 self.history.push(status_change(e, Some(old), new));
             }
@@ -395,12 +395,12 @@ impl Fold {
         row.msisdn = msisdn;
         row.label = label;
         row.tags = tags;
-        row.status = "inactive".into();
+        row.status = SimStatus::Inactive;
         row.registered_at = registered_at;
         row.version = e.sequence;
         row.last_position = e.position;
         row.updated_at = e.recorded_at;
-        self.history.push(status_change(e, None, "inactive".into()));
+        self.history.push(status_change(e, None, SimStatus::Inactive));
         self.dirty_sims.insert(iccid);
     }
 
@@ -477,11 +477,11 @@ impl Fold {
 
     fn sms_event(&mut self, e: &StoredEvent, message_id: Uuid, event: SmsEvent) {
         let iccid = event.iccid().to_string();
-        let fresh = |direction: &str, status: &str, payload: String| SmsRow {
+        let fresh = |direction: Direction, status: SmsStatus, payload: String| SmsRow {
             message_id,
             iccid: iccid.clone(),
-            direction: direction.into(),
-            status: status.into(),
+            direction,
+            status,
             payload,
             encoding: None,
             parts: None,
@@ -506,13 +506,12 @@ impl Fold {
                 requested_at,
                 ..
             } => {
-                let row = self
-                    .sms
-                    .entry(message_id)
-                    .or_insert_with(|| fresh("MT", "requested", String::new()));
+                let row = self.sms.entry(message_id).or_insert_with(|| {
+                    fresh(Direction::MobileTerminated, SmsStatus::Requested, String::new())
+                });
                 row.iccid = iccid;
-                row.direction = "MT".into();
-                row.status = "requested".into();
+                row.direction = Direction::MobileTerminated;
+                row.status = SmsStatus::Requested;
                 row.payload = payload;
                 row.encoding = serde_json::to_value(encoding)
                     .ok()
@@ -528,13 +527,12 @@ impl Fold {
                 received_at,
                 ..
             } => {
-                let row = self
-                    .sms
-                    .entry(message_id)
-                    .or_insert_with(|| fresh("MO", "received", String::new()));
+                let row = self.sms.entry(message_id).or_insert_with(|| {
+                    fresh(Direction::MobileOriginated, SmsStatus::Received, String::new())
+                });
                 row.iccid = iccid;
-                row.direction = "MO".into();
-                row.status = "received".into();
+                row.direction = Direction::MobileOriginated;
+                row.status = SmsStatus::Received;
                 row.payload = payload;
                 row.source_address = source_address;
                 row.provider_message_id = provider_message_id;
@@ -550,23 +548,23 @@ impl Fold {
                         submitted_at,
                         ..
                     } => {
-                        row.status = "submitted".into();
+                        row.status = SmsStatus::Submitted;
                         row.provider_message_id = provider_message_id;
                         row.submitted_at = Some(submitted_at);
                     }
                     SmsEvent::SmsDelivered { delivered_at, .. } => {
-                        row.status = "delivered".into();
+                        row.status = SmsStatus::Delivered;
                         row.delivered_at = Some(delivered_at);
                     }
                     SmsEvent::SmsFailed {
                         reason, failed_at, ..
                     } => {
-                        row.status = "failed".into();
+                        row.status = SmsStatus::Failed;
                         row.failure_reason = Some(reason);
                         row.failed_at = Some(failed_at);
                     }
                     SmsEvent::SmsOutcomeUnknown { reason, .. } => {
-                        row.status = "unknown".into();
+                        row.status = SmsStatus::Unknown;
                         row.failure_reason = Some(reason);
                     }
                     SmsEvent::SmsSendRequested { .. } | SmsEvent::SmsReceived { .. } => {
@@ -614,7 +612,7 @@ fn settle_topup(q: &mut QuotaRow, at: DateTime<Utc>, status: &str) {
     q.last_topup_status = Some(status.into());
 }
 
-fn status_change(e: &StoredEvent, from: Option<String>, to: String) -> StatusChange {
+fn status_change(e: &StoredEvent, from: Option<SimStatus>, to: SimStatus) -> StatusChange {
     StatusChange {
         iccid: e.aggregate_id.clone(),
         position: e.position,

@@ -31,7 +31,7 @@ async fn every_event_type_lands_in_its_rows(pool: PgPool) {
     assert_eq!(a.tags, vec!["north".to_owned(), "pump".to_owned()]);
     assert!(a.imei_lock);
     assert_eq!(a.imei.as_deref(), Some("490154203237518"));
-    assert_eq!(a.status, "active");
+    assert_eq!(a.status, domain::SimStatus::Active);
     assert_eq!(a.pending_change, None);
     assert_eq!(a.provider_status.as_deref(), Some("Enabled"));
     assert_eq!(a.network.as_deref(), Some("Telekom"));
@@ -58,7 +58,7 @@ async fn every_event_type_lands_in_its_rows(pool: PgPool) {
     assert_eq!(a.updated_at, last_row_event.recorded_at);
 
     let b = load_sim(&pool, SIM_B).await.unwrap().unwrap();
-    assert_eq!(b.status, "terminated");
+    assert_eq!(b.status, domain::SimStatus::Terminated);
     assert_eq!(b.terminated_at, Some(at(1, 17, 0)));
     assert_eq!((b.data_total, b.data_remaining), (Some(1000), Some(0)));
     assert_eq!(

@@ -9,7 +9,7 @@ use platform::{ApiError, ApiQuery, Principal};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::consistency::Reader;
+use crate::consistency::ConsistentRead;
 use crate::params::event_limit;
 use crate::routes::history::cursor_at;
 use crate::state::AppState;
@@ -56,7 +56,7 @@ pub async fn feed(
     State(state): State<AppState>,
     _: Principal,
     ApiQuery(params): ApiQuery<FeedParams>,
-    _reader: Reader,
+    _read: ConsistentRead,
 ) -> Result<Json<FeedPage>, ApiError> {
     let limit = event_limit(params.limit)?;
     let after = params.after.unwrap_or(0);

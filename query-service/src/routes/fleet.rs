@@ -9,7 +9,7 @@ use readmodel::FleetSummary;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::consistency::Reader;
+use crate::consistency::ConsistentRead;
 use crate::params::Granularity;
 use readmodel::UsagePoint;
 
@@ -37,9 +37,9 @@ pub fn routes() -> Router<AppState> {
 pub async fn summary(
     State(state): State<AppState>,
     _: Principal,
-    reader: Reader,
+    read: ConsistentRead,
 ) -> Result<Json<FleetSummary>, ApiError> {
-    if reader.fresh {
+    if read.fresh {
         return Ok(Json(readmodel::load_fleet_summary(&state.pool).await?));
     }
     let (summary, cached) = state
@@ -77,7 +77,7 @@ pub async fn usage(
     State(state): State<AppState>,
     _: Principal,
     ApiQuery(params): ApiQuery<UsageParams>,
-    _reader: Reader,
+    _read: ConsistentRead,
 ) -> Result<Json<FleetUsage>, ApiError> {
     let range = params.range()?;
     let points = usage_points(&state.pool, None, &range).await?;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::consistency::Reader;
+use crate::consistency::ConsistentRead;
 use crate::params::{event_limit, invalid, parse_instant};
 use crate::routes::sims::sim_not_found;
 use crate::state::AppState;
@@ -82,7 +82,7 @@ pub async fn events(
     _: Principal,
     IccidPath(iccid): IccidPath,
     ApiQuery(params): ApiQuery<HistoryParams>,
-    _reader: Reader,
+    _read: ConsistentRead,
 ) -> Result<Json<SimHistory>, ApiError> {
     let limit = event_limit(params.limit)?;
     let after = params.after_position.unwrap_or(0);
@@ -126,7 +126,7 @@ pub async fn state_as_of(
     _: Principal,
     IccidPath(iccid): IccidPath,
     ApiQuery(params): ApiQuery<StateParams>,
-    _reader: Reader,
+    _read: ConsistentRead,
 ) -> Result<Json<SimView>, ApiError> {
     let as_of = match params.as_of.as_deref() {
         Some(raw) => parse_instant("as_of", raw)?,

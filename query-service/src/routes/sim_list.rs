@@ -5,18 +5,17 @@ use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
+use domain::{SimStatus, Spelled};
 use platform::{ApiError, ApiQuery, Principal};
 use readmodel::{SimView, SIM_COLUMNS};
 use serde::Deserialize;
 use sqlx::{Postgres, QueryBuilder};
 use utoipa::IntoParams;
 
-use crate::consistency::Reader;
+use crate::consistency::ConsistentRead;
 use crate::params::{invalid, parse_iccid, Page};
 use crate::routes::paging::{self, Cursor};
 use crate::state::AppState;
-
-pub const SIM_STATUSES: &[&str] = &["inactive", "active", "suspended", "terminated"];
 
 /// A sort column of `GET /sims`.
 #[derive(Debug, Clone, Copy)]
@@ -121,7 +120,7 @@ impl Sort {
             "imsi" => Some(sim.imsi.clone()),
             "msisdn" => sim.msisdn.clone(),
             "label" => sim.label.clone(),
-            "status" => Some(sim.status.clone()),
+            "status" => Some(sim.status.as_str().to_owned()),
             "registered_at" => Some(time(&sim.registered_at)),
             "updated_at" => Some(time(&sim.updated_at)),
             _ => sim.last_seen_at.as_ref().map(time),
@@ -197,7 +196,7 @@ pub struct ListSims {
 /// Validated filters of `GET /sims`.
 #[derive(Debug, Default)]
 struct SimFilters {
-    statuses: Option<Vec<String>>,
+    statuses: Option<Vec<SimStatus>>,
     tags: Option<Vec<String>>,
     label: Option<String>,
     iccid: Option<String>,
@@ -237,12 +236,17 @@ impl SimFilters {
     fn parse(params: &ListSims) -> Result<Self, ApiError> {
         let mut filters = Self::default();
         if let Some(raw) = &params.status {
-            let statuses = comma_list(raw);
-            if statuses.is_empty() || statuses.iter().any(|s| !SIM_STATUSES.contains(&s.as_str())) {
-                return Err(invalid(
-                    "status",
-                    format!("expected one or more of {}", SIM_STATUSES.join(", ")),
-                ));
+            let expected = || {
+                let words: Vec<&str> = SimStatus::ALL.iter().map(|s| s.as_str()).collect();
+                invalid("status", format!("expected one or more of {}", words.join(", ")))
+            };
+            let statuses: Vec<SimStatus> = comma_list(raw)
+                .iter()
+                .map(|word| word.parse())
+                .collect::<Result<_, _>>()
+                .map_err(|_| expected())?;
+            if statuses.is_empty() {
+                return Err(expected());
             }
             filters.statuses = Some(statuses);
         }
@@ -282,7 +286,7 @@ impl SimFilters {
         if let Some(statuses) = &self.statuses {
             query
                 .push(" AND status = ANY(")
-                .push_bind(statuses.clone())
+                .push_bind(statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>())
                 .push(")");
         }
         if let Some(tags) = &self.tags {
@@ -329,7 +333,7 @@ pub async fn list(
     _: Principal,
     RawQuery(raw_query): RawQuery,
     ApiQuery(params): ApiQuery<ListSims>,
-    reader: Reader,
+    read: ConsistentRead,
 ) -> Result<Response, ApiError> {
     let keyset = params.after.is_some();
     if keyset && params.page.is_some() {
@@ -374,7 +378,7 @@ pub async fn list(
             let key = format!("sims {filters:?}");
             state
                 .list_totals
-                .count(&state.pool, key, reader.fresh, |query| {
+                .count(&state.pool, key, read.fresh, |query| {
                     query.push("FROM sims");
                     filters.push_where(query);
                 })

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use domain::{Direction, SmsStatus};
 use platform::{ApiError, ApiQuery, IccidPath, Principal};
 use readmodel::sms::SMS_COLUMNS;
 use readmodel::{QuotaRow, SmsRow, UsagePoint};
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::consistency::Reader;
+use crate::consistency::ConsistentRead;
 use crate::params::{invalid, Granularity, Page, UsageRange};
 use crate::routes::paging;
 use crate::state::AppState;
@@ -63,10 +64,10 @@ pub async fn detail(
     _: Principal,
     IccidPath(iccid): IccidPath,
     headers: HeaderMap,
-    reader: Reader,
+    read: ConsistentRead,
 ) -> Result<Response, ApiError> {
     let mut sim = None;
-    if !reader.fresh {
+    if !read.fresh {
         sim = state.cache.get_sim(iccid.as_str()).await;
         if sim.is_some() {
             state.cache_hit("sim");
@@ -176,7 +177,7 @@ pub async fn usage(
     _: Principal,
     IccidPath(iccid): IccidPath,
     ApiQuery(params): ApiQuery<UsageParams>,
-    _reader: Reader,
+    _read: ConsistentRead,
 ) -> Result<Json<SimUsage>, ApiError> {
     let range = params.range()?;
     require_sim(&state.pool, iccid.as_str()).await?;
@@ -205,7 +206,7 @@ pub async fn quotas(
     State(state): State<AppState>,
     _: Principal,
     IccidPath(iccid): IccidPath,
-    _reader: Reader,
+    _read: ConsistentRead,
 ) -> Result<Json<Vec<QuotaRow>>, ApiError> {
     require_sim(&state.pool, iccid.as_str()).await?;
     Ok(Json(
@@ -225,7 +226,7 @@ pub struct ListSms {
     page_size: Option<u32>,
     /// `MT` (sent to the device) or `MO` (sent by it).
     direction: Option<String>,
-    /// `requested`, `submitted`, `delivered`, `failed` or `received`.
+    /// `requested`, `submitted`, `delivered`, `failed`, `received` or `unknown`.
     status: Option<String>,
 }
 
@@ -252,33 +253,29 @@ pub async fn sms(
     IccidPath(iccid): IccidPath,
     RawQuery(raw_query): RawQuery,
     ApiQuery(params): ApiQuery<ListSms>,
-    _reader: Reader,
+    _read: ConsistentRead,
 ) -> Result<Response, ApiError> {
     let page = Page::parse(params.page, params.page_size)?;
-    let direction = match params.direction.as_deref().map(str::trim) {
-        None => None,
-        Some(d @ ("MT" | "MO")) => Some(d.to_owned()),
-        Some(_) => return Err(invalid("direction", "expected MT or MO")),
-    };
-    const SMS_STATUSES: &[&str] = &["requested", "submitted", "delivered", "failed", "received"];
-    let status = match params.status.as_deref().map(str::trim) {
-        None => None,
-        Some(s) if SMS_STATUSES.contains(&s) => Some(s.to_owned()),
-        Some(_) => {
-            return Err(invalid(
-                "status",
-                format!("expected one of {}", SMS_STATUSES.join(", ")),
-            ))
-        }
-    };
+    let direction = params
+        .direction
+        .as_deref()
+        .map(|word| word.trim().parse::<Direction>())
+        .transpose()
+        .map_err(|error| invalid("direction", format!("expected one of {}", error.expected)))?;
+    let status = params
+        .status
+        .as_deref()
+        .map(|word| word.trim().parse::<SmsStatus>())
+        .transpose()
+        .map_err(|error| invalid("status", format!("expected one of {}", error.expected)))?;
     require_sim(&state.pool, iccid.as_str()).await?;
     let filters = |query: &mut QueryBuilder<'_, Postgres>| {
         query.push(" WHERE iccid = ").push_bind(iccid.to_string());
-        if let Some(direction) = &direction {
-            query.push(" AND direction = ").push_bind(direction.clone());
+        if let Some(direction) = direction {
+            query.push(" AND direction = ").push_bind(direction.as_str());
         }
-        if let Some(status) = &status {
-            query.push(" AND status = ").push_bind(status.clone());
+        if let Some(status) = status {
+            query.push(" AND status = ").push_bind(status.as_str());
         }
     };
     let mut select = QueryBuilder::new(format!("SELECT {SMS_COLUMNS} FROM sms_messages"));

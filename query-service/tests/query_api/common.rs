@@ -8,7 +8,7 @@ use domain::ids::{quota_aggregate_id, Iccid, Imsi, QuotaKind};
 use domain::quota::{Quota, QuotaCommand};
 use domain::sim::{ProviderStatus, Sim, SimCommand};
 use eventstore::{CommandContext, EventMetadata, EventStore};
-use readmodel::{SimView, SIM_COLUMNS};
+use readmodel::SimView;
 use sqlx::PgPool;
 
 pub fn ts(text: &str) -> DateTime<Utc> {
@@ -24,43 +24,10 @@ pub fn sim_row(n: u32) -> SimView {
     }
 }
 
-/// Writes a `sims` row as the projectors would.
+/// Writes a `sims` row as the projectors do.
 pub async fn insert_sim(pool: &PgPool, sim: &SimView) {
-    let placeholders: Vec<String> = (1..=27).map(|i| format!("${i}")).collect();
-    sqlx::query(&format!(
-        "INSERT INTO sims ({SIM_COLUMNS}) VALUES ({})",
-        placeholders.join(", ")
-    ))
-    .bind(&sim.iccid)
-    .bind(&sim.imsi)
-    .bind(&sim.msisdn)
-    .bind(&sim.label)
-    .bind(&sim.tags)
-    .bind(&sim.status)
-    .bind(&sim.pending_change)
-    .bind(&sim.provider_status)
-    .bind(&sim.imei)
-    .bind(sim.imei_lock)
-    .bind(&sim.ip_address)
-    .bind(&sim.network)
-    .bind(&sim.country)
-    .bind(&sim.rat)
-    .bind(sim.last_seen_at)
-    .bind(sim.data_total)
-    .bind(sim.data_remaining)
-    .bind(sim.data_expiry)
-    .bind(sim.sms_total)
-    .bind(sim.sms_remaining)
-    .bind(sim.sms_expiry)
-    .bind(sim.registered_at)
-    .bind(sim.terminated_at)
-    .bind(sim.version)
-    .bind(sim.last_position)
-    .bind(sim.updated_at)
-    .bind(&sim.projection)
-    .execute(pool)
-    .await
-    .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    readmodel::sims::upsert_sims(&mut conn, &[sim]).await.unwrap();
 }
 
 pub fn context(actor: &str, request_id: &str) -> CommandContext {

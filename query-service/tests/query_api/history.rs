@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use domain::SimStatus;
+
 use crate::common::*;
 use chrono::{DateTime, Utc};
 use readmodel::SimView;
@@ -173,7 +175,7 @@ async fn state_as_of_replays_the_history(pool: PgPool) {
     let expected = SimView {
         label: Some("pump".into()),
         tags: vec!["site:a".into()],
-        status: "active".into(),
+        status: SimStatus::Active,
         provider_status: Some("Enabled".into()),
         data_total: Some(5000),
         data_remaining: Some(4000),
@@ -273,12 +275,12 @@ async fn consistency_tokens_wait_for_the_read_models(pool: PgPool) {
     let p2 = provider_enabled(&store, &sim, Utc::now()).await;
     set_checkpoint(&pool, "read-models", p1).await;
     let mut row = sim_row(1);
-    row.status = "active".into();
+    row.status = SimStatus::Active;
     row.last_position = p2;
     insert_sim(&pool, &row).await;
     // A stale entry in Redis: a query with a token must not be answered from it.
     let mut stale = row.clone();
-    stale.status = "inactive".into();
+    stale.status = SimStatus::Inactive;
     stale.last_position = p1;
     app.state.cache.put_sim(&stale).await;
     assert_eq!(app.get_json(&format!("/sims/{sim}")).await["status"], "inactive");

@@ -1,6 +1,8 @@
 //! The read-model routes: list, detail (Postgres and Redis), usage, quotas, SMS, fleet, auth,
 //! OpenAPI.
 
+use domain::SimStatus;
+
 use crate::common::*;
 use chrono::Duration;
 use readmodel::SimView;
@@ -22,7 +24,7 @@ async fn fleet(pool: &PgPool) -> Vec<SimView> {
     let mut sims = Vec::new();
     for n in 1..=30u32 {
         let mut sim = sim_row(n);
-        sim.status = ["inactive", "active", "suspended"][(n % 3) as usize].into();
+        sim.status = [SimStatus::Inactive, SimStatus::Active, SimStatus::Suspended][(n % 3) as usize];
         if n % 2 == 0 {
             sim.tags.push("even".into());
         }
@@ -73,8 +75,11 @@ async fn lists_pages_filters_and_sorts(pool: PgPool) {
             .collect()
     };
     for (query, expected) in [
-        ("status=active", expect(&|s| s.status == "active")),
-        ("status=active,suspended", expect(&|s| s.status != "inactive")),
+        ("status=active", expect(&|s| s.status == SimStatus::Active)),
+        (
+            "status=active,suspended",
+            expect(&|s| s.status != SimStatus::Inactive),
+        ),
         ("tag=even", expect(&|s| s.tags.contains(&"even".into()))),
         ("tag=even,five", expect(&|s| s.tags.len() == 2)),
         (
@@ -88,7 +93,7 @@ async fn lists_pages_filters_and_sorts(pool: PgPool) {
         ),
         (
             "status=active&tag=even",
-            expect(&|s| s.status == "active" && s.tags.contains(&"even".into())),
+            expect(&|s| s.status == SimStatus::Active && s.tags.contains(&"even".into())),
         ),
     ] {
         let response = app.get(&format!("/sims?{query}")).send().await.unwrap();
@@ -120,7 +125,7 @@ async fn lists_pages_filters_and_sorts(pool: PgPool) {
     assert_eq!(iccids(&app.get_json("/sims?sort=label").await), expected);
 
     let mut by_status = sims.clone();
-    by_status.sort_by(|a, b| (&a.status, &a.iccid).cmp(&(&b.status, &b.iccid)));
+    by_status.sort_by(|a, b| (a.status.as_str(), &a.iccid).cmp(&(b.status.as_str(), &b.iccid)));
     let expected: Vec<String> = by_status.iter().map(|s| s.iccid.clone()).collect();
     assert_eq!(iccids(&app.get_json("/sims?sort=status").await), expected);
     let reversed: Vec<String> = all.iter().rev().cloned().collect();
@@ -502,7 +507,7 @@ async fn quotas_and_sms(pool: PgPool) {
 async fn fleet_summary_is_cached_briefly(pool: PgPool) {
     let app = QueryApi::start(pool.clone()).await;
     let mut active = sim_row(1);
-    active.status = "active".into();
+    active.status = SimStatus::Active;
     active.pending_change = Some("suspension".into());
     insert_sim(&pool, &active).await;
     insert_sim(&pool, &sim_row(2)).await;
@@ -842,9 +847,9 @@ async fn list_totals_are_kept_per_filter_for_a_short_while(pool: PgPool) {
         .unwrap();
     let expected = sims
         .iter()
-        .filter(|s| s.status == "active" && s.tags.contains(&"even".into()))
+        .filter(|s| s.status == SimStatus::Active && s.tags.contains(&"even".into()))
         .count()
-        + 5 * usize::from(sim_row(100).status == "active");
+        + 5 * usize::from(sim_row(100).status == SimStatus::Active);
     assert_eq!(total(&response), expected.to_string());
     // A consistency token (0, the start of the log: reached at once) counts afresh.
     let response = app

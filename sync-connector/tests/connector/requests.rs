@@ -209,7 +209,7 @@ async fn a_top_up_whose_call_may_not_have_left_ends_unknown_and_is_not_sent(pool
         .unwrap();
 
     let handled = connector.requests.handle(&requested).await.unwrap();
-    assert_eq!(handled, sync_connector::Handled::Done);
+    assert_eq!(handled, sync_connector::Disposition::Done);
     assert_eq!(harness.simulator().top_ups(&iccid), 0, "never sent blindly");
     assert_eq!(harness.count("TopUpOutcomeUnknown").await, 1);
     let quota = store.load::<domain::Quota>(&quota_id).await.unwrap().state;
@@ -223,7 +223,7 @@ async fn a_top_up_whose_call_may_not_have_left_ends_unknown_and_is_not_sent(pool
     // Delivered again, it changes nothing.
     assert_eq!(
         connector.requests.handle(&requested).await.unwrap(),
-        sync_connector::Handled::Done
+        sync_connector::Disposition::Done
     );
     assert_eq!(harness.count("TopUpOutcomeUnknown").await, 1);
     harness.cleanup().await;

@@ -32,6 +32,15 @@ pub enum Direction {
     MobileOriginated,
 }
 
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::MobileTerminated => "MT",
+            Direction::MobileOriginated => "MO",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SmsStatus {

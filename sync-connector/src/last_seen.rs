@@ -12,7 +12,7 @@ use sqlx::types::Json;
 use sqlx::PgPool;
 
 use crate::config::Shard;
-use crate::observe::{ConnectivityView, ListEntry, QuotaView, UsageDays};
+use crate::observe::{ConnectivityView, ListEntry, SeenQuota, UsageDays};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SyncedSim {
@@ -20,8 +20,8 @@ pub struct SyncedSim {
     pub shard: String,
     pub list_entry: ListEntry,
     pub connectivity: Option<ConnectivityView>,
-    pub data_quota: Option<QuotaView>,
-    pub sms_quota: Option<QuotaView>,
+    pub data_quota: Option<SeenQuota>,
+    pub sms_quota: Option<SeenQuota>,
     pub usage_days: UsageDays,
     pub last_mo_sms_id: i64,
     pub detail_due: bool,
@@ -33,8 +33,8 @@ type Row = (
     String,
     Json<ListEntry>,
     Option<Json<ConnectivityView>>,
-    Option<Json<QuotaView>>,
-    Option<Json<QuotaView>>,
+    Option<Json<SeenQuota>>,
+    Option<Json<SeenQuota>>,
     Json<UsageDays>,
     i64,
     bool,
@@ -60,14 +60,15 @@ fn from_row(row: Row) -> SyncedSim {
     }
 }
 
-/// The snapshots of one shard's SIMs.
+/// What the connector last saw of one shard's SIMs at the provider (`sync_sims`): what a
+/// poll is compared with. Not aggregate snapshots (those are the event store's).
 #[derive(Clone)]
-pub struct Snapshots {
+pub struct LastSeen {
     pool: PgPool,
     shard: String,
 }
 
-impl Snapshots {
+impl LastSeen {
     pub fn new(pool: PgPool, shard: Shard) -> Self {
         Self {
             pool,
@@ -88,7 +89,7 @@ impl Snapshots {
         Ok(row.map(from_row))
     }
 
-    /// The snapshots of a page of SIMs, by ICCID.
+    /// What was last seen of a page of SIMs, by ICCID.
     pub async fn many(&self, iccids: &[String]) -> Result<HashMap<String, SyncedSim>, sqlx::Error> {
         let rows: Vec<Row> =
             sqlx::query_as(&format!("SELECT {COLUMNS} FROM sync_sims WHERE iccid = ANY($1)"))
