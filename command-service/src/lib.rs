@@ -5,7 +5,6 @@
 //! bootstrap admin, listener) → [`App::addr`] → [`App::run_until_stopped`]. Tests and benches
 //! start the same `App` (through `testkit`) with a shutdown of their own.
 
-pub mod accounts;
 mod commands;
 pub mod config;
 mod error;

@@ -9,8 +9,8 @@ use platform::{Authenticator, Metrics};
 use prometheus::IntCounterVec;
 use sqlx::PgPool;
 
-use crate::accounts::Accounts;
 use crate::config::Config;
+use platform::auth::Accounts;
 
 /// The standard top-up product of the provider: what one top-up adds.
 #[derive(Debug, Clone, Copy)]

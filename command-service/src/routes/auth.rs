@@ -12,9 +12,9 @@ use platform::{ApiError, ApiJson, ApiPath, Principal, Role};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::accounts::{ApiKeyInfo, RefreshUse, User};
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
+use platform::auth::{ApiKeyInfo, RefreshUse, User};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

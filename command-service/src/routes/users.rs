@@ -9,9 +9,9 @@ use platform::auth::validate_password;
 use platform::{ApiError, ApiJson, Principal, Role};
 use serde::Deserialize;
 
-use crate::accounts::User;
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
+use platform::auth::User;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/users", post(create_user).get(list_users))

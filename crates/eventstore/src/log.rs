@@ -225,4 +225,11 @@ impl GlobalLog {
         .await?;
         Ok(head.unwrap_or(0))
     }
+
+    /// How many events are stored (committed).
+    pub async fn count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await?)
+    }
 }

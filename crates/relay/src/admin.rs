@@ -270,9 +270,7 @@ pub async fn reset_stream(
         .get_or_create_stream(config.stream_config())
         .await
         .map_err(|e| RelayError::stream("stream create", e))?;
-    let events_to_republish: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(pool)
-        .await?;
+    let events_to_republish = GlobalLog::new(pool.clone()).count().await?;
     tracing::warn!(stream = %config.stream, ?deleted_messages, events_to_republish,
         "stream reset: the active relay republishes the event store from the start");
     Ok(ResetReport {

@@ -30,17 +30,20 @@
 //! horizons their policies keep ([`crate::rollup_refresh::refresh_all`]).
 
 mod bulk;
+mod options;
+mod progress;
 mod tables;
 
-use std::time::{Duration, Instant};
+pub use options::{Method, ReadModel, RebuildError, RebuildOptions, RebuildReport};
+use progress::Progress;
+
+use std::time::Instant;
 
 use eventstore::{GlobalLog, LogCursor, StoredEvent};
-use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
 use crate::apply::{Applier, ApplyError, Guard, UsageRollups, PROJECTION_LOCK_KEY};
 use crate::checkpoint;
-use crate::metrics::RebuildMetrics;
 
 /// Only one rebuild at a time (a session lock on a dedicated connection).
 pub const REBUILD_LOCK_KEY: i64 = 0x5349_4d52_4542_4c44; // "SIMREBLD"
@@ -74,127 +77,6 @@ const HEAD: LogCursor = LogCursor {
     position: i64::MAX,
 };
 
-/// How often a running rebuild logs its progress.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-
-/// One read model, as `--model` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReadModel {
-    /// `sims` and `sim_status_history`.
-    Sims,
-    /// `sim_quotas`.
-    Quotas,
-    /// `sms_messages`.
-    Sms,
-    /// `sim_usage` and its hourly and daily rollups, per SIM and for the fleet.
-    Usage,
-}
-
-impl ReadModel {
-    pub const ALL: [ReadModel; 4] = [Self::Sims, Self::Quotas, Self::Sms, Self::Usage];
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.name() == name)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Sims => "sims",
-            Self::Quotas => "quotas",
-            Self::Sms => "sms",
-            Self::Usage => "usage",
-        }
-    }
-
-    /// The tables swapped in for this model (usage: none with TimescaleDB, whose continuous
-    /// aggregates are refreshed instead).
-    fn tables(self, rollups: UsageRollups) -> &'static [&'static str] {
-        match (self, rollups) {
-            (Self::Sims, _) => &["sims", "sim_status_history"],
-            (Self::Quotas, _) => &["sim_quotas"],
-            (Self::Sms, _) => &["sms_messages"],
-            (Self::Usage, UsageRollups::Tables) => USAGE_TABLES,
-            (Self::Usage, UsageRollups::Managed) => &[],
-        }
-    }
-}
-
-/// How the log is replayed into the scratch tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// One fold in memory across the replay, written in bulk ([`bulk`]).
-    Bulk,
-    /// A transaction per batch, as the live projector applies (the fallback).
-    Batches,
-}
-
-#[derive(Debug, Clone)]
-pub struct RebuildOptions {
-    /// The projector whose bookkeeping rows are rebuilt (other projectors' rows are kept).
-    pub projector: String,
-    /// Events read per page of the log (default 20,000: measured faster than 5,000 for the
-    /// bulk load, docs/benchmarks.md; a page is about 20 MB in memory, two with the read-ahead).
-    pub batch_size: i64,
-    /// The read models to rebuild; empty: all of them (and the bookkeeping).
-    pub models: Vec<ReadModel>,
-    /// The bulk load's bound on rows and versions held in memory (`REBUILD_MAX_ROWS`).
-    pub max_rows_in_memory: usize,
-    pub method: Method,
-    pub metrics: Option<RebuildMetrics>,
-}
-
-impl RebuildOptions {
-    pub fn new(projector: impl Into<String>) -> Self {
-        Self {
-            projector: projector.into(),
-            batch_size: 20_000,
-            models: Vec::new(),
-            max_rows_in_memory: 2_000_000,
-            method: Method::Bulk,
-            metrics: None,
-        }
-    }
-
-    fn all_models(&self) -> bool {
-        self.models.is_empty() || ReadModel::ALL.iter().all(|m| self.models.contains(m))
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RebuildReport {
-    /// The read models rebuilt.
-    pub models: Vec<ReadModel>,
-    pub method: Method,
-    /// Events replayed (those applied after the swap lock included).
-    pub events: u64,
-    /// Of them, replayed while holding the swap lock.
-    pub events_during_swap: u64,
-    /// Events that cannot be applied, parked as the live projector parks them.
-    pub parked: u64,
-    /// The tables swapped in.
-    pub tables: Vec<String>,
-    pub last_position: i64,
-    /// The TimescaleDB continuous aggregates refreshed after the swap (empty without it).
-    pub refreshed: Vec<String>,
-    /// Times the bulk load reached its memory bound and let its rows go.
-    pub evictions: u64,
-    pub duration_ms: u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RebuildError {
-    #[error("another rebuild is running")]
-    AlreadyRunning,
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("reading the event log failed: {0}")]
-    Log(#[from] eventstore::StoreError),
-    #[error("applying failed: {0}")]
-    Apply(#[from] ApplyError),
-}
-
 pub async fn rebuild(pool: &PgPool, options: &RebuildOptions) -> Result<RebuildReport, RebuildError> {
     let started = Instant::now();
     // A session lock on a connection of its own, closed (so released) at the end, on every path.
@@ -217,37 +99,6 @@ pub async fn rebuild(pool: &PgPool, options: &RebuildOptions) -> Result<RebuildR
         tracing::debug!(%error, "closing the rebuild lock's connection");
     }
     result
-}
-
-/// Logs (every [`PROGRESS_EVERY`]) and exports how far the replay is.
-struct Progress<'a> {
-    metrics: Option<&'a RebuildMetrics>,
-    started: Instant,
-    logged: Instant,
-    head: i64,
-}
-
-impl Progress<'_> {
-    fn replayed(&mut self, events: u64, total: u64, position: i64) {
-        let share = (position as f64 / self.head as f64).min(1.0);
-        if let Some(metrics) = self.metrics {
-            metrics.events.inc_by(events);
-            metrics.position.set(position);
-            metrics.progress.set(share);
-        }
-        if self.logged.elapsed() >= PROGRESS_EVERY {
-            self.logged = Instant::now();
-            let seconds = self.started.elapsed().as_secs_f64().max(0.001);
-            tracing::info!(
-                events = total,
-                position,
-                head = self.head,
-                percent = format!("{:.1}", share * 100.0),
-                events_per_second = (total as f64 / seconds) as u64,
-                "rebuild progress"
-            );
-        }
-    }
 }
 
 /// The connection the scratch tables are written on: their schema first, and no wait for the

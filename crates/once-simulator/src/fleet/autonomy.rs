@@ -5,9 +5,12 @@
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
 
+use super::changes::{push_event, set_enabled};
 use super::generate::profile;
 use super::records::{DayUsage, SmsDirection, SmsState};
-use super::{auto_top_up, deliver, push_event, record_usage, set_enabled, Fleet, MT_DELIVERY_DELAY_SECS};
+use super::sms::{deliver, MT_DELIVERY_DELAY_SECS};
+use super::usage::{auto_top_up, record_usage};
+use super::Fleet;
 
 /// Chance per SIM per simulated day that its status flips (about one SIM a day per 2,000).
 const STATUS_FLIPS_PER_DAY: f64 = 0.0005;

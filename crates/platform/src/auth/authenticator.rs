@@ -4,28 +4,31 @@
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::{HeaderMap, AUTHORIZATION};
 use axum::http::request::Parts;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::PgPool;
-use uuid::Uuid;
 
-use super::{hash_api_key, looks_like_api_key, AuthError, JwtKeys, Principal, PrincipalKind, Role};
+use super::{
+    hash_api_key, looks_like_api_key, Accounts, AuthError, JwtKeys, Principal, PrincipalKind, Role,
+    StoredApiKey,
+};
 use crate::error::ApiError;
 
 pub const X_API_KEY: &str = "x-api-key";
 
 /// Cheap to clone (keys behind an `Arc`, the pool is a handle): put it in the app state and
 /// implement `FromRef` so handlers can take a [`Principal`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Authenticator {
     pub jwt: JwtKeys,
-    pub pool: PgPool,
+    accounts: Accounts,
 }
-
-type ApiKeyRow = (Uuid, String, String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 impl Authenticator {
     pub fn new(jwt: JwtKeys, pool: PgPool) -> Self {
-        Self { jwt, pool }
+        Self {
+            jwt,
+            accounts: Accounts::new(pool),
+        }
     }
 
     /// A bearer token wins when both credentials are sent. Access tokens are trusted until
@@ -70,12 +73,14 @@ impl Authenticator {
         if !looks_like_api_key(key) {
             return Err(AuthError::InvalidApiKey.into());
         }
-        let row: Option<ApiKeyRow> =
-            sqlx::query_as("SELECT id, name, role, expires_at, revoked_at FROM api_keys WHERE key_hash = $1")
-                .bind(hash_api_key(key))
-                .fetch_optional(&self.pool)
-                .await?;
-        let Some((id, name, role, expires_at, revoked_at)) = row else {
+        let Some(StoredApiKey {
+            id,
+            name,
+            role,
+            expires_at,
+            revoked_at,
+        }) = self.accounts.api_key_by_hash(&hash_api_key(key)).await?
+        else {
             return Err(AuthError::InvalidApiKey.into());
         };
         if revoked_at.is_some() || expires_at.is_some_and(|at| at <= Utc::now()) {
@@ -86,14 +91,7 @@ impl Authenticator {
             .parse()
             .map_err(|e| ApiError::internal(format!("api key {id}: {e}")))?;
         // Best effort, and at most once a minute per key: not a write on every request.
-        if let Err(err) = sqlx::query(
-            "UPDATE api_keys SET last_used_at = now() WHERE id = $1 \
-             AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
-        )
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        {
+        if let Err(err) = self.accounts.touch_api_key(id).await {
             tracing::warn!(api_key_id = %id, error = %err, "could not record API key use");
         }
         Ok(Principal {

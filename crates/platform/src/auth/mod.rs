@@ -1,5 +1,6 @@
 //! Authentication and authorisation: JWTs, API keys, passwords, roles, principals, rate limits.
 
+mod accounts;
 mod api_key;
 mod authenticator;
 mod jwt;
@@ -8,6 +9,7 @@ mod principal;
 mod rate_limit;
 mod role;
 
+pub use accounts::{Accounts, ApiKeyInfo, RefreshUse, RoleColumn, StoredApiKey, User};
 pub use api_key::{generate_api_key, hash_api_key, looks_like_api_key, NewApiKey, API_KEY_PREFIX};
 pub use authenticator::Authenticator;
 pub use jwt::{

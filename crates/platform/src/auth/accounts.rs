@@ -1,21 +1,25 @@
-//! Users, API keys and refresh tokens in Postgres.
+//! Users, API keys and refresh tokens in Postgres: the only code with SQL on `users`,
+//! `api_keys` and `refresh_tokens`. The command API manages them; both APIs authenticate an
+//! API key through [`Accounts::api_key_by_hash`].
 
 use chrono::{DateTime, Utc};
-use platform::db::OnConstraint;
-use platform::Role;
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+use crate::auth::Role;
+use crate::db::OnConstraint;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     pub id: Uuid,
     pub username: String,
     #[serde(skip)]
-    #[schema(ignore)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub password_hash: String,
     #[sqlx(try_from = "String")]
-    #[schema(value_type = String)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub role: RoleColumn,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
@@ -36,13 +40,14 @@ impl TryFrom<String> for RoleColumn {
     }
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKeyInfo {
     pub id: Uuid,
     pub name: String,
     pub prefix: String,
     #[sqlx(try_from = "String")]
-    #[schema(value_type = String)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub role: RoleColumn,
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
@@ -248,4 +253,35 @@ impl Accounts {
             .rows_affected();
         Ok(found == 1)
     }
+
+    /// The API key stored under `key_hash` (its SHA-256): id, name, role, expiry, revocation.
+    pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<StoredApiKey>, sqlx::Error> {
+        sqlx::query_as("SELECT id, name, role, expires_at, revoked_at FROM api_keys WHERE key_hash = $1")
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Records that the key was used: at most once a minute per key, so authentication is not
+    /// a write on every request.
+    pub async fn touch_api_key(&self, id: Uuid) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = now() WHERE id = $1 \
+             AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// An API key as authentication needs it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredApiKey {
+    pub id: Uuid,
+    pub name: String,
+    pub role: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
 }

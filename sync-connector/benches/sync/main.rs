@@ -15,13 +15,16 @@
 //!
 //! Set `RUST_LOG` (e.g. `warn`) to see the connector's logs.
 
+mod report;
+
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use once_client::Priority;
 use once_simulator::{CallStats, RunningSimulator, Simulator, SimulatorConfig};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use sync_connector::{Config, Connector};
+use testkit::bench::{env_or, BenchDatabase};
 use tokio::sync::watch;
 
 const NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -35,33 +38,20 @@ struct Settings {
     sizes: Vec<usize>,
     detail_window: Option<Duration>,
     freshness_window: Duration,
-    server: String,
 }
 
 impl Settings {
     fn from_env() -> Self {
-        let number = |key: &str, default: u64| {
-            std::env::var(key)
-                .ok()
-                .map(|v| {
-                    v.trim()
-                        .parse::<u64>()
-                        .unwrap_or_else(|_| panic!("{key} must be a number"))
-                })
-                .unwrap_or(default)
-        };
         let sizes = std::env::var("BENCH_SIMS")
             .unwrap_or_else(|_| "10000,100000".into())
             .split(',')
             .map(|s| s.trim().parse().expect("BENCH_SIMS: comma-separated SIM counts"))
             .collect();
-        let detail = number("BENCH_DETAIL_SECS", 150);
+        let detail: u64 = env_or("BENCH_DETAIL_SECS", 150);
         Self {
             sizes,
             detail_window: (detail > 0).then(|| Duration::from_secs(detail)),
-            freshness_window: Duration::from_secs(number("BENCH_FRESHNESS_SECS", POLL_INTERVAL_SECS).max(1)),
-            server: std::env::var("BENCH_DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
+            freshness_window: Duration::from_secs(env_or("BENCH_FRESHNESS_SECS", POLL_INTERVAL_SECS).max(1)),
         }
     }
 }
@@ -137,22 +127,13 @@ async fn main() {
         eprintln!("== {sims} SIMs");
         outcomes.push(bench(&settings, sims).await);
     }
-    print(&settings, &outcomes);
+    report::print(&settings, &outcomes);
 }
 
 async fn bench(settings: &Settings, sims: usize) -> Outcome {
     let load_before = load_average();
-    let database = format!("bench_sync_{}_{sims}", std::process::id());
-    let mut admin = PgConnection::connect(&format!("{}/postgres", settings.server))
-        .await
-        .expect("the local PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = format!("{}/{database}", settings.server);
-    let pool = platform::db::connect(&url, 10).await.unwrap();
-    eventstore::migrate(&pool).await.unwrap();
+    let database = BenchDatabase::create("sync", 10).await;
+    let (url, pool) = (database.url.clone(), database.pool.clone());
 
     let started = Instant::now();
     let simulator = Simulator::spawn(SimulatorConfig {
@@ -225,11 +206,7 @@ async fn bench(settings: &Settings, sims: usize) -> Outcome {
     drop(connector);
     drop(simulator);
     let _ = jetstream.delete_stream(&stream).await;
-    pool.close().await;
-    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    database.drop_database().await;
     Outcome {
         sims,
         first,
@@ -377,156 +354,4 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
-}
-
-fn hours(secs: f64) -> String {
-    if secs >= 3600.0 {
-        format!("{:.1} h", secs / 3600.0)
-    } else {
-        format!("{:.0} min", secs / 60.0)
-    }
-}
-
-fn rate(count: u64, elapsed: Duration) -> f64 {
-    count as f64 / elapsed.as_secs_f64()
-}
-
-fn print(settings: &Settings, outcomes: &[Outcome]) {
-    let header: Vec<String> = outcomes.iter().map(|o| format!("{} SIMs", o.sims)).collect();
-    println!("\n| | {} |", header.join(" | "));
-    println!("|---|{}", "---|".repeat(outcomes.len()));
-    let row = |name: &str, cell: &dyn Fn(&Outcome) -> String| {
-        let cells: Vec<String> = outcomes.iter().map(cell).collect();
-        println!("| {name} | {} |", cells.join(" | "));
-    };
-    row("**first list sweep** (registers every SIM): time", &|o| {
-        format!("{:.1} s", o.first.elapsed.as_secs_f64())
-    });
-    row("— provider calls (list pages + token)", &|o| {
-        format!("{} + {}", o.first.calls.list, o.first.calls.token)
-    });
-    row("— SIMs registered / events stored", &|o| {
-        format!("{} / {}", o.first.sims_new, o.first.events)
-    });
-    row("— list calls/s", &|o| {
-        format!("{:.2}", rate(o.first.calls.list, o.first.elapsed))
-    });
-    let detail_label = match settings.detail_window {
-        Some(w) => format!(
-            "**first per-SIM refresh**, measured over {} s: SIMs refreshed",
-            w.as_secs()
-        ),
-        None => "**first per-SIM refresh**, to the end: SIMs refreshed".into(),
-    };
-    row(&detail_label, &|o| {
-        format!(
-            "{} in {:.0} s{}",
-            o.detail.sims,
-            o.detail.elapsed.as_secs_f64(),
-            if o.detail.finished { " (all)" } else { "" }
-        )
-    });
-    row("— provider calls / calls per SIM", &|o| {
-        format!(
-            "{} / {:.2}",
-            o.detail.calls.sims,
-            o.detail.calls.sims as f64 / o.detail.sims.max(1) as f64
-        )
-    });
-    row("— rate: calls/s, SIMs/s", &|o| {
-        format!(
-            "{:.2}, {:.2}",
-            rate(o.detail.calls.sims, o.detail.elapsed),
-            rate(o.detail.sims, o.detail.elapsed)
-        )
-    });
-    row("— events stored", &|o| o.detail.events.to_string());
-    row("— whole per-SIM phase (**extrapolated** from the rate)", &|o| {
-        if o.detail.finished {
-            format!("{} (measured)", hours(o.detail.elapsed.as_secs_f64()))
-        } else {
-            hours(o.sims as f64 / rate(o.detail.sims, o.detail.elapsed))
-        }
-    });
-    row(
-        "**first full sync** = list sweep + per-SIM phase (extrapolated)",
-        &|o| {
-            let detail = if o.detail.finished {
-                o.detail.elapsed.as_secs_f64()
-            } else {
-                o.sims as f64 / rate(o.detail.sims, o.detail.elapsed)
-            };
-            let calls = o.first.calls.list as f64
-                + o.sims as f64 * o.detail.calls.sims as f64 / o.detail.sims.max(1) as f64;
-            format!(
-                "{}, {:.0} calls",
-                hours(o.first.elapsed.as_secs_f64() + detail),
-                calls
-            )
-        },
-    );
-    row("**idle list sweep**: time", &|o| {
-        format!("{:.1} s", o.idle.elapsed.as_secs_f64())
-    });
-    row("— provider calls (list pages) / pages", &|o| {
-        format!("{} / {}", o.idle.calls.sims, o.idle.pages)
-    });
-    row("— SIMs changed / events stored", &|o| {
-        format!("{} / {}", o.idle.sims_changed, o.idle.events)
-    });
-    row(
-        &format!(
-            "**connector loops** (`Connector::spawn`) for {} s: list calls + per-SIM calls",
-            settings.freshness_window.as_secs()
-        ),
-        &|o| format!("{} + {}", o.freshness.calls.list, o.freshness.calls.per_sim()),
-    );
-    row("— calls/s (all `/v1/sims…`)", &|o| {
-        format!("{:.2}", rate(o.freshness.calls.sims, o.freshness.elapsed))
-    });
-    row("— SIMs refreshed / per s", &|o| {
-        format!(
-            "{} / {:.2}",
-            o.freshness.sims_refreshed,
-            o.freshness.sims_refreshed as f64 / o.freshness.elapsed.as_secs_f64()
-        )
-    });
-    row("— events stored", &|o| o.freshness.events.to_string());
-    row(
-        "**refresh period per SIM** = age of the oldest usage report, from the measured rate",
-        &|o| {
-            hours(
-                o.sims as f64 * o.freshness.elapsed.as_secs_f64() / o.freshness.sims_refreshed.max(1) as f64,
-            )
-        },
-    );
-    row(
-        "— modelled: N × calls per SIM / (9 − list pages / (300 s + idle sweep))",
-        &|o| {
-            let per_sim = o.detail.calls.sims as f64 / o.detail.sims.max(1) as f64;
-            let list_share = o.idle.pages as f64 / (POLL_INTERVAL_SECS as f64 + o.idle.elapsed.as_secs_f64());
-            hours(o.sims as f64 * per_sim / (9.0 - list_share))
-        },
-    );
-    row(
-        "— oldest refresh age measured at the end",
-        &|o| match o.freshness.oldest_refresh_age {
-            Some(age) => hours(age.as_secs_f64()),
-            None => format!(
-                "not reached ({} SIMs never refreshed yet)",
-                o.freshness.never_refreshed
-            ),
-        },
-    );
-    row("max `/v1/sims…` calls in any second (limit 10) / 429s", &|o| {
-        let phases = [&o.first.calls, &o.detail.calls, &o.idle.calls, &o.freshness.calls];
-        format!(
-            "{} / {}",
-            phases.iter().map(|c| c.max_in_one_second).max().unwrap_or(0),
-            phases.iter().map(|c| c.rate_limited).sum::<u64>()
-        )
-    });
-    row("load average (1/5/15 min) before → after", &|o| {
-        format!("{} → {}", o.load[0], o.load[1])
-    });
 }

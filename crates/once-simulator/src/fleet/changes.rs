@@ -1,0 +1,146 @@
+//! Changes to a SIM's settings (status, label, IMEI lock, IMEI), its connectivity, and the
+//! event log those changes write to.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::records::{ConnectivityOverride, EventRecord, SimRecord, RATS};
+use super::{Fleet, FleetError, SimChange};
+
+const MAX_EVENTS_PER_SIM: usize = 200;
+
+impl Fleet {
+    pub fn change(&mut self, iccid: u64, change: &SimChange) -> Result<(), FleetError> {
+        let now = self.now;
+        let sim = self.sim_mut(iccid)?;
+        if let Some(enabled) = change.enabled {
+            set_enabled(sim, enabled, now);
+        }
+        if let Some(label) = &change.label {
+            sim.label = Some(label.clone());
+        }
+        if let Some(lock) = change.imei_lock {
+            sim.imei_lock = lock;
+        }
+        Ok(())
+    }
+
+    /// Applies all changes or none (every ICCID is checked first).
+    pub fn change_many(&mut self, changes: &[(u64, SimChange)]) -> Result<(), FleetError> {
+        for (iccid, _) in changes {
+            self.sim(*iccid)?;
+        }
+        for (iccid, change) in changes {
+            self.change(*iccid, change)?;
+        }
+        Ok(())
+    }
+
+    pub fn set_imei(&mut self, iccid: u64, imei: &str) -> Result<(), FleetError> {
+        let now = self.now;
+        let sim = self.sim_mut(iccid)?;
+        if sim.imei.as_deref() != Some(imei) {
+            sim.imei = Some(imei.to_owned());
+            push_event(sim, now, "Update location", "Info", false);
+        }
+        Ok(())
+    }
+
+    pub fn set_connectivity(
+        &mut self,
+        iccid: u64,
+        ip_address: Option<String>,
+        over: ConnectivityOverride,
+    ) -> Result<(), FleetError> {
+        let sim = self.sim_mut(iccid)?;
+        if let Some(ip) = ip_address {
+            sim.ip_address = ip;
+        }
+        // A known RAT name maps onto its id; anything else is kept as given.
+        if let Some(rat) = &over.rat {
+            if let Some(i) = RATS.iter().position(|(_, d)| d.eq_ignore_ascii_case(rat)) {
+                sim.rat = i as u8;
+            }
+        }
+        let extra = sim.extra_mut();
+        let current = extra.connectivity.get_or_insert_with(Default::default);
+        if over.operator.is_some() {
+            current.operator = over.operator;
+        }
+        if over.country.is_some() {
+            current.country = over.country;
+        }
+        if over.rat.is_some() {
+            current.rat = over.rat;
+        }
+        Ok(())
+    }
+
+    pub fn reset_connectivity(&mut self, iccid: u64) -> Result<(), FleetError> {
+        let now = self.now;
+        let sim = self.sim_mut(iccid)?;
+        push_event(sim, now, "Connectivity reset requested", "Info", false);
+        push_event(sim, now, "Delete PDP Context", "Info", false);
+        Ok(())
+    }
+
+    /// The SIM's events, oldest first: the activation (derived, not stored) and what happened since.
+    pub fn events_of(&self, iccid: u64) -> Result<Vec<EventRecord>, FleetError> {
+        let sim = self.sim(iccid)?;
+        let mut events = vec![
+            EventRecord {
+                at: sim.activation,
+                event_type: "Status of SIM changed from 'Issued' to 'Activated'".into(),
+                severity: "Info",
+                alert: false,
+            },
+            EventRecord {
+                at: sim.activation + Duration::minutes(3),
+                event_type: "Create PDP Context".into(),
+                severity: "Info",
+                alert: false,
+            },
+        ];
+        if let Some(extra) = &sim.extra {
+            events.extend(extra.events.iter().cloned());
+        }
+        Ok(events)
+    }
+}
+
+pub(super) fn set_enabled(sim: &mut SimRecord, enabled: bool, now: DateTime<Utc>) {
+    if sim.enabled == enabled {
+        return;
+    }
+    sim.enabled = enabled;
+    let (from, to) = if enabled {
+        ("Deactivated", "Activated")
+    } else {
+        ("Activated", "Deactivated")
+    };
+    push_event(
+        sim,
+        now,
+        &format!("Status of SIM changed from '{from}' to '{to}'"),
+        "Info",
+        false,
+    );
+}
+
+pub(super) fn push_event(
+    sim: &mut SimRecord,
+    at: DateTime<Utc>,
+    text: &str,
+    severity: &'static str,
+    alert: bool,
+) {
+    let events = &mut sim.extra_mut().events;
+    if events.len() >= MAX_EVENTS_PER_SIM {
+        events.remove(0);
+    }
+    events.push(EventRecord {
+        at,
+        event_type: text.to_owned(),
+        severity,
+        alert,
+    });
+}

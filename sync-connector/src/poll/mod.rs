@@ -1,0 +1,141 @@
+//! Polling: the SIM-list sweep, the per-SIM refresh of SIMs whose entry changed, and the
+//! round-robin over the rest, each a different priority of the same call budget.
+//!
+//! A sweep compares what the provider says with what the connector last saw (`sync_sims`) and
+//! issues a command only for a difference, so a poll that finds nothing new issues nothing.
+//! The list is processed page by page; a page that fails ends the sweep there. Nothing is
+//! concluded about SIMs the sweep did not reach (a SIM is never taken for gone because a list
+//! was cut short).
+//!
+//! This module holds the poller, its report and the helpers shared by both sides; the sweep
+//! of the SIM list is in `list`, the per-SIM refresh (connectivity, quotas, usage, SMS) in
+//! `detail`.
+
+mod detail;
+mod list;
+
+use domain::Iccid;
+use once_client::{OnceClient, Priority};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::config::{Schedule, Shard};
+use crate::error::SyncError;
+use crate::issue::Issuer;
+use crate::last_seen::LastSeen;
+use crate::metrics::SyncMetrics;
+
+/// The provider's page size for the SIM list (its maximum).
+pub const LIST_PAGE_SIZE: u32 = 100;
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    pub sims_seen: u64,
+    pub sims_new: u64,
+    pub sims_changed: u64,
+    pub events_recorded: u64,
+    pub refused: u64,
+    pub pages: u32,
+    /// False when a page failed and the sweep stopped there.
+    pub complete: bool,
+}
+
+impl SweepReport {
+    fn add(&mut self, other: &SweepReport) {
+        self.sims_seen += other.sims_seen;
+        self.sims_new += other.sims_new;
+        self.sims_changed += other.sims_changed;
+        self.events_recorded += other.events_recorded;
+        self.refused += other.refused;
+        self.pages += other.pages;
+    }
+}
+
+#[derive(Clone)]
+pub struct Poller {
+    client: OnceClient,
+    issuer: Issuer,
+    last_seen: LastSeen,
+    shard: Shard,
+    schedule: Schedule,
+    metrics: SyncMetrics,
+}
+
+impl Poller {
+    pub fn new(
+        client: OnceClient,
+        issuer: Issuer,
+        last_seen: LastSeen,
+        shard: Shard,
+        schedule: Schedule,
+        metrics: SyncMetrics,
+    ) -> Self {
+        Self {
+            client,
+            issuer,
+            last_seen,
+            shard,
+            schedule,
+            metrics,
+        }
+    }
+
+    pub fn client(&self) -> &OnceClient {
+        &self.client
+    }
+
+    pub fn last_seen(&self) -> &LastSeen {
+        &self.last_seen
+    }
+
+    /// One poll: the list sweep, then every SIM whose entry changed.
+    pub async fn poll_once(&self) -> Result<SweepReport, SyncError> {
+        let mut report = self.sweep_list().await?;
+        let detail = self.refresh_due(i64::MAX, Priority::ChangedSims).await?;
+        report.add(&detail);
+        Ok(report)
+    }
+}
+
+/// The platform's id of a mobile-originated message: derived from the provider's id, so the
+/// same message seen twice (or by two instances) is one aggregate.
+pub fn mo_message_id(iccid: &Iccid, provider_id: i64) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("mo-sms:{iccid}:{provider_id}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    // RFC 9562 version 8 (custom) and variant bits.
+    bytes[6] = (bytes[6] & 0x0f) | 0x80;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    Uuid::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::SeenQuota;
+
+    #[test]
+    fn mo_message_ids_are_stable_and_distinct() {
+        let iccid = Iccid::parse("8988280666000000001").unwrap();
+        assert_eq!(mo_message_id(&iccid, 7), mo_message_id(&iccid, 7));
+        assert_ne!(mo_message_id(&iccid, 7), mo_message_id(&iccid, 8));
+        assert_eq!(mo_message_id(&iccid, 7).get_version_num(), 8);
+    }
+
+    #[test]
+    fn quota_views_compare_by_assignment() {
+        let a = SeenQuota {
+            total: 10,
+            remaining: 5,
+            expiry_date: None,
+            expiry_reported: false,
+        };
+        let mut b = a.clone();
+        b.expiry_reported = true;
+        assert!(a.same_assignment(&b));
+        b.remaining = 4;
+        assert!(!a.same_assignment(&b));
+    }
+}
