@@ -14,16 +14,14 @@ mod state;
 
 use std::net::SocketAddr;
 
-use platform::startup::{self, StartError};
-use tokio::net::TcpListener;
+use platform::startup::{self, Listening, StartError};
 
 pub use config::Config;
 pub use state::AppState;
 
 /// The command API, built and bound, not yet serving.
 pub struct App {
-    listener: TcpListener,
-    addr: SocketAddr,
+    listening: Listening,
     state: AppState,
 }
 
@@ -46,18 +44,13 @@ impl App {
                 .await
                 .map_err(StartError::Setup)?;
         }
-        let listener = startup::bind(config.addr).await?;
-        let addr = startup::local_addr(&listener)?;
-        Ok(Self {
-            listener,
-            addr,
-            state,
-        })
+        let listening = Listening::bind(config.addr).await?;
+        Ok(Self { listening, state })
     }
 
     /// Where it listens (the real port when `COMMAND_ADDR` asked for port 0).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listening.addr()
     }
 
     /// What the handlers share (tests reach the pool and the accounts through it).
@@ -70,9 +63,8 @@ impl App {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        tracing::info!(addr = %self.addr, "command API listening");
-        platform::http::serve(self.listener, routes::router(self.state), shutdown)
+        self.listening
+            .serve("command API", routes::router(self.state), shutdown)
             .await
-            .map_err(StartError::Serve)
     }
 }

@@ -38,11 +38,7 @@ async fn read_with(
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|(transaction_id, position, stream_sequence)| Checkpoint {
-        cursor: LogCursor {
-            // xid8 is an unsigned 64-bit number, always printed as digits.
-            transaction_id: transaction_id.parse().unwrap_or_default(),
-            position,
-        },
+        cursor: LogCursor::from_row(&transaction_id, position),
         stream_sequence,
     }))
 }
@@ -120,10 +116,7 @@ pub async fn least(conn: &mut PgConnection, group: &str) -> Result<LogCursor, sq
     }
     Ok(rows
         .into_iter()
-        .map(|(txid, position)| LogCursor {
-            transaction_id: txid.parse().unwrap_or_default(),
-            position,
-        })
+        .map(|(txid, position)| LogCursor::from_row(&txid, position))
         .min()
         .unwrap_or(LogCursor::START))
 }
@@ -168,10 +161,7 @@ pub async fn set_layout(pool: &sqlx::PgPool, group: &str, partitions: u32) -> Re
     .await?;
     let least = (rows.len() == old_names.len()).then(|| {
         rows.iter()
-            .map(|(txid, position)| LogCursor {
-                transaction_id: txid.parse().unwrap_or_default(),
-                position: *position,
-            })
+            .map(|(txid, position)| LogCursor::from_row(txid, *position))
             .min()
             .unwrap_or(LogCursor::START)
     });

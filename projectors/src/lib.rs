@@ -25,11 +25,10 @@ use std::time::Duration;
 
 use axum::Router;
 use platform::http::ReadinessFlags;
-use platform::startup;
+use platform::startup::{self, Listening};
 use platform::Metrics;
 use readmodel::{Cache, CacheConfig};
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use apply::{Applier, ApplyError, Outcome, UsageRollups, PROJECTION_LOCK_KEY};
@@ -69,8 +68,7 @@ pub struct App {
     cache: Cache,
     metrics: Metrics,
     readiness: ReadinessFlags,
-    listener: TcpListener,
-    addr: SocketAddr,
+    listening: Listening,
     tasks: Vec<TaskBuilder>,
 }
 
@@ -90,8 +88,7 @@ impl App {
         .await;
         // Fails early (here, not in a task) when the database is not what the projector needs.
         UsageRollups::detect(&pool).await?;
-        let listener = startup::bind(config.addr).await?;
-        let addr = startup::local_addr(&listener)?;
+        let listening = Listening::bind(config.addr).await?;
         Ok(Self {
             config,
             pool,
@@ -99,8 +96,7 @@ impl App {
             cache,
             metrics: Metrics::new(),
             readiness: ReadinessFlags::new(),
-            listener,
-            addr,
+            listening,
             tasks: Vec::new(),
         })
     }
@@ -114,7 +110,7 @@ impl App {
 
     /// Where `/health`, `/ready` and `/metrics` answer.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listening.addr()
     }
 
     /// Projects (and runs the added tasks) until `shutdown` resolves or a task fails, then
@@ -130,8 +126,7 @@ impl App {
             cache,
             metrics,
             readiness,
-            listener,
-            addr,
+            listening,
             tasks: builders,
         } = self;
         let partitions = partitions::Partitions::new(
@@ -163,11 +158,11 @@ impl App {
                 tasks.spawn(task);
             }
         }
-        tracing::info!(%addr, stream = %config.stream, projector = %config.projector,
+        tracing::info!(stream = %config.stream, projector = %config.projector,
             partitions = config.partitions, "projectors running");
         let app = ops_router(metrics, pool, nats, readiness);
         let outcome = tokio::select! {
-            served = platform::http::serve(listener, app, shutdown) => served.map_err(StartError::Serve),
+            served = listening.serve("projectors' operations endpoints", app, shutdown) => served,
             failed = first_failure(&mut tasks) => Err(StartError::Task(failed)),
         };
         let _ = stop.send(true);

@@ -15,8 +15,7 @@ mod state;
 
 use std::net::SocketAddr;
 
-use platform::startup::{self, StartError};
-use tokio::net::TcpListener;
+use platform::startup::{self, Listening, StartError};
 
 pub use config::Config;
 pub use consistency::CONSISTENCY_TOKEN;
@@ -24,8 +23,7 @@ pub use state::AppState;
 
 /// The query API, built and bound, not yet serving.
 pub struct App {
-    listener: TcpListener,
-    addr: SocketAddr,
+    listening: Listening,
     state: AppState,
 }
 
@@ -46,18 +44,13 @@ impl App {
         cache: readmodel::Cache,
     ) -> Result<Self, StartError> {
         let state = AppState::new(&config, pool, cache).map_err(|e| StartError::Config(e.to_string()))?;
-        let listener = startup::bind(config.addr).await?;
-        let addr = startup::local_addr(&listener)?;
-        Ok(Self {
-            listener,
-            addr,
-            state,
-        })
+        let listening = Listening::bind(config.addr).await?;
+        Ok(Self { listening, state })
     }
 
     /// Where it listens (the real port when `QUERY_ADDR` asked for port 0).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listening.addr()
     }
 
     /// What the handlers share (tests reach the cache and the authenticator through it).
@@ -70,9 +63,8 @@ impl App {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        tracing::info!(addr = %self.addr, "query API listening");
-        platform::http::serve(self.listener, routes::router(self.state), shutdown)
+        self.listening
+            .serve("query API", routes::router(self.state), shutdown)
             .await
-            .map_err(StartError::Serve)
     }
 }

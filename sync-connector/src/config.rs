@@ -164,16 +164,10 @@ pub fn shard_of(iccid: &str, count: u32) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
-    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|key| map.get(key).cloned())
+    fn from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(platform::config::pairs(vars))
     }
 
     #[test]

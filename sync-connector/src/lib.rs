@@ -27,10 +27,9 @@ use eventstore::{EventStore, GlobalLog};
 use futures::StreamExt;
 use once_client::OnceClient;
 use platform::http::ReadinessFlags;
-use platform::startup;
+use platform::startup::{self, Listening};
 use platform::Metrics;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -284,8 +283,7 @@ async fn poll_age_loop(metrics: SyncMetrics, mut shutdown: watch::Receiver<bool>
 /// The sync connector, built and bound, not yet running.
 pub struct App {
     connector: Connector,
-    listener: TcpListener,
-    addr: SocketAddr,
+    listening: Listening,
 }
 
 impl App {
@@ -296,19 +294,14 @@ impl App {
         let nats = platform::nats::connect_common(&config.common, "sync-connector")
             .await
             .map_err(|e| StartError::Nats(e.to_string()))?;
-        let listener = startup::bind(config.addr).await?;
-        let addr = startup::local_addr(&listener)?;
+        let listening = Listening::bind(config.addr).await?;
         let connector = Connector::new(config, pool, nats).await?;
-        Ok(Self {
-            connector,
-            listener,
-            addr,
-        })
+        Ok(Self { connector, listening })
     }
 
     /// Where `/health`, `/ready` and `/metrics` answer.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listening.addr()
     }
 
     /// The connector's parts (tests reach its poller, metrics and pool through it).
@@ -321,15 +314,10 @@ impl App {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        let Self {
-            connector,
-            listener,
-            addr,
-        } = self;
+        let Self { connector, listening } = self;
         let (stop, stopped) = watch::channel(false);
         let mut tasks = connector.spawn(stopped);
         tracing::info!(
-            %addr,
             provider = %connector.config.provider.base_url,
             shard = ?connector.config.shard,
             "sync connector running"
@@ -340,7 +328,9 @@ impl App {
             connector.nats.clone(),
             connector.readiness.clone(),
         );
-        let served = platform::http::serve(listener, app, shutdown).await;
+        let served = listening
+            .serve("sync connector's operations endpoints", app, shutdown)
+            .await;
         let _ = stop.send(true);
         if tokio::time::timeout(Duration::from_secs(15), async {
             while tasks.join_next().await.is_some() {}
@@ -351,7 +341,7 @@ impl App {
             tracing::warn!("connector tasks did not stop in time; aborting them");
             tasks.abort_all();
         }
-        served.map_err(StartError::Serve)
+        served
     }
 }
 

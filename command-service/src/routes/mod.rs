@@ -4,7 +4,7 @@ pub(crate) mod sync;
 pub(crate) mod users;
 
 use axum::Router;
-use platform::http::{ops_routes, with_standard_layers};
+use platform::http::{ops_routes_for_database, with_standard_layers};
 
 use crate::state::AppState;
 
@@ -15,11 +15,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sims::routes())
         .merge(sync::routes())
         .with_state(state.clone());
-    let pool = state.pool.clone();
-    let ops = ops_routes(state.metrics.clone(), move || {
-        let pool = pool.clone();
-        async move { platform::db::ping(&pool).await }
-    });
+    let ops = ops_routes_for_database(state.metrics.clone(), state.pool.clone());
     let router = Router::new()
         .nest("/api/v1", api)
         .route("/openapi.json", axum::routing::get(crate::openapi::serve))

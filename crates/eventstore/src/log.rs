@@ -36,6 +36,15 @@ impl LogCursor {
             position: event.position,
         }
     }
+
+    /// A cursor as a row stores it: the transaction id read as text (`xid8::text`; sqlx has no
+    /// `xid8`), always an unsigned 64-bit number in digits.
+    pub fn from_row(transaction_id: &str, position: i64) -> Self {
+        Self {
+            transaction_id: transaction_id.parse().unwrap_or_default(),
+            position,
+        }
+    }
 }
 
 /// Committed events after a cursor; see [`GlobalLog::backlog`].

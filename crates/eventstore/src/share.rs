@@ -102,9 +102,8 @@ impl GlobalLog {
         .bind(scan)
         .fetch_all(&mut *conn)
         .await?;
-        let cursor_of = |(transaction_id, position, _): &(String, i64, String)| LogCursor {
-            transaction_id: transaction_id.parse().unwrap_or_default(),
-            position: *position,
+        let cursor_of = |(transaction_id, position, _): &(String, i64, String)| {
+            LogCursor::from_row(transaction_id, *position)
         };
         let Some(last) = rows.last() else {
             return Ok(ShareRead::default());

@@ -214,6 +214,16 @@ impl CommonConfig {
 
 /// Reads a service's own settings from a lookup (the environment, or a map in tests). An empty
 /// variable counts as unset; a malformed one is an error that names it.
+/// A lookup over fixed pairs, for configurations read in tests (`Config::from_lookup(pairs(…))`)
+/// without touching the process-global environment.
+pub fn pairs(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |key: &str| map.get(key).cloned()
+}
+
 pub struct Settings<F: Fn(&str) -> Option<String>> {
     get: F,
 }
@@ -295,14 +305,9 @@ fn parse_log_format(v: &str) -> Result<LogFormat, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn from(pairs: &[(&str, &str)]) -> Result<CommonConfig, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        CommonConfig::from_lookup(|k| map.get(k).cloned())
+    fn from(vars: &[(&str, &str)]) -> Result<CommonConfig, ConfigError> {
+        CommonConfig::from_lookup(pairs(vars))
     }
 
     #[test]

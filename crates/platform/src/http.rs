@@ -230,6 +230,17 @@ impl ReadinessFlags {
 /// A readiness check must answer within this, or the service counts as not ready.
 pub const READINESS_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// [`ops_routes`] of a service whose one dependency is its database: `/ready` pings it.
+pub fn ops_routes_for_database<S>(metrics: Metrics, pool: sqlx::PgPool) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    ops_routes(metrics, move || {
+        let pool = pool.clone();
+        async move { crate::db::ping(&pool).await }
+    })
+}
+
 /// `GET /health` (alive: 200 `{"status":"ok"}`), `GET /ready` (200 `{"status":"ready"}`, or 503
 /// `NOT_READY` with `details.dependency`), `GET /metrics` (Prometheus text). Merge it into the
 /// service router before [`with_standard_layers`].

@@ -63,6 +63,42 @@ pub async fn open_database(common: &CommonConfig, max_connections: u32) -> Resul
     Ok(pool)
 }
 
+/// A bound listener: what `App::build` ends with and `run_until_stopped` serves on.
+pub struct Listening {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl Listening {
+    /// Binds `addr` (port 0: any free port; [`Listening::addr`] says which).
+    pub async fn bind(addr: SocketAddr) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let addr = listener.local_addr().map_err(StartError::Serve)?;
+        Ok(Self { listener, addr })
+    }
+
+    /// The address bound (the real port when port 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves `app` until `shutdown` resolves, then drains in-flight requests; `service` names
+    /// it in the log.
+    pub async fn serve(
+        self,
+        service: &str,
+        app: axum::Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        tracing::info!(addr = %self.addr, "{service} listening");
+        crate::http::serve(self.listener, app, shutdown)
+            .await
+            .map_err(StartError::Serve)
+    }
+}
+
 /// Binds `addr` (port 0: any free port; the listener says which).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)

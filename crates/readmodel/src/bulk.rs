@@ -8,3 +8,11 @@ use serde_json::Value;
 pub(crate) fn json_array<T: serde::Serialize>(items: &[T]) -> Value {
     serde_json::to_value(items).unwrap_or(Value::Array(Vec::new()))
 }
+
+/// One column of `rows` (a slice of row references) as a `Vec`, to bind as an `UNNEST` array.
+macro_rules! column {
+    ($rows:expr, $field:ident) => {
+        $rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
+    };
+}
+pub(crate) use column;

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::bulk::json_array;
+use crate::bulk::{column, json_array};
 
 /// The `sim_quotas` columns in [`QuotaRow`]'s order.
 pub const QUOTA_COLUMNS: &str =
@@ -102,11 +102,6 @@ pub async fn upsert_quotas(conn: &mut PgConnection, rows: &[&QuotaRow]) -> Resul
     if rows.is_empty() {
         return Ok(());
     }
-    macro_rules! column {
-        ($field:ident) => {
-            rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
-        };
-    }
     let thresholds: Vec<Value> = rows.iter().map(|r| json_array(&r.thresholds_crossed)).collect();
     sqlx::query(
         "INSERT INTO sim_quotas (iccid, kind, total, remaining, expiry_date, period, thresholds_crossed, exhausted, \
@@ -130,22 +125,22 @@ pub async fn upsert_quotas(conn: &mut PgConnection, rows: &[&QuotaRow]) -> Resul
            last_topup_status = EXCLUDED.last_topup_status, version = EXCLUDED.version, \
            last_position = EXCLUDED.last_position, updated_at = EXCLUDED.updated_at",
     )
-    .bind(column!(iccid))
-    .bind(column!(kind))
-    .bind(column!(total))
-    .bind(column!(remaining))
-    .bind(column!(expiry_date))
-    .bind(column!(period))
+    .bind(column!(rows, iccid))
+    .bind(column!(rows, kind))
+    .bind(column!(rows, total))
+    .bind(column!(rows, remaining))
+    .bind(column!(rows, expiry_date))
+    .bind(column!(rows, period))
     .bind(thresholds)
-    .bind(column!(exhausted))
-    .bind(column!(expired))
-    .bind(column!(pending_topup_id))
-    .bind(column!(pending_topup_volume))
-    .bind(column!(last_topup_at))
-    .bind(column!(last_topup_status))
-    .bind(column!(version))
-    .bind(column!(last_position))
-    .bind(column!(updated_at))
+    .bind(column!(rows, exhausted))
+    .bind(column!(rows, expired))
+    .bind(column!(rows, pending_topup_id))
+    .bind(column!(rows, pending_topup_volume))
+    .bind(column!(rows, last_topup_at))
+    .bind(column!(rows, last_topup_status))
+    .bind(column!(rows, version))
+    .bind(column!(rows, last_position))
+    .bind(column!(rows, updated_at))
     .execute(conn)
     .await?;
     Ok(())

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
-use crate::bulk::json_array;
+use crate::bulk::{column, json_array};
 
 /// One SIM as `GET /sims/{iccid}` answers it: a row of the `sims` read model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -157,11 +157,6 @@ pub async fn upsert_sims(conn: &mut PgConnection, rows: &[&SimView]) -> Result<(
     if rows.is_empty() {
         return Ok(());
     }
-    macro_rules! column {
-        ($field:ident) => {
-            rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
-        };
-    }
     let tags: Vec<Value> = rows.iter().map(|r| json_array(&r.tags)).collect();
     let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
     sqlx::query(
@@ -192,33 +187,33 @@ pub async fn upsert_sims(conn: &mut PgConnection, rows: &[&SimView]) -> Result<(
            terminated_at = EXCLUDED.terminated_at, version = EXCLUDED.version, \
            last_position = EXCLUDED.last_position, updated_at = EXCLUDED.updated_at",
     )
-    .bind(column!(iccid))
-    .bind(column!(imsi))
-    .bind(column!(msisdn))
-    .bind(column!(label))
+    .bind(column!(rows, iccid))
+    .bind(column!(rows, imsi))
+    .bind(column!(rows, msisdn))
+    .bind(column!(rows, label))
     .bind(tags)
     .bind(statuses)
-    .bind(column!(pending_change))
-    .bind(column!(provider_status))
-    .bind(column!(imei))
-    .bind(column!(imei_lock))
-    .bind(column!(ip_address))
-    .bind(column!(network))
-    .bind(column!(country))
-    .bind(column!(rat))
-    .bind(column!(last_seen_at))
-    .bind(column!(data_total))
-    .bind(column!(data_remaining))
-    .bind(column!(data_expiry))
-    .bind(column!(sms_total))
-    .bind(column!(sms_remaining))
-    .bind(column!(sms_expiry))
-    .bind(column!(registered_at))
-    .bind(column!(terminated_at))
-    .bind(column!(version))
-    .bind(column!(last_position))
-    .bind(column!(updated_at))
-    .bind(column!(projection))
+    .bind(column!(rows, pending_change))
+    .bind(column!(rows, provider_status))
+    .bind(column!(rows, imei))
+    .bind(column!(rows, imei_lock))
+    .bind(column!(rows, ip_address))
+    .bind(column!(rows, network))
+    .bind(column!(rows, country))
+    .bind(column!(rows, rat))
+    .bind(column!(rows, last_seen_at))
+    .bind(column!(rows, data_total))
+    .bind(column!(rows, data_remaining))
+    .bind(column!(rows, data_expiry))
+    .bind(column!(rows, sms_total))
+    .bind(column!(rows, sms_remaining))
+    .bind(column!(rows, sms_expiry))
+    .bind(column!(rows, registered_at))
+    .bind(column!(rows, terminated_at))
+    .bind(column!(rows, version))
+    .bind(column!(rows, last_position))
+    .bind(column!(rows, updated_at))
+    .bind(column!(rows, projection))
     .execute(conn)
     .await?;
     Ok(())

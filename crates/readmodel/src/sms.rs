@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::bulk::column;
+
 /// The `sms_messages` columns in [`SmsRow`]'s order.
 pub const SMS_COLUMNS: &str =
     "message_id, iccid, direction, status, payload, encoding, parts, source_address, \
@@ -66,11 +68,6 @@ pub async fn upsert_sms(conn: &mut PgConnection, rows: &[&SmsRow]) -> Result<(),
     if rows.is_empty() {
         return Ok(());
     }
-    macro_rules! column {
-        ($field:ident) => {
-            rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
-        };
-    }
     sqlx::query(
         "INSERT INTO sms_messages (message_id, iccid, direction, status, payload, encoding, parts, source_address, \
            provider_message_id, failure_reason, requested_at, submitted_at, delivered_at, failed_at, received_at, \
@@ -87,24 +84,24 @@ pub async fn upsert_sms(conn: &mut PgConnection, rows: &[&SmsRow]) -> Result<(),
            received_at = EXCLUDED.received_at, version = EXCLUDED.version, \
            last_position = EXCLUDED.last_position, updated_at = EXCLUDED.updated_at",
     )
-    .bind(column!(message_id))
-    .bind(column!(iccid))
+    .bind(column!(rows, message_id))
+    .bind(column!(rows, iccid))
     .bind(rows.iter().map(|r| r.direction.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-    .bind(column!(payload))
-    .bind(column!(encoding))
-    .bind(column!(parts))
-    .bind(column!(source_address))
-    .bind(column!(provider_message_id))
-    .bind(column!(failure_reason))
-    .bind(column!(requested_at))
-    .bind(column!(submitted_at))
-    .bind(column!(delivered_at))
-    .bind(column!(failed_at))
-    .bind(column!(received_at))
-    .bind(column!(version))
-    .bind(column!(last_position))
-    .bind(column!(updated_at))
+    .bind(column!(rows, payload))
+    .bind(column!(rows, encoding))
+    .bind(column!(rows, parts))
+    .bind(column!(rows, source_address))
+    .bind(column!(rows, provider_message_id))
+    .bind(column!(rows, failure_reason))
+    .bind(column!(rows, requested_at))
+    .bind(column!(rows, submitted_at))
+    .bind(column!(rows, delivered_at))
+    .bind(column!(rows, failed_at))
+    .bind(column!(rows, received_at))
+    .bind(column!(rows, version))
+    .bind(column!(rows, last_position))
+    .bind(column!(rows, updated_at))
     .execute(conn)
     .await?;
     Ok(())

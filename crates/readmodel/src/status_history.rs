@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use domain::SimStatus;
 use sqlx::PgConnection;
 
+use crate::bulk::column;
+
 /// A `sim_status_history` row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusChange {
@@ -25,23 +27,18 @@ pub async fn insert_status_history(
     if rows.is_empty() {
         return Ok(());
     }
-    macro_rules! column {
-        ($field:ident) => {
-            rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
-        };
-    }
     sqlx::query(
         "INSERT INTO sim_status_history (iccid, position, changed_at, from_status, to_status, event_type, actor) \
          SELECT * FROM UNNEST($1::text[], $2::int8[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], \
            $7::text[]) ON CONFLICT (iccid, position) DO NOTHING",
     )
-    .bind(column!(iccid))
-    .bind(column!(position))
-    .bind(column!(changed_at))
+    .bind(column!(rows, iccid))
+    .bind(column!(rows, position))
+    .bind(column!(rows, changed_at))
     .bind(rows.iter().map(|r| r.from_status.map(SimStatus::as_str)).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.to_status.as_str()).collect::<Vec<_>>())
-    .bind(column!(event_type))
-    .bind(column!(actor))
+    .bind(column!(rows, event_type))
+    .bind(column!(rows, actor))
     .execute(conn)
     .await?;
     Ok(())

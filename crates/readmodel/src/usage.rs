@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
+use crate::bulk::column;
+
 /// A `sim_usage` row (what one usage report added).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageRow {
@@ -29,22 +31,17 @@ pub async fn insert_usage(conn: &mut PgConnection, rows: &[UsageRow]) -> Result<
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    macro_rules! column {
-        ($field:ident) => {
-            rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
-        };
-    }
     sqlx::query_scalar(
         "INSERT INTO sim_usage (iccid, observed_at, position, data_bytes, sms_mo, sms_mt) \
          SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::int8[], $4::int8[], $5::int8[], $6::int8[]) \
          ON CONFLICT DO NOTHING RETURNING position",
     )
-    .bind(column!(iccid))
-    .bind(column!(observed_at))
-    .bind(column!(position))
-    .bind(column!(data_bytes))
-    .bind(column!(sms_mo))
-    .bind(column!(sms_mt))
+    .bind(column!(rows, iccid))
+    .bind(column!(rows, observed_at))
+    .bind(column!(rows, position))
+    .bind(column!(rows, data_bytes))
+    .bind(column!(rows, sms_mo))
+    .bind(column!(rows, sms_mt))
     .fetch_all(conn)
     .await
 }

@@ -17,11 +17,7 @@ pub async fn read(conn: &mut PgConnection, stream: &str) -> Result<Option<Checkp
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|(transaction_id, position, stream_sequence)| Checkpoint {
-        cursor: LogCursor {
-            // xid8 is an unsigned 64-bit number, always printed as digits.
-            transaction_id: transaction_id.parse().unwrap_or_default(),
-            position,
-        },
+        cursor: LogCursor::from_row(&transaction_id, position),
         stream_sequence: u64::try_from(stream_sequence).unwrap_or_default(),
     }))
 }

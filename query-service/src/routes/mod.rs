@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use std::time::Duration;
 
-use platform::http::{ops_routes, with_layers, LayerOptions, DEFAULT_REQUEST_TIMEOUT};
+use platform::http::{ops_routes_for_database, with_layers, LayerOptions, DEFAULT_REQUEST_TIMEOUT};
 
 use crate::state::AppState;
 
@@ -20,11 +20,7 @@ pub fn router(state: AppState) -> Router {
         .merge(fleet::routes())
         .merge(feed::routes())
         .with_state(state.clone());
-    let pool = state.pool.clone();
-    let ops = ops_routes(state.metrics.clone(), move || {
-        let pool = pool.clone();
-        async move { platform::db::ping(&pool).await }
-    });
+    let ops = ops_routes_for_database(state.metrics.clone(), state.pool.clone());
     let document = crate::openapi::document();
     let router = Router::new().nest("/api/v1", api).merge(ops).route(
         "/openapi.json",
