@@ -117,20 +117,14 @@ async fn reached(state: &AppState, cursor: LogCursor) -> Result<bool, ApiError> 
     // the others', so together they hold exactly the events before it.
     // With TimescaleDB, late usage rows of the events before the token must also have reached
     // the continuous aggregates (the projector refreshes their days right after committing
-    // them; `usage_rollup_refreshes` is always empty on plain Postgres).
-    let reached: bool = sqlx::query_scalar(
-        "SELECT count(*) FILTER (WHERE (c.transaction_id, c.position) >= ($2::text::xid8, $3)) \
-                = (SELECT count(*) FROM projection_partition_names($1)) \
-            AND NOT EXISTS (SELECT 1 FROM usage_rollup_refreshes r \
-                WHERE (r.first_transaction, r.first_position) <= ($2::text::xid8, $3)) \
-         FROM projection_partition_names($1) AS p(name) \
-         LEFT JOIN projection_checkpoints c ON c.projector = p.name",
-    )
-    .bind(&state.consistency.projector)
-    .bind(cursor.transaction_id.to_string())
-    .bind(cursor.position)
-    .fetch_one(&state.pool)
-    .await?;
+    // them; `usage_rollup_refreshes` is always empty on plain Postgres). The projectors own
+    // those tables; `projection_reached` is their interface for this question.
+    let reached: bool = sqlx::query_scalar("SELECT projection_reached($1, $2::text::xid8, $3)")
+        .bind(&state.consistency.projector)
+        .bind(cursor.transaction_id.to_string())
+        .bind(cursor.position)
+        .fetch_one(&state.pool)
+        .await?;
     Ok(reached)
 }
 

@@ -75,9 +75,9 @@ pub async fn load_fleet_summary(pool: &PgPool) -> Result<FleetSummary, sqlx::Err
         .fetch_all(pool)
         .await?;
     summary.sms_messages_by_status = sms.into_iter().collect();
-    summary.as_of_position =
-        sqlx::query_scalar("SELECT coalesce(max(position), 0)::bigint FROM projection_checkpoints")
-            .fetch_one(pool)
-            .await?;
+    // The projectors' interface to their checkpoints (`migrations/20261205000001_…`).
+    summary.as_of_position = sqlx::query_scalar("SELECT projection_position()")
+        .fetch_one(pool)
+        .await?;
     Ok(summary)
 }
