@@ -341,24 +341,20 @@ fn known<T>(iccid: &str, f: impl FnOnce(u64) -> Result<T, fleet::FleetError>) ->
 /// The simulator as a process runs it: built and bound, not yet serving.
 pub struct App {
     simulator: Simulator,
-    listener: tokio::net::TcpListener,
-    addr: SocketAddr,
+    listening: platform::startup::Listening,
 }
 
 impl App {
     /// A fresh simulated account, bound to `addr` (port 0: any free port).
     pub async fn build(config: SimulatorConfig, addr: SocketAddr) -> Result<Self, StartError> {
-        let listener = platform::startup::bind(addr).await?;
-        let addr = platform::startup::local_addr(&listener)?;
         Ok(Self {
             simulator: Simulator::new(config),
-            listener,
-            addr,
+            listening: platform::startup::Listening::bind(addr).await?,
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listening.addr()
     }
 
     /// The shared state (tests drive the account and read what it received through it).
@@ -372,9 +368,12 @@ impl App {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let clock = self.simulator.start_clock();
-        let served = platform::http::serve(self.listener, self.simulator.router(), shutdown).await;
+        let served = self
+            .listening
+            .serve("1NCE simulator", self.simulator.router(), shutdown)
+            .await;
         clock.abort();
-        served.map_err(StartError::Serve)
+        served
     }
 }
 

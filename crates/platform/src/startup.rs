@@ -98,15 +98,3 @@ impl Listening {
             .map_err(StartError::Serve)
     }
 }
-
-/// Binds `addr` (port 0: any free port; the listener says which).
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })
-}
-
-/// The address a listener is bound to.
-pub fn local_addr(listener: &TcpListener) -> Result<SocketAddr, StartError> {
-    listener.local_addr().map_err(StartError::Serve)
-}

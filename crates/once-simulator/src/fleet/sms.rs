@@ -46,17 +46,14 @@ impl Fleet {
         if !autonomous {
             deliver(&mut record, now);
         }
-        push_sms(sim, record);
-        record_usage(
+        file_sms(
             sim,
-            now.date_naive(),
+            record,
             DayUsage {
                 sms_mt: 1,
                 ..Default::default()
             },
-            now,
         );
-        sim.sms.consume(1, now);
         self.next_sms_id += 1;
         Ok(id)
     }
@@ -71,7 +68,7 @@ impl Fleet {
         let id = self.next_sms_id;
         let sim = self.sim_mut(iccid)?;
         let msisdn = sim.msisdn.to_string();
-        push_sms(
+        file_sms(
             sim,
             SmsRecord {
                 id,
@@ -87,17 +84,11 @@ impl Fleet {
                 udh: None,
                 dcs: 0,
             },
-        );
-        record_usage(
-            sim,
-            at.date_naive(),
             DayUsage {
                 sms_mo: 1,
                 ..Default::default()
             },
-            at,
         );
-        sim.sms.consume(1, at);
         self.next_sms_id += 1;
         Ok(id)
     }
@@ -132,6 +123,15 @@ impl Fleet {
             .map(|e| e.sms.as_slice())
             .unwrap_or(&[]))
     }
+}
+
+/// Keeps a new message in the SIM's list, counts it as usage on the day it was submitted, and
+/// takes it from the SMS quota.
+fn file_sms(sim: &mut SimRecord, sms: SmsRecord, usage: DayUsage) {
+    let at = sms.submitted;
+    push_sms(sim, sms);
+    record_usage(sim, at.date_naive(), usage, at);
+    sim.sms.consume(1, at);
 }
 
 fn push_sms(sim: &mut SimRecord, sms: SmsRecord) {

@@ -13,7 +13,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{fleet_error, json_body, message, path_iccid};
+use super::{fleet_error, json_body, message, path_iccid, Answer};
 use crate::fleet::quota::QuotaKind;
 use crate::fleet::records::ConnectivityOverride;
 use crate::fleet::{FleetError, SimChange};
@@ -42,14 +42,14 @@ pub fn router() -> Router<Simulator> {
 }
 
 /// Runs `f` on the parsed ICCID, mapping an unknown one to 404.
-fn on_sim(iccid: &str, f: impl FnOnce(u64) -> Result<serde_json::Value, FleetError>) -> Response {
-    match path_iccid(iccid) {
-        Ok(id) => match f(id) {
-            Ok(body) => Json(body).into_response(),
-            Err(err) => fleet_error(err),
-        },
-        Err(response) => response,
-    }
+fn on_sim(iccid: &str, f: impl FnOnce(u64) -> Result<serde_json::Value, FleetError>) -> Answer {
+    let body = f(path_iccid(iccid)?).map_err(fleet_error)?;
+    Ok(Json(body).into_response())
+}
+
+/// [`on_sim`] for a change with nothing to tell: answers `{}`.
+fn change_sim(iccid: &str, f: impl FnOnce(u64) -> Result<(), FleetError>) -> Answer {
+    on_sim(iccid, |id| f(id).map(|()| json!({})))
 }
 
 fn kind(text: &str) -> Result<QuotaKind, Response> {
@@ -73,16 +73,13 @@ struct StatusBody {
     enabled: bool,
 }
 
-async fn set_status(State(sim): State<Simulator>, Path(iccid): Path<String>, body: Bytes) -> Response {
-    let body: StatusBody = match json_body(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
+async fn set_status(State(sim): State<Simulator>, Path(iccid): Path<String>, body: Bytes) -> Answer {
+    let body: StatusBody = json_body(&body)?;
     let change = SimChange {
         enabled: Some(body.enabled),
         ..Default::default()
     };
-    on_sim(&iccid, |id| sim.fleet().change(id, &change).map(|()| json!({})))
+    change_sim(&iccid, |id| sim.fleet().change(id, &change))
 }
 
 #[derive(Deserialize, Default)]
@@ -94,20 +91,15 @@ struct ConnectivityBody {
     rat: Option<String>,
 }
 
-async fn set_connectivity(State(sim): State<Simulator>, Path(iccid): Path<String>, body: Bytes) -> Response {
-    let body: ConnectivityBody = match json_body(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
+async fn set_connectivity(State(sim): State<Simulator>, Path(iccid): Path<String>, body: Bytes) -> Answer {
+    let body: ConnectivityBody = json_body(&body)?;
     let over = ConnectivityOverride {
         operator: body.operator,
         country: body.country,
         rat: body.rat,
     };
-    on_sim(&iccid, |id| {
-        sim.fleet()
-            .set_connectivity(id, body.ip_address, over)
-            .map(|()| json!({}))
+    change_sim(&iccid, |id| {
+        sim.fleet().set_connectivity(id, body.ip_address, over)
     })
 }
 
@@ -116,14 +108,9 @@ struct ImeiBody {
     imei: String,
 }
 
-async fn set_imei(State(sim): State<Simulator>, Path(iccid): Path<String>, body: Bytes) -> Response {
-    let body: ImeiBody = match json_body(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    on_sim(&iccid, |id| {
-        sim.fleet().set_imei(id, &body.imei).map(|()| json!({}))
-    })
+async fn set_imei(State(sim): State<Simulator>, Path(iccid): Path<String>, body: Bytes) -> Answer {
+    let body: ImeiBody = json_body(&body)?;
+    change_sim(&iccid, |id| sim.fleet().set_imei(id, &body.imei))
 }
 
 #[derive(Deserialize)]
@@ -138,17 +125,12 @@ struct UsageBody {
     sms_mt: u64,
 }
 
-async fn add_usage(State(sim): State<Simulator>, Path(iccid): Path<String>, body: Bytes) -> Response {
-    let body: UsageBody = match json_body(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    on_sim(&iccid, |id| {
+async fn add_usage(State(sim): State<Simulator>, Path(iccid): Path<String>, body: Bytes) -> Answer {
+    let body: UsageBody = json_body(&body)?;
+    change_sim(&iccid, |id| {
         let mut fleet = sim.fleet();
         let date = body.date.unwrap_or_else(|| fleet.now.date_naive());
-        fleet
-            .add_usage(id, date, body.data_bytes, body.sms_mo, body.sms_mt)
-            .map(|()| json!({}))
+        fleet.add_usage(id, date, body.data_bytes, body.sms_mo, body.sms_mt)
     })
 }
 
@@ -161,33 +143,20 @@ async fn consume_quota(
     State(sim): State<Simulator>,
     Path((iccid, kind_text)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
-    let kind = match kind(&kind_text) {
-        Ok(kind) => kind,
-        Err(response) => return response,
-    };
-    let body: ConsumeBody = match json_body(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    on_sim(&iccid, |id| {
-        sim.fleet()
-            .consume_quota_to(id, kind, body.used_percent)
-            .map(|()| json!({}))
+) -> Answer {
+    let kind = kind(&kind_text)?;
+    let body: ConsumeBody = json_body(&body)?;
+    change_sim(&iccid, |id| {
+        sim.fleet().consume_quota_to(id, kind, body.used_percent)
     })
 }
 
 async fn expire_quota(
     State(sim): State<Simulator>,
     Path((iccid, kind_text)): Path<(String, String)>,
-) -> Response {
-    let kind = match kind(&kind_text) {
-        Ok(kind) => kind,
-        Err(response) => return response,
-    };
-    on_sim(&iccid, |id| {
-        sim.fleet().expire_quota(id, kind).map(|()| json!({}))
-    })
+) -> Answer {
+    let kind = kind(&kind_text)?;
+    change_sim(&iccid, |id| sim.fleet().expire_quota(id, kind))
 }
 
 #[derive(Deserialize)]
@@ -195,11 +164,8 @@ struct MoSmsBody {
     payload: String,
 }
 
-async fn receive_mo_sms(State(sim): State<Simulator>, Path(iccid): Path<String>, body: Bytes) -> Response {
-    let body: MoSmsBody = match json_body(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
+async fn receive_mo_sms(State(sim): State<Simulator>, Path(iccid): Path<String>, body: Bytes) -> Answer {
+    let body: MoSmsBody = json_body(&body)?;
     on_sim(&iccid, |id| {
         let mut fleet = sim.fleet();
         let now = fleet.now;
@@ -209,13 +175,13 @@ async fn receive_mo_sms(State(sim): State<Simulator>, Path(iccid): Path<String>,
     })
 }
 
-async fn top_ups(State(sim): State<Simulator>, Path(iccid): Path<String>) -> Response {
+async fn top_ups(State(sim): State<Simulator>, Path(iccid): Path<String>) -> Answer {
     on_sim(&iccid, |id| {
         sim.fleet().sim(id).map(|s| json!({ "count": s.api_top_ups }))
     })
 }
 
-async fn mt_sms(State(sim): State<Simulator>, Path(iccid): Path<String>) -> Response {
+async fn mt_sms(State(sim): State<Simulator>, Path(iccid): Path<String>) -> Answer {
     on_sim(&iccid, |id| {
         sim.fleet().sim(id)?;
         let list: Vec<_> = sim
@@ -231,16 +197,13 @@ async fn get_faults(State(sim): State<Simulator>) -> Json<Faults> {
     Json(sim.faults())
 }
 
-async fn set_faults(State(sim): State<Simulator>, body: Bytes) -> Response {
-    let faults: Faults = match json_body(&body) {
-        Ok(faults) => faults,
-        Err(response) => return response,
-    };
-    if let Err(err) = faults.validate() {
-        return message(StatusCode::UNPROCESSABLE_ENTITY, err.to_string());
-    }
+async fn set_faults(State(sim): State<Simulator>, body: Bytes) -> Answer {
+    let faults: Faults = json_body(&body)?;
+    faults
+        .validate()
+        .map_err(|err| message(StatusCode::UNPROCESSABLE_ENTITY, err.to_string()))?;
     sim.set_faults(faults.clone());
-    Json(faults).into_response()
+    Ok(Json(faults).into_response())
 }
 
 async fn revoke_tokens(State(sim): State<Simulator>) -> Json<serde_json::Value> {
@@ -248,36 +211,26 @@ async fn revoke_tokens(State(sim): State<Simulator>) -> Json<serde_json::Value> 
     Json(json!({}))
 }
 
+/// A span of simulated or real time: `{"secs": …}`.
 #[derive(Deserialize)]
-struct TtlBody {
+struct SecondsBody {
     secs: u64,
 }
 
-async fn set_token_ttl(State(sim): State<Simulator>, body: Bytes) -> Response {
-    let body: TtlBody = match json_body(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
+async fn set_token_ttl(State(sim): State<Simulator>, body: Bytes) -> Answer {
+    let body: SecondsBody = json_body(&body)?;
     sim.set_token_ttl(Duration::from_secs(body.secs));
-    Json(json!({ "secs": body.secs })).into_response()
+    Ok(Json(json!({ "secs": body.secs })).into_response())
 }
 
 async fn clock(State(sim): State<Simulator>) -> Json<serde_json::Value> {
     Json(json!({ "now": crate::format::ts_z(sim.now()), "autonomous": sim.config().autonomous }))
 }
 
-#[derive(Deserialize)]
-struct AdvanceBody {
-    secs: u64,
-}
-
-async fn advance(State(sim): State<Simulator>, body: Bytes) -> Response {
-    let body: AdvanceBody = match json_body(&body) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
+async fn advance(State(sim): State<Simulator>, body: Bytes) -> Answer {
+    let body: SecondsBody = json_body(&body)?;
     sim.advance(Duration::from_secs(body.secs));
-    Json(json!({ "now": crate::format::ts_z(sim.now()) })).into_response()
+    Ok(Json(json!({ "now": crate::format::ts_z(sim.now()) })).into_response())
 }
 
 async fn stats(State(sim): State<Simulator>) -> Json<crate::CallStats> {

@@ -56,6 +56,10 @@ pub fn router(sim: Simulator) -> Router {
         .layer(from_fn_with_state(metrics, track_http))
 }
 
+/// What a handler answers: `Err` is a refusal a helper has already finished (see the note at
+/// the top), so handlers pass refusals on with `?`.
+pub(crate) type Answer = Result<Response, Response>;
+
 /// The provider's small error body: `{"message": …}`.
 pub(crate) fn message(status: StatusCode, text: impl Into<String>) -> Response {
     (status, Json(json!({ "message": text.into() }))).into_response()

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::paging::Page;
-use super::{fleet_error, json_body, message, origin, path_iccid};
+use super::{fleet_error, json_body, message, origin, path_iccid, Answer};
 use crate::fleet::quota::QuotaKind;
 use crate::fleet::records::SimRecord;
 use crate::fleet::SimChange;
@@ -21,19 +21,10 @@ use crate::{wire, Simulator};
 
 type QueryMap = Query<HashMap<String, String>>;
 
-pub async fn list(State(sim): State<Simulator>, Query(query): QueryMap) -> Response {
-    let page = match Page::from_query(&query, 100) {
-        Ok(page) => page,
-        Err(response) => return response,
-    };
-    let filters = match parse_filters(query.get("q").map(String::as_str).unwrap_or("")) {
-        Ok(filters) => filters,
-        Err(response) => return response,
-    };
-    let sort = match parse_sort(query.get("sort").map(String::as_str).unwrap_or("")) {
-        Ok(sort) => sort,
-        Err(response) => return response,
-    };
+pub async fn list(State(sim): State<Simulator>, Query(query): QueryMap) -> Answer {
+    let page = Page::from_query(&query, 100)?;
+    let filters = parse_filters(query.get("q").map(String::as_str).unwrap_or(""))?;
+    let sort = parse_sort(query.get("sort").map(String::as_str).unwrap_or(""))?;
     let fleet = sim.fleet();
     let all = fleet.sims();
     let (total, body): (usize, Vec<Value>) = if filters.is_empty() && sort.is_empty() {
@@ -72,7 +63,7 @@ pub async fn list(State(sim): State<Simulator>, Query(query): QueryMap) -> Respo
         )
     };
     drop(fleet);
-    (page.headers(total), Json(body)).into_response()
+    Ok((page.headers(total), Json(body)).into_response())
 }
 
 #[derive(Clone, Copy)]
@@ -132,20 +123,19 @@ fn parse_sort(sort: &str) -> Result<Vec<(Field, bool)>, Response> {
         .collect()
 }
 
-pub async fn get_one(State(sim): State<Simulator>, Path(iccid): Path<String>) -> Response {
+pub async fn get_one(State(sim): State<Simulator>, Path(iccid): Path<String>) -> Answer {
     with_sim(&sim, &iccid, |s| Json(wire::sim(s)).into_response())
 }
 
-fn with_sim(sim: &Simulator, iccid: &str, answer: impl FnOnce(&SimRecord) -> Response) -> Response {
-    let id = match path_iccid(iccid) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
+fn with_sim(sim: &Simulator, iccid: &str, answer: impl FnOnce(&SimRecord) -> Response) -> Answer {
+    let id = path_iccid(iccid)?;
     let fleet = sim.fleet();
-    match fleet.sim(id) {
-        Ok(s) => answer(s),
-        Err(err) => fleet_error(err),
-    }
+    Ok(answer(fleet.sim(id).map_err(fleet_error)?))
+}
+
+/// Every ICCID of a request body, or the 404 for the first that names no SIM.
+fn body_iccids(texts: &[String]) -> Result<Vec<u64>, Response> {
+    texts.iter().map(|text| path_iccid(text)).collect()
 }
 
 /// The documents' "Values for a SIM update". Absent fields stay as they are (the documents
@@ -180,60 +170,38 @@ impl SimUpdateBody {
     }
 }
 
-pub async fn update_one(State(sim): State<Simulator>, Path(iccid): Path<String>, body: Bytes) -> Response {
-    let id = match path_iccid(&iccid) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let update: SimUpdateBody = match json_body(&body) {
-        Ok(update) => update,
-        Err(response) => return response,
-    };
+pub async fn update_one(State(sim): State<Simulator>, Path(iccid): Path<String>, body: Bytes) -> Answer {
+    let id = path_iccid(&iccid)?;
+    let update: SimUpdateBody = json_body(&body)?;
     if let Some(body_iccid) = &update.iccid {
         if crate::format::parse_iccid(body_iccid) != Some(id) {
-            return message(
+            return Err(message(
                 StatusCode::BAD_REQUEST,
                 "iccid in the body does not match the path",
-            );
+            ));
         }
     }
-    let change = match update.change() {
-        Ok(change) => change,
-        Err(response) => return response,
-    };
-    match sim.fleet().change(id, &change) {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(err) => fleet_error(err),
-    }
+    let change = update.change()?;
+    sim.fleet().change(id, &change).map_err(fleet_error)?;
+    Ok(StatusCode::OK.into_response())
 }
 
 /// All or nothing: any unknown ICCID refuses the whole list.
-pub async fn update_many(State(sim): State<Simulator>, body: Bytes) -> Response {
-    let updates: Vec<SimUpdateBody> = match json_body(&body) {
-        Ok(updates) => updates,
-        Err(response) => return response,
-    };
+pub async fn update_many(State(sim): State<Simulator>, body: Bytes) -> Answer {
+    let updates: Vec<SimUpdateBody> = json_body(&body)?;
     let mut changes = Vec::with_capacity(updates.len());
     for update in &updates {
         let Some(text) = update.iccid.as_deref() else {
-            return message(StatusCode::BAD_REQUEST, "every update needs an iccid");
+            return Err(message(StatusCode::BAD_REQUEST, "every update needs an iccid"));
         };
-        let id = match path_iccid(text) {
-            Ok(id) => id,
-            Err(response) => return response,
-        };
-        match update.change() {
-            Ok(change) => changes.push((id, change)),
-            Err(response) => return response,
-        }
+        let id = path_iccid(text)?;
+        changes.push((id, update.change()?));
     }
-    match sim.fleet().change_many(&changes) {
-        Ok(()) => StatusCode::CREATED.into_response(),
-        Err(err) => fleet_error(err),
-    }
+    sim.fleet().change_many(&changes).map_err(fleet_error)?;
+    Ok(StatusCode::CREATED.into_response())
 }
 
-pub async fn status(State(sim): State<Simulator>, Path(iccid): Path<String>) -> Response {
+pub async fn status(State(sim): State<Simulator>, Path(iccid): Path<String>) -> Answer {
     let now = sim.now();
     with_sim(&sim, &iccid, |s| Json(wire::connectivity(s, now)).into_response())
 }
@@ -242,7 +210,7 @@ pub async fn connectivity_info(
     State(sim): State<Simulator>,
     Path(iccid): Path<String>,
     Query(query): QueryMap,
-) -> Response {
+) -> Answer {
     let flag = |name: &str, default: bool| match query.get(name).map(|v| v.trim()) {
         None => Ok(default),
         Some("true") => Ok(true),
@@ -252,66 +220,50 @@ pub async fn connectivity_info(
             format!("{name} must be true or false"),
         )),
     };
-    let (subscriber, ussd) = match (flag("subscriber", true), flag("ussd", false)) {
-        (Ok(s), Ok(u)) => (s, u),
-        (Err(response), _) | (_, Err(response)) => return response,
-    };
+    let subscriber = flag("subscriber", true)?;
+    let ussd = flag("ussd", false)?;
     let now = sim.now();
     with_sim(&sim, &iccid, |s| {
         Json(wire::connectivity_info(s, now, subscriber, ussd)).into_response()
     })
 }
 
-pub async fn reset(State(sim): State<Simulator>, Path(iccid): Path<String>) -> Response {
-    let id = match path_iccid(&iccid) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    match sim.fleet().reset_connectivity(id) {
-        Ok(()) => StatusCode::CREATED.into_response(),
-        Err(err) => fleet_error(err),
-    }
+pub async fn reset(State(sim): State<Simulator>, Path(iccid): Path<String>) -> Answer {
+    let id = path_iccid(&iccid)?;
+    sim.fleet().reset_connectivity(id).map_err(fleet_error)?;
+    Ok(StatusCode::CREATED.into_response())
 }
 
 pub async fn events(
     State(sim): State<Simulator>,
     Path(iccid): Path<String>,
     Query(query): QueryMap,
-) -> Response {
-    let page = match Page::from_query(&query, 1000) {
-        Ok(page) => page,
-        Err(response) => return response,
-    };
+) -> Answer {
+    let page = Page::from_query(&query, 1000)?;
     let newest_first = query
         .get("sort")
         .is_some_and(|s| s.split(',').any(|k| k.trim() == "-timestamp"));
-    let id = match path_iccid(&iccid) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
+    let id = path_iccid(&iccid)?;
     let fleet = sim.fleet();
-    let mut events = match fleet.events_of(id) {
-        Ok(events) => events,
-        Err(err) => return fleet_error(err),
-    };
+    let mut events = fleet.events_of(id).map_err(fleet_error)?;
     events.sort_by_key(|e| e.at);
     if newest_first {
         events.reverse();
     }
     let total = events.len();
     let Ok(s) = fleet.sim(id) else {
-        return fleet_error(crate::fleet::FleetError::UnknownSim);
+        return Err(fleet_error(crate::fleet::FleetError::UnknownSim));
     };
     let body = wire::events(s, &events[page.range(total)], total, page.total_pages(total));
     drop(fleet);
-    (page.headers(total), Json(body)).into_response()
+    Ok((page.headers(total), Json(body)).into_response())
 }
 
 pub async fn usage(
     State(sim): State<Simulator>,
     Path(iccid): Path<String>,
     Query(query): QueryMap,
-) -> Response {
+) -> Answer {
     let date = |name: &str| -> Result<NaiveDate, Response> {
         let text = query.get(name).map(|v| v.trim()).unwrap_or("");
         if text.is_empty() {
@@ -327,42 +279,36 @@ pub async fn usage(
             )
         })
     };
-    let (start, end) = match (date("start_dt"), date("end_dt")) {
-        (Ok(start), Ok(end)) => (start, end),
-        (Err(response), _) | (_, Err(response)) => return response,
-    };
+    let start = date("start_dt")?;
+    let end = date("end_dt")?;
     if start > end {
-        return message(StatusCode::BAD_REQUEST, "start_dt must not be after end_dt");
+        return Err(message(
+            StatusCode::BAD_REQUEST,
+            "start_dt must not be after end_dt",
+        ));
     }
-    let id = match path_iccid(&iccid) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
+    let id = path_iccid(&iccid)?;
     let fleet = sim.fleet();
-    if let Err(err) = fleet.sim(id) {
-        return fleet_error(err);
-    }
+    fleet.sim(id).map_err(fleet_error)?;
     if start < fleet.usage_horizon() {
-        return message(
+        return Err(message(
             StatusCode::BAD_REQUEST,
             "The usage can only be queried for the last 6 months.",
-        );
+        ));
     }
     // Days after today have no usage yet: the answer stops at today.
     let end = end.min(fleet.now.date_naive());
-    match fleet.usage_between(id, start, end) {
-        Ok(days) => Json(wire::usage(&days)).into_response(),
-        Err(err) => fleet_error(err),
-    }
+    let days = fleet.usage_between(id, start, end).map_err(fleet_error)?;
+    Ok(Json(wire::usage(&days)).into_response())
 }
 
-pub async fn quota_data(State(sim): State<Simulator>, Path(iccid): Path<String>) -> Response {
+pub async fn quota_data(State(sim): State<Simulator>, Path(iccid): Path<String>) -> Answer {
     with_sim(&sim, &iccid, |s| {
         Json(wire::quota(s, QuotaKind::Data)).into_response()
     })
 }
 
-pub async fn quota_sms(State(sim): State<Simulator>, Path(iccid): Path<String>) -> Response {
+pub async fn quota_sms(State(sim): State<Simulator>, Path(iccid): Path<String>) -> Answer {
     with_sim(&sim, &iccid, |s| {
         Json(wire::quota(s, QuotaKind::Sms)).into_response()
     })
@@ -384,11 +330,8 @@ pub async fn top_up_one(
     Path(iccid): Path<String>,
     Query(query): QueryMap,
     headers: HeaderMap,
-) -> Response {
-    let id = match path_iccid(&iccid) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
+) -> Answer {
+    let id = path_iccid(&iccid)?;
     top_up(&sim, &[id], &query, &headers)
 }
 
@@ -397,35 +340,21 @@ pub async fn top_up_many(
     Query(query): QueryMap,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let iccids: Vec<String> = match json_body(&body) {
-        Ok(iccids) => iccids,
-        Err(response) => return response,
-    };
+) -> Answer {
+    let iccids: Vec<String> = json_body(&body)?;
     if iccids.is_empty() {
-        return message(StatusCode::BAD_REQUEST, "at least one ICCID is required");
+        return Err(message(StatusCode::BAD_REQUEST, "at least one ICCID is required"));
     }
-    let mut ids = Vec::with_capacity(iccids.len());
-    for text in &iccids {
-        match path_iccid(text) {
-            Ok(id) => ids.push(id),
-            Err(response) => return response,
-        }
-    }
+    let ids = body_iccids(&iccids)?;
     top_up(&sim, &ids, &query, &headers)
 }
 
-fn top_up(sim: &Simulator, ids: &[u64], query: &HashMap<String, String>, headers: &HeaderMap) -> Response {
+fn top_up(sim: &Simulator, ids: &[u64], query: &HashMap<String, String>, headers: &HeaderMap) -> Answer {
     let method = payment_method(query);
-    let order = sim.fleet().top_up(ids);
-    match order {
-        Ok(order) => {
-            tracing::info!(order, payment_method = method, sims = ids.len(), "top-up ordered");
-            let location = format!("{}/v1/orders/{order}", origin(headers));
-            (StatusCode::CREATED, [(header::LOCATION, location)]).into_response()
-        }
-        Err(err) => fleet_error(err),
-    }
+    let order = sim.fleet().top_up(ids).map_err(fleet_error)?;
+    tracing::info!(order, payment_method = method, sims = ids.len(), "top-up ordered");
+    let location = format!("{}/v1/orders/{order}", origin(headers));
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)]).into_response())
 }
 
 #[derive(Deserialize)]
@@ -434,21 +363,11 @@ struct AutoTopUpBody {
     iccids: Vec<String>,
 }
 
-pub async fn auto_top_up(State(sim): State<Simulator>, body: Bytes) -> Response {
-    let request: AutoTopUpBody = match json_body(&body) {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
-    let mut ids = Vec::with_capacity(request.iccids.len());
-    for text in &request.iccids {
-        match path_iccid(text) {
-            Ok(id) => ids.push(id),
-            Err(response) => return response,
-        }
-    }
-    let result = sim.fleet().set_auto_top_up(&ids, request.enabled);
-    match result {
-        Ok(()) => StatusCode::CREATED.into_response(),
-        Err(err) => fleet_error(err),
-    }
+pub async fn auto_top_up(State(sim): State<Simulator>, body: Bytes) -> Answer {
+    let request: AutoTopUpBody = json_body(&body)?;
+    let ids = body_iccids(&request.iccids)?;
+    sim.fleet()
+        .set_auto_top_up(&ids, request.enabled)
+        .map_err(fleet_error)?;
+    Ok(StatusCode::CREATED.into_response())
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::paging::Page;
-use super::{fleet_error, json_body, message, origin, path_iccid};
+use super::{fleet_error, json_body, message, origin, path_iccid, Answer};
 use crate::fleet::{FleetError, NewSms};
 use crate::{wire, Simulator};
 
@@ -81,45 +81,25 @@ pub async fn send(
     Path(iccid): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let id = match path_iccid(&iccid) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let request: SmsMessage = match json_body(&body) {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
-    let sms = match request.validate() {
-        Ok(sms) => sms,
-        Err(response) => return response,
-    };
-    let sent = sim.fleet().send_mt_sms(id, sms);
-    match sent {
-        Ok(sms_id) => {
-            let location = format!("{}/v1/sims/{id}/sms/{sms_id}", origin(&headers));
-            (StatusCode::CREATED, [(header::LOCATION, location)]).into_response()
-        }
-        Err(err) => fleet_error(err),
-    }
+) -> Answer {
+    let id = path_iccid(&iccid)?;
+    let request: SmsMessage = json_body(&body)?;
+    let sms = request.validate()?;
+    let sms_id = sim.fleet().send_mt_sms(id, sms).map_err(fleet_error)?;
+    let location = format!("{}/v1/sims/{id}/sms/{sms_id}", origin(&headers));
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)]).into_response())
 }
 
 pub async fn list(
     State(sim): State<Simulator>,
     Path(iccid): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-) -> Response {
-    let page = match Page::from_query(&query, 100) {
-        Ok(page) => page,
-        Err(response) => return response,
-    };
-    let id = match path_iccid(&iccid) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
+) -> Answer {
+    let page = Page::from_query(&query, 100)?;
+    let id = path_iccid(&iccid)?;
     let fleet = sim.fleet();
     let (Ok(s), Ok(all)) = (fleet.sim(id), fleet.sms_of(id)) else {
-        return fleet_error(FleetError::UnknownSim);
+        return Err(fleet_error(FleetError::UnknownSim));
     };
     let body: Vec<Value> = all[page.range(all.len())]
         .iter()
@@ -127,36 +107,31 @@ pub async fn list(
         .collect();
     let headers = page.headers(all.len());
     drop(fleet);
-    (headers, Json(body)).into_response()
+    Ok((headers, Json(body)).into_response())
 }
 
-fn sms_id(text: &str) -> Result<u64, Response> {
-    text.parse().map_err(|_| fleet_error(FleetError::UnknownSms))
+/// The ICCID and the SMS id of a `/v1/sims/{iccid}/sms/{id}` path; either unknown is a 404.
+fn sms_path(iccid: &str, sms: &str) -> Result<(u64, u64), Response> {
+    let id = path_iccid(iccid)?;
+    let sms = sms.parse().map_err(|_| fleet_error(FleetError::UnknownSms))?;
+    Ok((id, sms))
 }
 
-pub async fn get_one(State(sim): State<Simulator>, Path((iccid, sms)): Path<(String, String)>) -> Response {
-    let (id, sms) = match (path_iccid(&iccid), sms_id(&sms)) {
-        (Ok(id), Ok(sms)) => (id, sms),
-        (Err(response), _) | (_, Err(response)) => return response,
-    };
+pub async fn get_one(State(sim): State<Simulator>, Path((iccid, sms)): Path<(String, String)>) -> Answer {
+    let (id, sms) = sms_path(&iccid, &sms)?;
     let fleet = sim.fleet();
     let (Ok(s), Ok(all)) = (fleet.sim(id), fleet.sms_of(id)) else {
-        return fleet_error(FleetError::UnknownSim);
+        return Err(fleet_error(FleetError::UnknownSim));
     };
-    match all.iter().find(|m| m.id == sms) {
-        Some(m) => Json(wire::sms(s, m)).into_response(),
-        None => fleet_error(FleetError::UnknownSms),
-    }
+    let m = all
+        .iter()
+        .find(|m| m.id == sms)
+        .ok_or_else(|| fleet_error(FleetError::UnknownSms))?;
+    Ok(Json(wire::sms(s, m)).into_response())
 }
 
-pub async fn cancel(State(sim): State<Simulator>, Path((iccid, sms)): Path<(String, String)>) -> Response {
-    let (id, sms) = match (path_iccid(&iccid), sms_id(&sms)) {
-        (Ok(id), Ok(sms)) => (id, sms),
-        (Err(response), _) | (_, Err(response)) => return response,
-    };
-    let cancelled = sim.fleet().cancel_sms(id, sms);
-    match cancelled {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(err) => fleet_error(err),
-    }
+pub async fn cancel(State(sim): State<Simulator>, Path((iccid, sms)): Path<(String, String)>) -> Answer {
+    let (id, sms) = sms_path(&iccid, &sms)?;
+    sim.fleet().cancel_sms(id, sms).map_err(fleet_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -3,104 +3,121 @@
 use std::time::Duration;
 
 use crate::common::{quiet, start, Api};
-use reqwest::Method;
+use once_simulator::RunningSimulator;
+use reqwest::{Method, Response};
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+
+/// The routes of one simulator below a prefix, without auth: `/_admin` or the ops routes.
+struct Unauthenticated {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Unauthenticated {
+    fn new(running: &RunningSimulator, prefix: &str) -> Self {
+        let base = format!("{}{prefix}", running.base_url());
+        Self {
+            http: reqwest::Client::new(),
+            base,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// GET whose JSON answer is parsed as `T`, whatever the status.
+    async fn get_body<T: DeserializeOwned>(&self, path: &str) -> T {
+        self.get(path).await.json().await.unwrap()
+    }
+
+    async fn send_json(&self, method: Method, path: &str, body: &Value) -> Response {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Response {
+        self.send_json(Method::POST, path, &body).await
+    }
+
+    async fn put(&self, path: &str, body: Value) -> Response {
+        self.send_json(Method::PUT, path, &body).await
+    }
+}
 
 #[tokio::test]
 async fn admin_routes_drive_the_same_state_as_the_methods() {
     let running = start(quiet(5)).await;
     let api = Api::connect(&running).await;
-    let http = reqwest::Client::new();
-    let admin = |path: &str| format!("{}/_admin{path}", running.base_url());
+    let admin = Unauthenticated::new(&running, "/_admin");
 
-    let iccids: Vec<String> = http
-        .get(admin("/iccids"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let iccids: Vec<String> = admin.get_body("/iccids").await;
     assert_eq!(iccids, running.simulator.iccids());
     let iccid = iccids[0].clone();
+    let sim = format!("/v1/sims/{iccid}");
 
-    let post = |path: String, body: Value| {
-        let http = http.clone();
-        async move { http.post(path).json(&body).send().await.unwrap() }
-    };
-    assert_eq!(
-        post(admin(&format!("/sims/{iccid}/status")), json!({"enabled": false}))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        api.get_json(&format!("/v1/sims/{iccid}")).await["status"],
-        "Disabled"
-    );
+    // Each control answers 200, then the provider API shows its effect where there is one.
+    for (control, body, shown) in [
+        (
+            "status",
+            json!({"enabled": false}),
+            Some(("/status", json!("Disabled"))),
+        ),
+        (
+            "quota/data/consume",
+            json!({"used_percent": 90.0}),
+            Some(("/quota_status/id", json!(1))),
+        ),
+        ("usage", json!({"data_bytes": 5000, "sms_mo": 1}), None),
+    ] {
+        let path = format!("/sims/{iccid}/{control}");
+        assert_eq!(admin.post(&path, body).await.status(), 200, "{path}");
+        if let Some((pointer, expected)) = shown {
+            assert_eq!(
+                api.get_json(&sim).await.pointer(pointer),
+                Some(&expected),
+                "{path}"
+            );
+        }
+    }
 
-    let r = post(
-        admin(&format!("/sims/{iccid}/quota/data/consume")),
-        json!({"used_percent": 90.0}),
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        api.get_json(&format!("/v1/sims/{iccid}")).await["quota_status"]["id"],
-        1
-    );
-
-    let r = post(
-        admin(&format!("/sims/{iccid}/usage")),
-        json!({"data_bytes": 5000, "sms_mo": 1}),
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-
-    let r = post(
-        admin(&format!("/sims/{iccid}/mo_sms")),
-        json!({"payload": "ping"}),
-    )
-    .await;
+    let r = admin
+        .post(&format!("/sims/{iccid}/mo_sms"), json!({"payload": "ping"}))
+        .await;
     let id = r.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
     assert_eq!(
-        api.get_json(&format!("/v1/sims/{iccid}/sms/{id}")).await["sms_type"]["description"],
+        api.get_json(&format!("{sim}/sms/{id}")).await["sms_type"]["description"],
         "MO"
     );
 
-    let r = post(
-        admin(&format!("/sims/{iccid}/imei")),
-        json!({"imei": "356938035643809"}),
-    )
-    .await;
+    let r = admin
+        .post(&format!("/sims/{iccid}/imei"), json!({"imei": "356938035643809"}))
+        .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(
-        api.get_json(&format!("/v1/sims/{iccid}")).await["imei"],
-        "356938035643809"
-    );
+    assert_eq!(api.get_json(&sim).await["imei"], "356938035643809");
 
-    let r = post(
-        admin(&format!("/sims/{iccid}/connectivity")),
-        json!({"operator": "Telia"}),
-    )
-    .await;
+    let r = admin
+        .post(
+            &format!("/sims/{iccid}/connectivity"),
+            json!({"operator": "Telia"}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
 
-    let added: Value = post(admin("/sims"), json!({})).await.json().await.unwrap();
+    let added: Value = admin.post("/sims", json!({})).await.json().await.unwrap();
     assert_eq!(running.simulator.iccids().len(), 6);
     let added = added["iccid"].as_str().unwrap().to_owned();
-    api.request(Method::POST, &format!("/v1/sims/{added}/topup"))
-        .send()
-        .await
-        .unwrap();
-    let count: Value = http
-        .get(admin(&format!("/sims/{added}/top_ups")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    api.send(Method::POST, &format!("/v1/sims/{added}/topup")).await;
+    let count: Value = admin.get_body(&format!("/sims/{added}/top_ups")).await;
     assert_eq!(count["count"], 1);
 
     api.send_json(
@@ -109,134 +126,75 @@ async fn admin_routes_drive_the_same_state_as_the_methods() {
         &json!({"payload": "hi"}),
     )
     .await;
-    let mt: Value = http
-        .get(admin(&format!("/sims/{added}/mt_sms")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mt: Value = admin.get_body(&format!("/sims/{added}/mt_sms")).await;
     assert_eq!(mt[0]["payload"], "hi");
 
-    let r = post(admin(&format!("/sims/{added}/quota/sms/expire")), json!({})).await;
+    let r = admin
+        .post(&format!("/sims/{added}/quota/sms/expire"), json!({}))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         api.get_json(&format!("/v1/sims/{added}/quota/sms")).await["volume"],
         0
     );
 
-    assert_eq!(
-        post(
-            admin("/sims/8988280666999999999/status"),
-            json!({"enabled": true})
-        )
-        .await
-        .status(),
-        404
-    );
-    assert_eq!(
-        post(admin(&format!("/sims/{iccid}/quota/voice/expire")), json!({}))
-            .await
-            .status(),
-        404
-    );
+    for (path, body) in [
+        (
+            "/sims/8988280666999999999/status".to_owned(),
+            json!({"enabled": true}),
+        ),
+        (format!("/sims/{iccid}/quota/voice/expire"), json!({})),
+    ] {
+        assert_eq!(admin.post(&path, body).await.status(), 404, "{path}");
+    }
 
     // Faults: set, read back, refuse nonsense.
-    let faults = json!({"error_500_share": 1.0});
-    let r = http.put(admin("/faults")).json(&faults).send().await.unwrap();
+    let r = admin.put("/faults", json!({"error_500_share": 1.0})).await;
     assert_eq!(r.status(), 200);
     assert_eq!(api.get("/v1/sims").await.status(), 500);
-    let read: Value = http
-        .get(admin("/faults"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read: Value = admin.get_body("/faults").await;
     assert_eq!(read["error_500_share"], 1.0);
-    let r = http
-        .put(admin("/faults"))
-        .json(&json!({"error_429_share": 3.0}))
-        .send()
-        .await
-        .unwrap();
+    let r = admin.put("/faults", json!({"error_429_share": 3.0})).await;
     assert_eq!(r.status(), 422);
-    http.put(admin("/faults")).json(&json!({})).send().await.unwrap();
+    admin.put("/faults", json!({})).await;
     assert_eq!(api.get("/v1/sims").await.status(), 200);
 
     // Tokens.
-    post(admin("/tokens/revoke"), json!({})).await;
+    admin.post("/tokens/revoke", json!({})).await;
     assert_eq!(api.get("/v1/sims").await.status(), 401);
 
     // Clock and stats.
-    let before: Value = http
-        .get(admin("/clock"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let after: Value = post(admin("/clock/advance"), json!({"secs": 86_400}))
+    let before: Value = admin.get_body("/clock").await;
+    let after: Value = admin
+        .post("/clock/advance", json!({"secs": 86_400}))
         .await
         .json()
         .await
         .unwrap();
     assert_ne!(before["now"], after["now"]);
-    let stats: Value = http
-        .get(admin("/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = admin.get_body("/stats").await;
     assert!(stats["total_calls"].as_u64().unwrap() > 5);
     assert!(stats["by_route"]
         .as_array()
         .unwrap()
         .iter()
         .any(|r| r["route"] == "/v1/sims/{iccid}"));
-    post(admin("/stats/reset"), json!({})).await;
+    admin.post("/stats/reset", json!({})).await;
     assert_eq!(running.simulator.stats().total_calls, 0);
 }
 
 #[tokio::test]
 async fn ops_routes_answer() {
     let running = start(quiet(3)).await;
-    let http = reqwest::Client::new();
-    let health = http
-        .get(format!("{}/health", running.base_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    let ready = http
-        .get(format!("{}/ready", running.base_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 200);
+    let ops = Unauthenticated::new(&running, "");
+    assert_eq!(ops.get("/health").await.status(), 200);
+    assert_eq!(ops.get("/ready").await.status(), 200);
     let api = Api::connect(&running).await;
     api.get("/v1/sims").await;
-    let metrics = http
-        .get(format!("{}/metrics", running.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = ops.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("simulator_sims 3"), "{metrics}");
     assert!(metrics.contains(r#"route="/v1/sims""#), "{metrics}");
-    let missing = http
-        .get(format!("{}/nowhere", running.base_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
+    assert_eq!(ops.get("/nowhere").await.status(), 404);
 }
 
 /// Kills the child on drop, even when the test panics.

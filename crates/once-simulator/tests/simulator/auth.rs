@@ -2,20 +2,15 @@
 
 use std::time::Duration;
 
-use crate::common::{quiet, start, Api};
+use crate::common::{quiet, start, token_request, Api};
+use reqwest::Response;
 use serde_json::{json, Value};
 
 #[tokio::test]
 async fn good_credentials_give_a_bearer_token_that_opens_v1() {
     let running = start(quiet(5)).await;
     let http = reqwest::Client::new();
-    let response = http
-        .post(format!("{}/oauth/token", running.base_url()))
-        .basic_auth("simulator", Some("simulator-secret"))
-        .json(&json!({"grant_type": "client_credentials"}))
-        .send()
-        .await
-        .unwrap();
+    let response = token_request(&http, &running.base_url()).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status_code"], 200);
@@ -33,31 +28,29 @@ async fn good_credentials_give_a_bearer_token_that_opens_v1() {
     assert_eq!(sims.status(), 200);
 }
 
+/// A token request with these Basic credentials (`None`: no `Authorization` header) and body.
+async fn ask(http: &reqwest::Client, url: &str, credentials: Option<(&str, &str)>, body: &Value) -> Response {
+    let mut request = http.post(url);
+    if let Some((user, secret)) = credentials {
+        request = request.basic_auth(user, Some(secret));
+    }
+    request.json(body).send().await.unwrap()
+}
+
 #[tokio::test]
 async fn bad_credentials_and_bad_requests_are_refused() {
     let running = start(quiet(1)).await;
     let http = reqwest::Client::new();
     let url = format!("{}/oauth/token", running.base_url());
     let grant = json!({"grant_type": "client_credentials"});
+    let good = Some(("simulator", "simulator-secret"));
 
-    let wrong_secret = http
-        .post(&url)
-        .basic_auth("simulator", Some("nope"))
-        .json(&grant)
-        .send()
-        .await
-        .unwrap();
+    let wrong_secret = ask(&http, &url, Some(("simulator", "nope")), &grant).await;
     assert_eq!(wrong_secret.status(), 401);
     let body: Value = wrong_secret.json().await.unwrap();
     assert_eq!(body["errorCode"], "BadCredentials");
 
-    let unknown_user = http
-        .post(&url)
-        .basic_auth("someone", Some("x"))
-        .json(&grant)
-        .send()
-        .await
-        .unwrap();
+    let unknown_user = ask(&http, &url, Some(("someone", "x")), &grant).await;
     assert_eq!(
         unknown_user.status(),
         400,
@@ -66,33 +59,21 @@ async fn bad_credentials_and_bad_requests_are_refused() {
     let body: Value = unknown_user.json().await.unwrap();
     assert_eq!(body["message"], "User does not exist.");
 
-    let no_auth = http.post(&url).json(&grant).send().await.unwrap();
+    let no_auth = ask(&http, &url, None, &grant).await;
     assert_eq!(no_auth.status(), 400);
     assert_eq!(
         no_auth.json::<Value>().await.unwrap()["errorCode"],
         "AuthValidationError"
     );
 
-    let wrong_grant = http
-        .post(&url)
-        .basic_auth("simulator", Some("simulator-secret"))
-        .json(&json!({"grant_type": "password"}))
-        .send()
-        .await
-        .unwrap();
+    let wrong_grant = ask(&http, &url, good, &json!({"grant_type": "password"})).await;
     assert_eq!(wrong_grant.status(), 400);
     assert_eq!(
         wrong_grant.json::<Value>().await.unwrap()["errorCode"],
         "BodyValidationError"
     );
 
-    let no_grant = http
-        .post(&url)
-        .basic_auth("simulator", Some("simulator-secret"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let no_grant = ask(&http, &url, good, &json!({})).await;
     assert_eq!(no_grant.status(), 400);
 
     let stats = running.simulator.stats();
@@ -133,10 +114,7 @@ async fn tokens_expire_after_their_ttl() {
     let running = start(quiet(3)).await;
     running.simulator.set_token_ttl(Duration::from_secs(1));
     let http = reqwest::Client::new();
-    let answer: Value = http
-        .post(format!("{}/oauth/token", running.base_url()))
-        .basic_auth("simulator", Some("simulator-secret"))
-        .json(&json!({"grant_type": "client_credentials"}))
+    let answer: Value = token_request(&http, &running.base_url())
         .send()
         .await
         .unwrap()

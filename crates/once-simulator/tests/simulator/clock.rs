@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::common::{start, Api};
+use crate::common::{quiet_with_limits, start, Api};
 use chrono::{TimeZone, Utc};
 use once_simulator::{Simulator, SimulatorConfig};
 use serde_json::Value;
@@ -23,12 +23,7 @@ fn config(autonomous: bool) -> SimulatorConfig {
 async fn all_sims(api: &Api) -> HashMap<String, Value> {
     let mut all = HashMap::new();
     for page in 1..=10 {
-        let sims: Vec<Value> = api
-            .get(&format!("/v1/sims?page={page}&pageSize=100"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let sims: Vec<Value> = api.get_body(&format!("/v1/sims?page={page}&pageSize=100")).await;
         for sim in sims {
             all.insert(sim["iccid"].as_str().unwrap().to_owned(), sim);
         }
@@ -37,12 +32,17 @@ async fn all_sims(api: &Api) -> HashMap<String, Value> {
     all
 }
 
+/// Decimal megabytes as 1NCE writes them, in bytes (1 MB = 1,000,000 bytes).
+fn mb_to_bytes(mb: rust_decimal::Decimal) -> u64 {
+    u64::try_from(mb * rust_decimal::Decimal::from(1_000_000)).unwrap()
+}
+
 async fn data_left_bytes(api: &Api, iccid: &str) -> u64 {
     let quota = api.get_json(&format!("/v1/sims/{iccid}/quota/data")).await;
     let mb = rust_decimal::Decimal::from_str_exact(&quota["volume"].to_string())
         .or_else(|_| rust_decimal::Decimal::from_scientific(&quota["volume"].to_string()))
         .unwrap();
-    u64::try_from(mb * rust_decimal::Decimal::from(1_000_000)).unwrap()
+    mb_to_bytes(mb)
 }
 
 #[tokio::test]
@@ -74,9 +74,8 @@ async fn with_autonomous_on_advancing_accrues_usage_that_matches_the_quota() {
             .unwrap()
             .iter()
             .map(|d| {
-                let mb =
-                    rust_decimal::Decimal::from_str_exact(d["data"]["volume"].as_str().unwrap()).unwrap();
-                u64::try_from(mb * rust_decimal::Decimal::from(1_000_000)).unwrap()
+                let mb = d["data"]["volume"].as_str().unwrap();
+                mb_to_bytes(rust_decimal::Decimal::from_str_exact(mb).unwrap())
             })
             .sum();
         sms_seen += usage["stats"]
@@ -138,12 +137,7 @@ async fn with_autonomous_off_nothing_changes_by_itself() {
             .unwrap()
             .iter()
             .all(|d| d["data"]["volume"] == "0.000000" && d["sms"]["volume"] == "0"));
-        let sms: Vec<Value> = api
-            .get(&format!("/v1/sims/{iccid}/sms"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let sms: Vec<Value> = api.get_body(&format!("/v1/sims/{iccid}/sms")).await;
         assert!(sms.is_empty());
     }
 }
@@ -151,10 +145,8 @@ async fn with_autonomous_off_nothing_changes_by_itself() {
 #[tokio::test]
 async fn the_running_clock_moves_at_clock_speed() {
     let running = start(SimulatorConfig {
-        sims: 10,
-        autonomous: false,
         clock_speed: 3600.0,
-        ..Default::default()
+        ..quiet_with_limits(10)
     })
     .await;
     let t0 = running.simulator.now();

@@ -2,15 +2,24 @@
 
 use once_simulator::{RunningSimulator, Simulator, SimulatorConfig};
 use reqwest::{Method, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+/// A fleet where nothing changes by itself, under the default rate limits (10 `/v1/sims…`
+/// requests per second).
+pub fn quiet_with_limits(sims: usize) -> SimulatorConfig {
+    SimulatorConfig {
+        sims,
+        autonomous: false,
+        ..Default::default()
+    }
+}
 
 /// A quiet fleet: nothing changes by itself, no rate limit (tests about limits set their own).
 pub fn quiet(sims: usize) -> SimulatorConfig {
     SimulatorConfig {
-        sims,
-        autonomous: false,
         sims_rate_limit_per_sec: 0,
-        ..Default::default()
+        ..quiet_with_limits(sims)
     }
 }
 
@@ -24,11 +33,15 @@ pub struct Api {
     pub token: String,
 }
 
-pub async fn token(http: &reqwest::Client, base: &str) -> String {
-    let answer: Value = http
-        .post(format!("{base}/oauth/token"))
+/// `POST /oauth/token` with the simulator's client credentials, ready to send.
+pub fn token_request(http: &reqwest::Client, base: &str) -> RequestBuilder {
+    http.post(format!("{base}/oauth/token"))
         .basic_auth("simulator", Some("simulator-secret"))
         .json(&serde_json::json!({"grant_type": "client_credentials"}))
+}
+
+pub async fn token(http: &reqwest::Client, base: &str) -> String {
+    let answer: Value = token_request(http, base)
         .send()
         .await
         .unwrap()
@@ -54,8 +67,13 @@ impl Api {
             .bearer_auth(&self.token)
     }
 
+    /// A request without a body, whatever it answers.
+    pub async fn send(&self, method: Method, path: &str) -> Response {
+        self.request(method, path).send().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> Response {
-        self.request(Method::GET, path).send().await.unwrap()
+        self.send(Method::GET, path).await
     }
 
     /// GET that must answer 200 with JSON.
@@ -63,6 +81,11 @@ impl Api {
         let response = self.get(path).await;
         assert_eq!(response.status(), 200, "GET {path}");
         response.json().await.unwrap()
+    }
+
+    /// GET whose JSON answer is parsed as `T`, whatever the status.
+    pub async fn get_body<T: DeserializeOwned>(&self, path: &str) -> T {
+        self.get(path).await.json().await.unwrap()
     }
 
     pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> Response {

@@ -2,20 +2,15 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{quiet, start, Api};
+use crate::common::{quiet, quiet_with_limits, start, token_request, Api};
 use futures::future::join_all;
-use once_simulator::{Faults, SimulatorConfig, SlowResponse};
+use once_simulator::{Faults, RunningSimulator, SimulatorConfig, SlowResponse};
 use reqwest::Method;
 use serde_json::{json, Value};
 
 #[tokio::test]
 async fn a_burst_of_30_gets_429s_with_retry_after_and_every_arrival_is_counted() {
-    let running = start(SimulatorConfig {
-        sims: 10,
-        autonomous: false,
-        ..Default::default() // 10 requests per second
-    })
-    .await;
+    let running = start(quiet_with_limits(10)).await; // 10 requests per second
     let api = Api::connect(&running).await;
     running.simulator.reset_stats();
     let responses = join_all((0..30).map(|_| api.get("/v1/sims"))).await;
@@ -43,12 +38,7 @@ async fn a_burst_of_30_gets_429s_with_retry_after_and_every_arrival_is_counted()
 
 #[tokio::test]
 async fn a_client_keeping_to_ten_per_second_is_never_refused() {
-    let running = start(SimulatorConfig {
-        sims: 10,
-        autonomous: false,
-        ..Default::default()
-    })
-    .await;
+    let running = start(quiet_with_limits(10)).await;
     let api = Api::connect(&running).await;
     running.simulator.reset_stats();
     let started = Instant::now();
@@ -63,15 +53,22 @@ async fn a_client_keeping_to_ten_per_second_is_never_refused() {
     assert!(stats.max_sims_calls_in_one_second <= 13, "{stats:?}");
 }
 
+/// A quiet fleet of `sims` and a connected client; then `faults` are switched on.
+async fn start_faulty(sims: usize, faults: Faults) -> (RunningSimulator, Api) {
+    let running = start(quiet(sims)).await;
+    let api = Api::connect(&running).await;
+    running.simulator.set_faults(faults);
+    (running, api)
+}
+
 #[tokio::test]
 async fn injected_shares_are_roughly_honoured_and_counted_apart_from_the_limit() {
-    let running = start(quiet(5)).await;
-    let api = Api::connect(&running).await;
-    running.simulator.set_faults(Faults {
+    let faults = Faults {
         error_429_share: 0.2,
         error_500_share: 0.2,
         ..Default::default()
-    });
+    };
+    let (running, api) = start_faulty(5, faults).await;
     running.simulator.reset_stats();
     let n = 400;
     let mut counts = [0usize; 3];
@@ -126,11 +123,7 @@ async fn injected_errors_change_no_state() {
             "{}",
             put.status()
         );
-        let top_up = api
-            .request(Method::POST, &format!("/v1/sims/{iccid}/topup"))
-            .send()
-            .await
-            .unwrap();
+        let top_up = api.send(Method::POST, &format!("/v1/sims/{iccid}/topup")).await;
         assert!(!top_up.status().is_success());
         let sms = api
             .send_json(
@@ -150,13 +143,12 @@ async fn injected_errors_change_no_state() {
 
 #[tokio::test]
 async fn truncated_and_malformed_bodies_do_not_parse() {
-    let running = start(quiet(3)).await;
-    let api = Api::connect(&running).await;
-    let iccid = running.simulator.iccids()[0].clone();
-    running.simulator.set_faults(Faults {
+    let truncated = Faults {
         truncated_share: 1.0,
         ..Default::default()
-    });
+    };
+    let (running, api) = start_faulty(3, truncated).await;
+    let iccid = running.simulator.iccids()[0].clone();
     let response = api.get(&format!("/v1/sims/{iccid}")).await;
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
@@ -187,12 +179,11 @@ async fn truncated_and_malformed_bodies_do_not_parse() {
 
 #[tokio::test]
 async fn latency_is_added_before_the_answer() {
-    let running = start(quiet(2)).await;
-    let api = Api::connect(&running).await;
-    running.simulator.set_faults(Faults {
+    let latency = Faults {
         latency_ms: 250,
         ..Default::default()
-    });
+    };
+    let (_running, api) = start_faulty(2, latency).await;
     let started = Instant::now();
     assert_eq!(api.get("/v1/sims").await.status(), 200);
     assert!(started.elapsed() >= Duration::from_millis(250));
@@ -200,17 +191,16 @@ async fn latency_is_added_before_the_answer() {
 
 #[tokio::test]
 async fn slow_response_delays_after_the_change_was_made() {
-    let running = start(quiet(3)).await;
-    let api = Api::connect(&running).await;
-    let sim = running.simulator.clone();
-    let iccid = sim.iccids()[1].clone();
-    sim.set_faults(Faults {
+    let slow_top_ups = Faults {
         slow_response: Some(SlowResponse {
             path_contains: "/topup".into(),
             delay_ms: 1500,
         }),
         ..Default::default()
-    });
+    };
+    let (running, api) = start_faulty(3, slow_top_ups).await;
+    let sim = running.simulator.clone();
+    let iccid = sim.iccids()[1].clone();
     // A client that gives up after 300 ms never hears that its top-up happened…
     let impatient = api
         .request(Method::POST, &format!("/v1/sims/{iccid}/topup"))
@@ -222,11 +212,7 @@ async fn slow_response_delays_after_the_change_was_made() {
     assert_eq!(sim.top_ups(&iccid), 1);
 
     let started = Instant::now();
-    let patient = api
-        .request(Method::POST, &format!("/v1/sims/{iccid}/topup"))
-        .send()
-        .await
-        .unwrap();
+    let patient = api.send(Method::POST, &format!("/v1/sims/{iccid}/topup")).await;
     assert_eq!(patient.status(), 201);
     assert!(started.elapsed() >= Duration::from_millis(1500));
     assert_eq!(sim.top_ups(&iccid), 2);
@@ -239,20 +225,13 @@ async fn slow_response_delays_after_the_change_was_made() {
 #[tokio::test]
 async fn oauth_faults_are_a_separate_switch_and_oauth_has_its_own_limit() {
     let running = start(SimulatorConfig {
-        sims: 2,
-        autonomous: false,
         oauth_rate_limit_per_min: 3,
-        ..Default::default()
+        ..quiet_with_limits(2)
     })
     .await;
     let http = reqwest::Client::new();
-    let url = format!("{}/oauth/token", running.base_url());
-    let ask = || {
-        http.post(&url)
-            .basic_auth("simulator", Some("simulator-secret"))
-            .json(&json!({"grant_type": "client_credentials"}))
-            .send()
-    };
+    let base = running.base_url();
+    let ask = || token_request(&http, &base).send();
     running.simulator.set_faults(Faults {
         error_500_share: 1.0,
         ..Default::default()

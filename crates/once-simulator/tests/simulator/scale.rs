@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{header, start, Api};
+use crate::common::{header, quiet, start, Api};
 use once_simulator::SimulatorConfig;
 use serde_json::Value;
 
@@ -21,13 +21,7 @@ fn resident_kb() -> Option<u64> {
 #[tokio::test]
 async fn a_fleet_of_100k_fits_in_modest_memory_and_pages_fast() {
     let before = resident_kb();
-    let running = start(SimulatorConfig {
-        sims: 100_000,
-        autonomous: false,
-        sims_rate_limit_per_sec: 0,
-        ..Default::default()
-    })
-    .await;
+    let running = start(quiet(100_000)).await;
     if let (Some(before), Some(after)) = (before, resident_kb()) {
         let grown_mb = after.saturating_sub(before) / 1024;
         eprintln!("100k SIMs: {grown_mb} MB resident");
@@ -41,12 +35,7 @@ async fn a_fleet_of_100k_fits_in_modest_memory_and_pages_fast() {
     assert_eq!(last.len(), 100);
     assert_eq!(last[99]["iccid"], running.simulator.iccids()[99_999].as_str());
     for page in [1, 317, 999] {
-        let sims: Vec<Value> = api
-            .get(&format!("/v1/sims?page={page}&pageSize=100"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let sims: Vec<Value> = api.get_body(&format!("/v1/sims?page={page}&pageSize=100")).await;
         assert_eq!(sims.len(), 100);
     }
     assert!(

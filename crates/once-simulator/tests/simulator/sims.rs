@@ -64,7 +64,7 @@ async fn page_size_bounds_and_bad_paging_are_refused() {
 async fn a_sim_has_the_documented_fields_and_formats() {
     let running = start(quiet(20)).await;
     let api = Api::connect(&running).await;
-    let sims: Vec<Value> = api.get("/v1/sims?pageSize=20").await.json().await.unwrap();
+    let sims: Vec<Value> = api.get_body("/v1/sims?pageSize=20").await;
     let mut disabled = 0;
     for sim in &sims {
         let fields: BTreeSet<&str> = sim.as_object().unwrap().keys().map(String::as_str).collect();
@@ -274,20 +274,10 @@ async fn filters_and_sorting_of_the_list() {
     let api = Api::connect(&running).await;
     let iccid = running.simulator.iccids()[7].clone();
     running.simulator.set_imei(&iccid, "490154203237518");
-    let found: Vec<Value> = api
-        .get("/v1/sims?q=imei:490154203237518")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let found: Vec<Value> = api.get_body("/v1/sims?q=imei:490154203237518").await;
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["iccid"], iccid.as_str());
-    let sorted: Vec<Value> = api
-        .get("/v1/sims?pageSize=30&sort=-ip_address")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sorted: Vec<Value> = api.get_body("/v1/sims?pageSize=30&sort=-ip_address").await;
     let ips: Vec<&str> = sorted.iter().map(|s| s["ip_address"].as_str().unwrap()).collect();
     assert!(ips.windows(2).all(|w| w[0] >= w[1]), "{ips:?}");
     assert_eq!(api.get("/v1/sims?q=colour:red").await.status(), 400);
@@ -332,11 +322,7 @@ async fn connectivity_status_follows_test_controls() {
         .await;
     assert!(info["subscriber_info"]["success"].is_boolean());
     assert!(info["ussd_info"].is_object());
-    let reset = api
-        .request(Method::POST, &format!("/v1/sims/{iccid}/reset"))
-        .send()
-        .await
-        .unwrap();
+    let reset = api.send(Method::POST, &format!("/v1/sims/{iccid}/reset")).await;
     assert_eq!(reset.status(), 201);
 }
 

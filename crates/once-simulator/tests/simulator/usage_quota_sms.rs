@@ -143,13 +143,11 @@ async fn a_top_up_adds_the_product_and_is_counted() {
 
     // An unknown payment method falls back to banktransfer, as the documents describe.
     let response = api
-        .request(
+        .send(
             Method::POST,
             &format!("/v1/sims/{iccid}/topup?payment_method=bitcoin"),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 201);
     let location = header(&response, "Location");
     assert!(
@@ -180,11 +178,7 @@ async fn a_top_up_adds_the_product_and_is_counted() {
     assert_eq!(sim.top_ups(&iccid), 2);
     assert_eq!(sim.top_ups(&sim.iccids()[3]), 1);
 
-    let unknown = api
-        .request(Method::POST, "/v1/sims/8988280666999999999/topup")
-        .send()
-        .await
-        .unwrap();
+    let unknown = api.send(Method::POST, "/v1/sims/8988280666999999999/topup").await;
     assert_eq!(unknown.status(), 404);
 }
 
@@ -197,11 +191,7 @@ async fn an_expired_quota_refuses_top_ups_with_422() {
     sim.expire_quota(&iccid, QuotaKind::Data);
     let data = api.get_json(&format!("/v1/sims/{iccid}/quota/data")).await;
     assert_eq!(data["volume"], 0);
-    let response = api
-        .request(Method::POST, &format!("/v1/sims/{iccid}/topup"))
-        .send()
-        .await
-        .unwrap();
+    let response = api.send(Method::POST, &format!("/v1/sims/{iccid}/topup")).await;
     assert_eq!(response.status(), 422);
     assert_eq!(sim.top_ups(&iccid), 0);
 }
@@ -270,10 +260,8 @@ async fn mt_sms_is_listed_as_mt_and_mo_sms_as_mo() {
     );
 
     let delivered = api
-        .request(Method::DELETE, &format!("/v1/sims/{iccid}/sms/{}", mt[0].0))
-        .send()
-        .await
-        .unwrap();
+        .send(Method::DELETE, &format!("/v1/sims/{iccid}/sms/{}", mt[0].0))
+        .await;
     assert_eq!(delivered.status(), 422, "a delivered SMS cannot be cancelled");
 
     let bad = api
@@ -321,10 +309,8 @@ async fn with_the_clock_mt_sms_waits_buffered_and_can_be_cancelled() {
     assert_eq!(first["status"]["description"], "BUFFERED");
     assert!(first["delivery_date"].is_null());
     let cancel = api
-        .request(Method::DELETE, &format!("/v1/sims/{iccid}/sms/{}", ids[1]))
-        .send()
-        .await
-        .unwrap();
+        .send(Method::DELETE, &format!("/v1/sims/{iccid}/sms/{}", ids[1]))
+        .await;
     assert_eq!(cancel.status(), 204);
     running.simulator.advance(std::time::Duration::from_secs(30));
     let first = api.get_json(&format!("/v1/sims/{iccid}/sms/{}", ids[0])).await;
