@@ -63,10 +63,7 @@ impl Applier {
         .bind(&event.aggregate_id)
         .execute(&mut *conn)
         .await?;
-        sqlx::query("UPDATE sims SET projection = 'parked' WHERE iccid = $1 AND projection <> 'parked'")
-            .bind(&event.iccid)
-            .execute(&mut *conn)
-            .await?;
+        readmodel::sims::set_projection(conn, &event.iccid, true).await?;
         Ok(())
     }
 }
@@ -245,15 +242,14 @@ async fn replay_aggregate(
         if !report.iccids.contains(iccid) {
             report.iccids.push(iccid.clone());
         }
-        sqlx::query(
-            "UPDATE sims SET projection = CASE WHEN EXISTS (SELECT 1 FROM parked_events p \
-               WHERE p.projector = $2 AND p.iccid = sims.iccid) THEN 'parked' ELSE 'complete' END \
-             WHERE iccid = $1",
+        let still_parked: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM parked_events WHERE projector = $1 AND iccid = $2)",
         )
-        .bind(iccid)
         .bind(projector)
-        .execute(&mut *tx)
+        .bind(iccid)
+        .fetch_one(&mut *tx)
         .await?;
+        readmodel::sims::set_projection(&mut tx, iccid, still_parked).await?;
     }
     tx.commit().await?;
     Ok(())

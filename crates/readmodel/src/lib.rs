@@ -9,6 +9,7 @@ mod cache;
 pub mod fleet;
 pub mod quotas;
 mod replay;
+pub mod sim_list;
 pub mod sims;
 pub mod sms;
 pub mod status_history;

@@ -218,3 +218,18 @@ pub async fn upsert_sims(conn: &mut PgConnection, rows: &[&SimView]) -> Result<(
     .await?;
     Ok(())
 }
+
+/// Marks the SIM's row `parked` (an event of it could not be applied), or `complete` again.
+pub async fn set_projection(conn: &mut PgConnection, iccid: &str, parked: bool) -> Result<(), sqlx::Error> {
+    let state = if parked {
+        PROJECTION_PARKED
+    } else {
+        PROJECTION_COMPLETE
+    };
+    sqlx::query("UPDATE sims SET projection = $2 WHERE iccid = $1 AND projection <> $2")
+        .bind(iccid)
+        .bind(state)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

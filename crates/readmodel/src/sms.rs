@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use domain::{Direction, SmsStatus};
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::bulk::column;
@@ -105,4 +105,39 @@ pub async fn upsert_sms(conn: &mut PgConnection, rows: &[&SmsRow]) -> Result<(),
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Which messages of a SIM a page lists.
+#[derive(Debug, Clone)]
+pub struct SmsFilter {
+    pub iccid: String,
+    pub direction: Option<Direction>,
+    pub status: Option<SmsStatus>,
+}
+
+impl SmsFilter {
+    /// `FROM sms_messages WHERE …`: the rows this filter selects, for a count of them.
+    pub fn push_from_where(&self, query: &mut QueryBuilder<'_, Postgres>) {
+        query
+            .push("FROM sms_messages WHERE iccid = ")
+            .push_bind(self.iccid.clone());
+        if let Some(direction) = self.direction {
+            query.push(" AND direction = ").push_bind(direction.as_str());
+        }
+        if let Some(status) = self.status {
+            query.push(" AND status = ").push_bind(status.as_str());
+        }
+    }
+
+    /// One page of the messages, newest first (by request or reception time).
+    pub async fn page(&self, pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<SmsRow>, sqlx::Error> {
+        let mut select = QueryBuilder::new(format!("SELECT {SMS_COLUMNS} "));
+        self.push_from_where(&mut select);
+        select
+            .push(" ORDER BY coalesce(requested_at, received_at, updated_at) DESC, message_id DESC LIMIT ")
+            .push_bind(limit)
+            .push(" OFFSET ")
+            .push_bind(offset);
+        select.build_query_as().fetch_all(pool).await
+    }
 }

@@ -123,3 +123,26 @@ pub async fn usage_points(
     }
     query.fetch_all(pool).await
 }
+
+/// The hourly and daily rollups (per SIM, then the fleet's) summed from the usage rows, in one
+/// statement each, into empty rollup tables (a rebuild's scratch tables; plain Postgres, where
+/// the rollups are tables). Buckets are cut in UTC from the epoch, as the live projector and
+/// TimescaleDB's `time_bucket` cut them.
+pub async fn sum_rollups(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    for (table, width) in [("usage_hourly", "1 hour"), ("usage_daily", "1 day")] {
+        let bucket = format!("date_bin('{width}', observed_at, TIMESTAMPTZ '1970-01-01 00:00:00+00')");
+        sqlx::query(&format!(
+            "INSERT INTO sim_{table} (iccid, bucket, data_bytes, sms_mo, sms_mt) \
+             SELECT iccid, {bucket}, sum(data_bytes), sum(sms_mo), sum(sms_mt) FROM sim_usage GROUP BY 1, 2"
+        ))
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(&format!(
+            "INSERT INTO fleet_{table} (bucket, data_bytes, sms_mo, sms_mt) \
+             SELECT bucket, sum(data_bytes), sum(sms_mo), sum(sms_mt) FROM sim_{table} GROUP BY 1"
+        ))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}

@@ -237,7 +237,9 @@ async fn run(
         }
         fold.write(&mut conn).await?;
         if rollups == UsageRollups::Tables {
-            bulk::sum_rollups(&mut conn).await.map_err(ApplyError::from)?;
+            readmodel::usage::sum_rollups(&mut conn)
+                .await
+                .map_err(ApplyError::from)?;
         }
         if cursor != LogCursor::START {
             for name in &checkpoints {

@@ -4,162 +4,17 @@
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::DateTime;
 use domain::{SimStatus, Spelled};
 use platform::{ApiError, ApiQuery, Principal};
-use readmodel::{SimView, SIM_COLUMNS};
+use readmodel::sim_list::{self, After, SimFilter, Sort};
 use serde::Deserialize;
-use sqlx::{Postgres, QueryBuilder};
 use utoipa::IntoParams;
 
 use crate::consistency::ConsistentRead;
 use crate::params::{invalid, parse_iccid, Page};
 use crate::routes::paging::{self, Cursor};
 use crate::state::AppState;
-
-/// A sort column of `GET /sims`.
-#[derive(Debug, Clone, Copy)]
-struct SortColumn {
-    name: &'static str,
-    /// Nulls sort last in both directions.
-    nullable: bool,
-    time: bool,
-}
-
-const SORT_COLUMNS: &[SortColumn] = &[
-    SortColumn {
-        name: "iccid",
-        nullable: false,
-        time: false,
-    },
-    SortColumn {
-        name: "imsi",
-        nullable: false,
-        time: false,
-    },
-    SortColumn {
-        name: "msisdn",
-        nullable: true,
-        time: false,
-    },
-    SortColumn {
-        name: "label",
-        nullable: true,
-        time: false,
-    },
-    SortColumn {
-        name: "status",
-        nullable: false,
-        time: false,
-    },
-    SortColumn {
-        name: "registered_at",
-        nullable: false,
-        time: true,
-    },
-    SortColumn {
-        name: "updated_at",
-        nullable: false,
-        time: true,
-    },
-    SortColumn {
-        name: "last_seen_at",
-        nullable: true,
-        time: true,
-    },
-];
-
-/// A sort of `GET /sims`: a column and a direction; ties are broken by ICCID in the same
-/// direction.
-#[derive(Debug, Clone, Copy)]
-struct Sort {
-    column: SortColumn,
-    descending: bool,
-}
-
-impl Sort {
-    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
-        let raw = raw.unwrap_or("iccid").trim();
-        let (descending, name) = match raw.strip_prefix('-') {
-            Some(name) => (true, name),
-            None => (false, raw),
-        };
-        let column = SORT_COLUMNS
-            .iter()
-            .find(|c| c.name == name)
-            .copied()
-            .ok_or_else(|| {
-                let keys: Vec<String> = SORT_COLUMNS
-                    .iter()
-                    .flat_map(|c| [c.name.to_owned(), format!("-{}", c.name)])
-                    .collect();
-                invalid("sort", format!("expected one of {}", keys.join(", ")))
-            })?;
-        Ok(Self { column, descending })
-    }
-
-    fn key(self) -> String {
-        format!("{}{}", if self.descending { "-" } else { "" }, self.column.name)
-    }
-
-    fn order_by(self) -> String {
-        let direction = if self.descending { "DESC" } else { "ASC" };
-        let name = self.column.name;
-        if name == "iccid" {
-            return format!("iccid {direction}");
-        }
-        let nulls = if self.column.nullable { " NULLS LAST" } else { "" };
-        format!("{name} {direction}{nulls}, iccid {direction}")
-    }
-
-    /// The row's value of the sort column, as a cursor carries it.
-    fn value_of(self, sim: &SimView) -> Option<String> {
-        let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
-        match self.column.name {
-            "iccid" => Some(sim.iccid.clone()),
-            "imsi" => Some(sim.imsi.clone()),
-            "msisdn" => sim.msisdn.clone(),
-            "label" => sim.label.clone(),
-            "status" => Some(sim.status.as_str().to_owned()),
-            "registered_at" => Some(time(&sim.registered_at)),
-            "updated_at" => Some(time(&sim.updated_at)),
-            _ => sim.last_seen_at.as_ref().map(time),
-        }
-    }
-
-    /// ` AND <rows after the cursor, in this order>`.
-    fn push_after(self, query: &mut QueryBuilder<'_, Postgres>, cursor: &Cursor) {
-        let op = if self.descending { "<" } else { ">" };
-        let name = self.column.name;
-        let cast = if self.column.time { "::timestamptz" } else { "" };
-        if name == "iccid" {
-            query
-                .push(format!(" AND iccid {op} "))
-                .push_bind(cursor.iccid.clone());
-            return;
-        }
-        match &cursor.value {
-            // Past a null only nulls follow (nulls sort last either way).
-            None => {
-                query
-                    .push(format!(" AND {name} IS NULL AND iccid {op} "))
-                    .push_bind(cursor.iccid.clone());
-            }
-            Some(value) => {
-                query
-                    .push(format!(" AND (({name}, iccid) {op} ("))
-                    .push_bind(value.clone())
-                    .push(format!("{cast}, "))
-                    .push_bind(cursor.iccid.clone())
-                    .push(")");
-                if self.column.nullable {
-                    query.push(format!(" OR {name} IS NULL"));
-                }
-                query.push(")");
-            }
-        }
-    }
-}
 
 /// `GET /sims` parameters. Filters combine with AND.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -193,17 +48,6 @@ pub struct ListSims {
     sort: Option<String>,
 }
 
-/// Validated filters of `GET /sims`.
-#[derive(Debug, Default)]
-struct SimFilters {
-    statuses: Option<Vec<SimStatus>>,
-    tags: Option<Vec<String>>,
-    label: Option<String>,
-    iccid: Option<String>,
-    imsi: Option<String>,
-    msisdn: Option<String>,
-}
-
 fn comma_list(raw: &str) -> Vec<String> {
     raw.split(',')
         .map(str::trim)
@@ -220,93 +64,53 @@ fn digits_prefix(parameter: &str, raw: &str, max_len: usize) -> Result<String, A
     Ok(value.to_owned())
 }
 
-/// `%`, `_` and `\` match themselves in a `LIKE` pattern.
-fn escape_like(value: &str) -> String {
-    let mut escaped = String::with_capacity(value.len());
-    for c in value.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
+/// The list's filters from its parameters.
+fn parse_filter(params: &ListSims) -> Result<SimFilter, ApiError> {
+    let mut filters = SimFilter::default();
+    if let Some(raw) = &params.status {
+        let expected = || {
+            let words: Vec<&str> = SimStatus::ALL.iter().map(|s| s.as_str()).collect();
+            invalid("status", format!("expected one or more of {}", words.join(", ")))
+        };
+        let statuses: Vec<SimStatus> = comma_list(raw)
+            .iter()
+            .map(|word| word.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|_| expected())?;
+        if statuses.is_empty() {
+            return Err(expected());
         }
-        escaped.push(c);
+        filters.statuses = Some(statuses);
     }
-    escaped
-}
-
-impl SimFilters {
-    fn parse(params: &ListSims) -> Result<Self, ApiError> {
-        let mut filters = Self::default();
-        if let Some(raw) = &params.status {
-            let expected = || {
-                let words: Vec<&str> = SimStatus::ALL.iter().map(|s| s.as_str()).collect();
-                invalid("status", format!("expected one or more of {}", words.join(", ")))
-            };
-            let statuses: Vec<SimStatus> = comma_list(raw)
-                .iter()
-                .map(|word| word.parse())
-                .collect::<Result<_, _>>()
-                .map_err(|_| expected())?;
-            if statuses.is_empty() {
-                return Err(expected());
-            }
-            filters.statuses = Some(statuses);
+    if let Some(raw) = &params.tag {
+        let tags = comma_list(raw);
+        if tags.is_empty() || tags.len() > 20 || tags.iter().any(|t| t.len() > 50) {
+            return Err(invalid("tag", "expected 1 to 20 tags of at most 50 characters"));
         }
-        if let Some(raw) = &params.tag {
-            let tags = comma_list(raw);
-            if tags.is_empty() || tags.len() > 20 || tags.iter().any(|t| t.len() > 50) {
-                return Err(invalid("tag", "expected 1 to 20 tags of at most 50 characters"));
-            }
-            filters.tags = Some(tags);
-        }
-        if let Some(raw) = &params.label {
-            if raw.is_empty() || raw.chars().count() > 100 {
-                return Err(invalid("label", "expected 1 to 100 characters"));
-            }
-            filters.label = Some(format!("%{}%", escape_like(raw)));
-        }
-        if let Some(raw) = &params.iccid {
-            let mut prefix = digits_prefix("iccid", raw, 20)?;
-            if prefix.len() == 20 {
-                prefix = parse_iccid(&prefix)
-                    .map_err(|e| invalid("iccid", e.message))?
-                    .to_string();
-            }
-            filters.iccid = Some(prefix);
-        }
-        if let Some(raw) = &params.imsi {
-            filters.imsi = Some(digits_prefix("imsi", raw, 15)?);
-        }
-        if let Some(raw) = &params.msisdn {
-            filters.msisdn = Some(digits_prefix("msisdn", raw, 15)?);
-        }
-        Ok(filters)
+        filters.tags = Some(tags);
     }
-
-    fn push_where(&self, query: &mut QueryBuilder<'_, Postgres>) {
-        query.push(" WHERE true");
-        if let Some(statuses) = &self.statuses {
-            query
-                .push(" AND status = ANY(")
-                .push_bind(statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>())
-                .push(")");
+    if let Some(raw) = &params.label {
+        if raw.is_empty() || raw.chars().count() > 100 {
+            return Err(invalid("label", "expected 1 to 100 characters"));
         }
-        if let Some(tags) = &self.tags {
-            query.push(" AND tags @> ").push_bind(tags.clone());
-        }
-        if let Some(label) = &self.label {
-            query.push(" AND label ILIKE ").push_bind(label.clone());
-        }
-        for (column, prefix) in [
-            ("iccid", &self.iccid),
-            ("imsi", &self.imsi),
-            ("msisdn", &self.msisdn),
-        ] {
-            if let Some(prefix) = prefix {
-                query
-                    .push(format!(" AND {column} LIKE "))
-                    .push_bind(format!("{prefix}%"));
-            }
-        }
+        filters.label = Some(SimFilter::label_containing(raw));
     }
+    if let Some(raw) = &params.iccid {
+        let mut prefix = digits_prefix("iccid", raw, 20)?;
+        if prefix.len() == 20 {
+            prefix = parse_iccid(&prefix)
+                .map_err(|e| invalid("iccid", e.message))?
+                .to_string();
+        }
+        filters.iccid = Some(prefix);
+    }
+    if let Some(raw) = &params.imsi {
+        filters.imsi = Some(digits_prefix("imsi", raw, 15)?);
+    }
+    if let Some(raw) = &params.msisdn {
+        filters.msisdn = Some(digits_prefix("msisdn", raw, 15)?);
+    }
+    Ok(filters)
 }
 
 /// List SIMs (paged or by keyset cursor, filtered, sorted).
@@ -340,8 +144,9 @@ pub async fn list(
         return Err(invalid("after", "use either page or after, not both"));
     }
     let page = Page::parse(params.page, params.page_size)?;
-    let filters = SimFilters::parse(&params)?;
-    let sort = Sort::parse(params.sort.as_deref())?;
+    let filters = parse_filter(&params)?;
+    let sort = Sort::from_key(params.sort.as_deref())
+        .ok_or_else(|| invalid("sort", format!("expected one of {}", Sort::keys().join(", "))))?;
     // An empty `after=` asks for the first page with a cursor for the next.
     let cursor = match params.after.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -358,18 +163,12 @@ pub async fn list(
         }
     };
 
-    let mut select = QueryBuilder::new(format!("SELECT {SIM_COLUMNS} FROM sims"));
-    filters.push_where(&mut select);
-    if let Some(cursor) = &cursor {
-        sort.push_after(&mut select, cursor);
-    }
-    select
-        .push(format!(" ORDER BY {} LIMIT ", sort.order_by()))
-        .push_bind(page.limit());
-    if !keyset {
-        select.push(" OFFSET ").push_bind(page.offset());
-    }
-    let sims: Vec<SimView> = select.build_query_as().fetch_all(&state.pool).await?;
+    let after = cursor.as_ref().map(|cursor| After {
+        value: cursor.value.clone(),
+        iccid: cursor.iccid.clone(),
+    });
+    let offset = (!keyset).then(|| page.offset());
+    let sims = sim_list::page(&state.pool, &filters, sort, after.as_ref(), page.limit(), offset).await?;
     // A page that is not full and starts at a known place says the total itself: no count.
     let start = cursor.is_none().then(|| if keyset { 0 } else { page.offset() });
     let total = match paging::Total::of_short_page(start, sims.len(), page.limit()) {
@@ -379,8 +178,7 @@ pub async fn list(
             state
                 .list_totals
                 .count(&state.pool, key, read.fresh, |query| {
-                    query.push("FROM sims");
-                    filters.push_where(query);
+                    filters.push_from_where(query)
                 })
                 .await?
         }
@@ -404,23 +202,4 @@ pub async fn list(
         paging::page_headers(path, raw_query.as_deref(), page, total)
     };
     Ok((headers, Json(sims)).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn like_patterns_are_escaped() {
-        assert_eq!(escape_like(r"50%_a\b"), r"50\%\_a\\b");
-    }
-
-    #[test]
-    fn sorts_order_with_nulls_last_and_iccid_ties() {
-        let sort = Sort::parse(Some("-label")).unwrap();
-        assert_eq!(sort.order_by(), "label DESC NULLS LAST, iccid DESC");
-        assert_eq!(sort.key(), "-label");
-        assert_eq!(Sort::parse(None).unwrap().order_by(), "iccid ASC");
-        assert!(Sort::parse(Some("colour")).is_err());
-    }
 }

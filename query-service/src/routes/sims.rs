@@ -10,10 +10,10 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use domain::{Direction, SmsStatus};
 use platform::{ApiError, ApiQuery, IccidPath, Principal};
-use readmodel::sms::SMS_COLUMNS;
+use readmodel::sms::SmsFilter;
 use readmodel::{QuotaRow, SmsRow, UsagePoint};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::consistency::ConsistentRead;
@@ -269,32 +269,17 @@ pub async fn sms(
         .transpose()
         .map_err(|error| invalid("status", format!("expected one of {}", error.expected)))?;
     require_sim(&state.pool, iccid.as_str()).await?;
-    let filters = |query: &mut QueryBuilder<'_, Postgres>| {
-        query.push(" WHERE iccid = ").push_bind(iccid.to_string());
-        if let Some(direction) = direction {
-            query.push(" AND direction = ").push_bind(direction.as_str());
-        }
-        if let Some(status) = status {
-            query.push(" AND status = ").push_bind(status.as_str());
-        }
+    let filter = SmsFilter {
+        iccid: iccid.to_string(),
+        direction,
+        status,
     };
-    let mut select = QueryBuilder::new(format!("SELECT {SMS_COLUMNS} FROM sms_messages"));
-    filters(&mut select);
-    select
-        .push(
-            " ORDER BY coalesce(requested_at, received_at, updated_at) DESC, message_id DESC \
-             LIMIT ",
-        )
-        .push_bind(page.limit())
-        .push(" OFFSET ")
-        .push_bind(page.offset());
-    let messages: Vec<SmsRow> = select.build_query_as().fetch_all(&state.pool).await?;
+    let messages = filter.page(&state.pool, page.limit(), page.offset()).await?;
     let total = match paging::Total::of_short_page(Some(page.offset()), messages.len(), page.limit()) {
         Some(total) => total,
         None => {
             paging::count(&state.pool, state.lists.exact_count_limit, |query| {
-                query.push("FROM sms_messages");
-                filters(query);
+                filter.push_from_where(query)
             })
             .await?
         }
