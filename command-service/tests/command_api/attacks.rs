@@ -6,6 +6,7 @@ use crate::common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use testkit::http::with_json;
 
 /// Every route that changes something, with a body it would accept from an admin.
 fn command_routes(iccid: &str) -> Vec<(Method, String, Option<Value>)> {
@@ -47,30 +48,20 @@ fn command_routes(iccid: &str) -> Vec<(Method, String, Option<Value>)> {
 }
 
 /// What the attacks must not have changed: events, users, API keys, idempotency records.
-async fn stored(pool: &PgPool) -> (i64, i64, i64, i64) {
-    sqlx::query_as(
-        "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM users), \
-         (SELECT count(*) FROM api_keys), (SELECT count(*) FROM command_idempotency)",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap()
+async fn stored(app: &CommandApi) -> Vec<i64> {
+    app.count_rows(&["events", "users", "api_keys", "command_idempotency"])
+        .await
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_viewer_key_and_a_refresh_token_are_refused_on_every_command_route(pool: PgPool) {
-    let app = CommandApi::start(pool.clone()).await;
-    let admin = app.admin_token().await;
+    let (app, admin) = CommandApi::start_as_admin(pool).await;
     let iccid = iccid(1);
     app.register_sim(&admin, &iccid).await;
-    let created = app
+    let new_key = app
         .post("/auth/api-keys", &admin)
-        .json(&json!({"name": "dashboard", "role": "viewer"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let viewer_key = created.json::<Value>().await.unwrap()["key"]
+        .json(&json!({"name": "dashboard", "role": "viewer"}));
+    let viewer_key = new_key.expect(StatusCode::CREATED).await["key"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -78,24 +69,16 @@ async fn a_viewer_key_and_a_refresh_token_are_refused_on_every_command_route(poo
         .as_str()
         .unwrap()
         .to_owned();
-    let before = stored(&pool).await;
+    let before = stored(&app).await;
 
     for (method, path, body) in command_routes(&iccid) {
-        let mut as_viewer = app
-            .client
-            .request(method.clone(), app.api(&path))
+        let as_viewer = app
+            .anonymous(method.clone(), &path)
             .header("x-api-key", &viewer_key);
-        let mut as_refresh = app
-            .client
-            .request(method.clone(), app.api(&path))
-            .bearer_auth(&refresh);
-        if let Some(body) = &body {
-            as_viewer = as_viewer.json(body);
-            as_refresh = as_refresh.json(body);
-        }
-        let response = as_viewer.send().await.unwrap();
-        error_body(response, StatusCode::FORBIDDEN, "FORBIDDEN").await;
-        let response = as_refresh.send().await.unwrap();
+        let as_refresh = app.request(method.clone(), &path, &refresh);
+        let as_viewer = with_json(as_viewer, body.as_ref());
+        expect_error(as_viewer, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+        let response = with_json(as_refresh, body.as_ref()).response().await;
         assert_eq!(
             response.status(),
             StatusCode::UNAUTHORIZED,
@@ -105,126 +88,90 @@ async fn a_viewer_key_and_a_refresh_token_are_refused_on_every_command_route(poo
         assert!(code["message"].as_str().is_some());
     }
     // And the other way round: an access token is no refresh token.
-    let response = app
-        .client
-        .post(app.api("/auth/refresh"))
-        .json(&json!({"refresh_token": admin}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.refresh_request(&json!(admin)).response().await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(stored(&pool).await, before, "nothing stored");
+    assert_eq!(stored(&app).await, before, "nothing stored");
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn oversized_and_malformed_requests_get_4xx_in_the_error_shape(pool: PgPool) {
-    let app = CommandApi::start(pool.clone()).await;
-    let admin = app.admin_token().await;
-    let before = stored(&pool).await;
+    let (app, admin) = CommandApi::start_as_admin(pool).await;
+    let before = stored(&app).await;
     let register = |iccid: String| json!({"iccid": iccid, "imsi": "901405100000001"});
-
-    // Headers past the limits: in all, and one alone.
-    let response = app
-        .post("/sims", &admin)
-        .header("x-padding", "p".repeat(40 * 1024))
-        .json(&register(iccid(2)))
-        .send()
-        .await
-        .unwrap();
-    error_body(
-        response,
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        "REQUEST_HEADERS_TOO_LARGE",
-    )
-    .await;
-    let response = app
-        .post("/sims", &admin)
-        .header("idempotency-key", "k".repeat(10 * 1024))
-        .json(&register(iccid(3)))
-        .send()
-        .await
-        .unwrap();
-    error_body(
-        response,
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        "REQUEST_HEADERS_TOO_LARGE",
-    )
-    .await;
-    // Within the header limits, still too long for an idempotency key.
-    let response = app
-        .post("/sims", &admin)
-        .header("idempotency-key", "k".repeat(1024))
-        .json(&register(iccid(4)))
-        .send()
-        .await
-        .unwrap();
-    error_body(response, StatusCode::BAD_REQUEST, "INVALID_IDEMPOTENCY_KEY").await;
-
-    // A body past the limit, and JSON nested deeper than the parser follows.
+    let sims = || app.post("/sims", &admin);
     let mut big = register(iccid(5));
     big["label"] = json!("l".repeat(200 * 1024));
-    let response = app.post("/sims", &admin).json(&big).send().await.unwrap();
-    error_body(response, StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE").await;
     let nested = format!(
         r#"{{"iccid": "{}", "imsi": "901405100000001", "extra": {}{}}}"#,
         iccid(6),
         "[".repeat(10_000),
         "]".repeat(10_000)
     );
-    let response = app
-        .post("/sims", &admin)
-        .header("content-type", "application/json")
-        .body(nested)
-        .send()
-        .await
-        .unwrap();
-    let error = error_body(response, StatusCode::BAD_REQUEST, "MALFORMED_JSON").await;
-    assert!(error["details"]["reason"]
-        .as_str()
-        .unwrap()
-        .contains("recursion limit"));
-    // NUL characters, which nothing the platform stores can hold.
     let mut nul = register(iccid(7));
     nul["label"] = json!("a\u{0}b");
-    let response = app.post("/sims", &admin).json(&nul).send().await.unwrap();
-    let error = error_body(response, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY").await;
-    assert!(
-        error["details"]["reason"].as_str().unwrap().contains("label"),
-        "{error}"
+    let headers_too_large = (
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "REQUEST_HEADERS_TOO_LARGE",
     );
+    // The request, the status and code it is refused with, and a word the reason names.
+    let cases = [
+        // Headers past the limits: in all, and one alone.
+        (
+            sims()
+                .header("x-padding", "p".repeat(40 * 1024))
+                .json(&register(iccid(2))),
+            headers_too_large,
+            None,
+        ),
+        (
+            sims()
+                .header("idempotency-key", "k".repeat(10 * 1024))
+                .json(&register(iccid(3))),
+            headers_too_large,
+            None,
+        ),
+        // Within the header limits, still too long for an idempotency key.
+        (
+            sims()
+                .header("idempotency-key", "k".repeat(1024))
+                .json(&register(iccid(4))),
+            (StatusCode::BAD_REQUEST, "INVALID_IDEMPOTENCY_KEY"),
+            None,
+        ),
+        // A body past the limit, and JSON nested deeper than the parser follows.
+        (
+            sims().json(&big),
+            (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            None,
+        ),
+        (
+            sims().header("content-type", "application/json").body(nested),
+            (StatusCode::BAD_REQUEST, "MALFORMED_JSON"),
+            Some("recursion limit"),
+        ),
+        // NUL characters, which nothing the platform stores can hold.
+        (
+            sims().json(&nul),
+            (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY"),
+            Some("label"),
+        ),
+    ];
+    expect_refusals(cases).await;
 
     // An ICCID of other scripts' digits: Arabic-Indic, full-width, in the body and the path.
     for foreign in ["٨٩٨٨٣٠٣٠٠٠٠٠٠٠٠٠٠٠١", "８９８８３０３０００００００００００１"]
     {
-        let response = app
-            .post("/sims", &admin)
-            .json(&register(foreign.to_owned()))
-            .send()
-            .await
-            .unwrap();
-        error_body(response, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ICCID").await;
-        let response = app
-            .post(&format!("/sims/{foreign}/activate"), &admin)
-            .send()
-            .await
-            .unwrap();
-        error_body(response, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ICCID").await;
+        let activate = app.post(&format!("/sims/{foreign}/activate"), &admin);
+        for request in [sims().json(&register(foreign.to_owned())), activate] {
+            expect_error(request, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ICCID").await;
+        }
     }
     // Not JSON at all, and JSON of the wrong type.
-    let response = app
-        .post("/sims", &admin)
+    let not_json = sims()
         .header("content-type", "application/json")
-        .body("{\"iccid\": ")
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_client_error());
-    let response = app
-        .post("/sims", &admin)
-        .json(&json!([1, 2, 3]))
-        .send()
-        .await
-        .unwrap();
-    error_body(response, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY").await;
-    assert_eq!(stored(&pool).await, before, "nothing stored");
+        .body("{\"iccid\": ");
+    assert!(not_json.response().await.status().is_client_error());
+    let array = sims().json(&json!([1, 2, 3]));
+    expect_error(array, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY").await;
+    assert_eq!(stored(&app).await, before, "nothing stored");
 }

@@ -1,8 +1,8 @@
 //! Login, tokens, API keys and roles, through the real HTTP API.
 
-use crate::common::{error_body, CommandApi, ADMIN};
+use crate::common::{error_body, expect_error, CommandApi, Exchange, ADMIN};
 use jsonwebtoken::{encode, EncodingKey, Header};
-use reqwest::StatusCode;
+use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -10,6 +10,11 @@ const SIM: &str = "8988303000123456789";
 
 fn register_body() -> Value {
     json!({"iccid": SIM, "imsi": "901405100000001"})
+}
+
+/// A registration of [`SIM`] with `token`, not yet sent.
+fn register(app: &CommandApi, token: &str) -> RequestBuilder {
+    app.post("/sims", token).json(&register_body())
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
@@ -26,30 +31,19 @@ async fn login_answers_a_bearer_token_pair(pool: PgPool) {
 async fn wrong_password_and_unknown_user_answer_the_same_401(pool: PgPool) {
     let app = CommandApi::start(pool).await;
     for (username, password) in [(ADMIN.0, "wrong-password"), ("nobody", "whatever-password")] {
-        let response = app
-            .client
-            .post(app.api("/auth/login"))
-            .json(&json!({"username": username, "password": password}))
-            .send()
-            .await
-            .unwrap();
-        error_body(response, StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS").await;
+        let login = app.login_request(username, password);
+        expect_error(login, StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS").await;
     }
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn login_is_rate_limited_per_username(pool: PgPool) {
     let app = CommandApi::start_with(pool, |config| config.login_rate_per_minute = 3).await;
-    let attempt = || {
-        app.client
-            .post(app.api("/auth/login"))
-            .json(&json!({"username": ADMIN.0, "password": "wrong-password"}))
-            .send()
-    };
+    let attempt = || app.login_request(ADMIN.0, "wrong-password");
     for _ in 0..3 {
-        assert_eq!(attempt().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(attempt().response().await.status(), StatusCode::UNAUTHORIZED);
     }
-    let limited = attempt().await.unwrap();
+    let limited = attempt().response().await;
     assert_eq!(limited.headers()["x-ratelimit-limit"], "3");
     assert_eq!(limited.headers()["x-ratelimit-remaining"], "0");
     let reset: u64 = limited.headers()["x-ratelimit-reset"]
@@ -65,58 +59,29 @@ async fn login_is_rate_limited_per_username(pool: PgPool) {
 async fn a_refresh_token_rotates_and_a_reused_one_revokes_its_family(pool: PgPool) {
     let app = CommandApi::start(pool).await;
     let first = app.login(ADMIN.0, ADMIN.1).await;
-    let refresh = |token: Value| {
-        app.client
-            .post(app.api("/auth/refresh"))
-            .json(&json!({"refresh_token": token}))
-            .send()
-    };
-    let second = refresh(first["refresh_token"].clone()).await.unwrap();
-    assert_eq!(second.status(), StatusCode::OK);
-    let second: Value = second.json().await.unwrap();
+    let refresh = |pair: &Value| app.refresh_request(&pair["refresh_token"]);
+    let second = refresh(&first).expect(StatusCode::OK).await;
     assert_ne!(second["refresh_token"], first["refresh_token"]);
     assert_ne!(second["access_token"], first["access_token"]);
 
     // The first refresh token again: reuse. Its family, including the second token, is revoked.
-    error_body(
-        refresh(first["refresh_token"].clone()).await.unwrap(),
-        StatusCode::UNAUTHORIZED,
-        "REFRESH_TOKEN_REUSED",
-    )
-    .await;
-    error_body(
-        refresh(second["refresh_token"].clone()).await.unwrap(),
-        StatusCode::UNAUTHORIZED,
-        "INVALID_TOKEN",
-    )
-    .await;
+    for (pair, code) in [(&first, "REFRESH_TOKEN_REUSED"), (&second, "INVALID_TOKEN")] {
+        expect_error(refresh(pair), StatusCode::UNAUTHORIZED, code).await;
+    }
     // Another login is another family, untouched.
     let other = app.login(ADMIN.0, ADMIN.1).await;
-    assert_eq!(
-        refresh(other["refresh_token"].clone()).await.unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(refresh(&other).response().await.status(), StatusCode::OK);
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_refresh_token_is_not_an_access_token_and_vice_versa(pool: PgPool) {
     let app = CommandApi::start(pool).await;
     let pair = app.login(ADMIN.0, ADMIN.1).await;
-    let response = app
-        .post("/sims", pair["refresh_token"].as_str().unwrap())
-        .json(&register_body())
-        .send()
-        .await
-        .unwrap();
-    error_body(response, StatusCode::UNAUTHORIZED, "INVALID_TOKEN").await;
-    let response = app
-        .client
-        .post(app.api("/auth/refresh"))
-        .json(&json!({"refresh_token": pair["access_token"]}))
-        .send()
-        .await
-        .unwrap();
-    error_body(response, StatusCode::UNAUTHORIZED, "INVALID_TOKEN").await;
+    let refresh_as_access = register(&app, pair["refresh_token"].as_str().unwrap());
+    let access_as_refresh = app.refresh_request(&pair["access_token"]);
+    for request in [refresh_as_access, access_as_refresh] {
+        expect_error(request, StatusCode::UNAUTHORIZED, "INVALID_TOKEN").await;
+    }
 }
 
 fn claims(exp_offset: i64, iss: &str, aud: &str) -> Value {
@@ -144,13 +109,7 @@ async fn forged_expired_and_foreign_tokens_answer_401(pool: PgPool) {
     let (iss, aud) = (config.jwt_issuer.as_str(), config.jwt_audience.as_str());
     // The control: a token we sign ourselves with the right secret and claims is accepted.
     let valid = sign(&claims(600, iss, aud), secret);
-    let accepted = app
-        .post("/sims", &valid)
-        .json(&register_body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(accepted.status(), StatusCode::CREATED);
+    register(&app, &valid).expect(StatusCode::CREATED).await;
 
     let none_header = base64_url(r#"{"alg":"none","typ":"JWT"}"#);
     let none_body = base64_url(&claims(600, iss, aud).to_string());
@@ -166,34 +125,21 @@ async fn forged_expired_and_foreign_tokens_answer_401(pool: PgPool) {
         ("garbage", "not.a.token".to_owned()),
     ];
     for (what, token) in cases {
-        let response = app
-            .post("/sims", &token)
-            .json(&register_body())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{what}");
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "INVALID_TOKEN", "{what}");
+        let answer = register(&app, &token).answer().await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(answer.body["error"]["code"], "INVALID_TOKEN", "{what}");
     }
     let mut no_audience = claims(600, iss, aud);
     no_audience.as_object_mut().unwrap().remove("aud");
-    let response = app
-        .post("/sims", &sign(&no_audience, secret))
-        .json(&register_body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "missing audience");
+    let missing_audience = register(&app, &sign(&no_audience, secret)).response().await;
+    assert_eq!(
+        missing_audience.status(),
+        StatusCode::UNAUTHORIZED,
+        "missing audience"
+    );
 
-    let anonymous = app
-        .client
-        .post(app.api("/sims"))
-        .json(&register_body())
-        .send()
-        .await
-        .unwrap();
-    error_body(anonymous, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
+    let anonymous = app.anonymous(Method::POST, "/sims").json(&register_body());
+    expect_error(anonymous, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
 }
 
 fn base64_url(text: &str) -> String {
@@ -205,47 +151,28 @@ fn base64_url(text: &str) -> String {
 async fn a_viewer_cannot_issue_commands(pool: PgPool) {
     let app = CommandApi::start(pool).await;
     let viewer = app.token_for_role("viewer").await;
-    let response = app
-        .post("/sims", &viewer)
-        .json(&register_body())
-        .send()
-        .await
-        .unwrap();
-    let error = error_body(response, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    let error = expect_error(register(&app, &viewer), StatusCode::FORBIDDEN, "FORBIDDEN").await;
     assert_eq!(error["details"]["required_role"], "operator");
 
     let operator = app.token_for_role("operator").await;
-    let response = app
-        .post("/sims", &operator)
-        .json(&register_body())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
+    register(&app, &operator).expect(StatusCode::CREATED).await;
     // An operator may not manage users or keys.
-    let response = app.get("/users", &operator).send().await.unwrap();
-    error_body(response, StatusCode::FORBIDDEN, "FORBIDDEN").await;
-    let response = app
+    let new_key = app
         .post("/auth/api-keys", &operator)
-        .json(&json!({"name": "mine"}))
-        .send()
-        .await
-        .unwrap();
-    error_body(response, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+        .json(&json!({"name": "mine"}));
+    for request in [app.get("/users", &operator), new_key] {
+        expect_error(request, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    }
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn api_keys_are_shown_once_stored_hashed_and_revocable(pool: PgPool) {
-    let app = CommandApi::start(pool.clone()).await;
-    let admin = app.admin_token().await;
-    let created = app
-        .post("/auth/api-keys", &admin)
+    let (app, admin) = CommandApi::start_as_admin(pool.clone()).await;
+    let new_key = app.post("/auth/api-keys", &admin);
+    let created = new_key
         .json(&json!({"name": "fleet-bot", "role": "operator"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let created: Value = created.json().await.unwrap();
+        .expect(StatusCode::CREATED)
+        .await;
     let key = created["key"].as_str().unwrap().to_owned();
     assert!(key.starts_with("iot_key_") && key.len() > 40);
     assert!(key.starts_with(created["prefix"].as_str().unwrap()));
@@ -257,25 +184,15 @@ async fn api_keys_are_shown_once_stored_hashed_and_revocable(pool: PgPool) {
     assert_ne!(stored, key, "the key itself is never stored");
     assert_eq!(stored.len(), 64, "a SHA-256 in hex");
 
-    let listed: Value = app
-        .get("/auth/api-keys", &admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = app.get("/auth/api-keys", &admin).answer().await.body;
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert!(listed[0].get("key").is_none() && listed[0].get("key_hash").is_none());
 
-    let with_key = |key: String| {
-        app.client
-            .post(app.api("/sims"))
-            .header("x-api-key", key)
-            .json(&register_body())
-            .send()
+    let with_key = |key: &str| {
+        let register = app.anonymous(Method::POST, "/sims").json(&register_body());
+        register.header("x-api-key", key)
     };
-    assert_eq!(with_key(key.clone()).await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(with_key(&key).response().await.status(), StatusCode::CREATED);
     let actor: String = sqlx::query_scalar("SELECT metadata->>'actor' FROM events LIMIT 1")
         .fetch_one(&pool)
         .await
@@ -283,80 +200,39 @@ async fn api_keys_are_shown_once_stored_hashed_and_revocable(pool: PgPool) {
     assert_eq!(actor, "api_key:fleet-bot");
 
     let id = created["id"].as_str().unwrap();
-    let revoked = app
-        .delete(&format!("/auth/api-keys/{id}"), &admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
-    error_body(
-        with_key(key).await.unwrap(),
-        StatusCode::UNAUTHORIZED,
-        "INVALID_API_KEY",
-    )
-    .await;
-    error_body(
-        with_key("iot_key_made-up-key-made-up-key-made-up-key-0".into())
-            .await
-            .unwrap(),
-        StatusCode::UNAUTHORIZED,
-        "INVALID_API_KEY",
-    )
-    .await;
-    let unknown = app
-        .delete(&format!("/auth/api-keys/{}", uuid::Uuid::now_v7()), &admin)
-        .send()
-        .await
-        .unwrap();
-    error_body(unknown, StatusCode::NOT_FOUND, "API_KEY_NOT_FOUND").await;
+    let revoke = |id: &str| app.delete(&format!("/auth/api-keys/{id}"), &admin);
+    assert_eq!(revoke(id).response().await.status(), StatusCode::NO_CONTENT);
+    for key in [key.as_str(), "iot_key_made-up-key-made-up-key-made-up-key-0"] {
+        expect_error(with_key(key), StatusCode::UNAUTHORIZED, "INVALID_API_KEY").await;
+    }
+    let unknown = revoke(&uuid::Uuid::now_v7().to_string());
+    expect_error(unknown, StatusCode::NOT_FOUND, "API_KEY_NOT_FOUND").await;
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn an_expired_api_key_is_refused(pool: PgPool) {
-    let app = CommandApi::start(pool.clone()).await;
-    let admin = app.admin_token().await;
-    let created: Value = app
-        .post("/auth/api-keys", &admin)
-        .json(&json!({"name": "short-lived", "role": "viewer",
-                      "expires_at": (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339()}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (app, admin) = CommandApi::start_as_admin(pool.clone()).await;
+    let new_key = |body: Value| app.post("/auth/api-keys", &admin).json(&body);
+    let in_five_minutes = (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();
+    let short_lived = json!({"name": "short-lived", "role": "viewer", "expires_at": in_five_minutes});
+    let created = new_key(short_lived).answer().await.body;
     sqlx::query("UPDATE api_keys SET expires_at = now() - interval '1 second'")
         .execute(&pool)
         .await
         .unwrap();
-    let response = app
-        .client
-        .post(app.api("/sims"))
-        .header("x-api-key", created["key"].as_str().unwrap())
-        .json(&register_body())
-        .send()
-        .await
-        .unwrap();
-    error_body(response, StatusCode::UNAUTHORIZED, "INVALID_API_KEY").await;
-    let past = app
-        .post("/auth/api-keys", &admin)
-        .json(&json!({"name": "born-dead", "expires_at": "2020-01-01T00:00:00Z"}))
-        .send()
-        .await
-        .unwrap();
-    error_body(past, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_EXPIRY").await;
+    let register = app.anonymous(Method::POST, "/sims").json(&register_body());
+    let expired = register.header("x-api-key", created["key"].as_str().unwrap());
+    expect_error(expired, StatusCode::UNAUTHORIZED, "INVALID_API_KEY").await;
+    let past = new_key(json!({"name": "born-dead", "expires_at": "2020-01-01T00:00:00Z"}));
+    expect_error(past, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_EXPIRY").await;
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn admins_create_users_with_good_passwords_and_unique_names(pool: PgPool) {
-    let app = CommandApi::start(pool.clone()).await;
-    let admin = app.admin_token().await;
-    let create = |body: Value| app.post("/users", &admin).json(&body).send();
-    let created = create(json!({"username": "Ops.One", "password": "long-enough-pw", "role": "operator"}))
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let created: Value = created.json().await.unwrap();
+    let (app, admin) = CommandApi::start_as_admin(pool.clone()).await;
+    let create = |body: Value| app.post("/users", &admin).json(&body);
+    let ops_one = json!({"username": "Ops.One", "password": "long-enough-pw", "role": "operator"});
+    let created = create(ops_one).expect(StatusCode::CREATED).await;
     assert_eq!(created["username"], "ops.one");
     assert!(created.get("password_hash").is_none());
     let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE username = 'ops.one'")
@@ -365,27 +241,29 @@ async fn admins_create_users_with_good_passwords_and_unique_names(pool: PgPool) 
         .unwrap();
     assert!(hash.starts_with("$argon2id$"));
 
-    let duplicate = create(json!({"username": "ops.one", "password": "long-enough-pw", "role": "viewer"}))
-        .await
-        .unwrap();
-    error_body(duplicate, StatusCode::CONFLICT, "USERNAME_TAKEN").await;
-    let weak = create(json!({"username": "weak", "password": "short", "role": "viewer"}))
-        .await
-        .unwrap();
-    error_body(weak, StatusCode::UNPROCESSABLE_ENTITY, "WEAK_PASSWORD").await;
-    let bad_role = create(json!({"username": "x-user", "password": "long-enough-pw", "role": "root"}))
-        .await
-        .unwrap();
-    error_body(bad_role, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY").await;
+    let refused = [
+        (
+            ("ops.one", "long-enough-pw", "viewer"),
+            StatusCode::CONFLICT,
+            "USERNAME_TAKEN",
+        ),
+        (
+            ("weak", "short", "viewer"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "WEAK_PASSWORD",
+        ),
+        (
+            ("x-user", "long-enough-pw", "root"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_BODY",
+        ),
+    ];
+    for ((username, password, role), status, code) in refused {
+        let user = json!({"username": username, "password": password, "role": role});
+        expect_error(create(user), status, code).await;
+    }
 
-    let users: Value = app
-        .get("/users", &admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let users = app.get("/users", &admin).answer().await.body;
     let names: Vec<&str> = users
         .as_array()
         .unwrap()

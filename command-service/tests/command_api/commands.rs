@@ -1,11 +1,12 @@
 //! SIM, quota and SMS commands through the real HTTP API and the real event store.
 
-use crate::common::{error_body, iccid, with_luhn, CommandApi};
+use crate::common::{expect_error, iccid, with_luhn, CommandApi, Exchange};
 use domain::sim::{ProviderStatus, Sim, SimCommand};
 use eventstore::{CommandContext, EventMetadata};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use testkit::http::with_json;
 
 /// What the sync connector will do once the provider confirms: make the SIM active.
 async fn make_active(app: &CommandApi, iccid: &str) {
@@ -21,22 +22,26 @@ async fn make_active(app: &CommandApi, iccid: &str) {
         .unwrap();
 }
 
+/// The command API, an admin's token, and the SIM `iccid(n)`, registered.
+async fn with_registered_sim(pool: PgPool, n: u32) -> (CommandApi, String, String) {
+    let (app, token) = CommandApi::start_as_admin(pool).await;
+    let sim = iccid(n);
+    app.register_sim(&token, &sim).await;
+    (app, token, sim)
+}
+
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn registering_a_sim_stores_sim_registered_with_metadata(pool: PgPool) {
-    let app = CommandApi::start(pool.clone()).await;
-    let token = app.admin_token().await;
-    let response = app
-        .post("/sims", &token)
-        .header("x-request-id", "req-register-1")
+    let (app, token) = CommandApi::start_as_admin(pool.clone()).await;
+    let register = app.post("/sims", &token).header("x-request-id", "req-register-1");
+    let created = register
         .json(&json!({"iccid": "8988303000123456789", "imsi": "901405100000001",
                       "msisdn": "882285100000018", "label": "pump 7", "tags": ["site:a", "pumps"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    assert_eq!(response.headers()["location"], "/api/v1/sims/8988303000123456789");
-    assert_eq!(response.headers()["etag"], "\"1\"");
-    let answer: Value = response.json().await.unwrap();
+        .expect_answer(StatusCode::CREATED)
+        .await;
+    assert_eq!(created.header("location"), "/api/v1/sims/8988303000123456789");
+    assert_eq!(created.header("etag"), "\"1\"");
+    let answer = created.body;
     assert_eq!(answer["aggregate_id"], "8988303000123456789");
     assert_eq!(answer["version"], 1);
     assert!(answer["position"].as_i64().unwrap() > 0);
@@ -62,57 +67,40 @@ async fn registering_a_sim_stores_sim_registered_with_metadata(pool: PgPool) {
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn twenty_digit_iccids_need_the_right_check_digit(pool: PgPool) {
-    let app = CommandApi::start(pool.clone()).await;
-    let token = app.admin_token().await;
+    let (app, token) = CommandApi::start_as_admin(pool.clone()).await;
     let short = iccid(1);
     let long = with_luhn(&short);
     let last = long.chars().last().unwrap().to_digit(10).unwrap();
     let wrong = format!("{}{}", &long[..19], (last + 1) % 10);
 
-    let refused = app
-        .post("/sims", &token)
-        .json(&json!({"iccid": wrong, "imsi": "901405100000001"}))
-        .send()
-        .await
-        .unwrap();
-    let error = error_body(refused, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ICCID").await;
+    let register = |iccid: &str| {
+        app.post("/sims", &token)
+            .json(&json!({"iccid": iccid, "imsi": "901405100000001"}))
+    };
+    let refused = register(&wrong);
+    let error = expect_error(refused, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ICCID").await;
     assert!(
         error["message"].as_str().unwrap().contains("check digit"),
         "{error}"
     );
     assert_eq!(app.count_events("SimRegistered").await, 0);
 
-    let accepted = app
-        .post("/sims", &token)
-        .json(&json!({"iccid": long, "imsi": "901405100000001"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(accepted.status(), StatusCode::CREATED);
-    let answer: Value = accepted.json().await.unwrap();
+    let answer = register(&long).expect(StatusCode::CREATED).await;
     assert_eq!(answer["aggregate_id"], short.as_str(), "normalised to 19 digits");
     // The same SIM by its 20-digit name in a path.
-    let patched = app
-        .patch(&format!("/sims/{long}"), &token)
-        .json(&json!({"label": "renamed"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(patched.status(), StatusCode::OK);
-    let bad_path = app
-        .patch(&format!("/sims/{wrong}"), &token)
-        .json(&json!({"label": "x"}))
-        .send()
-        .await
-        .unwrap();
-    error_body(bad_path, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ICCID").await;
+    let relabel = |iccid: &str, label: &str| {
+        app.patch(&format!("/sims/{iccid}"), &token)
+            .json(&json!({"label": label}))
+    };
+    relabel(&long, "renamed").expect(StatusCode::OK).await;
+    let bad_path = relabel(&wrong, "x");
+    expect_error(bad_path, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ICCID").await;
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn invalid_identifiers_and_duplicates_are_refused(pool: PgPool) {
-    let app = CommandApi::start(pool).await;
-    let token = app.admin_token().await;
-    let register = |body: Value| app.post("/sims", &token).json(&body).send();
+    let (app, token) = CommandApi::start_as_admin(pool).await;
+    let register = |body: Value| app.post("/sims", &token).json(&body);
     let cases = [
         (
             json!({"iccid": "12345", "imsi": "901405100000001"}),
@@ -129,47 +117,25 @@ async fn invalid_identifiers_and_duplicates_are_refused(pool: PgPool) {
         ),
     ];
     for (body, code) in cases {
-        error_body(
-            register(body).await.unwrap(),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            code,
-        )
-        .await;
+        expect_error(register(body), StatusCode::UNPROCESSABLE_ENTITY, code).await;
     }
     app.register_sim(&token, &iccid(2)).await;
-    let again = register(json!({"iccid": iccid(2), "imsi": "901405100000001"}))
-        .await
-        .unwrap();
-    error_body(again, StatusCode::CONFLICT, "SIM_ALREADY_REGISTERED").await;
-    let unknown = app
-        .post(&format!("/sims/{}/activate", iccid(3)), &token)
-        .send()
-        .await
-        .unwrap();
-    error_body(unknown, StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
+    let again = register(json!({"iccid": iccid(2), "imsi": "901405100000001"}));
+    expect_error(again, StatusCode::CONFLICT, "SIM_ALREADY_REGISTERED").await;
+    let unknown = app.post(&format!("/sims/{}/activate", iccid(3)), &token);
+    expect_error(unknown, StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn patch_changes_label_tags_and_imei_lock_together(pool: PgPool) {
-    let app = CommandApi::start(pool.clone()).await;
-    let token = app.admin_token().await;
-    let sim = iccid(4);
-    app.register_sim(&token, &sim).await;
-    let response = app
-        .patch(&format!("/sims/{sim}"), &token)
-        .json(&json!({"label": "gate", "tags": ["north"], "imei_lock": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let answer: Value = response.json().await.unwrap();
+    let (app, token, sim) = with_registered_sim(pool, 4).await;
+    let patch = |body: Value| app.patch(&format!("/sims/{sim}"), &token).json(&body);
+    let answer = patch(json!({"label": "gate", "tags": ["north"], "imei_lock": true}))
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(answer["version"], 4);
-    let types: Vec<String> =
-        sqlx::query_scalar("SELECT event_type FROM events WHERE aggregate_id = $1 ORDER BY sequence")
-            .bind(&sim)
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let events = app.state.store.events_of("sim", &sim).await.unwrap();
+    let types: Vec<&str> = events.iter().map(|event| event.event_type.as_str()).collect();
     assert_eq!(
         types,
         [
@@ -181,89 +147,63 @@ async fn patch_changes_label_tags_and_imei_lock_together(pool: PgPool) {
     );
 
     // `label: null` clears it; the same values again change nothing.
-    let cleared = app
-        .patch(&format!("/sims/{sim}"), &token)
-        .json(&json!({"label": null, "tags": ["north"]}))
-        .send()
+    let cleared = patch(json!({"label": null, "tags": ["north"]}))
+        .answer()
         .await
-        .unwrap();
-    assert_eq!(cleared.json::<Value>().await.unwrap()["version"], 5);
-    let empty = app
-        .patch(&format!("/sims/{sim}"), &token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    error_body(empty, StatusCode::UNPROCESSABLE_ENTITY, "EMPTY_UPDATE").await;
+        .body;
+    assert_eq!(cleared["version"], 5);
+    expect_error(patch(json!({})), StatusCode::UNPROCESSABLE_ENTITY, "EMPTY_UPDATE").await;
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_stale_if_match_answers_412_and_a_current_one_applies(pool: PgPool) {
-    let app = CommandApi::start(pool).await;
-    let token = app.admin_token().await;
-    let sim = iccid(5);
-    app.register_sim(&token, &sim).await;
+    let (app, token, sim) = with_registered_sim(pool, 5).await;
     let patch = |version: &str, label: &str| {
-        app.patch(&format!("/sims/{sim}"), &token)
-            .header("if-match", version)
-            .json(&json!({"label": label}))
-            .send()
+        let relabel = app
+            .patch(&format!("/sims/{sim}"), &token)
+            .json(&json!({"label": label}));
+        relabel.header("if-match", version)
     };
-    let current = patch("\"1\"", "first").await.unwrap();
-    assert_eq!(current.status(), StatusCode::OK);
-    assert_eq!(current.headers()["etag"], "\"2\"");
-    let stale = patch("\"1\"", "second").await.unwrap();
-    let error = error_body(stale, StatusCode::PRECONDITION_FAILED, "VERSION_MISMATCH").await;
+    let current = patch("\"1\"", "first").expect_answer(StatusCode::OK).await;
+    assert_eq!(current.header("etag"), "\"2\"");
+    let stale = patch("\"1\"", "second");
+    let error = expect_error(stale, StatusCode::PRECONDITION_FAILED, "VERSION_MISMATCH").await;
     assert_eq!(error["details"]["current_version"], 2);
-    let malformed = patch("one", "third").await.unwrap();
-    error_body(malformed, StatusCode::BAD_REQUEST, "INVALID_IF_MATCH").await;
+    let malformed = patch("one", "third");
+    expect_error(malformed, StatusCode::BAD_REQUEST, "INVALID_IF_MATCH").await;
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body(pool: PgPool) {
-    let app = CommandApi::start(pool).await;
-    let token = app.admin_token().await;
+    let (app, token) = CommandApi::start_as_admin(pool).await;
     let sim = iccid(6);
     let send = |label: &str| {
-        app.post("/sims", &token)
-            .header("idempotency-key", "register-6")
-            .json(&json!({"iccid": sim, "imsi": "901405100000001", "label": label}))
-            .send()
+        let register = app.post("/sims", &token).header("idempotency-key", "register-6");
+        register.json(&json!({"iccid": sim, "imsi": "901405100000001", "label": label}))
     };
-    let first = send("a").await.unwrap();
-    assert_eq!(first.status(), StatusCode::CREATED);
-    assert!(first.headers().get("idempotent-replayed").is_none());
-    let first: Value = first.json().await.unwrap();
-    let again = send("a").await.unwrap();
-    assert_eq!(again.status(), StatusCode::CREATED);
-    assert_eq!(again.headers()["idempotent-replayed"], "true");
-    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    let first = send("a").expect_answer(StatusCode::CREATED).await;
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    let again = send("a").expect_answer(StatusCode::CREATED).await;
+    assert_eq!(again.header("idempotent-replayed"), "true");
+    assert_eq!(again.body, first.body);
     assert_eq!(app.count_events("SimRegistered").await, 1);
 
-    let other = send("b").await.unwrap();
-    error_body(other, StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED").await;
+    let other = send("b");
+    expect_error(other, StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED").await;
     assert_eq!(app.count_events("SimRegistered").await, 1);
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_same_key_ten_times_at_once_sends_one_sms(pool: PgPool) {
-    let app = CommandApi::start(pool).await;
-    let token = app.admin_token().await;
-    let sim = iccid(7);
-    app.register_sim(&token, &sim).await;
+    let (app, token, sim) = with_registered_sim(pool, 7).await;
     let requests = (0..10).map(|_| {
-        app.post(&format!("/sims/{sim}/sms"), &token)
-            .header("idempotency-key", "sms-once")
-            .json(&json!({"payload": "hello"}))
-            .send()
+        let send = app
+            .post(&format!("/sims/{sim}/sms"), &token)
+            .header("idempotency-key", "sms-once");
+        send.json(&json!({"payload": "hello"}))
+            .expect(StatusCode::ACCEPTED)
     });
-    let responses = futures::future::join_all(requests).await;
-    let mut answers = Vec::new();
-    for response in responses {
-        let response = response.unwrap();
-        assert_eq!(response.status(), StatusCode::ACCEPTED);
-        answers.push(response.json::<Value>().await.unwrap());
-    }
+    let answers = futures::future::join_all(requests).await;
     assert!(answers.iter().all(|answer| answer == &answers[0]), "{answers:?}");
     assert_eq!(app.count_events("SmsSendRequested").await, 1);
 }
@@ -272,18 +212,12 @@ async fn the_same_key_ten_times_at_once_sends_one_sms(pool: PgPool) {
 /// other request is refused with a conflict, none with a server error.
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn two_hundred_concurrent_suspends_request_one_suspension(pool: PgPool) {
-    let app = CommandApi::start(pool).await;
-    let token = app.admin_token().await;
-    let sim = iccid(8);
-    app.register_sim(&token, &sim).await;
+    let (app, token, sim) = with_registered_sim(pool, 8).await;
     make_active(&app, &sim).await;
     let url = format!("/sims/{sim}/suspend");
-    let requests = (0..200).map(|_| app.post(&url, &token).send());
-    let statuses: Vec<StatusCode> = futures::future::join_all(requests)
-        .await
-        .into_iter()
-        .map(|response| response.unwrap().status())
-        .collect();
+    let requests = (0..200).map(|_| app.post(&url, &token).response());
+    let responses = futures::future::join_all(requests).await;
+    let statuses: Vec<StatusCode> = responses.iter().map(|response| response.status()).collect();
     let accepted = statuses.iter().filter(|s| **s == StatusCode::ACCEPTED).count();
     let conflicts = statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count();
     assert_eq!(accepted, 1, "{statuses:?}");
@@ -293,94 +227,46 @@ async fn two_hundred_concurrent_suspends_request_one_suspension(pool: PgPool) {
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn activation_and_suspension_follow_the_lifecycle(pool: PgPool) {
-    let app = CommandApi::start(pool).await;
-    let token = app.admin_token().await;
-    let sim = iccid(9);
-    app.register_sim(&token, &sim).await;
-    let suspend_inactive = app
-        .post(&format!("/sims/{sim}/suspend"), &token)
-        .send()
-        .await
-        .unwrap();
-    error_body(suspend_inactive, StatusCode::CONFLICT, "SIM_NOT_ACTIVE").await;
-    let activated = app
-        .post(&format!("/sims/{sim}/activate"), &token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(activated.status(), StatusCode::ACCEPTED);
-    let again = app
-        .post(&format!("/sims/{sim}/activate"), &token)
-        .send()
-        .await
-        .unwrap();
-    error_body(again, StatusCode::CONFLICT, "CHANGE_PENDING").await;
+    let (app, token, sim) = with_registered_sim(pool, 9).await;
+    let command = |action: &str| app.post(&format!("/sims/{sim}/{action}"), &token);
+    expect_error(command("suspend"), StatusCode::CONFLICT, "SIM_NOT_ACTIVE").await;
+    command("activate").expect(StatusCode::ACCEPTED).await;
+    expect_error(command("activate"), StatusCode::CONFLICT, "CHANGE_PENDING").await;
     assert_eq!(app.count_events("ActivationRequested").await, 1);
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_terminated_sim_refuses_every_command(pool: PgPool) {
-    let app = CommandApi::start(pool).await;
-    let token = app.admin_token().await;
-    let sim = iccid(10);
-    app.register_sim(&token, &sim).await;
-    let terminated = app.delete(&format!("/sims/{sim}"), &token).send().await.unwrap();
-    assert_eq!(terminated.status(), StatusCode::OK);
+    let (app, token, sim) = with_registered_sim(pool, 10).await;
+    app.delete(&format!("/sims/{sim}"), &token)
+        .expect(StatusCode::OK)
+        .await;
     assert_eq!(app.count_events("SimTerminated").await, 1);
 
+    // Every command, by its method, the path after the SIM's, and its body.
     let attempts = [
-        app.post(&format!("/sims/{sim}/activate"), &token)
-            .send()
-            .await
-            .unwrap(),
-        app.patch(&format!("/sims/{sim}"), &token)
-            .json(&json!({"label": "x"}))
-            .send()
-            .await
-            .unwrap(),
-        app.post(&format!("/sims/{sim}/topup"), &token)
-            .send()
-            .await
-            .unwrap(),
-        app.post(&format!("/sims/{sim}/sms"), &token)
-            .json(&json!({"payload": "hi"}))
-            .send()
-            .await
-            .unwrap(),
-        app.delete(&format!("/sims/{sim}"), &token).send().await.unwrap(),
+        (Method::POST, "/activate", None),
+        (Method::PATCH, "", Some(json!({"label": "x"}))),
+        (Method::POST, "/topup", None),
+        (Method::POST, "/sms", Some(json!({"payload": "hi"}))),
+        (Method::DELETE, "", None),
     ];
-    for response in attempts {
-        error_body(response, StatusCode::GONE, "SIM_TERMINATED").await;
+    for (method, rest, body) in attempts {
+        let path = format!("/sims/{sim}{rest}");
+        let attempt = with_json(app.request(method, &path, &token), body.as_ref());
+        expect_error(attempt, StatusCode::GONE, "SIM_TERMINATED").await;
     }
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_top_up_is_requested_once_until_the_provider_answers(pool: PgPool) {
-    let app = CommandApi::start(pool.clone()).await;
-    let token = app.admin_token().await;
-    let sim = iccid(11);
-    app.register_sim(&token, &sim).await;
-    let first = app
-        .post(&format!("/sims/{sim}/topup"), &token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(first.status(), StatusCode::ACCEPTED);
-    let answer: Value = first.json().await.unwrap();
+    let (app, token, sim) = with_registered_sim(pool.clone(), 11).await;
+    let top_up = |sim: &str| app.post(&format!("/sims/{sim}/topup"), &token);
+    let answer = top_up(&sim).expect(StatusCode::ACCEPTED).await;
     assert_eq!(answer["aggregate_id"], format!("{sim}:data"));
-    let pending = app
-        .post(&format!("/sims/{sim}/topup"), &token)
-        .send()
-        .await
-        .unwrap();
-    error_body(pending, StatusCode::CONFLICT, "TOPUP_PENDING").await;
-    let sms_quota = app
-        .post(&format!("/sims/{sim}/topup"), &token)
-        .json(&json!({"quota": "sms", "payment_method": "invoice"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sms_quota.status(), StatusCode::ACCEPTED);
+    expect_error(top_up(&sim), StatusCode::CONFLICT, "TOPUP_PENDING").await;
+    let sms_quota = top_up(&sim).json(&json!({"quota": "sms", "payment_method": "invoice"}));
+    sms_quota.expect(StatusCode::ACCEPTED).await;
     let (volume, iccid_column): (i64, String) =
         sqlx::query_as("SELECT (payload->>'volume')::bigint, iccid FROM events WHERE aggregate_id = $1")
             .bind(format!("{sim}:data"))
@@ -389,49 +275,28 @@ async fn a_top_up_is_requested_once_until_the_provider_answers(pool: PgPool) {
             .unwrap();
     assert_eq!(volume, 500_000_000);
     assert_eq!(iccid_column, sim, "quota events carry their SIM's ICCID");
-    let bad_kind = app
-        .post(&format!("/sims/{sim}/topup"), &token)
-        .json(&json!({"quota": "voice"}))
-        .send()
-        .await
-        .unwrap();
-    error_body(bad_kind, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY").await;
-    let unknown_sim = app
-        .post(&format!("/sims/{}/topup", iccid(99)), &token)
-        .send()
-        .await
-        .unwrap();
-    error_body(unknown_sim, StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
+    let bad_kind = top_up(&sim).json(&json!({"quota": "voice"}));
+    expect_error(bad_kind, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY").await;
+    expect_error(top_up(&iccid(99)), StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn sms_payloads_are_validated(pool: PgPool) {
-    let app = CommandApi::start(pool.clone()).await;
-    let token = app.admin_token().await;
-    let sim = iccid(12);
-    app.register_sim(&token, &sim).await;
+    let (app, token, sim) = with_registered_sim(pool.clone(), 12).await;
     let send = |payload: String| {
         app.post(&format!("/sims/{sim}/sms"), &token)
             .json(&json!({"payload": payload}))
-            .send()
     };
-    error_body(
-        send(String::new()).await.unwrap(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "SMS_PAYLOAD_EMPTY",
-    )
-    .await;
-    error_body(
-        send("x".repeat(919)).await.unwrap(),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "SMS_PAYLOAD_TOO_LONG",
-    )
-    .await;
-    let accepted = send("ü".repeat(71)).await.unwrap();
-    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
-    let location = accepted.headers()["location"].to_str().unwrap().to_owned();
-    let answer: Value = accepted.json().await.unwrap();
-    assert!(location.ends_with(answer["aggregate_id"].as_str().unwrap()));
+    for (payload, code) in [
+        (String::new(), "SMS_PAYLOAD_EMPTY"),
+        ("x".repeat(919), "SMS_PAYLOAD_TOO_LONG"),
+    ] {
+        expect_error(send(payload), StatusCode::UNPROCESSABLE_ENTITY, code).await;
+    }
+    let accepted = send("ü".repeat(71)).expect_answer(StatusCode::ACCEPTED).await;
+    assert!(accepted
+        .header("location")
+        .ends_with(accepted.body["aggregate_id"].as_str().unwrap()));
     let (encoding, parts): (String, i64) = sqlx::query_as(
         "SELECT payload->>'encoding', (payload->>'parts')::bigint FROM events WHERE event_type = 'SmsSendRequested'",
     )
@@ -440,8 +305,7 @@ async fn sms_payloads_are_validated(pool: PgPool) {
     .unwrap();
     // ü is in the GSM 03.38 alphabet: 71 septets fit one GSM-7 part.
     assert_eq!((encoding.as_str(), parts), ("gsm7", 1));
-    let chinese = send("短".repeat(71)).await.unwrap();
-    assert_eq!(chinese.status(), StatusCode::ACCEPTED);
+    send("短".repeat(71)).expect(StatusCode::ACCEPTED).await;
     let parts: Vec<(String, i64)> = sqlx::query_as(
         "SELECT payload->>'encoding', (payload->>'parts')::bigint FROM events \
          WHERE event_type = 'SmsSendRequested' ORDER BY position",

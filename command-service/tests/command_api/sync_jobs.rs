@@ -1,19 +1,15 @@
 //! Sync jobs queued on the command API, and their progress as the connector records it.
 
-use crate::common::{error_body, iccid, with_luhn, CommandApi};
-use reqwest::StatusCode;
+use crate::common::{expect_error, iccid, with_luhn, CommandApi, Exchange};
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 async fn job(app: &CommandApi, token: &str, job_id: &str) -> Value {
-    let response = app
-        .get(&format!("/sync-jobs/{job_id}"), token)
-        .send()
+    app.get(&format!("/sync-jobs/{job_id}"), token)
+        .expect(StatusCode::OK)
         .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
@@ -23,27 +19,14 @@ async fn sync_requests_queue_jobs_whose_progress_can_be_read(pool: PgPool) {
     let viewer = app.token_for_role("viewer").await;
 
     // One SIM, named in its 20-digit form: the job is about the 19-digit ICCID.
-    let response = app
-        .post(&format!("/sims/{}/sync", with_luhn(&iccid(7))), &operator)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let accepted: Value = response.json().await.unwrap();
-    let one = accepted["job_id"].as_str().unwrap().to_owned();
-    assert_eq!(location, format!("/api/v1/sync-jobs/{one}"));
-    assert_eq!(accepted["scope"], iccid(7));
-    assert_eq!(accepted["status"], "queued");
+    let sync_one = app.post(&format!("/sims/{}/sync", with_luhn(&iccid(7))), &operator);
+    let accepted = sync_one.expect_answer(StatusCode::ACCEPTED).await;
+    let one = accepted.body["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(accepted.header("location"), format!("/api/v1/sync-jobs/{one}"));
+    assert_eq!(accepted.body["scope"], iccid(7));
+    assert_eq!(accepted.body["status"], "queued");
 
-    let all: Value = app
-        .post("/sims/sync-all", &operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all = app.post("/sims/sync-all", &operator).answer().await.body;
     let all_id = all["job_id"].as_str().unwrap().to_owned();
     assert_eq!(all["scope"], "all");
 
@@ -102,22 +85,39 @@ async fn sync_requests_are_checked(pool: PgPool) {
     let operator = app.token_for_role("operator").await;
     let viewer = app.token_for_role("viewer").await;
 
-    let forbidden = app.post("/sims/sync-all", &viewer).send().await.unwrap();
-    error_body(forbidden, StatusCode::FORBIDDEN, "FORBIDDEN").await;
-    let forbidden = app
-        .post(&format!("/sims/{}/sync", iccid(1)), &viewer)
-        .send()
-        .await
-        .unwrap();
-    error_body(forbidden, StatusCode::FORBIDDEN, "FORBIDDEN").await;
-    let bad = app.post("/sims/12345/sync", &operator).send().await.unwrap();
-    error_body(bad, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ICCID").await;
-    let missing = app
-        .get(&format!("/sync-jobs/{}", Uuid::now_v7()), &viewer)
-        .send()
-        .await
-        .unwrap();
-    error_body(missing, StatusCode::NOT_FOUND, "SYNC_JOB_NOT_FOUND").await;
+    let cases = [
+        (
+            Method::POST,
+            "/sims/sync-all".to_owned(),
+            &viewer,
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+        ),
+        (
+            Method::POST,
+            format!("/sims/{}/sync", iccid(1)),
+            &viewer,
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+        ),
+        (
+            Method::POST,
+            "/sims/12345/sync".to_owned(),
+            &operator,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_ICCID",
+        ),
+        (
+            Method::GET,
+            format!("/sync-jobs/{}", Uuid::now_v7()),
+            &viewer,
+            StatusCode::NOT_FOUND,
+            "SYNC_JOB_NOT_FOUND",
+        ),
+    ];
+    for (method, path, token, status, code) in cases {
+        expect_error(app.request(method, &path, token), status, code).await;
+    }
     let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_jobs")
         .fetch_one(&pool)
         .await

@@ -4,10 +4,11 @@
 use std::net::SocketAddr;
 
 use platform::Role;
-use reqwest::{Client, RequestBuilder, StatusCode};
+use reqwest::{Client, Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
+use crate::http::Exchange;
 use crate::running::Running;
 
 /// The bootstrap admin every [`CommandApi`] starts with.
@@ -25,6 +26,13 @@ pub struct CommandApi {
 impl CommandApi {
     pub async fn start(pool: PgPool) -> Self {
         Self::start_with(pool, |_| {}).await
+    }
+
+    /// [`CommandApi::start`], and an access token of the bootstrap admin's.
+    pub async fn start_as_admin(pool: PgPool) -> (Self, String) {
+        let app = Self::start(pool).await;
+        let token = app.admin_token().await;
+        (app, token)
     }
 
     /// With the test's changes to the configuration (applied last).
@@ -49,24 +57,30 @@ impl CommandApi {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        url(self.addr, path)
     }
 
     /// `path` under `/api/v1`.
     pub fn api(&self, path: &str) -> String {
-        self.url(&format!("/api/v1{path}"))
+        api_url(self.addr, path)
+    }
+
+    /// A login with these credentials, not yet sent.
+    pub fn login_request(&self, username: &str, password: &str) -> RequestBuilder {
+        self.anonymous(Method::POST, "/auth/login")
+            .json(&json!({"username": username, "password": password}))
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Value {
-        let response = self
-            .client
-            .post(self.api("/auth/login"))
-            .json(&json!({"username": username, "password": password}))
-            .send()
-            .await
-            .unwrap();
+        let response = self.login_request(username, password).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "login of {username}");
         response.json().await.unwrap()
+    }
+
+    /// A refresh with `refresh_token` (any JSON value, to try the wrong ones), not yet sent.
+    pub fn refresh_request(&self, refresh_token: &Value) -> RequestBuilder {
+        self.anonymous(Method::POST, "/auth/refresh")
+            .json(&json!({"refresh_token": refresh_token}))
     }
 
     pub async fn admin_token(&self) -> String {
@@ -81,19 +95,24 @@ impl CommandApi {
         let admin = self.admin_token().await;
         let username = format!("{role}-user");
         let password = "correct-horse-battery";
-        let created = self
-            .client
-            .post(self.api("/users"))
-            .bearer_auth(&admin)
+        self.post("/users", &admin)
             .json(&json!({"username": username, "password": password, "role": role}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), StatusCode::CREATED);
+            .expect(StatusCode::CREATED)
+            .await;
         self.login(&username, password).await["access_token"]
             .as_str()
             .unwrap()
             .to_owned()
+    }
+
+    /// `method path` under `/api/v1` with `token` as the bearer.
+    pub fn request(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        self.anonymous(method, path).bearer_auth(token)
+    }
+
+    /// `method path` under `/api/v1` without credentials.
+    pub fn anonymous(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.api(path))
     }
 
     pub fn post(&self, path: &str, token: &str) -> RequestBuilder {
@@ -114,14 +133,10 @@ impl CommandApi {
 
     /// Registers a SIM and returns the answer.
     pub async fn register_sim(&self, token: &str, iccid: &str) -> Value {
-        let response = self
-            .post("/sims", token)
+        self.post("/sims", token)
             .json(&json!({"iccid": iccid, "imsi": "901405100000001", "label": "test"}))
-            .send()
+            .expect(StatusCode::CREATED)
             .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED, "register {iccid}");
-        response.json().await.unwrap()
     }
 
     pub async fn count_events(&self, event_type: &str) -> i64 {
@@ -130,6 +145,16 @@ impl CommandApi {
             .fetch_one(&self.pool)
             .await
             .unwrap()
+    }
+
+    /// How many rows each of `tables` holds (what refused requests must leave as it was).
+    pub async fn count_rows(&self, tables: &[&str]) -> Vec<i64> {
+        count_rows(&self.pool, tables).await
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        text(&self.client, self.url("/metrics")).await
     }
 }
 
@@ -173,27 +198,33 @@ impl QueryApi {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    /// `path` under `/api/v1`.
-    pub fn api(&self, path: &str) -> String {
-        self.url(&format!("/api/v1{path}"))
-    }
-
     /// A GET under `/api/v1` as the viewer.
     pub fn get(&self, path: &str) -> RequestBuilder {
         self.client.get(self.api(path)).bearer_auth(&self.token)
     }
 
+    /// [`QueryApi::get`] with a consistency token (`X-Consistency-Token`).
+    pub fn get_consistent(&self, path: &str, consistency_token: &str) -> RequestBuilder {
+        self.get(path).header("x-consistency-token", consistency_token)
+    }
+
+    /// A GET under `/api/v1` without credentials.
+    pub fn anonymous(&self, path: &str) -> RequestBuilder {
+        self.client.get(self.api(path))
+    }
+
     /// [`QueryApi::get`], answered 200, as JSON.
     pub async fn get_json(&self, path: &str) -> Value {
-        let response = self.get(path).send().await.unwrap();
-        let status = response.status();
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
-        body
+        self.get(path).expect(StatusCode::OK).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        url(self.addr, path)
+    }
+
+    /// `path` under `/api/v1`.
+    pub fn api(&self, path: &str) -> String {
+        api_url(self.addr, path)
     }
 
     pub fn store(&self) -> eventstore::EventStore {
@@ -202,15 +233,41 @@ impl QueryApi {
 
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
-        self.client
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        text(&self.client, self.url("/metrics")).await
     }
+
+    /// How many rows each of `tables` holds (what refused requests must leave as it was).
+    pub async fn count_rows(&self, tables: &[&str]) -> Vec<i64> {
+        count_rows(&self.pool, tables).await
+    }
+}
+
+/// `path` on the API at `addr`.
+fn url(addr: SocketAddr, path: &str) -> String {
+    format!("http://{addr}{path}")
+}
+
+/// `path` under `/api/v1` on the API at `addr`.
+fn api_url(addr: SocketAddr, path: &str) -> String {
+    url(addr, &format!("/api/v1{path}"))
+}
+
+/// The body of a GET of `url`, as text.
+async fn text(client: &Client, url: String) -> String {
+    client.get(url).response().await.text().await.unwrap()
+}
+
+/// How many rows each of `tables` holds, in their order.
+async fn count_rows(pool: &PgPool, tables: &[&str]) -> Vec<i64> {
+    let mut counts = Vec::with_capacity(tables.len());
+    for table in tables {
+        let count = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        counts.push(count);
+    }
+    counts
 }
 
 /// A viewer's access token for the query API (JWTs need no database row).

@@ -6,11 +6,8 @@ use crate::common::*;
 use reqwest::StatusCode;
 use sqlx::PgPool;
 
-async fn rows(pool: &PgPool) -> (i64, i64) {
-    sqlx::query_as("SELECT (SELECT count(*) FROM sims), (SELECT count(*) FROM events)")
-        .fetch_one(pool)
-        .await
-        .unwrap()
+async fn rows(app: &QueryApi) -> Vec<i64> {
+    app.count_rows(&["sims", "events"]).await
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
@@ -19,9 +16,9 @@ async fn out_of_range_paging_instants_and_metacharacters_are_refused_or_harmless
     let sim = sim_row(1);
     insert_sim(&pool, &sim).await;
     register(&app.store(), &sim.iccid, "a", ts("2026-03-01T00:00:00Z")).await;
-    let before = rows(&pool).await;
+    let before = rows(&app).await;
 
-    for query in [
+    let out_of_range = [
         "/sims?page_size=1000000000",
         "/sims?page_size=-1",
         "/sims?page_size=0",
@@ -31,35 +28,27 @@ async fn out_of_range_paging_instants_and_metacharacters_are_refused_or_harmless
         "/events?limit=-1",
         "/events?after=-1",
         "/events?after=99999999999999999999",
-    ] {
-        let response = app.get(query).send().await.unwrap();
-        error_body(response, StatusCode::BAD_REQUEST, "INVALID_QUERY").await;
-    }
+    ];
+    expect_invalid_queries(&app, out_of_range).await;
 
     // The edges of time: before the SIM existed, far after, and past what an instant holds.
     let state = |as_of: &str| format!("/sims/{}/state?as_of={as_of}", sim.iccid);
-    let response = app.get(&state("0001-01-01T00:00:00Z")).send().await.unwrap();
-    error_body(response, StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
+    let before_it_existed = app.get(&state("0001-01-01T00:00:00Z"));
+    expect_error(before_it_existed, StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
     let future = app.get_json(&state("9999-12-31T23:59:59Z")).await;
     assert_eq!(future["iccid"], sim.iccid.as_str(), "its latest state");
-    for unrepresentable in [
+    let unrepresentable = [
         "%2B275760-09-13T00:00:00Z",
         "10000-01-01T00:00:00Z",
         "-0001-01-01T00:00:00Z",
-    ] {
-        let response = app.get(&state(unrepresentable)).send().await.unwrap();
-        error_body(response, StatusCode::BAD_REQUEST, "INVALID_QUERY").await;
-    }
+    ];
+    expect_invalid_queries(&app, unrepresentable.map(state)).await;
     let usage = format!(
         "/sims/{}/usage?from=0001-01-01T00:00:00Z&to=9999-12-31T00:00:00Z",
         sim.iccid
     );
-    let response = app.get(&usage).send().await.unwrap();
-    assert!(
-        response.status().is_client_error() || response.status().is_success(),
-        "{}",
-        response.status()
-    );
+    let status = app.get(&usage).response().await.status();
+    assert!(status.is_client_error() || status.is_success(), "{status}");
 
     // SQL metacharacters in every filter: a search for them finds nothing, and breaks nothing.
     for evil in [
@@ -73,11 +62,7 @@ async fn out_of_range_paging_instants_and_metacharacters_are_refused_or_harmless
     ] {
         let encoded: String = url_encode(evil);
         for filter in ["label", "tag", "iccid", "imsi", "msisdn"] {
-            let response = app
-                .get(&format!("/sims?{filter}={encoded}"))
-                .send()
-                .await
-                .unwrap();
+            let response = app.get(&format!("/sims?{filter}={encoded}")).response().await;
             let status = response.status();
             assert!(
                 status == StatusCode::OK || status.is_client_error(),
@@ -95,14 +80,8 @@ async fn out_of_range_paging_instants_and_metacharacters_are_refused_or_harmless
                 assert!(code["details"].is_object());
             }
         }
-        for filter in ["status", "sort"] {
-            let response = app
-                .get(&format!("/sims?{filter}={encoded}"))
-                .send()
-                .await
-                .unwrap();
-            error_body(response, StatusCode::BAD_REQUEST, "INVALID_QUERY").await;
-        }
+        let strict = ["status", "sort"].map(|filter| format!("/sims?{filter}={encoded}"));
+        expect_invalid_queries(&app, strict).await;
     }
 
     // ICCIDs of other scripts' digits, in every path that takes one.
@@ -116,11 +95,11 @@ async fn out_of_range_paging_instants_and_metacharacters_are_refused_or_harmless
             "/events",
             "/state?as_of=2026-03-02T00:00:00Z",
         ] {
-            let response = app.get(&format!("/sims/{foreign}{path}")).send().await.unwrap();
-            error_body(response, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ICCID").await;
+            let read = app.get(&format!("/sims/{foreign}{path}"));
+            expect_error(read, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ICCID").await;
         }
     }
-    assert_eq!(rows(&pool).await, before, "nothing changed");
+    assert_eq!(rows(&app).await, before, "nothing changed");
 }
 
 fn url_encode(text: &str) -> String {

@@ -98,26 +98,12 @@ async fn history_pages_oldest_first_with_metadata(pool: PgPool) {
     assert_eq!(last["events"], json!([]));
     assert_eq!(last["next_after"], mine[2]);
 
-    let response = app
-        .get(&format!("/sims/{}/events", iccid(3)))
-        .send()
-        .await
-        .unwrap();
-    error_body(response, StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
-    let response = app
-        .get(&format!("/sims/{sim}/events?after_position=999999"))
-        .send()
-        .await
-        .unwrap();
-    error_body(response, StatusCode::BAD_REQUEST, "UNKNOWN_POSITION").await;
-    for bad in ["limit=0", "limit=1001", "after_position=-1", "after_position=x"] {
-        let response = app
-            .get(&format!("/sims/{sim}/events?{bad}"))
-            .send()
-            .await
-            .unwrap();
-        error_body(response, StatusCode::BAD_REQUEST, "INVALID_QUERY").await;
-    }
+    let unknown_sim = app.get(&format!("/sims/{}/events", iccid(3)));
+    expect_error(unknown_sim, StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
+    let unknown_position = app.get(&format!("/sims/{sim}/events?after_position=999999"));
+    expect_error(unknown_position, StatusCode::BAD_REQUEST, "UNKNOWN_POSITION").await;
+    let bad = ["limit=0", "limit=1001", "after_position=-1", "after_position=x"];
+    expect_invalid_queries(&app, bad.map(|bad| format!("/sims/{sim}/events?{bad}"))).await;
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
@@ -137,37 +123,22 @@ async fn state_as_of_replays_the_history(pool: PgPool) {
     );
     assert!(t1 < t2);
 
+    let state_as_of = |at: DateTime<Utc>| {
+        app.get(&format!("/sims/{sim}/state"))
+            .query(&[("as_of", at.to_rfc3339())])
+    };
     let before = t1 - chrono::Duration::milliseconds(1);
-    let response = app
-        .get(&format!("/sims/{sim}/state"))
-        .query(&[("as_of", before.to_rfc3339())])
-        .send()
-        .await
-        .unwrap();
-    error_body(response, StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
+    expect_error(state_as_of(before), StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
 
     let between = t1 + (t2 - t1) / 2;
-    let response = app
-        .get(&format!("/sims/{sim}/state"))
-        .query(&[("as_of", between.to_rfc3339())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let then: Value = response.json().await.unwrap();
+    let then = state_as_of(between).expect(StatusCode::OK).await;
     assert_eq!(then["status"], "inactive");
     assert_eq!(then["provider_status"], Value::Null);
     assert_eq!(then["data_total"], Value::Null);
     assert_eq!(then["version"], 1);
     assert_eq!(then["last_position"], p1);
 
-    let response = app
-        .get(&format!("/sims/{sim}/state"))
-        .query(&[("as_of", t2.to_rfc3339())])
-        .send()
-        .await
-        .unwrap();
-    let at_t2: Value = response.json().await.unwrap();
+    let at_t2 = state_as_of(t2).answer().await.body;
     assert_eq!(at_t2["status"], "active", "{at_t2}");
     assert_eq!(at_t2["data_total"], Value::Null);
 
@@ -191,16 +162,10 @@ async fn state_as_of_replays_the_history(pool: PgPool) {
     assert_eq!(now, row);
     assert_eq!(now, serde_json::to_value(&expected).unwrap());
 
-    for bad in ["as_of=yesterday", "as_of=2026-13-01T00:00:00Z", "when=now"] {
-        let response = app.get(&format!("/sims/{sim}/state?{bad}")).send().await.unwrap();
-        error_body(response, StatusCode::BAD_REQUEST, "INVALID_QUERY").await;
-    }
-    let response = app
-        .get(&format!("/sims/{}/state", iccid(2)))
-        .send()
-        .await
-        .unwrap();
-    error_body(response, StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
+    let bad = ["as_of=yesterday", "as_of=2026-13-01T00:00:00Z", "when=now"];
+    expect_invalid_queries(&app, bad.map(|bad| format!("/sims/{sim}/state?{bad}"))).await;
+    let unknown_sim = app.get(&format!("/sims/{}/state", iccid(2)));
+    expect_error(unknown_sim, StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
@@ -236,15 +201,13 @@ async fn feed_serves_the_global_order(pool: PgPool) {
     let all = app.get_json("/events").await;
     assert_eq!(positions(&all["events"]), order);
 
-    let response = app.get("/events?after=999999").send().await.unwrap();
-    let error = error_body(response, StatusCode::BAD_REQUEST, "UNKNOWN_POSITION").await;
+    let unknown_position = app.get("/events?after=999999");
+    let error = expect_error(unknown_position, StatusCode::BAD_REQUEST, "UNKNOWN_POSITION").await;
     assert_eq!(error["details"]["position"], 999999);
-    for bad in ["limit=0", "limit=1001", "after=-5", "after=abc"] {
-        let response = app.get(&format!("/events?{bad}")).send().await.unwrap();
-        error_body(response, StatusCode::BAD_REQUEST, "INVALID_QUERY").await;
-    }
+    let bad = ["limit=0", "limit=1001", "after=-5", "after=abc"];
+    expect_invalid_queries(&app, bad.map(|bad| format!("/events?{bad}"))).await;
     assert_eq!(
-        app.get("/events?limit=1000").send().await.unwrap().status(),
+        app.get("/events?limit=1000").response().await.status(),
         StatusCode::OK
     );
 }
@@ -286,14 +249,11 @@ async fn consistency_tokens_wait_for_the_read_models(pool: PgPool) {
     assert_eq!(app.get_json(&format!("/sims/{sim}")).await["status"], "inactive");
 
     // Reached already: answers at once, from Postgres.
-    let response = app
-        .get(&format!("/sims/{sim}"))
-        .header("x-consistency-token", p1.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.json::<Value>().await.unwrap()["status"], "active");
+    let reached = app
+        .get_consistent(&format!("/sims/{sim}"), &p1.to_string())
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(reached["status"], "active");
 
     // Not reached: waits until the projector's checkpoint passes it.
     let projector = pool.clone();
@@ -303,11 +263,9 @@ async fn consistency_tokens_wait_for_the_read_models(pool: PgPool) {
     });
     let started = Instant::now();
     let response = app
-        .get(&format!("/sims/{sim}"))
-        .header("x-consistency-token", p2.to_string())
-        .send()
-        .await
-        .unwrap();
+        .get_consistent(&format!("/sims/{sim}"), &p2.to_string())
+        .response()
+        .await;
     let waited = started.elapsed();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(waited >= Duration::from_millis(190), "answered after {waited:?}");
@@ -319,11 +277,9 @@ async fn consistency_tokens_wait_for_the_read_models(pool: PgPool) {
     set_checkpoint(&pool, "something-else", p3).await;
     let started = Instant::now();
     let response = app
-        .get("/fleet/summary")
-        .header("x-consistency-token", p3.to_string())
-        .send()
-        .await
-        .unwrap();
+        .get_consistent("/fleet/summary", &p3.to_string())
+        .response()
+        .await;
     let waited = started.elapsed();
     assert_eq!(response.headers()["retry-after"], "1");
     let error = error_body(response, StatusCode::SERVICE_UNAVAILABLE, "CONSISTENCY_TIMEOUT").await;
@@ -331,31 +287,16 @@ async fn consistency_tokens_wait_for_the_read_models(pool: PgPool) {
     assert!(waited >= Duration::from_millis(1900), "gave up after {waited:?}");
     assert!(app.metrics().await.contains("query_consistency_timeouts_total 1"));
 
-    for bad in ["abc", "-1", "1.5"] {
-        let response = app
-            .get("/sims")
-            .header("x-consistency-token", bad)
-            .send()
-            .await
-            .unwrap();
-        error_body(response, StatusCode::BAD_REQUEST, "INVALID_CONSISTENCY_TOKEN").await;
+    // Not a position, and a position past the log's end.
+    for bad in ["abc", "-1", "1.5", "999999"] {
+        let list = app.get_consistent("/sims", bad);
+        expect_error(list, StatusCode::BAD_REQUEST, "INVALID_CONSISTENCY_TOKEN").await;
     }
-    let response = app
-        .get("/sims")
-        .header("x-consistency-token", "999999")
-        .send()
-        .await
-        .unwrap();
-    error_body(response, StatusCode::BAD_REQUEST, "INVALID_CONSISTENCY_TOKEN").await;
     // Without credentials the token is not even looked at.
-    let response = app
-        .client
-        .get(app.api("/sims"))
-        .header("x-consistency-token", p3.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let anonymous = app
+        .anonymous("/sims")
+        .header("x-consistency-token", p3.to_string());
+    assert_eq!(anonymous.response().await.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
@@ -378,25 +319,10 @@ async fn the_checkpoint_is_compared_as_a_pair(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
-    let response = app
-        .get("/sims")
-        .header("x-consistency-token", p2.to_string())
-        .send()
-        .await
-        .unwrap();
-    error_body(response, StatusCode::SERVICE_UNAVAILABLE, "CONSISTENCY_TIMEOUT").await;
-    let response = app
-        .get("/sims")
-        .header("x-consistency-token", p1.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let response = app
-        .get("/sims")
-        .header("x-consistency-token", "0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let not_passed = app.get_consistent("/sims", &p2.to_string());
+    expect_error(not_passed, StatusCode::SERVICE_UNAVAILABLE, "CONSISTENCY_TIMEOUT").await;
+    for passed in [p1.to_string(), "0".to_owned()] {
+        let list = app.get_consistent("/sims", &passed).response().await;
+        assert_eq!(list.status(), StatusCode::OK, "token {passed}");
+    }
 }

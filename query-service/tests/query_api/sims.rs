@@ -9,6 +9,16 @@ use readmodel::SimView;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use testkit::http::Answer;
+
+/// The messages' payloads in a page of the SMS list.
+fn payloads(page: &Value) -> Vec<&str> {
+    page.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"].as_str().unwrap())
+        .collect()
+}
 
 fn iccids(body: &Value) -> Vec<String> {
     body.as_array()
@@ -47,26 +57,24 @@ async fn lists_pages_filters_and_sorts(pool: PgPool) {
     let sims = fleet(&pool).await;
     let all: Vec<String> = sims.iter().map(|s| s.iccid.clone()).collect();
 
-    let response = app.get("/sims").send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["x-total-count"], "30");
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(iccids(&body), all);
-    assert_eq!(body[0], serde_json::to_value(&sims[0]).unwrap());
+    let first = app.get("/sims").expect_answer(StatusCode::OK).await;
+    assert_eq!(first.header("x-total-count"), "30");
+    assert_eq!(iccids(&first.body), all);
+    assert_eq!(first.body[0], serde_json::to_value(&sims[0]).unwrap());
 
-    let response = app.get("/sims?page=2&page_size=7").send().await.unwrap();
-    assert_eq!(response.headers()["x-total-count"], "30");
-    assert_eq!(response.headers()["x-page"], "2");
-    let link = response.headers()["link"].to_str().unwrap().to_owned();
+    let second = app.get("/sims?page=2&page_size=7").answer().await;
+    assert_eq!(second.header("x-total-count"), "30");
+    assert_eq!(second.header("x-page"), "2");
+    let link = second.header("link");
     assert!(link.contains("page_size=7&page=3>; rel=\"next\""), "{link}");
     assert!(link.contains("page=5>; rel=\"last\""), "{link}");
-    assert_eq!(iccids(&response.json().await.unwrap()), all[7..14].to_vec());
+    assert_eq!(iccids(&second.body), all[7..14].to_vec());
 
-    let response = app.get("/sims?page=5&page_size=7").send().await.unwrap();
-    assert_eq!(iccids(&response.json().await.unwrap()), all[28..].to_vec());
-    let response = app.get("/sims?page=9&page_size=7").send().await.unwrap();
-    assert_eq!(response.headers()["x-total-count"], "30");
-    assert_eq!(response.json::<Value>().await.unwrap(), json!([]));
+    let last = app.get("/sims?page=5&page_size=7").answer().await;
+    assert_eq!(iccids(&last.body), all[28..].to_vec());
+    let past_the_end = app.get("/sims?page=9&page_size=7").answer().await;
+    assert_eq!(past_the_end.header("x-total-count"), "30");
+    assert_eq!(past_the_end.body, json!([]));
 
     let expect = |filter: &dyn Fn(&SimView) -> bool| -> Vec<String> {
         sims.iter()
@@ -96,15 +104,15 @@ async fn lists_pages_filters_and_sorts(pool: PgPool) {
             expect(&|s| s.status == SimStatus::Active && s.tags.contains(&"even".into())),
         ),
     ] {
-        let response = app.get(&format!("/sims?{query}")).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{query}");
+        let answer = app.get(&format!("/sims?{query}")).answer().await;
+        assert_eq!(answer.status, StatusCode::OK, "{query}");
         assert_eq!(
-            response.headers()["x-total-count"].to_str().unwrap(),
+            answer.header("x-total-count"),
             expected.len().to_string(),
             "{query}"
         );
         assert!(!expected.is_empty(), "{query}");
-        assert_eq!(iccids(&response.json().await.unwrap()), expected, "{query}");
+        assert_eq!(iccids(&answer.body), expected, "{query}");
     }
     // A full 20-digit ICCID finds its SIM.
     let body = app.get_json(&format!("/sims?iccid={}", with_luhn(&all[4]))).await;
@@ -131,7 +139,7 @@ async fn lists_pages_filters_and_sorts(pool: PgPool) {
     let reversed: Vec<String> = all.iter().rev().cloned().collect();
     assert_eq!(iccids(&app.get_json("/sims?sort=-iccid").await), reversed);
 
-    for bad in [
+    let bad = [
         "page=0",
         "page=abc",
         "page_size=0",
@@ -140,12 +148,10 @@ async fn lists_pages_filters_and_sorts(pool: PgPool) {
         "status=gone",
         "iccid=89x",
         "unknown=1",
-    ] {
-        let response = app.get(&format!("/sims?{bad}")).send().await.unwrap();
-        error_body(response, StatusCode::BAD_REQUEST, "INVALID_QUERY").await;
-    }
+    ];
+    expect_invalid_queries(&app, bad.map(|bad| format!("/sims?{bad}"))).await;
     assert_eq!(
-        app.get("/sims?page_size=500").send().await.unwrap().status(),
+        app.get("/sims?page_size=500").response().await.status(),
         StatusCode::OK
     );
 }
@@ -158,13 +164,10 @@ async fn detail_from_postgres_then_from_redis_with_etag(pool: PgPool) {
     sim.last_position = 41;
     insert_sim(&pool, &sim).await;
 
-    let response = app.get(&format!("/sims/{}", sim.iccid)).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["etag"], "\"41\"");
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        serde_json::to_value(&sim).unwrap()
-    );
+    let detail = || app.get(&format!("/sims/{}", sim.iccid));
+    let from_postgres = detail().expect_answer(StatusCode::OK).await;
+    assert_eq!(from_postgres.header("etag"), "\"41\"");
+    assert_eq!(from_postgres.body, serde_json::to_value(&sim).unwrap());
     // A miss fills the cache (off the answer's path); the 20-digit form names the same SIM.
     let mut filled = None;
     for _ in 0..50 {
@@ -178,21 +181,11 @@ async fn detail_from_postgres_then_from_redis_with_etag(pool: PgPool) {
     let body = app.get_json(&format!("/sims/{}", with_luhn(&sim.iccid))).await;
     assert_eq!(body["label"], "from-postgres");
 
-    let not_modified = app
-        .get(&format!("/sims/{}", sim.iccid))
-        .header("if-none-match", "\"41\"")
-        .send()
-        .await
-        .unwrap();
+    let not_modified = detail().header("if-none-match", "\"41\"").response().await;
     assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(not_modified.headers()["etag"], "\"41\"");
     assert!(not_modified.bytes().await.unwrap().is_empty());
-    let changed = app
-        .get(&format!("/sims/{}", sim.iccid))
-        .header("if-none-match", "\"40\"")
-        .send()
-        .await
-        .unwrap();
+    let changed = detail().header("if-none-match", "\"40\"").response().await;
     assert_eq!(changed.status(), StatusCode::OK);
 
     // What the projectors put in Redis is served as it is.
@@ -200,9 +193,9 @@ async fn detail_from_postgres_then_from_redis_with_etag(pool: PgPool) {
     cached.label = Some("from-redis".into());
     cached.last_position = 42;
     app.state.cache.put_sim(&cached).await;
-    let response = app.get(&format!("/sims/{}", sim.iccid)).send().await.unwrap();
-    assert_eq!(response.headers()["etag"], "\"42\"");
-    assert_eq!(response.json::<Value>().await.unwrap()["label"], "from-redis");
+    let from_redis = detail().answer().await;
+    assert_eq!(from_redis.header("etag"), "\"42\"");
+    assert_eq!(from_redis.body["label"], "from-redis");
     let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"query_cache_hits_total{kind="sim"} 4"#),
@@ -213,12 +206,12 @@ async fn detail_from_postgres_then_from_redis_with_etag(pool: PgPool) {
         "{metrics}"
     );
 
-    let response = app.get(&format!("/sims/{}", iccid(2))).send().await.unwrap();
-    let error = error_body(response, StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
+    let unknown = app.get(&format!("/sims/{}", iccid(2)));
+    let error = expect_error(unknown, StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
     assert_eq!(error["details"]["iccid"], iccid(2));
     for bad in ["123", "8988303000100000001x", "89883030001000000010"] {
-        let response = app.get(&format!("/sims/{bad}")).send().await.unwrap();
-        error_body(response, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ICCID").await;
+        let detail = app.get(&format!("/sims/{bad}"));
+        expect_error(detail, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_ICCID").await;
     }
 }
 
@@ -234,57 +227,6 @@ async fn detail_without_redis_reads_postgres(pool: PgPool) {
     assert_eq!(body, serde_json::to_value(&sim).unwrap());
     let summary = app.get_json("/fleet/summary").await;
     assert_eq!(summary["sims_total"], 1);
-}
-
-/// Inserts usage as the projector would: into `sim_usage` always, and into the rollups when
-/// they are tables (without TimescaleDB).
-async fn insert_usage(pool: &PgPool, iccid: &str, at: &str, data_bytes: i64, sms_mo: i64) {
-    let at = ts(at);
-    sqlx::query("INSERT INTO sim_usage (iccid, observed_at, position, data_bytes, sms_mo, sms_mt) VALUES ($1, $2, 1, $3, $4, 0)")
-        .bind(iccid)
-        .bind(at)
-        .bind(data_bytes)
-        .bind(sms_mo)
-        .execute(pool)
-        .await
-        .unwrap();
-    for (table, unit) in [("sim_usage_hourly", "hour"), ("sim_usage_daily", "day")] {
-        let is_table: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_name = $1 AND table_type = 'BASE TABLE')",
-        )
-        .bind(table)
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        if is_table {
-            sqlx::query(&format!(
-                "INSERT INTO {table} (iccid, bucket, data_bytes, sms_mo, sms_mt) \
-                 VALUES ($1, date_trunc('{unit}', $2 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', $3, $4, 0) \
-                 ON CONFLICT (iccid, bucket) DO UPDATE SET data_bytes = {table}.data_bytes + $3, \
-                 sms_mo = {table}.sms_mo + $4"
-            ))
-            .bind(iccid)
-            .bind(at)
-            .bind(data_bytes)
-            .bind(sms_mo)
-            .execute(pool)
-            .await
-            .unwrap();
-            let fleet = table.replacen("sim_", "fleet_", 1);
-            sqlx::query(&format!(
-                "INSERT INTO {fleet} (bucket, data_bytes, sms_mo, sms_mt) \
-                 VALUES (date_trunc('{unit}', $1 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', $2, $3, 0) \
-                 ON CONFLICT (bucket) DO UPDATE SET data_bytes = {fleet}.data_bytes + $2, \
-                 sms_mo = {fleet}.sms_mo + $3"
-            ))
-            .bind(at)
-            .bind(data_bytes)
-            .bind(sms_mo)
-            .execute(pool)
-            .await
-            .unwrap();
-        }
-    }
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
@@ -373,30 +315,21 @@ async fn usage_buckets_and_range_errors(pool: PgPool) {
         ("from=yesterday", "INVALID_QUERY"),
         ("granularity=week", "INVALID_QUERY"),
     ] {
-        let response = app
-            .get(&format!("/sims/{}/usage?{query}", a.iccid))
-            .send()
-            .await
-            .unwrap();
-        error_body(response, StatusCode::BAD_REQUEST, code).await;
-        let response = app.get(&format!("/fleet/usage?{query}")).send().await.unwrap();
-        error_body(response, StatusCode::BAD_REQUEST, code).await;
+        for path in [
+            format!("/sims/{}/usage?{query}", a.iccid),
+            format!("/fleet/usage?{query}"),
+        ] {
+            expect_error(app.get(&path), StatusCode::BAD_REQUEST, code).await;
+        }
     }
-    let ok = app
-        .get(&format!(
-            "/sims/{}/usage?from=2026-01-02T00:00:00Z&to=2026-02-02T00:00:00Z",
-            a.iccid
-        ))
-        .send()
-        .await
-        .unwrap();
+    let month = format!(
+        "/sims/{}/usage?from=2026-01-02T00:00:00Z&to=2026-02-02T00:00:00Z",
+        a.iccid
+    );
+    let ok = app.get(&month).response().await;
     assert_eq!(ok.status(), StatusCode::OK, "31 days of hours is allowed");
-    let response = app
-        .get(&format!("/sims/{}/usage", iccid(9)))
-        .send()
-        .await
-        .unwrap();
-    error_body(response, StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
+    let unknown = app.get(&format!("/sims/{}/usage", iccid(9)));
+    expect_error(unknown, StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
@@ -452,55 +385,23 @@ async fn quotas_and_sms(pool: PgPool) {
         .await
         .unwrap();
     }
-    let response = app
-        .get(&format!("/sims/{}/sms?page_size=5", sim.iccid))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.headers()["x-total-count"], "12");
-    let page: Value = response.json().await.unwrap();
-    let payloads: Vec<&str> = page
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["payload"].as_str().unwrap())
-        .collect();
+    let sms = |query: &str| app.get(&format!("/sims/{}/sms?{query}", sim.iccid));
+    let first = sms("page_size=5").answer().await;
+    assert_eq!(first.header("x-total-count"), "12");
     assert_eq!(
-        payloads,
+        payloads(&first.body),
         ["message 11", "message 10", "message 9", "message 8", "message 7"]
     );
-    let response = app
-        .get(&format!(
-            "/sims/{}/sms?page=2&page_size=5&direction=MO",
-            sim.iccid
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.headers()["x-total-count"], "3");
-    assert_eq!(response.json::<Value>().await.unwrap(), json!([]));
+    let second_mo = sms("page=2&page_size=5&direction=MO").answer().await;
+    assert_eq!(second_mo.header("x-total-count"), "3");
+    assert_eq!(second_mo.body, json!([]));
     let mo = app
         .get_json(&format!("/sims/{}/sms?direction=MO", sim.iccid))
         .await;
-    let payloads: Vec<&str> = mo
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["payload"].as_str().unwrap())
-        .collect();
-    assert_eq!(payloads, ["message 8", "message 4", "message 0"]);
-    let response = app
-        .get(&format!("/sims/{}/sms?direction=up", sim.iccid))
-        .send()
-        .await
-        .unwrap();
-    error_body(response, StatusCode::BAD_REQUEST, "INVALID_QUERY").await;
-    let response = app
-        .get(&format!("/sims/{}/quotas", iccid(7)))
-        .send()
-        .await
-        .unwrap();
-    error_body(response, StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
+    assert_eq!(payloads(&mo), ["message 8", "message 4", "message 0"]);
+    expect_error(sms("direction=up"), StatusCode::BAD_REQUEST, "INVALID_QUERY").await;
+    let unknown = app.get(&format!("/sims/{}/quotas", iccid(7)));
+    expect_error(unknown, StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
@@ -527,13 +428,7 @@ async fn fleet_summary_is_cached_briefly(pool: PgPool) {
         metrics.contains(r#"query_cache_hits_total{kind="fleet_summary"} 1"#),
         "{metrics}"
     );
-    let fresh = app
-        .get("/fleet/summary")
-        .header("x-consistency-token", "0")
-        .send()
-        .await
-        .unwrap();
-    let fresh: serde_json::Value = fresh.json().await.unwrap();
+    let fresh = app.get_consistent("/fleet/summary", "0").answer().await.body;
     assert_eq!(fresh["sims_total"], 3);
     tokio::time::sleep(app.state.fleet_summary.max_age).await;
     assert_eq!(app.get_json("/fleet/summary").await["sims_total"], 3);
@@ -562,26 +457,20 @@ async fn fleet_summary_is_cached_briefly(pool: PgPool) {
 async fn viewers_and_api_keys_read_and_strangers_do_not(pool: PgPool) {
     let app = QueryApi::start(pool.clone()).await;
     insert_sim(&pool, &sim_row(1)).await;
-    let response = app.client.get(app.api("/sims")).send().await.unwrap();
-    error_body(response, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
-    let response = app
-        .client
-        .get(app.api("/sims"))
-        .bearer_auth("not-a-jwt")
-        .send()
-        .await
-        .unwrap();
-    error_body(response, StatusCode::UNAUTHORIZED, "INVALID_TOKEN").await;
+    let list = || app.anonymous("/sims");
+    expect_error(list(), StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
+    let not_a_jwt = list().bearer_auth("not-a-jwt");
+    expect_error(not_a_jwt, StatusCode::UNAUTHORIZED, "INVALID_TOKEN").await;
     for path in [
         "/sims/8988303000100000001",
         "/fleet/summary",
         "/events",
         "/sims/8988303000100000001/state",
     ] {
-        let response = app.client.get(app.api(path)).send().await.unwrap();
+        let response = app.anonymous(path).response().await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
     }
-    assert_eq!(app.get("/sims").send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(app.get("/sims").response().await.status(), StatusCode::OK);
 
     let key = platform::auth::generate_api_key();
     sqlx::query(
@@ -593,36 +482,16 @@ async fn viewers_and_api_keys_read_and_strangers_do_not(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
-    let response = app
-        .client
-        .get(app.api("/sims"))
-        .header("x-api-key", &key.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let response = app
-        .client
-        .get(app.api("/sims"))
-        .header("x-api-key", "iot_key_unknown")
-        .send()
-        .await
-        .unwrap();
-    error_body(response, StatusCode::UNAUTHORIZED, "INVALID_API_KEY").await;
+    let with_key = list().header("x-api-key", &key.key).response().await;
+    assert_eq!(with_key.status(), StatusCode::OK);
+    let unknown_key = list().header("x-api-key", "iot_key_unknown");
+    expect_error(unknown_key, StatusCode::UNAUTHORIZED, "INVALID_API_KEY").await;
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn openapi_lists_every_route(pool: PgPool) {
     let app = QueryApi::start(pool).await;
-    let document: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = app.client.get(app.url("/openapi.json")).answer().await.body;
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     let paths = document["paths"].as_object().unwrap();
     for path in [
@@ -670,10 +539,8 @@ async fn openapi_lists_every_route(pool: PgPool) {
     }
     assert!(document["components"]["securitySchemes"]["bearer"].is_object());
     // Unrelated to OpenAPI: the ops routes answer.
-    assert_eq!(
-        app.client.get(app.url("/ready")).send().await.unwrap().status(),
-        StatusCode::OK
-    );
+    let ready = app.client.get(app.url("/ready")).response().await;
+    assert_eq!(ready.status(), StatusCode::OK);
 }
 
 /// Every page of a list, walked with `after=` (pages of 4) from the first page's cursor.
@@ -681,16 +548,15 @@ async fn walk_keyset(app: &QueryApi, query: &str) -> Vec<String> {
     let mut seen = Vec::new();
     let mut path = format!("/sims?{query}&page_size=4&after=");
     for _ in 0..50 {
-        let response = app.get(&path).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
-        assert!(!response.headers().contains_key("x-page"));
-        let next = response
-            .headers()
+        let page = app.get(&path).answer().await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert!(!page.headers.contains_key("x-page"));
+        let next = page
+            .headers
             .get("x-next-cursor")
             .map(|v| v.to_str().unwrap().to_owned());
-        let link = response.headers()["link"].to_str().unwrap().to_owned();
-        let page = iccids(&response.json().await.unwrap());
-        seen.extend(page);
+        let link = page.header("link");
+        seen.extend(iccids(&page.body));
         match next {
             Some(cursor) => {
                 assert!(link.contains(&format!("after={cursor}>; rel=\"next\"")), "{link}");
@@ -741,12 +607,8 @@ async fn keyset_pages_list_every_sim_once_in_every_sort(pool: PgPool) {
     }
 
     // A cursor of another sort, a cursor this service did not write, page with after.
-    let response = app
-        .get("/sims?sort=label&page_size=2&after=")
-        .send()
-        .await
-        .unwrap();
-    let cursor = response.headers()["x-next-cursor"].to_str().unwrap().to_owned();
+    let first = app.get("/sims?sort=label&page_size=2&after=").answer().await;
+    let cursor = first.header("x-next-cursor");
     for (path, reason) in [
         (format!("/sims?sort=-label&after={cursor}"), "sort=label"),
         ("/sims?after=bm90IGEgY3Vyc29y".to_owned(), "not a cursor"),
@@ -755,9 +617,8 @@ async fn keyset_pages_list_every_sim_once_in_every_sort(pool: PgPool) {
             "either page or after",
         ),
     ] {
-        let response = app.get(&path).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
-        let body: Value = response.json().await.unwrap();
+        let Answer { status, body, .. } = app.get(&path).answer().await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
         assert_eq!(body["error"]["code"], "INVALID_QUERY", "{path}");
         assert!(
             body["error"]["message"].as_str().unwrap().contains(reason),
@@ -770,12 +631,11 @@ async fn keyset_pages_list_every_sim_once_in_every_sort(pool: PgPool) {
         base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(br#"{"s":"last_seen_at","v":"yesterday","i":"1"}"#)
     };
-    let response = app
+    let forged = app
         .get(&format!("/sims?sort=last_seen_at&after={forged}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        .response()
+        .await;
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
 }
 
 /// Past `LIST_EXACT_COUNT_LIMIT` matches the total is the planner's estimate, said so, and
@@ -786,29 +646,21 @@ async fn totals_are_exact_up_to_the_limit_and_estimated_beyond(pool: PgPool) {
     let sims = fleet(&pool).await;
     sqlx::query("ANALYZE sims").execute(&pool).await.unwrap();
 
-    let response = app.get("/sims?status=active").send().await.unwrap();
-    assert_eq!(response.headers()["x-total-count"], "10");
-    assert_eq!(response.headers()["x-total-count-exact"], "true");
+    let active = app.get("/sims?status=active").answer().await;
+    assert_eq!(active.header("x-total-count"), "10");
+    assert_eq!(active.header("x-total-count-exact"), "true");
 
-    let response = app.get("/sims?page_size=5").send().await.unwrap();
-    assert_eq!(response.headers()["x-total-count-exact"], "false");
-    let estimate: i64 = response.headers()["x-total-count"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let page = app.get("/sims?page_size=5").answer().await;
+    assert_eq!(page.header("x-total-count-exact"), "false");
+    let estimate: i64 = page.header("x-total-count").parse().unwrap();
     assert!((13..=60).contains(&estimate), "{estimate}");
-    let link = response.headers()["link"].to_str().unwrap().to_owned();
+    let link = page.header("link");
     assert!(link.contains("rel=\"last\""), "{link}");
-    assert_eq!(iccids(&response.json().await.unwrap()).len(), 5);
+    assert_eq!(iccids(&page.body).len(), 5);
 
     // The SMS list counts the same way.
-    let response = app
-        .get(&format!("/sims/{}/sms", sims[0].iccid))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.headers()["x-total-count-exact"], "true");
+    let sms = app.get(&format!("/sims/{}/sms", sims[0].iccid)).answer().await;
+    assert_eq!(sms.header("x-total-count-exact"), "true");
 }
 
 /// `LIST_TOTAL_CACHE_MS`: a filter's total is kept for that long (the page's rows are read
@@ -820,13 +672,11 @@ async fn list_totals_are_kept_per_filter_for_a_short_while(pool: PgPool) {
     })
     .await;
     let sims = fleet(&pool).await;
-    let total = |response: &reqwest::Response| -> String {
-        response.headers()["x-total-count"].to_str().unwrap().to_owned()
-    };
-    let response = app.get("/sims?tag=even&page_size=2").send().await.unwrap();
-    assert_eq!(total(&response), "15");
-    let response = app.get("/sims?tag=five&page_size=2").send().await.unwrap();
-    assert_eq!(total(&response), "6");
+    let even = || app.get("/sims?tag=even&page_size=2");
+    let five = || app.get("/sims?tag=five&page_size=2");
+    let total = |answer: &Answer| answer.header("x-total-count").to_owned();
+    assert_eq!(total(&even().answer().await), "15");
+    assert_eq!(total(&five().answer().await), "6");
 
     // Five more SIMs tagged `even`, at the front of the list.
     for n in 0..5u32 {
@@ -835,35 +685,26 @@ async fn list_totals_are_kept_per_filter_for_a_short_while(pool: PgPool) {
         sim.tags = vec!["even".into()];
         insert_sim(&pool, &sim).await;
     }
-    let response = app.get("/sims?tag=even&page_size=2").send().await.unwrap();
-    assert_eq!(total(&response), "15", "the total is kept");
-    let rows = iccids(&response.json().await.unwrap());
+    let kept = even().answer().await;
+    assert_eq!(total(&kept), "15", "the total is kept");
+    let rows = iccids(&kept.body);
     assert_eq!(rows[0], "8988303000000000000", "the rows are read fresh");
     // Another filter, or another sort of it, is counted on its own.
-    let response = app
-        .get("/sims?tag=even&status=active&page_size=2")
-        .send()
-        .await
-        .unwrap();
+    let even_active = app.get("/sims?tag=even&status=active&page_size=2").answer().await;
     let expected = sims
         .iter()
         .filter(|s| s.status == SimStatus::Active && s.tags.contains(&"even".into()))
         .count()
         + 5 * usize::from(sim_row(100).status == SimStatus::Active);
-    assert_eq!(total(&response), expected.to_string());
+    assert_eq!(total(&even_active), expected.to_string());
     // A consistency token (0, the start of the log: reached at once) counts afresh.
-    let response = app
-        .get("/sims?tag=even&page_size=2")
-        .header("x-consistency-token", "0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(total(&response), "20");
+    let counted_afresh = app
+        .get_consistent("/sims?tag=even&page_size=2", "0")
+        .expect_answer(StatusCode::OK)
+        .await;
+    assert_eq!(total(&counted_afresh), "20");
     // Once old enough, counted again.
     tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
-    let response = app.get("/sims?tag=five&page_size=2").send().await.unwrap();
-    assert_eq!(total(&response), "6");
-    let response = app.get("/sims?tag=even&page_size=2").send().await.unwrap();
-    assert_eq!(total(&response), "20");
+    assert_eq!(total(&five().answer().await), "6");
+    assert_eq!(total(&even().answer().await), "20");
 }
