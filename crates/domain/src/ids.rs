@@ -8,8 +8,6 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DomainError, ErrorKind};
-
 /// Why an identifier was refused. Every variant is a validation error (HTTP 422).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
@@ -36,21 +34,13 @@ pub enum IccidProblem {
     CheckDigit { expected: u8, found: u8 },
 }
 
-impl DomainError for IdError {
-    fn code(&self) -> &'static str {
-        match self {
-            IdError::InvalidIccid { .. } => "INVALID_ICCID",
-            IdError::InvalidImsi { .. } => "INVALID_IMSI",
-            IdError::InvalidMsisdn { .. } => "INVALID_MSISDN",
-            IdError::InvalidImei { .. } => "INVALID_IMEI",
-            IdError::InvalidQuotaKind { .. } => "INVALID_QUOTA_KIND",
-        }
-    }
-
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::Validation
-    }
-}
+impl_domain_error!(IdError {
+    InvalidIccid => "INVALID_ICCID", Validation;
+    InvalidImsi => "INVALID_IMSI", Validation;
+    InvalidMsisdn => "INVALID_MSISDN", Validation;
+    InvalidImei => "INVALID_IMEI", Validation;
+    InvalidQuotaKind => "INVALID_QUOTA_KIND", Validation;
+});
 
 /// Echoes user input in messages without letting a huge input make a huge error body.
 fn shown(value: &str) -> String {
@@ -201,57 +191,42 @@ string_value!(
     "ICCID, 19 digits (1NCE's form, without the Luhn check digit)"
 );
 
-/// International Mobile Subscriber Identity: exactly 15 digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Imsi(String);
+/// Declares a string of ASCII digits whose length lies in `$lengths` (after trimming); any other
+/// input is refused with `IdError::$invalid`.
+macro_rules! digits_value {
+    ($(#[$doc:meta])* $name:ident, $lengths:expr, $invalid:ident, $pattern:literal, $description:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
 
-impl Imsi {
-    pub fn parse(input: &str) -> Result<Self, IdError> {
-        let s = input.trim();
-        if all_digits(s) && s.len() == 15 {
-            Ok(Imsi(s.to_owned()))
-        } else {
-            Err(IdError::InvalidImsi { value: shown(input) })
+        impl $name {
+            pub fn parse(input: &str) -> Result<Self, IdError> {
+                let s = input.trim();
+                if all_digits(s) && ($lengths).contains(&s.len()) {
+                    Ok($name(s.to_owned()))
+                } else {
+                    Err(IdError::$invalid { value: shown(input) })
+                }
+            }
         }
-    }
+        string_value!($name, $pattern, $description);
+    };
 }
-string_value!(Imsi, "^[0-9]{15}$", "IMSI, 15 digits");
 
-/// A phone number as 1NCE stores it: E.164 digits without `+` (at most 15).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Msisdn(String);
-
-impl Msisdn {
-    pub fn parse(input: &str) -> Result<Self, IdError> {
-        let s = input.trim();
-        if all_digits(s) && s.len() <= 15 {
-            Ok(Msisdn(s.to_owned()))
-        } else {
-            Err(IdError::InvalidMsisdn { value: shown(input) })
-        }
-    }
-}
-string_value!(Msisdn, "^[0-9]{1,15}$", "MSISDN, digits only");
-
-/// The device's IMEI as the network reports it: 14 digits (no check digit), 15 (with it) or 16
-/// (IMEISV).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Imei(String);
-
-impl Imei {
-    pub fn parse(input: &str) -> Result<Self, IdError> {
-        let s = input.trim();
-        if all_digits(s) && (14..=16).contains(&s.len()) {
-            Ok(Imei(s.to_owned()))
-        } else {
-            Err(IdError::InvalidImei { value: shown(input) })
-        }
-    }
-}
-string_value!(Imei, "^[0-9]{14,16}$", "IMEI, 14 to 16 digits");
+digits_value!(
+    /// International Mobile Subscriber Identity: exactly 15 digits.
+    Imsi, 15..=15, InvalidImsi, "^[0-9]{15}$", "IMSI, 15 digits"
+);
+digits_value!(
+    /// A phone number as 1NCE stores it: E.164 digits without `+` (at most 15).
+    Msisdn, 1..=15, InvalidMsisdn, "^[0-9]{1,15}$", "MSISDN, digits only"
+);
+digits_value!(
+    /// The device's IMEI as the network reports it: 14 digits (no check digit), 15 (with it) or 16
+    /// (IMEISV).
+    Imei, 14..=16, InvalidImei, "^[0-9]{14,16}$", "IMEI, 14 to 16 digits"
+);
 
 /// The two quotas 1NCE keeps per SIM; each is its own aggregate.
 #[derive(
@@ -306,6 +281,7 @@ pub fn parse_quota_aggregate_id(id: &str) -> Result<(Iccid, QuotaKind), IdError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{DomainError, ErrorKind};
 
     const ICCID: &str = "8988303000123456789";
 

@@ -4,6 +4,9 @@
 //! into events (`handle`) and folds events into state (`apply`); the infrastructure decides how
 //! events are stored and published.
 
+#[macro_use]
+mod macros;
+
 pub mod ids;
 pub mod quota;
 pub mod sim;
@@ -14,6 +17,10 @@ pub mod spelled;
 /// other crates' tests.
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+
+/// The command-sequence harness of the property tests.
+#[cfg(test)]
+mod sequences;
 
 pub use ids::{
     parse_quota_aggregate_id, quota_aggregate_id, Iccid, IccidProblem, IdError, Imei, Imsi, Msisdn, QuotaKind,

@@ -1,6 +1,8 @@
 //! The words the read models and the APIs spell the statuses with (`active`, `delivered`,
-//! `MT`, …), both ways: read rows hold the enums, Postgres and JSON hold the words.
+//! `MT`, …), both ways: read rows hold the enums, Postgres and JSON hold the words. Each enum's
+//! words are listed once, below.
 
+use std::fmt;
 use std::str::FromStr;
 
 use crate::sim::SimStatus;
@@ -41,8 +43,24 @@ pub trait Spelled: Copy + Sized + 'static {
     }
 }
 
+/// The words of an enum, one row per value: its `as_str`, `Display`, [`Spelled`], `FromStr` and
+/// `TryFrom<String>` all read this one table.
 macro_rules! spelled {
-    ($ty:ty, $what:literal, [$($value:expr),+ $(,)?]) => {
+    ($ty:ty, $what:literal, {$($value:path => $word:literal),+ $(,)?}) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($value => $word,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
         impl Spelled for $ty {
             const WHAT: &'static str = $what;
             const ALL: &'static [Self] = &[$($value),+];
@@ -68,33 +86,24 @@ macro_rules! spelled {
     };
 }
 
-spelled!(
-    SimStatus,
-    "SIM status",
-    [
-        SimStatus::Inactive,
-        SimStatus::Active,
-        SimStatus::Suspended,
-        SimStatus::Terminated
-    ]
-);
-spelled!(
-    SmsStatus,
-    "SMS status",
-    [
-        SmsStatus::Requested,
-        SmsStatus::Submitted,
-        SmsStatus::Delivered,
-        SmsStatus::Failed,
-        SmsStatus::Received,
-        SmsStatus::Unknown
-    ]
-);
-spelled!(
-    Direction,
-    "SMS direction",
-    [Direction::MobileTerminated, Direction::MobileOriginated]
-);
+spelled!(SimStatus, "SIM status", {
+    SimStatus::Inactive => "inactive",
+    SimStatus::Active => "active",
+    SimStatus::Suspended => "suspended",
+    SimStatus::Terminated => "terminated",
+});
+spelled!(SmsStatus, "SMS status", {
+    SmsStatus::Requested => "requested",
+    SmsStatus::Submitted => "submitted",
+    SmsStatus::Delivered => "delivered",
+    SmsStatus::Failed => "failed",
+    SmsStatus::Received => "received",
+    SmsStatus::Unknown => "unknown",
+});
+spelled!(Direction, "SMS direction", {
+    Direction::MobileTerminated => "MT",
+    Direction::MobileOriginated => "MO",
+});
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use reqwest::header::LOCATION;
 use reqwest::Method;
+use serde::Serialize;
 
 use crate::client::{Answer, Request};
 use crate::decode;
@@ -65,8 +66,7 @@ impl OnceClient {
 
     /// `GET /v1/sims/{iccid}`.
     pub async fn sim(&self, iccid: &str) -> Result<Sim, ClientError> {
-        let url = self.url(&["v1", "sims", checked(endpoint::SIM, iccid)?], &[]);
-        let answer = self.send(&get(endpoint::SIM, url)).await?;
+        let answer = self.get_sim(endpoint::SIM, iccid, &[], &[]).await?;
         decode::sim(&answer.body)
     }
 
@@ -79,15 +79,11 @@ impl OnceClient {
         if body.status.is_none() {
             body.status = self.sim(iccid).await?.status;
         }
-        let json = serde_json::to_vec(&body).map_err(|e| ClientError::Config {
-            endpoint: endpoint::UPDATE_SIM,
-            reason: format!("the update could not be written as JSON: {e}"),
-        })?;
         let request = Request {
             endpoint: endpoint::UPDATE_SIM,
             method: Method::PUT,
-            url: self.url(&["v1", "sims", iccid], &[]),
-            json: Some(json),
+            url: self.sim_url(endpoint::UPDATE_SIM, iccid, &[], &[])?,
+            json: Some(json_body(endpoint::UPDATE_SIM, "update", &body)?),
             idempotent: true,
             json_answer: false,
         };
@@ -96,8 +92,7 @@ impl OnceClient {
 
     /// `GET /v1/sims/{iccid}/status`: connectivity, location and data session.
     pub async fn connectivity(&self, iccid: &str) -> Result<ConnectivityStatus, ClientError> {
-        let url = self.url(&["v1", "sims", checked(endpoint::STATUS, iccid)?, "status"], &[]);
-        let answer = self.send(&get(endpoint::STATUS, url)).await?;
+        let answer = self.get_sim(endpoint::STATUS, iccid, &["status"], &[]).await?;
         decode::connectivity(&answer.body)
     }
 
@@ -115,25 +110,20 @@ impl OnceClient {
                 reason: format!("start {start} is after end {end}"),
             });
         }
-        let url = self.url(
-            &["v1", "sims", checked(endpoint::USAGE, iccid)?, "usage"],
-            &[
-                ("start_dt", start.format("%Y-%m-%d").to_string()),
-                ("end_dt", end.format("%Y-%m-%d").to_string()),
-            ],
-        );
-        let answer = self.send(&get(endpoint::USAGE, url)).await?;
+        let days = [
+            ("start_dt", start.format("%Y-%m-%d").to_string()),
+            ("end_dt", end.format("%Y-%m-%d").to_string()),
+        ];
+        let answer = self.get_sim(endpoint::USAGE, iccid, &["usage"], &days).await?;
         decode::usage(&answer.body)
     }
 
     /// `GET /v1/sims/{iccid}/quota/{data|sms}`.
     pub async fn quota(&self, iccid: &str, kind: QuotaKind) -> Result<Quota, ClientError> {
         let endpoint = decode::quota_endpoint(kind);
-        let url = self.url(
-            &["v1", "sims", checked(endpoint, iccid)?, "quota", kind.as_str()],
-            &[],
-        );
-        let answer = self.send(&get(endpoint, url)).await?;
+        let answer = self
+            .get_sim(endpoint, iccid, &["quota", kind.as_str()], &[])
+            .await?;
         decode::quota(kind, &answer.body)
     }
 
@@ -145,18 +135,8 @@ impl OnceClient {
         let query: Vec<(&str, String)> = payment_method
             .map(|method| vec![("payment_method", method.to_owned())])
             .unwrap_or_default();
-        let request = Request {
-            endpoint: endpoint::TOP_UP,
-            method: Method::POST,
-            url: self.url(
-                &["v1", "sims", checked(endpoint::TOP_UP, iccid)?, "topup"],
-                &query,
-            ),
-            json: None,
-            idempotent: false,
-            json_answer: false,
-        };
-        let answer = self.send(&request).await?;
+        let url = self.sim_url(endpoint::TOP_UP, iccid, &["topup"], &query)?;
+        let answer = self.send(&post(endpoint::TOP_UP, url, None)).await?;
         Ok(TopUpOrder {
             location: location(&answer),
         })
@@ -164,19 +144,9 @@ impl OnceClient {
 
     /// `POST /v1/sims/{iccid}/sms`: sends an MT SMS. Not idempotent, like [`Self::top_up`].
     pub async fn send_sms(&self, iccid: &str, sms: &SmsSubmission) -> Result<SmsReceipt, ClientError> {
-        let json = serde_json::to_vec(sms).map_err(|e| ClientError::Config {
-            endpoint: endpoint::SEND_SMS,
-            reason: format!("the SMS could not be written as JSON: {e}"),
-        })?;
-        let request = Request {
-            endpoint: endpoint::SEND_SMS,
-            method: Method::POST,
-            url: self.url(&["v1", "sims", checked(endpoint::SEND_SMS, iccid)?, "sms"], &[]),
-            json: Some(json),
-            idempotent: false,
-            json_answer: false,
-        };
-        let answer = self.send(&request).await?;
+        let json = json_body(endpoint::SEND_SMS, "SMS", sms)?;
+        let url = self.sim_url(endpoint::SEND_SMS, iccid, &["sms"], &[])?;
+        let answer = self.send(&post(endpoint::SEND_SMS, url, Some(json))).await?;
         let location = location(&answer);
         // The documents promise only the Location; an id in a JSON body is taken if present.
         let id = location
@@ -192,19 +162,15 @@ impl OnceClient {
 
     /// Every SMS of a SIM, MT and MO, walking the pages to the end.
     pub async fn all_sms(&self, iccid: &str) -> Result<Vec<Sms>, ClientError> {
-        let iccid = checked(endpoint::SMS_LIST, iccid)?;
         let mut messages: Vec<Sms> = Vec::new();
         let mut seen: HashMap<u64, usize> = HashMap::new();
         let mut page: u32 = 1;
         loop {
-            let url = self.url(
-                &["v1", "sims", iccid, "sms"],
-                &[
-                    ("page", page.to_string()),
-                    ("pageSize", MAX_PAGE_SIZE.to_string()),
-                ],
-            );
-            let answer = self.send(&get(endpoint::SMS_LIST, url)).await?;
+            let paging = [
+                ("page", page.to_string()),
+                ("pageSize", MAX_PAGE_SIZE.to_string()),
+            ];
+            let answer = self.get_sim(endpoint::SMS_LIST, iccid, &["sms"], &paging).await?;
             let batch = decode::sms_list(&answer.body)?;
             let paging = decode::Paging::read(endpoint::SMS_LIST, &answer.headers, &answer.body)?;
             let returned = batch.len();
@@ -232,9 +198,9 @@ impl OnceClient {
 
     /// `GET /v1/sims/{iccid}/sms/{id}`.
     pub async fn sms(&self, iccid: &str, id: u64) -> Result<Sms, ClientError> {
-        let id = id.to_string();
-        let url = self.url(&["v1", "sims", checked(endpoint::SMS, iccid)?, "sms", &id], &[]);
-        let answer = self.send(&get(endpoint::SMS, url)).await?;
+        let answer = self
+            .get_sim(endpoint::SMS, iccid, &["sms", &id.to_string()], &[])
+            .await?;
         decode::sms(&answer.body)
     }
 
@@ -246,12 +212,36 @@ impl OnceClient {
         page_size: u32,
     ) -> Result<SimEventPage, ClientError> {
         check_paging(endpoint::EVENTS, page, page_size, MAX_EVENT_PAGE_SIZE)?;
-        let url = self.url(
-            &["v1", "sims", checked(endpoint::EVENTS, iccid)?, "events"],
-            &[("page", page.to_string()), ("pageSize", page_size.to_string())],
-        );
-        let answer = self.send(&get(endpoint::EVENTS, url)).await?;
+        let paging = [("page", page.to_string()), ("pageSize", page_size.to_string())];
+        let answer = self
+            .get_sim(endpoint::EVENTS, iccid, &["events"], &paging)
+            .await?;
         decode::events(&answer.body, &answer.headers, page)
+    }
+
+    /// The URL of a SIM's resource, `/v1/sims/{iccid}/{path…}?{query}`; the ICCID is checked
+    /// first, so that nothing can reach another path.
+    fn sim_url(
+        &self,
+        endpoint: &'static str,
+        iccid: &str,
+        path: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Url, ClientError> {
+        let segments = [&["v1", "sims", checked(endpoint, iccid)?], path].concat();
+        Ok(self.url(&segments, query))
+    }
+
+    /// `GET` of a SIM's resource (see [`Self::sim_url`]), answered with JSON.
+    async fn get_sim(
+        &self,
+        endpoint: &'static str,
+        iccid: &str,
+        path: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<Answer, ClientError> {
+        let url = self.sim_url(endpoint, iccid, path, query)?;
+        self.send(&get(endpoint, url)).await
     }
 }
 
@@ -264,6 +254,26 @@ fn get(endpoint: &'static str, url: reqwest::Url) -> Request {
         idempotent: true,
         json_answer: true,
     }
+}
+
+/// A `POST`: it orders something, so it is not idempotent, and its answer is not JSON.
+fn post(endpoint: &'static str, url: reqwest::Url, json: Option<Vec<u8>>) -> Request {
+    Request {
+        endpoint,
+        method: Method::POST,
+        url,
+        json,
+        idempotent: false,
+        json_answer: false,
+    }
+}
+
+/// `value` as a request body; one that cannot be written is the caller's mistake.
+fn json_body(endpoint: &'static str, what: &str, value: &impl Serialize) -> Result<Vec<u8>, ClientError> {
+    serde_json::to_vec(value).map_err(|e| ClientError::Config {
+        endpoint,
+        reason: format!("the {what} could not be written as JSON: {e}"),
+    })
 }
 
 /// An ICCID as a path segment: letters and digits only, so nothing can reach another path.

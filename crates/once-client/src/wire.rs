@@ -15,7 +15,7 @@ const BYTES_PER_MB: u32 = 1_000_000;
 
 /// A decimal read from the JSON text itself (number or string), so `0.002803` stays exact.
 /// `null`, an empty string and a missing field are `None`.
-pub(crate) fn decimal_from_raw(raw: &RawValue) -> Result<Option<Decimal>, String> {
+fn decimal_from_raw(raw: &RawValue) -> Result<Option<Decimal>, String> {
     let text = raw.get().trim();
     let number = if text == "null" {
         return Ok(None);
@@ -63,20 +63,25 @@ fn whole(value: Decimal, what: &str) -> Result<u64, String> {
     u64::try_from(value).map_err(|_| format!("{what} {value} is out of range"))
 }
 
-fn raw_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
-    let raw: Option<Box<RawValue>> = Option::deserialize(d)?;
-    match raw {
+/// A decimal field, as [`decimal_from_raw`] reads it.
+pub(crate) fn opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+    match Option::<Box<RawValue>>::deserialize(d)? {
         None => Ok(None),
         Some(raw) => decimal_from_raw(&raw).map_err(D::Error::custom),
     }
 }
 
+/// A decimal field converted by `convert`; a missing one stays `None`.
+fn converted<'de, D: Deserializer<'de>, T>(
+    d: D,
+    convert: impl FnOnce(Decimal) -> Result<T, String>,
+) -> Result<Option<T>, D::Error> {
+    opt_decimal(d)?.map(convert).transpose().map_err(D::Error::custom)
+}
+
 /// Data volume in MB (number or decimal string) → bytes.
 pub(crate) fn opt_mb_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    raw_decimal(d)?
-        .map(mb_to_bytes)
-        .transpose()
-        .map_err(D::Error::custom)
+    converted(d, mb_to_bytes)
 }
 
 /// A data volume in MB that counts as zero when the provider leaves it out.
@@ -86,32 +91,31 @@ pub(crate) fn mb_bytes_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D
 
 /// A whole number, as number or string.
 pub(crate) fn opt_whole<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    raw_decimal(d)?
-        .map(|v| whole(v, "number"))
-        .transpose()
-        .map_err(D::Error::custom)
+    converted(d, |v| whole(v, "number"))
 }
 
 pub(crate) fn whole_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     Ok(opt_whole(d)?.unwrap_or(0))
 }
 
-pub(crate) fn opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+/// A whole number that must fit the field's smaller integer type (`u32`, `u16`, `u8`).
+pub(crate) fn opt_small_whole<'de, D: Deserializer<'de>, T: TryFrom<u64>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
     opt_whole(d)?
-        .map(|v| u32::try_from(v).map_err(|_| D::Error::custom(format!("{v} is out of range"))))
+        .map(|v| T::try_from(v).map_err(|_| D::Error::custom(format!("{v} is out of range"))))
         .transpose()
 }
 
-pub(crate) fn opt_u16<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    opt_whole(d)?
-        .map(|v| u16::try_from(v).map_err(|_| D::Error::custom(format!("{v} is out of range"))))
-        .transpose()
-}
-
-pub(crate) fn opt_u8<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
-    opt_whole(d)?
-        .map(|v| u8::try_from(v).map_err(|_| D::Error::custom(format!("{v} is out of range"))))
-        .transpose()
+/// The value `text` is a word of, compared trimmed and ignoring ASCII case; any other text is
+/// kept (trimmed) through `other`. For the provider's enumerations, which it may extend.
+pub(crate) fn word<T: Clone>(text: &str, known: &[(&str, T)], other: impl FnOnce(String) -> T) -> T {
+    let text = text.trim();
+    known
+        .iter()
+        .find(|(word, _)| text.eq_ignore_ascii_case(word))
+        .map(|(_, value)| value.clone())
+        .unwrap_or_else(|| other(text.to_owned()))
 }
 
 /// Text that may come as a string, a number or a boolean; `null` and `""` are `None`.

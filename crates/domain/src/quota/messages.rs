@@ -6,7 +6,6 @@ use uuid::Uuid;
 
 use crate::ids::{Iccid, QuotaKind};
 use crate::sim::SimStatus;
-use crate::{DomainError, DomainEvent, ErrorKind};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "command")]
@@ -120,35 +119,17 @@ pub enum QuotaEvent {
     },
 }
 
-impl QuotaEvent {
-    pub const EVENT_TYPES: &'static [&'static str] = &[
-        "QuotaAssigned",
-        "QuotaConsumptionRecorded",
-        "QuotaThresholdCrossed",
-        "QuotaExhausted",
-        "QuotaExpired",
-        "TopUpRequested",
-        "TopUpCompleted",
-        "TopUpFailed",
-        "TopUpOutcomeUnknown",
-    ];
-}
-
-impl DomainEvent for QuotaEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            QuotaEvent::QuotaAssigned { .. } => "QuotaAssigned",
-            QuotaEvent::QuotaConsumptionRecorded { .. } => "QuotaConsumptionRecorded",
-            QuotaEvent::QuotaThresholdCrossed { .. } => "QuotaThresholdCrossed",
-            QuotaEvent::QuotaExhausted { .. } => "QuotaExhausted",
-            QuotaEvent::QuotaExpired { .. } => "QuotaExpired",
-            QuotaEvent::TopUpRequested { .. } => "TopUpRequested",
-            QuotaEvent::TopUpCompleted { .. } => "TopUpCompleted",
-            QuotaEvent::TopUpFailed { .. } => "TopUpFailed",
-            QuotaEvent::TopUpOutcomeUnknown { .. } => "TopUpOutcomeUnknown",
-        }
-    }
-}
+impl_domain_event!(QuotaEvent [
+    QuotaAssigned,
+    QuotaConsumptionRecorded,
+    QuotaThresholdCrossed,
+    QuotaExhausted,
+    QuotaExpired,
+    TopUpRequested,
+    TopUpCompleted,
+    TopUpFailed,
+    TopUpOutcomeUnknown,
+]);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuotaError {
@@ -166,24 +147,11 @@ pub enum QuotaError {
     NoPendingTopUp(Uuid),
 }
 
-impl DomainError for QuotaError {
-    fn code(&self) -> &'static str {
-        match self {
-            QuotaError::NotFound => "QUOTA_NOT_FOUND",
-            QuotaError::Invalid(_) => "INVALID_QUOTA",
-            QuotaError::SimTerminated => "SIM_TERMINATED",
-            QuotaError::InvalidTopUpVolume(_) => "INVALID_TOPUP_VOLUME",
-            QuotaError::TopUpPending(_) => "TOPUP_PENDING",
-            QuotaError::NoPendingTopUp(_) => "NO_PENDING_TOPUP",
-        }
-    }
-
-    fn kind(&self) -> ErrorKind {
-        match self {
-            QuotaError::NotFound => ErrorKind::NotFound,
-            QuotaError::Invalid(_) | QuotaError::InvalidTopUpVolume(_) => ErrorKind::Validation,
-            QuotaError::SimTerminated => ErrorKind::Gone,
-            QuotaError::TopUpPending(_) | QuotaError::NoPendingTopUp(_) => ErrorKind::Conflict,
-        }
-    }
-}
+impl_domain_error!(QuotaError {
+    NotFound => "QUOTA_NOT_FOUND", NotFound;
+    Invalid => "INVALID_QUOTA", Validation;
+    SimTerminated => "SIM_TERMINATED", Gone;
+    InvalidTopUpVolume => "INVALID_TOPUP_VOLUME", Validation;
+    TopUpPending => "TOPUP_PENDING", Conflict;
+    NoPendingTopUp => "NO_PENDING_TOPUP", Conflict;
+});

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use proptest::prelude::*;
 
 use super::*;
-use crate::testing::{check_envelope, iccid, t, uid};
+use crate::sequences::{run_sequence, Step};
+use crate::testing::{iccid, t, uid};
 use crate::DomainError;
 
 fn arb_command() -> impl Strategy<Value = QuotaCommand> {
@@ -57,39 +58,36 @@ proptest! {
     fn any_command_sequence_keeps_the_invariants(
         commands in prop::collection::vec(arb_command(), 1..50)
     ) {
-        let mut quota = Quota::default();
-        let mut history = Vec::new();
         let mut alerts: HashSet<(u32, u8)> = HashSet::new();
         let mut exhaustions: HashSet<u32> = HashSet::new();
-        for cmd in commands {
-            let before = quota.clone();
-            let Ok(events) = quota.handle(cmd.clone()) else { continue };
-            for event in &events {
-                match event {
-                    QuotaEvent::QuotaThresholdCrossed { threshold, period, .. } => {
-                        prop_assert!(alerts.insert((*period, *threshold)), "each threshold once per period");
-                        prop_assert_eq!(*period, quota.period());
-                        let used = u128::from(quota.used());
-                        prop_assert!(used * 100 >= u128::from(*threshold) * u128::from(quota.total()));
-                    }
-                    QuotaEvent::QuotaExhausted { period } => {
-                        prop_assert!(exhaustions.insert(*period), "exhausted once per period");
-                        prop_assert_eq!(quota.remaining(), 0);
-                    }
-                    QuotaEvent::TopUpRequested { .. } => {
-                        prop_assert!(quota.pending_top_up().is_none(), "one pending top-up at most");
-                    }
-                    QuotaEvent::TopUpCompleted { request_id, .. } | QuotaEvent::TopUpFailed { request_id, .. } => {
-                        prop_assert_eq!(quota.pending_top_up().map(|p| p.request_id), Some(*request_id));
-                    }
-                    _ => {}
+        let check_event = |quota: &Quota, event: &QuotaEvent| {
+            prop_assert!(quota.remaining() <= quota.total(), "remaining <= total");
+            match event {
+                QuotaEvent::QuotaThresholdCrossed { threshold, period, .. } => {
+                    prop_assert!(alerts.insert((*period, *threshold)), "each threshold once per period");
+                    prop_assert_eq!(*period, quota.period());
+                    let used = u128::from(quota.used());
+                    prop_assert!(used * 100 >= u128::from(*threshold) * u128::from(quota.total()));
                 }
-                check_envelope(event);
-                quota.apply(event);
-                history.push(event.clone());
-                prop_assert!(quota.remaining() <= quota.total(), "remaining <= total");
+                QuotaEvent::QuotaExhausted { period } => {
+                    prop_assert!(exhaustions.insert(*period), "exhausted once per period");
+                    prop_assert_eq!(quota.remaining(), 0);
+                }
+                QuotaEvent::TopUpRequested { .. } => {
+                    prop_assert!(quota.pending_top_up().is_none(), "one pending top-up at most");
+                }
+                QuotaEvent::TopUpCompleted { request_id, .. } | QuotaEvent::TopUpFailed { request_id, .. } => {
+                    prop_assert_eq!(quota.pending_top_up().map(|p| p.request_id), Some(*request_id));
+                }
+                _ => {}
             }
-            prop_assert!(quota.period() >= before.period(), "periods only move forward");
+            Ok(())
+        };
+        run_sequence(commands, check_event, |step: Step<'_, Quota>| {
+            let Ok(events) = step.outcome else { return Ok(()) };
+            let (quota, cmd) = (step.after, step.command);
+            prop_assert!(quota.remaining() <= quota.total(), "remaining <= total");
+            prop_assert!(quota.period() >= step.before.period(), "periods only move forward");
             // Alerts are never left owed: after any command, a crossed threshold has fired.
             if quota.total() > 0 {
                 for th in THRESHOLDS {
@@ -101,11 +99,9 @@ proptest! {
             }
             // Provider reports are idempotent.
             if matches!(cmd, QuotaCommand::Assign { .. } | QuotaCommand::RecordConsumption { .. } | QuotaCommand::Expire { .. }) {
-                prop_assert_eq!(quota.handle(cmd).map_err(|e| e.code()), Ok(vec![]));
+                prop_assert_eq!(quota.handle(cmd.clone()).map_err(|e| e.code()), Ok(vec![]));
             }
-        }
-        prop_assert_eq!(&crate::replay::<Quota>(&history), &quota);
-        let snapshot: Quota = serde_json::from_value(serde_json::to_value(&quota).unwrap()).unwrap();
-        prop_assert_eq!(snapshot, quota);
+            Ok(())
+        })?;
     }
 }

@@ -69,6 +69,11 @@ fn top_up_requested(id: u128, volume: u64) -> QuotaEvent {
     }
 }
 
+/// An assigned quota (100, 10 left) with top-up 1 of 500 pending.
+fn top_up_pending() -> Vec<QuotaEvent> {
+    vec![assigned(100, 10, None, 1), top_up_requested(1, 500)]
+}
+
 // ---- assignment ----
 
 #[test]
@@ -328,7 +333,7 @@ fn a_top_up_volume_must_be_positive() {
 
 #[test]
 fn only_one_top_up_may_be_pending() {
-    let e = given::<Quota>(&[assigned(100, 10, None, 1), top_up_requested(1, 500)])
+    let e = given::<Quota>(&top_up_pending())
         .when(request_top_up(2, 500, SimStatus::Active))
         .then_error("TOPUP_PENDING");
     assert_eq!(e.kind(), ErrorKind::Conflict);
@@ -408,54 +413,46 @@ fn a_small_top_up_may_still_leave_the_quota_above_80_percent_used() {
 }
 
 #[test]
-fn a_failed_top_up_clears_the_pending_request() {
-    let state = given::<Quota>(&[assigned(100, 10, None, 1), top_up_requested(1, 500)])
-        .when(QuotaCommand::FailTopUp {
-            request_id: uid(1),
-            reason: "bad payment method".into(),
-            at: t(11),
-        })
-        .then(&[QuotaEvent::TopUpFailed {
-            request_id: uid(1),
-            reason: "bad payment method".into(),
-            failed_at: t(11),
-        }]);
-    assert_eq!(state.pending_top_up(), None);
-    assert_eq!(state.total(), 100);
-}
-
-#[test]
-fn an_unknown_top_up_outcome_clears_the_pending_request_without_adding_volume() {
+fn a_failed_or_unknown_top_up_clears_the_pending_request_without_adding_volume() {
     let unknown = |id| QuotaCommand::RecordTopUpOutcomeUnknown {
         request_id: uid(id),
         reason: "provider answer lost".into(),
         at: t(12),
     };
-    let state = given::<Quota>(&[assigned(100, 10, None, 1), top_up_requested(1, 500)])
-        .when(unknown(1))
-        .then(&[QuotaEvent::TopUpOutcomeUnknown {
-            request_id: uid(1),
-            reason: "provider answer lost".into(),
-            at: t(12),
-        }]);
-    assert_eq!(state.pending_top_up(), None);
-    assert_eq!(state.total(), 100);
-    assert_eq!(state.remaining(), 10);
+    let fail = QuotaCommand::FailTopUp {
+        request_id: uid(1),
+        reason: "bad payment method".into(),
+        at: t(11),
+    };
+    let failed = QuotaEvent::TopUpFailed {
+        request_id: uid(1),
+        reason: "bad payment method".into(),
+        failed_at: t(11),
+    };
+    let outcome_unknown = QuotaEvent::TopUpOutcomeUnknown {
+        request_id: uid(1),
+        reason: "provider answer lost".into(),
+        at: t(12),
+    };
+    for (settle, settled) in [(fail, failed), (unknown(1), outcome_unknown)] {
+        let state = given::<Quota>(&top_up_pending()).when(settle).then(&[settled]);
+        assert_eq!(state.pending_top_up(), None);
+        assert_eq!(state.total(), 100);
+        assert_eq!(state.remaining(), 10);
+    }
     // Only the pending request can end unknown, and only once.
-    given::<Quota>(&[assigned(100, 10, None, 1), top_up_requested(1, 500)])
+    given::<Quota>(&top_up_pending())
         .when(unknown(2))
         .then_error("NO_PENDING_TOPUP");
-    given::<Quota>(&[
-        assigned(100, 10, None, 1),
-        top_up_requested(1, 500),
-        QuotaEvent::TopUpOutcomeUnknown {
-            request_id: uid(1),
-            reason: "x".into(),
-            at: t(12),
-        },
-    ])
-    .when(unknown(1))
-    .then_error("NO_PENDING_TOPUP");
+    let mut settled = top_up_pending();
+    settled.push(QuotaEvent::TopUpOutcomeUnknown {
+        request_id: uid(1),
+        reason: "x".into(),
+        at: t(12),
+    });
+    given::<Quota>(&settled)
+        .when(unknown(1))
+        .then_error("NO_PENDING_TOPUP");
 }
 
 #[test]
@@ -469,10 +466,10 @@ fn completing_or_failing_needs_the_matching_pending_top_up() {
         .when(complete(1))
         .then_error("NO_PENDING_TOPUP");
     assert_eq!(e.kind(), ErrorKind::Conflict);
-    given::<Quota>(&[assigned(100, 10, None, 1), top_up_requested(1, 500)])
+    given::<Quota>(&top_up_pending())
         .when(complete(2))
         .then_error("NO_PENDING_TOPUP");
-    given::<Quota>(&[assigned(100, 10, None, 1), top_up_requested(1, 500)])
+    given::<Quota>(&top_up_pending())
         .when(QuotaCommand::FailTopUp {
             request_id: uid(2),
             reason: "x".into(),

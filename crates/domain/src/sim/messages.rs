@@ -6,7 +6,6 @@ use uuid::Uuid;
 
 use super::{ProviderStatus, SimStatus};
 use crate::ids::{Iccid, Imei, Imsi, Msisdn};
-use crate::DomainEvent;
 
 /// Lets a JSON command tell "leave the label alone" (field absent) from "clear it" (`null`).
 pub(super) fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -179,45 +178,20 @@ pub enum SimEvent {
     },
 }
 
-impl SimEvent {
-    /// Every event type this aggregate writes, e.g. for schema docs and subscriptions.
-    pub const EVENT_TYPES: &'static [&'static str] = &[
-        "SimRegistered",
-        "SimLabelChanged",
-        "SimTagsChanged",
-        "ImeiLockChanged",
-        "ImeiRecorded",
-        "ActivationRequested",
-        "ActivationCompleted",
-        "ActivationFailed",
-        "SuspensionRequested",
-        "SuspensionCompleted",
-        "SuspensionFailed",
-        "SimTerminated",
-        "ProviderStatusChanged",
-        "ConnectivityChanged",
-        "UsageRecorded",
-    ];
-}
-
-impl DomainEvent for SimEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            SimEvent::SimRegistered { .. } => "SimRegistered",
-            SimEvent::SimLabelChanged { .. } => "SimLabelChanged",
-            SimEvent::SimTagsChanged { .. } => "SimTagsChanged",
-            SimEvent::ImeiLockChanged { .. } => "ImeiLockChanged",
-            SimEvent::ImeiRecorded { .. } => "ImeiRecorded",
-            SimEvent::ActivationRequested { .. } => "ActivationRequested",
-            SimEvent::ActivationCompleted { .. } => "ActivationCompleted",
-            SimEvent::ActivationFailed { .. } => "ActivationFailed",
-            SimEvent::SuspensionRequested { .. } => "SuspensionRequested",
-            SimEvent::SuspensionCompleted { .. } => "SuspensionCompleted",
-            SimEvent::SuspensionFailed { .. } => "SuspensionFailed",
-            SimEvent::SimTerminated { .. } => "SimTerminated",
-            SimEvent::ProviderStatusChanged { .. } => "ProviderStatusChanged",
-            SimEvent::ConnectivityChanged { .. } => "ConnectivityChanged",
-            SimEvent::UsageRecorded { .. } => "UsageRecorded",
-        }
-    }
-}
+impl_domain_event!(SimEvent [
+    SimRegistered,
+    SimLabelChanged,
+    SimTagsChanged,
+    ImeiLockChanged,
+    ImeiRecorded,
+    ActivationRequested,
+    ActivationCompleted,
+    ActivationFailed,
+    SuspensionRequested,
+    SuspensionCompleted,
+    SuspensionFailed,
+    SimTerminated,
+    ProviderStatusChanged,
+    ConnectivityChanged,
+    UsageRecorded,
+]);

@@ -4,7 +4,6 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{ChangeKind, SimStatus, MAX_LABEL_CHARS, MAX_TAGS, MAX_TAG_CHARS};
-use crate::{DomainError, ErrorKind};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SimError {
@@ -35,39 +34,19 @@ pub enum SimError {
     InvalidUsagePeriod(String),
 }
 
-impl DomainError for SimError {
-    fn code(&self) -> &'static str {
-        match self {
-            SimError::NotFound => "SIM_NOT_FOUND",
-            SimError::AlreadyRegistered => "SIM_ALREADY_REGISTERED",
-            SimError::Terminated => "SIM_TERMINATED",
-            SimError::InvalidLabel(_) => "INVALID_LABEL",
-            SimError::InvalidTags(_) => "INVALID_TAGS",
-            SimError::AlreadyActive => "SIM_ALREADY_ACTIVE",
-            SimError::NotActive { .. } => "SIM_NOT_ACTIVE",
-            SimError::ChangePending { .. } => "CHANGE_PENDING",
-            SimError::NoPendingRequest { .. } => "NO_PENDING_REQUEST",
-            SimError::UsageDecreased { .. } => "USAGE_DECREASED",
-            SimError::InvalidUsagePeriod(_) => "INVALID_USAGE_PERIOD",
-        }
-    }
-
-    fn kind(&self) -> ErrorKind {
-        match self {
-            SimError::NotFound => ErrorKind::NotFound,
-            SimError::Terminated => ErrorKind::Gone,
-            SimError::InvalidLabel(_)
-            | SimError::InvalidTags(_)
-            | SimError::UsageDecreased { .. }
-            | SimError::InvalidUsagePeriod(_) => ErrorKind::Validation,
-            SimError::AlreadyRegistered
-            | SimError::AlreadyActive
-            | SimError::NotActive { .. }
-            | SimError::ChangePending { .. }
-            | SimError::NoPendingRequest { .. } => ErrorKind::Conflict,
-        }
-    }
-}
+impl_domain_error!(SimError {
+    NotFound => "SIM_NOT_FOUND", NotFound;
+    AlreadyRegistered => "SIM_ALREADY_REGISTERED", Conflict;
+    Terminated => "SIM_TERMINATED", Gone;
+    InvalidLabel => "INVALID_LABEL", Validation;
+    InvalidTags => "INVALID_TAGS", Validation;
+    AlreadyActive => "SIM_ALREADY_ACTIVE", Conflict;
+    NotActive => "SIM_NOT_ACTIVE", Conflict;
+    ChangePending => "CHANGE_PENDING", Conflict;
+    NoPendingRequest => "NO_PENDING_REQUEST", Conflict;
+    UsageDecreased => "USAGE_DECREASED", Validation;
+    InvalidUsagePeriod => "INVALID_USAGE_PERIOD", Validation;
+});
 
 /// Trims the label; a blank label is refused rather than silently cleared, since clearing is
 /// explicit (`Some(None)`).

@@ -10,6 +10,7 @@ pub const MAX_LABEL_CHARS: usize = 100;
 pub const MAX_TAGS: usize = 20;
 pub const MAX_TAG_CHARS: usize = 50;
 
+// Its words (`as_str`, `Display`, `FromStr`) are listed in `crate::spelled`.
 /// The platform's view of a SIM's lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -20,23 +21,6 @@ pub enum SimStatus {
     Suspended,
     /// Soft-deleted: the history stays readable, nothing else is accepted.
     Terminated,
-}
-
-impl SimStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SimStatus::Inactive => "inactive",
-            SimStatus::Active => "active",
-            SimStatus::Suspended => "suspended",
-            SimStatus::Terminated => "terminated",
-        }
-    }
-}
-
-impl fmt::Display for SimStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// The SIM's `status` field at 1NCE, spelled as 1NCE spells it.

@@ -133,36 +133,37 @@ mod tests {
     }
 
     #[test]
-    fn gsm7_single_and_multipart_boundaries() {
-        assert_eq!(sms_encoding("hello").unwrap(), (Encoding::Gsm7, 1));
-        assert_eq!(sms_encoding(&"a".repeat(160)).unwrap(), (Encoding::Gsm7, 1));
-        assert_eq!(sms_encoding(&"a".repeat(161)).unwrap(), (Encoding::Gsm7, 2));
-        assert_eq!(sms_encoding(&"a".repeat(306)).unwrap(), (Encoding::Gsm7, 2));
-        assert_eq!(sms_encoding(&"a".repeat(307)).unwrap(), (Encoding::Gsm7, 3));
-        assert_eq!(sms_encoding(&"a".repeat(918)).unwrap(), (Encoding::Gsm7, 6));
-        // 80 euro signs are 160 septets: still one part; 81 are not.
-        assert_eq!(sms_encoding(&"€".repeat(80)).unwrap(), (Encoding::Gsm7, 1));
-        assert_eq!(sms_encoding(&"€".repeat(81)).unwrap(), (Encoding::Gsm7, 2));
-        assert_eq!(
-            sms_encoding("Grüße aus Köln: 5€ {ok} ΔΣ").unwrap(),
-            (Encoding::Gsm7, 1)
-        );
-    }
-
-    #[test]
-    fn ucs2_single_and_multipart_boundaries() {
-        assert_eq!(sms_encoding("ç").unwrap(), (Encoding::Ucs2, 1));
-        assert_eq!(sms_encoding(&"ж".repeat(70)).unwrap(), (Encoding::Ucs2, 1));
-        assert_eq!(sms_encoding(&"ж".repeat(71)).unwrap(), (Encoding::Ucs2, 2));
-        assert_eq!(sms_encoding(&"ж".repeat(402)).unwrap(), (Encoding::Ucs2, 6));
-        // One non-GSM character switches the whole message to UCS-2.
-        let mixed = format!("{}ç", "a".repeat(69));
-        assert_eq!(sms_encoding(&mixed).unwrap(), (Encoding::Ucs2, 1));
-        let mixed = format!("{}ç", "a".repeat(70));
-        assert_eq!(sms_encoding(&mixed).unwrap(), (Encoding::Ucs2, 2));
-        // An emoji is two UTF-16 code units.
-        assert_eq!(sms_encoding(&"😀".repeat(35)).unwrap(), (Encoding::Ucs2, 1));
-        assert_eq!(sms_encoding(&"😀".repeat(36)).unwrap(), (Encoding::Ucs2, 2));
+    fn single_and_multipart_boundaries_of_both_encodings() {
+        use Encoding::{Gsm7, Ucs2};
+        for (payload, encoded) in [
+            ("hello".to_owned(), (Gsm7, 1)),
+            ("a".repeat(160), (Gsm7, 1)),
+            ("a".repeat(161), (Gsm7, 2)),
+            ("a".repeat(306), (Gsm7, 2)),
+            ("a".repeat(307), (Gsm7, 3)),
+            ("a".repeat(918), (Gsm7, 6)),
+            // 80 euro signs are 160 septets: still one part; 81 are not.
+            ("€".repeat(80), (Gsm7, 1)),
+            ("€".repeat(81), (Gsm7, 2)),
+            ("Grüße aus Köln: 5€ {ok} ΔΣ".to_owned(), (Gsm7, 1)),
+            ("ç".to_owned(), (Ucs2, 1)),
+            ("ж".repeat(70), (Ucs2, 1)),
+            ("ж".repeat(71), (Ucs2, 2)),
+            ("ж".repeat(402), (Ucs2, 6)),
+            // One non-GSM character switches the whole message to UCS-2.
+            (format!("{}ç", "a".repeat(69)), (Ucs2, 1)),
+            (format!("{}ç", "a".repeat(70)), (Ucs2, 2)),
+            // An emoji is two UTF-16 code units.
+            ("😀".repeat(35), (Ucs2, 1)),
+            ("😀".repeat(36), (Ucs2, 2)),
+        ] {
+            let length = payload.chars().count();
+            assert_eq!(
+                sms_encoding(&payload).unwrap(),
+                encoded,
+                "{length} characters: {payload:.20}…"
+            );
+        }
     }
 
     #[test]

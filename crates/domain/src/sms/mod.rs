@@ -7,8 +7,6 @@
 
 mod encoding;
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -16,13 +14,14 @@ use uuid::Uuid;
 pub use encoding::{gsm7_septets, sms_encoding, Encoding, GSM7_BASIC, GSM7_EXTENSION, MAX_PARTS};
 
 use crate::ids::Iccid;
-use crate::{Aggregate, DomainError, DomainEvent, ErrorKind};
+use crate::Aggregate;
 
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
 
+// Its words (`as_str`, `Display`, `FromStr`) are listed in `crate::spelled`.
 /// MT: sent to the device; MO: sent by the device. Spelled as 1NCE's `sms_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Direction {
@@ -32,15 +31,7 @@ pub enum Direction {
     MobileOriginated,
 }
 
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::MobileTerminated => "MT",
-            Direction::MobileOriginated => "MO",
-        }
-    }
-}
-
+/// Where a message stands. Its words (`as_str`, `Display`) are in [`crate::spelled`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SmsStatus {
@@ -61,23 +52,6 @@ impl SmsStatus {
             self,
             SmsStatus::Delivered | SmsStatus::Failed | SmsStatus::Received
         )
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SmsStatus::Requested => "requested",
-            SmsStatus::Submitted => "submitted",
-            SmsStatus::Delivered => "delivered",
-            SmsStatus::Failed => "failed",
-            SmsStatus::Received => "received",
-            SmsStatus::Unknown => "unknown",
-        }
-    }
-}
-
-impl fmt::Display for SmsStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -231,16 +205,16 @@ pub enum SmsEvent {
     },
 }
 
-impl SmsEvent {
-    pub const EVENT_TYPES: &'static [&'static str] = &[
-        "SmsSendRequested",
-        "SmsSubmitted",
-        "SmsDelivered",
-        "SmsFailed",
-        "SmsOutcomeUnknown",
-        "SmsReceived",
-    ];
+impl_domain_event!(SmsEvent [
+    SmsSendRequested,
+    SmsSubmitted,
+    SmsDelivered,
+    SmsFailed,
+    SmsOutcomeUnknown,
+    SmsReceived,
+]);
 
+impl SmsEvent {
     /// The SIM this message belongs to, for the NATS subject.
     pub fn iccid(&self) -> &Iccid {
         match self {
@@ -250,19 +224,6 @@ impl SmsEvent {
             | SmsEvent::SmsFailed { iccid, .. }
             | SmsEvent::SmsOutcomeUnknown { iccid, .. }
             | SmsEvent::SmsReceived { iccid, .. } => iccid,
-        }
-    }
-}
-
-impl DomainEvent for SmsEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            SmsEvent::SmsSendRequested { .. } => "SmsSendRequested",
-            SmsEvent::SmsSubmitted { .. } => "SmsSubmitted",
-            SmsEvent::SmsDelivered { .. } => "SmsDelivered",
-            SmsEvent::SmsFailed { .. } => "SmsFailed",
-            SmsEvent::SmsOutcomeUnknown { .. } => "SmsOutcomeUnknown",
-            SmsEvent::SmsReceived { .. } => "SmsReceived",
         }
     }
 }
@@ -290,25 +251,13 @@ pub enum SmsError {
     InvalidTransition { from: SmsStatus, to: SmsStatus },
 }
 
-impl DomainError for SmsError {
-    fn code(&self) -> &'static str {
-        match self {
-            SmsError::PayloadEmpty => "SMS_PAYLOAD_EMPTY",
-            SmsError::PayloadTooLong { .. } => "SMS_PAYLOAD_TOO_LONG",
-            SmsError::NotFound => "SMS_NOT_FOUND",
-            SmsError::AlreadyExists => "SMS_ALREADY_EXISTS",
-            SmsError::InvalidTransition { .. } => "INVALID_SMS_TRANSITION",
-        }
-    }
-
-    fn kind(&self) -> ErrorKind {
-        match self {
-            SmsError::PayloadEmpty | SmsError::PayloadTooLong { .. } => ErrorKind::Validation,
-            SmsError::NotFound => ErrorKind::NotFound,
-            SmsError::AlreadyExists | SmsError::InvalidTransition { .. } => ErrorKind::Conflict,
-        }
-    }
-}
+impl_domain_error!(SmsError {
+    PayloadEmpty => "SMS_PAYLOAD_EMPTY", Validation;
+    PayloadTooLong => "SMS_PAYLOAD_TOO_LONG", Validation;
+    NotFound => "SMS_NOT_FOUND", NotFound;
+    AlreadyExists => "SMS_ALREADY_EXISTS", Conflict;
+    InvalidTransition => "INVALID_SMS_TRANSITION", Conflict;
+});
 
 impl Sms {
     /// The only transitions an MT message may take; everything else is a late or duplicated

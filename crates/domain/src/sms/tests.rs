@@ -1,5 +1,6 @@
 use super::*;
 use crate::testing::{given, iccid, t, uid};
+use crate::{DomainError, DomainEvent, ErrorKind};
 
 fn request(payload: &str) -> SmsCommand {
     SmsCommand::RequestSend {

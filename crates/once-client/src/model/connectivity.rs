@@ -26,13 +26,12 @@ pub enum ConnectionState {
 
 impl<'de> Deserialize<'de> for ConnectionState {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Ok(match text.trim() {
-            t if t.eq_ignore_ascii_case("online") => Self::Online,
-            t if t.eq_ignore_ascii_case("offline") => Self::Offline,
-            t if t.eq_ignore_ascii_case("attached") => Self::Attached,
-            t => Self::Other(t.to_owned()),
-        })
+        let known = [
+            ("online", Self::Online),
+            ("offline", Self::Offline),
+            ("attached", Self::Attached),
+        ];
+        Ok(wire::word(&String::deserialize(d)?, &known, Self::Other))
     }
 }
 

@@ -47,6 +47,6 @@ pub(crate) struct EventAnswer {
     pub events: Option<Vec<SimEvent>>,
     #[serde(default, rename = "totalEvents", deserialize_with = "wire::opt_whole")]
     pub total_events: Option<u64>,
-    #[serde(default, rename = "totalPages", deserialize_with = "wire::opt_u32")]
+    #[serde(default, rename = "totalPages", deserialize_with = "wire::opt_small_whole")]
     pub total_pages: Option<u32>,
 }

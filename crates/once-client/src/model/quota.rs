@@ -1,7 +1,6 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
+use serde::Deserialize;
 
 use crate::wire;
 
@@ -25,27 +24,20 @@ pub struct Quota {
 /// The quota body as sent: the volumes' unit depends on which quota was asked for.
 #[derive(Deserialize)]
 pub(crate) struct QuotaAnswer {
-    #[serde(default, deserialize_with = "decimal")]
+    #[serde(default, deserialize_with = "wire::opt_decimal")]
     volume: Option<Decimal>,
-    #[serde(default, deserialize_with = "decimal")]
+    #[serde(default, deserialize_with = "wire::opt_decimal")]
     total_volume: Option<Decimal>,
     #[serde(default, deserialize_with = "wire::opt_datetime")]
     expiry_date: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "wire::opt_whole")]
     peak_throughput: Option<u64>,
-    #[serde(default, deserialize_with = "decimal")]
+    #[serde(default, deserialize_with = "wire::opt_decimal")]
     last_volume_added: Option<Decimal>,
     #[serde(default, deserialize_with = "wire::opt_datetime")]
     last_status_change_date: Option<DateTime<Utc>>,
-    #[serde(default, deserialize_with = "wire::opt_u8")]
+    #[serde(default, deserialize_with = "wire::opt_small_whole")]
     threshold_percentage: Option<u8>,
-}
-
-fn decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
-    match Option::<Box<RawValue>>::deserialize(d)? {
-        None => Ok(None),
-        Some(raw) => wire::decimal_from_raw(&raw).map_err(serde::de::Error::custom),
-    }
 }
 
 impl QuotaAnswer {

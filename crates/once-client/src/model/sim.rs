@@ -61,20 +61,12 @@ impl SimState {
             Self::Other(other) => other,
         }
     }
-
-    fn from_text(text: &str) -> Self {
-        match text.trim() {
-            t if t.eq_ignore_ascii_case("enabled") => Self::Enabled,
-            t if t.eq_ignore_ascii_case("disabled") => Self::Disabled,
-            t => Self::Other(t.to_owned()),
-        }
-    }
 }
 
 impl<'de> Deserialize<'de> for SimState {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Ok(Self::from_text(&text))
+        let known = [("enabled", Self::Enabled), ("disabled", Self::Disabled)];
+        Ok(wire::word(&String::deserialize(d)?, &known, Self::Other))
     }
 }
 
@@ -88,7 +80,7 @@ impl Serialize for SimState {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct QuotaStatus {
     /// 0: more than 20 % left, 1: less than 20 %, 2: nothing left.
-    #[serde(default, deserialize_with = "wire::opt_u8")]
+    #[serde(default, deserialize_with = "wire::opt_small_whole")]
     pub id: Option<u8>,
     #[serde(default, deserialize_with = "wire::opt_text")]
     pub description: Option<String>,

@@ -20,7 +20,7 @@ pub struct Sms {
     pub retry_date: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "wire::opt_datetime")]
     pub last_delivery_attempt: Option<DateTime<Utc>>,
-    #[serde(default, deserialize_with = "wire::opt_u32")]
+    #[serde(default, deserialize_with = "wire::opt_small_whole")]
     pub retry_count: Option<u32>,
     #[serde(default, deserialize_with = "wire::opt_text")]
     pub source_address: Option<String>,
@@ -32,7 +32,7 @@ pub struct Sms {
     pub imsi: Option<String>,
     #[serde(default, deserialize_with = "wire::opt_text")]
     pub msc: Option<String>,
-    #[serde(default, deserialize_with = "wire::opt_u8")]
+    #[serde(default, deserialize_with = "wire::opt_small_whole")]
     pub dcs: Option<u8>,
     #[serde(default, deserialize_with = "wire::opt_text")]
     pub udh: Option<String>,
@@ -50,7 +50,7 @@ pub struct Sms {
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct SmsStatus {
-    #[serde(default, deserialize_with = "wire::opt_u32")]
+    #[serde(default, deserialize_with = "wire::opt_small_whole")]
     pub id: Option<u32>,
     /// e.g. `DELIVERED`, `PENDING`, `FAILED`.
     #[serde(default, deserialize_with = "wire::opt_text")]
@@ -84,17 +84,16 @@ struct TypeWire {
 }
 
 fn sms_type<'de, D: Deserializer<'de>>(d: D) -> Result<SmsType, D::Error> {
-    let wire = Option::<TypeWire>::deserialize(d)?;
-    Ok(match wire.and_then(|w| w.description) {
-        Some(d) if d.trim().eq_ignore_ascii_case("MT") => SmsType::Mt,
-        Some(d) if d.trim().eq_ignore_ascii_case("MO") => SmsType::Mo,
-        _ => SmsType::Other,
-    })
+    let description = Option::<TypeWire>::deserialize(d)?.and_then(|w| w.description);
+    let known = [("MT", SmsType::Mt), ("MO", SmsType::Mo)];
+    Ok(description.map_or(SmsType::Other, |text| {
+        wire::word(&text, &known, |_| SmsType::Other)
+    }))
 }
 
 #[derive(Deserialize)]
 struct AddressTypeWire {
-    #[serde(default, deserialize_with = "wire::opt_u16")]
+    #[serde(default, deserialize_with = "wire::opt_small_whole")]
     id: Option<u16>,
 }
 

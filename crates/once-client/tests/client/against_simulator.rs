@@ -2,6 +2,7 @@
 //! rate limits, revokes tokens and injects faults on demand.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +12,8 @@ use once_client::{
 };
 use once_simulator::{Faults, RunningSimulator, Simulator, SimulatorConfig, SlowResponse};
 
+use crate::support::assert_top_up_timed_out;
+
 async fn simulator(sims: usize) -> RunningSimulator {
     Simulator::spawn(SimulatorConfig {
         sims,
@@ -19,6 +22,13 @@ async fn simulator(sims: usize) -> RunningSimulator {
     })
     .await
     .expect("the simulator starts")
+}
+
+/// A simulator of `sims` SIMs that injects `faults` from the start.
+async fn faulty_simulator(sims: usize, faults: Faults) -> RunningSimulator {
+    let running = simulator(sims).await;
+    running.simulator.set_faults(faults);
+    running
 }
 
 fn config(running: &RunningSimulator) -> ClientConfig {
@@ -34,20 +44,50 @@ fn client(running: &RunningSimulator) -> OnceClient {
     OnceClient::new(config(running)).unwrap()
 }
 
+/// A client for injected faults: ten retries make a call fail only when 11 draws in a row are
+/// faults (at a 40 % fault share, 0.4^11 ≈ 4e-5).
+fn persistent_client(running: &RunningSimulator) -> OnceClient {
+    OnceClient::new(ClientConfig {
+        max_retries: 10,
+        ..config(running)
+    })
+    .unwrap()
+}
+
+/// Runs `call` for each input on a task of its own, with a clone of `client`, all at once; waits
+/// for every task and returns their results in input order.
+async fn on_tasks<I, T, F>(
+    client: &OnceClient,
+    inputs: impl IntoIterator<Item = I>,
+    call: impl Fn(OnceClient, I) -> F,
+) -> Vec<T>
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let tasks: Vec<_> = inputs
+        .into_iter()
+        .map(|input| tokio::spawn(call(client.clone(), input)))
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
 #[tokio::test]
 async fn one_token_serves_many_calls() {
     let running = simulator(20).await;
-    let client = client(&running);
     let iccids = running.simulator.iccids();
-    let mut tasks = Vec::new();
-    for iccid in iccids.clone().into_iter().take(12) {
-        let client = client.clone();
-        tasks.push(tokio::spawn(async move {
-            client.sim(&iccid).await.map(|sim| sim.iccid)
-        }));
-    }
-    for (task, iccid) in tasks.into_iter().zip(&iccids) {
-        assert_eq!(&task.await.unwrap().unwrap(), iccid);
+    let found = on_tasks(
+        &client(&running),
+        iccids.iter().take(12).cloned(),
+        |client, iccid| async move { client.sim(&iccid).await.map(|sim| sim.iccid) },
+    )
+    .await;
+    for (found, iccid) in found.into_iter().zip(&iccids) {
+        assert_eq!(&found.unwrap(), iccid);
     }
     let stats = running.simulator.stats();
     assert_eq!(stats.token_calls(), 1, "{stats:?}");
@@ -122,13 +162,10 @@ async fn all_sims_walks_250_sims_over_3_pages() {
 #[tokio::test]
 async fn the_rate_limit_is_kept_by_concurrent_callers() {
     let running = simulator(10).await;
-    let client = client(&running);
     let iccids = running.simulator.iccids();
-    let mut tasks = Vec::new();
-    for task in 0..8 {
-        let client = client.clone();
+    on_tasks(&client(&running), 0..8, |client, task| {
         let iccids = iccids.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
             // 60 calls in all: tasks 0-3 make 8 each, tasks 4-7 make 7 each.
             let calls = if task < 4 { 8 } else { 7 };
             for call in 0..calls {
@@ -139,11 +176,9 @@ async fn the_rate_limit_is_kept_by_concurrent_callers() {
                     _ => drop(client.connectivity(iccid).await.unwrap()),
                 }
             }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+        }
+    })
+    .await;
     let stats = running.simulator.stats();
     assert_eq!(stats.sims_calls, 60, "{stats:?}");
     assert!(stats.max_sims_calls_in_one_second <= 10, "{stats:?}");
@@ -155,34 +190,29 @@ async fn the_rate_limit_is_kept_by_concurrent_callers() {
 
 #[tokio::test]
 async fn gets_succeed_through_injected_429s_and_500s() {
-    let running = simulator(10).await;
-    running.simulator.set_faults(Faults {
-        error_429_share: 0.2,
-        error_500_share: 0.2,
-        latency_ms: 200,
-        ..Default::default()
-    });
-    // Ten retries make a call fail only when 11 draws in a row are faults (0.4^11 ≈ 4e-5).
-    let client = OnceClient::new(ClientConfig {
-        max_retries: 10,
-        ..config(&running)
-    })
-    .unwrap();
+    let running = faulty_simulator(
+        10,
+        Faults {
+            error_429_share: 0.2,
+            error_500_share: 0.2,
+            latency_ms: 200,
+            ..Default::default()
+        },
+    )
+    .await;
     let iccids = running.simulator.iccids();
     let today = running.simulator.now().date_naive();
-    let mut tasks = Vec::new();
-    for iccid in iccids.into_iter().take(5) {
-        let client = client.clone();
-        tasks.push(tokio::spawn(async move {
+    on_tasks(
+        &persistent_client(&running),
+        iccids.into_iter().take(5),
+        |client, iccid| async move {
             client.sim(&iccid).await.unwrap();
             client.quota(&iccid, QuotaKind::Sms).await.unwrap();
             client.usage(&iccid, today - Days::new(3), today).await.unwrap();
             client.connectivity(&iccid).await.unwrap();
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+        },
+    )
+    .await;
     let stats = running.simulator.stats();
     assert!(stats.injected_faults > 0, "{stats:?}");
     assert!(stats.sims_calls > 20, "faults were retried: {stats:?}");
@@ -190,17 +220,16 @@ async fn gets_succeed_through_injected_429s_and_500s() {
 
 #[tokio::test]
 async fn gets_succeed_through_truncated_and_malformed_answers() {
-    let running = simulator(250).await;
-    running.simulator.set_faults(Faults {
-        truncated_share: 0.2,
-        malformed_share: 0.2,
-        ..Default::default()
-    });
-    let client = OnceClient::new(ClientConfig {
-        max_retries: 10,
-        ..config(&running)
-    })
-    .unwrap();
+    let running = faulty_simulator(
+        250,
+        Faults {
+            truncated_share: 0.2,
+            malformed_share: 0.2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = persistent_client(&running);
     assert_eq!(client.all_sims().await.unwrap().len(), 250);
     for iccid in running.simulator.iccids().iter().take(6) {
         assert_eq!(&client.sim(iccid).await.unwrap().iccid, iccid);
@@ -234,31 +263,24 @@ async fn a_top_up_is_not_repeated_after_a_500() {
 
 #[tokio::test]
 async fn a_slow_top_up_is_sent_once_and_carried_out_once() {
-    let running = simulator(5).await;
-    running.simulator.set_faults(Faults {
-        slow_response: Some(SlowResponse {
-            path_contains: "/topup".into(),
-            delay_ms: 1500,
-        }),
-        ..Default::default()
-    });
+    let running = faulty_simulator(
+        5,
+        Faults {
+            slow_response: Some(SlowResponse {
+                path_contains: "/topup".into(),
+                delay_ms: 1500,
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
     let client = OnceClient::new(ClientConfig {
         timeout: Duration::from_millis(500),
         ..config(&running)
     })
     .unwrap();
     let iccid = running.simulator.iccids()[0].clone();
-    let error = client.top_up(&iccid, None).await.unwrap_err();
-    assert!(
-        matches!(
-            error,
-            ClientError::Timeout {
-                endpoint: "POST /v1/sims/{iccid}/topup"
-            }
-        ),
-        "{error:?}"
-    );
-    assert!(error.outcome_unknown());
+    assert_top_up_timed_out(&client.top_up(&iccid, None).await.unwrap_err());
     // The simulator changed state before the slow answer: exactly one order.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(running.simulator.top_ups(&iccid), 1);

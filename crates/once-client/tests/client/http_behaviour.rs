@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{http, json, token_answer, Reply, Scripted, Seen};
+use crate::support::{assert_top_up_timed_out, http, json, token_answer, Reply, Scripted, Seen};
 use once_client::{CallObserver, ClientConfig, ClientError, OnceClient, SmsSubmission};
 
 const ICCID: &str = "8988303000123456789";
@@ -319,17 +319,7 @@ async fn a_top_up_that_times_out_is_not_repeated() {
         ..config(&server.base_url)
     })
     .unwrap();
-    let error = client.top_up(ICCID, None).await.unwrap_err();
-    assert!(
-        matches!(
-            error,
-            ClientError::Timeout {
-                endpoint: "POST /v1/sims/{iccid}/topup"
-            }
-        ),
-        "{error:?}"
-    );
-    assert!(error.outcome_unknown());
+    assert_top_up_timed_out(&client.top_up(ICCID, None).await.unwrap_err());
     assert_eq!(server.count("POST", TOP_UP_PATH), 1);
 }
 

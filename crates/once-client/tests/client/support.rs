@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use once_client::ClientError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -173,4 +174,19 @@ pub fn token_answer(token: &str) -> Reply {
             r#"{{"status_code":200,"access_token":"{token}","token_type":"bearer","expires_in":3600,"userId":"user","scope":"all"}}"#
         ),
     ))
+}
+
+/// Asserts that a top-up timed out: the provider may or may not have carried it out.
+#[track_caller]
+pub fn assert_top_up_timed_out(error: &ClientError) {
+    assert!(
+        matches!(
+            error,
+            ClientError::Timeout {
+                endpoint: "POST /v1/sims/{iccid}/topup"
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.outcome_unknown());
 }

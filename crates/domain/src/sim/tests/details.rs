@@ -80,29 +80,31 @@ fn update_sets_label_and_tags_in_one_go() {
     assert_eq!(state.tags(), ["a", "b"]);
 }
 
+/// A registered SIM that was given `label`.
+fn labelled(label: &str) -> Vec<SimEvent> {
+    with(
+        vec![registered()],
+        SimEvent::SimLabelChanged {
+            label: Some(label.into()),
+        },
+    )
+}
+
 #[test]
 fn update_clears_the_label_with_some_none() {
-    given::<Sim>(&[
-        registered(),
-        SimEvent::SimLabelChanged {
-            label: Some("x".into()),
-        },
-    ])
-    .when(update(Some(None), None))
-    .then(&[SimEvent::SimLabelChanged { label: None }]);
+    given::<Sim>(&labelled("x"))
+        .when(update(Some(None), None))
+        .then(&[SimEvent::SimLabelChanged { label: None }]);
 }
 
 #[test]
 fn update_without_a_real_change_emits_nothing() {
-    let history = [
-        registered(),
-        SimEvent::SimLabelChanged {
-            label: Some("Pump".into()),
-        },
+    let history = with(
+        labelled("Pump"),
         SimEvent::SimTagsChanged {
             tags: strings(&["a", "b"]),
         },
-    ];
+    );
     // Same label (modulo whitespace), same tag set in another order, untouched fields.
     given::<Sim>(&history)
         .when(update(Some(Some(" Pump ")), Some(&["b", "a", "a"])))
@@ -115,16 +117,11 @@ fn update_without_a_real_change_emits_nothing() {
 
 #[test]
 fn update_only_emits_the_field_that_changed() {
-    given::<Sim>(&[
-        registered(),
-        SimEvent::SimLabelChanged {
-            label: Some("Pump".into()),
-        },
-    ])
-    .when(update(Some(Some("Pump")), Some(&["new"])))
-    .then(&[SimEvent::SimTagsChanged {
-        tags: strings(&["new"]),
-    }]);
+    given::<Sim>(&labelled("Pump"))
+        .when(update(Some(Some("Pump")), Some(&["new"])))
+        .then(&[SimEvent::SimTagsChanged {
+            tags: strings(&["new"]),
+        }]);
 }
 
 #[test]

@@ -14,42 +14,39 @@ fn connectivity(network: Option<&str>, ip: Option<&str>, at: i64) -> SimCommand 
     }
 }
 
-#[test]
-fn connectivity_is_recorded_only_when_something_changed() {
-    let first = SimEvent::ConnectivityChanged {
-        network: Some("Telekom".into()),
+/// What a connectivity report records when it is news, for the reports `connectivity` makes.
+fn connectivity_changed(network: &str, ip: Option<&str>, at: i64) -> SimEvent {
+    SimEvent::ConnectivityChanged {
+        network: Some(network.into()),
         country: Some("DE".into()),
         rat: Some("LTE-M".into()),
-        ip_address: Some("10.0.0.1".into()),
-        observed_at: t(5),
-    };
+        ip_address: ip.map(str::to_owned),
+        observed_at: t(at),
+    }
+}
+
+#[test]
+fn connectivity_is_recorded_only_when_something_changed() {
+    let first = connectivity_changed("Telekom", Some("10.0.0.1"), 5);
     let state = given::<Sim>(&[registered()])
         .when(connectivity(Some("Telekom"), Some("10.0.0.1"), 5))
         .then(std::slice::from_ref(&first));
     assert_eq!(state.connectivity().last_seen_at, Some(t(5)));
     let seen = [registered(), first];
-    given::<Sim>(&seen)
-        .when(connectivity(Some("Telekom"), Some("10.0.0.1"), 6))
-        .then(&[]);
-    given::<Sim>(&seen)
-        .when(connectivity(Some("Vodafone"), Some("10.0.0.1"), 7))
-        .then(&[SimEvent::ConnectivityChanged {
-            network: Some("Vodafone".into()),
-            country: Some("DE".into()),
-            rat: Some("LTE-M".into()),
-            ip_address: Some("10.0.0.1".into()),
-            observed_at: t(7),
-        }]);
-    // An empty string from the provider means unknown, like null.
-    given::<Sim>(&seen)
-        .when(connectivity(Some("Telekom"), Some(""), 8))
-        .then(&[SimEvent::ConnectivityChanged {
-            network: Some("Telekom".into()),
-            country: Some("DE".into()),
-            rat: Some("LTE-M".into()),
-            ip_address: None,
-            observed_at: t(8),
-        }]);
+    for (report, recorded) in [
+        (connectivity(Some("Telekom"), Some("10.0.0.1"), 6), vec![]),
+        (
+            connectivity(Some("Vodafone"), Some("10.0.0.1"), 7),
+            vec![connectivity_changed("Vodafone", Some("10.0.0.1"), 7)],
+        ),
+        // An empty string from the provider means unknown, like null.
+        (
+            connectivity(Some("Telekom"), Some(""), 8),
+            vec![connectivity_changed("Telekom", None, 8)],
+        ),
+    ] {
+        given::<Sim>(&seen).when(report).then(&recorded);
+    }
 }
 
 // ---- usage ----
