@@ -14,28 +14,9 @@ pub fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The Luhn check digit for `payload` (ASCII digits).
-pub fn luhn_digit(payload: &str) -> u8 {
-    let sum: u32 = payload
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0');
-            if i % 2 == 0 {
-                let doubled = d * 2;
-                if doubled > 9 {
-                    doubled - 9
-                } else {
-                    doubled
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    ((10 - sum % 10) % 10) as u8
-}
+/// The Luhn check digit for `payload` (ASCII digits): the same rule the platform checks ICCIDs
+/// with.
+pub use domain::ids::luhn_check_digit as luhn_digit;
 
 pub fn iccid_with_luhn(iccid: u64) -> String {
     let base = iccid.to_string();

@@ -3,7 +3,12 @@
 //! `thresholds_crossed`) travel as JSON arrays, since Postgres arrays of arrays must be
 //! rectangular.
 
+use std::collections::HashMap;
+use std::hash::Hash;
+
 use serde_json::Value;
+use sqlx::postgres::{PgHasArrayType, PgRow};
+use sqlx::{PgConnection, Postgres};
 
 pub(crate) fn json_array<T: serde::Serialize>(items: &[T]) -> Value {
     serde_json::to_value(items).unwrap_or(Value::Array(Vec::new()))
@@ -16,3 +21,28 @@ macro_rules! column {
     };
 }
 pub(crate) use column;
+
+/// The rows of `table` (read with `columns`) whose `key` column is one of `keys`, by the key
+/// `key_of` gives each row: how a batch loads the rows it will fold events into.
+pub(crate) async fn load_keyed<R, Q, K>(
+    conn: &mut PgConnection,
+    columns: &str,
+    table: &str,
+    key: &str,
+    keys: &[Q],
+    key_of: impl Fn(&R) -> K,
+) -> Result<HashMap<K, R>, sqlx::Error>
+where
+    R: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+    Q: for<'q> sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres> + PgHasArrayType + Sync,
+    K: Eq + Hash,
+{
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<R> = sqlx::query_as(&format!("SELECT {columns} FROM {table} WHERE {key} = ANY($1)"))
+        .bind(keys)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(|row| (key_of(&row), row)).collect())
+}

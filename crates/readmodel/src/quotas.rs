@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::bulk::{column, json_array};
+use crate::bulk::{column, json_array, load_keyed};
 
 /// The `sim_quotas` columns in [`QuotaRow`]'s order.
 pub const QUOTA_COLUMNS: &str =
@@ -82,19 +82,15 @@ pub async fn load_quotas(
     conn: &mut PgConnection,
     iccids: &[String],
 ) -> Result<HashMap<(String, String), QuotaRow>, sqlx::Error> {
-    if iccids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows: Vec<QuotaRow> = sqlx::query_as(&format!(
-        "SELECT {QUOTA_COLUMNS} FROM sim_quotas WHERE iccid = ANY($1)"
-    ))
-    .bind(iccids)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| ((row.iccid.clone(), row.kind.clone()), row))
-        .collect())
+    load_keyed(
+        conn,
+        QUOTA_COLUMNS,
+        "sim_quotas",
+        "iccid",
+        iccids,
+        |row: &QuotaRow| (row.iccid.clone(), row.kind.clone()),
+    )
+    .await
 }
 
 /// Writes these rows as they are (inserted or replaced whole).

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
-use crate::bulk::{column, json_array};
+use crate::bulk::{column, json_array, load_keyed};
 
 /// One SIM as `GET /sims/{iccid}` answers it: a row of the `sims` read model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -142,14 +142,10 @@ pub async fn load_sims_by_iccid(
     conn: &mut PgConnection,
     iccids: &[String],
 ) -> Result<HashMap<String, SimView>, sqlx::Error> {
-    if iccids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows: Vec<SimView> = sqlx::query_as(&format!("SELECT {SIM_COLUMNS} FROM sims WHERE iccid = ANY($1)"))
-        .bind(iccids)
-        .fetch_all(conn)
-        .await?;
-    Ok(rows.into_iter().map(|row| (row.iccid.clone(), row)).collect())
+    load_keyed(conn, SIM_COLUMNS, "sims", "iccid", iccids, |row: &SimView| {
+        row.iccid.clone()
+    })
+    .await
 }
 
 /// Writes these rows as they are (inserted or replaced whole).

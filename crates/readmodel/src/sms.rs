@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::bulk::column;
+use crate::bulk::{column, load_keyed};
 
 /// The `sms_messages` columns in [`SmsRow`]'s order.
 pub const SMS_COLUMNS: &str =
@@ -51,16 +51,15 @@ pub struct SmsRow {
 
 /// These messages' rows, by id, on the caller's connection (a projector's batch).
 pub async fn load_sms(conn: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, SmsRow>, sqlx::Error> {
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows: Vec<SmsRow> = sqlx::query_as(&format!(
-        "SELECT {SMS_COLUMNS} FROM sms_messages WHERE message_id = ANY($1)"
-    ))
-    .bind(ids)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows.into_iter().map(|row| (row.message_id, row)).collect())
+    load_keyed(
+        conn,
+        SMS_COLUMNS,
+        "sms_messages",
+        "message_id",
+        ids,
+        |row: &SmsRow| row.message_id,
+    )
+    .await
 }
 
 /// Writes these rows as they are (inserted or replaced whole).
