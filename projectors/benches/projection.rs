@@ -19,30 +19,29 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use domain::SimCommand;
 use eventstore::{EventStore, LogCursor};
 use projectors::{ConsumerSettings, Projector, ProjectorMetrics, ProjectorSettings, RebuildOptions};
 use readmodel::{Cache, CacheConfig};
 use sqlx::PgPool;
-use testkit::bench::{env_or, fill, fleet_iccid, paced_writers, quantile, sim, wait_until, BenchDatabase};
-use tokio::sync::watch;
+use testkit::bench::{
+    env_or, fill_and_report, latency_cells, nats_url, paced_rates, paced_writers, reset_read_models,
+    spawn_paced_relabels, stopped, wait_until, Background, BenchDatabase, READ_MODEL_TABLES,
+};
 
 const PROJECTOR: &str = "read-models";
 /// Concurrent writers while filling the log (each runs one command at a time).
 const FILL_WRITERS: usize = 16;
 /// How often the latency probe reads the projector's checkpoint.
 const PROBE_INTERVAL: Duration = Duration::from_millis(5);
-/// The read models compared between the live projector and the rebuild.
-const COMPARED_TABLES: &[&str] = &[
-    "sims",
-    "sim_quotas",
-    "sim_status_history",
-    "sim_usage",
-    "sim_usage_hourly",
-    "sim_usage_daily",
-    "fleet_usage_hourly",
-    "fleet_usage_daily",
-];
+/// The read models compared between the live projector and the rebuild: every one but the
+/// SMS table, without the bookkeeping.
+fn compared_tables() -> Vec<&'static str> {
+    let left_out = ["sms_messages", "projection_versions", "projection_checkpoints"];
+    READ_MODEL_TABLES
+        .into_iter()
+        .filter(|table| !left_out.contains(table))
+        .collect()
+}
 
 async fn checkpoint(pool: &PgPool) -> Option<LogCursor> {
     let row: Option<(String, i64)> = sqlx::query_as(
@@ -61,7 +60,7 @@ async fn checkpoint(pool: &PgPool) -> Option<LogCursor> {
 /// An order-independent fingerprint of each compared read model.
 async fn fingerprints(pool: &PgPool) -> Vec<(String, i64, String)> {
     let mut all = Vec::new();
-    for table in COMPARED_TABLES {
+    for table in compared_tables() {
         let (rows, digest): (i64, Option<String>) = sqlx::query_as(&format!(
             "SELECT count(*), md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t"
         ))
@@ -73,32 +72,15 @@ async fn fingerprints(pool: &PgPool) -> Vec<(String, i64, String)> {
     all
 }
 
-struct Running {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(15), self.task).await;
-    }
-}
-
 #[tokio::main]
 async fn main() {
     let sims: usize = env_or("BENCH_SIMS", 5000);
-    let rates: Vec<u64> = std::env::var("BENCH_RATES")
-        .unwrap_or_else(|_| "200,500".into())
-        .split(',')
-        .filter_map(|r| r.trim().parse().ok())
-        .collect();
+    let rates = paced_rates("200,500");
     let seconds: u64 = env_or("BENCH_SECONDS", 15);
     let rebuild_batch: i64 = env_or("BENCH_REBUILD_BATCH", RebuildOptions::new(PROJECTOR).batch_size);
     // BENCH_USAGE=off leaves the usage reports out (every one adds into the same fleet rollup
     // bucket: the rows partitions contend for).
     let usage = std::env::var("BENCH_USAGE").map_or(true, |v| v != "off");
-    let nats_url = std::env::var("BENCH_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let redis_url = std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let redis_prefix = format!("bench-projection-{run_id}");
@@ -108,22 +90,11 @@ async fn main() {
     let pool = database.pool.clone();
     let store = EventStore::new(pool.clone());
 
-    let started = Instant::now();
-    fill(&store, sims, FILL_WRITERS, usage).await;
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    let fill_secs = started.elapsed().as_secs_f64();
-    println!(
-        "fill: {stored} events ({sims} SIMs) through EventStore::execute, {FILL_WRITERS} writers, \
-         {fill_secs:.1} s ({:.0} events/s)",
-        stored as f64 / fill_secs
-    );
+    let (stored, fill_secs) = fill_and_report(&store, &pool, sims, FILL_WRITERS, usage).await;
 
     // The relay publishes the backlog before the projector starts, then stays up for the
     // paced runs.
-    let nats = async_nats::connect(&nats_url).await.expect("NATS");
+    let nats = async_nats::connect(nats_url()).await.expect("NATS");
     let js = jetstream::new(nats.clone());
     let relay_config = relay::RelayConfig {
         stream: format!("BENCH_PROJ_{run_id}"),
@@ -133,17 +104,7 @@ async fn main() {
     let relay_registry = prometheus::Registry::new();
     let relay = relay::Relay::new(relay_config.clone(), pool.clone(), nats.clone(), &relay_registry).unwrap();
     let published = relay.metrics().events_published.clone();
-    let relay = {
-        let (stop, mut shutdown) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            relay
-                .run(async move {
-                    let _ = shutdown.wait_for(|s| *s).await;
-                })
-                .await
-        });
-        Running { stop, task }
-    };
+    let relay = Background::spawn(|shutdown| relay.run(stopped(shutdown)));
     let started = Instant::now();
     wait_until("the relay", Duration::from_secs(600), || {
         published.get() >= stored as u64
@@ -156,11 +117,14 @@ async fn main() {
 
     // BENCH_PROJECTOR_CACHE=off runs the projector without Redis, to show Redis's share.
     let with_cache = std::env::var("BENCH_PROJECTOR_CACHE").map_or(true, |v| v != "off");
-    let cache = if with_cache {
-        Cache::connect(CacheConfig::new(&redis_url, &redis_prefix)).await
-    } else {
-        Cache::disabled()
+    let connect_cache = || async {
+        if with_cache {
+            Cache::connect(CacheConfig::new(&redis_url, &redis_prefix)).await
+        } else {
+            Cache::disabled()
+        }
     };
+    let cache = connect_cache().await;
     let registry = prometheus::Registry::new();
     let metrics = ProjectorMetrics::register(&registry);
     let projector = Projector::new(
@@ -194,11 +158,7 @@ async fn main() {
         let mut replicas = Vec::new();
         let started = Instant::now();
         for _ in 0..2 {
-            let cache = if with_cache {
-                Cache::connect(CacheConfig::new(&redis_url, &redis_prefix)).await
-            } else {
-                Cache::disabled()
-            };
+            let cache = connect_cache().await;
             let partitions = projectors::partitions::Partitions::new(
                 pool.clone(),
                 nats.clone(),
@@ -207,11 +167,9 @@ async fn main() {
                 projector.settings().clone(),
                 2,
             );
-            let (stop, shutdown) = watch::channel(false);
-            let task = tokio::spawn(async move {
+            replicas.push(Background::spawn(|shutdown| async move {
                 partitions.run(shutdown).await.unwrap();
-            });
-            replicas.push(Running { stop, task });
+            }));
         }
         let per_partition: Vec<_> = (0..2)
             .map(|k| metrics.applied.with_label_values(&[&format!("{PROJECTOR}-p{k}")]))
@@ -245,7 +203,7 @@ async fn main() {
         }
         let held = metrics.partitions_held.get();
         for replica in replicas {
-            replica.stop().await;
+            replica.stop(Duration::from_secs(15)).await;
         }
         assert_eq!(held, 1, "each replica held one partition");
         let split: Vec<u64> = per_partition.iter().map(|c| c.get()).collect();
@@ -254,13 +212,7 @@ async fn main() {
             stored as u64,
             "each event applied once"
         );
-        sqlx::query(
-            "TRUNCATE sims, sim_quotas, sms_messages, sim_status_history, sim_usage, sim_usage_hourly, \
-             sim_usage_daily, fleet_usage_hourly, fleet_usage_daily, projection_versions, projection_checkpoints",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
+        reset_read_models(&pool).await;
         projectors::checkpoint::set_layout(&pool, PROJECTOR, 1)
             .await
             .unwrap();
@@ -270,12 +222,10 @@ async fn main() {
     // 1. Live, backlog: the stream holds every event; the projector starts.
     let started = Instant::now();
     let live = {
-        let (stop, shutdown) = watch::channel(false);
         let projector = projector.clone();
-        let task = tokio::spawn(async move {
+        Background::spawn(|shutdown| async move {
             projector.run(shutdown).await.unwrap();
-        });
-        Running { stop, task }
+        })
     };
     wait_until("the live projector", Duration::from_secs(900), || {
         applied.get() >= stored as u64
@@ -355,44 +305,26 @@ async fn main() {
                 }
             })
         };
-        let per_writer = Duration::from_secs_f64(writer_count as f64 / rate as f64);
-        let deadline = Instant::now() + Duration::from_secs(seconds);
         let written = Arc::new(AtomicUsize::new(0));
         let write_started = Instant::now();
-        let writers: Vec<_> = (0..writer_count)
-            .map(|w| {
-                let store = store.clone();
-                let committed = committed.clone();
-                let writing = writing.clone();
-                let written = written.clone();
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(per_writer);
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    let mut k = 0usize;
-                    while Instant::now() < deadline {
-                        tick.tick().await;
-                        // Writers take disjoint SIMs, so no two race for one aggregate.
-                        let n = (w + k * writer_count) % sims;
-                        k += 1;
-                        let id = fleet_iccid(n);
-                        let events = sim(
-                            &store,
-                            &id,
-                            SimCommand::UpdateDetails {
-                                label: Some(Some(format!("meter {n} r{round} k{k}"))),
-                                tags: None,
-                            },
-                        )
-                        .await;
-                        let at = Instant::now();
-                        written.fetch_add(events.len(), Ordering::Relaxed);
-                        let mut committed = committed.lock().unwrap();
-                        committed.extend(events.iter().map(|e| (LogCursor::after(e), at)));
-                    }
+        let writers = {
+            let (committed, written, writing) = (committed.clone(), written.clone(), writing.clone());
+            spawn_paced_relabels(
+                &store,
+                sims,
+                rate,
+                Duration::from_secs(seconds),
+                round,
+                move |events, at| {
+                    written.fetch_add(events.len(), Ordering::Relaxed);
+                    let mut committed = committed.lock().unwrap();
+                    committed.extend(events.iter().map(|e| (LogCursor::after(e), at)));
+                },
+                move || {
                     writing.fetch_sub(1, Ordering::Release);
-                })
-            })
-            .collect();
+                },
+            )
+        };
         for writer in writers {
             writer.await.unwrap();
         }
@@ -406,23 +338,17 @@ async fn main() {
         let lag_cleared_ms = caught_up.saturating_duration_since(writes_ended).as_secs_f64() * 1000.0;
         total_events += written.load(Ordering::Relaxed) as u64;
         let mut latencies = std::mem::take(&mut *latencies.lock().unwrap());
-        latencies.sort_by(f64::total_cmp);
+        let cells = latency_cells(&mut latencies, write_secs);
         paced_rows.push(format!(
-            "| {rate} | {writer_count} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {lag_cleared_ms:.0} |",
-            latencies.len(),
-            latencies.len() as f64 / write_secs,
-            quantile(&latencies, 0.50),
-            quantile(&latencies, 0.90),
-            quantile(&latencies, 0.99),
-            latencies.last().unwrap(),
+            "| {rate} | {writer_count} | {cells} | {lag_cleared_ms:.0} |"
         ));
     }
     wait_until("the last paced events", Duration::from_secs(60), || {
         applied.get() >= total_events
     })
     .await;
-    live.stop().await;
-    relay.stop().await;
+    live.stop(Duration::from_secs(15)).await;
+    relay.stop(Duration::from_secs(15)).await;
 
     // 3. Rebuild: the whole log replayed into fresh tables, then swapped in; the bulk load,
     //    then (the baseline of the same run) a transaction per batch as the live path applies.
@@ -453,7 +379,10 @@ async fn main() {
             );
         }
     }
-    println!("rebuild = live projection, row for row: {COMPARED_TABLES:?}\n");
+    println!(
+        "rebuild = live projection, row for row: {:?}\n",
+        compared_tables()
+    );
 
     println!(
         "| offered events/s | writers | events | achieved events/s | commit→checkpoint p50 ms | p90 ms | p99 ms | max ms | lag 0 after the load, ms |"

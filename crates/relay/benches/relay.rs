@@ -19,12 +19,14 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer};
 use chrono::Utc;
-use domain::SimCommand;
 use eventstore::{EventStore, StoredEvent};
 use futures::StreamExt;
 use relay::{Relay, RelayConfig, HEADER_POSITION};
 use sqlx::{Executor, PgPool};
-use testkit::bench::{env_or, fill, fleet_iccid, paced_writers, quantile, sim, wait_until, BenchDatabase};
+use testkit::bench::{
+    env_or, fill_and_report, latency_cells, nats_url, paced_rates, quantile, spawn_paced_relabels, stopped,
+    wait_until, Background, BenchDatabase,
+};
 use tokio::sync::watch;
 
 /// Concurrent writers while filling the log (each runs one command at a time).
@@ -80,13 +82,8 @@ fn published(registry: &prometheus::Registry) -> u64 {
 #[tokio::main]
 async fn main() {
     let sims: usize = env_or("BENCH_SIMS", 5000);
-    let rates: Vec<u64> = std::env::var("BENCH_RATES")
-        .unwrap_or_else(|_| "200,1000".into())
-        .split(',')
-        .filter_map(|r| r.trim().parse().ok())
-        .collect();
+    let rates = paced_rates("200,1000");
     let seconds: u64 = env_or("BENCH_SECONDS", 15);
-    let nats_url = std::env::var("BENCH_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let database = BenchDatabase::create("relay", 80).await;
     let pool = database.pool.clone();
@@ -107,20 +104,10 @@ async fn main() {
     // again on a connection of its own (a continuous-aggregate refresh, a compression job).
     let during = std::env::var("BENCH_DURING_SQL").ok();
 
-    let started = Instant::now();
-    fill(&store, sims, FILL_WRITERS, true).await;
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    let fill_secs = started.elapsed().as_secs_f64();
-    println!(
-        "fill: {stored} events ({sims} SIMs) through EventStore::execute, {FILL_WRITERS} writers, \
-         {fill_secs:.1} s ({:.0} events/s)\n",
-        stored as f64 / fill_secs
-    );
+    let (stored, _) = fill_and_report(&store, &pool, sims, FILL_WRITERS, true).await;
+    println!();
 
-    let nats = async_nats::connect(&nats_url).await.expect("NATS");
+    let nats = async_nats::connect(nats_url()).await.expect("NATS");
     let js = jetstream::new(nats.clone());
     let config = RelayConfig {
         stream: format!("BENCH_RELAY_{run_id}"),
@@ -171,15 +158,8 @@ async fn main() {
     };
 
     // 1. Backlog: every stored event waits in the log; the relay starts.
-    let (stop, mut shutdown) = watch::channel(false);
     let started = Instant::now();
-    let relay_task = tokio::spawn(async move {
-        relay
-            .run(async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let relay = Background::spawn(|shutdown| relay.run(stopped(shutdown)));
     let total = stored as u64;
     wait_until("the backlog's acknowledgements", Duration::from_secs(600), || {
         published(&registry) >= total
@@ -221,39 +201,22 @@ async fn main() {
         let (background_stop, background_stopped) = watch::channel(false);
         let background =
             during.map(|sql| tokio::spawn(background_job(pool.clone(), sql, background_stopped)));
-        let writer_count = paced_writers(rate);
-        let per_writer = Duration::from_secs_f64(writer_count as f64 / rate as f64);
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        let writers: Vec<_> = (0..writer_count)
-            .map(|w| {
-                let store = store.clone();
-                let committed = committed.clone();
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(per_writer);
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    let mut k = 0usize;
-                    while Instant::now() < deadline {
-                        tick.tick().await;
-                        // Writers take disjoint SIMs, so no two race for one aggregate.
-                        let n = (w + k * writer_count) % sims;
-                        k += 1;
-                        let id = fleet_iccid(n);
-                        let events = sim(
-                            &store,
-                            &id,
-                            SimCommand::UpdateDetails {
-                                label: Some(Some(format!("meter {n} r{label_round} k{k}"))),
-                                tags: None,
-                            },
-                        )
-                        .await;
-                        let at = Instant::now();
-                        let mut committed = committed.lock().unwrap();
-                        committed.extend(events.iter().map(|e| (e.position, at)));
-                    }
-                })
-            })
-            .collect();
+        let writers = {
+            let committed = committed.clone();
+            spawn_paced_relabels(
+                &store,
+                sims,
+                rate,
+                Duration::from_secs(seconds),
+                label_round,
+                move |events, at| {
+                    let mut committed = committed.lock().unwrap();
+                    committed.extend(events.iter().map(|e| (e.position, at)));
+                },
+                || {},
+            )
+        };
+        let writer_count = writers.len();
         let write_started = Instant::now();
         for writer in writers {
             writer.await.unwrap();
@@ -286,23 +249,16 @@ async fn main() {
             .iter()
             .map(|(p, _)| received[p].since_recorded_ms)
             .collect();
-        commit_ms.sort_by(f64::total_cmp);
+        let commit_cells = latency_cells(&mut commit_ms, write_secs);
         recorded_ms.sort_by(f64::total_cmp);
         println!(
-            "| {rate} | {writer_count} | {while_label} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            commit_ms.len(),
-            commit_ms.len() as f64 / write_secs,
-            quantile(&commit_ms, 0.50),
-            quantile(&commit_ms, 0.90),
-            quantile(&commit_ms, 0.99),
-            commit_ms.last().unwrap(),
+            "| {rate} | {writer_count} | {while_label} | {commit_cells} | {:.2} | {:.2} |",
             quantile(&recorded_ms, 0.50),
             quantile(&recorded_ms, 0.99),
         );
     }
 
-    let _ = stop.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(10), relay_task).await;
+    relay.stop(Duration::from_secs(10)).await;
     subscriber.abort();
     let _ = js.delete_stream(&config.stream).await;
     database.drop_database().await;

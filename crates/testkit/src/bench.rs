@@ -14,6 +14,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use domain::{Iccid, Imsi, ProviderStatus, Quota, QuotaCommand, QuotaKind, Sim, SimCommand};
 use eventstore::{CommandContext, EventMetadata, EventStore, Executed, StoredEvent};
 use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// The value of the environment variable `name`, parsed, or `default`.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -26,6 +28,20 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// The server benches run against: `BENCH_DATABASE_URL` (default: the local PostgreSQL).
 pub fn server_url() -> String {
     std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// The NATS server benches publish to: `BENCH_NATS_URL` (default: the local server).
+pub fn nats_url() -> String {
+    std::env::var("BENCH_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// The paced rates (events/s) of the latency runs: `BENCH_RATES`, comma-separated, or `default`.
+pub fn paced_rates(default: &str) -> Vec<u64> {
+    std::env::var("BENCH_RATES")
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .collect()
 }
 
 /// A fresh, migrated database of the run's own; [`BenchDatabase::drop_database`] at the end.
@@ -67,6 +83,31 @@ impl BenchDatabase {
             .execute(&mut admin)
             .await;
     }
+}
+
+/// The projectors' read-model tables and their bookkeeping (`projection_versions`,
+/// `projection_checkpoints`).
+pub const READ_MODEL_TABLES: [&str; 11] = [
+    "sims",
+    "sim_quotas",
+    "sms_messages",
+    "sim_status_history",
+    "sim_usage",
+    "sim_usage_hourly",
+    "sim_usage_daily",
+    "fleet_usage_hourly",
+    "fleet_usage_daily",
+    "projection_versions",
+    "projection_checkpoints",
+];
+
+/// Empties every read model and the bookkeeping ([`READ_MODEL_TABLES`]), as before the first
+/// event.
+pub async fn reset_read_models(pool: &PgPool) {
+    sqlx::query(&format!("TRUNCATE {}", READ_MODEL_TABLES.join(", ")))
+        .execute(pool)
+        .await
+        .unwrap();
 }
 
 /// The latencies of one timed run, printed as a markdown row:
@@ -277,4 +318,120 @@ pub async fn fill(store: &EventStore, sims: usize, writers: usize, usage: bool) 
     for task in tasks {
         task.await.unwrap();
     }
+}
+
+/// [`fill`]s the log with `writers` concurrent writers and prints how fast:
+/// `fill: … events (… SIMs) through EventStore::execute, …`. The events stored and the seconds
+/// it took.
+pub async fn fill_and_report(
+    store: &EventStore,
+    pool: &PgPool,
+    sims: usize,
+    writers: usize,
+    usage: bool,
+) -> (i64, f64) {
+    let started = Instant::now();
+    fill(store, sims, writers, usage).await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let fill_secs = started.elapsed().as_secs_f64();
+    println!(
+        "fill: {stored} events ({sims} SIMs) through EventStore::execute, {writers} writers, \
+         {fill_secs:.1} s ({:.0} events/s)",
+        stored as f64 / fill_secs
+    );
+    (stored, fill_secs)
+}
+
+/// A task of the bench's own (the relay, a projector, a replica) that runs until
+/// [`Background::stop`] sends `true` on its shutdown channel.
+pub struct Background {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Background {
+    /// Spawns `run(shutdown)`.
+    pub fn spawn<F, Fut>(run: F) -> Self
+    where
+        F: FnOnce(watch::Receiver<bool>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(run(shutdown));
+        Self { stop, task }
+    }
+
+    /// Asks it to stop and waits for its end, `limit` at the most.
+    pub async fn stop(self, limit: Duration) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(limit, self.task).await;
+    }
+}
+
+/// Resolves once `shutdown` turns `true` (a shutdown future for a [`Background`] task).
+pub async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// The paced load of the latency runs: `rate` label changes a second for `duration`, spread over
+/// [`paced_writers`] writers on a tick each. Writers take disjoint SIMs of the fleet `0..sims`,
+/// so no two race for one aggregate; labels carry the `round`. After each commit
+/// `committed(events, at)` gets the command's events and the instant it returned; `finished()`
+/// runs as each writer ends. The writers' tasks, one each.
+pub fn spawn_paced_relabels<C, D>(
+    store: &EventStore,
+    sims: usize,
+    rate: u64,
+    duration: Duration,
+    round: usize,
+    committed: C,
+    finished: D,
+) -> Vec<JoinHandle<()>>
+where
+    C: Fn(&[StoredEvent], Instant) + Send + Sync + 'static,
+    D: Fn() + Send + Sync + 'static,
+{
+    let writer_count = paced_writers(rate);
+    let per_writer = Duration::from_secs_f64(writer_count as f64 / rate as f64);
+    let deadline = Instant::now() + duration;
+    let (committed, finished) = (Arc::new(committed), Arc::new(finished));
+    (0..writer_count)
+        .map(|w| {
+            let store = store.clone();
+            let (committed, finished) = (committed.clone(), finished.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(per_writer);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut k = 0usize;
+                while Instant::now() < deadline {
+                    tick.tick().await;
+                    let n = (w + k * writer_count) % sims;
+                    k += 1;
+                    let id = fleet_iccid(n);
+                    let label = Some(Some(format!("meter {n} r{round} k{k}")));
+                    let events = sim(&store, &id, SimCommand::UpdateDetails { label, tags: None }).await;
+                    committed(&events, Instant::now());
+                }
+                finished();
+            })
+        })
+        .collect()
+}
+
+/// Sorts latencies (ms) measured over `seconds` of writing and formats the markdown cells
+/// `events | achieved events/s | p50 | p90 | p99 | max`.
+pub fn latency_cells(latencies: &mut [f64], seconds: f64) -> String {
+    latencies.sort_by(f64::total_cmp);
+    format!(
+        "{} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2}",
+        latencies.len(),
+        latencies.len() as f64 / seconds,
+        quantile(latencies, 0.50),
+        quantile(latencies, 0.90),
+        quantile(latencies, 0.99),
+        latencies.last().unwrap(),
+    )
 }

@@ -12,7 +12,7 @@ use crate::common::{snapshot, Env, PROJECTOR, REDIS_URL};
 use projectors::{rebuild, RebuildOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use reqwest::{Client, StatusCode};
+use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -61,7 +61,7 @@ async fn commands_reach_read_models_replay_rebuild_and_the_stream_exactly_once(p
     let apis = Apis::start(&pool, REDIS_URL, &env.redis_prefix, Duration::from_secs(120)).await;
     let (commands, queries, token) = (apis.commands, apis.queries, apis.token.clone());
     let client = Client::new();
-    let command = |method: reqwest::Method, path: String, body: Option<Value>| {
+    let command = |method: Method, path: String, body: Option<Value>| {
         let mut request = client
             .request(method, format!("http://{commands}/api/v1{path}"))
             .bearer_auth(&token);
@@ -72,7 +72,7 @@ async fn commands_reach_read_models_replay_rebuild_and_the_stream_exactly_once(p
     };
 
     // Each request: (method, path, body); answered with the position when accepted.
-    type Request = (reqwest::Method, String, Option<Value>);
+    type Request = (Method, String, Option<Value>);
     let send_all = |requests: Vec<Request>| {
         let command = &command;
         async move {
@@ -103,7 +103,7 @@ async fn commands_reach_read_models_replay_rebuild_and_the_stream_exactly_once(p
     let registrations: Vec<Request> = (0..SIMS)
         .map(|n| {
             let body = json!({"iccid": iccid(n), "imsi": "901405100000001", "label": format!("sim {n}")});
-            (reqwest::Method::POST, "/sims".to_owned(), Some(body))
+            (Method::POST, "/sims".to_owned(), Some(body))
         })
         .collect();
     let mut last_position = 0_i64;
@@ -115,36 +115,25 @@ async fn commands_reach_read_models_replay_rebuild_and_the_stream_exactly_once(p
     let mix: Vec<Request> = (0..COMMANDS)
         .map(|i| {
             let sim = iccid(rng.random_range(0..SIMS));
-            match rng.random_range(0..7) {
-                0 => (
-                    reqwest::Method::PATCH,
-                    format!("/sims/{sim}"),
-                    Some(json!({"label": format!("renamed {i}")})),
-                ),
-                1 => (
-                    reqwest::Method::PATCH,
-                    format!("/sims/{sim}"),
-                    Some(json!({"tags": [format!("t{}", i % 5)], "imei_lock": i % 2 == 0})),
-                ),
-                2 => (reqwest::Method::POST, format!("/sims/{sim}/activate"), None),
-                3 => (reqwest::Method::POST, format!("/sims/{sim}/topup"), None),
+            // (method, path after /sims/{sim}, body)
+            let (method, action, body) = match rng.random_range(0..7) {
+                0 => (Method::PATCH, "", Some(json!({"label": format!("renamed {i}")}))),
+                1 => {
+                    let body = json!({"tags": [format!("t{}", i % 5)], "imei_lock": i % 2 == 0});
+                    (Method::PATCH, "", Some(body))
+                }
+                2 => (Method::POST, "/activate", None),
+                3 => (Method::POST, "/topup", None),
                 4 => (
-                    reqwest::Method::POST,
-                    format!("/sims/{sim}/sms"),
+                    Method::POST,
+                    "/sms",
                     Some(json!({"payload": format!("hello {i}")})),
                 ),
-                5 => (
-                    reqwest::Method::POST,
-                    format!("/sims/{sim}/topup"),
-                    Some(json!({"quota": "sms"})),
-                ),
-                _ if i % 3 == 0 => (reqwest::Method::DELETE, format!("/sims/{sim}"), None),
-                _ => (
-                    reqwest::Method::PATCH,
-                    format!("/sims/{sim}"),
-                    Some(json!({"label": null})),
-                ),
-            }
+                5 => (Method::POST, "/topup", Some(json!({"quota": "sms"}))),
+                _ if i % 3 == 0 => (Method::DELETE, "", None),
+                _ => (Method::PATCH, "", Some(json!({"label": null}))),
+            };
+            (method, format!("/sims/{sim}{action}"), body)
         })
         .collect();
     let mut accepted = 0;
@@ -177,24 +166,14 @@ async fn commands_reach_read_models_replay_rebuild_and_the_stream_exactly_once(p
     // Every SIM: the projected row equals the replay of the event store.
     for n in 0..SIMS {
         let get = |path: String| {
-            client
+            let request = client
                 .get(format!("http://{queries}/api/v1{path}"))
                 .bearer_auth(&token)
-                .header("x-consistency-token", last_position.to_string())
-                .send()
+                .header("x-consistency-token", last_position.to_string());
+            async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
         };
-        let detail: Value = get(format!("/sims/{}", iccid(n)))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let state: Value = get(format!("/sims/{}/state", iccid(n)))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let detail = get(format!("/sims/{}", iccid(n))).await;
+        let state = get(format!("/sims/{}/state", iccid(n))).await;
         assert_eq!(
             detail,
             state,

@@ -37,18 +37,9 @@ async fn leader(processes: &[ProjectorsProcess; 2], within: Duration) -> usize {
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_standby_relay_takes_over_when_the_leader_is_killed(pool: PgPool) {
-    let env = FaultEnv::new(pool.clone(), "failover").await;
-    let _stream = SharedStream(env.stream.clone());
-    let js = connect_jetstream(NATS_URL).await;
+    let (env, _stream, js) = FaultEnv::on_shared_nats(pool.clone(), "failover").await;
     let spec = env.spec(NATS_URL);
-    let workload = Workload {
-        first_sim: 0,
-        sims: 30,
-        writers: 3,
-        commands: 900,
-        pause: Duration::from_millis(12),
-        seed: rand::random(),
-    };
+    let workload = Workload::new(30, 3, 900, Duration::from_millis(12));
 
     let scenario = async {
         let mut processes = [
@@ -94,17 +85,13 @@ async fn the_standby_relay_takes_over_when_the_leader_is_killed(pool: PgPool) {
         }
         writing.await.unwrap();
 
-        wait_for_relay(&js, &pool, &env.stream, Duration::from_secs(40)).await;
-        wait_for_projection(&js, &pool, &env.stream, Duration::from_secs(40)).await;
+        wait_for_pipeline(&js, &pool, &env.stream, Duration::from_secs(40)).await;
         for process in &mut processes {
-            process.assert_running();
-            process.kill();
+            process.kill_running();
         }
         assert_nothing_missing_nothing_twice(&js, &pool, &env.stream).await;
     };
-    tokio::time::timeout(Duration::from_secs(150), scenario)
-        .await
-        .expect("the test timed out");
+    within(Duration::from_secs(150), scenario).await;
 }
 
 /// The partitions each of two replicas holds (`projector_partitions_held`).
@@ -137,19 +124,10 @@ async fn wait_for_held(processes: &[&ProjectorsProcess], expected: &[f64], withi
 /// once the paused one's lock sessions end. Nothing is missing or applied twice.
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn partitions_are_shared_and_taken_over_when_a_replica_dies(pool: PgPool) {
-    let env = FaultEnv::new(pool.clone(), "partitions").await;
-    let _stream = SharedStream(env.stream.clone());
-    let js = connect_jetstream(NATS_URL).await;
+    let (env, _stream, js) = FaultEnv::on_shared_nats(pool.clone(), "partitions").await;
     let mut spec = env.spec(NATS_URL);
     spec.partitions = 4;
-    let workload = Workload {
-        first_sim: 0,
-        sims: 40,
-        writers: 3,
-        commands: 1200,
-        pause: Duration::from_millis(10),
-        seed: rand::random(),
-    };
+    let workload = Workload::new(40, 3, 1200, Duration::from_millis(10));
     let scenario = async {
         let mut first = ProjectorsProcess::start(&spec, env.logs.path(), "first").await;
         wait_for_held(&[&first], &[4.0], Duration::from_secs(10)).await;
@@ -173,15 +151,11 @@ async fn partitions_are_shared_and_taken_over_when_a_replica_dies(pool: PgPool) 
         writing.await.unwrap();
         third.resume();
 
-        wait_for_relay(&js, &pool, &env.stream, Duration::from_secs(40)).await;
-        wait_for_projection(&js, &pool, &env.stream, Duration::from_secs(40)).await;
-        second.assert_running();
-        second.kill();
+        wait_for_pipeline(&js, &pool, &env.stream, Duration::from_secs(40)).await;
+        second.kill_running();
         let mut third = third;
         third.kill();
         assert_nothing_missing_nothing_twice(&js, &pool, &env.stream).await;
     };
-    tokio::time::timeout(Duration::from_secs(170), scenario)
-        .await
-        .expect("the test timed out");
+    within(Duration::from_secs(170), scenario).await;
 }

@@ -16,17 +16,11 @@ use sqlx::PgPool;
 async fn kill_dash_nine_mid_stream_then_restart_loses_and_doubles_nothing(pool: PgPool) {
     let seed: u64 = rand::random();
     eprintln!("seed {seed}");
-    let env = FaultEnv::new(pool.clone(), "kill").await;
-    let _stream = SharedStream(env.stream.clone());
-    let js = connect_jetstream(NATS_URL).await;
+    let (env, _stream, js) = FaultEnv::on_shared_nats(pool.clone(), "kill").await;
     let spec = env.spec(NATS_URL);
     let workload = Workload {
-        first_sim: 0,
-        sims: 40,
-        writers: 4,
-        commands: 1200,
-        pause: Duration::from_millis(12),
         seed,
+        ..Workload::new(40, 4, 1200, Duration::from_millis(12))
     };
     let iccids = workload.iccids();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -63,8 +57,7 @@ async fn kill_dash_nine_mid_stream_then_restart_loses_and_doubles_nothing(pool: 
             let cut_at = rng.random_range(1..iccids.len() as i64 - 4);
             let killer = async {
                 kill_once_applied(&pool, &label, cut_at).await;
-                process.assert_running();
-                process.kill();
+                process.kill_running();
             };
             tokio::join!(burst, killer);
             kills += 1;
@@ -76,8 +69,7 @@ async fn kill_dash_nine_mid_stream_then_restart_loses_and_doubles_nothing(pool: 
         }
         let events = events_stored(&pool).await;
 
-        wait_for_relay(&js, &pool, &env.stream, Duration::from_secs(40)).await;
-        wait_for_projection(&js, &pool, &env.stream, Duration::from_secs(40)).await;
+        wait_for_pipeline(&js, &pool, &env.stream, Duration::from_secs(40)).await;
         process.assert_running();
         duplicates += process.metric("projector_duplicates_total").await.unwrap_or(0.0);
         let cached = assert_cache_agrees(&pool, &env.cache().await, &iccids).await;
@@ -92,9 +84,7 @@ async fn kill_dash_nine_mid_stream_then_restart_loses_and_doubles_nothing(pool: 
              skipped, {ahead} relay restarts found the stream ahead of its checkpoint"
         );
     };
-    tokio::time::timeout(Duration::from_secs(150), scenario)
-        .await
-        .expect("the test timed out");
+    within(Duration::from_secs(150), scenario).await;
 }
 
 /// Returns once the projector has applied `count` of the burst labelled `label`: the kill

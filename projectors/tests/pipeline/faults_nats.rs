@@ -12,25 +12,34 @@ use std::time::Duration;
 
 use crate::common::faults::*;
 use crate::common::processes::{count_in_logs, NatsServer, ProjectorsProcess, TempDir};
+use async_nats::jetstream;
 use sqlx::PgPool;
+
+/// The test's [`FaultEnv`] (`label`) and a directory for its private NATS server's store.
+async fn env_and_nats_store(pool: PgPool, label: &str) -> (FaultEnv, TempDir) {
+    let env = FaultEnv::new(pool, label).await;
+    (env, TempDir::new(&format!("projectors-{label}-store")))
+}
+
+/// A private NATS server with its store in `dir`, a JetStream context on it, and the
+/// projectors (started, ready) on it.
+async fn projectors_on_a_private_nats(
+    env: &FaultEnv,
+    dir: &TempDir,
+) -> (NatsServer, jetstream::Context, ProjectorsProcess) {
+    let nats = NatsServer::start(dir.path()).await;
+    let js = connect_jetstream(&nats.url()).await;
+    let process = ProjectorsProcess::start(&env.spec(&nats.url()), env.logs.path(), "run").await;
+    (nats, js, process)
+}
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn nats_killed_and_restarted_mid_stream_loses_and_doubles_nothing(pool: PgPool) {
-    let env = FaultEnv::new(pool.clone(), "nats-restart").await;
-    let nats_dir = TempDir::new("projectors-nats-restart-store");
-    let workload = Workload {
-        first_sim: 0,
-        sims: 30,
-        writers: 3,
-        commands: 900,
-        pause: Duration::from_millis(12),
-        seed: rand::random(),
-    };
+    let (env, nats_dir) = env_and_nats_store(pool.clone(), "nats-restart").await;
+    let workload = Workload::new(30, 3, 900, Duration::from_millis(12));
 
     let scenario = async {
-        let mut nats = NatsServer::start(nats_dir.path()).await;
-        let js = connect_jetstream(&nats.url()).await;
-        let mut process = ProjectorsProcess::start(&env.spec(&nats.url()), env.logs.path(), "run").await;
+        let (mut nats, js, mut process) = projectors_on_a_private_nats(&env, &nats_dir).await;
         let writing = tokio::spawn(workload.run(pool.clone()));
 
         for restart in 0..2 {
@@ -48,31 +57,19 @@ async fn nats_killed_and_restarted_mid_stream_loses_and_doubles_nothing(pool: Pg
         }
         writing.await.unwrap();
 
-        wait_for_relay(&js, &pool, &env.stream, Duration::from_secs(40)).await;
-        wait_for_projection(&js, &pool, &env.stream, Duration::from_secs(40)).await;
-        process.assert_running();
-        process.kill();
+        wait_for_pipeline(&js, &pool, &env.stream, Duration::from_secs(40)).await;
+        process.kill_running();
         assert_nothing_missing_nothing_twice(&js, &pool, &env.stream).await;
         let rewinds = count_in_logs(env.logs.path(), "stream holds less than was acknowledged");
         eprintln!("relay rewinds logged: {rewinds}");
     };
-    tokio::time::timeout(Duration::from_secs(150), scenario)
-        .await
-        .expect("the test timed out");
+    within(Duration::from_secs(150), scenario).await;
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_wiped_jetstream_store_is_republished_and_nothing_is_applied_twice(pool: PgPool) {
-    let env = FaultEnv::new(pool.clone(), "nats-wipe").await;
-    let nats_dir = TempDir::new("projectors-nats-wipe-store");
-    let first = Workload {
-        first_sim: 0,
-        sims: 30,
-        writers: 3,
-        commands: 450,
-        pause: Duration::from_millis(5),
-        seed: rand::random(),
-    };
+    let (env, nats_dir) = env_and_nats_store(pool.clone(), "nats-wipe").await;
+    let first = Workload::new(30, 3, 450, Duration::from_millis(5));
     // After the wipe: new SIMs, so their registrations are accepted.
     let second = Workload {
         first_sim: first.sims,
@@ -82,12 +79,9 @@ async fn a_wiped_jetstream_store_is_republished_and_nothing_is_applied_twice(poo
     };
 
     let scenario = async {
-        let mut nats = NatsServer::start(nats_dir.path()).await;
-        let js = connect_jetstream(&nats.url()).await;
-        let process = ProjectorsProcess::start(&env.spec(&nats.url()), env.logs.path(), "run").await;
+        let (mut nats, js, process) = projectors_on_a_private_nats(&env, &nats_dir).await;
         first.run(pool.clone()).await;
-        wait_for_relay(&js, &pool, &env.stream, Duration::from_secs(40)).await;
-        wait_for_projection(&js, &pool, &env.stream, Duration::from_secs(40)).await;
+        wait_for_pipeline(&js, &pool, &env.stream, Duration::from_secs(40)).await;
         let published_before = events_stored(&pool).await as f64;
         let duplicates_before = process.metric("projector_duplicates_total").await.unwrap();
 
@@ -97,8 +91,7 @@ async fn a_wiped_jetstream_store_is_republished_and_nothing_is_applied_twice(poo
         nats.restart().await;
         // Commands keep coming while the relay republishes.
         second.run(pool.clone()).await;
-        wait_for_relay(&js, &pool, &env.stream, Duration::from_secs(40)).await;
-        wait_for_projection(&js, &pool, &env.stream, Duration::from_secs(40)).await;
+        wait_for_pipeline(&js, &pool, &env.stream, Duration::from_secs(40)).await;
         let rewinds = process.metric("relay_rewinds_total").await.unwrap();
         assert!(rewinds >= 1.0, "the relay should count the rewind ({rewinds})");
         // Every event published before the wipe came again and was skipped, not applied.
@@ -108,11 +101,8 @@ async fn a_wiped_jetstream_store_is_republished_and_nothing_is_applied_twice(poo
             "{duplicates} duplicates skipped after republishing {published_before} events"
         );
         let mut process = process;
-        process.assert_running();
-        process.kill();
+        process.kill_running();
         assert_nothing_missing_nothing_twice(&js, &pool, &env.stream).await;
     };
-    tokio::time::timeout(Duration::from_secs(150), scenario)
-        .await
-        .expect("the test timed out");
+    within(Duration::from_secs(150), scenario).await;
 }

@@ -17,7 +17,7 @@ use crate::common::postgres::PostgresServer;
 use crate::common::processes::{
     count_in_logs, nats_password, run_projectors_command, NatsServer, ProjectorsProcess, TempDir,
 };
-use crate::common::{global_log, NATS_URL, PROJECTOR};
+use crate::common::{global_log, insert_registration_copy, NATS_URL, PROJECTOR};
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use sqlx::PgPool;
@@ -39,11 +39,7 @@ where
 fn workload(first_sim: usize, sims: usize, commands: usize) -> Workload {
     Workload {
         first_sim,
-        sims,
-        writers: 3,
-        commands,
-        pause: Duration::ZERO,
-        seed: rand::random(),
+        ..Workload::new(sims, 3, commands, Duration::ZERO)
     }
 }
 
@@ -78,8 +74,7 @@ async fn nats_users_may_do_only_what_their_role_needs(pool: PgPool) {
         workload(0, 10, 60).run(pool.clone()).await;
         // Watching needs no more than a downstream reader may do.
         let admin = jetstream::new(connect_as(&nats, "downstream").await);
-        wait_for_relay(&admin, &pool, "SIM_EVENTS", Duration::from_secs(30)).await;
-        wait_for_projection(&admin, &pool, "SIM_EVENTS", Duration::from_secs(30)).await;
+        wait_for_pipeline(&admin, &pool, "SIM_EVENTS", Duration::from_secs(30)).await;
         let stored = events_stored(&pool).await as u64;
 
         // Nobody but the relay publishes events.
@@ -204,16 +199,12 @@ async fn nats_users_may_do_only_what_their_role_needs(pool: PgPool) {
 
         // The platform still works end to end as its own users.
         workload(10, 5, 30).run(pool.clone()).await;
-        wait_for_relay(&admin, &pool, "SIM_EVENTS", Duration::from_secs(30)).await;
-        wait_for_projection(&admin, &pool, "SIM_EVENTS", Duration::from_secs(30)).await;
-        process.assert_running();
-        process.kill();
+        wait_for_pipeline(&admin, &pool, "SIM_EVENTS", Duration::from_secs(30)).await;
+        process.kill_running();
         assert_stream_exactly_once(&admin, &pool, "SIM_EVENTS").await;
         assert_sims_equal_replay(&pool).await;
     };
-    tokio::time::timeout(Duration::from_secs(120), scenario)
-        .await
-        .expect("the test timed out");
+    within(Duration::from_secs(120), scenario).await;
 }
 
 /// `/ready` 503 carrying the relay's reason, and `relay_stream_mismatch` 1.
@@ -225,16 +216,13 @@ async fn refuses_the_stream(process: &ProjectorsProcess) -> Option<String> {
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_forged_tail_stops_the_relay_loudly_until_reset_stream(pool: PgPool) {
-    let env = FaultEnv::new(pool.clone(), "forged-tail").await;
-    let _stream = SharedStream(env.stream.clone());
-    let js = connect_jetstream(NATS_URL).await;
+    let (env, _stream, js) = FaultEnv::on_shared_nats(pool.clone(), "forged-tail").await;
     let spec = env.spec(NATS_URL);
 
     let scenario = async {
         let mut process = ProjectorsProcess::start(&spec, env.logs.path(), "run").await;
         workload(0, 10, 100).run(pool.clone()).await;
-        wait_for_relay(&js, &pool, &env.stream, Duration::from_secs(30)).await;
-        wait_for_projection(&js, &pool, &env.stream, Duration::from_secs(30)).await;
+        wait_for_pipeline(&js, &pool, &env.stream, Duration::from_secs(30)).await;
 
         // The stream's last message again, its body edited (a label nobody set).
         let mut stream = js.get_stream(&env.stream).await.unwrap();
@@ -286,8 +274,7 @@ async fn a_forged_tail_stops_the_relay_loudly_until_reset_stream(pool: PgPool) {
         assert_eq!(code, 1, "verify reports the mismatch: {output}");
         let (code, output) = run_projectors_command(&spec, &["relay", "reset-stream", "--yes"]);
         assert_eq!(code, 0, "reset-stream: {output}");
-        wait_for_relay(&js, &pool, &env.stream, Duration::from_secs(30)).await;
-        wait_for_projection(&js, &pool, &env.stream, Duration::from_secs(30)).await;
+        wait_for_pipeline(&js, &pool, &env.stream, Duration::from_secs(30)).await;
         eventually(Duration::from_secs(10), "/ready did not turn green", || async {
             process.ready().await.is_some_and(|(status, _)| status == 200)
         })
@@ -302,20 +289,15 @@ async fn a_forged_tail_stops_the_relay_loudly_until_reset_stream(pool: PgPool) {
                 .unwrap_or(0.0)
                 >= 1.0
         );
-        process.assert_running();
-        process.kill();
+        process.kill_running();
         assert_nothing_missing_nothing_twice(&js, &pool, &env.stream).await;
     };
-    tokio::time::timeout(Duration::from_secs(150), scenario)
-        .await
-        .expect("the test timed out");
+    within(Duration::from_secs(150), scenario).await;
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_stream_filled_from_another_database_is_refused(pool: PgPool) {
-    let env = FaultEnv::new(pool.clone(), "other-database").await;
-    let _stream = SharedStream(env.stream.clone());
-    let js = connect_jetstream(NATS_URL).await;
+    let (env, _stream, js) = FaultEnv::on_shared_nats(pool.clone(), "other-database").await;
     let other = OtherDatabase::create(&pool).await;
 
     let scenario = async {
@@ -341,8 +323,7 @@ async fn a_stream_filled_from_another_database_is_refused(pool: PgPool) {
 
         // The first platform goes on; the second applies nothing of the first's events.
         workload(10, 5, 30).run(pool.clone()).await;
-        wait_for_relay(&js, &pool, &env.stream, Duration::from_secs(30)).await;
-        wait_for_projection(&js, &pool, &env.stream, Duration::from_secs(30)).await;
+        wait_for_pipeline(&js, &pool, &env.stream, Duration::from_secs(30)).await;
         let foreign: i64 = sqlx::query_scalar("SELECT count(*) FROM sims WHERE iccid = ANY($1)")
             .bind(workload(0, 15, 0).iccids())
             .fetch_one(&other.pool)
@@ -370,17 +351,13 @@ async fn a_stream_filled_from_another_database_is_refused(pool: PgPool) {
         assert_stream_exactly_once(&js, &pool, &env.stream).await;
         assert_sims_equal_replay(&pool).await;
     };
-    tokio::time::timeout(Duration::from_secs(150), scenario)
-        .await
-        .expect("the test timed out");
+    within(Duration::from_secs(150), scenario).await;
     other.drop_database().await;
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn an_undecodable_event_is_parked_while_1000_later_commands_reach_the_read_models(pool: PgPool) {
-    let env = FaultEnv::new(pool.clone(), "parked").await;
-    let _stream = SharedStream(env.stream.clone());
-    let js = connect_jetstream(NATS_URL).await;
+    let (env, _stream, js) = FaultEnv::on_shared_nats(pool.clone(), "parked").await;
 
     let scenario = async {
         let mut process = ProjectorsProcess::start(&env.spec(NATS_URL), env.logs.path(), "run").await;
@@ -398,8 +375,7 @@ async fn an_undecodable_event_is_parked_while_1000_later_commands_reach_the_read
         .await;
         let later = workload(1, 40, 1000);
         later.clone().run(pool.clone()).await;
-        wait_for_relay(&js, &pool, &env.stream, Duration::from_secs(60)).await;
-        wait_for_projection(&js, &pool, &env.stream, Duration::from_secs(60)).await;
+        wait_for_pipeline(&js, &pool, &env.stream, Duration::from_secs(60)).await;
 
         assert_eq!(process.metric("projector_parked_events").await, Some(1.0));
         let parked: Vec<(String, String)> =
@@ -419,13 +395,10 @@ async fn an_undecodable_event_is_parked_while_1000_later_commands_reach_the_read
                 "{iccid}"
             );
         }
-        process.assert_running();
-        process.kill();
+        process.kill_running();
         assert_stream_exactly_once(&js, &pool, &env.stream).await;
     };
-    tokio::time::timeout(Duration::from_secs(180), scenario)
-        .await
-        .expect("the test timed out");
+    within(Duration::from_secs(180), scenario).await;
 }
 
 /// The documented bound for a standby to lead after the leader stops answering
@@ -434,9 +407,7 @@ const TAKEOVER_BOUND: Duration = Duration::from_secs(30);
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_paused_relay_leader_is_replaced_and_publishes_nothing_when_it_resumes(pool: PgPool) {
-    let env = FaultEnv::new(pool.clone(), "paused-leader").await;
-    let _stream = SharedStream(env.stream.clone());
-    let js = connect_jetstream(NATS_URL).await;
+    let (env, _stream, js) = FaultEnv::on_shared_nats(pool.clone(), "paused-leader").await;
     let spec = env.spec(NATS_URL);
 
     let scenario = async {
@@ -491,30 +462,24 @@ async fn a_paused_relay_leader_is_replaced_and_publishes_nothing_when_it_resumes
             "the resumed relay gave no sign of stepping down:\n{log}"
         );
         writing.await.unwrap();
-        wait_for_relay(&js, &pool, &env.stream, Duration::from_secs(40)).await;
-        wait_for_projection(&js, &pool, &env.stream, Duration::from_secs(40)).await;
+        wait_for_pipeline(&js, &pool, &env.stream, Duration::from_secs(40)).await;
         leader.assert_running();
         standby.assert_running();
         leader.kill();
         standby.kill();
         assert_nothing_missing_nothing_twice(&js, &pool, &env.stream).await;
     };
-    tokio::time::timeout(Duration::from_secs(180), scenario)
-        .await
-        .expect("the test timed out");
+    within(Duration::from_secs(180), scenario).await;
 }
 
 /// On a private server (transaction ids are cluster-wide: on the shared one, a transaction
 /// held for a minute would stall every other test's relay).
 #[tokio::test]
 async fn a_transaction_held_open_makes_the_lag_grow_and_everything_arrives_in_order() {
-    let dir = TempDir::new("projectors-long-transaction");
-    let postgres = PostgresServer::start(dir.path()).await;
-    let url = postgres.create_database("longtx").await;
+    let (_dir, _postgres, url) =
+        PostgresServer::start_with_database("projectors-long-transaction", "longtx").await;
     let pool = PgPool::connect(&url).await.unwrap();
-    let env = FaultEnv::new(pool.clone(), "long-transaction").await;
-    let _stream = SharedStream(env.stream.clone());
-    let js = connect_jetstream(NATS_URL).await;
+    let (env, _stream, js) = FaultEnv::on_shared_nats(pool.clone(), "long-transaction").await;
 
     let scenario = async {
         let mut process = ProjectorsProcess::start(&env.spec(NATS_URL), env.logs.path(), "run").await;
@@ -528,21 +493,8 @@ async fn a_transaction_held_open_makes_the_lag_grow_and_everything_arrives_in_or
             .into_iter()
             .find(|e| e.event_type == "SimRegistered")
             .unwrap();
-        let held_sim = "8988303000999999999";
-        let mut payload = template.payload.clone();
-        payload["iccid"] = serde_json::json!(held_sim);
         let mut held = pool.begin().await.unwrap();
-        sqlx::query(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, iccid) \
-             VALUES ('sim', $1, 1, 'SimRegistered', $2, $3, $4, $1)",
-        )
-        .bind(held_sim)
-        .bind(&template.event_version)
-        .bind(&payload)
-        .bind(&template.metadata)
-        .execute(&mut *held)
-        .await
-        .unwrap();
+        insert_registration_copy(&mut *held, &template, "8988303000999999999").await;
         let opened = Instant::now();
         let writing = tokio::spawn(
             Workload {
@@ -589,21 +541,17 @@ async fn a_transaction_held_open_makes_the_lag_grow_and_everything_arrives_in_or
             }
         }
 
-        wait_for_relay(&js, &pool, &env.stream, Duration::from_secs(30)).await;
-        wait_for_projection(&js, &pool, &env.stream, Duration::from_secs(30)).await;
+        wait_for_pipeline(&js, &pool, &env.stream, Duration::from_secs(30)).await;
         eventually(Duration::from_secs(5), "the lag did not fall back", || async {
             process.metric("relay_lag_seconds").await == Some(0.0)
                 && process.metric("projection_lag_seconds").await == Some(0.0)
         })
         .await;
-        process.assert_running();
-        process.kill();
+        process.kill_running();
         // In order: the held transaction's event comes before everything committed after it.
         assert_nothing_missing_nothing_twice(&js, &pool, &env.stream).await;
     };
-    tokio::time::timeout(Duration::from_secs(200), scenario)
-        .await
-        .expect("the test timed out");
+    within(Duration::from_secs(200), scenario).await;
 }
 
 /// Transaction ids are ordered as numbers, never as text: on a fresh server they pass 999 →
@@ -611,9 +559,7 @@ async fn a_transaction_held_open_makes_the_lag_grow_and_everything_arrives_in_or
 /// small batches across such a step loses nothing and keeps the order.
 #[tokio::test]
 async fn the_global_log_orders_transaction_ids_as_numbers_across_a_new_digit() {
-    let dir = TempDir::new("projectors-xid-digits");
-    let postgres = PostgresServer::start(dir.path()).await;
-    let url = postgres.create_database("digits").await;
+    let (_dir, _postgres, url) = PostgresServer::start_with_database("projectors-xid-digits", "digits").await;
     let pool = PgPool::connect(&url).await.unwrap();
     let current = || async {
         let xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
@@ -799,19 +745,33 @@ async fn assert_acknowledged_once(pool: &PgPool, history: &[Attempts]) {
     assert_eq!(holes, 0, "aggregates with holes in their sequences");
 }
 
+/// Starts `postgres` again after `fault`, then waits until `ready` holds: 15 s at the most.
+async fn boot_then_wait_ready<F, Fut>(postgres: &mut PostgresServer, fault: &str, ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    postgres.boot().await;
+    let back = Instant::now();
+    eventually(
+        Duration::from_secs(15),
+        &format!("not ready within 15 s of {fault}"),
+        ready,
+    )
+    .await;
+    eprintln!("ready {:?} after {fault}", back.elapsed());
+}
+
 /// Postgres stopped `-m immediate` and started again, then its postmaster killed and started
 /// again, each time down for 6 s, during a keyed workload: the
 /// APIs answer 2xx or 503, never 500; every acknowledged command is stored exactly once; every
 /// `/ready` is green again within 15 s of Postgres being back; the pipeline ends consistent.
 #[tokio::test]
 async fn postgres_restarts_answer_503_never_500_and_lose_no_acknowledged_command() {
-    let dir = TempDir::new("projectors-postgres-restart");
-    let mut postgres = PostgresServer::start(dir.path()).await;
-    let url = postgres.create_database("restarts").await;
+    let (_dir, mut postgres, url) =
+        PostgresServer::start_with_database("projectors-postgres-restart", "restarts").await;
     let pool = platform::db::connect(&url, 10).await.unwrap();
-    let env = FaultEnv::new(pool.clone(), "postgres-restart").await;
-    let _stream = SharedStream(env.stream.clone());
-    let js = connect_jetstream(NATS_URL).await;
+    let (env, _stream, js) = FaultEnv::on_shared_nats(pool.clone(), "postgres-restart").await;
 
     let scenario = async {
         let mut process = ProjectorsProcess::start(&env.spec(NATS_URL), env.logs.path(), "run").await;
@@ -859,42 +819,22 @@ async fn postgres_restarts_answer_503_never_500_and_lose_no_acknowledged_command
             assert_eq!(body["error"]["code"], "DATABASE_UNAVAILABLE", "{url}: {body}");
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-        postgres.boot().await;
-        let back = Instant::now();
-        eventually(
-            Duration::from_secs(15),
-            "not ready within 15 s of an immediate restart",
-            all_ready,
-        )
-        .await;
-        eprintln!("ready {:?} after the immediate restart", back.elapsed());
+        boot_then_wait_ready(&mut postgres, "an immediate restart", all_ready).await;
 
         tokio::time::sleep(Duration::from_millis(1500)).await;
         postgres.kill_postmaster();
         tokio::time::sleep(Duration::from_secs(6)).await;
-        postgres.boot().await;
-        let back = Instant::now();
-        eventually(
-            Duration::from_secs(15),
-            "not ready within 15 s of a postmaster crash",
-            all_ready,
-        )
-        .await;
-        eprintln!("ready {:?} after the postmaster crash", back.elapsed());
+        boot_then_wait_ready(&mut postgres, "a postmaster crash", all_ready).await;
 
         let history = workload.await.unwrap();
         assert_acknowledged_once(&pool, &history).await;
-        wait_for_relay(&js, &pool, &env.stream, Duration::from_secs(40)).await;
-        wait_for_projection(&js, &pool, &env.stream, Duration::from_secs(40)).await;
-        process.assert_running();
-        process.kill();
+        wait_for_pipeline(&js, &pool, &env.stream, Duration::from_secs(40)).await;
+        process.kill_running();
         assert_stream_exactly_once(&js, &pool, &env.stream).await;
         assert_sims_equal_replay(&pool).await;
         assert_rebuild_equals_live(&pool).await;
     };
-    tokio::time::timeout(Duration::from_secs(240), scenario)
-        .await
-        .expect("the test timed out");
+    within(Duration::from_secs(240), scenario).await;
 }
 
 /// The connector's liveness lock (its instance id, held for the process's life so that other
@@ -902,9 +842,8 @@ async fn postgres_restarts_answer_503_never_500_and_lose_no_acknowledged_command
 /// connection of its own, which is pinged and made again, and the lock taken back.
 #[tokio::test]
 async fn the_connectors_liveness_lock_is_taken_again_after_postgres_restarts() {
-    let dir = TempDir::new("projectors-connector-lock");
-    let mut postgres = PostgresServer::start(dir.path()).await;
-    let url = postgres.create_database("connector").await;
+    let (_dir, mut postgres, url) =
+        PostgresServer::start_with_database("projectors-connector-lock", "connector").await;
     let pool = platform::db::connect(&url, 5).await.unwrap();
     let instance = sync_connector::Instance::start(&pool).await.unwrap();
     let id = instance.id;

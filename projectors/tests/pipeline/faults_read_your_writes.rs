@@ -3,11 +3,13 @@
 //! the label just written and at least the command's version — from several clients at once,
 //! with other commands arriving meanwhile.
 
+use std::future::Future;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::common::apis::Apis;
 use crate::common::faults::*;
-use crate::common::processes::ProjectorsProcess;
+use crate::common::processes::{ProjectorsProcess, ProjectorsSpec};
 use crate::common::{NATS_URL, REDIS_URL};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -70,33 +72,52 @@ async fn register_clients(apis: &Apis) {
 
 /// Other SIMs' commands meanwhile, so the projector is never only waiting for the clients.
 fn noise() -> Workload {
-    Workload {
-        first_sim: 0,
-        sims: 10,
-        writers: 2,
-        commands: 400,
-        pause: Duration::from_millis(15),
-        seed: rand::random(),
-    }
+    Workload::new(10, 2, 400, Duration::from_millis(15))
+}
+
+/// The APIs on the test's database, caching under its Redis prefix, waiting 20 s at most for
+/// a consistency token.
+async fn apis(pool: &PgPool, env: &FaultEnv) -> Apis {
+    Apis::start(pool, REDIS_URL, &env.redis_prefix, Duration::from_secs(20)).await
+}
+
+/// The clients registered and the noise started: `renames`, then the noise to its end.
+async fn with_noise(apis: &Apis, pool: &PgPool, renames: impl Future<Output = ()>) {
+    register_clients(apis).await;
+    let noise = tokio::spawn(noise().run(pool.clone()));
+    renames.await;
+    noise.await.unwrap();
+}
+
+/// The clients' renames while `process` is killed twice, 1.5 s apart, and started again each
+/// time (as `{label}-1`, `{label}-2`).
+async fn renames_while_killed_twice(
+    apis: &Apis,
+    spec: &ProjectorsSpec,
+    logs: &Path,
+    process: &mut ProjectorsProcess,
+    label: &str,
+) {
+    let killer = async {
+        for kill in 1..=2 {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            process.kill();
+            *process = ProjectorsProcess::start(spec, logs, &format!("{label}-{kill}")).await;
+        }
+    };
+    tokio::join!(renames_read_back_with_their_tokens(apis), killer);
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn every_command_is_seen_by_the_query_carrying_its_token(pool: PgPool) {
-    let env = FaultEnv::new(pool.clone(), "read-your-writes").await;
-    let _stream = SharedStream(env.stream.clone());
+    let (env, _stream) = FaultEnv::with_shared_stream(pool.clone(), "read-your-writes").await;
     let scenario = async {
-        let apis = Apis::start(&pool, REDIS_URL, &env.redis_prefix, Duration::from_secs(20)).await;
+        let apis = apis(&pool, &env).await;
         let mut process = ProjectorsProcess::start(&env.spec(NATS_URL), env.logs.path(), "run").await;
-        register_clients(&apis).await;
-        let noise = tokio::spawn(noise().run(pool.clone()));
-        renames_read_back_with_their_tokens(&apis).await;
-        noise.await.unwrap();
-        process.assert_running();
-        process.kill();
+        with_noise(&apis, &pool, renames_read_back_with_their_tokens(&apis)).await;
+        process.kill_running();
     };
-    tokio::time::timeout(Duration::from_secs(120), scenario)
-        .await
-        .expect("the test timed out");
+    within(Duration::from_secs(120), scenario).await;
 }
 
 /// A projector killed mid-loop: the messages the dead process had been delivered come back
@@ -105,29 +126,16 @@ async fn every_command_is_seen_by_the_query_carrying_its_token(pool: PgPool) {
 /// counts as reached before its event is applied.
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn tokens_hold_across_a_projector_killed_mid_loop(pool: PgPool) {
-    let env = FaultEnv::new(pool.clone(), "read-your-writes-kill").await;
-    let _stream = SharedStream(env.stream.clone());
+    let (env, _stream) = FaultEnv::with_shared_stream(pool.clone(), "read-your-writes-kill").await;
     let spec = env.spec(NATS_URL);
     let scenario = async {
-        let apis = Apis::start(&pool, REDIS_URL, &env.redis_prefix, Duration::from_secs(20)).await;
+        let apis = apis(&pool, &env).await;
         let mut process = ProjectorsProcess::start(&spec, env.logs.path(), "run-0").await;
-        register_clients(&apis).await;
-        let noise = tokio::spawn(noise().run(pool.clone()));
-        let killer = async {
-            for kill in 1..=2 {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                process.kill();
-                process = ProjectorsProcess::start(&spec, env.logs.path(), &format!("run-{kill}")).await;
-            }
-        };
-        tokio::join!(renames_read_back_with_their_tokens(&apis), killer);
-        noise.await.unwrap();
-        process.assert_running();
-        process.kill();
+        let renames = renames_while_killed_twice(&apis, &spec, env.logs.path(), &mut process, "run");
+        with_noise(&apis, &pool, renames).await;
+        process.kill_running();
     };
-    tokio::time::timeout(Duration::from_secs(120), scenario)
-        .await
-        .expect("the test timed out");
+    within(Duration::from_secs(120), scenario).await;
 }
 
 /// Partitions moving between replicas: two `projectors` processes share 4 partitions; one is
@@ -135,25 +143,15 @@ async fn tokens_hold_across_a_projector_killed_mid_loop(pool: PgPool) {
 /// again. Every token still waits for exactly the events before it: each read sees its write.
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn tokens_hold_across_partition_moves(pool: PgPool) {
-    let env = FaultEnv::new(pool.clone(), "read-your-writes-partitions").await;
-    let _stream = SharedStream(env.stream.clone());
+    let (env, _stream) = FaultEnv::with_shared_stream(pool.clone(), "read-your-writes-partitions").await;
     let mut spec = env.spec(NATS_URL);
     spec.partitions = 4;
     let scenario = async {
-        let apis = Apis::start(&pool, REDIS_URL, &env.redis_prefix, Duration::from_secs(20)).await;
+        let apis = apis(&pool, &env).await;
         let steady = ProjectorsProcess::start(&spec, env.logs.path(), "steady").await;
         let mut moving = ProjectorsProcess::start(&spec, env.logs.path(), "moving-0").await;
-        register_clients(&apis).await;
-        let noise = tokio::spawn(noise().run(pool.clone()));
-        let killer = async {
-            for kill in 1..=2 {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                moving.kill();
-                moving = ProjectorsProcess::start(&spec, env.logs.path(), &format!("moving-{kill}")).await;
-            }
-        };
-        tokio::join!(renames_read_back_with_their_tokens(&apis), killer);
-        noise.await.unwrap();
+        let renames = renames_while_killed_twice(&apis, &spec, env.logs.path(), &mut moving, "moving");
+        with_noise(&apis, &pool, renames).await;
         // Settled: two each.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
@@ -171,11 +169,8 @@ async fn tokens_hold_across_partition_moves(pool: PgPool) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let mut steady = steady;
-        steady.assert_running();
-        steady.kill();
+        steady.kill_running();
         moving.kill();
     };
-    tokio::time::timeout(Duration::from_secs(150), scenario)
-        .await
-        .expect("the test timed out");
+    within(Duration::from_secs(150), scenario).await;
 }

@@ -65,17 +65,8 @@ async fn assert_reads_equal_postgres(apis: &Apis, pool: &PgPool, iccids: &[Strin
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn flushing_the_cache_mid_stream_leaves_every_read_correct(pool: PgPool) {
-    let env = FaultEnv::new(pool.clone(), "redis-flush").await;
-    let _stream = SharedStream(env.stream.clone());
-    let js = connect_jetstream(NATS_URL).await;
-    let workload = Workload {
-        first_sim: 0,
-        sims: 30,
-        writers: 3,
-        commands: 600,
-        pause: Duration::from_millis(10),
-        seed: rand::random(),
-    };
+    let (env, _stream, js) = FaultEnv::on_shared_nats(pool.clone(), "redis-flush").await;
+    let workload = Workload::new(30, 3, 600, Duration::from_millis(10));
     let iccids = workload.iccids();
 
     let scenario = async {
@@ -103,8 +94,7 @@ async fn flushing_the_cache_mid_stream_leaves_every_read_correct(pool: PgPool) {
         }
         writing.await.unwrap();
         assert!(flushed > 0, "the flushes should have removed cached entries");
-        wait_for_relay(&js, &pool, &env.stream, Duration::from_secs(40)).await;
-        wait_for_projection(&js, &pool, &env.stream, Duration::from_secs(40)).await;
+        wait_for_pipeline(&js, &pool, &env.stream, Duration::from_secs(40)).await;
 
         // Settled: what Redis still holds is current, and every read is right.
         assert_cache_agrees(&pool, &env.cache().await, &iccids).await;
@@ -113,29 +103,17 @@ async fn flushing_the_cache_mid_stream_leaves_every_read_correct(pool: PgPool) {
         flush_prefix(&mut redis, &env.redis_prefix).await;
         assert_reads_equal_postgres(&apis, &pool, &iccids).await;
 
-        process.assert_running();
-        process.kill();
+        process.kill_running();
         assert_each_event_applied_once(&pool).await;
         eprintln!("{flushes} flushes removed {flushed} keys");
     };
-    tokio::time::timeout(Duration::from_secs(150), scenario)
-        .await
-        .expect("the test timed out");
+    within(Duration::from_secs(150), scenario).await;
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn with_redis_down_everything_is_applied_and_reads_answer_from_postgres(pool: PgPool) {
-    let env = FaultEnv::new(pool.clone(), "redis-down").await;
-    let _stream = SharedStream(env.stream.clone());
-    let js = connect_jetstream(NATS_URL).await;
-    let workload = Workload {
-        first_sim: 0,
-        sims: 20,
-        writers: 2,
-        commands: 300,
-        pause: Duration::ZERO,
-        seed: rand::random(),
-    };
+    let (env, _stream, js) = FaultEnv::on_shared_nats(pool.clone(), "redis-down").await;
+    let workload = Workload::new(20, 2, 300, Duration::ZERO);
     let iccids = workload.iccids();
     // A port nothing listens on: connections are refused at once.
     let down = format!("redis://127.0.0.1:{}", free_port());
@@ -146,8 +124,7 @@ async fn with_redis_down_everything_is_applied_and_reads_answer_from_postgres(po
         spec.redis_url = down.clone();
         let mut process = ProjectorsProcess::start(&spec, env.logs.path(), "run").await;
         workload.run(pool.clone()).await;
-        wait_for_relay(&js, &pool, &env.stream, Duration::from_secs(40)).await;
-        wait_for_projection(&js, &pool, &env.stream, Duration::from_secs(40)).await;
+        wait_for_pipeline(&js, &pool, &env.stream, Duration::from_secs(40)).await;
 
         assert_reads_equal_postgres(&apis, &pool, &iccids).await;
         // With a consistency token too (the last event's position).
@@ -159,12 +136,9 @@ async fn with_redis_down_everything_is_applied_and_reads_answer_from_postgres(po
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["sims_total"], Value::from(iccids.len()));
 
-        process.assert_running();
-        process.kill();
+        process.kill_running();
         assert_each_event_applied_once(&pool).await;
         assert_sims_equal_replay(&pool).await;
     };
-    tokio::time::timeout(Duration::from_secs(120), scenario)
-        .await
-        .expect("the test timed out");
+    within(Duration::from_secs(120), scenario).await;
 }

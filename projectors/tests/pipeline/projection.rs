@@ -1,11 +1,30 @@
 //! The live projector against real Postgres, NATS JetStream and Redis.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::common::*;
 use chrono::{DateTime, Utc};
 use readmodel::{load_sim, sim_view_as_of, Cache, CacheConfig, FleetSummary};
 use sqlx::PgPool;
+
+/// The [`projected_scenario`]'s read models (without the stream sequence: the reference a
+/// second run must reach), then [`Env::start_over`].
+async fn reference_then_start_over(
+    pool: &PgPool,
+) -> (Env, Vec<eventstore::StoredEvent>, BTreeMap<String, Vec<String>>) {
+    let (env, events, _) = projected_scenario(pool).await;
+    let reference = snapshot(pool, false).await;
+    env.start_over().await;
+    (env, events, reference)
+}
+
+/// Usage summed over the raw rows and over the daily rollup.
+async fn usage_totals(pool: &PgPool) -> (i64, i64) {
+    sqlx::query_as("SELECT sum(data_bytes)::bigint, (SELECT sum(data_bytes)::bigint FROM sim_usage_daily) FROM sim_usage")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
 
 fn events_of_sim(events: &[eventstore::StoredEvent], iccid: &str) -> Vec<eventstore::StoredEvent> {
     events.iter().filter(|e| e.iccid == iccid).cloned().collect()
@@ -13,11 +32,7 @@ fn events_of_sim(events: &[eventstore::StoredEvent], iccid: &str) -> Vec<eventst
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn every_event_type_lands_in_its_rows(pool: PgPool) {
-    let events = scenario(&pool).await;
-    let env = Env::new(pool.clone()).await;
-    env.publish_all(&events).await;
-    let projector = env.projector().await;
-    env.run_until(&projector, events.last().unwrap().position).await;
+    let (env, events, _) = projected_scenario(&pool).await;
 
     // The SIM rows equal the auditors' replay of the log (GET /sims/{iccid}/state?as_of=now).
     for iccid in [SIM_A, SIM_B] {
@@ -213,30 +228,23 @@ async fn every_event_type_lands_in_its_rows(pool: PgPool) {
     }
 
     // Usage: the deltas at the metadata time, clamped into the period; rollups in UTC buckets.
-    let usage: Vec<(DateTime<Utc>, i64, i64, i64)> =
-        sqlx::query_as("SELECT observed_at, data_bytes, sms_mo, sms_mt FROM sim_usage ORDER BY position")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    assert_eq!(
-        usage,
-        vec![(at(1, 10, 15), 1000, 1, 1), (at(2, 0, 0), 2500, 1, 0)]
-    );
-    let hourly: Vec<(DateTime<Utc>, i64, i64, i64)> =
-        sqlx::query_as("SELECT bucket, data_bytes, sms_mo, sms_mt FROM sim_usage_hourly ORDER BY bucket")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    assert_eq!(
-        hourly,
-        vec![(at(1, 10, 0), 1000, 1, 1), (at(2, 0, 0), 2500, 1, 0)]
-    );
-    let daily: Vec<(DateTime<Utc>, i64, i64, i64)> =
-        sqlx::query_as("SELECT bucket, data_bytes, sms_mo, sms_mt FROM sim_usage_daily ORDER BY bucket")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    assert_eq!(daily, vec![(at(1, 0, 0), 1000, 1, 1), (at(2, 0, 0), 2500, 1, 0)]);
+    for (query, expected) in [
+        (
+            "SELECT observed_at, data_bytes, sms_mo, sms_mt FROM sim_usage ORDER BY position",
+            [(at(1, 10, 15), 1000, 1, 1), (at(2, 0, 0), 2500, 1, 0)],
+        ),
+        (
+            "SELECT bucket, data_bytes, sms_mo, sms_mt FROM sim_usage_hourly ORDER BY bucket",
+            [(at(1, 10, 0), 1000, 1, 1), (at(2, 0, 0), 2500, 1, 0)],
+        ),
+        (
+            "SELECT bucket, data_bytes, sms_mo, sms_mt FROM sim_usage_daily ORDER BY bucket",
+            [(at(1, 0, 0), 1000, 1, 1), (at(2, 0, 0), 2500, 1, 0)],
+        ),
+    ] {
+        let rows: Vec<(DateTime<Utc>, i64, i64, i64)> = sqlx::query_as(query).fetch_all(&pool).await.unwrap();
+        assert_eq!(rows, expected, "{query}");
+    }
 
     // Bookkeeping: every aggregate at its last sequence; the checkpoint at the last event.
     let versions: Vec<(String, String, i64)> = sqlx::query_as(
@@ -298,17 +306,9 @@ async fn every_event_type_lands_in_its_rows(pool: PgPool) {
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_message_delivered_twice_changes_nothing_twice(pool: PgPool) {
-    let events = scenario(&pool).await;
-    let env = Env::new(pool.clone()).await;
-    env.publish_all(&events).await;
-    let projector = env.projector().await;
-    env.run_until(&projector, events.last().unwrap().position).await;
+    let (env, events, projector) = projected_scenario(&pool).await;
     let before = snapshot(&pool, false).await;
-    let usage_before: (i64, i64) =
-        sqlx::query_as("SELECT sum(data_bytes)::bigint, (SELECT sum(data_bytes)::bigint FROM sim_usage_daily) FROM sim_usage")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let usage_before = usage_totals(&pool).await;
 
     // Redeliveries: a usage report, a label change, a quota consumption and an SMS event again.
     let again: Vec<_> = events
@@ -327,23 +327,22 @@ async fn a_message_delivered_twice_changes_nothing_twice(pool: PgPool) {
     for event in &again {
         env.publish_again(event).await;
     }
-    env.run_until(&projector, events.last().unwrap().position).await;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while env.counter("projector_duplicates_total") < duplicates_before + again.len() as u64 {
-        assert!(tokio::time::Instant::now() < deadline, "redeliveries not handled");
-        env.run_until(&projector, events.last().unwrap().position).await;
-    }
+    env.run_to_end(&projector, &events).await;
+    env.run_until_counted(
+        &projector,
+        &events,
+        "projector_duplicates_total",
+        duplicates_before + again.len() as u64,
+        "redeliveries not handled",
+    )
+    .await;
     assert_eq!(
         env.counter("projector_duplicates_total") - duplicates_before,
         again.len() as u64
     );
     assert_eq!(env.counter("projector_events_applied_total"), applied_before);
     assert_eq!(snapshot(&pool, false).await, before);
-    let usage_after: (i64, i64) =
-        sqlx::query_as("SELECT sum(data_bytes)::bigint, (SELECT sum(data_bytes)::bigint FROM sim_usage_daily) FROM sim_usage")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let usage_after = usage_totals(&pool).await;
     assert_eq!(usage_after, usage_before);
     assert_eq!(usage_after, (3500, 3500));
     env.cleanup().await;
@@ -351,18 +350,11 @@ async fn a_message_delivered_twice_changes_nothing_twice(pool: PgPool) {
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn messages_missing_from_the_stream_are_applied_from_the_log(pool: PgPool) {
-    let events = scenario(&pool).await;
-    let env = Env::new(pool.clone()).await;
     // The reference: the full history.
-    env.publish_all(&events).await;
-    env.run_until(&env.projector().await, events.last().unwrap().position)
-        .await;
-    let full = snapshot(&pool, false).await;
+    let (env, events, full) = reference_then_start_over(&pool).await;
 
     // Now only some messages: of each aggregate, every second event is missing, but never its
     // last. The message is only a wake-up: the projector reads the log itself.
-    reset_read_models(&pool).await;
-    env.recreate_stream().await;
     let mut published = Vec::new();
     let mut skipped = 0;
     for (i, event) in events.iter().enumerate() {
@@ -377,8 +369,7 @@ async fn messages_missing_from_the_stream_are_applied_from_the_log(pool: PgPool)
     }
     assert!(skipped >= 8, "{skipped}");
     env.publish_all(&published).await;
-    env.run_until(&env.projector().await, events.last().unwrap().position)
-        .await;
+    env.run_to_end(&env.projector().await, &events).await;
     assert_eq!(snapshot(&pool, false).await, full);
 
     // "Seq 1 and 3 only" in its plainest form: the label change (seq 2) of a new SIM is missing.
@@ -410,16 +401,9 @@ async fn messages_missing_from_the_stream_are_applied_from_the_log(pool: PgPool)
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_projector_stopped_mid_stream_finishes_like_one_that_ran_through(pool: PgPool) {
-    let events = scenario(&pool).await;
-    let env = Env::new(pool.clone()).await;
-    env.publish_all(&events).await;
-    env.run_until(&env.projector().await, events.last().unwrap().position)
-        .await;
-    let through = snapshot(&pool, false).await;
+    let (env, events, through) = reference_then_start_over(&pool).await;
 
     // Stopped after 7 messages (others were pulled but never acknowledged), then dropped.
-    reset_read_models(&pool).await;
-    env.recreate_stream().await;
     env.publish_all(&events).await;
     {
         let first = env.projector_with(env.cache().await, Some(7)).await;
@@ -442,8 +426,7 @@ async fn a_projector_stopped_mid_stream_finishes_like_one_that_ran_through(pool:
         running.abort();
         let _ = running.await;
     }
-    env.run_until(&env.projector().await, events.last().unwrap().position)
-        .await;
+    env.run_to_end(&env.projector().await, &events).await;
     // The checkpoint's stream sequence (informational: the furthest message a batch was
     // woken by) depends on how the messages were batched; every row else must be the same.
     assert_eq!(snapshot(&pool, false).await, through);
@@ -460,11 +443,8 @@ async fn redis_holds_the_sim_after_the_commit(pool: PgPool) {
     assert!(cache.get_sim(SIM_A).await.is_none());
 
     env.publish_all(&events).await;
-    env.run_until(
-        &env.projector_with(cache.clone(), None).await,
-        events.last().unwrap().position,
-    )
-    .await;
+    env.run_to_end(&env.projector_with(cache.clone(), None).await, &events)
+        .await;
     for iccid in [SIM_A, SIM_B] {
         let cached = cache.get_sim(iccid).await.expect("cached after the commit");
         assert_eq!(Some(cached), load_sim(&pool, iccid).await.unwrap());
@@ -487,11 +467,8 @@ async fn without_redis_everything_is_still_applied(pool: PgPool) {
     let env = Env::new(pool.clone()).await;
     let dead = Cache::connect(CacheConfig::new("redis://127.0.0.1:1", &env.redis_prefix)).await;
     env.publish_all(&events).await;
-    env.run_until(
-        &env.projector_with(dead, None).await,
-        events.last().unwrap().position,
-    )
-    .await;
+    env.run_to_end(&env.projector_with(dead, None).await, &events)
+        .await;
     assert_eq!(env.counter("projector_events_applied_total"), events.len() as u64);
     for iccid in [SIM_A, SIM_B] {
         let row = load_sim(&pool, iccid).await.unwrap().unwrap();
@@ -510,9 +487,7 @@ async fn a_message_that_is_no_event_is_acknowledged_without_effect(pool: PgPool)
         .unwrap()
         .await
         .unwrap();
-    env.publish_all(&events).await;
-    env.run_until(&env.projector().await, events.last().unwrap().position)
-        .await;
+    env.project(&events).await;
     assert_eq!(env.counter("pipeline_forged_messages_total"), 1);
     assert_eq!(env.counter("projector_events_applied_total"), events.len() as u64);
     env.cleanup().await;
@@ -523,11 +498,7 @@ async fn a_message_that_is_no_event_is_acknowledged_without_effect(pool: PgPool)
 /// and acknowledged; the read models stay as the log says.
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_forged_event_body_changes_no_read_model(pool: PgPool) {
-    let events = scenario(&pool).await;
-    let env = Env::new(pool.clone()).await;
-    env.publish_all(&events).await;
-    let projector = env.projector().await;
-    env.run_until(&projector, events.last().unwrap().position).await;
+    let (env, events, projector) = projected_scenario(&pool).await;
     let before = snapshot(&pool, true).await;
 
     let label = events
@@ -545,14 +516,14 @@ async fn a_forged_event_body_changes_no_read_model(pool: PgPool) {
     far.transaction_id = Some(u64::MAX - 1);
     env.publish_again(&far).await;
 
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while env.counter("pipeline_forged_messages_total") < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "forged messages not handled"
-        );
-        env.run_until(&projector, events.last().unwrap().position).await;
-    }
+    env.run_until_counted(
+        &projector,
+        &events,
+        "pipeline_forged_messages_total",
+        3,
+        "forged messages not handled",
+    )
+    .await;
     assert_eq!(env.counter("pipeline_forged_messages_total"), 3);
     assert_eq!(snapshot(&pool, true).await, before);
     let row = load_sim(&pool, &label.iccid).await.unwrap().unwrap();
@@ -582,20 +553,8 @@ async fn poison_events_are_parked_and_replayed_once_they_apply(pool: PgPool) {
     )
     .await;
     // SIM D's label breaks a rule of the schema (for now).
-    let d = "8988303000000000050";
-    w.sim(d, register(d, "901405100000008", "good")).await;
-    sqlx::query("ALTER TABLE sims ADD CONSTRAINT test_no_evil CHECK (label IS DISTINCT FROM 'evil')")
-        .execute(&pool)
-        .await
-        .unwrap();
-    w.sim(
-        d,
-        domain::SimCommand::UpdateDetails {
-            label: Some(Some("evil".into())),
-            tags: None,
-        },
-    )
-    .await;
+    let d = SIM_EVIL;
+    write_a_label_the_schema_refuses(&pool).await;
     // A third SIM registered afterwards projects as usual.
     let c = "8988303000000000035";
     w.sim(c, register(c, "901405100000009", "fine")).await;
@@ -603,9 +562,7 @@ async fn poison_events_are_parked_and_replayed_once_they_apply(pool: PgPool) {
     assert!(log.len() > events.len());
 
     let env = Env::new(pool.clone()).await;
-    env.publish_all(&log).await;
-    let projector = env.projector().await;
-    env.run_until(&projector, log.last().unwrap().position).await;
+    let projector = env.project(&log).await;
 
     let parked: Vec<(String, String, i64, String)> = sqlx::query_as(
         "SELECT aggregate_id, event_type, sequence, error FROM parked_events WHERE projector = $1 ORDER BY position",
@@ -643,7 +600,7 @@ async fn poison_events_are_parked_and_replayed_once_they_apply(pool: PgPool) {
         .expect("the third SIM projected");
     assert_eq!(fine.projection, "complete");
     assert_eq!(fine, sim_view_as_of(&events_of_sim(&log, c)).unwrap());
-    env.run_until(&projector, log.last().unwrap().position).await;
+    env.run_to_end(&projector, &log).await;
     let rendered = env.metrics.render();
     assert!(
         rendered.contains("projector_parked_events{projector=\"read-models\"} 3"),
@@ -697,19 +654,7 @@ async fn a_gap_in_log_order_is_filled_from_postgres_never_applied_out_of_order(p
         .execute(&mut *older)
         .await
         .unwrap();
-    let mut payload = registered.payload.clone();
-    payload["iccid"] = serde_json::json!(c);
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, iccid) \
-         VALUES ('sim', $1, 1, 'SimRegistered', $2, $3, $4, $1)",
-    )
-    .bind(c)
-    .bind(&registered.event_version)
-    .bind(&payload)
-    .bind(&registered.metadata)
-    .execute(&pool)
-    .await
-    .unwrap();
+    insert_registration_copy(&pool, &registered, c).await;
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, iccid) \
          VALUES ('sim', $1, 2, 'SimLabelChanged', '1', '{\"label\": \"second\"}', $2, $1)",
@@ -729,9 +674,7 @@ async fn a_gap_in_log_order_is_filled_from_postgres_never_applied_out_of_order(p
     );
 
     let env = Env::new(pool.clone()).await;
-    env.publish_all(&log).await;
-    env.run_until(&env.projector().await, log.last().unwrap().position)
-        .await;
+    env.project(&log).await;
     assert_eq!(env.counter("projector_gaps_filled_total"), 1);
     let row = load_sim(&pool, c).await.unwrap().unwrap();
     assert_eq!(row.label.as_deref(), Some("second"));
@@ -750,11 +693,7 @@ async fn a_gap_in_log_order_is_filled_from_postgres_never_applied_out_of_order(p
 async fn partitions_together_equal_one_projector(pool: PgPool) {
     use eventstore::{partition_of, Share};
     use projectors::checkpoint;
-    let events = scenario(&pool).await;
-    let env = Env::new(pool.clone()).await;
-    env.publish_all(&events).await;
-    env.run_until(&env.projector().await, events.last().unwrap().position)
-        .await;
+    let (env, events, _) = projected_scenario(&pool).await;
     let mut whole = snapshot(&pool, false).await;
     whole.remove("projection_checkpoints");
 
@@ -784,15 +723,7 @@ async fn partitions_together_equal_one_projector(pool: PgPool) {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     for index in 0..3 {
         let settings = env.settings(None).for_share(Share { index, of: 3 });
-        let projector = projectors::Projector::new(
-            pool.clone(),
-            env.nats.clone(),
-            env.cache().await,
-            env.projector_metrics.clone(),
-            settings,
-        )
-        .await
-        .unwrap();
+        let projector = env.projector_for(env.cache().await, settings).await;
         let shutdown = shutdown.clone();
         running.push(tokio::spawn(async move { projector.run(shutdown).await }));
     }
@@ -835,15 +766,12 @@ async fn partitions_together_equal_one_projector(pool: PgPool) {
 
     // Another replica records another layout: a partition of the old one stops applying.
     checkpoint::set_layout(&pool, PROJECTOR, 2).await.unwrap();
-    let old = projectors::Projector::new(
-        pool.clone(),
-        env.nats.clone(),
-        env.cache().await,
-        env.projector_metrics.clone(),
-        env.settings(None).for_share(Share { index: 0, of: 3 }),
-    )
-    .await
-    .unwrap();
+    let old = env
+        .projector_for(
+            env.cache().await,
+            env.settings(None).for_share(Share { index: 0, of: 3 }),
+        )
+        .await;
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
     let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), old.run(shutdown))
         .await

@@ -20,6 +20,34 @@ async fn index_names(pool: &PgPool) -> Vec<(String, String)> {
     .unwrap()
 }
 
+/// The parked events, as `(aggregate_id, event_type, position)`.
+async fn parked_events(pool: &PgPool) -> Vec<(String, String, i64)> {
+    sqlx::query_as(
+        "SELECT aggregate_id, event_type, position FROM parked_events WHERE projector = $1 ORDER BY position",
+    )
+    .bind(PROJECTOR)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// With `parked` events parked by the live projector, a rebuild (by `method`) parks the same
+/// and leaves every table as the live projector left it.
+async fn assert_a_rebuild_parks_what_is_parked(
+    pool: &PgPool,
+    parked: u64,
+    method: projectors::rebuild::Method,
+) {
+    let live = snapshot(pool, true).await;
+    let live_parked = parked_events(pool).await;
+    assert_eq!(live_parked.len() as u64, parked);
+
+    let report = rebuild(pool, &RebuildOptions::new(PROJECTOR)).await.unwrap();
+    assert_eq!((report.method, report.parked), (method, parked));
+    assert_eq!(snapshot(pool, true).await, live);
+    assert_eq!(parked_events(pool).await, live_parked);
+}
+
 async fn rebuild_schemas(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'rebuild_%'")
         .fetch_one(pool)
@@ -51,13 +79,7 @@ async fn assert_consistent_with_the_log(pool: &PgPool) {
         "fleet_usage_hourly",
         "fleet_usage_daily",
     ] {
-        let sum: i64 = sqlx::query_scalar(&format!(
-            "SELECT coalesce(sum(data_bytes), 0)::bigint FROM {table}"
-        ))
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        assert_eq!(sum, deltas, "{table}");
+        assert_eq!(data_bytes_total(pool, table).await, deltas, "{table}");
     }
     assert_rollups_equal_a_recomputation(pool).await;
 }
@@ -99,11 +121,7 @@ async fn assert_rollups_equal_a_recomputation(pool: &PgPool) {
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_rebuild_equals_the_live_tables_and_the_live_projector_goes_on(pool: PgPool) {
-    let events = scenario(&pool).await;
-    let env = Env::new(pool.clone()).await;
-    env.publish_all(&events).await;
-    let projector = env.projector().await;
-    env.run_until(&projector, events.last().unwrap().position).await;
+    let (env, events, projector) = projected_scenario(&pool).await;
     let live = snapshot(&pool, true).await;
     let indexes = index_names(&pool).await;
     assert!(live["sims"].len() == 2 && live["sim_usage"].len() == 2);
@@ -140,11 +158,9 @@ async fn a_rebuild_equals_the_live_tables_and_the_live_projector_goes_on(pool: P
     w.sim(SIM_A, SimCommand::SetImeiLock { enabled: false }).await;
     let c = "8988303000000000027";
     w.sim(c, register(c, "901405100000003", "new")).await;
-    let all = global_log(&pool).await;
     env.publish_again(&events[3]).await;
-    env.publish_all(&all[events.len()..]).await;
     let duplicates_before = env.counter("projector_duplicates_total");
-    env.run_until(&projector, all.last().unwrap().position).await;
+    env.project_the_rest(&projector, events.len()).await;
     // The old message finds its event applied (by the rebuild); the new ones apply, the
     // first of them catching up for the rest.
     assert!(env.counter("projector_duplicates_total") > duplicates_before);
@@ -249,11 +265,7 @@ async fn only_one_rebuild_at_a_time(pool: PgPool) {
 /// every page, and loads them again), and the load in batches, each equal the live tables.
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_bulk_load_within_a_tiny_memory_bound_and_the_batches_equal_the_live_tables(pool: PgPool) {
-    let events = scenario(&pool).await;
-    let env = Env::new(pool.clone()).await;
-    env.publish_all(&events).await;
-    env.run_until(&env.projector().await, events.last().unwrap().position)
-        .await;
+    let (env, events, _) = projected_scenario(&pool).await;
     let live = snapshot(&pool, true).await;
 
     let mut options = RebuildOptions::new(PROJECTOR);
@@ -277,11 +289,7 @@ async fn the_bulk_load_within_a_tiny_memory_bound_and_the_batches_equal_the_live
 /// history. The bookkeeping stays the live projector's.
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_rebuild_of_one_read_model_replaces_only_its_tables_up_to_the_live_checkpoint(pool: PgPool) {
-    let events = scenario(&pool).await;
-    let env = Env::new(pool.clone()).await;
-    env.publish_all(&events).await;
-    let projector = env.projector().await;
-    env.run_until(&projector, events.last().unwrap().position).await;
+    let (env, events, projector) = projected_scenario(&pool).await;
     let live = snapshot(&pool, true).await;
     assert!(!live["sms_messages"].is_empty(), "the scenario sends SMS");
 
@@ -334,9 +342,7 @@ async fn a_rebuild_of_one_read_model_replaces_only_its_tables_up_to_the_live_che
     assert_eq!(rebuild_schemas(&pool).await, 0);
 
     // The event after the checkpoint is the live projector's to apply, once.
-    let all = global_log(&pool).await;
-    env.publish_all(&all[events.len()..]).await;
-    env.run_until(&projector, all.last().unwrap().position).await;
+    env.project_the_rest(&projector, events.len()).await;
     assert_eq!(
         load_sim(&pool, SIM_A).await.unwrap().unwrap().label.as_deref(),
         Some("after the checkpoint")
@@ -351,64 +357,16 @@ async fn a_rebuild_of_one_read_model_replaces_only_its_tables_up_to_the_live_che
 async fn a_rebuild_parks_what_the_live_projector_parks(pool: PgPool) {
     scenario(&pool).await;
     append_raw_sim_event(&pool, SIM_A, "SimTeleported", "9", r#"{"to": "mars"}"#, "{}").await;
-    let parked_list = || async {
-        let parked: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT aggregate_id, event_type, position FROM parked_events WHERE projector = $1 ORDER BY position",
-        )
-        .bind(PROJECTOR)
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        parked
-    };
     let env = Env::new(pool.clone()).await;
     let log = global_log(&pool).await;
-    env.publish_all(&log).await;
-    let projector = env.projector().await;
-    env.run_until(&projector, log.last().unwrap().position).await;
-    let live = snapshot(&pool, true).await;
-    let live_parked = parked_list().await;
-    assert_eq!(live_parked.len(), 1);
-
-    let report = rebuild(&pool, &RebuildOptions::new(PROJECTOR)).await.unwrap();
-    assert_eq!(
-        (report.method, report.parked),
-        (projectors::rebuild::Method::Bulk, 1)
-    );
-    assert_eq!(snapshot(&pool, true).await, live);
-    assert_eq!(parked_list().await, live_parked);
+    let projector = env.project(&log).await;
+    assert_a_rebuild_parks_what_is_parked(&pool, 1, projectors::rebuild::Method::Bulk).await;
 
     // A label the schema refuses from now on: the live projector parks it alone; the bulk
     // load fails on it at its write and starts over in batches, which park it alone too.
-    let d = "8988303000000000050";
-    let w = Writer::new(&pool);
-    w.sim(d, register(d, "901405100000008", "good")).await;
-    sqlx::query("ALTER TABLE sims ADD CONSTRAINT test_no_evil CHECK (label IS DISTINCT FROM 'evil')")
-        .execute(&pool)
-        .await
-        .unwrap();
-    w.sim(
-        d,
-        SimCommand::UpdateDetails {
-            label: Some(Some("evil".into())),
-            tags: None,
-        },
-    )
-    .await;
-    let all = global_log(&pool).await;
-    env.publish_all(&all[log.len()..]).await;
-    env.run_until(&projector, all.last().unwrap().position).await;
-    let live = snapshot(&pool, true).await;
-    let live_parked = parked_list().await;
-    assert_eq!(live_parked.len(), 2);
-
-    let report = rebuild(&pool, &RebuildOptions::new(PROJECTOR)).await.unwrap();
-    assert_eq!(
-        (report.method, report.parked),
-        (projectors::rebuild::Method::Batches, 2)
-    );
-    assert_eq!(snapshot(&pool, true).await, live);
-    assert_eq!(parked_list().await, live_parked);
+    write_a_label_the_schema_refuses(&pool).await;
+    env.project_the_rest(&projector, log.len()).await;
+    assert_a_rebuild_parks_what_is_parked(&pool, 2, projectors::rebuild::Method::Batches).await;
     env.cleanup().await;
 }
 
@@ -427,11 +385,7 @@ async fn late_usage_into_a_compressed_chunk_reaches_the_continuous_aggregates(po
         );
         return;
     }
-    let events = scenario(&pool).await;
-    let env = Env::new(pool.clone()).await;
-    env.publish_all(&events).await;
-    let projector = env.projector().await;
-    env.run_until(&projector, events.last().unwrap().position).await;
+    let (env, events, projector) = projected_scenario(&pool).await;
     env.wait_for_checkpoint(events.last().unwrap().position).await;
     assert_consistent_with_the_log(&pool).await;
 
@@ -462,9 +416,7 @@ async fn late_usage_into_a_compressed_chunk_reaches_the_continuous_aggregates(po
         )
         .await;
     }
-    let all = global_log(&pool).await;
-    env.publish_all(&all[events.len()..]).await;
-    env.run_until(&projector, all.last().unwrap().position).await;
+    let all = env.project_the_rest(&projector, events.len()).await;
     env.wait_for_checkpoint(all.last().unwrap().position).await;
     assert_consistent_with_the_log(&pool).await;
 

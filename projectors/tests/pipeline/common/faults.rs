@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull};
-use domain::ids::{Iccid, QuotaKind};
+use domain::ids::QuotaKind;
 use domain::{QuotaCommand, SimCommand};
 use eventstore::StoredEvent;
 use projectors::{rebuild, RebuildOptions};
@@ -17,7 +17,7 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 
 use super::processes::{ProjectorsSpec, TempDir};
-use super::{at, global_log, register, snapshot, Writer, NATS_URL, PROJECTOR, REDIS_URL};
+use super::{at, data_bytes_total, global_log, register, snapshot, Writer, NATS_URL, PROJECTOR, REDIS_URL};
 
 /// Names of its own for one test (stream, subjects, Redis keys), its database's URL for
 /// child processes, and a directory for their logs.
@@ -41,6 +41,21 @@ impl FaultEnv {
             redis_prefix: format!("test-faults-{id}"),
             logs: TempDir::new(&format!("projectors-{label}")),
         }
+    }
+
+    /// [`FaultEnv::new`] for a test on the shared NATS server: with the guard that deletes its
+    /// stream there, and a JetStream context to watch it.
+    pub async fn on_shared_nats(pool: PgPool, label: &str) -> (Self, SharedStream, jetstream::Context) {
+        let (env, stream) = Self::with_shared_stream(pool, label).await;
+        let js = connect_jetstream(NATS_URL).await;
+        (env, stream, js)
+    }
+
+    /// [`FaultEnv::new`] with the guard that deletes its stream from the shared NATS server.
+    pub async fn with_shared_stream(pool: PgPool, label: &str) -> (Self, SharedStream) {
+        let env = Self::new(pool, label).await;
+        let stream = SharedStream(env.stream.clone());
+        (env, stream)
     }
 
     /// A projectors child on this test's database, stream and prefixes.
@@ -155,6 +170,18 @@ pub struct Workload {
 }
 
 impl Workload {
+    /// SIMs `0 .. sims`, `commands` from `writers` writers pausing `pause`, a random seed.
+    pub fn new(sims: usize, writers: usize, commands: usize, pause: Duration) -> Self {
+        Self {
+            first_sim: 0,
+            sims,
+            writers,
+            commands,
+            pause,
+            seed: rand::random(),
+        }
+    }
+
     pub fn iccid(n: usize) -> String {
         format!("89883030003{n:08}")
     }
@@ -195,20 +222,7 @@ impl Workload {
         for &n in &mine {
             let iccid = Self::iccid(n);
             events += w.sim(&iccid, register(&iccid, "901405100000001", "new")).await;
-            events += w
-                .quota(
-                    &iccid,
-                    QuotaKind::Data,
-                    QuotaCommand::Assign {
-                        iccid: Iccid::parse(&iccid).unwrap(),
-                        kind: QuotaKind::Data,
-                        total: 10_000_000,
-                        remaining: 10_000_000,
-                        expiry_date: Some(at(31, 0, 0)),
-                        at: at(1, 12, 0),
-                    },
-                )
-                .await;
+            events += w.assign_data_quota(&iccid, 10_000_000).await;
             remaining.insert(n, 10_000_000);
         }
         let share = self.commands / self.writers;
@@ -321,6 +335,19 @@ pub async fn wait_for_relay(js: &jetstream::Context, pool: &PgPool, stream: &str
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// [`wait_for_relay`], then [`wait_for_projection`], each `within`.
+pub async fn wait_for_pipeline(js: &jetstream::Context, pool: &PgPool, stream: &str, within: Duration) {
+    wait_for_relay(js, pool, stream, within).await;
+    wait_for_projection(js, pool, stream, within).await;
+}
+
+/// Runs a fault test's `scenario`; the test fails ("the test timed out") after `limit`.
+pub async fn within(limit: Duration, scenario: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(limit, scenario)
+        .await
+        .expect("the test timed out");
 }
 
 /// The checkpoint rows of the projector's current layout (one unless partitioned).
@@ -463,12 +490,7 @@ pub async fn assert_each_event_applied_once(pool: &PgPool) {
     .collect();
     let total: i64 = from_log.values().sum();
     for table in ["fleet_usage_hourly", "fleet_usage_daily"] {
-        let fleet: i64 = sqlx::query_scalar(&format!(
-            "SELECT coalesce(sum(data_bytes), 0)::bigint FROM {table}"
-        ))
-        .fetch_one(pool)
-        .await
-        .unwrap();
+        let fleet = data_bytes_total(pool, table).await;
         assert_eq!(
             fleet, total,
             "{table}: the fleet's usage differs from the log's deltas"

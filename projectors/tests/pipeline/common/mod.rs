@@ -17,6 +17,8 @@ use eventstore::{CommandContext, EventMetadata, EventStore, Executed, GlobalLog,
 use projectors::{ConsumerSettings, Projector, ProjectorMetrics, ProjectorSettings};
 use readmodel::{Cache, CacheConfig};
 use sqlx::PgPool;
+pub use testkit::bench::reset_read_models;
+use testkit::bench::READ_MODEL_TABLES;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -130,12 +132,17 @@ impl Env {
     }
 
     pub async fn projector_with(&self, cache: Cache, limit: Option<u64>) -> Projector {
+        self.projector_for(cache, self.settings(limit)).await
+    }
+
+    /// A projector on this stream's database and metrics, with `settings` (a share, a limit).
+    pub async fn projector_for(&self, cache: Cache, settings: ProjectorSettings) -> Projector {
         Projector::new(
             self.pool.clone(),
             self.nats.clone(),
             cache,
             self.projector_metrics.clone(),
-            self.settings(limit),
+            settings,
         )
         .await
         .unwrap()
@@ -143,6 +150,52 @@ impl Env {
 
     pub async fn projector(&self) -> Projector {
         self.projector_with(self.cache().await, None).await
+    }
+
+    /// Publishes `events`, then runs a new projector until it has applied the last of them;
+    /// the projector, for more runs.
+    pub async fn project(&self, events: &[StoredEvent]) -> Projector {
+        self.publish_all(events).await;
+        let projector = self.projector().await;
+        self.run_to_end(&projector, events).await;
+        projector
+    }
+
+    /// Publishes what the log holds after its first `published` events and runs `projector`
+    /// until it has applied the log's last event; the whole log.
+    pub async fn project_the_rest(&self, projector: &Projector, published: usize) -> Vec<StoredEvent> {
+        let all = global_log(&self.pool).await;
+        self.publish_all(&all[published..]).await;
+        self.run_to_end(projector, &all).await;
+        all
+    }
+
+    /// Empties the read models and the stream: the next projector starts from nothing.
+    pub async fn start_over(&self) {
+        reset_read_models(&self.pool).await;
+        self.recreate_stream().await;
+    }
+
+    /// [`Env::run_until`] the last of `events`.
+    pub async fn run_to_end(&self, projector: &Projector, events: &[StoredEvent]) {
+        self.run_until(projector, events.last().unwrap().position).await
+    }
+
+    /// Runs `projector` to the last of `events` again and again until the counter `name`
+    /// reaches `count`; fails with `what` after 10 s.
+    pub async fn run_until_counted(
+        &self,
+        projector: &Projector,
+        events: &[StoredEvent],
+        name: &str,
+        count: u64,
+        what: &str,
+    ) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.counter(name) < count {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            self.run_to_end(projector, events).await;
+        }
     }
 
     /// Runs `projector` until the checkpoint reaches `position` (and the stream is drained),
@@ -272,6 +325,51 @@ pub async fn append_raw_sim_event(
     .expect("append a raw SIM event");
 }
 
+/// Inserts a copy of the registration `template` for the SIM `iccid` (its first event)
+/// straight into the events table, on `executor`: the pool, or a transaction held open.
+pub async fn insert_registration_copy<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    template: &StoredEvent,
+    iccid: &str,
+) {
+    let mut payload = template.payload.clone();
+    payload["iccid"] = serde_json::json!(iccid);
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, iccid) \
+         VALUES ('sim', $1, 1, 'SimRegistered', $2, $3, $4, $1)",
+    )
+    .bind(iccid)
+    .bind(&template.event_version)
+    .bind(&payload)
+    .bind(&template.metadata)
+    .execute(executor)
+    .await
+    .unwrap();
+}
+
+/// The SIM whose label the schema refuses, written by [`write_a_label_the_schema_refuses`].
+pub const SIM_EVIL: &str = "8988303000000000050";
+
+/// Registers [`SIM_EVIL`], adds a rule to the schema (`test_no_evil`, for now) that its next
+/// label breaks, and writes that label: an event Postgres refuses to project.
+pub async fn write_a_label_the_schema_refuses(pool: &PgPool) {
+    let w = Writer::new(pool);
+    let d = SIM_EVIL;
+    w.sim(d, register(d, "901405100000008", "good")).await;
+    sqlx::query("ALTER TABLE sims ADD CONSTRAINT test_no_evil CHECK (label IS DISTINCT FROM 'evil')")
+        .execute(pool)
+        .await
+        .unwrap();
+    w.sim(
+        d,
+        SimCommand::UpdateDetails {
+            label: Some(Some("evil".into())),
+            tags: None,
+        },
+    )
+    .await;
+}
+
 /// Every event stored, as the relay reads it: the global log, in order.
 ///
 /// Transaction ids are cluster-wide: another test's open transaction (in its own database)
@@ -348,6 +446,28 @@ impl Writer {
             .await
     }
 
+    /// Assigns SIM `iccid` a data quota of `total` bytes, all remaining, until the 31st.
+    pub async fn assign_data_quota(&self, iccid: &str, total: u64) -> usize {
+        let assign = QuotaCommand::Assign {
+            iccid: Iccid::parse(iccid).unwrap(),
+            kind: QuotaKind::Data,
+            total,
+            remaining: total,
+            expiry_date: Some(at(31, 0, 0)),
+            at: at(1, 12, 0),
+        };
+        self.quota(iccid, QuotaKind::Data, assign).await
+    }
+
+    /// [`Writer::sim`] with each of `commands`, in order.
+    pub async fn sims(&self, iccid: &str, commands: impl IntoIterator<Item = SimCommand>) -> usize {
+        let mut events = 0;
+        for command in commands {
+            events += self.sim(iccid, command).await;
+        }
+        events
+    }
+
     pub async fn sms(&self, message_id: Uuid, iccid: &str, command: SmsCommand) -> usize {
         self.exec::<Sms>(
             &message_id.to_string(),
@@ -368,6 +488,14 @@ pub fn register(iccid: &str, imsi: &str, label: &str) -> SimCommand {
         tags: vec!["pump".into()],
         at: at(1, 8, 0),
     }
+}
+
+/// An activation requested at `requested` and confirmed at `confirmed`, with one new request id.
+pub fn activation(requested: DateTime<Utc>, confirmed: DateTime<Utc>) -> [SimCommand; 2] {
+    let request_id = Uuid::now_v7();
+    let request = |at| SimCommand::RequestActivation { request_id, at };
+    let confirm = |at| SimCommand::ConfirmActivation { request_id, at };
+    [request(requested), confirm(confirmed)]
 }
 
 pub const MT_ID: Uuid = Uuid::from_u128(0x0190e0e0_0000_7000_8000_000000000001);
@@ -397,23 +525,7 @@ pub async fn scenario(pool: &PgPool) -> Vec<StoredEvent> {
         },
     )
     .await;
-    let activation = Uuid::now_v7();
-    w.sim(
-        a,
-        SimCommand::RequestActivation {
-            request_id: activation,
-            at: at(1, 9, 0),
-        },
-    )
-    .await;
-    w.sim(
-        a,
-        SimCommand::ConfirmActivation {
-            request_id: activation,
-            at: at(1, 9, 5),
-        },
-    )
-    .await;
+    w.sims(a, activation(at(1, 9, 0), at(1, 9, 5))).await;
     w.sim(
         a,
         SimCommand::RecordConnectivity {
@@ -436,23 +548,7 @@ pub async fn scenario(pool: &PgPool) -> Vec<StoredEvent> {
     };
     w.sim_at(a, usage(1_000, 1), at(1, 10, 15)).await;
     w.sim_at(a, usage(3_500, 2), at(3, 10, 0)).await;
-    let suspension = Uuid::now_v7();
-    w.sim(
-        a,
-        SimCommand::RequestSuspension {
-            request_id: suspension,
-            at: at(1, 11, 0),
-        },
-    )
-    .await;
-    w.sim(
-        a,
-        SimCommand::ConfirmSuspension {
-            request_id: suspension,
-            at: at(1, 11, 1),
-        },
-    )
-    .await;
+    w.sims(a, suspension(at(1, 11, 0), at(1, 11, 1))).await;
     w.sim(
         a,
         SimCommand::RecordProviderStatus {
@@ -461,19 +557,7 @@ pub async fn scenario(pool: &PgPool) -> Vec<StoredEvent> {
         },
     )
     .await;
-    w.quota(
-        a,
-        QuotaKind::Data,
-        QuotaCommand::Assign {
-            iccid: iccid_a.clone(),
-            kind: QuotaKind::Data,
-            total: 1_000,
-            remaining: 1_000,
-            expiry_date: Some(at(31, 0, 0)),
-            at: at(1, 12, 0),
-        },
-    )
-    .await;
+    w.assign_data_quota(a, 1_000).await;
     w.quota(
         a,
         QuotaKind::Data,
@@ -549,19 +633,7 @@ pub async fn scenario(pool: &PgPool) -> Vec<StoredEvent> {
     let b = SIM_B;
     let iccid_b = Iccid::parse(b).unwrap();
     w.sim(b, register(b, "901405100000002", "meter B")).await;
-    w.quota(
-        b,
-        QuotaKind::Data,
-        QuotaCommand::Assign {
-            iccid: iccid_b.clone(),
-            kind: QuotaKind::Data,
-            total: 1_000,
-            remaining: 1_000,
-            expiry_date: Some(at(31, 0, 0)),
-            at: at(1, 12, 0),
-        },
-    )
-    .await;
+    w.assign_data_quota(b, 1_000).await;
     w.quota(
         b,
         QuotaKind::Data,
@@ -596,24 +668,29 @@ pub async fn scenario(pool: &PgPool) -> Vec<StoredEvent> {
     global_log(pool).await
 }
 
+/// The [`scenario`] stored, published on a new [`Env`]'s stream and projected to its end:
+/// the environment, the events and the projector that applied them.
+pub async fn projected_scenario(pool: &PgPool) -> (Env, Vec<StoredEvent>, Projector) {
+    let events = scenario(pool).await;
+    let env = Env::new(pool.clone()).await;
+    let projector = env.project(&events).await;
+    (env, events, projector)
+}
+
+/// A suspension requested at `requested` and confirmed at `confirmed`, with one new request id.
+pub fn suspension(requested: DateTime<Utc>, confirmed: DateTime<Utc>) -> [SimCommand; 2] {
+    let request_id = Uuid::now_v7();
+    let request = |at| SimCommand::RequestSuspension { request_id, at };
+    let confirm = |at| SimCommand::ConfirmSuspension { request_id, at };
+    [request(requested), confirm(confirmed)]
+}
+
 /// Every read-model table, row by row (as JSON, sorted). The checkpoint's `updated_at` is
 /// wall-clock time and left out; `with_stream_sequence: false` leaves the stream sequence
 /// out too (runs that published different message sets).
 pub async fn snapshot(pool: &PgPool, with_stream_sequence: bool) -> BTreeMap<String, Vec<String>> {
     let mut tables = BTreeMap::new();
-    for table in [
-        "sims",
-        "sim_quotas",
-        "sms_messages",
-        "sim_status_history",
-        "sim_usage",
-        "sim_usage_hourly",
-        "sim_usage_daily",
-        "fleet_usage_hourly",
-        "fleet_usage_daily",
-        "projection_versions",
-        "projection_checkpoints",
-    ] {
+    for table in READ_MODEL_TABLES {
         let drop = match (table, with_stream_sequence) {
             ("projection_checkpoints", true) => " - 'updated_at'",
             ("projection_checkpoints", false) => " - 'updated_at' - 'stream_sequence'",
@@ -630,13 +707,12 @@ pub async fn snapshot(pool: &PgPool, with_stream_sequence: bool) -> BTreeMap<Str
     tables
 }
 
-/// Empties every read model and the bookkeeping, as before the first event.
-pub async fn reset_read_models(pool: &PgPool) {
-    sqlx::query(
-        "TRUNCATE sims, sim_quotas, sms_messages, sim_status_history, sim_usage, sim_usage_hourly, \
-         sim_usage_daily, fleet_usage_hourly, fleet_usage_daily, projection_versions, projection_checkpoints",
-    )
-    .execute(pool)
+/// The data bytes a usage table or rollup holds in all (0 when empty).
+pub async fn data_bytes_total(pool: &PgPool, table: &str) -> i64 {
+    sqlx::query_scalar(&format!(
+        "SELECT coalesce(sum(data_bytes), 0)::bigint FROM {table}"
+    ))
+    .fetch_one(pool)
     .await
-    .unwrap();
+    .unwrap()
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::time::Instant;
 
-use super::processes::{free_port, ChildGuard};
+use super::processes::{free_port, ChildGuard, TempDir};
 
 const BIN: &str = "/usr/lib/postgresql/15/bin";
 
@@ -58,6 +58,16 @@ impl PostgresServer {
         };
         server.boot().await;
         server
+    }
+
+    /// A server in a temp dir of its own (`label`), with a migrated database `name`: the dir
+    /// (bind it first, so it is removed after the server stops), the server and the
+    /// database's URL.
+    pub async fn start_with_database(label: &str, name: &str) -> (TempDir, Self, String) {
+        let dir = TempDir::new(label);
+        let server = Self::start(dir.path()).await;
+        let url = server.create_database(name).await;
+        (dir, server, url)
     }
 
     pub fn url(&self, database: &str) -> String {

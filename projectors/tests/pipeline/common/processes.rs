@@ -212,12 +212,7 @@ impl ProjectorsProcess {
 
     /// `GET /ready`: its status and body, `None` when it does not answer.
     pub async fn ready(&self) -> Option<(u16, String)> {
-        let response = self
-            .http
-            .get(format!("http://{}/ready", self.addr))
-            .send()
-            .await
-            .ok()?;
+        let response = self.answer("/ready").await?;
         let status = response.status().as_u16();
         Some((status, response.text().await.unwrap_or_default()))
     }
@@ -292,14 +287,18 @@ impl ProjectorsProcess {
         }
     }
 
-    /// The body of a 200 answer from the ops port, `None` otherwise.
-    pub async fn get(&self, path: &str) -> Option<String> {
-        let response = self
-            .http
+    /// `GET path` on the ops port: the answer, `None` when it does not answer.
+    async fn answer(&self, path: &str) -> Option<reqwest::Response> {
+        self.http
             .get(format!("http://{}{path}", self.addr))
             .send()
             .await
-            .ok()?;
+            .ok()
+    }
+
+    /// The body of a 200 answer from the ops port, `None` otherwise.
+    pub async fn get(&self, path: &str) -> Option<String> {
+        let response = self.answer(path).await?;
         if !response.status().is_success() {
             return None;
         }
@@ -327,6 +326,12 @@ impl ProjectorsProcess {
 
     pub fn kill(&mut self) {
         self.guard.kill();
+    }
+
+    /// [`ProjectorsProcess::assert_running`], then [`ProjectorsProcess::kill`].
+    pub fn kill_running(&mut self) {
+        self.assert_running();
+        self.kill();
     }
 
     /// Panics (with the log) if the process ended on its own: a fault must never stop it.
