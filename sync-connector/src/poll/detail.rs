@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use chrono::{Duration as ChronoDuration, NaiveTime, Utc};
-use domain::{Iccid, Quota, QuotaCommand, QuotaKind, Sim, SimCommand, Sms, SmsCommand};
+use domain::{Iccid, Quota, QuotaCommand, QuotaKind, SimCommand, Sms, SmsCommand};
 use futures::StreamExt;
 use once_client::Priority;
 
-use super::{mo_message_id, Poller, SweepReport};
+use super::{mo_message_id, Issued, Poller, SweepReport};
 use crate::convert;
 use crate::error::SyncError;
-use crate::issue::{quota_id, Cause};
+use crate::issue::quota_id;
 use crate::observe::UsageDay;
 
 /// SIMs refreshed at once.
@@ -98,21 +98,11 @@ impl Poller {
         let mut events = 0;
         let mut refused = Vec::new();
         let mut settle = |outcome: Result<usize, SyncError>| -> Result<(), SyncError> {
-            match outcome {
-                Ok(n) => {
-                    events += n;
-                    Ok(())
-                }
-                Err(SyncError::Refused {
-                    aggregate,
-                    code,
-                    message,
-                }) => {
-                    refused.push(format!("{aggregate}: {code}: {message}"));
-                    Ok(())
-                }
-                Err(error) => Err(error),
+            match Issued::of(outcome)? {
+                Issued::Stored(n) => events += n,
+                Issued::Refused(refusal) => refused.push(refusal.to_string()),
             }
+            Ok(())
         };
         let now = Utc::now();
 
@@ -121,21 +111,15 @@ impl Poller {
         let view = convert::connectivity(&status, synced.list_entry.ip_address.as_deref());
         if synced.connectivity.as_ref() != Some(&view) {
             self.metrics.difference("connectivity");
+            let command = SimCommand::RecordConnectivity {
+                network: view.network.clone(),
+                country: view.country.clone(),
+                rat: view.rat.clone(),
+                ip_address: view.ip_address.clone(),
+                at: now,
+            };
             settle(
-                self.issuer
-                    .issue::<Sim>(
-                        iccid.as_str(),
-                        &iccid,
-                        vec![SimCommand::RecordConnectivity {
-                            network: view.network.clone(),
-                            country: view.country.clone(),
-                            rat: view.rat.clone(),
-                            ip_address: view.ip_address.clone(),
-                            at: now,
-                        }],
-                        &("connectivity", &view),
-                        Cause::default(),
-                    )
+                self.record_on_sim(&iccid, vec![command], &("connectivity", &view))
                     .await,
             )?;
             synced.connectivity = Some(view);
@@ -184,14 +168,7 @@ impl Poller {
             }
             if !commands.is_empty() {
                 settle(
-                    self.issuer
-                        .issue::<Quota>(
-                            &quota_id(&iccid, kind),
-                            &iccid,
-                            commands,
-                            &("quota", &view),
-                            Cause::default(),
-                        )
+                    self.record::<Quota>(&quota_id(&iccid, kind), &iccid, commands, &("quota", &view))
                         .await,
                 )?;
             }
@@ -212,21 +189,15 @@ impl Poller {
             }
             self.metrics.difference("usage");
             let period_start = date.and_time(NaiveTime::MIN).and_utc();
+            let command = SimCommand::RecordUsage {
+                period_start,
+                period_end: period_start + ChronoDuration::days(1),
+                data_bytes: day.data_bytes,
+                sms_mo: day.sms_mo,
+                sms_mt: day.sms_mt,
+            };
             settle(
-                self.issuer
-                    .issue::<Sim>(
-                        iccid.as_str(),
-                        &iccid,
-                        vec![SimCommand::RecordUsage {
-                            period_start,
-                            period_end: period_start + ChronoDuration::days(1),
-                            data_bytes: day.data_bytes,
-                            sms_mo: day.sms_mo,
-                            sms_mt: day.sms_mt,
-                        }],
-                        &("usage", date, day),
-                        Cause::default(),
-                    )
+                self.record_on_sim(&iccid, vec![command], &("usage", date, day))
                     .await,
             )?;
             days.insert(date, day);
@@ -243,23 +214,22 @@ impl Poller {
             }
             self.metrics.difference("mo_sms");
             let message_id = mo_message_id(&iccid, received.provider_id);
+            let command = SmsCommand::RecordReceived {
+                message_id,
+                iccid: iccid.clone(),
+                payload: received.payload.clone(),
+                source_address: received.source_address.clone(),
+                provider_message_id: Some(received.provider_id.to_string()),
+                received_at: received.received_at.unwrap_or(now),
+            };
             settle(
-                self.issuer
-                    .issue::<Sms>(
-                        &message_id.to_string(),
-                        &iccid,
-                        vec![SmsCommand::RecordReceived {
-                            message_id,
-                            iccid: iccid.clone(),
-                            payload: received.payload.clone(),
-                            source_address: received.source_address.clone(),
-                            provider_message_id: Some(received.provider_id.to_string()),
-                            received_at: received.received_at.unwrap_or(now),
-                        }],
-                        &("mo_sms", received.provider_id),
-                        Cause::default(),
-                    )
-                    .await,
+                self.record::<Sms>(
+                    &message_id.to_string(),
+                    &iccid,
+                    vec![command],
+                    &("mo_sms", received.provider_id),
+                )
+                .await,
             )?;
             synced.last_mo_sms_id = synced.last_mo_sms_id.max(received.provider_id);
         }

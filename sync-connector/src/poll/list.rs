@@ -2,13 +2,12 @@
 //! from what the connector last saw (new SIMs, status, IMEI, IMEI lock, IP address).
 
 use chrono::{DateTime, Utc};
-use domain::{Iccid, Imei, Imsi, Msisdn, ProviderStatus, Sim, SimCommand};
+use domain::{Iccid, Imei, Imsi, Msisdn, ProviderStatus, SimCommand};
 use once_client::Priority;
 
-use super::{Poller, SweepReport, LIST_PAGE_SIZE};
+use super::{Issued, Poller, Refusal, SweepReport, LIST_PAGE_SIZE};
 use crate::convert;
 use crate::error::SyncError;
-use crate::issue::Cause;
 use crate::last_seen::SyncedSim;
 use crate::observe::{ConnectivityView, ListEntry};
 
@@ -88,22 +87,18 @@ impl Poller {
     /// Counts an issue's outcome; a refusal is logged and counted, not fatal (the next
     /// difference may be fine), anything else ends the sweep.
     fn count(&self, report: &mut SweepReport, outcome: Result<usize, SyncError>) -> Result<(), SyncError> {
-        match outcome {
-            Ok(events) => {
-                report.events_recorded += events as u64;
-                Ok(())
-            }
-            Err(SyncError::Refused {
+        match Issued::of(outcome)? {
+            Issued::Stored(events) => report.events_recorded += events as u64,
+            Issued::Refused(Refusal {
                 aggregate,
                 code,
                 message,
             }) => {
                 report.refused += 1;
                 tracing::warn!(%aggregate, code, %message, "a provider observation was refused by the domain");
-                Ok(())
             }
-            Err(error) => Err(error),
         }
+        Ok(())
     }
 
     /// A SIM the platform has not seen: registered with everything the list says of it, in
@@ -132,15 +127,7 @@ impl Poller {
         }];
         commands.extend(self.list_commands(None, entry, None, at));
         self.metrics.difference("new_sim");
-        self.issuer
-            .issue::<Sim>(
-                iccid.as_str(),
-                iccid,
-                commands,
-                &("register", entry),
-                Cause::default(),
-            )
-            .await
+        self.record_on_sim(iccid, commands, &("register", entry)).await
     }
 
     async fn record_list_change(
@@ -163,15 +150,7 @@ impl Poller {
         if commands.is_empty() {
             return Ok(0);
         }
-        self.issuer
-            .issue::<Sim>(
-                iccid.as_str(),
-                iccid,
-                commands,
-                &("list", entry),
-                Cause::default(),
-            )
-            .await
+        self.record_on_sim(iccid, commands, &("list", entry)).await
     }
 
     /// The SIM commands for the differences between two list entries (`None`: a new SIM).

@@ -14,14 +14,14 @@
 mod detail;
 mod list;
 
-use domain::Iccid;
+use domain::{Aggregate, Iccid, Sim, SimCommand};
 use once_client::{OnceClient, Priority};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::config::{Schedule, Shard};
 use crate::error::SyncError;
-use crate::issue::Issuer;
+use crate::issue::{Cause, Issuer};
 use crate::last_seen::LastSeen;
 use crate::metrics::SyncMetrics;
 
@@ -95,6 +95,75 @@ impl Poller {
         let detail = self.refresh_due(i64::MAX, Priority::ChangedSims).await?;
         report.add(&detail);
         Ok(report)
+    }
+
+    /// Records what the provider showed of an aggregate: `commands` issued on it, caused by
+    /// nothing but `observation` (which keys them for idempotency).
+    async fn record<A>(
+        &self,
+        aggregate_id: &str,
+        iccid: &Iccid,
+        commands: Vec<A::Command>,
+        observation: &impl Serialize,
+    ) -> Result<usize, SyncError>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+    {
+        self.issuer
+            .issue::<A>(aggregate_id, iccid, commands, observation, Cause::default())
+            .await
+    }
+
+    /// [`Poller::record`] on the SIM's own aggregate.
+    async fn record_on_sim(
+        &self,
+        iccid: &Iccid,
+        commands: Vec<SimCommand>,
+        observation: &impl Serialize,
+    ) -> Result<usize, SyncError> {
+        self.record::<Sim>(iccid.as_str(), iccid, commands, observation)
+            .await
+    }
+}
+
+/// What recording an observation came to. The domain's refusal of one (e.g. an invalid IMSI)
+/// is reported, not fatal: the next difference may be fine.
+enum Issued {
+    /// This many events were stored (0: nothing was new).
+    Stored(usize),
+    Refused(Refusal),
+}
+
+impl Issued {
+    /// Sorts an issue's outcome: events or a refusal, or an error that ends the work at hand.
+    fn of(outcome: Result<usize, SyncError>) -> Result<Self, SyncError> {
+        match outcome {
+            Ok(events) => Ok(Self::Stored(events)),
+            Err(SyncError::Refused {
+                aggregate,
+                code,
+                message,
+            }) => Ok(Self::Refused(Refusal {
+                aggregate,
+                code,
+                message,
+            })),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// Which aggregate refused an observation, and why.
+struct Refusal {
+    aggregate: String,
+    code: &'static str,
+    message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}: {}", self.aggregate, self.code, self.message)
     }
 }
 

@@ -10,8 +10,9 @@
 //! such a call twice.
 //!
 //! This module holds the shared machinery: the handler that routes each event to its kind,
-//! the claim on a dispatch record, the settling of a request on its aggregate, and the
-//! retry helpers. The request kinds are in `status` (activation, suspension), `top_up` and
+//! the claim on a dispatch record, the settling of a request on its aggregate (and the last
+//! steps every request ends with: settle, close the record, count), what a failed call of a
+//! non-idempotent request means, and the retry helpers. The request kinds are in `status` (activation, suspension), `top_up` and
 //! `sms` (MT messages and their delivery reports).
 
 mod sms;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use domain::{Iccid, QuotaEvent, SimEvent, SmsEvent};
 use eventstore::StoredEvent;
 use once_client::{ClientError, OnceClient, Priority};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::dispatch::{is_alive, Dispatch, Dispatches, Instance, RequestKind};
@@ -31,6 +33,9 @@ use crate::issue::{Cause, Issuer};
 use crate::metrics::SyncMetrics;
 
 pub use sms::settle_mt_messages;
+
+/// Redelivery soon: another instance holds the request, or a call may simply be repeated.
+const RETRY_SOON: Disposition = Disposition::RetryLater(Duration::from_secs(5));
 
 /// What to do with the message that carried the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,70 +82,68 @@ impl Requests {
             correlation_id: metadata_uuid(event, "correlation_id"),
             causation_id: metadata_uuid(event, "command_id"),
         };
+        let sim_request = |kind, id| Request::new(kind, id, iccid.as_str(), &iccid, cause);
         match event.aggregate_type.as_str() {
-            "sim" => match event.to_domain::<SimEvent>() {
-                Ok(SimEvent::ActivationRequested { request_id, .. }) => {
-                    self.status_change(RequestKind::Activation, &iccid, request_id, cause)
+            "sim" => match decode::<SimEvent>(event)? {
+                SimEvent::ActivationRequested { request_id, .. } => {
+                    self.status_change(sim_request(RequestKind::Activation, request_id))
                         .await
                 }
-                Ok(SimEvent::SuspensionRequested { request_id, .. }) => {
-                    self.status_change(RequestKind::Suspension, &iccid, request_id, cause)
+                SimEvent::SuspensionRequested { request_id, .. } => {
+                    self.status_change(sim_request(RequestKind::Suspension, request_id))
                         .await
                 }
-                Ok(_) => Ok(Disposition::Done),
-                Err(e) => Err(SyncError::decode(format!("event {}", event.event_type), e)),
+                _ => Ok(Disposition::Done),
             },
-            "quota" => match event.to_domain::<QuotaEvent>() {
-                Ok(QuotaEvent::TopUpRequested {
+            "quota" => match decode::<QuotaEvent>(event)? {
+                QuotaEvent::TopUpRequested {
                     request_id,
                     kind,
                     payment_method,
                     ..
-                }) => {
-                    self.top_up(
-                        &event.aggregate_id,
-                        &iccid,
-                        kind,
-                        request_id,
-                        payment_method,
-                        cause,
-                    )
-                    .await
+                } => {
+                    let request =
+                        Request::new(RequestKind::TopUp, request_id, &event.aggregate_id, &iccid, cause);
+                    self.top_up(request, kind, payment_method).await
                 }
-                Ok(_) => Ok(Disposition::Done),
-                Err(e) => Err(SyncError::decode(format!("event {}", event.event_type), e)),
+                _ => Ok(Disposition::Done),
             },
-            "sms" => match event.to_domain::<SmsEvent>() {
-                Ok(SmsEvent::SmsSendRequested {
+            "sms" => match decode::<SmsEvent>(event)? {
+                SmsEvent::SmsSendRequested {
                     message_id,
                     payload,
                     source_address,
                     encoding,
                     ..
-                }) => {
-                    self.send_sms(&iccid, message_id, payload, source_address, encoding, cause)
-                        .await
+                } => {
+                    let aggregate_id = message_id.to_string();
+                    let request = Request::new(RequestKind::Sms, message_id, &aggregate_id, &iccid, cause);
+                    self.send_sms(request, payload, source_address, encoding).await
                 }
-                Ok(_) => Ok(Disposition::Done),
-                Err(e) => Err(SyncError::decode(format!("event {}", event.event_type), e)),
+                _ => Ok(Disposition::Done),
             },
             _ => Ok(Disposition::Done),
         }
     }
 
+    /// The request's dispatch record, created `pending` when there is none yet.
+    async fn open_record(&self, request: &Request<'_>) -> Result<Dispatch, SyncError> {
+        Ok(self
+            .dispatches
+            .open(
+                request.id,
+                request.kind,
+                request.aggregate_id,
+                request.iccid.as_str(),
+            )
+            .await?)
+    }
+
     /// Who may work on the dispatch now: `Some(record)` for this instance, `None` when it is
     /// settled or another live instance is on it.
-    async fn claim(
-        &self,
-        kind: RequestKind,
-        request_id: Uuid,
-        aggregate_id: &str,
-        iccid: &Iccid,
-    ) -> Result<Claim, SyncError> {
-        let record = self
-            .dispatches
-            .open(request_id, kind, aggregate_id, iccid.as_str())
-            .await?;
+    async fn claim(&self, request: &Request<'_>) -> Result<Claim, SyncError> {
+        let (kind, request_id) = (request.kind, request.id);
+        let record = self.open_record(request).await?;
         Ok(match record.state.as_str() {
             "pending" => Claim::Fresh(record),
             "dispatching" => match record.owner {
@@ -163,23 +166,57 @@ impl Requests {
         })
     }
 
+    /// Commits "this instance is about to call the provider" with what the reconciliation of a
+    /// lost answer needs; false when another instance got there first.
+    async fn mark_dispatching(&self, request: &Request<'_>, before_call: &Value) -> Result<bool, SyncError> {
+        Ok(self
+            .dispatches
+            .mark_dispatching(request.id, self.instance, before_call)
+            .await?)
+    }
+
+    /// What a failed call of a request the provider takes no idempotency key for (top-up, SMS)
+    /// means: the provider refused it, it certainly did not take effect (the dispatch goes back
+    /// to `pending` for a later attempt), or its answer was lost and the provider's state must
+    /// tell.
+    async fn failed_call(&self, request: &Request<'_>, error: ClientError) -> Result<FailedCall, SyncError> {
+        let (request_id, kind) = (request.id, request.kind.as_str());
+        if error.outcome_unknown() {
+            tracing::warn!(%error, %request_id, kind, "outcome unknown; reconciling with the provider's state");
+            return Ok(FailedCall::OutcomeUnknown(self.open_record(request).await?));
+        }
+        if is_refusal(&error) {
+            return Ok(FailedCall::Refused(error.to_string()));
+        }
+        tracing::warn!(%error, %request_id, kind, "not carried out (the provider did not take it); will retry");
+        self.dispatches.release(request_id).await?;
+        Ok(FailedCall::NotTaken)
+    }
+
+    /// The aggregate no longer has the request pending (it was settled before a crash let the
+    /// record be updated): closes the record, nothing left to do.
+    async fn close_settled(&self, request: &Request<'_>) -> Result<Disposition, SyncError> {
+        self.dispatches.close_settled(request.id).await?;
+        Ok(Disposition::Done)
+    }
+
     /// Issues a confirming command; a refusal means the request was settled meanwhile (e.g.
     /// by an earlier attempt that crashed before updating its record), which is fine.
-    async fn settle<A>(
-        &self,
-        aggregate_id: &str,
-        iccid: &Iccid,
-        commands: Vec<A::Command>,
-        request_id: Uuid,
-        cause: Cause,
-    ) -> Result<(), SyncError>
+    async fn settle<A>(&self, request: &Request<'_>, commands: Vec<A::Command>) -> Result<(), SyncError>
     where
         A: domain::Aggregate,
         A::Command: Clone,
     {
+        let request_id = request.id;
         match self
             .issuer
-            .issue::<A>(aggregate_id, iccid, commands, &("settle", request_id), cause)
+            .issue::<A>(
+                request.aggregate_id,
+                request.iccid,
+                commands,
+                &("settle", request_id),
+                request.cause,
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -188,6 +225,51 @@ impl Requests {
                 Ok(())
             }
             Err(error) => Err(error),
+        }
+    }
+
+    /// The last steps of every request: settles it on its aggregate with `commands`, ends its
+    /// dispatch record as `state` (`completed`, `failed` or `unknown`) with `outcome`, and counts
+    /// it under that state.
+    async fn finish<A>(
+        &self,
+        request: &Request<'_>,
+        commands: Vec<A::Command>,
+        state: &'static str,
+        outcome: &str,
+        provider_ref: Option<&str>,
+    ) -> Result<Disposition, SyncError>
+    where
+        A: domain::Aggregate,
+        A::Command: Clone,
+    {
+        self.settle::<A>(request, commands).await?;
+        self.dispatches
+            .finish(request.id, state, outcome, provider_ref)
+            .await?;
+        self.metrics.request(request.kind.as_str(), state);
+        Ok(Disposition::Done)
+    }
+}
+
+/// One operator request being carried out: its kind and id, the aggregate that settles it,
+/// and the cause (the requesting event) its confirmation carries.
+struct Request<'a> {
+    kind: RequestKind,
+    id: Uuid,
+    aggregate_id: &'a str,
+    iccid: &'a Iccid,
+    cause: Cause,
+}
+
+impl<'a> Request<'a> {
+    fn new(kind: RequestKind, id: Uuid, aggregate_id: &'a str, iccid: &'a Iccid, cause: Cause) -> Self {
+        Self {
+            kind,
+            id,
+            aggregate_id,
+            iccid,
+            cause,
         }
     }
 }
@@ -199,6 +281,16 @@ enum Claim {
     Settled,
 }
 
+/// See [`Requests::failed_call`].
+enum FailedCall {
+    /// The provider refused the request: it failed, for this reason.
+    Refused(String),
+    /// Not taken; released for a later attempt.
+    NotTaken,
+    /// The answer was lost: reconcile with the provider's state, from this record.
+    OutcomeUnknown(Dispatch),
+}
+
 /// The provider refused the request itself (4xx other than 429): retrying cannot help.
 fn is_refusal(error: &ClientError) -> bool {
     matches!(error, ClientError::Rejected { .. } | ClientError::NotFound { .. })
@@ -206,6 +298,13 @@ fn is_refusal(error: &ClientError) -> bool {
 
 fn backoff(attempts: i32) -> Duration {
     Duration::from_secs((2u64.saturating_pow(attempts.clamp(0, 8) as u32)).min(300))
+}
+
+/// The domain event a stored event carries.
+fn decode<E: domain::DomainEvent>(event: &StoredEvent) -> Result<E, SyncError> {
+    event
+        .to_domain::<E>()
+        .map_err(|e| SyncError::decode(format!("event {}", event.event_type), e))
 }
 
 fn metadata_uuid(event: &StoredEvent, field: &str) -> Option<Uuid> {

@@ -2,55 +2,43 @@
 //! so a lost answer is reconciled with the SIM's SMS list), and the delivery reports of the
 //! platform's submitted messages, read from that list by the per-SIM refresh.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use domain::{Encoding, Iccid, Sms, SmsCommand, SmsStatus};
 use once_client::SmsSubmission;
 use serde_json::json;
 use sqlx::PgPool;
-use uuid::Uuid;
 
-use super::{is_refusal, Claim, Disposition, Requests};
+use super::{Claim, Disposition, FailedCall, Request, Requests, RETRY_SOON};
 use crate::convert;
-use crate::dispatch::{Dispatch, Dispatches, RequestKind};
+use crate::dispatch::{Dispatch, Dispatches};
 use crate::error::SyncError;
 use crate::issue::{Cause, Issuer};
 
 impl Requests {
     pub(super) async fn send_sms(
         &self,
-        iccid: &Iccid,
-        message_id: Uuid,
+        request: Request<'_>,
         payload: String,
         source_address: Option<String>,
         encoding: Encoding,
-        cause: Cause,
     ) -> Result<Disposition, SyncError> {
-        let aggregate_id = message_id.to_string();
-        let sms = self.issuer.store().load::<Sms>(&aggregate_id).await?.state;
+        let iccid = request.iccid;
+        let sms = self.issuer.store().load::<Sms>(request.aggregate_id).await?.state;
         if sms.status() != Some(SmsStatus::Requested) {
-            self.dispatches.close_settled(message_id).await?;
-            return Ok(Disposition::Done);
+            return self.close_settled(&request).await;
         }
-        match self
-            .claim(RequestKind::Sms, message_id, &aggregate_id, iccid)
-            .await?
-        {
+        match self.claim(&request).await? {
             Claim::Settled => return Ok(Disposition::Done),
-            Claim::Busy => return Ok(Disposition::RetryLater(Duration::from_secs(5))),
+            Claim::Busy => return Ok(RETRY_SOON),
             Claim::Reconcile(record) => {
-                return self
-                    .reconcile_sms(iccid, message_id, &payload, &record, cause)
-                    .await;
+                return self.reconcile_sms(&request, &payload, &record).await;
             }
             Claim::Fresh(_) => {
                 if !self
-                    .dispatches
-                    .mark_dispatching(message_id, self.instance, &json!({ "payload": payload }))
+                    .mark_dispatching(&request, &json!({ "payload": payload }))
                     .await?
                 {
-                    return Ok(Disposition::RetryLater(Duration::from_secs(5)));
+                    return Ok(RETRY_SOON);
                 }
             }
         }
@@ -65,36 +53,20 @@ impl Requests {
         match self.client.send_sms(iccid.as_str(), &submission).await {
             Ok(receipt) => {
                 let provider_id = receipt.id.map(|id| id.to_string());
-                self.submitted(iccid, message_id, provider_id, cause).await
+                self.submitted(&request, provider_id).await
             }
-            Err(error) if !error.outcome_unknown() && is_refusal(&error) => {
-                let reason = error.to_string();
-                let command = SmsCommand::MarkFailed {
-                    reason: reason.clone(),
-                    at: Utc::now(),
-                };
-                self.settle::<Sms>(&aggregate_id, iccid, vec![command], message_id, cause)
-                    .await?;
-                self.dispatches
-                    .finish(message_id, "failed", &reason, None)
-                    .await?;
-                self.metrics.request("sms", "failed");
-                Ok(Disposition::Done)
-            }
-            Err(error) if !error.outcome_unknown() => {
-                tracing::warn!(%error, %message_id, "SMS not handed over (the provider did not take it); will retry");
-                self.dispatches.release(message_id).await?;
-                Ok(Disposition::RetryLater(Duration::from_secs(5)))
-            }
-            Err(error) => {
-                tracing::warn!(%error, %message_id, "SMS outcome unknown; reconciling with the provider's SMS list");
-                let record = self
-                    .dispatches
-                    .open(message_id, RequestKind::Sms, &aggregate_id, iccid.as_str())
-                    .await?;
-                self.reconcile_sms(iccid, message_id, &payload, &record, cause)
-                    .await
-            }
+            Err(error) => match self.failed_call(&request, error).await? {
+                FailedCall::Refused(reason) => {
+                    let command = SmsCommand::MarkFailed {
+                        reason: reason.clone(),
+                        at: Utc::now(),
+                    };
+                    self.finish::<Sms>(&request, vec![command], "failed", &reason, None)
+                        .await
+                }
+                FailedCall::NotTaken => Ok(RETRY_SOON),
+                FailedCall::OutcomeUnknown(record) => self.reconcile_sms(&request, &payload, &record).await,
+            },
         }
     }
 
@@ -102,17 +74,16 @@ impl Requests {
     /// text, submitted after the call was about to be made, and not matched to another request.
     async fn reconcile_sms(
         &self,
-        iccid: &Iccid,
-        message_id: Uuid,
+        request: &Request<'_>,
         payload: &str,
         record: &Dispatch,
-        cause: Cause,
     ) -> Result<Disposition, SyncError> {
+        let (iccid, message_id) = (request.iccid, request.id);
         let messages = match self.client.all_sms(iccid.as_str()).await {
             Ok(messages) => messages,
             Err(error) => {
                 tracing::warn!(%error, %message_id, "cannot read the SMS list to reconcile; will retry");
-                return Ok(Disposition::RetryLater(Duration::from_secs(5)));
+                return Ok(RETRY_SOON);
             }
         };
         let claimed = self.dispatches.claimed_sms_ids(iccid.as_str()).await?;
@@ -129,7 +100,7 @@ impl Requests {
         match found {
             Some(message) => {
                 tracing::info!(%message_id, provider_id = message.provider_id, "the provider has the SMS: submitted");
-                self.submitted(iccid, message_id, Some(message.provider_id.to_string()), cause)
+                self.submitted(request, Some(message.provider_id.to_string()))
                     .await
             }
             None => {
@@ -139,35 +110,29 @@ impl Requests {
                     reason: reason.to_owned(),
                     at: Utc::now(),
                 };
-                self.settle::<Sms>(&message_id.to_string(), iccid, vec![command], message_id, cause)
-                    .await?;
-                self.dispatches
-                    .finish(message_id, "unknown", reason, None)
-                    .await?;
-                self.metrics.request("sms", "unknown");
-                Ok(Disposition::Done)
+                self.finish::<Sms>(request, vec![command], "unknown", reason, None)
+                    .await
             }
         }
     }
 
     async fn submitted(
         &self,
-        iccid: &Iccid,
-        message_id: Uuid,
+        request: &Request<'_>,
         provider_id: Option<String>,
-        cause: Cause,
     ) -> Result<Disposition, SyncError> {
         let command = SmsCommand::MarkSubmitted {
             provider_message_id: provider_id.clone(),
             at: Utc::now(),
         };
-        self.settle::<Sms>(&message_id.to_string(), iccid, vec![command], message_id, cause)
-            .await?;
-        self.dispatches
-            .finish(message_id, "completed", "submitted", provider_id.as_deref())
-            .await?;
-        self.metrics.request("sms", "completed");
-        Ok(Disposition::Done)
+        self.finish::<Sms>(
+            request,
+            vec![command],
+            "completed",
+            "submitted",
+            provider_id.as_deref(),
+        )
+        .await
     }
 }
 

@@ -1,45 +1,31 @@
 //! Activation and suspension: a PUT of the SIM's status at the provider, idempotent, so it is
 //! simply repeated when in doubt (up to `MAX_ATTEMPTS`), then confirmed or failed on the SIM.
 
-use std::time::Duration;
-
 use chrono::Utc;
-use domain::{Iccid, ProviderStatus, Sim, SimCommand};
+use domain::{ProviderStatus, Sim, SimCommand};
 use once_client::{SimState, SimUpdate};
 use serde_json::json;
-use uuid::Uuid;
 
-use super::{backoff, is_refusal, Claim, Disposition, Requests};
+use super::{backoff, is_refusal, Claim, Disposition, Request, Requests, RETRY_SOON};
 use crate::dispatch::RequestKind;
 use crate::error::SyncError;
-use crate::issue::Cause;
 
 /// Attempts at an idempotent request (activation, suspension) before it is recorded as failed.
 const MAX_ATTEMPTS: i32 = 20;
 
 impl Requests {
-    pub(super) async fn status_change(
-        &self,
-        kind: RequestKind,
-        iccid: &Iccid,
-        request_id: Uuid,
-        cause: Cause,
-    ) -> Result<Disposition, SyncError> {
+    pub(super) async fn status_change(&self, request: Request<'_>) -> Result<Disposition, SyncError> {
+        let (kind, iccid, request_id) = (request.kind, request.iccid, request.id);
         let sim = self.issuer.store().load::<Sim>(iccid.as_str()).await?.state;
         if sim.pending_change().is_none_or(|p| p.request_id != request_id) {
-            self.dispatches.close_settled(request_id).await?;
-            return Ok(Disposition::Done);
+            return self.close_settled(&request).await;
         }
-        let record = match self.claim(kind, request_id, iccid.as_str(), iccid).await? {
+        let record = match self.claim(&request).await? {
             Claim::Settled => return Ok(Disposition::Done),
-            Claim::Busy => return Ok(Disposition::RetryLater(Duration::from_secs(5))),
+            Claim::Busy => return Ok(RETRY_SOON),
             Claim::Fresh(record) => {
-                if !self
-                    .dispatches
-                    .mark_dispatching(request_id, self.instance, &json!({}))
-                    .await?
-                {
-                    return Ok(Disposition::RetryLater(Duration::from_secs(5)));
+                if !self.mark_dispatching(&request, &json!({})).await? {
+                    return Ok(RETRY_SOON);
                 }
                 record
             }
@@ -70,13 +56,8 @@ impl Requests {
                         at: now,
                     },
                 ];
-                self.settle::<Sim>(iccid.as_str(), iccid, commands, request_id, cause)
-                    .await?;
-                self.dispatches
-                    .finish(request_id, "completed", "completed", None)
-                    .await?;
-                self.metrics.request(kind.as_str(), "completed");
-                Ok(Disposition::Done)
+                self.finish::<Sim>(&request, commands, "completed", "completed", None)
+                    .await
             }
             Err(error) if is_refusal(&error) || record.attempts + 1 >= MAX_ATTEMPTS => {
                 let reason = error.to_string();
@@ -92,13 +73,8 @@ impl Requests {
                         at: now,
                     },
                 };
-                self.settle::<Sim>(iccid.as_str(), iccid, vec![fail], request_id, cause)
-                    .await?;
-                self.dispatches
-                    .finish(request_id, "failed", &reason, None)
-                    .await?;
-                self.metrics.request(kind.as_str(), "failed");
-                Ok(Disposition::Done)
+                self.finish::<Sim>(&request, vec![fail], "failed", &reason, None)
+                    .await
             }
             Err(error) => {
                 tracing::warn!(%error, %request_id, kind = kind.as_str(), "status change not carried out yet; will retry");

@@ -2,54 +2,42 @@
 //! and, after a lost answer or a crash, compared with the quota after it to tell whether the
 //! top-up took effect (completed, failed, or recorded as unknown; never sent twice).
 
-use std::time::Duration;
-
 use chrono::Utc;
-use domain::{Iccid, Quota, QuotaCommand, QuotaKind};
+use domain::{Quota, QuotaCommand, QuotaKind};
 use serde_json::json;
-use uuid::Uuid;
 
-use super::{backoff, is_refusal, Claim, Disposition, Requests};
+use super::{backoff, is_refusal, Claim, Disposition, FailedCall, Request, Requests, RETRY_SOON};
 use crate::convert;
-use crate::dispatch::{Dispatch, RequestKind};
+use crate::dispatch::Dispatch;
 use crate::error::SyncError;
-use crate::issue::Cause;
 
 impl Requests {
     pub(super) async fn top_up(
         &self,
-        aggregate_id: &str,
-        iccid: &Iccid,
+        request: Request<'_>,
         kind: QuotaKind,
-        request_id: Uuid,
         payment_method: Option<String>,
-        cause: Cause,
     ) -> Result<Disposition, SyncError> {
-        let quota = self.issuer.store().load::<Quota>(aggregate_id).await?.state;
-        if quota.pending_top_up().is_none_or(|p| p.request_id != request_id) {
-            self.dispatches.close_settled(request_id).await?;
-            return Ok(Disposition::Done);
-        }
-        let client_kind = kind;
-        let before = match self
-            .claim(RequestKind::TopUp, request_id, aggregate_id, iccid)
+        let (iccid, request_id) = (request.iccid, request.id);
+        let quota = self
+            .issuer
+            .store()
+            .load::<Quota>(request.aggregate_id)
             .await?
-        {
+            .state;
+        if quota.pending_top_up().is_none_or(|p| p.request_id != request_id) {
+            return self.close_settled(&request).await;
+        }
+        let before = match self.claim(&request).await? {
             Claim::Settled => return Ok(Disposition::Done),
-            Claim::Busy => return Ok(Disposition::RetryLater(Duration::from_secs(5))),
-            Claim::Reconcile(record) => {
-                return self
-                    .reconcile_top_up(aggregate_id, iccid, kind, request_id, &record, cause)
-                    .await
-            }
+            Claim::Busy => return Ok(RETRY_SOON),
+            Claim::Reconcile(record) => return self.reconcile_top_up(&request, kind, &record).await,
             Claim::Fresh(record) => {
                 // What the quota was before, to recognise the top-up's effect later.
-                let before = match self.client.quota(iccid.as_str(), client_kind).await {
+                let before = match self.client.quota(iccid.as_str(), kind).await {
                     Ok(quota) => quota,
                     Err(error) if is_refusal(&error) => {
-                        return self
-                            .fail_top_up(aggregate_id, iccid, request_id, error.to_string(), cause)
-                            .await
+                        return self.fail_top_up(&request, error.to_string()).await
                     }
                     Err(error) => {
                         tracing::warn!(%error, %request_id, "cannot read the quota before a top-up; will retry");
@@ -57,12 +45,8 @@ impl Requests {
                     }
                 };
                 let before_json = json!({ "quota": convert::quota_record(&before) });
-                if !self
-                    .dispatches
-                    .mark_dispatching(request_id, self.instance, &before_json)
-                    .await?
-                {
-                    return Ok(Disposition::RetryLater(Duration::from_secs(5)));
+                if !self.mark_dispatching(&request, &before_json).await? {
+                    return Ok(RETRY_SOON);
                 }
                 convert::quota_record(&before)
             }
@@ -73,39 +57,19 @@ impl Requests {
             .await
         {
             Ok(order) => {
-                let after = self.client.quota(iccid.as_str(), client_kind).await.ok();
+                let after = self.client.quota(iccid.as_str(), kind).await.ok();
                 let volume_added = after
                     .as_ref()
                     .map(|after| added_volume(&before, &convert::quota_record(after)))
                     .unwrap_or(0);
-                self.complete_top_up(
-                    aggregate_id,
-                    iccid,
-                    request_id,
-                    volume_added,
-                    order.location.as_deref(),
-                    cause,
-                )
-                .await
-            }
-            Err(error) if !error.outcome_unknown() && is_refusal(&error) => {
-                self.fail_top_up(aggregate_id, iccid, request_id, error.to_string(), cause)
+                self.complete_top_up(&request, volume_added, order.location.as_deref())
                     .await
             }
-            Err(error) if !error.outcome_unknown() => {
-                tracing::warn!(%error, %request_id, "top-up not carried out (the provider did not take it); will retry");
-                self.dispatches.release(request_id).await?;
-                Ok(Disposition::RetryLater(Duration::from_secs(5)))
-            }
-            Err(error) => {
-                tracing::warn!(%error, %request_id, "top-up outcome unknown; reconciling with the provider's quota");
-                let record = self
-                    .dispatches
-                    .open(request_id, RequestKind::TopUp, aggregate_id, iccid.as_str())
-                    .await?;
-                self.reconcile_top_up(aggregate_id, iccid, kind, request_id, &record, cause)
-                    .await
-            }
+            Err(error) => match self.failed_call(&request, error).await? {
+                FailedCall::Refused(reason) => self.fail_top_up(&request, reason).await,
+                FailedCall::NotTaken => Ok(RETRY_SOON),
+                FailedCall::OutcomeUnknown(record) => self.reconcile_top_up(&request, kind, &record).await,
+            },
         }
     }
 
@@ -113,33 +77,25 @@ impl Requests {
     /// about to be made? Then the top-up happened; otherwise nobody can tell.
     async fn reconcile_top_up(
         &self,
-        aggregate_id: &str,
-        iccid: &Iccid,
+        request: &Request<'_>,
         kind: QuotaKind,
-        request_id: Uuid,
         record: &Dispatch,
-        cause: Cause,
     ) -> Result<Disposition, SyncError> {
+        let request_id = request.id;
         let Some(before) = record
             .before_call
             .as_ref()
             .and_then(|v| serde_json::from_value::<convert::QuotaRecord>(v["quota"].clone()).ok())
         else {
             return self
-                .unknown_top_up(
-                    aggregate_id,
-                    iccid,
-                    request_id,
-                    "no record of the quota before the call",
-                    cause,
-                )
+                .unknown_top_up(request, "no record of the quota before the call")
                 .await;
         };
-        let after = match self.client.quota(iccid.as_str(), kind).await {
+        let after = match self.client.quota(request.iccid.as_str(), kind).await {
             Ok(after) => convert::quota_record(&after),
             Err(error) => {
                 tracing::warn!(%error, %request_id, "cannot read the quota to reconcile a top-up; will retry");
-                return Ok(Disposition::RetryLater(Duration::from_secs(5)));
+                return Ok(RETRY_SOON);
             }
         };
         if after.total > before.total
@@ -149,85 +105,48 @@ impl Requests {
         {
             let volume_added = added_volume(&before, &after);
             tracing::info!(%request_id, volume_added, "the provider's quota shows the top-up: completed");
-            return self
-                .complete_top_up(aggregate_id, iccid, request_id, volume_added, None, cause)
-                .await;
+            return self.complete_top_up(request, volume_added, None).await;
         }
         self.unknown_top_up(
-            aggregate_id,
-            iccid,
-            request_id,
+            request,
             "the call's answer was lost and the provider's quota does not show a top-up",
-            cause,
         )
         .await
     }
 
     async fn complete_top_up(
         &self,
-        aggregate_id: &str,
-        iccid: &Iccid,
-        request_id: Uuid,
+        request: &Request<'_>,
         volume_added: u64,
         location: Option<&str>,
-        cause: Cause,
     ) -> Result<Disposition, SyncError> {
         let command = QuotaCommand::CompleteTopUp {
-            request_id,
+            request_id: request.id,
             volume_added,
             at: Utc::now(),
         };
-        self.settle::<Quota>(aggregate_id, iccid, vec![command], request_id, cause)
-            .await?;
-        self.dispatches
-            .finish(request_id, "completed", "completed", location)
-            .await?;
-        self.metrics.request("topup", "completed");
-        Ok(Disposition::Done)
+        self.finish::<Quota>(request, vec![command], "completed", "completed", location)
+            .await
     }
 
-    async fn fail_top_up(
-        &self,
-        aggregate_id: &str,
-        iccid: &Iccid,
-        request_id: Uuid,
-        reason: String,
-        cause: Cause,
-    ) -> Result<Disposition, SyncError> {
+    async fn fail_top_up(&self, request: &Request<'_>, reason: String) -> Result<Disposition, SyncError> {
         let command = QuotaCommand::FailTopUp {
-            request_id,
+            request_id: request.id,
             reason: reason.clone(),
             at: Utc::now(),
         };
-        self.settle::<Quota>(aggregate_id, iccid, vec![command], request_id, cause)
-            .await?;
-        self.dispatches
-            .finish(request_id, "failed", &reason, None)
-            .await?;
-        self.metrics.request("topup", "failed");
-        Ok(Disposition::Done)
+        self.finish::<Quota>(request, vec![command], "failed", &reason, None)
+            .await
     }
 
-    async fn unknown_top_up(
-        &self,
-        aggregate_id: &str,
-        iccid: &Iccid,
-        request_id: Uuid,
-        reason: &str,
-        cause: Cause,
-    ) -> Result<Disposition, SyncError> {
+    async fn unknown_top_up(&self, request: &Request<'_>, reason: &str) -> Result<Disposition, SyncError> {
         let command = QuotaCommand::RecordTopUpOutcomeUnknown {
-            request_id,
+            request_id: request.id,
             reason: reason.to_owned(),
             at: Utc::now(),
         };
-        self.settle::<Quota>(aggregate_id, iccid, vec![command], request_id, cause)
-            .await?;
-        self.dispatches
-            .finish(request_id, "unknown", reason, None)
-            .await?;
-        self.metrics.request("topup", "unknown");
-        Ok(Disposition::Done)
+        self.finish::<Quota>(request, vec![command], "unknown", reason, None)
+            .await
     }
 }
 

@@ -5,9 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_nats::jetstream;
+use chrono::Utc;
+use domain::{Iccid, Quota, QuotaCommand, QuotaKind, SimStatus};
+use eventstore::{CommandContext, EventMetadata, EventStore};
 use once_simulator::{RunningSimulator, Simulator, SimulatorConfig};
 use sqlx::PgPool;
-use sync_connector::{Config, Connector};
+use sync_connector::{Config, Connector, Poller};
 use testkit::database_url;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -71,6 +74,20 @@ impl Harness {
             prefix,
             env,
         }
+    }
+
+    /// [`Harness::new`], and a connector on it that has polled once: the platform knows the
+    /// fleet and its quotas.
+    pub async fn polled(
+        pool: PgPool,
+        sims: usize,
+        rate_limit: u32,
+        overrides: &[(&str, &str)],
+    ) -> (Self, Connector) {
+        let harness = Self::new(pool, sims, rate_limit, overrides).await;
+        let connector = harness.connector().await;
+        connector.poller.poll_once().await.unwrap();
+        (harness, connector)
     }
 
     pub fn config(&self) -> Config {
@@ -145,8 +162,55 @@ impl Harness {
             .unwrap()
     }
 
+    /// Asserts that nothing was stored after `head` (naming what was).
+    pub async fn assert_nothing_after(&self, head: i64) {
+        assert_eq!(self.head().await, head, "{:?}", self.events_after(head).await);
+    }
+
+    /// An operator's data top-up of `iccid` (the command on its data quota), by the SIM's
+    /// status `sim_status`; returns the quota's aggregate id and the request's id.
+    pub async fn request_top_up(&self, iccid: &str, sim_status: SimStatus) -> (String, Uuid) {
+        let parsed = Iccid::parse(iccid).unwrap();
+        let quota_id = domain::quota_aggregate_id(&parsed, QuotaKind::Data);
+        let request_id = Uuid::now_v7();
+        EventStore::new(self.pool.clone())
+            .execute::<Quota>(
+                &quota_id,
+                iccid,
+                QuotaCommand::RequestTopUp {
+                    request_id,
+                    iccid: parsed,
+                    kind: QuotaKind::Data,
+                    volume: 500_000_000,
+                    payment_method: None,
+                    sim_status,
+                    at: Utc::now(),
+                },
+                &CommandContext::new(EventMetadata::new("user:operator")),
+            )
+            .await
+            .unwrap();
+        (quota_id, request_id)
+    }
+
+    /// The state of a request's `sync_dispatches` record.
+    pub async fn dispatch_state(&self, request_id: Uuid) -> String {
+        sqlx::query_scalar("SELECT state FROM sync_dispatches WHERE request_id = $1")
+            .bind(request_id)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
     pub async fn cleanup(self) {
         let js = jetstream::new(self.nats.clone());
         let _ = js.delete_stream(&self.stream).await;
     }
+}
+
+/// A poll, then (past a detail interval of one second) the round-robin over every SIM.
+pub async fn poll_and_refresh_all(poller: &Poller) {
+    poller.poll_once().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    poller.refresh_round_robin(i64::MAX).await.unwrap();
 }

@@ -7,12 +7,17 @@ use std::time::Duration;
 
 use crate::common::Harness;
 use chrono::Utc;
-use domain::{Iccid, Quota, QuotaCommand, QuotaKind, Sim};
+use domain::{Iccid, Quota, Sim};
 use eventstore::{CommandContext, EventMetadata, EventStore};
 use once_simulator::{Faults, SlowResponse};
 use sqlx::PgPool;
 use testkit::eventually;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
+
+/// The relay of [`Harness::start_relay`], running until dropped.
+type Relay = (watch::Sender<bool>, JoinHandle<()>);
 
 /// The connector binary, killed when dropped (even when the test fails).
 struct Process(Child);
@@ -50,9 +55,11 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[sqlx::test(migrator = "eventstore::MIGRATOR")]
-async fn a_connector_killed_after_the_provider_call_tops_up_exactly_once(pool: PgPool) {
-    let harness = Harness::new(
+/// A fleet of three the platform knows (one poll, in-process), the relay running, and the
+/// connector binary started against a provider that carries calls to `slow_path` out at once
+/// but answers them only after a long delay.
+async fn binary_with_slow_answers(pool: &PgPool, slow_path: &str) -> (Harness, Relay, Process) {
+    let (harness, polled) = Harness::polled(
         pool.clone(),
         3,
         10,
@@ -63,43 +70,45 @@ async fn a_connector_killed_after_the_provider_call_tops_up_exactly_once(pool: P
         ],
     )
     .await;
-    // The platform knows the fleet and its quotas (one poll, in-process).
-    harness.connector().await.poller.poll_once().await.unwrap();
-    let iccid = harness.simulator().iccids()[0].clone();
-    let (_relay_stop, _relay) = harness.start_relay();
-
-    // The provider carries the top-up out at once but answers only after a long delay.
+    // The in-process connector only made the fleet known; the binary carries out the requests.
+    drop(polled);
+    let relay = harness.start_relay();
     harness.simulator().set_faults(Faults {
         slow_response: Some(SlowResponse {
-            path_contains: "/topup".into(),
+            path_contains: slow_path.into(),
             delay_ms: 20_000,
         }),
         ..Faults::default()
     });
-    let mut process = Process::start(&harness, free_port());
+    let process = Process::start(&harness, free_port());
+    (harness, relay, process)
+}
+
+/// Kills the binary while the provider's answer is still on the way (nothing is confirmed
+/// yet), restarts it with the provider answering promptly again, and waits for `confirmed`
+/// and past a redelivery. Returns the restarted binary.
+async fn kill_and_restart(harness: &Harness, mut process: Process, confirmed: &str, what: &str) -> Process {
+    process.kill();
+    assert_eq!(harness.count(confirmed).await, 0);
+    harness.simulator().set_faults(Faults::default());
+    let restarted = Process::start(harness, free_port());
+    eventually(Duration::from_secs(60), what, || async {
+        harness.count(confirmed).await == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await; // past a redelivery
+    restarted
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_connector_killed_after_the_provider_call_tops_up_exactly_once(pool: PgPool) {
+    // The provider carries the top-up out at once but answers only after a long delay.
+    let (harness, _relay, process) = binary_with_slow_answers(&pool, "/topup").await;
+    let iccid = harness.simulator().iccids()[0].clone();
 
     let store = EventStore::new(pool.clone());
-    let parsed = Iccid::parse(&iccid).unwrap();
     let sim = store.load::<Sim>(&iccid).await.unwrap().state;
-    let quota_id = domain::quota_aggregate_id(&parsed, QuotaKind::Data);
-    let request_id = Uuid::now_v7();
-    store
-        .execute::<Quota>(
-            &quota_id,
-            &iccid,
-            QuotaCommand::RequestTopUp {
-                request_id,
-                iccid: parsed.clone(),
-                kind: QuotaKind::Data,
-                volume: 500_000_000,
-                payment_method: None,
-                sim_status: sim.status(),
-                at: Utc::now(),
-            },
-            &CommandContext::new(EventMetadata::new("user:operator")),
-        )
-        .await
-        .unwrap();
+    let (quota_id, request_id) = harness.request_top_up(&iccid, sim.status()).await;
 
     // The order reached the provider; its answer is still on the way: kill the connector.
     eventually(
@@ -108,23 +117,13 @@ async fn a_connector_killed_after_the_provider_call_tops_up_exactly_once(pool: P
         || async { harness.simulator().top_ups(&iccid) == 1 },
     )
     .await;
-    let state: String = sqlx::query_scalar("SELECT state FROM sync_dispatches WHERE request_id = $1")
-        .bind(request_id)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(state, "dispatching", "the dispatch is recorded before the call");
-    process.kill();
-    assert_eq!(harness.count("TopUpCompleted").await, 0);
-
+    assert_eq!(
+        harness.dispatch_state(request_id).await,
+        "dispatching",
+        "the dispatch is recorded before the call"
+    );
     // Restarted (and the provider answering promptly again): reconciled, not re-sent.
-    harness.simulator().set_faults(Faults::default());
-    let _process = Process::start(&harness, free_port());
-    eventually(Duration::from_secs(60), "the top-up to be confirmed", || async {
-        harness.count("TopUpCompleted").await == 1
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(4)).await; // past a redelivery
+    let _process = kill_and_restart(&harness, process, "TopUpCompleted", "the top-up to be confirmed").await;
     assert_eq!(
         harness.simulator().top_ups(&iccid),
         1,
@@ -148,28 +147,8 @@ async fn a_connector_killed_after_the_provider_call_tops_up_exactly_once(pool: P
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_connector_killed_after_handing_over_an_sms_sends_it_exactly_once(pool: PgPool) {
-    let harness = Harness::new(
-        pool.clone(),
-        3,
-        10,
-        &[
-            ("SYNC_REQUESTS_PER_SECOND", "9"),
-            ("SYNC_REQUEST_ACK_WAIT_SECS", "3"),
-            ("SYNC_POLL_INTERVAL_SECS", "3600"),
-        ],
-    )
-    .await;
-    harness.connector().await.poller.poll_once().await.unwrap();
+    let (harness, _relay, process) = binary_with_slow_answers(&pool, "/sms").await;
     let iccid = harness.simulator().iccids()[2].clone();
-    let (_relay_stop, _relay) = harness.start_relay();
-    harness.simulator().set_faults(Faults {
-        slow_response: Some(SlowResponse {
-            path_contains: "/sms".into(),
-            delay_ms: 20_000,
-        }),
-        ..Faults::default()
-    });
-    let mut process = Process::start(&harness, free_port());
 
     let store = EventStore::new(pool.clone());
     let message_id = Uuid::now_v7();
@@ -194,16 +173,7 @@ async fn a_connector_killed_after_handing_over_an_sms_sends_it_exactly_once(pool
         || async { harness.simulator().mt_sms(&iccid).len() == 1 },
     )
     .await;
-    process.kill();
-    assert_eq!(harness.count("SmsSubmitted").await, 0);
-
-    harness.simulator().set_faults(Faults::default());
-    let _process = Process::start(&harness, free_port());
-    eventually(Duration::from_secs(60), "the SMS to be confirmed", || async {
-        harness.count("SmsSubmitted").await == 1
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let _process = kill_and_restart(&harness, process, "SmsSubmitted", "the SMS to be confirmed").await;
     let sent = harness.simulator().mt_sms(&iccid);
     assert_eq!(sent.len(), 1, "exactly one SMS at the provider");
     // The confirmation names the provider's message.

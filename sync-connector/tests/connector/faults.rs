@@ -2,9 +2,7 @@
 //! limits calls to 10 per second: it still converges, records nothing twice, and keeps under
 //! the limit.
 
-use std::time::Duration;
-
-use crate::common::Harness;
+use crate::common::{poll_and_refresh_all, Harness};
 use domain::{Quota, QuotaKind, Sim};
 use eventstore::EventStore;
 use once_simulator::Faults;
@@ -87,14 +85,7 @@ async fn a_sync_through_errors_and_latency_converges_without_duplicates(pool: Pg
     assert_eq!(harness.count("SimRegistered").await, 30);
     // And a clean poll afterwards finds nothing to record.
     let head = harness.head().await;
-    connector.poller.poll_once().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    connector.poller.refresh_round_robin(i64::MAX).await.unwrap();
-    assert_eq!(
-        harness.head().await,
-        head,
-        "{:?}",
-        harness.events_after(head).await
-    );
+    poll_and_refresh_all(&connector.poller).await;
+    harness.assert_nothing_after(head).await;
     harness.cleanup().await;
 }

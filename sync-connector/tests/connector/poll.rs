@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::Harness;
+use crate::common::{poll_and_refresh_all, Harness};
 use chrono::Utc;
 use domain::{ProviderStatus, Sim};
 use eventstore::EventStore;
@@ -44,12 +44,7 @@ async fn polls_register_the_fleet_then_record_exactly_what_changed(pool: PgPool)
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let round = poller.refresh_round_robin(i64::MAX).await.unwrap();
     assert_eq!(round.sims_seen, 1000);
-    assert_eq!(
-        harness.head().await,
-        head,
-        "{:?}",
-        harness.events_after(head).await
-    );
+    harness.assert_nothing_after(head).await;
 
     // Changes at the provider: a status, usage, quota consumption to 85 %, an MO SMS.
     let iccids = harness.simulator().iccids();
@@ -67,9 +62,7 @@ async fn polls_register_the_fleet_then_record_exactly_what_changed(pool: PgPool)
         .consume_quota_to(consumed, QuotaKind::Data, 85.0);
     harness.simulator().receive_mo_sms(texted, "temp=21");
 
-    poller.poll_once().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    poller.refresh_round_robin(i64::MAX).await.unwrap();
+    poll_and_refresh_all(poller).await;
     let changes = harness.events_of_after(head).await;
     let of = |iccid: &str, event_type: &str| {
         changes
@@ -115,23 +108,14 @@ async fn polls_register_the_fleet_then_record_exactly_what_changed(pool: PgPool)
 
     // And once more: those changes are not recorded twice.
     let head = harness.head().await;
-    poller.poll_once().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    poller.refresh_round_robin(i64::MAX).await.unwrap();
-    assert_eq!(
-        harness.head().await,
-        head,
-        "{:?}",
-        harness.events_after(head).await
-    );
+    poll_and_refresh_all(poller).await;
+    harness.assert_nothing_after(head).await;
     harness.cleanup().await;
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_status_that_changes_back_is_recorded_both_times(pool: PgPool) {
-    let harness = Harness::new(pool.clone(), 5, 0, &[]).await;
-    let connector = harness.connector().await;
-    connector.poller.poll_once().await.unwrap();
+    let (harness, connector) = Harness::polled(pool.clone(), 5, 0, &[]).await;
     let iccid = harness.simulator().iccids()[0].clone();
     let store = EventStore::new(pool.clone());
     let start = store.load::<Sim>(&iccid).await.unwrap().state.provider_status();

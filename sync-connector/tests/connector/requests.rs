@@ -47,32 +47,22 @@ async fn projector(harness: &Harness) -> Projector {
 async fn top_ups_and_sms_from_the_command_api_end_completed_at_the_provider_and_in_the_read_models(
     pool: PgPool,
 ) {
-    let harness = Harness::new(pool.clone(), 5, 10, &[("SYNC_REQUESTS_PER_SECOND", "9")]).await;
-    let connector = harness.connector().await;
-    connector.poller.poll_once().await.unwrap();
+    let (harness, connector) =
+        Harness::polled(pool.clone(), 5, 10, &[("SYNC_REQUESTS_PER_SECOND", "9")]).await;
     let (_relay_stop, _relay) = harness.start_relay();
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = connector.spawn(shutdown.clone());
     let projector = projector(&harness).await;
     let projecting = tokio::spawn(async move { projector.run(shutdown).await });
 
-    let commands = CommandApi::start(pool.clone()).await;
-    let (api, token) = (commands.api(""), commands.admin_token().await);
-    let http = reqwest::Client::new();
+    let (commands, token) = CommandApi::start_as_admin(pool.clone()).await;
     let iccid = harness.simulator().iccids()[1].clone();
-    let topup = http
-        .post(format!("{api}/sims/{iccid}/topup"))
-        .bearer_auth(&token)
-        .json(&json!({"quota": "data"}))
-        .send()
+    let ask = |path: String, body: Value| commands.post(&path, &token).json(&body).send();
+    let topup = ask(format!("/sims/{iccid}/topup"), json!({"quota": "data"}))
         .await
         .unwrap();
     assert_eq!(topup.status(), StatusCode::ACCEPTED, "{:?}", topup.text().await);
-    let sms = http
-        .post(format!("{api}/sims/{iccid}/sms"))
-        .bearer_auth(&token)
-        .json(&json!({"payload": "reboot now"}))
-        .send()
+    let sms = ask(format!("/sims/{iccid}/sms"), json!({"payload": "reboot now"}))
         .await
         .unwrap();
     assert_eq!(sms.status(), StatusCode::ACCEPTED);
@@ -128,9 +118,8 @@ async fn top_ups_and_sms_from_the_command_api_end_completed_at_the_provider_and_
         }
     }
     let enabled = enabled.expect("the simulated fleet has an enabled SIM");
-    let suspend = http
-        .post(format!("{api}/sims/{enabled}/suspend"))
-        .bearer_auth(&token)
+    let suspend = commands
+        .post(&format!("/sims/{enabled}/suspend"), &token)
         .send()
         .await
         .unwrap();
@@ -155,31 +144,10 @@ async fn top_ups_and_sms_from_the_command_api_end_completed_at_the_provider_and_
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_top_up_whose_call_may_not_have_left_ends_unknown_and_is_not_sent(pool: PgPool) {
-    let harness = Harness::new(pool.clone(), 2, 0, &[]).await;
-    let connector = harness.connector().await;
-    connector.poller.poll_once().await.unwrap();
+    let (harness, connector) = Harness::polled(pool.clone(), 2, 0, &[]).await;
     let iccid = harness.simulator().iccids()[0].clone();
-    let parsed = domain::Iccid::parse(&iccid).unwrap();
-    let quota_id = domain::quota_aggregate_id(&parsed, domain::QuotaKind::Data);
     let store = eventstore::EventStore::new(pool.clone());
-    let request_id = uuid::Uuid::now_v7();
-    store
-        .execute::<domain::Quota>(
-            &quota_id,
-            &iccid,
-            domain::QuotaCommand::RequestTopUp {
-                request_id,
-                iccid: parsed.clone(),
-                kind: domain::QuotaKind::Data,
-                volume: 500_000_000,
-                payment_method: None,
-                sim_status: domain::SimStatus::Active,
-                at: chrono::Utc::now(),
-            },
-            &eventstore::CommandContext::new(eventstore::EventMetadata::new("user:operator")),
-        )
-        .await
-        .unwrap();
+    let (quota_id, request_id) = harness.request_top_up(&iccid, domain::SimStatus::Active).await;
     // An instance recorded the dispatch and died before its call left (or while it did): the
     // provider's quota is what it was before.
     let before = connector
@@ -214,12 +182,7 @@ async fn a_top_up_whose_call_may_not_have_left_ends_unknown_and_is_not_sent(pool
     assert_eq!(harness.count("TopUpOutcomeUnknown").await, 1);
     let quota = store.load::<domain::Quota>(&quota_id).await.unwrap().state;
     assert!(quota.pending_top_up().is_none(), "an operator may ask again");
-    let state: String = sqlx::query_scalar("SELECT state FROM sync_dispatches WHERE request_id = $1")
-        .bind(request_id)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(state, "unknown");
+    assert_eq!(harness.dispatch_state(request_id).await, "unknown");
     // Delivered again, it changes nothing.
     assert_eq!(
         connector.requests.handle(&requested).await.unwrap(),
