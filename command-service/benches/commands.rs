@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use command_service::{App, Config};
+use reqwest::Method;
 use serde_json::{json, Value};
 use testkit::bench::{env_or, run_clients, BenchDatabase, Report};
 use testkit::Running;
@@ -28,7 +29,8 @@ where
 async fn command_api(url: &str, configure: impl FnOnce(&mut Config)) -> Running {
     let mut config = Config::for_tests(url);
     config.addr = "127.0.0.1:0".parse().unwrap();
-    config.db_max_connections = 40;
+    // Two APIs and the bench's own pool stay under the server's 100 connections.
+    config.db_max_connections = 32;
     config.bootstrap_admin = Some(("bench".into(), "bench-password".into()));
     configure(&mut config);
     let app = App::build(config).await.expect("the command API starts");
@@ -39,10 +41,71 @@ fn iccid(client: usize, i: usize) -> String {
     format!("898830300{client:03}{i:07}")
 }
 
+/// One timed request: where, what, and the status it must answer.
+struct Call {
+    method: Method,
+    url: String,
+    body: Value,
+    /// `Idempotency-Key`.
+    key: Option<String>,
+    status: u16,
+}
+
+impl Call {
+    /// `PATCH /sims/{iccid}` with a new label.
+    fn label(addr: SocketAddr, iccid: String, label: String) -> Self {
+        Self {
+            method: Method::PATCH,
+            url: format!("http://{addr}/api/v1/sims/{iccid}"),
+            body: json!({ "label": label }),
+            key: None,
+            status: 200,
+        }
+    }
+}
+
+/// The bench's client, logged in.
+#[derive(Clone)]
+struct Caller {
+    client: reqwest::Client,
+    token: Arc<String>,
+}
+
+impl Caller {
+    async fn send(&self, call: Call) {
+        let mut request = self
+            .client
+            .request(call.method, &call.url)
+            .bearer_auth(self.token.as_str())
+            .json(&call.body);
+        if let Some(key) = &call.key {
+            request = request.header("idempotency-key", key);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), call.status, "{}", call.url);
+    }
+
+    /// An operation for [`run`]: the call `make(client, i)` makes.
+    fn each(
+        &self,
+        make: impl Fn(usize, usize) -> Call + Send + Sync + 'static,
+    ) -> impl Fn(usize, usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+           + Send
+           + Sync
+           + 'static {
+        let caller = self.clone();
+        move |c, i| {
+            let caller = caller.clone();
+            let call = make(c, i);
+            Box::pin(async move { caller.send(call).await })
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let per_client: usize = env_or("BENCH_PER_CLIENT", 150);
-    let database = BenchDatabase::create("commands", 40).await;
+    let database = BenchDatabase::create("commands", 32).await;
     let (url, pool) = (database.url.clone(), database.pool.clone());
     let api = command_api(&url, |_| {}).await;
     let addr = api.addr;
@@ -59,7 +122,10 @@ async fn main() {
         .json()
         .await
         .unwrap();
-    let token = Arc::new(login["access_token"].as_str().unwrap().to_owned());
+    let caller = Caller {
+        client: client.clone(),
+        token: Arc::new(login["access_token"].as_str().unwrap().to_owned()),
+    };
 
     println!("{CLIENTS} concurrent clients, {per_client} operations each\n");
     println!("| operation | ops | ops/s | p50 ms | p99 ms | max ms |");
@@ -89,83 +155,38 @@ async fn main() {
     .await
     .print();
 
-    let register = |path: &'static str| {
-        let client = client.clone();
-        let token = token.clone();
-        move |c: usize, i: usize| {
-            let client = client.clone();
-            let token = token.clone();
-            async move {
-                let response = client
-                    .post(format!("http://{addr}/api/v1{path}"))
-                    .bearer_auth(token.as_str())
-                    .json(&json!({"iccid": iccid(c, i), "imsi": "901405100000001", "label": "bench"}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 201);
-            }
-        }
-    };
     run(
         "POST /sims (register: new aggregate)",
         per_client,
-        register("/sims"),
+        caller.each(move |c, i| Call {
+            method: Method::POST,
+            url: format!("http://{addr}/api/v1/sims"),
+            body: json!({"iccid": iccid(c, i), "imsi": "901405100000001", "label": "bench"}),
+            key: None,
+            status: 201,
+        }),
     )
     .await
     .print();
-
-    let patch = {
-        let client = client.clone();
-        let token = token.clone();
-        move |c: usize, i: usize| {
-            let client = client.clone();
-            let token = token.clone();
-            async move {
-                let response = client
-                    .patch(format!("http://{addr}/api/v1/sims/{}", iccid(c, i)))
-                    .bearer_auth(token.as_str())
-                    .header("idempotency-key", format!("label-{c}-{i}"))
-                    .json(&json!({"label": format!("renamed {i}")}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 200);
-            }
-        }
-    };
     run(
         "PATCH /sims/{iccid} with Idempotency-Key (load + append + key)",
         per_client,
-        patch,
+        caller.each(move |c, i| Call {
+            method: Method::PATCH,
+            url: format!("http://{addr}/api/v1/sims/{}", iccid(c, i)),
+            body: json!({"label": format!("renamed {i}")}),
+            key: Some(format!("label-{c}-{i}")),
+            status: 200,
+        }),
     )
     .await
     .print();
-
-    let hot = {
-        let client = client.clone();
-        let token = token.clone();
-        move |c: usize, i: usize| {
-            let client = client.clone();
-            let token = token.clone();
-            async move {
-                // All 32 clients on the same 32 SIMs' neighbour: every client writes to SIM 0 of
-                // its own row, so contention stays per client; this measures a growing history.
-                let response = client
-                    .patch(format!("http://{addr}/api/v1/sims/{}", iccid(c, 0)))
-                    .bearer_auth(token.as_str())
-                    .json(&json!({"label": format!("hot {i}")}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 200);
-            }
-        }
-    };
+    // All 32 clients on the same 32 SIMs' neighbour: every client writes to SIM 0 of its own
+    // row, so contention stays per client; this measures a growing history.
     run(
         "PATCH one SIM per client repeatedly (history grows)",
         per_client,
-        hot,
+        caller.each(move |c, i| Call::label(addr, iccid(c, 0), format!("hot {i}"))),
     )
     .await
     .print();
@@ -180,14 +201,15 @@ async fn main() {
     for (offset, events) in [(800usize, 10usize), (900, 10_000)] {
         for c in 0..CLIENTS {
             let id = iccid(offset + c, 0);
-            let response = client
-                .post(format!("http://{addr}/api/v1/sims"))
-                .bearer_auth(token.as_str())
-                .json(&json!({"iccid": id, "imsi": "901405100000001", "label": "long"}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 201);
+            caller
+                .send(Call {
+                    method: Method::POST,
+                    url: format!("http://{addr}/api/v1/sims"),
+                    body: json!({"iccid": id, "imsi": "901405100000001", "label": "long"}),
+                    key: None,
+                    status: 201,
+                })
+                .await;
             sqlx::query(
                 "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, iccid) \
                  SELECT 'sim', $1, s, 'SimLabelChanged', '1.0', jsonb_build_object('label', 'label ' || s), \
@@ -198,33 +220,11 @@ async fn main() {
             .execute(&pool)
             .await
             .unwrap();
-            let response = client
-                .patch(format!("http://{addr}/api/v1/sims/{id}"))
-                .bearer_auth(token.as_str())
-                .json(&json!({"label": "warm"}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
+            caller.send(Call::label(addr, id, "warm".into())).await;
         }
     }
     let on = |base: SocketAddr, offset: usize| {
-        let client = client.clone();
-        let token = token.clone();
-        move |c: usize, i: usize| {
-            let client = client.clone();
-            let token = token.clone();
-            async move {
-                let response = client
-                    .patch(format!("http://{base}/api/v1/sims/{}", iccid(offset + c, 0)))
-                    .bearer_auth(token.as_str())
-                    .json(&json!({"label": format!("again {i}")}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 200);
-            }
-        }
+        caller.each(move |c, i| Call::label(base, iccid(offset + c, 0), format!("again {i}")))
     };
     let mut short = run(
         "PATCH a SIM with 10 events (snapshots on)",
