@@ -111,31 +111,11 @@ impl Follower {
         messages: &[(wire::Message<'_>, i64)],
     ) -> Result<(Followed, Vec<Verdict>), ApplyError> {
         let mut followed = Followed::default();
-        let claimed = |message: &wire::Message<'_>| -> Option<LogCursor> {
-            let position = message.position()?;
-            let transaction_id = message
-                .headers
-                .and_then(wire::message_cursor)
-                .map(|cursor| cursor.transaction_id)
-                .or_else(|| {
-                    #[derive(serde::Deserialize)]
-                    struct Claim {
-                        transaction_id: u64,
-                    }
-                    serde_json::from_slice::<Claim>(message.payload)
-                        .ok()
-                        .map(|c| c.transaction_id)
-                })?;
-            Some(LogCursor {
-                transaction_id,
-                position,
-            })
-        };
         // A message with a position but no transaction id (a publisher that sends neither the
         // header nor the field) is located by its stored event first.
         let unlocated: Vec<i64> = messages
             .iter()
-            .filter(|(m, _)| claimed(m).is_none())
+            .filter(|(m, _)| m.cursor().is_none())
             .filter_map(|(m, _)| m.position())
             .collect();
         if !unlocated.is_empty() {
@@ -146,7 +126,7 @@ impl Follower {
         let target = messages
             .iter()
             .filter_map(|(message, sequence)| {
-                let cursor = claimed(message).or_else(|| {
+                let cursor = message.cursor().or_else(|| {
                     message
                         .position()
                         .and_then(|p| followed.seen.get(&p))
@@ -174,7 +154,7 @@ impl Follower {
         for (message, _) in messages {
             if !self.owns(message) {
                 // Another partition's SIM: a wake-up only, checked by that partition.
-                let ahead = claimed(message).is_some_and(|cursor| cursor > followed.reached);
+                let ahead = message.cursor().is_some_and(|cursor| cursor > followed.reached);
                 verdicts.push(if ahead {
                     Verdict::NotYetReadable
                 } else {

@@ -23,7 +23,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
-use axum::Router;
 use platform::http::ReadinessFlags;
 use platform::startup::{self, Listening};
 use platform::Metrics;
@@ -77,7 +76,7 @@ impl App {
     /// (or runs without it until Redis answers), checks the read models' storage, and binds
     /// `config.addr`.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let pool = startup::open_database(&config.common, config.db_max_connections).await?;
+        let pool = open_database(&config).await?;
         let nats = platform::nats::connect_common(&config.common, "projectors")
             .await
             .map_err(|e| StartError::Nats(e.to_string()))?;
@@ -160,7 +159,9 @@ impl App {
         }
         tracing::info!(stream = %config.stream, projector = %config.projector,
             partitions = config.partitions, "projectors running");
-        let app = ops_router(metrics, pool, nats, readiness);
+        // `/health`, `/ready` (Postgres, NATS, and the relay's view of the stream), `/metrics`,
+        // with the standard layers.
+        let app = platform::http::ops_router_with_nats(metrics, pool, nats, readiness);
         let outcome = tokio::select! {
             served = listening.serve("projectors' operations endpoints", app, shutdown) => served,
             failed = first_failure(&mut tasks) => Err(StartError::Task(failed)),
@@ -192,17 +193,6 @@ async fn first_failure(tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>) -> 
             None => std::future::pending::<()>().await,
         }
     }
-}
-
-/// `/health`, `/ready` (Postgres, NATS, and the relay's view of the stream), `/metrics`, with
-/// the standard layers.
-pub fn ops_router(
-    metrics: Metrics,
-    pool: PgPool,
-    nats: async_nats::Client,
-    readiness: ReadinessFlags,
-) -> Router {
-    platform::http::ops_router_with_nats(metrics, pool, nats, readiness)
 }
 
 /// The database of the operator commands (`rebuild`, `replay-parked`, `relay …`): created when

@@ -91,15 +91,9 @@ pub struct ReplayReport {
     pub iccids: Vec<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReplayError {
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("reading the event log failed: {0}")]
-    Log(#[from] eventstore::StoreError),
-    #[error(transparent)]
-    Apply(#[from] ApplyError),
-}
+/// Why a replay stopped: what stops applying (a database error, a failed read of the log;
+/// an event that fails again only stays parked).
+pub type ReplayError = ApplyError;
 
 /// Applies the parked events of `projector` again: per aggregate, in sequence order, under
 /// the aggregate's row lock (so the live projector waits and then continues normally) and the
@@ -208,7 +202,7 @@ async fn replay_aggregate(
                 failed = Some((index, *position, error.to_string()));
                 break;
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => return Err(error),
         }
     }
     match failed {

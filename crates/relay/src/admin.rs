@@ -1,16 +1,15 @@
 //! The operator's way out when the stream does not match the store (`projectors relay verify`,
 //! `projectors relay reset-stream`; docs/relay.md).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use async_nats::jetstream::message::StreamMessage;
-use async_nats::jetstream::stream::RawMessageErrorKind;
-use eventstore::{GlobalLog, LogCursor, StoredEvent};
+use eventstore::{GlobalLog, LogCursor};
 use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::config::RelayConfig;
 use crate::error::RelayError;
+use crate::readback;
 use crate::wire::{self, message_id};
 
 /// Messages whose details a report lists (the counts cover all of them).
@@ -92,12 +91,7 @@ pub async fn verify(
         // No stream: the relay creates it and publishes the store into it.
         Err(_) => return Ok(report),
     };
-    let state = stream
-        .info()
-        .await
-        .map_err(|e| RelayError::stream("stream info", e))?
-        .state
-        .clone();
+    let state = readback::state(&mut stream).await?;
     report.stream_exists = true;
     report.stream_messages = state.messages;
     report.first_sequence = state.first_sequence;
@@ -107,27 +101,18 @@ pub async fn verify(
     }
 
     // The tail, as the relay checks it.
-    let mut sequence = state.last_sequence;
-    let first = state.first_sequence.max(1);
-    while sequence >= first {
-        match stream.get_raw_message(sequence).await {
-            Ok(message) => {
-                let claim = claim_of(&message);
-                let stored = match claim.position() {
-                    Some(position) => log.event_at(position).await?,
-                    None => None,
-                };
-                if let Err(reason) = wire::check(&claim, stored.as_ref(), store_id, &config.subject_prefix) {
-                    report.tail_matches = false;
-                    report.tail_problem = Some(format!(
-                        "the message at stream sequence {} {reason}",
-                        message.sequence
-                    ));
-                }
-                break;
-            }
-            Err(error) if error.kind() == RawMessageErrorKind::NoMessageFound => sequence -= 1,
-            Err(error) => return Err(RelayError::stream("message get", error)),
+    if let Some(message) = readback::last_message(&stream, &state, None).await? {
+        let claim = wire::Message::stored(&message);
+        let stored = match claim.position() {
+            Some(position) => log.event_at(position).await?,
+            None => None,
+        };
+        if let Err(reason) = wire::check(&claim, stored.as_ref(), store_id, &config.subject_prefix) {
+            report.tail_matches = false;
+            report.tail_problem = Some(format!(
+                "the message at stream sequence {} {reason}",
+                message.sequence
+            ));
         }
     }
     if !full {
@@ -138,33 +123,18 @@ pub async fn verify(
     let mut check = FullCheck::default();
     let mut seen: HashSet<String> = HashSet::new();
     let mut previous: Option<LogCursor> = None;
-    let mut next = first;
+    let mut next = state.first_sequence.max(1);
     while next <= state.last_sequence {
         let mut chunk = Vec::with_capacity(LOOKUP_BATCH);
         while chunk.len() < LOOKUP_BATCH && next <= state.last_sequence {
-            match stream.get_raw_message(next).await {
-                Ok(message) => chunk.push(message),
-                Err(error) if error.kind() == RawMessageErrorKind::NoMessageFound => {}
-                Err(error) => return Err(RelayError::stream("message get", error)),
-            }
+            chunk.extend(readback::message_at(&stream, next).await?);
             next += 1;
         }
-        let positions: Vec<i64> = chunk.iter().filter_map(|m| claim_of(m).position()).collect();
-        let stored: HashMap<i64, StoredEvent> = log
-            .events_at(&positions)
-            .await?
-            .into_iter()
-            .map(|event| (event.position, event))
-            .collect();
+        let stored = readback::by_position(log.events_at(&readback::named_positions(&chunk)).await?);
         for message in &chunk {
-            let claim = claim_of(message);
-            let event = claim.position().and_then(|p| stored.get(&p));
             check.messages_checked += 1;
-            match (
-                wire::check(&claim, event, store_id, &config.subject_prefix),
-                event,
-            ) {
-                (Ok(()), Some(event)) => {
+            match readback::check(message, &stored, store_id, &config.subject_prefix) {
+                (Some(event), Ok(())) => {
                     check.matching += 1;
                     let cursor = LogCursor::after(event);
                     if !seen.insert(message_id(event)) {
@@ -175,7 +145,7 @@ pub async fn verify(
                     }
                     previous = Some(cursor);
                 }
-                (outcome, _) => {
+                (_, outcome) => {
                     check.mismatching += 1;
                     if check.mismatches.len() < LISTED {
                         let reason = outcome.err().map(|r| r.to_string()).unwrap_or_default();
@@ -185,18 +155,11 @@ pub async fn verify(
             }
         }
     }
-    let last_matching = previous;
-    if full {
-        if let Some(last) = last_matching {
-            count_missing(&log, &seen, last, &mut check).await?;
-        }
-        report.full = Some(check);
+    if let Some(last_matching) = previous {
+        count_missing(&log, &seen, last_matching, &mut check).await?;
     }
+    report.full = Some(check);
     Ok(report)
-}
-
-fn claim_of(message: &StreamMessage) -> wire::Message<'_> {
-    wire::Message::stored(message)
 }
 
 /// Store events up to `last` (the stream's last event) that no message carried. Only
@@ -248,12 +211,7 @@ pub async fn reset_stream(
     let jetstream = async_nats::jetstream::new(client);
     let deleted_messages = match jetstream.get_stream(&config.stream).await {
         Ok(mut stream) => {
-            let messages = stream
-                .info()
-                .await
-                .map_err(|e| RelayError::stream("stream info", e))?
-                .state
-                .messages;
+            let messages = readback::state(&mut stream).await?.messages;
             jetstream
                 .delete_stream(&config.stream)
                 .await

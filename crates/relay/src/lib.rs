@@ -24,6 +24,7 @@ mod lag;
 pub mod lock;
 mod metrics;
 mod publish;
+mod readback;
 mod relay;
 mod sync;
 pub mod wire;

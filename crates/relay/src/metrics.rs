@@ -29,63 +29,67 @@ pub struct Lag {
 
 impl RelayMetrics {
     pub fn register(registry: &Registry, stream: &str) -> Result<Self, prometheus::Error> {
-        let opts = |name: &str, help: &str| Opts::new(name, help).const_label("stream", stream);
-        let vec_opts = |name: &str, help: &str| Opts::new(name, help);
+        let counter = |name: &str, help: &str| {
+            IntCounter::with_opts(Opts::new(name, help).const_label("stream", stream))
+        };
+        let gauge =
+            |name: &str, help: &str| IntGauge::with_opts(Opts::new(name, help).const_label("stream", stream));
+        // The lag series carry the stream as a label of their own, so a standby can remove them.
+        let lag_gauge = |name: &str, help: &str| GaugeVec::new(Opts::new(name, help), &["stream"]);
         let metrics = Self {
             stream: stream.to_owned(),
-            events_published: IntCounter::with_opts(opts(
+            events_published: counter(
                 "relay_events_published_total",
                 "Events acknowledged by JetStream as newly stored",
-            ))?,
+            )?,
             lag_events: IntGaugeVec::new(
-                vec_opts(
+                Opts::new(
                     "relay_lag_events",
                     "Committed events not yet published, including those held behind an open \
                      transaction (counted up to a bound); only the active relay exports it",
                 ),
                 &["stream"],
             )?,
-            lag_seconds: GaugeVec::new(
-                vec_opts(
-                    "relay_lag_seconds",
-                    "Age of the oldest committed event not yet published (0 when caught up); \
-                     only the active relay exports it",
-                ),
-                &["stream"],
+            lag_seconds: lag_gauge(
+                "relay_lag_seconds",
+                "Age of the oldest committed event not yet published (0 when caught up); \
+                 only the active relay exports it",
             )?,
-            horizon_holder_seconds: GaugeVec::new(
-                vec_opts(
-                    "relay_horizon_holder_age_seconds",
-                    "Age of the oldest open transaction with a transaction id on the server: \
-                     it holds every reader of the log back; only the active relay exports it",
-                ),
-                &["stream"],
+            horizon_holder_seconds: lag_gauge(
+                "relay_horizon_holder_age_seconds",
+                "Age of the oldest open transaction with a transaction id on the server: \
+                 it holds every reader of the log back; only the active relay exports it",
             )?,
-            rewinds: IntCounter::with_opts(opts(
+            rewinds: counter(
                 "relay_rewinds_total",
                 "Times the stream held less than the checkpoint and the relay republished",
-            ))?,
-            is_leader: IntGauge::with_opts(opts(
+            )?,
+            is_leader: gauge(
                 "relay_is_leader",
                 "1 while this relay holds the lock and publishes",
-            ))?,
-            stream_mismatch: IntGauge::with_opts(opts(
+            )?,
+            stream_mismatch: gauge(
                 "relay_stream_mismatch",
                 "1 while the stream does not match the event store and the relay refuses to publish",
-            ))?,
-            republished_duplicates: IntCounter::with_opts(opts(
+            )?,
+            republished_duplicates: counter(
                 "relay_republished_duplicates_total",
                 "Republished events JetStream already held (acknowledged as duplicates of themselves)",
-            ))?,
+            )?,
         };
-        registry.register(Box::new(metrics.events_published.clone()))?;
-        registry.register(Box::new(metrics.lag_events.clone()))?;
-        registry.register(Box::new(metrics.lag_seconds.clone()))?;
-        registry.register(Box::new(metrics.horizon_holder_seconds.clone()))?;
-        registry.register(Box::new(metrics.rewinds.clone()))?;
-        registry.register(Box::new(metrics.is_leader.clone()))?;
-        registry.register(Box::new(metrics.stream_mismatch.clone()))?;
-        registry.register(Box::new(metrics.republished_duplicates.clone()))?;
+        let collectors: [Box<dyn Collector>; 8] = [
+            Box::new(metrics.events_published.clone()),
+            Box::new(metrics.lag_events.clone()),
+            Box::new(metrics.lag_seconds.clone()),
+            Box::new(metrics.horizon_holder_seconds.clone()),
+            Box::new(metrics.rewinds.clone()),
+            Box::new(metrics.is_leader.clone()),
+            Box::new(metrics.stream_mismatch.clone()),
+            Box::new(metrics.republished_duplicates.clone()),
+        ];
+        for collector in collectors {
+            registry.register(collector)?;
+        }
         Ok(metrics)
     }
 

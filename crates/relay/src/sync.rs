@@ -1,15 +1,13 @@
 //! Where publishing stands: the stream's last message, checked against the store, and the
 //! checkpoint. Run at start, after every reconnect and after every refused publish.
 
-use std::collections::HashMap;
-
-use async_nats::jetstream::message::StreamMessage;
-use async_nats::jetstream::stream::{self, RawMessageErrorKind};
-use eventstore::{LogCursor, StoredEvent};
+use async_nats::jetstream::stream;
+use eventstore::LogCursor;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::RelayError;
 use crate::lock::timed;
+use crate::readback;
 use crate::relay::{Position, Relay, READINESS_FLAG};
 use crate::wire;
 
@@ -18,10 +16,6 @@ use crate::wire;
 const TAIL_PROBE_LIMIT: u64 = 10_000;
 /// At most this many messages since the checkpoint are checked against the store at a sync.
 const VERIFY_LIMIT: u64 = 1_000;
-
-fn claim_of(message: &StreamMessage) -> wire::Message<'_> {
-    wire::Message::stored(message)
-}
 
 impl Relay {
     /// Finds where publishing stands. The stream's last message must be an event of this
@@ -34,12 +28,7 @@ impl Relay {
     ///   so nothing is published twice.
     pub(crate) async fn sync(&mut self, connects: u64) -> Result<Position, RelayError> {
         let mut stream = self.ensure_stream().await?;
-        let state = stream
-            .info()
-            .await
-            .map_err(|e| RelayError::stream("stream info", e))?
-            .state
-            .clone();
+        let state = readback::state(&mut stream).await?;
         self.store_id().await?;
         let checkpoint = self.read_checkpoint().await?;
         let tail = match self.verify_since(&stream, &state, checkpoint).await {
@@ -91,7 +80,7 @@ impl Relay {
         state: &stream::State,
         checkpoint: Option<Checkpoint>,
     ) -> Result<Option<LogCursor>, RelayError> {
-        let Some(tail) = self.tail(stream, state).await? else {
+        let Some(tail) = readback::last_message(stream, state, Some(TAIL_PROBE_LIMIT)).await? else {
             return Ok(None);
         };
         let known_good = checkpoint
@@ -101,30 +90,24 @@ impl Relay {
         if let Some(known_good) = known_good {
             let from = (known_good + 1).max(tail.sequence.saturating_sub(VERIFY_LIMIT - 1));
             for sequence in from..tail.sequence {
-                match stream.get_raw_message(sequence).await {
-                    Ok(message) => messages.push(message),
-                    Err(error) if error.kind() == RawMessageErrorKind::NoMessageFound => {}
-                    Err(error) => return Err(RelayError::stream("message get", error)),
-                }
+                messages.extend(readback::message_at(stream, sequence).await?);
             }
         }
         messages.push(tail);
         let store_id = self.store_id.unwrap_or_default();
-        let positions: Vec<i64> = messages.iter().filter_map(|m| claim_of(m).position()).collect();
-        let stored: HashMap<i64, StoredEvent> = timed(
-            self.config.query_timeout,
-            "event lookup",
-            self.log.events_at(&positions),
-        )
-        .await?
-        .into_iter()
-        .map(|event| (event.position, event))
-        .collect();
+        let positions = readback::named_positions(&messages);
+        let stored = readback::by_position(
+            timed(
+                self.config.query_timeout,
+                "event lookup",
+                self.log.events_at(&positions),
+            )
+            .await?,
+        );
         let mut last = None;
         for message in &messages {
-            let claim = claim_of(message);
-            let event = claim.position().and_then(|p| stored.get(&p));
-            if let Err(reason) = wire::check(&claim, event, store_id, &self.config.subject_prefix) {
+            let (event, matches) = readback::check(message, &stored, store_id, &self.config.subject_prefix);
+            if let Err(reason) = matches {
                 return Err(RelayError::StreamMismatch {
                     stream: self.config.stream.clone(),
                     sequence: message.sequence,
@@ -180,34 +163,5 @@ impl Relay {
             .get_or_create_stream(self.config.stream_config())
             .await
             .map_err(|e| RelayError::stream("stream create", e))
-    }
-
-    /// The stream's last message, stepping back over deleted sequences; `None` when empty.
-    async fn tail(
-        &self,
-        stream: &stream::Stream,
-        state: &stream::State,
-    ) -> Result<Option<StreamMessage>, RelayError> {
-        if state.messages == 0 {
-            return Ok(None);
-        }
-        let mut sequence = state.last_sequence;
-        let mut probed = 0;
-        while sequence >= state.first_sequence.max(1) {
-            if probed == TAIL_PROBE_LIMIT {
-                return Err(RelayError::TailNotFound {
-                    stream: self.config.stream.clone(),
-                    probed,
-                });
-            }
-            probed += 1;
-            match stream.get_raw_message(sequence).await {
-                Ok(message) => return Ok(Some(message)),
-                Err(error) if error.kind() == RawMessageErrorKind::NoMessageFound => {}
-                Err(error) => return Err(RelayError::stream("message get", error)),
-            }
-            sequence -= 1;
-        }
-        Ok(None)
     }
 }

@@ -86,18 +86,45 @@ impl<'a> Message<'a> {
         {
             return Some(position);
         }
-        #[derive(serde::Deserialize)]
-        struct Position {
-            position: i64,
-        }
-        serde_json::from_slice::<Position>(self.payload)
-            .ok()
-            .map(|p| p.position)
+        self.body::<BodyPosition>().map(|body| body.position)
+    }
+
+    /// The log cursor the message names: its [`Message::position`], and the transaction id of
+    /// the relay's headers ([`message_cursor`]) or (from a publisher that set none) of its
+    /// body. `None` when either is missing.
+    pub fn cursor(&self) -> Option<LogCursor> {
+        let position = self.position()?;
+        let transaction_id = self
+            .headers
+            .and_then(message_cursor)
+            .map(|cursor| cursor.transaction_id)
+            .or_else(|| self.body::<BodyTransaction>().map(|body| body.transaction_id))?;
+        Some(LogCursor {
+            transaction_id,
+            position,
+        })
+    }
+
+    /// The part of the JSON body that `T` reads; `None` when the body is not such JSON.
+    fn body<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_slice(self.payload).ok()
     }
 
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.and_then(|h| h.get(name)).map(|v| v.as_str())
     }
+}
+
+/// The body's `position` (a stored event's envelope).
+#[derive(serde::Deserialize)]
+struct BodyPosition {
+    position: i64,
+}
+
+/// The body's `transaction_id` (a stored event's envelope).
+#[derive(serde::Deserialize)]
+struct BodyTransaction {
+    transaction_id: u64,
 }
 
 /// How a message differs from the store.

@@ -227,18 +227,8 @@ impl Fold {
 
     /// Loads the rows `needs` names that are not held (a rebuild's fold, once it let rows go).
     pub async fn load_missing(&mut self, conn: &mut PgConnection, needs: &Needs) -> Result<(), sqlx::Error> {
-        let iccids: Vec<String> = needs
-            .iccids
-            .iter()
-            .filter(|i| !self.sims.contains_key(*i))
-            .cloned()
-            .collect();
-        let messages: Vec<Uuid> = needs
-            .messages
-            .iter()
-            .filter(|m| !self.sms.contains_key(*m))
-            .copied()
-            .collect();
+        let iccids = not_held(&needs.iccids, |iccid| self.sims.contains_key(iccid));
+        let messages = not_held(&needs.messages, |message| self.sms.contains_key(message));
         if !iccids.is_empty() {
             self.sims.extend(sims::load_sims_by_iccid(conn, &iccids).await?);
             for (key, quota) in quotas::load_quotas(conn, &iccids).await? {
@@ -261,6 +251,11 @@ impl Fold {
             }
         }
     }
+}
+
+/// The keys of `wanted` whose rows are not `held` in memory: those to load.
+pub(crate) fn not_held<K: Clone>(wanted: &BTreeSet<K>, held: impl Fn(&K) -> bool) -> Vec<K> {
+    wanted.iter().filter(|key| !held(key)).cloned().collect()
 }
 
 /// `last_position` / `updated_at` only move forward: a SIM event may come after a later quota

@@ -10,27 +10,7 @@ use super::{Fold, SmsRow};
 impl Fold {
     pub(super) fn sms_event(&mut self, e: &StoredEvent, message_id: Uuid, event: SmsEvent) {
         let iccid = event.iccid().to_string();
-        let fresh = |direction: Direction, status: SmsStatus, payload: String| SmsRow {
-            message_id,
-            iccid: iccid.clone(),
-            direction,
-            status,
-            payload,
-            encoding: None,
-            parts: None,
-            source_address: None,
-            provider_message_id: None,
-            failure_reason: None,
-            requested_at: None,
-            submitted_at: None,
-            delivered_at: None,
-            failed_at: None,
-            received_at: None,
-            version: e.sequence,
-            last_position: e.position,
-            updated_at: e.recorded_at,
-        };
-        match event {
+        let row = match event {
             SmsEvent::SmsSendRequested {
                 payload,
                 source_address,
@@ -39,19 +19,14 @@ impl Fold {
                 requested_at,
                 ..
             } => {
-                let row = self.sms.entry(message_id).or_insert_with(|| {
-                    fresh(Direction::MobileTerminated, SmsStatus::Requested, String::new())
-                });
-                row.iccid = iccid;
-                row.direction = Direction::MobileTerminated;
-                row.status = SmsStatus::Requested;
-                row.payload = payload;
+                let row = self.opened_sms(e, message_id, iccid, Direction::MobileTerminated, payload);
                 row.encoding = serde_json::to_value(encoding)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned));
                 row.parts = Some(i32::from(parts));
                 row.source_address = source_address;
                 row.requested_at = Some(requested_at);
+                row
             }
             SmsEvent::SmsReceived {
                 payload,
@@ -60,22 +35,17 @@ impl Fold {
                 received_at,
                 ..
             } => {
-                let row = self.sms.entry(message_id).or_insert_with(|| {
-                    fresh(Direction::MobileOriginated, SmsStatus::Received, String::new())
-                });
-                row.iccid = iccid;
-                row.direction = Direction::MobileOriginated;
-                row.status = SmsStatus::Received;
-                row.payload = payload;
+                let row = self.opened_sms(e, message_id, iccid, Direction::MobileOriginated, payload);
                 row.source_address = source_address;
                 row.provider_message_id = provider_message_id;
                 row.received_at = Some(received_at);
+                row
             }
-            other => {
+            later => {
                 let Some(row) = self.sms.get_mut(&message_id) else {
                     return; // as an UPDATE of a row that is not there
                 };
-                match other {
+                match later {
                     SmsEvent::SmsSubmitted {
                         provider_message_id,
                         submitted_at,
@@ -104,12 +74,54 @@ impl Fold {
                         unreachable!("handled above")
                     }
                 }
+                row
             }
-        }
-        let row = self.sms.get_mut(&message_id).expect("present");
+        };
         row.version = e.sequence;
         row.last_position = e.position;
         row.updated_at = e.recorded_at;
         self.dirty_sms.insert(message_id);
+    }
+
+    /// The row a send request (`MT`, then `requested`) or a reception (`MO`, `received`)
+    /// starts: created when missing, then given the message's SIM, direction, status and text
+    /// (the rest is the event's to set).
+    fn opened_sms(
+        &mut self,
+        e: &StoredEvent,
+        message_id: Uuid,
+        iccid: String,
+        direction: Direction,
+        payload: String,
+    ) -> &mut SmsRow {
+        let status = match direction {
+            Direction::MobileTerminated => SmsStatus::Requested,
+            Direction::MobileOriginated => SmsStatus::Received,
+        };
+        let row = self.sms.entry(message_id).or_insert_with(|| SmsRow {
+            message_id,
+            iccid: iccid.clone(),
+            direction,
+            status,
+            payload: String::new(),
+            encoding: None,
+            parts: None,
+            source_address: None,
+            provider_message_id: None,
+            failure_reason: None,
+            requested_at: None,
+            submitted_at: None,
+            delivered_at: None,
+            failed_at: None,
+            received_at: None,
+            version: e.sequence,
+            last_position: e.position,
+            updated_at: e.recorded_at,
+        });
+        row.iccid = iccid;
+        row.direction = direction;
+        row.status = status;
+        row.payload = payload;
+        row
     }
 }

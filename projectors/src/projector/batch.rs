@@ -7,8 +7,8 @@ use async_nats::jetstream::{self, AckKind};
 use relay::wire;
 use tokio::sync::watch;
 
-use super::{sleep_or_shutdown, BatchOutcome, Projector};
-use crate::follow::Verdict;
+use super::{Backoff, BatchOutcome, Projector};
+use crate::follow::{Followed, Verdict};
 
 /// Forged messages are counted each; logged at most once per interval.
 static FORGED_LOG: platform::telemetry::RateLimitedLog =
@@ -47,7 +47,7 @@ impl Projector {
                 (claim, sequence as i64)
             })
             .collect();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
         let (followed, verdicts) = loop {
             match self.follower.follow_many(&claims).await {
                 Ok(done) => break done,
@@ -56,28 +56,24 @@ impl Projector {
                     return BatchOutcome::LayoutChanged;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, messages = messages.len(), ?backoff, "applying failed; retrying");
+                    tracing::warn!(%error, messages = messages.len(), backoff = ?backoff.delay(), "applying failed; retrying");
                     self.metrics.retries.with_label_values(&[name]).inc();
                     // Keeps the messages ours while we retry (no redelivery meanwhile).
                     for message in &messages {
                         let _ = message.ack_with(AckKind::Progress).await;
                     }
-                    if sleep_or_shutdown(backoff, shutdown).await {
+                    if backoff.wait(shutdown).await {
                         return BatchOutcome::Abandoned;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }
         };
-        let metric = |m: &prometheus::IntCounterVec, n: u64| m.with_label_values(&[name]).inc_by(n);
-        metric(&self.metrics.applied, followed.applied);
-        metric(&self.metrics.gaps_filled, followed.gap_filled);
-        metric(&self.metrics.parked_total, followed.parked);
+        self.count(&followed);
+        self.metrics
+            .duplicates
+            .with_label_values(&[name])
+            .inc_by(followed.duplicates + followed.duplicate_messages);
         let mut forged = 0;
-        metric(
-            &self.metrics.duplicates,
-            followed.duplicates + followed.duplicate_messages,
-        );
         // Committed: the cache, then the acks. In this order a crash before the acks means a
         // redelivery, which finds its events applied but writes their SIMs' entries again.
         self.refresh_cache(&followed).await;
@@ -132,7 +128,6 @@ impl Projector {
     /// No message for a while: apply whatever the log holds after the checkpoint anyway.
     /// `Some` when the partition layout changed (the projector must stop).
     pub(super) async fn catch_up_idle(&self) -> Option<String> {
-        let name = self.follower.checkpoint.as_str();
         match self.follower.catch_up().await {
             Ok(followed) => {
                 if followed.applied + followed.parked > 0 {
@@ -142,18 +137,7 @@ impl Projector {
                         "applied events of the log no message announced"
                     );
                 }
-                self.metrics
-                    .applied
-                    .with_label_values(&[name])
-                    .inc_by(followed.applied);
-                self.metrics
-                    .gaps_filled
-                    .with_label_values(&[name])
-                    .inc_by(followed.gap_filled);
-                self.metrics
-                    .parked_total
-                    .with_label_values(&[name])
-                    .inc_by(followed.parked);
+                self.count(&followed);
                 self.refresh_cache(&followed).await;
             }
             Err(error @ crate::apply::ApplyError::LayoutChanged { .. }) => return Some(error.to_string()),
@@ -162,12 +146,28 @@ impl Projector {
         None
     }
 
+    /// Counts what applying the log did: events applied (gap fills included), gaps filled,
+    /// events parked.
+    fn count(&self, followed: &Followed) {
+        let name = [self.follower.checkpoint.as_str()];
+        let metrics = &self.metrics;
+        metrics.applied.with_label_values(&name).inc_by(followed.applied);
+        metrics
+            .gaps_filled
+            .with_label_values(&name)
+            .inc_by(followed.gap_filled);
+        metrics
+            .parked_total
+            .with_label_values(&name)
+            .inc_by(followed.parked);
+    }
+
     /// After the commit: the SIMs' rows into Redis in one pipeline: the rows the batch wrote
     /// as it wrote them, the others (SIMs of redelivered messages: a killed process may have
     /// left their entries stale) read first in one query. Failures are logged by the cache and
     /// never stop the projector. (The fleet summary is not invalidated here: the query API
     /// recomputes it at most once a second.)
-    pub(super) async fn refresh_cache(&self, followed: &crate::follow::Followed) {
+    pub(super) async fn refresh_cache(&self, followed: &Followed) {
         // Also after the commit: late usage rows make their days' continuous aggregates stale
         // until refreshed (TimescaleDB only).
         if let (true, Some(refresher)) = (followed.late_usage, &self.refresher) {
@@ -177,12 +177,7 @@ impl Projector {
             return;
         }
         let mut rows: Vec<readmodel::SimView> = followed.rows.values().cloned().collect();
-        let wanted: Vec<String> = followed
-            .iccids
-            .iter()
-            .filter(|iccid| !followed.rows.contains_key(*iccid))
-            .cloned()
-            .collect();
+        let wanted = crate::fold::not_held(&followed.iccids, |iccid| followed.rows.contains_key(iccid));
         let mut gone = Vec::new();
         if !wanted.is_empty() {
             match readmodel::load_sims(&self.pool, &wanted).await {

@@ -35,14 +35,7 @@ impl Projector {
         let backlog = GlobalLog::new(self.pool.clone())
             .backlog(cursor, LAG_COUNT_BOUND)
             .await?;
-        self.metrics
-            .lag_events
-            .with_label_values(&[name])
-            .set(backlog.events);
-        self.metrics
-            .lag_seconds
-            .with_label_values(&[name])
-            .set(backlog.oldest_age_seconds);
+        self.metrics.set_lag(name, &backlog);
         // Parked events are the projector's (all partitions'), as its versions are.
         let group = self.settings.name.as_str();
         let parked = crate::parking::parked_count(&self.pool, group).await?;

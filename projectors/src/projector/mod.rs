@@ -239,20 +239,7 @@ impl Projector {
                 };
                 match next {
                     Some(Ok(first)) => {
-                        // What else the consumer has ready, within a short bound.
-                        let mut batch = vec![first];
-                        let room = self.settings.consumer.batch.min(
-                            self.settings
-                                .message_limit
-                                .map_or(usize::MAX, |limit| (limit - handled) as usize),
-                        );
-                        let deadline = tokio::time::Instant::now() + self.settings.consumer.batch_wait;
-                        while batch.len() < room {
-                            match tokio::time::timeout_at(deadline, messages.next()).await {
-                                Ok(Some(Ok(message))) => batch.push(message),
-                                _ => break,
-                            }
-                        }
+                        let batch = self.gather(first, &mut messages, handled).await;
                         let count = batch.len() as u64;
                         match self.handle_batch(batch, shutdown).await {
                             BatchOutcome::Abandoned => return Ok(()),
@@ -268,13 +255,7 @@ impl Projector {
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, projector = %name, "pull consumer error");
-                        // After a reconnect the client looks the consumer up; when the server
-                        // lost it (a wiped store, a deleted consumer) this stream would wait
-                        // forever for messages nobody sends: recreate the consumer instead.
-                        if matches!(
-                            error.kind(),
-                            MessagesErrorKind::Pull | MessagesErrorKind::NoResponders
-                        ) {
+                        if consumer_lost(&error) {
                             break;
                         }
                     }
@@ -290,13 +271,37 @@ impl Projector {
         }
     }
 
+    /// `first` and what else the consumer has ready, within a short bound (the batch size, the
+    /// messages left to the message limit, `batch_wait`).
+    async fn gather(
+        &self,
+        first: jetstream::Message,
+        messages: &mut pull::Stream,
+        handled: u64,
+    ) -> Vec<jetstream::Message> {
+        let mut batch = vec![first];
+        let room = self.settings.consumer.batch.min(
+            self.settings
+                .message_limit
+                .map_or(usize::MAX, |limit| (limit - handled) as usize),
+        );
+        let deadline = tokio::time::Instant::now() + self.settings.consumer.batch_wait;
+        while batch.len() < room {
+            match tokio::time::timeout_at(deadline, messages.next()).await {
+                Ok(Some(Ok(message))) => batch.push(message),
+                _ => break,
+            }
+        }
+        batch
+    }
+
     /// The durable consumer, created when missing; `None` on shutdown.
     async fn consumer(
         &self,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Option<PullConsumer>, ProjectorError> {
         let settings = &self.settings;
-        let mut delay = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             let attempt = async {
                 let stream = self
@@ -325,13 +330,46 @@ impl Projector {
                 Ok(consumer) => return Ok(Some(consumer)),
                 Err(error) => {
                     tracing::warn!(%error, stream = %settings.stream, "waiting for the stream / consumer");
-                    if sleep_or_shutdown(delay, shutdown).await {
+                    if backoff.wait(shutdown).await {
                         return Ok(None);
                     }
-                    delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
         }
+    }
+}
+
+/// After a reconnect the client looks the consumer up; when the server lost it (a wiped store,
+/// a deleted consumer) the message stream would wait forever for messages nobody sends: such an
+/// error means the consumer must be created again.
+fn consumer_lost(error: &pull::MessagesError) -> bool {
+    matches!(
+        error.kind(),
+        MessagesErrorKind::Pull | MessagesErrorKind::NoResponders
+    )
+}
+
+/// The pause before each retry of a failing attempt: doubled after every wait, up to a bound.
+pub(crate) struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(first: Duration, max: Duration) -> Self {
+        Self { next: first, max }
+    }
+
+    /// How long the next [`Backoff::wait`] sleeps.
+    pub(crate) fn delay(&self) -> Duration {
+        self.next
+    }
+
+    /// Sleeps the pause, then doubles it; `true` when shutdown came first.
+    pub(crate) async fn wait(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let stopped = sleep_or_shutdown(self.next, shutdown).await;
+        self.next = (self.next * 2).min(self.max);
+        stopped
     }
 }
 
