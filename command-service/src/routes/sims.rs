@@ -120,8 +120,7 @@ pub(crate) struct UpdateSim {
 
 #[utoipa::path(patch, path = "/api/v1/sims/{iccid}", tag = "commands", request_body = UpdateSim,
     security(("bearer" = []), ("api_key" = [])), params(("iccid" = String, Path, description = "19 digits, or 20 with a correct Luhn digit")),
-    responses((status = 200, body = CommandAnswer), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 410, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = CommandAnswer)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     principal: Principal,
@@ -180,8 +179,7 @@ async fn simple_sim_command(
 /// Recorded as requested: the sync connector carries it out at 1NCE and confirms it.
 #[utoipa::path(post, path = "/api/v1/sims/{iccid}/activate", tag = "commands",
     security(("bearer" = []), ("api_key" = [])), params(("iccid" = String, Path, description = "19 digits, or 20 with a correct Luhn digit")),
-    responses((status = 202, body = CommandAnswer), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 410, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 202, body = CommandAnswer)))]
 pub(crate) async fn activate(
     State(state): State<AppState>,
     principal: Principal,
@@ -205,8 +203,7 @@ pub(crate) async fn activate(
 
 #[utoipa::path(post, path = "/api/v1/sims/{iccid}/suspend", tag = "commands",
     security(("bearer" = []), ("api_key" = [])), params(("iccid" = String, Path, description = "19 digits, or 20 with a correct Luhn digit")),
-    responses((status = 202, body = CommandAnswer), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 410, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 202, body = CommandAnswer)))]
 pub(crate) async fn suspend(
     State(state): State<AppState>,
     principal: Principal,
@@ -231,8 +228,7 @@ pub(crate) async fn suspend(
 /// Terminating is the platform's soft delete: the SIM and its history stay readable.
 #[utoipa::path(delete, path = "/api/v1/sims/{iccid}", tag = "commands",
     security(("bearer" = []), ("api_key" = [])), params(("iccid" = String, Path, description = "19 digits, or 20 with a correct Luhn digit")),
-    responses((status = 200, body = CommandAnswer), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 410, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = CommandAnswer)))]
 pub(crate) async fn terminate(
     State(state): State<AppState>,
     principal: Principal,
@@ -274,8 +270,7 @@ pub(crate) struct TopUp {
 
 #[utoipa::path(post, path = "/api/v1/sims/{iccid}/topup", tag = "commands", request_body = Option<TopUp>,
     security(("bearer" = []), ("api_key" = [])), params(("iccid" = String, Path, description = "19 digits, or 20 with a correct Luhn digit")),
-    responses((status = 202, body = CommandAnswer), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 410, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 202, body = CommandAnswer)))]
 pub(crate) async fn top_up(
     State(state): State<AppState>,
     principal: Principal,
@@ -318,8 +313,7 @@ pub(crate) struct SendSms {
 
 #[utoipa::path(post, path = "/api/v1/sims/{iccid}/sms", tag = "commands", request_body = SendSms,
     security(("bearer" = []), ("api_key" = [])), params(("iccid" = String, Path, description = "19 digits, or 20 with a correct Luhn digit")),
-    responses((status = 202, body = CommandAnswer), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 410, body = ErrorBody), (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 202, body = CommandAnswer)))]
 pub(crate) async fn send_sms(
     State(state): State<AppState>,
     principal: Principal,

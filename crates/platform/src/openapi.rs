@@ -68,13 +68,15 @@ impl Modify for StandardResponses {
             .into_iter()
             .flatten()
             {
-                add_standard(operation, has_parameter);
+                add_standard(operation, path, has_parameter);
             }
         }
     }
 }
 
-fn add_standard(operation: &mut Operation, has_parameter: bool) {
+fn add_standard(operation: &mut Operation, path: &str, has_parameter: bool) {
+    // A SIM's routes all refuse the same way; said once here, not on every route.
+    let sim = path.contains("{iccid}");
     let has_body = operation.request_body.is_some();
     // 401 and 403 everywhere: routes without credentials (login, refresh) answer 401 for wrong
     // ones, and a gateway may add its own.
@@ -84,12 +86,35 @@ fn add_standard(operation: &mut Operation, has_parameter: bool) {
         ("400", "Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape"),
         ("408", "The request took longer than the server's timeout"),
         ("431", "Request headers larger than the limit (32 KiB in all, 8 KiB each)"),
-        ("422", "Well-formed, but breaking a rule (a value out of range, an invalid identifier)"),
+        (
+            "422",
+            if sim {
+                "`INVALID_ICCID` (not 19 digits, or 20 with a wrong Luhn digit), or another rule broken"
+            } else {
+                "Well-formed, but breaking a rule (a value out of range, an invalid identifier)"
+            },
+        ),
         ("429", "Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`)"),
         ("503", "A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After`"),
     ];
     if has_parameter {
-        answers.push(("404", "No such resource"));
+        answers.push((
+            "404",
+            if sim {
+                "`SIM_NOT_FOUND`: no SIM with this ICCID"
+            } else {
+                "No such resource"
+            },
+        ));
+    }
+    // A command on one SIM can also find the SIM in the wrong state.
+    if sim && is_command(operation) {
+        answers.push(("409", "The SIM's state or version refuses the command (e.g. `VERSION_CONFLICT`, a change already pending)"));
+        answers.push((
+            "410",
+            "`SIM_TERMINATED`: the SIM is terminated; nothing but reads is accepted",
+        ));
+        answers.push(("412", "`If-Match` names another version than the SIM's"));
     }
     if has_body {
         answers.push(("413", "The body is larger than the limit"));
@@ -102,6 +127,15 @@ fn add_standard(operation: &mut Operation, has_parameter: bool) {
             .entry(status.to_owned())
             .or_insert_with(|| RefOr::T(error_response(description)));
     }
+}
+
+/// Whether the operation changes something (its success answer carries a command's answer):
+/// the command API's operations are tagged `commands`.
+fn is_command(operation: &Operation) -> bool {
+    operation
+        .tags
+        .as_ref()
+        .is_some_and(|tags| tags.iter().any(|tag| tag == "commands"))
 }
 
 /// An error answer in the contract's shape, with its `X-Request-Id` header.
@@ -134,8 +168,18 @@ mod tests {
     #[allow(dead_code)]
     async fn thing() {}
 
+    #[utoipa::path(post, path = "/sims/{iccid}/activate", tag = "commands",
+        params(("iccid" = String, Path)), responses((status = 202, description = "requested")))]
+    #[allow(dead_code)]
+    async fn activate() {}
+
+    #[utoipa::path(get, path = "/sims/{iccid}", tag = "sims",
+        params(("iccid" = String, Path)), responses((status = 200, description = "the SIM")))]
+    #[allow(dead_code)]
+    async fn sim() {}
+
     #[derive(OpenApi)]
-    #[openapi(paths(thing), modifiers(&Security, &StandardResponses))]
+    #[openapi(paths(thing, activate, sim), modifiers(&Security, &StandardResponses))]
     struct Doc;
 
     #[test]
@@ -150,5 +194,28 @@ mod tests {
         assert!(!responses.contains_key("415"), "no body, no 415");
         assert_eq!(responses["200"]["description"], "the thing");
         assert!(document["components"]["schemas"]["ErrorBody"].is_object());
+    }
+
+    #[test]
+    fn a_sims_routes_name_the_sims_refusals() {
+        let document = serde_json::to_value(Doc::openapi()).unwrap();
+        let command = &document["paths"]["/sims/{iccid}/activate"]["post"]["responses"];
+        let read = &document["paths"]["/sims/{iccid}"]["get"]["responses"];
+        for responses in [command, read] {
+            assert!(responses["404"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("SIM_NOT_FOUND"));
+            assert!(responses["422"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("INVALID_ICCID"));
+        }
+        for status in ["409", "410", "412"] {
+            assert!(command[status].is_object(), "{status} for a command");
+            assert!(read[status].is_null(), "no {status} for a read");
+        }
+        let thing = &document["paths"]["/things/{id}"]["get"]["responses"];
+        assert_eq!(thing["404"]["description"], "No such resource");
     }
 }

@@ -49,7 +49,6 @@ pub struct FeedPage {
     responses(
         (status = 200, description = "One page of the feed", body = FeedPage),
         (status = 400, description = "`INVALID_QUERY`, `UNKNOWN_POSITION`", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
     )
 )]
 pub async fn feed(

@@ -30,7 +30,6 @@ pub fn routes() -> Router<AppState> {
     params(crate::openapi::ConsistencyHeader),
     responses(
         (status = 200, description = "The summary", body = readmodel::FleetSummary),
-        (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
         (status = 503, description = "`CONSISTENCY_TIMEOUT`", body = crate::openapi::ErrorBody),
     )
 )]
@@ -70,7 +69,6 @@ pub struct FleetUsage {
     responses(
         (status = 200, description = "Usage buckets", body = FleetUsage),
         (status = 400, description = "`INVALID_QUERY`, `INVALID_RANGE`", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
     )
 )]
 pub async fn usage(

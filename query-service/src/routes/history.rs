@@ -72,9 +72,7 @@ pub struct SimHistory {
     responses(
         (status = 200, description = "One page of the history", body = SimHistory),
         (status = 400, description = "`INVALID_QUERY`, `UNKNOWN_POSITION`", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
         (status = 404, description = "`SIM_NOT_FOUND`: no event names this ICCID", body = crate::openapi::ErrorBody),
-        (status = 422, description = "`INVALID_ICCID`", body = crate::openapi::ErrorBody),
     )
 )]
 pub async fn events(
@@ -116,9 +114,7 @@ pub struct StateParams {
     responses(
         (status = 200, description = "The SIM at that instant", body = readmodel::SimView),
         (status = 400, description = "`INVALID_QUERY` (a bad `as_of`)", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
         (status = 404, description = "`SIM_NOT_FOUND`: not registered by then", body = crate::openapi::ErrorBody),
-        (status = 422, description = "`INVALID_ICCID`", body = crate::openapi::ErrorBody),
     )
 )]
 pub async fn state_as_of(

@@ -128,7 +128,6 @@ fn parse_filter(params: &ListSims) -> Result<SimFilter, ApiError> {
                 ("Link" = String, description = "first, prev, next and last pages (RFC 8288); with `after`: first and next"),
             )),
         (status = 400, description = "`INVALID_QUERY`, `INVALID_CONSISTENCY_TOKEN`", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
         (status = 503, description = "`CONSISTENCY_TIMEOUT`", body = crate::openapi::ErrorBody),
     )
 )]

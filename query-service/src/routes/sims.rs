@@ -53,9 +53,6 @@ fn none_match(headers: &HeaderMap, etag: &str) -> bool {
         (status = 200, description = "The SIM", body = readmodel::SimView,
             headers(("ETag" = String, description = "`\"<last_position>\"`: changes with every event applied to the row"))),
         (status = 304, description = "Unchanged since the ETag given in `If-None-Match`"),
-        (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
-        (status = 404, description = "`SIM_NOT_FOUND`", body = crate::openapi::ErrorBody),
-        (status = 422, description = "`INVALID_ICCID`", body = crate::openapi::ErrorBody),
         (status = 503, description = "`CONSISTENCY_TIMEOUT`", body = crate::openapi::ErrorBody),
     )
 )]
@@ -167,9 +164,6 @@ pub async fn usage_points(
     responses(
         (status = 200, description = "Usage buckets", body = SimUsage),
         (status = 400, description = "`INVALID_QUERY`, `INVALID_RANGE`", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
-        (status = 404, description = "`SIM_NOT_FOUND`", body = crate::openapi::ErrorBody),
-        (status = 422, description = "`INVALID_ICCID`", body = crate::openapi::ErrorBody),
     )
 )]
 pub async fn usage(
@@ -197,9 +191,6 @@ pub async fn usage(
     params(("iccid" = String, Path, description = "ICCID"), crate::openapi::ConsistencyHeader),
     responses(
         (status = 200, description = "The quotas, `data` first", body = Vec<QuotaRow>),
-        (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
-        (status = 404, description = "`SIM_NOT_FOUND`", body = crate::openapi::ErrorBody),
-        (status = 422, description = "`INVALID_ICCID`", body = crate::openapi::ErrorBody),
     )
 )]
 pub async fn quotas(
@@ -242,9 +233,6 @@ pub struct ListSms {
                 ("Link" = String, description = "first, prev, next and last pages"),
             )),
         (status = 400, description = "`INVALID_QUERY`", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No or bad credentials", body = crate::openapi::ErrorBody),
-        (status = 404, description = "`SIM_NOT_FOUND`", body = crate::openapi::ErrorBody),
-        (status = 422, description = "`INVALID_ICCID`", body = crate::openapi::ErrorBody),
     )
 )]
 pub async fn sms(
