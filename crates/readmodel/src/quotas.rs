@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::bulk::{column, json_array, load_keyed};
+use crate::bulk::{bind_columns, json_array, load_keyed, replace_on_conflict};
 
 /// The `sim_quotas` columns in [`QuotaRow`]'s order.
 pub const QUOTA_COLUMNS: &str =
@@ -99,44 +99,22 @@ pub async fn upsert_quotas(conn: &mut PgConnection, rows: &[&QuotaRow]) -> Resul
         return Ok(());
     }
     let thresholds: Vec<Value> = rows.iter().map(|r| json_array(&r.thresholds_crossed)).collect();
-    sqlx::query(
-        "INSERT INTO sim_quotas (iccid, kind, total, remaining, expiry_date, period, thresholds_crossed, exhausted, \
-           expired, pending_topup_id, pending_topup_volume, last_topup_at, last_topup_status, version, \
-           last_position, updated_at) \
+    let sql = format!(
+        "INSERT INTO sim_quotas ({QUOTA_COLUMNS}) \
          SELECT u.iccid, u.kind, u.total, u.remaining, u.expiry_date, u.period, \
-           ARRAY(SELECT jsonb_array_elements_text(u.thresholds)::integer), u.exhausted, u.expired, \
+           ARRAY(SELECT jsonb_array_elements_text(u.thresholds_crossed)::integer), u.exhausted, u.expired, \
            u.pending_topup_id, u.pending_topup_volume, u.last_topup_at, u.last_topup_status, u.version, \
            u.last_position, u.updated_at \
          FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::timestamptz[], $6::int4[], $7::jsonb[], \
            $8::bool[], $9::bool[], $10::uuid[], $11::int8[], $12::timestamptz[], $13::text[], $14::int8[], \
-           $15::int8[], $16::timestamptz[]) \
-           AS u(iccid, kind, total, remaining, expiry_date, period, thresholds, exhausted, expired, \
-             pending_topup_id, pending_topup_volume, last_topup_at, last_topup_status, version, last_position, \
-             updated_at) \
-         ON CONFLICT (iccid, kind) DO UPDATE SET total = EXCLUDED.total, remaining = EXCLUDED.remaining, \
-           expiry_date = EXCLUDED.expiry_date, period = EXCLUDED.period, \
-           thresholds_crossed = EXCLUDED.thresholds_crossed, exhausted = EXCLUDED.exhausted, \
-           expired = EXCLUDED.expired, pending_topup_id = EXCLUDED.pending_topup_id, \
-           pending_topup_volume = EXCLUDED.pending_topup_volume, last_topup_at = EXCLUDED.last_topup_at, \
-           last_topup_status = EXCLUDED.last_topup_status, version = EXCLUDED.version, \
-           last_position = EXCLUDED.last_position, updated_at = EXCLUDED.updated_at",
-    )
-    .bind(column!(rows, iccid))
-    .bind(column!(rows, kind))
-    .bind(column!(rows, total))
-    .bind(column!(rows, remaining))
-    .bind(column!(rows, expiry_date))
-    .bind(column!(rows, period))
-    .bind(thresholds)
-    .bind(column!(rows, exhausted))
-    .bind(column!(rows, expired))
-    .bind(column!(rows, pending_topup_id))
-    .bind(column!(rows, pending_topup_volume))
-    .bind(column!(rows, last_topup_at))
-    .bind(column!(rows, last_topup_status))
-    .bind(column!(rows, version))
-    .bind(column!(rows, last_position))
-    .bind(column!(rows, updated_at))
+           $15::int8[], $16::timestamptz[]) AS u({QUOTA_COLUMNS}) {}",
+        replace_on_conflict("iccid, kind", QUOTA_COLUMNS, &[])
+    );
+    let query = bind_columns!(sqlx::query(&sql), rows; iccid, kind, total, remaining, expiry_date, period)
+        .bind(thresholds);
+    bind_columns!(query, rows;
+        exhausted, expired, pending_topup_id, pending_topup_volume, last_topup_at, last_topup_status,
+        version, last_position, updated_at)
     .execute(conn)
     .await?;
     Ok(())

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
-use crate::bulk::{column, json_array, load_keyed};
+use crate::bulk::{bind_columns, json_array, load_keyed, replace_on_conflict};
 
 /// One SIM as `GET /sims/{iccid}` answers it: a row of the `sims` read model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -155,11 +155,9 @@ pub async fn upsert_sims(conn: &mut PgConnection, rows: &[&SimView]) -> Result<(
     }
     let tags: Vec<Value> = rows.iter().map(|r| json_array(&r.tags)).collect();
     let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
-    sqlx::query(
-        "INSERT INTO sims (iccid, imsi, msisdn, label, tags, status, pending_change, provider_status, imei, \
-           imei_lock, ip_address, network, country, rat, last_seen_at, data_total, data_remaining, data_expiry, \
-           sms_total, sms_remaining, sms_expiry, registered_at, terminated_at, version, last_position, updated_at, \
-           projection) \
+    // `projection` is kept: a parked SIM stays parked until its events are replayed.
+    let sql = format!(
+        "INSERT INTO sims ({SIM_COLUMNS}) \
          SELECT u.iccid, u.imsi, u.msisdn, u.label, ARRAY(SELECT jsonb_array_elements_text(u.tags)), u.status, \
            u.pending_change, u.provider_status, u.imei, u.imei_lock, u.ip_address, u.network, u.country, u.rat, \
            u.last_seen_at, u.data_total, u.data_remaining, u.data_expiry, u.sms_total, u.sms_remaining, \
@@ -168,48 +166,16 @@ pub async fn upsert_sims(conn: &mut PgConnection, rows: &[&SimView]) -> Result<(
            $8::text[], $9::text[], $10::bool[], $11::text[], $12::text[], $13::text[], $14::text[], \
            $15::timestamptz[], $16::int8[], $17::int8[], $18::timestamptz[], $19::int8[], $20::int8[], \
            $21::timestamptz[], $22::timestamptz[], $23::timestamptz[], $24::int8[], $25::int8[], \
-           $26::timestamptz[], $27::text[]) \
-           AS u(iccid, imsi, msisdn, label, tags, status, pending_change, provider_status, imei, imei_lock, \
-             ip_address, network, country, rat, last_seen_at, data_total, data_remaining, data_expiry, sms_total, \
-             sms_remaining, sms_expiry, registered_at, terminated_at, version, last_position, updated_at, projection) \
-         ON CONFLICT (iccid) DO UPDATE SET imsi = EXCLUDED.imsi, msisdn = EXCLUDED.msisdn, label = EXCLUDED.label, \
-           tags = EXCLUDED.tags, status = EXCLUDED.status, pending_change = EXCLUDED.pending_change, \
-           provider_status = EXCLUDED.provider_status, imei = EXCLUDED.imei, imei_lock = EXCLUDED.imei_lock, \
-           ip_address = EXCLUDED.ip_address, network = EXCLUDED.network, country = EXCLUDED.country, \
-           rat = EXCLUDED.rat, last_seen_at = EXCLUDED.last_seen_at, data_total = EXCLUDED.data_total, \
-           data_remaining = EXCLUDED.data_remaining, data_expiry = EXCLUDED.data_expiry, \
-           sms_total = EXCLUDED.sms_total, sms_remaining = EXCLUDED.sms_remaining, \
-           sms_expiry = EXCLUDED.sms_expiry, registered_at = EXCLUDED.registered_at, \
-           terminated_at = EXCLUDED.terminated_at, version = EXCLUDED.version, \
-           last_position = EXCLUDED.last_position, updated_at = EXCLUDED.updated_at",
-    )
-    .bind(column!(rows, iccid))
-    .bind(column!(rows, imsi))
-    .bind(column!(rows, msisdn))
-    .bind(column!(rows, label))
-    .bind(tags)
-    .bind(statuses)
-    .bind(column!(rows, pending_change))
-    .bind(column!(rows, provider_status))
-    .bind(column!(rows, imei))
-    .bind(column!(rows, imei_lock))
-    .bind(column!(rows, ip_address))
-    .bind(column!(rows, network))
-    .bind(column!(rows, country))
-    .bind(column!(rows, rat))
-    .bind(column!(rows, last_seen_at))
-    .bind(column!(rows, data_total))
-    .bind(column!(rows, data_remaining))
-    .bind(column!(rows, data_expiry))
-    .bind(column!(rows, sms_total))
-    .bind(column!(rows, sms_remaining))
-    .bind(column!(rows, sms_expiry))
-    .bind(column!(rows, registered_at))
-    .bind(column!(rows, terminated_at))
-    .bind(column!(rows, version))
-    .bind(column!(rows, last_position))
-    .bind(column!(rows, updated_at))
-    .bind(column!(rows, projection))
+           $26::timestamptz[], $27::text[]) AS u({SIM_COLUMNS}) {}",
+        replace_on_conflict("iccid", SIM_COLUMNS, &["projection"])
+    );
+    let query = bind_columns!(sqlx::query(&sql), rows; iccid, imsi, msisdn, label)
+        .bind(tags)
+        .bind(statuses);
+    bind_columns!(query, rows;
+        pending_change, provider_status, imei, imei_lock, ip_address, network, country, rat,
+        last_seen_at, data_total, data_remaining, data_expiry, sms_total, sms_remaining, sms_expiry,
+        registered_at, terminated_at, version, last_position, updated_at, projection)
     .execute(conn)
     .await?;
     Ok(())

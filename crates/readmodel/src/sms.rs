@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::bulk::{column, load_keyed};
+use crate::bulk::{bind_columns, load_keyed, replace_on_conflict};
 
 /// The `sms_messages` columns in [`SmsRow`]'s order.
 pub const SMS_COLUMNS: &str =
@@ -67,40 +67,19 @@ pub async fn upsert_sms(conn: &mut PgConnection, rows: &[&SmsRow]) -> Result<(),
     if rows.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO sms_messages (message_id, iccid, direction, status, payload, encoding, parts, source_address, \
-           provider_message_id, failure_reason, requested_at, submitted_at, delivered_at, failed_at, received_at, \
-           version, last_position, updated_at) \
+    let sql = format!(
+        "INSERT INTO sms_messages ({SMS_COLUMNS}) \
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int4[], \
            $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], \
-           $14::timestamptz[], $15::timestamptz[], $16::int8[], $17::int8[], $18::timestamptz[]) \
-         ON CONFLICT (message_id) DO UPDATE SET iccid = EXCLUDED.iccid, direction = EXCLUDED.direction, \
-           status = EXCLUDED.status, payload = EXCLUDED.payload, encoding = EXCLUDED.encoding, \
-           parts = EXCLUDED.parts, source_address = EXCLUDED.source_address, \
-           provider_message_id = EXCLUDED.provider_message_id, failure_reason = EXCLUDED.failure_reason, \
-           requested_at = EXCLUDED.requested_at, submitted_at = EXCLUDED.submitted_at, \
-           delivered_at = EXCLUDED.delivered_at, failed_at = EXCLUDED.failed_at, \
-           received_at = EXCLUDED.received_at, version = EXCLUDED.version, \
-           last_position = EXCLUDED.last_position, updated_at = EXCLUDED.updated_at",
-    )
-    .bind(column!(rows, message_id))
-    .bind(column!(rows, iccid))
-    .bind(rows.iter().map(|r| r.direction.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
-    .bind(column!(rows, payload))
-    .bind(column!(rows, encoding))
-    .bind(column!(rows, parts))
-    .bind(column!(rows, source_address))
-    .bind(column!(rows, provider_message_id))
-    .bind(column!(rows, failure_reason))
-    .bind(column!(rows, requested_at))
-    .bind(column!(rows, submitted_at))
-    .bind(column!(rows, delivered_at))
-    .bind(column!(rows, failed_at))
-    .bind(column!(rows, received_at))
-    .bind(column!(rows, version))
-    .bind(column!(rows, last_position))
-    .bind(column!(rows, updated_at))
+           $14::timestamptz[], $15::timestamptz[], $16::int8[], $17::int8[], $18::timestamptz[]) {}",
+        replace_on_conflict("message_id", SMS_COLUMNS, &[])
+    );
+    let query = bind_columns!(sqlx::query(&sql), rows; message_id, iccid)
+        .bind(rows.iter().map(|r| r.direction.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>());
+    bind_columns!(query, rows;
+        payload, encoding, parts, source_address, provider_message_id, failure_reason, requested_at,
+        submitted_at, delivered_at, failed_at, received_at, version, last_position, updated_at)
     .execute(conn)
     .await?;
     Ok(())
