@@ -14,7 +14,7 @@ mod state;
 
 use std::net::SocketAddr;
 
-use platform::startup::{self, Listening, StartError};
+use platform::startup::{self, Listening, Shutdown, StartError};
 
 pub use config::Config;
 pub use state::AppState;
@@ -59,10 +59,7 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<(), StartError> {
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), StartError> {
         self.listening
             .serve("command API", routes::router(self.state), shutdown)
             .await

@@ -8,7 +8,7 @@ async fn main() -> anyhow::Result<()> {
     App::build(config)
         .await
         .context("command-service could not start")?
-        .run_until_stopped(platform::http::shutdown_signal())
+        .run_until_stopped(platform::startup::on_signal())
         .await
         .context("command-service stopped")
 }

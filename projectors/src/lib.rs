@@ -24,7 +24,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use platform::http::ReadinessFlags;
-use platform::startup::{self, Listening};
+use platform::startup::{self, Listening, Shutdown};
 use platform::Metrics;
 use readmodel::{Cache, CacheConfig};
 use sqlx::PgPool;
@@ -114,10 +114,7 @@ impl App {
 
     /// Projects (and runs the added tasks) until `shutdown` resolves or a task fails, then
     /// stops the tasks (15 s at most) and returns.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), StartError> {
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), StartError> {
         let Self {
             config,
             pool,

@@ -34,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 app.with_tasks(projectors::relay_task)
             };
-            app.run_until_stopped(platform::http::shutdown_signal())
+            app.run_until_stopped(platform::startup::on_signal())
                 .await
                 .context("projectors stopped")
         }

@@ -27,7 +27,7 @@ use eventstore::{EventStore, GlobalLog};
 use futures::StreamExt;
 use once_client::OnceClient;
 use platform::http::ReadinessFlags;
-use platform::startup::{self, Listening};
+use platform::startup::{self, Listening, Shutdown};
 use platform::Metrics;
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -310,10 +310,7 @@ impl App {
     }
 
     /// Syncs until `shutdown` resolves, then stops the loops (15 s at most).
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<(), StartError> {
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), StartError> {
         let Self { connector, listening } = self;
         let (stop, stopped) = watch::channel(false);
         let mut tasks = connector.spawn(stopped);

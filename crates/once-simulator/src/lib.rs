@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use platform::metrics::Metrics;
-use platform::StartError;
+use platform::{Shutdown, StartError};
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -118,9 +118,9 @@ impl Simulator {
         let simulator = app.simulator().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            let shutdown = async {
+            let shutdown: Shutdown = Box::pin(async {
                 let _ = stopped.await;
-            };
+            });
             if let Err(err) = app.run_until_stopped(shutdown).await {
                 tracing::error!(error = %err, "simulator server failed");
             }
@@ -363,10 +363,7 @@ impl App {
     }
 
     /// Serves the provider's routes and runs the simulated clock until `shutdown` resolves.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<(), StartError> {
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), StartError> {
         let clock = self.simulator.start_clock();
         let served = self
             .listening

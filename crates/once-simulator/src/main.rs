@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
     App::build(config, addr)
         .await
         .context("once-simulator could not start")?
-        .run_until_stopped(platform::http::shutdown_signal())
+        .run_until_stopped(platform::startup::on_signal())
         .await
         .context("once-simulator stopped")
 }

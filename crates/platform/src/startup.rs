@@ -16,8 +16,14 @@ use tokio::net::TcpListener;
 
 use crate::config::CommonConfig;
 
-/// When a running service stops: Ctrl-C or SIGTERM in `main`, whatever a test decides in tests.
+/// When a running service stops: Ctrl-C or SIGTERM in `main` ([`on_signal`]), whatever a test
+/// decides in tests.
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod): `main`'s [`Shutdown`].
+pub fn on_signal() -> Shutdown {
+    Box::pin(crate::http::shutdown_signal())
+}
 
 /// Why a service could not start, or stopped with an error.
 #[derive(Debug, thiserror::Error)]
