@@ -12,6 +12,7 @@ use command_service::{App, Config};
 use reqwest::Method;
 use serde_json::{json, Value};
 use testkit::bench::{env_or, run_clients, BenchDatabase, Report};
+use testkit::http::Exchange;
 use testkit::Running;
 
 const CLIENTS: usize = 32;
@@ -52,6 +53,17 @@ struct Call {
 }
 
 impl Call {
+    /// `POST /sims`: registers `iccid` with `label`.
+    fn register(addr: SocketAddr, iccid: String, label: &str) -> Self {
+        Self {
+            method: Method::POST,
+            url: format!("http://{addr}/api/v1/sims"),
+            body: json!({"iccid": iccid, "imsi": "901405100000001", "label": label}),
+            key: None,
+            status: 201,
+        }
+    }
+
     /// `PATCH /sims/{iccid}` with a new label.
     fn label(addr: SocketAddr, iccid: String, label: String) -> Self {
         Self {
@@ -113,15 +125,12 @@ async fn main() {
         .pool_max_idle_per_host(CLIENTS)
         .build()
         .unwrap();
-    let login: Value = client
+    let login = client
         .post(format!("http://{addr}/api/v1/auth/login"))
         .json(&json!({"username": "bench", "password": "bench-password"}))
-        .send()
+        .answer()
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .body;
     let caller = Caller {
         client: client.clone(),
         token: Arc::new(login["access_token"].as_str().unwrap().to_owned()),
@@ -155,41 +164,30 @@ async fn main() {
     .await
     .print();
 
-    run(
-        "POST /sims (register: new aggregate)",
-        per_client,
-        caller.each(move |c, i| Call {
-            method: Method::POST,
-            url: format!("http://{addr}/api/v1/sims"),
-            body: json!({"iccid": iccid(c, i), "imsi": "901405100000001", "label": "bench"}),
-            key: None,
-            status: 201,
-        }),
-    )
-    .await
-    .print();
-    run(
-        "PATCH /sims/{iccid} with Idempotency-Key (load + append + key)",
-        per_client,
-        caller.each(move |c, i| Call {
-            method: Method::PATCH,
-            url: format!("http://{addr}/api/v1/sims/{}", iccid(c, i)),
-            body: json!({"label": format!("renamed {i}")}),
-            key: Some(format!("label-{c}-{i}")),
-            status: 200,
-        }),
-    )
-    .await
-    .print();
-    // All 32 clients on the same 32 SIMs' neighbour: every client writes to SIM 0 of its own
-    // row, so contention stays per client; this measures a growing history.
-    run(
-        "PATCH one SIM per client repeatedly (history grows)",
-        per_client,
-        caller.each(move |c, i| Call::label(addr, iccid(c, 0), format!("hot {i}"))),
-    )
-    .await
-    .print();
+    /// What one timed operation sends: `make(client, i)`.
+    type MakeCall = Box<dyn Fn(usize, usize) -> Call + Send + Sync>;
+    let timed: [(&str, MakeCall); 3] = [
+        (
+            "POST /sims (register: new aggregate)",
+            Box::new(move |c, i| Call::register(addr, iccid(c, i), "bench")),
+        ),
+        (
+            "PATCH /sims/{iccid} with Idempotency-Key (load + append + key)",
+            Box::new(move |c, i| Call {
+                key: Some(format!("label-{c}-{i}")),
+                ..Call::label(addr, iccid(c, i), format!("renamed {i}"))
+            }),
+        ),
+        // All 32 clients on the same 32 SIMs' neighbour: every client writes to SIM 0 of its
+        // own row, so contention stays per client; this measures a growing history.
+        (
+            "PATCH one SIM per client repeatedly (history grows)",
+            Box::new(move |c, i| Call::label(addr, iccid(c, 0), format!("hot {i}"))),
+        ),
+    ];
+    for (name, make) in timed {
+        run(name, per_client, caller.each(make)).await.print();
+    }
 
     // Snapshots: one SIM per client with a long history (10,000 events, as a SIM gains in a
     // year of hourly usage and connectivity reports) against one with 10, the same command on
@@ -201,15 +199,7 @@ async fn main() {
     for (offset, events) in [(800usize, 10usize), (900, 10_000)] {
         for c in 0..CLIENTS {
             let id = iccid(offset + c, 0);
-            caller
-                .send(Call {
-                    method: Method::POST,
-                    url: format!("http://{addr}/api/v1/sims"),
-                    body: json!({"iccid": id, "imsi": "901405100000001", "label": "long"}),
-                    key: None,
-                    status: 201,
-                })
-                .await;
+            caller.send(Call::register(addr, id.clone(), "long")).await;
             sqlx::query(
                 "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, iccid) \
                  SELECT 'sim', $1, s, 'SimLabelChanged', '1.0', jsonb_build_object('label', 'label ' || s), \
@@ -226,27 +216,30 @@ async fn main() {
     let on = |base: SocketAddr, offset: usize| {
         caller.each(move |c, i| Call::label(base, iccid(offset + c, 0), format!("again {i}")))
     };
-    let mut short = run(
-        "PATCH a SIM with 10 events (snapshots on)",
-        per_client,
-        on(addr, 800),
-    )
-    .await;
-    short.print();
-    let mut long = run(
-        "PATCH a SIM with 10,000 events (snapshots on, every 100)",
-        per_client,
-        on(addr, 900),
-    )
-    .await;
-    long.print();
-    run(
-        "PATCH a SIM with 10,000 events (snapshots off)",
-        (per_client / 10).max(2),
-        on(unsnapshotted, 900),
-    )
-    .await
-    .print();
+    // The name, operations per client, the API and the SIMs' offset (800: 10 events, 900:
+    // 10,000).
+    let histories = [
+        ("PATCH a SIM with 10 events (snapshots on)", per_client, addr, 800),
+        (
+            "PATCH a SIM with 10,000 events (snapshots on, every 100)",
+            per_client,
+            addr,
+            900,
+        ),
+        (
+            "PATCH a SIM with 10,000 events (snapshots off)",
+            (per_client / 10).max(2),
+            unsnapshotted,
+            900,
+        ),
+    ];
+    let mut reports = Vec::new();
+    for (name, operations, base, offset) in histories {
+        let mut report = run(name, operations, on(base, offset)).await;
+        report.print();
+        reports.push(report);
+    }
+    let (short, long) = (&reports[0], &reports[1]);
     println!(
         "\n10,000 events / 10 events, snapshots on: {:.2}× the throughput\n",
         long.ops_per_second() / short.ops_per_second()

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use axum::{Json, Router};
 use platform::Role;
+use prometheus::IntCounterVec;
 use query_service::{App, AppState, Config};
 use readmodel::{Cache, SimView, SIM_COLUMNS};
 use serde_json::json;
@@ -244,7 +245,9 @@ async fn main() {
     let deep_page = (sims / 50).min(1000);
     println!();
 
-    let request = |base: SocketAddr, path: Arc<dyn Fn(usize) -> String + Send + Sync>| {
+    /// The path of request `i` of a timed run.
+    type PathOf = Arc<dyn Fn(usize) -> String + Send + Sync>;
+    let request = |base: SocketAddr, path: PathOf| {
         let client = client.clone();
         let token = token.clone();
         move |i: usize| {
@@ -288,135 +291,92 @@ async fn main() {
     .await
     .print();
 
-    let hits_before = state.cache_hits.with_label_values(&["sim"]).get();
-    let mut report = run(
-        "GET /sims/{iccid}, cache hit (Redis)",
-        per_client(300),
-        request(
-            addr,
+    // One SIM through the cache: every request a hit (the warmed SIMs), then every one a miss
+    // (the others), as the service's counter of that outcome tells: the name, the counter, the
+    // path of request `i`, and what the counter must show.
+    let through_cache: [(&str, &IntCounterVec, PathOf, &str); 2] = [
+        (
+            "GET /sims/{iccid}, cache hit (Redis)",
+            &state.cache_hits,
             Arc::new(move |i| format!("/api/v1/sims/{}", iccid(i % warmed))),
+            "every request a cache hit",
         ),
-    )
-    .await;
-    report.print();
-    let hits = state.cache_hits.with_label_values(&["sim"]).get() - hits_before;
-    assert_eq!(hits as usize, report.latencies.len(), "every request a cache hit");
-
-    let misses_before = state.cache_misses.with_label_values(&["sim"]).get();
-    let mut report = run(
-        "GET /sims/{iccid}, cache miss (Redis asked, then Postgres)",
-        per_client(300),
-        request(
-            addr,
+        (
+            "GET /sims/{iccid}, cache miss (Redis asked, then Postgres)",
+            &state.cache_misses,
             Arc::new(move |i| format!("/api/v1/sims/{}", iccid(warmed + i % (sims - warmed)))),
+            "every request a cache miss",
         ),
-    )
-    .await;
-    report.print();
-    let misses = state.cache_misses.with_label_values(&["sim"]).get() - misses_before;
-    assert_eq!(
-        misses as usize,
-        report.latencies.len(),
-        "every request a cache miss"
-    );
+    ];
+    for (name, counter, path, expected) in through_cache {
+        let before = counter.with_label_values(&["sim"]).get();
+        let mut report = run(name, per_client(300), request(addr, path)).await;
+        report.print();
+        let counted = counter.with_label_values(&["sim"]).get() - before;
+        assert_eq!(counted as usize, report.latencies.len(), "{expected}");
+    }
 
-    run(
-        "GET /sims/{iccid}, cache disabled (Postgres only)",
-        per_client(300),
-        request(
+    // The rest of the single-SIM reads and the lists, timed in this order: the name, requests
+    // per client, the server, and the path of request `i`.
+    let timed: Vec<(String, usize, SocketAddr, PathOf)> = vec![
+        (
+            "GET /sims/{iccid}, cache disabled (Postgres only)".into(),
+            per_client(300),
             uncached_addr,
             Arc::new(move |i| format!("/api/v1/sims/{}", iccid(warmed + i % (sims - warmed)))),
         ),
-    )
-    .await
-    .print();
-
-    run(
-        "GET /sims?status=active&tag=fleet-N&page_size=50",
-        per_client(50),
-        request(
+        (
+            "GET /sims?status=active&tag=fleet-N&page_size=50".into(),
+            per_client(50),
             addr,
             Arc::new(move |i| format!("/api/v1/sims?status=active&tag={}&page_size=50", fleet(i))),
         ),
-    )
-    .await
-    .print();
-
-    run(
-        "GET /sims?status=active&tag=fleet-N&page_size=50 (every total counted: LIST_TOTAL_CACHE_MS=0)",
-        per_client(50),
-        request(
+        (
+            "GET /sims?status=active&tag=fleet-N&page_size=50 (every total counted: LIST_TOTAL_CACHE_MS=0)"
+                .into(),
+            per_client(50),
             uncached_addr,
             Arc::new(move |i| format!("/api/v1/sims?status=active&tag={}&page_size=50", fleet(i))),
         ),
-    )
-    .await
-    .print();
-
-    run(
-        "GET /sims?iccid=<17-digit prefix>&page_size=50",
-        per_client(200),
-        request(
+        (
+            "GET /sims?iccid=<17-digit prefix>&page_size=50".into(),
+            per_client(200),
             addr,
             Arc::new(move |i| format!("/api/v1/sims?iccid={}&page_size=50", prefix(i))),
         ),
-    )
-    .await
-    .print();
-
-    run(
-        "GET /sims?label=pump&page_size=50 (substring, ILIKE)",
-        per_client(20),
-        request(
+        (
+            "GET /sims?label=pump&page_size=50 (substring, ILIKE)".into(),
+            per_client(20),
             addr,
             Arc::new(|_| "/api/v1/sims?label=pump&page_size=50".to_owned()),
         ),
-    )
-    .await
-    .print();
-
-    run(
-        "GET /sims?page_size=50 (no filter)",
-        per_client(50),
-        request(addr, Arc::new(|_| "/api/v1/sims?page_size=50".to_owned())),
-    )
-    .await
-    .print();
-
-    run(
-        "GET /sims?label=pump 4711&page_size=50 (one SIM's label, trigram index)",
-        per_client(100),
-        request(
+        (
+            "GET /sims?page_size=50 (no filter)".into(),
+            per_client(50),
+            addr,
+            Arc::new(|_| "/api/v1/sims?page_size=50".to_owned()),
+        ),
+        (
+            "GET /sims?label=pump 4711&page_size=50 (one SIM's label, trigram index)".into(),
+            per_client(100),
             addr,
             Arc::new(move |i| format!("/api/v1/sims?label=pump%20{}&page_size=50", (i * 5) % sims)),
         ),
-    )
-    .await
-    .print();
-
-    run(
-        format!("GET /sims?page={deep_page}&page_size=50 (OFFSET)"),
-        per_client(20),
-        request(
+        (
+            format!("GET /sims?page={deep_page}&page_size=50 (OFFSET)"),
+            per_client(20),
             addr,
             Arc::new(move |_| format!("/api/v1/sims?page={deep_page}&page_size=50")),
         ),
-    )
-    .await
-    .print();
-
-    {
-        let deep_cursor = deep_cursor.clone();
-        run(
+        (
             format!("GET /sims?after=<cursor of page {deep_page}>&page_size=50 (keyset)"),
             per_client(100),
-            request(
-                addr,
-                Arc::new(move |_| format!("/api/v1/sims?page_size=50&after={deep_cursor}")),
-            ),
-        )
-        .await
-        .print();
+            addr,
+            Arc::new(move |_| format!("/api/v1/sims?page_size=50&after={deep_cursor}")),
+        ),
+    ];
+    for (name, requests, base, path) in timed {
+        run(name, requests, request(base, path)).await.print();
     }
 
     for granularity in ["day", "hour"] {

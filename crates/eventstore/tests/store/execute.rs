@@ -100,11 +100,26 @@ fn with_key(key: &str, request_hash: &str) -> CommandContext {
     ctx
 }
 
-async fn count_events(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events")
+/// How many rows `rows` (a table, with a condition if any) holds.
+async fn count(pool: &PgPool, rows: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {rows}"))
         .fetch_one(pool)
         .await
         .unwrap()
+}
+
+async fn count_events(pool: &PgPool) -> i64 {
+    count(pool, "events").await
+}
+
+/// A store on `pool` in which ticket `t1` has been opened under `context`.
+async fn store_with_t1_opened(pool: &PgPool, context: &CommandContext) -> EventStore {
+    let store = EventStore::new(pool.clone());
+    store
+        .execute::<Ticket>("t1", ICCID, TicketCommand::Open, context)
+        .await
+        .unwrap();
+    store
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
@@ -178,11 +193,7 @@ async fn domain_refusal_stores_nothing(pool: PgPool) {
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_stale_expected_version_is_refused(pool: PgPool) {
-    let store = EventStore::new(pool.clone());
-    store
-        .execute::<Ticket>("t1", ICCID, TicketCommand::Open, &ctx())
-        .await
-        .unwrap();
+    let store = store_with_t1_opened(&pool, &ctx()).await;
     let mut stale = ctx();
     stale.expected_version = Some(0);
     let refused = store
@@ -209,11 +220,7 @@ async fn a_stale_expected_version_is_refused(pool: PgPool) {
 /// winner's event and is refused by the domain (never two events at one version).
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn concurrent_commands_never_both_apply_to_one_version(pool: PgPool) {
-    let store = EventStore::new(pool.clone());
-    store
-        .execute::<Ticket>("t1", ICCID, TicketCommand::Open, &ctx())
-        .await
-        .unwrap();
+    let store = store_with_t1_opened(&pool, &ctx()).await;
     let racers = (0..50).map(|i| {
         let store = store.clone();
         tokio::spawn(async move {
@@ -242,11 +249,7 @@ async fn concurrent_commands_never_both_apply_to_one_version(pool: PgPool) {
         .count();
     assert_eq!(winners, 1);
     assert_eq!(refused, 49);
-    let claims: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'Claimed'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(claims, 1);
+    assert_eq!(count(&pool, "events WHERE event_type = 'Claimed'").await, 1);
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
@@ -267,11 +270,7 @@ async fn the_same_key_and_request_answers_the_first_answer_again(pool: PgPool) {
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn the_same_key_with_another_request_is_refused(pool: PgPool) {
-    let store = EventStore::new(pool.clone());
-    store
-        .execute::<Ticket>("t1", ICCID, TicketCommand::Open, &with_key("k1", "h1"))
-        .await
-        .unwrap();
+    let store = store_with_t1_opened(&pool, &with_key("k1", "h1")).await;
     let reused = store
         .execute::<Ticket>(
             "t1",
@@ -313,21 +312,13 @@ async fn the_same_key_ten_times_at_once_yields_one_set_of_events(pool: PgPool) {
         "every request answers the first answer"
     );
     assert_eq!(count_events(&pool).await, 1);
-    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM command_idempotency")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(keys, 1);
+    assert_eq!(count(&pool, "command_idempotency").await, 1);
 }
 
 /// Keys are scoped per principal: two callers may pick the same key.
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn keys_of_different_principals_do_not_collide(pool: PgPool) {
-    let store = EventStore::new(pool.clone());
-    store
-        .execute::<Ticket>("t1", ICCID, TicketCommand::Open, &with_key("k", "h"))
-        .await
-        .unwrap();
+    let store = store_with_t1_opened(&pool, &with_key("k", "h")).await;
     let mut other = with_key("k", "h");
     other.idempotency.as_mut().unwrap().scope = "user:someone-else".into();
     let executed = store

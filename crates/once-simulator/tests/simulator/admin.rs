@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::common::{quiet, start, Api};
+use crate::common::{quiet, start, start_connected, Api};
 use once_simulator::RunningSimulator;
 use reqwest::{Method, Response};
 use serde::de::DeserializeOwned;
@@ -56,8 +56,7 @@ impl Unauthenticated {
 
 #[tokio::test]
 async fn admin_routes_drive_the_same_state_as_the_methods() {
-    let running = start(quiet(5)).await;
-    let api = Api::connect(&running).await;
+    let (running, api) = start_connected(quiet(5)).await;
     let admin = Unauthenticated::new(&running, "/_admin");
 
     let iccids: Vec<String> = admin.get_body("/iccids").await;
@@ -120,12 +119,7 @@ async fn admin_routes_drive_the_same_state_as_the_methods() {
     let count: Value = admin.get_body(&format!("/sims/{added}/top_ups")).await;
     assert_eq!(count["count"], 1);
 
-    api.send_json(
-        Method::POST,
-        &format!("/v1/sims/{added}/sms"),
-        &json!({"payload": "hi"}),
-    )
-    .await;
+    api.send_sms(&added, &json!({"payload": "hi"})).await;
     let mt: Value = admin.get_body(&format!("/sims/{added}/mt_sms")).await;
     assert_eq!(mt[0]["payload"], "hi");
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::common::{quiet, start, token_request, Api};
+use crate::common::{quiet, start, start_connected, token_request};
 use reqwest::Response;
 use serde_json::{json, Value};
 
@@ -100,8 +100,7 @@ async fn v1_without_a_valid_token_answers_401_with_a_message() {
 
 #[tokio::test]
 async fn revoked_tokens_stop_working_and_new_ones_do() {
-    let running = start(quiet(3)).await;
-    let mut api = Api::connect(&running).await;
+    let (running, mut api) = start_connected(quiet(3)).await;
     assert_eq!(api.get("/v1/sims").await.status(), 200);
     running.simulator.revoke_tokens();
     assert_eq!(api.get("/v1/sims").await.status(), 401);

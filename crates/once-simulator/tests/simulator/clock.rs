@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::common::{quiet_with_limits, start, Api};
+use crate::common::{quiet_with_limits, start, start_connected, Api};
 use chrono::{TimeZone, Utc};
 use once_simulator::{Simulator, SimulatorConfig};
 use serde_json::Value;
@@ -47,8 +47,7 @@ async fn data_left_bytes(api: &Api, iccid: &str) -> u64 {
 
 #[tokio::test]
 async fn with_autonomous_on_advancing_accrues_usage_that_matches_the_quota() {
-    let running = start(config(true)).await;
-    let api = Api::connect(&running).await;
+    let (running, api) = start_connected(config(true)).await;
     let sim = &running.simulator;
     let before = all_sims(&api).await;
     let mut left_before = HashMap::new();
@@ -116,8 +115,7 @@ async fn with_autonomous_on_advancing_accrues_usage_that_matches_the_quota() {
 
 #[tokio::test]
 async fn with_autonomous_off_nothing_changes_by_itself() {
-    let running = start(config(false)).await;
-    let api = Api::connect(&running).await;
+    let (running, api) = start_connected(config(false)).await;
     let sim = &running.simulator;
     let before = all_sims(&api).await;
     let start_day = sim.now().date_naive();

@@ -27,6 +27,21 @@ pub async fn start(config: SimulatorConfig) -> RunningSimulator {
     Simulator::spawn(config).await.expect("simulator starts")
 }
 
+/// [`start`], and a client connected to it.
+pub async fn start_connected(config: SimulatorConfig) -> (RunningSimulator, Api) {
+    let running = start(config).await;
+    let api = Api::connect(&running).await;
+    (running, api)
+}
+
+/// A quiet fleet of `sims` ([`quiet`]), a client connected to it, and the ICCID of its SIM at
+/// `index` (in ICCID order).
+pub async fn start_quiet_with_iccid(sims: usize, index: usize) -> (RunningSimulator, Api, String) {
+    let (running, api) = start_connected(quiet(sims)).await;
+    let iccid = running.simulator.iccids()[index].clone();
+    (running, api, iccid)
+}
+
 pub struct Api {
     pub http: reqwest::Client,
     pub base: String,
@@ -90,6 +105,18 @@ impl Api {
 
     pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> Response {
         self.request(method, path).json(body).send().await.unwrap()
+    }
+
+    /// `POST /v1/sims/{iccid}/sms` (an MT SMS) with `body`, whatever it answers.
+    pub async fn send_sms(&self, iccid: &str, body: &Value) -> Response {
+        self.send_json(Method::POST, &format!("/v1/sims/{iccid}/sms"), body)
+            .await
+    }
+
+    /// `POST /v1/sims`: the changes of several SIMs at once (all or nothing), whatever it
+    /// answers.
+    pub async fn update_sims(&self, changes: &Value) -> Response {
+        self.send_json(Method::POST, "/v1/sims", changes).await
     }
 }
 

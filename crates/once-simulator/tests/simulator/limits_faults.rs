@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{quiet, quiet_with_limits, start, token_request, Api};
+use crate::common::{
+    quiet, quiet_with_limits, start, start_connected, start_quiet_with_iccid, token_request, Api,
+};
 use futures::future::join_all;
 use once_simulator::{Faults, RunningSimulator, SimulatorConfig, SlowResponse};
 use reqwest::Method;
@@ -10,8 +12,7 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 async fn a_burst_of_30_gets_429s_with_retry_after_and_every_arrival_is_counted() {
-    let running = start(quiet_with_limits(10)).await; // 10 requests per second
-    let api = Api::connect(&running).await;
+    let (running, api) = start_connected(quiet_with_limits(10)).await; // 10 requests per second
     running.simulator.reset_stats();
     let responses = join_all((0..30).map(|_| api.get("/v1/sims"))).await;
     let ok = responses.iter().filter(|r| r.status() == 200).count();
@@ -38,8 +39,7 @@ async fn a_burst_of_30_gets_429s_with_retry_after_and_every_arrival_is_counted()
 
 #[tokio::test]
 async fn a_client_keeping_to_ten_per_second_is_never_refused() {
-    let running = start(quiet_with_limits(10)).await;
-    let api = Api::connect(&running).await;
+    let (running, api) = start_connected(quiet_with_limits(10)).await;
     running.simulator.reset_stats();
     let started = Instant::now();
     for i in 0..25u32 {
@@ -55,8 +55,7 @@ async fn a_client_keeping_to_ten_per_second_is_never_refused() {
 
 /// A quiet fleet of `sims` and a connected client; then `faults` are switched on.
 async fn start_faulty(sims: usize, faults: Faults) -> (RunningSimulator, Api) {
-    let running = start(quiet(sims)).await;
-    let api = Api::connect(&running).await;
+    let (running, api) = start_connected(quiet(sims)).await;
     running.simulator.set_faults(faults);
     (running, api)
 }
@@ -93,10 +92,8 @@ async fn injected_shares_are_roughly_honoured_and_counted_apart_from_the_limit()
 
 #[tokio::test]
 async fn injected_errors_change_no_state() {
-    let running = start(quiet(3)).await;
-    let api = Api::connect(&running).await;
+    let (running, api, iccid) = start_quiet_with_iccid(3, 0).await;
     let sim = &running.simulator;
-    let iccid = sim.iccids()[0].clone();
     let before = api.get_json(&format!("/v1/sims/{iccid}")).await;
     let target = if before["status"] == "Enabled" {
         "Disabled"
@@ -125,13 +122,7 @@ async fn injected_errors_change_no_state() {
         );
         let top_up = api.send(Method::POST, &format!("/v1/sims/{iccid}/topup")).await;
         assert!(!top_up.status().is_success());
-        let sms = api
-            .send_json(
-                Method::POST,
-                &format!("/v1/sims/{iccid}/sms"),
-                &json!({"payload": "x"}),
-            )
-            .await;
+        let sms = api.send_sms(&iccid, &json!({"payload": "x"})).await;
         assert!(!sms.status().is_success());
     }
     sim.set_faults(Faults::default());

@@ -3,21 +3,27 @@
 use std::collections::BTreeSet;
 use std::str::FromStr;
 
-use crate::common::{header, quiet, start, Api};
+use crate::common::{header, quiet, start_connected, start_quiet_with_iccid};
 use chrono::Duration;
-use once_simulator::QuotaKind;
+use once_simulator::{QuotaKind, Simulator};
 use reqwest::Method;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
+/// The ICCID of the fleet's SIM at `index`, its data and SMS quotas set so that `used_percent`
+/// of each is used.
+fn sim_with_quotas_used_to(sim: &Simulator, index: usize, used_percent: f64) -> String {
+    let iccid = sim.iccids()[index].clone();
+    sim.consume_quota_to(&iccid, QuotaKind::Data, used_percent);
+    sim.consume_quota_to(&iccid, QuotaKind::Sms, used_percent);
+    iccid
+}
+
 #[tokio::test]
 async fn usage_has_one_entry_per_day_with_exact_decimal_megabytes() {
-    let running = start(quiet(5)).await;
-    let api = Api::connect(&running).await;
+    let (running, api) = start_connected(quiet(5)).await;
     let sim = &running.simulator;
-    let iccid = sim.iccids()[1].clone();
-    sim.consume_quota_to(&iccid, QuotaKind::Data, 0.0);
-    sim.consume_quota_to(&iccid, QuotaKind::Sms, 0.0);
+    let iccid = sim_with_quotas_used_to(sim, 1, 0.0);
     let today = sim.now().date_naive();
     let yesterday = today - Duration::days(1);
     sim.add_usage(&iccid, yesterday, 2803, 2, 1);
@@ -53,9 +59,7 @@ async fn usage_has_one_entry_per_day_with_exact_decimal_megabytes() {
 
 #[tokio::test]
 async fn bad_usage_dates_are_refused() {
-    let running = start(quiet(2)).await;
-    let api = Api::connect(&running).await;
-    let iccid = running.simulator.iccids()[0].clone();
+    let (running, api, iccid) = start_quiet_with_iccid(2, 0).await;
     let today = running.simulator.now().date_naive();
     let long_ago = today - Duration::days(200);
     for query in [
@@ -85,10 +89,8 @@ async fn bad_usage_dates_are_refused() {
 
 #[tokio::test]
 async fn quota_answers_have_the_documented_fields_and_levels() {
-    let running = start(quiet(3)).await;
-    let api = Api::connect(&running).await;
+    let (running, api, iccid) = start_quiet_with_iccid(3, 0).await;
     let sim = &running.simulator;
-    let iccid = sim.iccids()[0].clone();
     let data = api.get_json(&format!("/v1/sims/{iccid}/quota/data")).await;
     let fields: BTreeSet<&str> = data.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
@@ -132,12 +134,9 @@ async fn quota_answers_have_the_documented_fields_and_levels() {
 
 #[tokio::test]
 async fn a_top_up_adds_the_product_and_is_counted() {
-    let running = start(quiet(4)).await;
-    let api = Api::connect(&running).await;
+    let (running, api) = start_connected(quiet(4)).await;
     let sim = &running.simulator;
-    let iccid = sim.iccids()[2].clone();
-    sim.consume_quota_to(&iccid, QuotaKind::Data, 100.0);
-    sim.consume_quota_to(&iccid, QuotaKind::Sms, 100.0);
+    let iccid = sim_with_quotas_used_to(sim, 2, 100.0);
     let before = api.get_json(&format!("/v1/sims/{iccid}/quota/data")).await;
     sim.advance(std::time::Duration::from_secs(60));
 
@@ -184,10 +183,8 @@ async fn a_top_up_adds_the_product_and_is_counted() {
 
 #[tokio::test]
 async fn an_expired_quota_refuses_top_ups_with_422() {
-    let running = start(quiet(2)).await;
-    let api = Api::connect(&running).await;
+    let (running, api, iccid) = start_quiet_with_iccid(2, 0).await;
     let sim = &running.simulator;
-    let iccid = sim.iccids()[0].clone();
     sim.expire_quota(&iccid, QuotaKind::Data);
     let data = api.get_json(&format!("/v1/sims/{iccid}/quota/data")).await;
     assert_eq!(data["volume"], 0);
@@ -198,14 +195,11 @@ async fn an_expired_quota_refuses_top_ups_with_422() {
 
 #[tokio::test]
 async fn mt_sms_is_listed_as_mt_and_mo_sms_as_mo() {
-    let running = start(quiet(3)).await;
-    let api = Api::connect(&running).await;
+    let (running, api, iccid) = start_quiet_with_iccid(3, 0).await;
     let sim = &running.simulator;
-    let iccid = sim.iccids()[0].clone();
     let response = api
-        .send_json(
-            Method::POST,
-            &format!("/v1/sims/{iccid}/sms"),
+        .send_sms(
+            &iccid,
             &json!({"source_address": "1234567890", "payload": "reboot", "source_address_type": {"id": 145}}),
         )
         .await;
@@ -264,20 +258,14 @@ async fn mt_sms_is_listed_as_mt_and_mo_sms_as_mo() {
         .await;
     assert_eq!(delivered.status(), 422, "a delivered SMS cannot be cancelled");
 
-    let bad = api
-        .send_json(
-            Method::POST,
-            &format!("/v1/sims/{iccid}/sms"),
-            &json!({"source_address": "1"}),
-        )
-        .await;
+    let bad = api.send_sms(&iccid, &json!({"source_address": "1"})).await;
     assert_eq!(bad.status(), 400);
     assert_eq!(sim.mt_sms(&iccid).len(), 1);
 }
 
 #[tokio::test]
 async fn with_the_clock_mt_sms_waits_buffered_and_can_be_cancelled() {
-    let running = start(once_simulator::SimulatorConfig {
+    let (running, api) = start_connected(once_simulator::SimulatorConfig {
         sims: 3,
         autonomous: true,
         clock_speed: 0.0, // the clock moves only when the test says so
@@ -285,17 +273,10 @@ async fn with_the_clock_mt_sms_waits_buffered_and_can_be_cancelled() {
         ..Default::default()
     })
     .await;
-    let api = Api::connect(&running).await;
     let iccid = running.simulator.iccids()[0].clone();
     let mut ids = Vec::new();
     for payload in ["one", "two"] {
-        let response = api
-            .send_json(
-                Method::POST,
-                &format!("/v1/sims/{iccid}/sms"),
-                &json!({"payload": payload}),
-            )
-            .await;
+        let response = api.send_sms(&iccid, &json!({"payload": payload})).await;
         assert_eq!(response.status(), 201);
         ids.push(
             header(&response, "Location")

@@ -213,24 +213,20 @@ async fn api_keys_and_bearer_tokens() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let client = reqwest::Client::new();
-    let r = client
-        .get(format!("{base}/whoami"))
-        .header("x-api-key", &key.key)
-        .send()
-        .await
-        .unwrap();
+    let whoami_with_key = |key: &str| {
+        client
+            .get(format!("{base}/whoami"))
+            .header("x-api-key", key)
+            .send()
+    };
+    let r = whoami_with_key(&key.key).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.text().await.unwrap(), "api_key:ci-pipeline");
     let r = client.get(format!("{base}/whoami")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "UNAUTHENTICATED");
-    let r = client
-        .get(format!("{base}/whoami"))
-        .header("x-api-key", &forever.key)
-        .send()
-        .await
-        .unwrap();
+    let r = whoami_with_key(&forever.key).await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "FORBIDDEN");
@@ -240,18 +236,20 @@ async fn api_keys_and_bearer_tokens() {
     db.drop().await;
 }
 
+/// The value of the session setting `name` on `conn`, as `SHOW` gives it.
+async fn setting(conn: &mut sqlx::PgConnection, name: &str) -> String {
+    sqlx::query_scalar(&format!("SHOW {name}"))
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn pool_connections_have_bounded_timeouts() {
     let db = TestDb::new().await;
     let mut conn = db.pool.acquire().await.unwrap();
-    let idle: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-    let stmt: String = sqlx::query_scalar("SHOW statement_timeout")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
+    let idle = setting(&mut conn, "idle_in_transaction_session_timeout").await;
+    let stmt = setting(&mut conn, "statement_timeout").await;
     assert_eq!((idle.as_str(), stmt.as_str()), ("30s", "30s"));
     assert!(db::ping(&db.pool).await.is_ok());
     drop(conn);

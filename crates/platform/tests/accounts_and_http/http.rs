@@ -41,6 +41,27 @@ struct Server {
     client: reqwest::Client,
 }
 
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A GET of `path`, whatever it answers.
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// A GET of `path` that brings its own `X-Request-Id`, whatever it answers.
+    async fn get_with_request_id(&self, path: &str, request_id: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("x-request-id", request_id)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
 async fn start(ready: bool) -> Server {
     let metrics = Metrics::new();
     let app = Router::new()
@@ -92,11 +113,16 @@ async fn error_body(response: reqwest::Response, status: StatusCode, code: &str)
     body
 }
 
+/// A GET of `path` on `s` answered with the error `status` and `code` in the contract's shape
+/// ([`error_body`]); the body.
+async fn get_error(s: &Server, path: &str, status: StatusCode, code: &str) -> Value {
+    error_body(s.get(path).await, status, code).await
+}
+
 #[tokio::test]
 async fn unknown_route_is_404_in_the_error_shape() {
     let s = start(true).await;
-    let r = s.client.get(format!("{}/nope", s.base)).send().await.unwrap();
-    let body = error_body(r, StatusCode::NOT_FOUND, "NOT_FOUND").await;
+    let body = get_error(&s, "/nope", StatusCode::NOT_FOUND, "NOT_FOUND").await;
     assert_eq!(body["error"]["message"], "no route for GET /nope");
     // A generated request id is a uuid.
     let id = body["error"]["request_id"].as_str().unwrap();
@@ -106,8 +132,7 @@ async fn unknown_route_is_404_in_the_error_shape() {
 #[tokio::test]
 async fn handler_errors_carry_the_request_id() {
     let s = start(true).await;
-    let r = s.client.get(format!("{}/sims/123", s.base)).send().await.unwrap();
-    let body = error_body(r, StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
+    let body = get_error(&s, "/sims/123", StatusCode::NOT_FOUND, "SIM_NOT_FOUND").await;
     assert_eq!(body["error"]["details"], json!({}));
 }
 
@@ -179,74 +204,48 @@ async fn json_rejections() {
 #[tokio::test]
 async fn a_panic_is_a_500_that_leaks_nothing() {
     let s = start(true).await;
-    let r = s.client.get(format!("{}/boom", s.base)).send().await.unwrap();
-    let body = error_body(r, StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR").await;
+    let body = get_error(&s, "/boom", StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR").await;
     assert_eq!(body["error"]["message"], "internal error");
     assert!(!body.to_string().contains("hunter2"));
     // The server survives it.
-    let r = s.client.get(format!("{}/health", s.base)).send().await.unwrap();
+    let r = s.get("/health").await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn a_slow_handler_times_out_with_408() {
     let s = start(true).await;
-    let r = s.client.get(format!("{}/slow", s.base)).send().await.unwrap();
-    error_body(r, StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT").await;
+    get_error(&s, "/slow", StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT").await;
 }
 
 #[tokio::test]
 async fn client_request_id_is_echoed_and_bad_ones_replaced() {
     let s = start(true).await;
-    let r = s
-        .client
-        .get(format!("{}/health", s.base))
-        .header("x-request-id", "client-abc-123")
-        .send()
-        .await
-        .unwrap();
+    let r = s.get_with_request_id("/health", "client-abc-123").await;
     assert_eq!(r.headers()["x-request-id"], "client-abc-123");
 
-    let r = s
-        .client
-        .get(format!("{}/nope", s.base))
-        .header("x-request-id", "client-xyz")
-        .send()
-        .await
-        .unwrap();
+    let r = s.get_with_request_id("/nope", "client-xyz").await;
     let body = error_body(r, StatusCode::NOT_FOUND, "NOT_FOUND").await;
     assert_eq!(body["error"]["request_id"], "client-xyz");
 
     let long = "a".repeat(200);
-    let r = s
-        .client
-        .get(format!("{}/health", s.base))
-        .header("x-request-id", &long)
-        .send()
-        .await
-        .unwrap();
+    let r = s.get_with_request_id("/health", &long).await;
     let id = r.headers()["x-request-id"].to_str().unwrap();
     assert_ne!(id, long);
     assert!(uuid::Uuid::parse_str(id).is_ok());
 
-    let r = s
-        .client
-        .get(format!("{}/health", s.base))
-        .header("x-request-id", "has space")
-        .send()
-        .await
-        .unwrap();
+    let r = s.get_with_request_id("/health", "has space").await;
     assert_ne!(r.headers()["x-request-id"], "has space");
 }
 
 #[tokio::test]
 async fn health_and_ready() {
     let s = start(true).await;
-    let r = s.client.get(format!("{}/health", s.base)).send().await.unwrap();
+    let r = s.get("/health").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.headers().contains_key("x-request-id"));
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ok"}));
-    let r = s.client.get(format!("{}/ready", s.base)).send().await.unwrap();
+    let r = s.get("/ready").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ready"}));
 }
@@ -254,8 +253,7 @@ async fn health_and_ready() {
 #[tokio::test]
 async fn not_ready_is_503_naming_the_dependency_only() {
     let s = start(false).await;
-    let r = s.client.get(format!("{}/ready", s.base)).send().await.unwrap();
-    let body = error_body(r, StatusCode::SERVICE_UNAVAILABLE, "NOT_READY").await;
+    let body = get_error(&s, "/ready", StatusCode::SERVICE_UNAVAILABLE, "NOT_READY").await;
     assert_eq!(body["error"]["details"], json!({"dependency": "postgres"}));
     assert!(!body.to_string().contains("raw driver text"));
 }
@@ -263,18 +261,10 @@ async fn not_ready_is_503_naming_the_dependency_only() {
 #[tokio::test]
 async fn metrics_count_requests_by_route_template() {
     let s = start(true).await;
-    s.client
-        .get(format!("{}/sims/8988", s.base))
-        .send()
-        .await
-        .unwrap();
-    s.client
-        .get(format!("{}/no/such/path", s.base))
-        .send()
-        .await
-        .unwrap();
-    s.client.get(format!("{}/boom", s.base)).send().await.unwrap();
-    let r = s.client.get(format!("{}/metrics", s.base)).send().await.unwrap();
+    s.get("/sims/8988").await;
+    s.get("/no/such/path").await;
+    s.get("/boom").await;
+    let r = s.get("/metrics").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.headers()["content-type"]
         .to_str()
@@ -306,7 +296,7 @@ async fn standard_layers_default_entry_point_works() {
         64 * 1024,
     );
     let s = serve(app).await;
-    let r = s.client.get(format!("{}/ready", s.base)).send().await.unwrap();
+    let r = s.get("/ready").await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = s.client.post(format!("{}/health", s.base)).send().await.unwrap();
     error_body(r, StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED").await;
