@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 
 use platform::startup::{self, Listening, Shutdown, StartError};
 
+pub use bulk::BulkSettings;
 pub use config::Config;
 pub use state::AppState;
 
