@@ -358,3 +358,39 @@ async fn viewers_are_refused_and_bad_requests_are_explained(pool: PgPool) {
         .unwrap();
     assert_eq!(jobs, 1, "refused requests submit nothing");
 }
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn the_bulk_routes_are_documented(pool: PgPool) {
+    let (app, _) = start(pool, 1).await;
+    let document = app
+        .client
+        .get(app.url("/openapi.json"))
+        .expect(StatusCode::OK)
+        .await;
+    let paths = &document["paths"];
+    for (path, method) in [
+        ("/api/v1/bulk-jobs", "post"),
+        ("/api/v1/bulk-jobs", "get"),
+        ("/api/v1/bulk-jobs/{id}", "get"),
+        ("/api/v1/bulk-jobs/{id}/items", "get"),
+        ("/api/v1/bulk-jobs/{id}/cancel", "post"),
+        ("/api/v1/sims/import", "post"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path} undocumented");
+    }
+    let items = &paths["/api/v1/bulk-jobs/{id}/items"]["get"]["responses"]["200"]["content"];
+    assert!(
+        items["text/csv"].is_object() && items["application/json"].is_object(),
+        "{items}"
+    );
+    assert!(paths["/api/v1/sims/import"]["post"]["requestBody"]["content"]["text/csv"].is_object());
+    for schema in [
+        "SubmitJob",
+        "JobView",
+        "ItemView",
+        "ValidationReport",
+        "BulkAction",
+    ] {
+        assert!(document["components"]["schemas"][schema].is_object(), "{schema}");
+    }
+}
