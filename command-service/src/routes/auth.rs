@@ -150,7 +150,7 @@ async fn issue(state: &AppState, user: &User, family_id: Uuid) -> Result<Issued,
     Ok(Issued { access, refresh })
 }
 
-/// `{refresh_token}`: JSON mode. No body, or `{}`: cookie mode.
+/// `{refresh_token}`: JSON mode. No body, `{}` or `null`: cookie mode.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RefreshRequest {
@@ -162,9 +162,9 @@ pub(crate) struct RefreshRequest {
 fn presented_token(
     state: &AppState,
     headers: &HeaderMap,
-    body: Option<ApiJson<RefreshRequest>>,
+    body: Option<ApiJson<Option<RefreshRequest>>>,
 ) -> Result<(Session, Option<String>), ApiError> {
-    match body.and_then(|ApiJson(body)| body.refresh_token) {
+    match body.and_then(|ApiJson(body)| body?.refresh_token) {
         Some(token) => Ok((Session::Json, Some(token))),
         None => {
             state.allowed_origins.check(headers)?;
@@ -185,7 +185,7 @@ fn presented_token(
 pub(crate) async fn refresh(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Option<ApiJson<RefreshRequest>>,
+    body: Option<ApiJson<Option<RefreshRequest>>>,
 ) -> Result<Response, ApiError> {
     let (session, token) = presented_token(&state, &headers, body)?;
     let rotated = match token {
@@ -239,7 +239,7 @@ async fn rotate(state: &AppState, token: &str) -> Result<Issued, ApiError> {
 pub(crate) async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Option<ApiJson<RefreshRequest>>,
+    body: Option<ApiJson<Option<RefreshRequest>>>,
 ) -> Result<Response, ApiError> {
     let (_, token) = presented_token(&state, &headers, body)?;
     // Only a token we signed names a family; anything else has nothing to revoke.

@@ -214,7 +214,9 @@ async fn logout_revokes_the_whole_login_clears_the_cookie_and_can_be_repeated(po
     let (_, other_login) = login_cookie(&app, ADMIN.0, ADMIN.1).await;
 
     assert_cleared(
+        // A JSON `null` body is cookie mode, as no body is.
         &with_cookie(&app, "/auth/logout", &second)
+            .json(&Value::Null)
             .expect_answer(StatusCode::NO_CONTENT)
             .await,
     );
