@@ -87,7 +87,7 @@ impl BenchDatabase {
 
 /// The projectors' read-model tables and their bookkeeping (`projection_versions`,
 /// `projection_checkpoints`).
-pub const READ_MODEL_TABLES: [&str; 11] = [
+pub const READ_MODEL_TABLES: [&str; 14] = [
     "sims",
     "sim_quotas",
     "sms_messages",
@@ -97,6 +97,9 @@ pub const READ_MODEL_TABLES: [&str; 11] = [
     "sim_usage_daily",
     "fleet_usage_hourly",
     "fleet_usage_daily",
+    "fleet_history",
+    "fleet_history_hourly",
+    "fleet_history_origin",
     "projection_versions",
     "projection_checkpoints",
 ];
