@@ -6,6 +6,7 @@
 //! start the same `App` (through `testkit`) with a shutdown of their own.
 
 mod actions;
+mod browser_session;
 mod bulk;
 mod commands;
 pub mod config;

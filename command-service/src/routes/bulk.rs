@@ -52,7 +52,7 @@ pub(crate) struct SubmitJob {
     /// CSV text: an `iccid` column under a header, or one ICCID per line.
     csv: Option<String>,
     /// A filter of `GET /api/v1/sims` (the same parameters: `status`, `tag`, `label`,
-    /// `iccid`, `imsi`, `msisdn`), resolved to its SIMs at submission.
+    /// `iccid`, `imsi`, `msisdn`, `quota_state`, `quota`), resolved to its SIMs at submission.
     #[schema(value_type = Option<Object>)]
     filter: Option<FilterParams>,
     #[serde(default)]

@@ -5,6 +5,7 @@ mod common;
 
 mod attacks;
 mod auth;
+mod browser_auth;
 mod bulk_jobs;
 mod bulk_targets;
 mod commands;

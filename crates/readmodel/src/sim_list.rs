@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::ids::Iccid;
-use domain::{SimStatus, Spelled};
+use domain::{QuotaKind, QuotaState, SimStatus, Spelled};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::sims::{SimView, SIM_COLUMNS};
@@ -20,6 +20,10 @@ pub struct SimFilter {
     pub iccid: Option<String>,
     pub imsi: Option<String>,
     pub msisdn: Option<String>,
+    /// SIMs whose quota is in one of these states (see [`QuotaState`]): the quota of
+    /// `quota_kind`, or without one the worse of the SIM's two.
+    pub quota_states: Option<Vec<QuotaState>>,
+    pub quota_kind: Option<QuotaKind>,
 }
 
 impl SimFilter {
@@ -49,6 +53,18 @@ impl SimFilter {
         if let Some(label) = &self.label {
             query.push(" AND label ILIKE ").push_bind(label.clone());
         }
+        if let Some(states) = &self.quota_states {
+            // Generated, indexed columns (`migrations/20261205300001_quota_states.sql`).
+            let column = match self.quota_kind {
+                None => "quota_state",
+                Some(QuotaKind::Data) => "data_quota_state",
+                Some(QuotaKind::Sms) => "sms_quota_state",
+            };
+            query
+                .push(format!(" AND {column} = ANY("))
+                .push_bind(states.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+                .push(")");
+        }
         for (column, prefix) in [
             ("iccid", &self.iccid),
             ("imsi", &self.imsi),
@@ -63,22 +79,34 @@ impl SimFilter {
     }
 }
 
-/// The list's filter parameters as the HTTP APIs name them (`GET /sims` on the query API, a
-/// bulk job's `filter` on the command API), not yet validated: both parse them here, so a
-/// filter means the same on both.
+/// The list's filter parameters as the HTTP APIs name them (`GET /sims` and `GET /sims/export`
+/// on the query API, a bulk job's `filter` on the command API), not yet validated: both parse
+/// them here, so a filter means the same on both.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterParams {
     /// One status or several, comma-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// A tag, or several comma-separated (SIMs carrying all of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     /// Case-insensitive substring of the label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     /// Prefixes (digits); a full 20-digit ICCID is normalised to 19.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iccid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imsi: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msisdn: Option<String>,
+    /// One quota state or several, comma-separated (`ok`, `warning`, `exhausted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_state: Option<String>,
+    /// `data` or `sms`: the quota `quota_state` looks at (only with `quota_state`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<String>,
 }
 
 /// A filter parameter that does not parse: which one, and why.
@@ -112,24 +140,32 @@ fn digits_prefix(parameter: &'static str, raw: &str, max_len: usize) -> Result<S
     Ok(value.to_owned())
 }
 
+/// One word or several, comma-separated, of `T`'s spellings.
+fn words<T: Spelled + std::str::FromStr>(
+    parameter: &'static str,
+    raw: &str,
+) -> Result<Vec<T>, InvalidFilter> {
+    let expected = || {
+        let words: Vec<&str> = T::ALL.iter().map(|s| s.as_str()).collect();
+        invalid(parameter, format!("expected one or more of {}", words.join(", ")))
+    };
+    let values: Vec<T> = comma_list(raw)
+        .iter()
+        .map(|word| word.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|_| expected())?;
+    if values.is_empty() {
+        return Err(expected());
+    }
+    Ok(values)
+}
+
 impl FilterParams {
     /// The filters these parameters ask for.
     pub fn parse(&self) -> Result<SimFilter, InvalidFilter> {
         let mut filters = SimFilter::default();
         if let Some(raw) = &self.status {
-            let expected = || {
-                let words: Vec<&str> = SimStatus::ALL.iter().map(|s| s.as_str()).collect();
-                invalid("status", format!("expected one or more of {}", words.join(", ")))
-            };
-            let statuses: Vec<SimStatus> = comma_list(raw)
-                .iter()
-                .map(|word| word.parse())
-                .collect::<Result<_, _>>()
-                .map_err(|_| expected())?;
-            if statuses.is_empty() {
-                return Err(expected());
-            }
-            filters.statuses = Some(statuses);
+            filters.statuses = Some(words::<SimStatus>("status", raw)?);
         }
         if let Some(raw) = &self.tag {
             let tags = comma_list(raw);
@@ -158,6 +194,19 @@ impl FilterParams {
         }
         if let Some(raw) = &self.msisdn {
             filters.msisdn = Some(digits_prefix("msisdn", raw, 15)?);
+        }
+        if let Some(raw) = &self.quota_state {
+            filters.quota_states = Some(words("quota_state", raw)?);
+        }
+        if let Some(raw) = &self.quota {
+            if self.quota_state.is_none() {
+                return Err(invalid("quota", "goes with quota_state"));
+            }
+            filters.quota_kind = Some(match raw.trim() {
+                "data" => QuotaKind::Data,
+                "sms" => QuotaKind::Sms,
+                _ => return Err(invalid("quota", "expected data or sms")),
+            });
         }
         Ok(filters)
     }
@@ -358,6 +407,53 @@ pub async fn page(
         select.push(" OFFSET ").push_bind(offset);
     }
     select.build_query_as().fetch_all(pool).await
+}
+
+/// Every SIM a filter selects, in `sort` order, read a batch at a time through a server-side
+/// cursor in one read-only transaction (one snapshot for the whole export): what
+/// `GET /sims/export` streams. Only one batch is held at a time, whatever the fleet's size.
+pub struct SimCursor {
+    tx: sqlx::Transaction<'static, Postgres>,
+    batch: i64,
+    done: bool,
+}
+
+impl SimCursor {
+    pub async fn open(
+        pool: &PgPool,
+        filter: &SimFilter,
+        sort: Sort,
+        batch: i64,
+    ) -> Result<Self, sqlx::Error> {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SET TRANSACTION READ ONLY").execute(&mut *tx).await?;
+        let mut declare = QueryBuilder::new(format!(
+            "DECLARE sims_export NO SCROLL CURSOR FOR SELECT {SIM_COLUMNS} FROM sims"
+        ));
+        filter.push_where(&mut declare);
+        declare.push(format!(" ORDER BY {}", sort.order_by()));
+        declare.build().execute(&mut *tx).await?;
+        Ok(Self {
+            tx,
+            batch: batch.max(1),
+            done: false,
+        })
+    }
+
+    /// The next rows; empty once every row was read (the transaction is then closed).
+    pub async fn next_batch(&mut self) -> Result<Vec<SimView>, sqlx::Error> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<SimView> = sqlx::query_as(&format!("FETCH {} FROM sims_export", self.batch))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        if (rows.len() as i64) < self.batch {
+            self.done = true;
+            sqlx::query("CLOSE sims_export").execute(&mut *self.tx).await?;
+        }
+        Ok(rows)
+    }
 }
 
 #[cfg(test)]

@@ -15,21 +15,12 @@ use crate::params::{invalid, Page};
 use crate::routes::paging::{self, Cursor};
 use crate::state::AppState;
 
-/// `GET /sims` parameters. Filters combine with AND.
+/// The list's filters and sort, shared by `GET /sims` and `GET /sims/export`. Filters combine
+/// with AND.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListSims {
-    /// Page number, from 1 (default 1). Not with `after`.
-    #[param(minimum = 1)]
-    page: Option<u32>,
-    /// Keyset pagination: the page after this cursor (from `X-Next-Cursor` or the `next`
-    /// link of the page before, made with the same `sort`). Stable while SIMs change, and as
-    /// fast on the last page as on the first. Not with `page`.
-    after: Option<String>,
-    /// SIMs per page, 1 to 500 (default 50).
-    #[param(minimum = 1, maximum = 500)]
-    page_size: Option<u32>,
+pub struct SimFilterParams {
     /// One status or several, comma-separated: `inactive`, `active`, `suspended`, `terminated`.
     status: Option<String>,
     /// SIMs carrying this tag; several, comma-separated: SIMs carrying all of them.
@@ -42,29 +33,65 @@ pub struct ListSims {
     imsi: Option<String>,
     /// MSISDN prefix (digits).
     msisdn: Option<String>,
+    /// One quota state or several, comma-separated: `ok` (under 80 % used), `warning` (at
+    /// least 80 % used, something left), `exhausted` (nothing left, 100 % used). Of the quota
+    /// named by `quota`; without it, of the worse of the SIM's data and SMS quotas. A quota
+    /// the provider has not reported yet has no state: such SIMs match no value.
+    quota_state: Option<String>,
+    /// `data` or `sms`: the quota `quota_state` looks at (only with `quota_state`).
+    quota: Option<String>,
     /// `iccid` (default), `imsi`, `msisdn`, `label`, `status`, `registered_at`, `updated_at`,
     /// `last_seen_at`; a leading `-` sorts descending. Ties are broken by ICCID.
     sort: Option<String>,
 }
 
-/// The list's filters from its parameters (parsed by their owner, as a bulk job's filter is).
-fn parse_filter(params: &ListSims) -> Result<SimFilter, ApiError> {
-    FilterParams {
+/// `GET /sims` parameters: the paging, and the filters ([`SimFilterParams`]).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListSims {
+    /// Page number, from 1 (default 1). Not with `after`.
+    #[param(minimum = 1)]
+    page: Option<u32>,
+    /// Keyset pagination: the page after this cursor (from `X-Next-Cursor` or the `next`
+    /// link of the page before, made with the same `sort`). Stable while SIMs change, and as
+    /// fast on the last page as on the first. Not with `page`.
+    after: Option<String>,
+    /// SIMs per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    page_size: Option<u32>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    filters: SimFilterParams,
+    /// Whatever else the query string holds (refused: a misspelt filter must not be ignored).
+    #[serde(flatten)]
+    #[param(ignore)]
+    unknown: std::collections::BTreeMap<String, String>,
+}
+
+/// The filters and sort from their parameters (400 `INVALID_QUERY` naming a bad one); the
+/// filters are parsed by their owner, as a bulk job's filter is.
+pub(crate) fn parse_filter(params: &SimFilterParams) -> Result<(SimFilter, Sort), ApiError> {
+    let sort = Sort::from_key(params.sort.as_deref())
+        .ok_or_else(|| invalid("sort", format!("expected one of {}", Sort::keys().join(", "))))?;
+    let filters = FilterParams {
         status: params.status.clone(),
         tag: params.tag.clone(),
         label: params.label.clone(),
         iccid: params.iccid.clone(),
         imsi: params.imsi.clone(),
         msisdn: params.msisdn.clone(),
+        quota_state: params.quota_state.clone(),
+        quota: params.quota.clone(),
     }
     .parse()
-    .map_err(|error| invalid(error.parameter, error.reason))
+    .map_err(|error| invalid(error.parameter, error.reason))?;
+    Ok((filters, sort))
 }
 
 /// List SIMs (paged or by keyset cursor, filtered, sorted).
 #[utoipa::path(
     get, path = "/api/v1/sims", tag = "sims",
-    params(ListSims, crate::openapi::ConsistencyHeader),
+    params(ListSims, SimFilterParams, crate::openapi::ConsistencyHeader),
     responses(
         (status = 200, description = "One page of SIMs", body = Vec<readmodel::SimView>,
             headers(
@@ -90,10 +117,11 @@ pub async fn list(
     if keyset && params.page.is_some() {
         return Err(invalid("after", "use either page or after, not both"));
     }
+    if let Some(name) = params.unknown.keys().next() {
+        return Err(invalid(name, "not a parameter of this list"));
+    }
     let page = Page::parse(params.page, params.page_size)?;
-    let filters = parse_filter(&params)?;
-    let sort = Sort::from_key(params.sort.as_deref())
-        .ok_or_else(|| invalid("sort", format!("expected one of {}", Sort::keys().join(", "))))?;
+    let (filters, sort) = parse_filter(&params.filters)?;
     // An empty `after=` asks for the first page with a cursor for the next.
     let cursor = match params.after.as_deref().map(str::trim) {
         None | Some("") => None,
