@@ -160,13 +160,23 @@ fn without_duplicates(iccids: Vec<String>) -> Vec<String> {
     iccids.into_iter().filter(|i| seen.insert(i.clone())).collect()
 }
 
-/// A CSV reader that takes rows of any length (a report names short rows itself).
-pub fn csv_reader(text: &str) -> csv::Reader<&[u8]> {
-    csv::ReaderBuilder::new()
+/// The CSV's readable lines (numbered from 1) with their fields trimmed, rows of any length (a
+/// report names short rows itself); an unreadable line is reported (field `csv`) and skipped.
+pub fn csv_lines(text: &str, report: &mut ValidationReport) -> Vec<(u64, csv::StringRecord)> {
+    let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_reader(text.as_bytes())
+        .from_reader(text.as_bytes());
+    let mut lines = Vec::new();
+    for (n, record) in reader.records().enumerate() {
+        let line = n as u64 + 1;
+        match record {
+            Ok(record) => lines.push((line, record)),
+            Err(error) => report.row(line, vec![("csv".into(), error.to_string())]),
+        }
+    }
+    lines
 }
 
 /// The ICCIDs of a CSV: the `iccid` column when the first line is a header naming one, else
@@ -175,16 +185,8 @@ fn iccids_of_csv(text: &str) -> (Vec<String>, ValidationReport) {
     let mut report = ValidationReport::default();
     let mut iccids = Vec::new();
     let mut column = None;
-    for (n, record) in csv_reader(text).records().enumerate() {
-        let line = n as u64 + 1;
-        let record = match record {
-            Ok(record) => record,
-            Err(error) => {
-                report.row(line, vec![("csv".into(), error.to_string())]);
-                continue;
-            }
-        };
-        if n == 0 {
+    for (line, record) in csv_lines(text, &mut report) {
+        if line == 1 {
             column = record.iter().position(|f| f.eq_ignore_ascii_case("iccid"));
             if column.is_some() {
                 continue;

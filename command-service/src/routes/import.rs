@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::bulk::spec::BulkAction;
-use crate::bulk::target::{check_iccid, csv_reader, ValidationReport};
+use crate::bulk::target::{check_iccid, csv_lines, ValidationReport};
 use crate::commands::CommandHeaders;
 use crate::openapi::ErrorBody;
 use crate::routes::bulk::{accept, submission_key, JobAccepted};
@@ -150,16 +150,8 @@ fn read_rows(text: &str) -> (Vec<RegisterSim>, ValidationReport) {
     let mut rows = Vec::new();
     let mut columns: HashMap<&str, usize> = HashMap::new();
     let mut first_line = HashMap::<String, u64>::new();
-    for (n, record) in csv_reader(text).records().enumerate() {
-        let line = n as u64 + 1;
-        let record = match record {
-            Ok(record) => record,
-            Err(error) => {
-                report.row(line, vec![("csv".into(), error.to_string())]);
-                continue;
-            }
-        };
-        if n == 0 {
+    for (line, record) in csv_lines(text, &mut report) {
+        if line == 1 {
             let problems = header_problems(&record, &mut columns);
             if !problems.is_empty() {
                 // Without a usable header no row can be read.
