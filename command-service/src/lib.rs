@@ -8,7 +8,7 @@
 mod commands;
 pub mod config;
 mod error;
-mod openapi;
+pub mod openapi;
 mod routes;
 mod state;
 
