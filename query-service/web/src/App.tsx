@@ -24,16 +24,16 @@ export function App() {
     session.accessToken().catch(() => undefined);
   }, []);
 
+  // A logout (here or in another tab) leaves nothing of the old session on screen for the
+  // next user; an expired session keeps everything, the user logs in again and goes on.
+  useEffect(() => session.onLogout(() => queryClient.clear()), [queryClient]);
+
   // Move focus to the new screen so keyboard and screen-reader users land on it.
   useEffect(() => {
     main.current?.focus({ preventScroll: true });
   }, [location]);
 
-  const logout = async () => {
-    await session.logout().catch(() => undefined);
-    // Nothing of the old session stays on screen for the next user.
-    queryClient.clear();
-  };
+  const logout = () => session.logout().catch(() => undefined);
 
   const user = state === 'signed-in' ? session.claims() : null;
   return (

@@ -153,10 +153,11 @@ describe('Session', () => {
     expect(sessions[1]!.getState()).toBe('signed-in');
     const changes: string[] = [];
     sessions[1]!.subscribe(() => changes.push(sessions[1]!.getState()));
+    sessions[1]!.onLogout(() => changes.push('logout heard'));
     await sessions[0]!.logout();
     await new Promise((resolve) => setTimeout(resolve, 0));
     expect(sessions.map((tab) => tab.getState())).toEqual(['signed-out', 'signed-out']);
-    expect(changes).toEqual(['signed-out']);
+    expect(changes).toEqual(['signed-out', 'logout heard']);
     expect(await sessions[1]!.accessToken()).toBeNull();
   });
 

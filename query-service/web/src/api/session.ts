@@ -43,6 +43,7 @@ export class Session {
   private expiresAt = 0;
   private state: SessionState = 'unknown';
   private listeners = new Set<() => void>();
+  private logoutListeners = new Set<() => void>();
   /** This tab's refresh in flight: concurrent callers share it. */
   private refreshing: Promise<string | null> | null = null;
 
@@ -50,7 +51,7 @@ export class Session {
     if (deps.channel) {
       deps.channel.onmessage = ({ data }) => {
         if (data.type === 'token') this.adopt(data.token, data.expiresAt);
-        else this.drop();
+        else this.loggedOut();
       };
     }
   }
@@ -138,9 +139,20 @@ export class Session {
         credentials: 'same-origin',
       });
     } finally {
-      this.drop();
+      this.loggedOut();
       this.deps.channel?.postMessage({ type: 'logout' });
     }
+  }
+
+  /** Called when the user logs out here or in another tab (not when a session expires). */
+  onLogout(listener: () => void): () => void {
+    this.logoutListeners.add(listener);
+    return () => this.logoutListeners.delete(listener);
+  }
+
+  private loggedOut() {
+    this.drop();
+    this.logoutListeners.forEach((listener) => listener());
   }
 
   private accept(body: { access_token: string; expires_in: number }): string {
