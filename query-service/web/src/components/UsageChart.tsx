@@ -5,7 +5,8 @@ import type { UsagePoint } from '../api/types';
 import { formatBytes } from '../lib/format';
 
 /** Data (bytes, left axis) and SMS (messages, right axis) per bucket, with uPlot. */
-export function UsageChart({ points, label }: { points: UsagePoint[]; label: string }) {
+/** `range`: the period asked for (from, to), so a few buckets sit where they belong on the axis. */
+export function UsageChart({ points, label, range }: { points: UsagePoint[]; label: string; range: [string, string] }) {
   const box = useRef<HTMLDivElement>(null);
 
   useEffect(() => {
@@ -30,7 +31,7 @@ export function UsageChart({ points, label }: { points: UsagePoint[]; label: str
           { scale: 'bytes', values: (_, ticks) => ticks.map((t) => formatBytes(t)), size: 70 },
           { scale: 'sms', side: 1, grid: { show: false } },
         ],
-        scales: { x: { time: true } },
+        scales: { x: { time: true, range: [Date.parse(range[0]) / 1000, Date.parse(range[1]) / 1000] } },
       },
       data,
       element,
@@ -41,7 +42,7 @@ export function UsageChart({ points, label }: { points: UsagePoint[]; label: str
       resize.disconnect();
       plot.destroy();
     };
-  }, [points]);
+  }, [points, range[0], range[1]]);
 
   return <div ref={box} className="chart" role="img" aria-label={label} />;
 }

@@ -102,7 +102,7 @@ export function FleetOverview() {
         {usage.data &&
           (usage.data.points.length ? (
             <>
-              <UsageChart points={usage.data.points} label={`Fleet usage, ${RANGES[granularity].label.toLowerCase()}`} />
+              <UsageChart points={usage.data.points} range={[usage.data.from, usage.data.to]} label={`Fleet usage, ${RANGES[granularity].label.toLowerCase()}`} />
               <p className="muted small">
                 {formatBytes(usage.data.points.reduce((sum, p) => sum + p.data_bytes, 0))} of data and{' '}
                 {formatCount(usage.data.points.reduce((sum, p) => sum + p.sms_mo + p.sms_mt, 0))} SMS in this period.
