@@ -40,6 +40,12 @@ for path in sorted((root / "deploy/k8s").glob("*.yaml")):
             continue
         name = doc["metadata"]["name"]
         container = doc["spec"]["template"]["spec"]["containers"][0]
+        if container["image"] == "sim-gateway":
+            # nginx with the dashboard (no workspace binary): probed on the page it serves.
+            for probe in ("readinessProbe", "livenessProbe"):
+                if container.get(probe, {}).get("httpGet", {}).get("path") != "/":
+                    problems.append(f"deployment {name}: {probe} must GET /")
+            continue
         deployments[name] = container
         if container["args"][0] not in binaries:
             problems.append(f"deployment {name} runs {container['args'][0]}, not a workspace binary")
@@ -109,9 +115,29 @@ if os.path.exists(nats_server):
     if checked.returncode != 0:
         problems.append(f"nats-server refuses deploy/nats/local.conf: {checked.stderr.strip()}")
 
-nginx = (root / "deploy/nginx/nginx.conf").read_text()
-if nginx.count("{") != nginx.count("}"):
-    problems.append("deploy/nginx/nginx.conf: unbalanced braces")
+# The gateway: nginx accepts its configurations (when nginx is installed), and compose builds
+# the gateway image with the dashboard.
+for conf in ("deploy/nginx/nginx.conf", "deploy/nginx/routes.conf", "deploy/local/gateway.conf.template"):
+    text = (root / conf).read_text()
+    if text.count("{") != text.count("}"):
+        problems.append(f"{conf}: unbalanced braces")
+if compose["services"]["gateway"].get("build", {}).get("target") != "gateway":
+    problems.append("compose service gateway must build deploy/Dockerfile's target gateway (the dashboard)")
+nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+if os.path.exists(nginx_bin):
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        rendered = (root / "deploy/local/gateway.conf.template").read_text()
+        for key, value in {"USER": "", "RUN_DIR": tmp, "REPO": str(root), "WEB_ROOT": tmp,
+                           "GATEWAY_ADDR": "127.0.0.1:1", "COMMAND_ADDR": "127.0.0.1:2",
+                           "QUERY_ADDR": "127.0.0.1:3"}.items():
+            rendered = rendered.replace(f"@{key}@", value)
+        (pathlib.Path(tmp) / "gateway.conf").write_text(rendered)
+        (pathlib.Path(tmp) / "gateway-tmp").mkdir()
+        checked = subprocess.run([nginx_bin, "-t", "-p", tmp, "-e", f"{tmp}/error.log", "-c", f"{tmp}/gateway.conf"],
+                                 capture_output=True, text=True)
+        if checked.returncode != 0:
+            problems.append(f"nginx refuses deploy/local/gateway.conf.template (with routes.conf): {checked.stderr.strip()}")
 
 if problems:
     print("deploy files:", *problems, sep="\n  ")

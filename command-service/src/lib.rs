@@ -11,7 +11,7 @@ mod bulk;
 mod commands;
 pub mod config;
 mod error;
-mod openapi;
+pub mod openapi;
 mod routes;
 mod state;
 

@@ -3,6 +3,11 @@ use command_service::{App, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `command-service openapi`: print the OpenAPI document and exit (no configuration, no database).
+    if std::env::args().nth(1).as_deref() == Some("openapi") {
+        println!("{}", command_service::openapi::document_json());
+        return Ok(());
+    }
     let config = Config::from_env().context("invalid configuration")?;
     platform::telemetry::init_tracing("command-service", config.common.log_format);
     App::build(config)

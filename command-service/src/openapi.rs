@@ -40,3 +40,9 @@ pub struct ApiDoc;
 pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
+
+/// The document as pretty JSON: what `command-service openapi` prints (the dashboard's types
+/// are generated from it without a running service).
+pub fn document_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}

@@ -18,6 +18,9 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 
+# The dashboard in a real browser (Debian's chromium) against the services through the gateway.
+bash deploy/local/browser-test.sh
+
 # Tests that need TimescaleDB run whenever the server has it; say so when it does not (they
 # pass as "not run" there, which a passing line would hide). TEST_DATABASE_URL can name a
 # TimescaleDB server (shared_preload_libraries = 'timescaledb') to run the whole suite on it.

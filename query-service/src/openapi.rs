@@ -48,6 +48,12 @@ pub fn document() -> Value {
     serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()
 }
 
+/// The document as pretty JSON: what `query-service openapi` prints (the dashboard's types
+/// are generated from it without a running service).
+pub fn document_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}
+
 /// `X-Consistency-Token`, accepted by every query.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]

@@ -92,7 +92,7 @@ pub struct FleetUsage {
 
 /// Usage summed over every SIM, hourly or daily.
 #[utoipa::path(
-    get, path = "/api/v1/fleet/usage", tag = "fleet",
+    get, path = "/api/v1/fleet/usage", tag = "fleet", operation_id = "fleet_usage",
     params(UsageParams, crate::openapi::ConsistencyHeader),
     responses(
         (status = 200, description = "Usage buckets", body = FleetUsage),

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Browser tests of the dashboard: Debian's chromium (installed when missing) driven by npm's
+# playwright-core, against the platform started from this checkout (deploy/local/platform.sh)
+# on its own database (simplatform_browser, dropped and created), its own NATS server and free
+# ports, with the simulator as the provider, behind the local gateway. One screenshot per test
+# under target/browser-tests/. Called by test.sh; runs alone too.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if [ ! -x /usr/bin/chromium ]; then
+    echo "[browser-test] installing chromium (Debian)" >&2
+    if [ "$(id -u)" -eq 0 ]; then as_root=(); else as_root=(sudo); fi
+    "${as_root[@]}" apt-get update -qq
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
+bash deploy/local/services.sh
+psql -h 127.0.0.1 -U postgres -d postgres -qc 'drop database if exists simplatform_browser with (force)'
+
+free_ports() {
+    python3 -c 'import socket
+socks = [socket.socket() for _ in range(int(__import__("sys").argv[1]))]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
+}
+read -r p_command p_query p_projectors p_connector p_simulator p_gateway p_nats <<<"$(free_ports 7)"
+
+export RUN_DIR=.run/browser-test
+rm -rf "$RUN_DIR"
+export DATABASE_URL=postgres://postgres@127.0.0.1:5432/simplatform_browser
+export COMMAND_ADDR=127.0.0.1:$p_command QUERY_ADDR=127.0.0.1:$p_query
+export PROJECTORS_ADDR=127.0.0.1:$p_projectors CONNECTOR_ADDR=127.0.0.1:$p_connector
+export SIMULATOR_ADDR=127.0.0.1:$p_simulator GATEWAY_ADDR=127.0.0.1:$p_gateway RUN_NATS_PORT=$p_nats
+# Its own NATS server (platform.sh starts one when NATS_URL is unset) and Redis keys.
+unset NATS_URL ONCE_API_URL
+export REDIS_KEY_PREFIX=browser-test-$$
+export SIMULATOR_SIMS=${BROWSER_TEST_SIMS:-50} SYNC_POLL_INTERVAL_SECS=2
+export BOOTSTRAP_ADMIN_USERNAME=admin BOOTSTRAP_ADMIN_PASSWORD=browser-test-admin
+
+source deploy/local/platform.sh
+
+# The UI's own checks (platform.sh ran `npm ci` and the build, which type-checks and keeps the
+# bundle budget): the generated API types match the services' documents (a route changed
+# without `npm run gen:api` fails here), and the unit tests.
+bin_abs=$(cd "$bin_dir" && pwd)
+(cd query-service/web && OPENAPI_BIN_DIR="$bin_abs" npm run --silent check:api && npm test --silent)
+
+export BROWSER_TEST_URL="http://$GATEWAY_ADDR" BROWSER_TEST_OUT="$PWD/target/browser-tests"
+export BROWSER_TEST_SIMS=$SIMULATOR_SIMS
+rm -rf "$BROWSER_TEST_OUT" && mkdir -p "$BROWSER_TEST_OUT"
+(cd query-service/web && npm run --silent test:browser)
+echo "[browser-test] screenshots in $BROWSER_TEST_OUT" >&2
