@@ -37,6 +37,9 @@ export REDIS_KEY_PREFIX=browser-test-$$
 export SIMULATOR_SIMS=${BROWSER_TEST_SIMS:-50} SYNC_POLL_INTERVAL_SECS=2
 export BOOTSTRAP_ADMIN_USERNAME=admin BOOTSTRAP_ADMIN_PASSWORD=browser-test-admin
 
+# The services in the profile `cargo test` built (BROWSER_TEST_PROFILE=release to measure them
+# as they run in production).
+export PLATFORM_PROFILE=${BROWSER_TEST_PROFILE:-debug}
 source deploy/local/platform.sh
 
 # The UI's own checks (platform.sh ran `npm ci` and the build, which type-checks and keeps the

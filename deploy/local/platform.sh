@@ -1,6 +1,7 @@
 # Starts the platform from this checkout: sourced by run.sh (the run command) and
 # browser-test.sh, which set what differs (database, ports, RUN_DIR) before sourcing it.
-# Starts PostgreSQL, NATS and Redis when needed, builds the services (release) and the
+# Starts PostgreSQL, NATS and Redis when needed, builds the services (release unless
+# PLATFORM_PROFILE=debug) and the
 # dashboard, starts every service and the local gateway (Debian's nginx, installed when
 # missing), and stops them all when the calling shell exits. Logs go to $RUN_DIR/<name>.log.
 # shellcheck shell=bash
@@ -32,9 +33,19 @@ fi
 export BOOTSTRAP_ADMIN_USERNAME=${BOOTSTRAP_ADMIN_USERNAME:-admin}
 export BOOTSTRAP_ADMIN_PASSWORD=${BOOTSTRAP_ADMIN_PASSWORD:-admin-change-me}
 
-echo "[run] building the services (release)…" >&2
-cargo build --release --locked -p command-service -p query-service -p projectors -p sync-connector -p once-simulator
-bin_dir=${CARGO_TARGET_DIR:-target}/release
+# PLATFORM_PROFILE=debug uses the test build's profile instead: the browser tests take it, as
+# `cargo test` has compiled nearly everything already (a release build is ~10 more minutes on
+# two cores).
+services=(-p command-service -p query-service -p projectors -p sync-connector -p once-simulator)
+if [ "${PLATFORM_PROFILE:-release}" = debug ]; then
+    echo "[run] building the services (debug)…" >&2
+    cargo build --locked "${services[@]}"
+    bin_dir=${CARGO_TARGET_DIR:-target}/debug
+else
+    echo "[run] building the services (release)…" >&2
+    cargo build --release --locked "${services[@]}"
+    bin_dir=${CARGO_TARGET_DIR:-target}/release
+fi
 
 # The dashboard: static files served by the gateway (no Node at run time).
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
