@@ -1,9 +1,9 @@
 # Starts the platform from this checkout: sourced by run.sh (the run command) and
 # browser-test.sh, which set what differs (database, ports, RUN_DIR) before sourcing it.
 # Starts PostgreSQL, NATS and Redis when needed, builds the services (release unless
-# PLATFORM_PROFILE=debug) and the
-# dashboard, starts every service and the local gateway (Debian's nginx, installed when
-# missing), and stops them all when the calling shell exits. Logs go to $RUN_DIR/<name>.log.
+# PLATFORM_PROFILE=debug) and the dashboard, starts every service and the local gateway
+# (Debian's nginx, installed when missing), and stops them all when the calling shell exits.
+# Logs go to $RUN_DIR/<name>.log.
 # shellcheck shell=bash
 
 RUN_DIR=$(mkdir -p "${RUN_DIR:-.run}" && cd "${RUN_DIR:-.run}" && pwd)
