@@ -27,8 +27,8 @@ describe('requestsOf', () => {
       ['s1', 'suspension', 'failed', 'provider said no'],
       ['a1', 'activation', 'completed', null],
     ]);
-    expect(requests[1].detail).toBe('sms quota');
-    expect(requests[0].actor).toBe('ops');
+    expect(requests[1]?.detail).toBe('sms quota');
+    expect(requests[0]?.actor).toBe('ops');
   });
 
   it('lets a later report settle an unknown outcome', () => {
@@ -45,13 +45,13 @@ describe('requestsOf', () => {
     const id = '0d9b6d0e-6a43-4d4b-9d1a-2f7b3c1e0a11';
     const sent = [event('SmsSendRequested', { iccid: ICCID, payload: 'hi' }, id), event('SmsSubmitted', { iccid: ICCID }, id)];
     expect(requestsOf(sent)[0]).toMatchObject({ id, kind: 'sms', outcome: 'pending', detail: 'submitted to 1NCE' });
-    expect(requestsOf([...sent, event('SmsDelivered', { iccid: ICCID }, id)])[0].outcome).toBe('completed');
+    expect(requestsOf([...sent, event("SmsDelivered", { iccid: ICCID }, id)])[0]?.outcome).toBe('completed');
   });
 
   it('orders by position, not by the order given', () => {
     const requested = event('ActivationRequested', { request_id: 'a3' });
     const failed = event('ActivationFailed', { request_id: 'a3', reason: 'no' });
-    expect(requestsOf([failed, requested])[0].outcome).toBe('failed');
+    expect(requestsOf([failed, requested])[0]?.outcome).toBe('failed');
   });
 
   it('ignores reports of requests outside the history given', () => {
