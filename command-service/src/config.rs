@@ -3,6 +3,8 @@ use std::time::Duration;
 
 use platform::config::{CommonConfig, ConfigError, Settings};
 
+pub use crate::browser_session::AllowedOrigins;
+
 /// The command API's settings, read once at start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -22,6 +24,10 @@ pub struct Config {
     pub db_max_connections: u32,
     /// `PASSWORD_HASH_WAIT_MS`: how long a login may wait for a hashing slot, default 2000.
     pub password_hash_wait: Duration,
+    /// `AUTH_ALLOWED_ORIGINS`: origins, besides the request's own, whose pages may use the
+    /// refresh cookie (comma-separated, e.g. a dashboard served from another host); default
+    /// none.
+    pub auth_allowed_origins: AllowedOrigins,
 }
 
 /// 1NCE states volumes in MB, decimal (its usage strings such as "0.002803" are whole bytes
@@ -56,6 +62,12 @@ impl Config {
             topup_sms: vars.number("TOPUP_SMS", 250)?,
             db_max_connections: vars.number("DB_MAX_CONNECTIONS", 20)?.max(2) as u32,
             password_hash_wait: Duration::from_millis(vars.number("PASSWORD_HASH_WAIT_MS", 2000)?),
+            auth_allowed_origins: AllowedOrigins::parse(&vars.text_or("AUTH_ALLOWED_ORIGINS", "")).map_err(
+                |reason| ConfigError::Invalid {
+                    var: "AUTH_ALLOWED_ORIGINS",
+                    reason,
+                },
+            )?,
             common,
         })
     }
@@ -72,6 +84,7 @@ impl Config {
             topup_sms: 250,
             db_max_connections: 20,
             password_hash_wait: Duration::from_secs(5),
+            auth_allowed_origins: AllowedOrigins::default(),
         }
     }
 }

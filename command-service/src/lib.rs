@@ -5,6 +5,7 @@
 //! bootstrap admin, listener) → [`App::addr`] → [`App::run_until_stopped`]. Tests and benches
 //! start the same `App` (through `testkit`) with a shutdown of their own.
 
+mod browser_session;
 mod commands;
 pub mod config;
 mod error;

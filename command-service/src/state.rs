@@ -9,7 +9,7 @@ use platform::{Authenticator, Metrics};
 use prometheus::IntCounterVec;
 use sqlx::PgPool;
 
-use crate::config::Config;
+use crate::config::{AllowedOrigins, Config};
 use platform::auth::Accounts;
 
 /// The standard top-up product of the provider: what one top-up adds.
@@ -32,6 +32,8 @@ pub struct AppState {
     pub commands_total: IntCounterVec,
     pub topup: TopUpProduct,
     pub max_body_bytes: usize,
+    /// Origins besides the request's own allowed on the cookie routes.
+    pub allowed_origins: AllowedOrigins,
     /// Wakes the sync connector when a sync job is queued; optional (the connector also polls).
     pub nats: Option<async_nats::Client>,
 }
@@ -73,6 +75,7 @@ impl AppState {
                 sms: config.topup_sms,
             },
             max_body_bytes: config.max_body_bytes,
+            allowed_origins: config.auth_allowed_origins.clone(),
             nats: None,
             pool,
         })

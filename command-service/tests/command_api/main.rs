@@ -5,6 +5,7 @@ mod common;
 
 mod attacks;
 mod auth;
+mod browser_auth;
 mod commands;
 mod http;
 mod sync_jobs;
