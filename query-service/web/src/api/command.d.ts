@@ -48,6 +48,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["logout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["me"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/refresh": {
         parameters: {
             query?: never;
@@ -233,6 +265,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/users/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch: operations["update_user"];
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -254,6 +302,8 @@ export interface components {
             revoked_at?: string | null;
             role: string;
         };
+        /** @enum {string} */
+        CallerKind: "user" | "api_key";
         /** @description The answer to every command (`eventstore::CommandAnswer`). */
         CommandAnswer: {
             /** @description The ICCID, `<iccid>:<kind>` for a quota, the message id for an SMS. */
@@ -366,10 +416,23 @@ export interface components {
         };
         LoginRequest: {
             password: string;
+            /**
+             * @description `cookie`: the refresh token is set as the `simp_refresh` cookie, not answered (needs
+             *     an allowed `Origin`). Default `json`.
+             */
+            session?: components["schemas"]["Session"];
             username: string;
         };
+        /** @description Who the credentials belong to. */
+        Me: {
+            kind: components["schemas"]["CallerKind"];
+            role: string;
+            /** @description The user's name, or the API key's name. */
+            username: string;
+        };
+        /** @description `{refresh_token}`: JSON mode. No body, or `{}`: cookie mode. */
         RefreshRequest: {
-            refresh_token: string;
+            refresh_token?: string | null;
         };
         RegisterSim: {
             iccid: string;
@@ -382,11 +445,21 @@ export interface components {
             payload: string;
             source_address?: string | null;
         };
+        /**
+         * @description Where the refresh token travels: in the JSON answer (API clients, the default) or in the
+         *     `simp_refresh` cookie (browsers: script never sees it).
+         * @enum {string}
+         */
+        Session: "json" | "cookie";
+        /**
+         * @description An access token, and the refresh token in JSON mode only (cookie mode sets it as the
+         *     `simp_refresh` cookie instead).
+         */
         TokenPair: {
             access_token: string;
             /** Format: int64 */
             expires_in: number;
-            refresh_token: string;
+            refresh_token?: string | null;
             token_type: string;
         };
         TopUp: {
@@ -399,6 +472,19 @@ export interface components {
             /** @description `null` clears the label; leave the field out to keep it. */
             label?: string | null;
             tags?: string[] | null;
+        };
+        /** @description What to change; what is left out stays as it is. */
+        UpdateUser: {
+            /**
+             * @description `true` refuses the user's login, refresh and access tokens and revokes every refresh
+             *     token of theirs; `false` enables the account again.
+             */
+            disabled?: boolean | null;
+            /**
+             * @description admin, operator or viewer: in effect at the user's next login or refresh, and for
+             *     their current access token within seconds.
+             */
+            role?: string | null;
         };
         User: {
             /** Format: date-time */
@@ -769,7 +855,10 @@ export interface operations {
     login: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description required with `session: cookie`: the request's own origin or one of `AUTH_ALLOWED_ORIGINS` */
+                Origin?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -779,8 +868,11 @@ export interface operations {
             };
         };
         responses: {
+            /** @description `session: cookie` answers no `refresh_token` and sets the cookie */
             200: {
                 headers: {
+                    /** @description cookie mode: `simp_refresh=<refresh token>; HttpOnly; Secure; SameSite=Strict; Path=/api/v1/auth; Max-Age=604800` */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -806,11 +898,9 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The credentials' role may not do this */
+            /** @description cookie mode without an allowed Origin: `ORIGIN_NOT_ALLOWED` */
             403: {
                 headers: {
-                    /** @description The request's id (the client's, when it sent an acceptable one) */
-                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -893,21 +983,275 @@ export interface operations {
             };
         };
     };
-    refresh: {
+    logout: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description required in cookie mode: the request's own origin or one of `AUTH_ALLOWED_ORIGINS` */
+                Origin?: string | null;
+            };
+            path?: never;
+            cookie?: {
+                /** @description cookie mode (no body, or `{}`): the session's refresh token */
+                simp_refresh?: string | null;
+            };
+        };
+        requestBody?: {
+            content: {
+                "application/json": null | components["schemas"]["RefreshRequest"];
+            };
+        };
+        responses: {
+            /** @description every refresh token of the login is revoked (also when the token was already revoked, expired, unknown or missing); the cookie is cleared */
+            204: {
+                headers: {
+                    /** @description `simp_refresh=; …; Max-Age=0` */
+                    "Set-Cookie"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description cookie mode without an allowed Origin: `ORIGIN_NOT_ALLOWED` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit */
+            413: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    me: {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["RefreshRequest"];
-            };
-        };
+        requestBody?: never;
         responses: {
             200: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Me"];
+                };
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials' role may not do this */
+            403: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    refresh: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description required in cookie mode: the request's own origin or one of `AUTH_ALLOWED_ORIGINS` */
+                Origin?: string | null;
+            };
+            path?: never;
+            cookie?: {
+                /** @description cookie mode (no body, or `{}`): the refresh token set by a cookie-mode login or refresh */
+                simp_refresh?: string | null;
+            };
+        };
+        requestBody?: {
+            content: {
+                "application/json": null | components["schemas"]["RefreshRequest"];
+            };
+        };
+        responses: {
+            /** @description a new access token and a new refresh token (in the body, or the rotated cookie in cookie mode) */
+            200: {
+                headers: {
+                    /** @description cookie mode: the rotated `simp_refresh` cookie */
+                    "Set-Cookie"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -925,6 +1269,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description invalid, expired, revoked or reused (`REFRESH_TOKEN_REUSED`) token; cookie mode also clears the cookie */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -933,11 +1278,9 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The credentials' role may not do this */
+            /** @description cookie mode without an allowed Origin: `ORIGIN_NOT_ALLOWED` */
             403: {
                 headers: {
-                    /** @description The request's id (the client's, when it sent an acceptable one) */
-                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2692,6 +3035,154 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit */
+            413: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    update_user: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the user's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateUser"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["User"];
+                };
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `USER_NOT_FOUND` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `LAST_ADMIN`: the change would leave no enabled admin */
             409: {
                 headers: {
                     [name: string]: unknown;
