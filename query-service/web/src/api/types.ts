@@ -10,3 +10,5 @@ export type QuotaRow = Query['schemas']['QuotaRow'];
 export type Granularity = Query['schemas']['Granularity'];
 export type CommandAnswer = Command['schemas']['CommandAnswer'];
 export type QuotaTotals = Query['schemas']['QuotaTotals'];
+export type StoredEvent = Query['schemas']['StoredEvent'];
+export type SmsRow = Query['schemas']['SmsRow'];

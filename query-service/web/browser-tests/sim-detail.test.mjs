@@ -1,0 +1,107 @@
+// The SIM detail screen in Debian's chromium against the real services through the gateway,
+// with the simulator as the provider (deploy/local/browser-test.sh starts them): top-up, SMS,
+// the audit timeline's state as of the registration, and the phone width.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { eventually, logIn, openPages, useBrowser } from './harness.mjs';
+
+useBrowser();
+
+/** Opens the `nth` SIM of the table (each test its own SIM) and waits for its detail page. */
+async function openSim(page, nth) {
+  await page.goto('/sims');
+  await logIn(page);
+  const links = page.locator('table.sims tbody td a');
+  await links.nth(nth).waitFor();
+  const iccid = (await links.nth(nth).textContent()).trim();
+  await page.goto(`/sims/${iccid}`);
+  await page.getByRole('heading', { name: `SIM ${iccid}` }).waitFor();
+  await page.getByTestId('sim-status').waitFor();
+  return iccid;
+}
+
+test('tops up a SIM and sees the quota change', async () => {
+  const { pages: [page] } = await openPages();
+  await openSim(page, 5);
+  // The connector reports the quotas on its sweeps.
+  const total = page.getByTestId('quota-data-total');
+  await eventually(async () => (await page.reload(), (await total.textContent({ timeout: 5_000 })) !== null), 60_000, 'the data quota');
+  const before = { total: await total.textContent(), remaining: await page.getByTestId('quota-data-remaining').textContent() };
+
+  await page.getByRole('button', { name: 'Top up…' }).click();
+  const dialog = page.getByRole('dialog', { name: /Top up SIM/ });
+  await dialog.getByLabel('Data').check();
+  await dialog.getByRole('button', { name: 'Top up Data' }).click();
+  // The dialog waits for the read model and then for 1NCE's answer, and shows the new quota.
+  const result = dialog.getByTestId('topup-result');
+  await result.waitFor({ timeout: 60_000 });
+  assert.match(await result.textContent(), /^Done: the Data quota is now/);
+  await dialog.getByRole('button', { name: 'Close' }).click();
+
+  const after = { total: await total.textContent(), remaining: await page.getByTestId('quota-data-remaining').textContent() };
+  assert.notDeepEqual(after, before, `the data quota still shows ${JSON.stringify(before)}`);
+  // The requests card follows the history: the newest request is this top-up, completed.
+  const newest = page.locator('ul.requests li').first();
+  await eventually(
+    async () => (await newest.textContent()).startsWith('Top-up (data quota)') && (await newest.getByTestId('request-outcome').textContent()) === 'completed',
+    15_000,
+    'the top-up to show as completed among the requests',
+  );
+});
+
+test('sends an SMS and sees it in the thread', async () => {
+  const { pages: [page] } = await openPages();
+  await openSim(page, 6);
+  const text = `Browser test ${Date.now()}: hello {device}`;
+  const box = page.getByLabel('Message to the device');
+  await box.fill(text);
+  // Braces are in GSM-7's extension table: two septets each.
+  assert.match(await page.getByTestId('sms-count').textContent(), new RegExp(`^${text.length + 2} GSM-7 septets · 1 part`));
+  await box.fill('ж'.repeat(71));
+  assert.match(await page.getByTestId('sms-count').textContent(), /^71 UCS-2 code units · 2 parts/);
+  await box.fill('a'.repeat(919));
+  assert.match(await page.getByTestId('sms-count').textContent(), /^Too long: 919 GSM-7 septets need 7 parts; at most 918/);
+  assert.equal(await page.getByRole('button', { name: 'Send SMS' }).isDisabled(), true);
+
+  await box.fill(text);
+  await page.getByRole('button', { name: 'Send SMS' }).click();
+  const message = page.getByTestId('sms-thread').locator('li', { hasText: text });
+  await message.waitFor();
+  assert.equal(await box.inputValue(), '', 'the composer is emptied once the message is recorded');
+  // The connector hands it to the simulator, which reports its delivery.
+  await eventually(
+    async () => ['submitted to 1NCE', 'delivered'].includes(await message.getByTestId('sms-status').textContent()),
+    60_000,
+    'the message to be submitted',
+  );
+});
+
+test('opens the timeline and views the state as of the registration', async () => {
+  const { pages: [page] } = await openPages();
+  const iccid = await openSim(page, 7);
+  const registered = page.locator('ol.timeline li[data-event-type="SimRegistered"]');
+  await registered.waitFor();
+  await registered.getByRole('button', { name: /^State as of SimRegistered/ }).click();
+  const state = page.getByTestId('state-as-of');
+  await state.waitFor();
+  assert.equal(await state.locator('tr[data-field="iccid"] td').textContent(), iccid);
+  assert.equal(await state.locator('tr[data-field="version"] td').textContent(), '1');
+  // Focus moved to what the click shows.
+  assert.match(await page.evaluate(() => document.activeElement?.textContent ?? ''), /^State as of SimRegistered/);
+
+  // Compared with the newest event: what changed since the registration.
+  await page.locator('ol.timeline li').first().getByRole('button', { name: /^Compare with/ }).click();
+  const heading = page.getByRole('heading', { name: /^Changes from SimRegistered/ });
+  await heading.waitFor();
+  const diff = page.getByTestId('state-diff');
+  if (await diff.count()) assert.ok((await diff.locator('tbody tr').count()) > 0);
+});
+
+test('the SIM detail at phone width', async () => {
+  const { pages: [page] } = await openPages(1, { width: 375, height: 800 });
+  await openSim(page, 8);
+  await page.getByRole('heading', { name: 'Audit timeline' }).waitFor();
+  await page.locator('ol.timeline li').first().waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page is ${overflow} px wider than the screen`);
+});
