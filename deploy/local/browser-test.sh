@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Browser tests of the dashboard: Debian's chromium (installed when missing) driven by npm's
 # playwright-core, against the platform started from this checkout (deploy/local/platform.sh)
-# on its own database (simplatform_browser, dropped and created), its own NATS server and free
-# ports, with the simulator as the provider, behind the local gateway. One screenshot per test
-# under target/browser-tests/. Called by test.sh; runs alone too.
+# on its own database (simplatform_browser_<pid>, dropped at the end, so two runs at once do not
+# break each other), its own NATS server and free ports, with the simulator as the provider,
+# behind the local gateway. One screenshot per test under target/browser-tests/. Called by
+# test.sh; runs alone too.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -15,7 +16,11 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 bash deploy/local/services.sh
-psql -h 127.0.0.1 -U postgres -d postgres -qc 'drop database if exists simplatform_browser with (force)'
+browser_database=simplatform_browser_$$
+drop_database() {
+    psql -h 127.0.0.1 -U postgres -d postgres -qc "drop database if exists $browser_database with (force)" || true
+}
+drop_database
 
 free_ports() {
     python3 -c 'import socket
@@ -27,7 +32,7 @@ read -r p_command p_query p_projectors p_connector p_simulator p_gateway p_nats 
 
 export RUN_DIR=.run/browser-test
 rm -rf "$RUN_DIR"
-export DATABASE_URL=postgres://postgres@127.0.0.1:5432/simplatform_browser
+export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$browser_database
 export COMMAND_ADDR=127.0.0.1:$p_command QUERY_ADDR=127.0.0.1:$p_query
 export PROJECTORS_ADDR=127.0.0.1:$p_projectors CONNECTOR_ADDR=127.0.0.1:$p_connector
 export SIMULATOR_ADDR=127.0.0.1:$p_simulator GATEWAY_ADDR=127.0.0.1:$p_gateway RUN_NATS_PORT=$p_nats
@@ -41,6 +46,8 @@ export BOOTSTRAP_ADMIN_USERNAME=admin BOOTSTRAP_ADMIN_PASSWORD=browser-test-admi
 # as they run in production).
 export PLATFORM_PROFILE=${BROWSER_TEST_PROFILE:-debug}
 source deploy/local/platform.sh
+# platform.sh stops the services when this shell exits; the database goes after them.
+trap 'stop; drop_database' EXIT INT TERM
 
 # The UI's own checks (platform.sh ran `npm ci` and the build, which type-checks and keeps the
 # bundle budget): the generated API types match the services' documents (a route changed
