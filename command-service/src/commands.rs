@@ -128,7 +128,7 @@ fn parse_if_match(value: &HeaderValue) -> Result<Option<u64>, ApiError> {
     version.parse().map(Some).map_err(|_| invalid())
 }
 
-fn fingerprint(what: &impl Serialize) -> String {
+pub(crate) fn fingerprint(what: &impl Serialize) -> String {
     // serde_json's maps are ordered by key, so equal requests serialise equally.
     let canonical = serde_json::to_vec(what).unwrap_or_default();
     hex::encode(Sha256::digest(&canonical))

@@ -3,6 +3,8 @@ use std::time::Duration;
 
 use platform::config::{CommonConfig, ConfigError, Settings};
 
+use crate::bulk::BulkSettings;
+
 /// The command API's settings, read once at start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -22,6 +24,8 @@ pub struct Config {
     pub db_max_connections: u32,
     /// `PASSWORD_HASH_WAIT_MS`: how long a login may wait for a hashing slot, default 2000.
     pub password_hash_wait: Duration,
+    /// `BULK_*`: the bulk jobs' worker and limits.
+    pub bulk: BulkSettings,
 }
 
 /// 1NCE states volumes in MB, decimal (its usage strings such as "0.002803" are whole bytes
@@ -56,6 +60,7 @@ impl Config {
             topup_sms: vars.number("TOPUP_SMS", 250)?,
             db_max_connections: vars.number("DB_MAX_CONNECTIONS", 20)?.max(2) as u32,
             password_hash_wait: Duration::from_millis(vars.number("PASSWORD_HASH_WAIT_MS", 2000)?),
+            bulk: bulk_settings(&vars)?,
             common,
         })
     }
@@ -72,6 +77,21 @@ impl Config {
             topup_sms: 250,
             db_max_connections: 20,
             password_hash_wait: Duration::from_secs(5),
+            bulk: BulkSettings::default(),
         }
     }
+}
+
+fn bulk_settings<F: Fn(&str) -> Option<String>>(vars: &Settings<F>) -> Result<BulkSettings, ConfigError> {
+    let defaults = BulkSettings::default();
+    Ok(BulkSettings {
+        worker: vars.flag("BULK_WORKER", defaults.worker)?,
+        items_per_sec: vars
+            .number("BULK_ITEMS_PER_SEC", u64::from(defaults.items_per_sec))?
+            .clamp(1, 100_000) as u32,
+        lease: Duration::from_secs(vars.number("BULK_LEASE_SECS", defaults.lease.as_secs())?.max(2)),
+        max_items: vars.number("BULK_MAX_ITEMS", defaults.max_items as u64)?.max(1) as usize,
+        max_body_bytes: vars.number("BULK_MAX_BODY_BYTES", defaults.max_body_bytes as u64)? as usize,
+        poll: defaults.poll,
+    })
 }

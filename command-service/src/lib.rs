@@ -5,6 +5,8 @@
 //! bootstrap admin, listener) → [`App::addr`] → [`App::run_until_stopped`]. Tests and benches
 //! start the same `App` (through `testkit`) with a shutdown of their own.
 
+mod actions;
+mod bulk;
 mod commands;
 pub mod config;
 mod error;
@@ -16,6 +18,7 @@ use std::net::SocketAddr;
 
 use platform::startup::{self, Listening, Shutdown, StartError};
 
+pub use bulk::BulkSettings;
 pub use config::Config;
 pub use state::AppState;
 
@@ -58,10 +61,29 @@ impl App {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    /// Serves, and runs the bulk worker (unless `BULK_WORKER=false`), until `shutdown`
+    /// resolves; then drains in-flight requests and lets the worker finish its current item.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), StartError> {
-        self.listening
-            .serve("command API", routes::router(self.state), shutdown)
-            .await
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let worker = self
+            .state
+            .bulk
+            .worker
+            .then(|| tokio::spawn(bulk::worker::Worker::new(self.state.clone()).run(stopped)));
+        let serving: Shutdown = Box::pin(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let served = self
+            .listening
+            .serve("command API", routes::router(self.state), serving)
+            .await;
+        if let Some(worker) = worker {
+            // The stop was sent, or its sender dropped when serving ended early.
+            if let Err(error) = worker.await {
+                tracing::error!(%error, "the bulk worker ended abnormally");
+            }
+        }
+        served
     }
 }

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::routes::{auth, sims, sync, users};
+use crate::routes::{auth, bulk, import, sims, sync, users};
 
 /// The answer to every command (`eventstore::CommandAnswer`).
 #[derive(ToSchema)]
@@ -30,6 +30,7 @@ use platform::openapi::{Security, StandardResponses};
         users::create_user, users::list_users,
         sims::register, sims::update, sims::activate, sims::suspend, sims::terminate, sims::top_up, sims::send_sms,
         sync::sync_one, sync::sync_all, sync::job,
+        bulk::submit, bulk::list, bulk::job, bulk::items, bulk::cancel, import::import,
     ),
     components(schemas(CommandAnswer)),
     modifiers(&Security, &StandardResponses),

@@ -9,6 +9,7 @@ use platform::{Authenticator, Metrics};
 use prometheus::IntCounterVec;
 use sqlx::PgPool;
 
+use crate::bulk::BulkSettings;
 use crate::config::Config;
 use platform::auth::Accounts;
 
@@ -34,6 +35,9 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Wakes the sync connector when a sync job is queued; optional (the connector also polls).
     pub nats: Option<async_nats::Client>,
+    pub bulk: BulkSettings,
+    /// Wakes this process's bulk worker when a job is submitted here.
+    pub bulk_wake: Arc<tokio::sync::Notify>,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -74,6 +78,8 @@ impl AppState {
             },
             max_body_bytes: config.max_body_bytes,
             nats: None,
+            bulk: config.bulk.clone(),
+            bulk_wake: Arc::new(tokio::sync::Notify::new()),
             pool,
         })
     }

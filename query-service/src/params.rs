@@ -1,8 +1,6 @@
-//! Query parameters shared by several routes: pages, time ranges, ICCIDs.
+//! Query parameters shared by several routes: pages, time ranges.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use domain::ids::Iccid;
-use domain::DomainError;
 use platform::ApiError;
 use serde::Serialize;
 use serde_json::json;
@@ -26,12 +24,6 @@ pub fn invalid(parameter: &str, reason: impl Into<String>) -> ApiError {
         format!("invalid query parameter {parameter}: {reason}"),
     )
     .with_details(json!({ "parameter": parameter, "reason": reason }))
-}
-
-/// A 19-digit ICCID, or a 20-digit one with a right Luhn digit; else 422 `INVALID_ICCID`,
-/// as on the command API.
-pub fn parse_iccid(raw: &str) -> Result<Iccid, ApiError> {
-    Iccid::parse(raw).map_err(|error| ApiError::validation(error.code(), error.to_string()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,4 +1,6 @@
 pub(crate) mod auth;
+pub(crate) mod bulk;
+pub(crate) mod import;
 pub(crate) mod sims;
 pub(crate) mod sync;
 pub(crate) mod users;
@@ -14,6 +16,8 @@ pub fn router(state: AppState) -> Router {
         .merge(users::routes())
         .merge(sims::routes())
         .merge(sync::routes())
+        .merge(bulk::routes(state.bulk.max_body_bytes))
+        .merge(import::routes(state.bulk.max_body_bytes))
         .with_state(state.clone());
     let ops = ops_routes_for_database(state.metrics.clone(), state.pool.clone());
     let router = Router::new()

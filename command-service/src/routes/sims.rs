@@ -5,19 +5,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use chrono::Utc;
-use domain::ids::{quota_aggregate_id, Iccid, Imsi, Msisdn, QuotaKind};
-use domain::quota::{Quota, QuotaCommand};
-use domain::sim::{Sim, SimCommand, SimError, SimStatus};
-use domain::sms::{Sms, SmsCommand};
-use domain::Aggregate;
-use eventstore::{handle_in_turn, EventMetadata, ExecuteError};
+use domain::ids::{Iccid, Imsi, Msisdn, QuotaKind};
+use eventstore::CommandContext;
 use platform::{ApiError, ApiJson, IccidPath, Principal, Role};
 use serde::{Deserialize, Deserializer, Serialize};
-use uuid::Uuid;
 
+use crate::actions::{Performed, SimAction};
 use crate::commands::{answer, CommandHeaders};
-use crate::error::{domain_error, execute_error};
+use crate::error::domain_error;
 use crate::openapi::{CommandAnswer, ErrorBody};
 use crate::state::AppState;
 
@@ -35,22 +30,30 @@ fn parse_iccid(raw: &str) -> Result<Iccid, ApiError> {
     Iccid::parse(raw).map_err(|error| domain_error(&error))
 }
 
-/// The answer to a command's outcome (and the outcome counted).
-async fn answer_outcome<A: Aggregate>(
+/// Performs the action as its route's command `name`, answers the outcome (and counts it).
+async fn perform(
     state: &AppState,
     name: &str,
-    outcome: Result<eventstore::Executed, ExecuteError<A::Error>>,
+    action: SimAction,
+    iccid: &Iccid,
+    ctx: &CommandContext,
     status: StatusCode,
     location: Option<String>,
 ) -> Result<Response, ApiError> {
-    match outcome {
-        Ok(executed) => {
+    match action.perform(state, iccid, ctx, false).await {
+        Ok(Performed::Executed { executed, .. }) => {
             state.count_command(name, "accepted");
+            let location = location.or_else(|| {
+                // An SMS's place is its message id, known once it is recorded.
+                (name == "sms")
+                    .then(|| format!("/api/v1/sims/{iccid}/sms/{}", executed.answer().aggregate_id))
+            });
             Ok(answer(executed, status, location))
         }
+        Ok(Performed::WouldApply { .. }) => Err(ApiError::internal("a dry run on a command route")),
         Err(error) => {
             state.count_command(name, "refused");
-            Err(execute_error(error))
+            Err(error)
         }
     }
 }
@@ -58,7 +61,7 @@ async fn answer_outcome<A: Aggregate>(
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegisterSim {
-    iccid: String,
+    pub(crate) iccid: String,
     imsi: String,
     msisdn: Option<String>,
     label: Option<String>,
@@ -78,28 +81,54 @@ pub(crate) async fn register(
 ) -> Result<Response, ApiError> {
     principal.require(Role::Operator)?;
     let iccid = parse_iccid(&request.iccid)?;
-    let imsi = Imsi::parse(&request.imsi).map_err(|e| domain_error(&e))?;
-    let msisdn = request
-        .msisdn
-        .as_deref()
-        .map(Msisdn::parse)
-        .transpose()
-        .map_err(|e| domain_error(&e))?;
+    let action = request.action()?;
     let ctx = headers.context(&principal, &("register", &iccid, &request), StatusCode::CREATED);
-    let command = SimCommand::Register {
-        iccid: iccid.clone(),
-        imsi,
-        msisdn,
-        label: request.label,
-        tags: request.tags,
-        at: ctx.metadata.occurred_at,
-    };
-    let outcome = state
-        .store
-        .execute::<Sim>(iccid.as_str(), iccid.as_str(), command, &ctx)
-        .await;
     let location = format!("/api/v1/sims/{iccid}");
-    answer_outcome::<Sim>(&state, "register", outcome, StatusCode::CREATED, Some(location)).await
+    perform(
+        &state,
+        "register",
+        action,
+        &iccid,
+        &ctx,
+        StatusCode::CREATED,
+        Some(location),
+    )
+    .await
+}
+
+impl RegisterSim {
+    pub(crate) fn new(
+        iccid: String,
+        imsi: String,
+        msisdn: Option<String>,
+        label: Option<String>,
+        tags: Vec<String>,
+    ) -> Self {
+        Self {
+            iccid,
+            imsi,
+            msisdn,
+            label,
+            tags,
+        }
+    }
+
+    /// The registration this row asks for (the ICCID apart), its fields checked.
+    pub(crate) fn action(&self) -> Result<SimAction, ApiError> {
+        let imsi = Imsi::parse(&self.imsi).map_err(|e| domain_error(&e))?;
+        let msisdn = self
+            .msisdn
+            .as_deref()
+            .map(Msisdn::parse)
+            .transpose()
+            .map_err(|e| domain_error(&e))?;
+        Ok(SimAction::Register {
+            imsi,
+            msisdn,
+            label: self.label.clone(),
+            tags: self.tags.clone(),
+        })
+    }
 }
 
 /// `label: null` clears the label; a missing field leaves it alone.
@@ -136,23 +165,12 @@ pub(crate) async fn update(
         ));
     }
     let ctx = headers.context(&principal, &("update", &iccid, &request), StatusCode::OK);
-    let mut commands = Vec::new();
-    if request.label.is_some() || request.tags.is_some() {
-        commands.push(SimCommand::UpdateDetails {
-            label: request.label,
-            tags: request.tags,
-        });
-    }
-    if let Some(enabled) = request.imei_lock {
-        commands.push(SimCommand::SetImeiLock { enabled });
-    }
-    let outcome = state
-        .store
-        .execute_with::<Sim, _>(iccid.as_str(), iccid.as_str(), &ctx, |sim| {
-            handle_in_turn(sim, commands.clone())
-        })
-        .await;
-    answer_outcome::<Sim>(&state, "update", outcome, StatusCode::OK, None).await
+    let action = SimAction::Update {
+        label: request.label,
+        tags: request.tags,
+        imei_lock: request.imei_lock,
+    };
+    perform(&state, "update", action, &iccid, &ctx, StatusCode::OK, None).await
 }
 
 /// A command on one SIM that takes no body: the route's name, its success status, and the
@@ -164,16 +182,11 @@ async fn simple_sim_command(
     iccid: Iccid,
     name: &'static str,
     status: StatusCode,
-    command: impl FnOnce(&EventMetadata) -> SimCommand,
+    action: SimAction,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Operator)?;
     let ctx = headers.context(principal, &(name, &iccid), status);
-    let command = command(&ctx.metadata);
-    let outcome = state
-        .store
-        .execute::<Sim>(iccid.as_str(), iccid.as_str(), command, &ctx)
-        .await;
-    answer_outcome::<Sim>(state, name, outcome, status, None).await
+    perform(state, name, action, &iccid, &ctx, status, None).await
 }
 
 /// Recorded as requested: the sync connector carries it out at 1NCE and confirms it.
@@ -193,10 +206,7 @@ pub(crate) async fn activate(
         iccid,
         "activate",
         StatusCode::ACCEPTED,
-        |meta| SimCommand::RequestActivation {
-            request_id: meta.command_id,
-            at: meta.occurred_at,
-        },
+        SimAction::Activate,
     )
     .await
 }
@@ -217,10 +227,7 @@ pub(crate) async fn suspend(
         iccid,
         "suspend",
         StatusCode::ACCEPTED,
-        |meta| SimCommand::RequestSuspension {
-            request_id: meta.command_id,
-            at: meta.occurred_at,
-        },
+        SimAction::Suspend,
     )
     .await
 }
@@ -242,21 +249,9 @@ pub(crate) async fn terminate(
         iccid,
         "terminate",
         StatusCode::OK,
-        |meta| SimCommand::Terminate {
-            reason: None,
-            at: meta.occurred_at,
-        },
+        SimAction::Terminate,
     )
     .await
-}
-
-/// The SIM a quota or SMS command is about, which must exist.
-async fn existing_sim(state: &AppState, iccid: &Iccid) -> Result<Sim, ApiError> {
-    let loaded = state.store.load::<Sim>(iccid.as_str()).await?;
-    if !loaded.state.is_registered() {
-        return Err(domain_error(&SimError::NotFound));
-    }
-    Ok(loaded.state)
 }
 
 #[derive(Deserialize, Serialize, Default, utoipa::ToSchema)]
@@ -281,27 +276,12 @@ pub(crate) async fn top_up(
     principal.require(Role::Operator)?;
     // The body is optional: an empty one asks for the standard data top-up.
     let request: TopUp = crate::commands::optional_json(&body)?;
-    let kind = request.quota.unwrap_or(QuotaKind::Data);
-    let sim = existing_sim(&state, &iccid).await?;
     let ctx = headers.context(&principal, &("topup", &iccid, &request), StatusCode::ACCEPTED);
-    let volume = match kind {
-        QuotaKind::Data => state.topup.data_bytes,
-        QuotaKind::Sms => state.topup.sms,
-    };
-    let command = QuotaCommand::RequestTopUp {
-        request_id: ctx.metadata.command_id,
-        iccid: iccid.clone(),
-        kind,
-        volume: i64::try_from(volume).unwrap_or(i64::MAX),
+    let action = SimAction::TopUp {
+        kind: request.quota.unwrap_or(QuotaKind::Data),
         payment_method: request.payment_method,
-        sim_status: sim.status(),
-        at: ctx.metadata.occurred_at,
     };
-    let outcome = state
-        .store
-        .execute::<Quota>(&quota_aggregate_id(&iccid, kind), iccid.as_str(), command, &ctx)
-        .await;
-    answer_outcome::<Quota>(&state, "topup", outcome, StatusCode::ACCEPTED, None).await
+    perform(&state, "topup", action, &iccid, &ctx, StatusCode::ACCEPTED, None).await
 }
 
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
@@ -322,24 +302,10 @@ pub(crate) async fn send_sms(
     ApiJson(request): ApiJson<SendSms>,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Operator)?;
-    let sim = existing_sim(&state, &iccid).await?;
-    if sim.status() == SimStatus::Terminated {
-        return Err(domain_error(&SimError::Terminated));
-    }
     let ctx = headers.context(&principal, &("sms", &iccid, &request), StatusCode::ACCEPTED);
-    // Each message is its own aggregate; a replayed Idempotency-Key answers the first one's id.
-    let message_id = Uuid::now_v7();
-    let command = SmsCommand::RequestSend {
-        message_id,
-        iccid: iccid.clone(),
+    let action = SimAction::SendSms {
         payload: request.payload,
         source_address: request.source_address,
-        at: Utc::now(),
     };
-    let outcome = state
-        .store
-        .execute::<Sms>(&message_id.to_string(), iccid.as_str(), command, &ctx)
-        .await;
-    let location = format!("/api/v1/sims/{iccid}/sms/{message_id}");
-    answer_outcome::<Sms>(&state, "sms", outcome, StatusCode::ACCEPTED, Some(location)).await
+    perform(&state, "sms", action, &iccid, &ctx, StatusCode::ACCEPTED, None).await
 }

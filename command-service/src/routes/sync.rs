@@ -65,12 +65,7 @@ async fn queue(state: &AppState, principal: &Principal, scope: String) -> Result
     let job_id = SyncJobs::new(state.pool.clone())
         .queue(&scope, &principal.actor())
         .await?;
-    if let Some(nats) = &state.nats {
-        // Best effort: the connector also looks for queued jobs on its own.
-        if let Err(error) = nats.publish(JOBS_SUBJECT, job_id.to_string().into()).await {
-            tracing::warn!(%error, %job_id, "cannot wake the sync connector; it will find the job by itself");
-        }
-    }
+    wake_connector(state, job_id).await;
     let location = format!("/api/v1/sync-jobs/{job_id}");
     let mut response = (
         StatusCode::ACCEPTED,
@@ -86,6 +81,16 @@ async fn queue(state: &AppState, principal: &Principal, scope: String) -> Result
         response.headers_mut().insert(header::LOCATION, value);
     }
     Ok(response)
+}
+
+/// Tells the sync connector a job is queued. Best effort: the connector also looks for queued
+/// jobs on its own.
+pub(crate) async fn wake_connector(state: &AppState, job_id: Uuid) {
+    if let Some(nats) = &state.nats {
+        if let Err(error) = nats.publish(JOBS_SUBJECT, job_id.to_string().into()).await {
+            tracing::warn!(%error, %job_id, "cannot wake the sync connector; it will find the job by itself");
+        }
+    }
 }
 
 /// A sync job's progress, summed over the connector shards that run it.

@@ -5,6 +5,8 @@ mod common;
 
 mod attacks;
 mod auth;
+mod bulk_jobs;
+mod bulk_targets;
 mod commands;
 mod http;
 mod sync_jobs;

@@ -2,7 +2,8 @@
 //! page query. The query API parses the HTTP parameters into these and answers with the rows.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use domain::SimStatus;
+use domain::ids::Iccid;
+use domain::{SimStatus, Spelled};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::sims::{SimView, SIM_COLUMNS};
@@ -60,6 +61,115 @@ impl SimFilter {
             }
         }
     }
+}
+
+/// The list's filter parameters as the HTTP APIs name them (`GET /sims` on the query API, a
+/// bulk job's `filter` on the command API), not yet validated: both parse them here, so a
+/// filter means the same on both.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterParams {
+    /// One status or several, comma-separated.
+    pub status: Option<String>,
+    /// A tag, or several comma-separated (SIMs carrying all of them).
+    pub tag: Option<String>,
+    /// Case-insensitive substring of the label.
+    pub label: Option<String>,
+    /// Prefixes (digits); a full 20-digit ICCID is normalised to 19.
+    pub iccid: Option<String>,
+    pub imsi: Option<String>,
+    pub msisdn: Option<String>,
+}
+
+/// A filter parameter that does not parse: which one, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid filter parameter {parameter}: {reason}")]
+pub struct InvalidFilter {
+    pub parameter: &'static str,
+    pub reason: String,
+}
+
+fn invalid(parameter: &'static str, reason: impl Into<String>) -> InvalidFilter {
+    InvalidFilter {
+        parameter,
+        reason: reason.into(),
+    }
+}
+
+fn comma_list(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn digits_prefix(parameter: &'static str, raw: &str, max_len: usize) -> Result<String, InvalidFilter> {
+    let value = raw.trim();
+    if value.is_empty() || value.len() > max_len || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(parameter, format!("expected 1 to {max_len} digits")));
+    }
+    Ok(value.to_owned())
+}
+
+impl FilterParams {
+    /// The filters these parameters ask for.
+    pub fn parse(&self) -> Result<SimFilter, InvalidFilter> {
+        let mut filters = SimFilter::default();
+        if let Some(raw) = &self.status {
+            let expected = || {
+                let words: Vec<&str> = SimStatus::ALL.iter().map(|s| s.as_str()).collect();
+                invalid("status", format!("expected one or more of {}", words.join(", ")))
+            };
+            let statuses: Vec<SimStatus> = comma_list(raw)
+                .iter()
+                .map(|word| word.parse())
+                .collect::<Result<_, _>>()
+                .map_err(|_| expected())?;
+            if statuses.is_empty() {
+                return Err(expected());
+            }
+            filters.statuses = Some(statuses);
+        }
+        if let Some(raw) = &self.tag {
+            let tags = comma_list(raw);
+            if tags.is_empty() || tags.len() > 20 || tags.iter().any(|t| t.len() > 50) {
+                return Err(invalid("tag", "expected 1 to 20 tags of at most 50 characters"));
+            }
+            filters.tags = Some(tags);
+        }
+        if let Some(raw) = &self.label {
+            if raw.is_empty() || raw.chars().count() > 100 {
+                return Err(invalid("label", "expected 1 to 100 characters"));
+            }
+            filters.label = Some(SimFilter::label_containing(raw));
+        }
+        if let Some(raw) = &self.iccid {
+            let mut prefix = digits_prefix("iccid", raw, 20)?;
+            if prefix.len() == 20 {
+                prefix = Iccid::parse(&prefix)
+                    .map_err(|e| invalid("iccid", e.to_string()))?
+                    .to_string();
+            }
+            filters.iccid = Some(prefix);
+        }
+        if let Some(raw) = &self.imsi {
+            filters.imsi = Some(digits_prefix("imsi", raw, 15)?);
+        }
+        if let Some(raw) = &self.msisdn {
+            filters.msisdn = Some(digits_prefix("msisdn", raw, 15)?);
+        }
+        Ok(filters)
+    }
+}
+
+/// The ICCIDs of the SIMs `filter` selects, in ICCID order, at most `limit` of them (a bulk
+/// job freezes its filter into these at submission).
+pub async fn iccids(pool: &PgPool, filter: &SimFilter, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+    let mut select = QueryBuilder::new("SELECT iccid FROM sims");
+    filter.push_where(&mut select);
+    select.push(" ORDER BY iccid LIMIT ").push_bind(limit);
+    select.build_query_scalar().fetch_all(pool).await
 }
 
 /// `%`, `_` and `\` match themselves in a `LIKE` pattern.

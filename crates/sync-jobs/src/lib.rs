@@ -99,13 +99,22 @@ impl SyncJobs {
     /// Queues a job for `scope` ([`ALL`] or an ICCID) on behalf of `requested_by`.
     pub async fn queue(&self, scope: &str, requested_by: &str) -> Result<Uuid, sqlx::Error> {
         let job_id = Uuid::now_v7();
-        sqlx::query("INSERT INTO sync_jobs (job_id, scope, requested_by) VALUES ($1, $2, $3)")
-            .bind(job_id)
-            .bind(scope)
-            .bind(requested_by)
-            .execute(&self.pool)
-            .await?;
+        self.queue_as(job_id, scope, requested_by).await?;
         Ok(job_id)
+    }
+
+    /// Queues a job with an id the caller chose; false when that job exists already (a bulk
+    /// job's item run again after a crash queues its SIM's sync once).
+    pub async fn queue_as(&self, job_id: Uuid, scope: &str, requested_by: &str) -> Result<bool, sqlx::Error> {
+        let queued = sqlx::query(
+            "INSERT INTO sync_jobs (job_id, scope, requested_by) VALUES ($1, $2, $3) ON CONFLICT (job_id) DO NOTHING",
+        )
+        .bind(job_id)
+        .bind(scope)
+        .bind(requested_by)
+        .execute(&self.pool)
+        .await?;
+        Ok(queued.rows_affected() == 1)
     }
 
     /// The job's progress; `None` when there is no such job.

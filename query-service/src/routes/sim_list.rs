@@ -5,14 +5,13 @@ use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::DateTime;
-use domain::{SimStatus, Spelled};
 use platform::{ApiError, ApiQuery, Principal};
-use readmodel::sim_list::{self, After, SimFilter, Sort};
+use readmodel::sim_list::{self, After, FilterParams, SimFilter, Sort};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::consistency::ConsistentRead;
-use crate::params::{invalid, parse_iccid, Page};
+use crate::params::{invalid, Page};
 use crate::routes::paging::{self, Cursor};
 use crate::state::AppState;
 
@@ -48,69 +47,18 @@ pub struct ListSims {
     sort: Option<String>,
 }
 
-fn comma_list(raw: &str) -> Vec<String> {
-    raw.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn digits_prefix(parameter: &str, raw: &str, max_len: usize) -> Result<String, ApiError> {
-    let value = raw.trim();
-    if value.is_empty() || value.len() > max_len || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid(parameter, format!("expected 1 to {max_len} digits")));
-    }
-    Ok(value.to_owned())
-}
-
-/// The list's filters from its parameters.
+/// The list's filters from its parameters (parsed by their owner, as a bulk job's filter is).
 fn parse_filter(params: &ListSims) -> Result<SimFilter, ApiError> {
-    let mut filters = SimFilter::default();
-    if let Some(raw) = &params.status {
-        let expected = || {
-            let words: Vec<&str> = SimStatus::ALL.iter().map(|s| s.as_str()).collect();
-            invalid("status", format!("expected one or more of {}", words.join(", ")))
-        };
-        let statuses: Vec<SimStatus> = comma_list(raw)
-            .iter()
-            .map(|word| word.parse())
-            .collect::<Result<_, _>>()
-            .map_err(|_| expected())?;
-        if statuses.is_empty() {
-            return Err(expected());
-        }
-        filters.statuses = Some(statuses);
+    FilterParams {
+        status: params.status.clone(),
+        tag: params.tag.clone(),
+        label: params.label.clone(),
+        iccid: params.iccid.clone(),
+        imsi: params.imsi.clone(),
+        msisdn: params.msisdn.clone(),
     }
-    if let Some(raw) = &params.tag {
-        let tags = comma_list(raw);
-        if tags.is_empty() || tags.len() > 20 || tags.iter().any(|t| t.len() > 50) {
-            return Err(invalid("tag", "expected 1 to 20 tags of at most 50 characters"));
-        }
-        filters.tags = Some(tags);
-    }
-    if let Some(raw) = &params.label {
-        if raw.is_empty() || raw.chars().count() > 100 {
-            return Err(invalid("label", "expected 1 to 100 characters"));
-        }
-        filters.label = Some(SimFilter::label_containing(raw));
-    }
-    if let Some(raw) = &params.iccid {
-        let mut prefix = digits_prefix("iccid", raw, 20)?;
-        if prefix.len() == 20 {
-            prefix = parse_iccid(&prefix)
-                .map_err(|e| invalid("iccid", e.message))?
-                .to_string();
-        }
-        filters.iccid = Some(prefix);
-    }
-    if let Some(raw) = &params.imsi {
-        filters.imsi = Some(digits_prefix("imsi", raw, 15)?);
-    }
-    if let Some(raw) = &params.msisdn {
-        filters.msisdn = Some(digits_prefix("msisdn", raw, 15)?);
-    }
-    Ok(filters)
+    .parse()
+    .map_err(|error| invalid(error.parameter, error.reason))
 }
 
 /// List SIMs (paged or by keyset cursor, filtered, sorted).
