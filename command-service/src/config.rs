@@ -4,6 +4,7 @@ use std::time::Duration;
 use platform::config::{CommonConfig, ConfigError, Settings};
 
 use crate::bulk::BulkSettings;
+pub use crate::browser_session::AllowedOrigins;
 
 /// The command API's settings, read once at start.
 #[derive(Debug, Clone)]
@@ -26,6 +27,10 @@ pub struct Config {
     pub password_hash_wait: Duration,
     /// `BULK_*`: the bulk jobs' worker and limits.
     pub bulk: BulkSettings,
+    /// `AUTH_ALLOWED_ORIGINS`: origins, besides the request's own, whose pages may use the
+    /// refresh cookie (comma-separated, e.g. a dashboard served from another host); default
+    /// none.
+    pub auth_allowed_origins: AllowedOrigins,
 }
 
 /// 1NCE states volumes in MB, decimal (its usage strings such as "0.002803" are whole bytes
@@ -61,6 +66,12 @@ impl Config {
             db_max_connections: vars.number("DB_MAX_CONNECTIONS", 20)?.max(2) as u32,
             password_hash_wait: Duration::from_millis(vars.number("PASSWORD_HASH_WAIT_MS", 2000)?),
             bulk: bulk_settings(&vars)?,
+            auth_allowed_origins: AllowedOrigins::parse(&vars.text_or("AUTH_ALLOWED_ORIGINS", "")).map_err(
+                |reason| ConfigError::Invalid {
+                    var: "AUTH_ALLOWED_ORIGINS",
+                    reason,
+                },
+            )?,
             common,
         })
     }
@@ -78,6 +89,7 @@ impl Config {
             db_max_connections: 20,
             password_hash_wait: Duration::from_secs(5),
             bulk: BulkSettings::default(),
+            auth_allowed_origins: AllowedOrigins::default(),
         }
     }
 }

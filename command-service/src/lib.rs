@@ -7,6 +7,7 @@
 
 mod actions;
 mod bulk;
+mod browser_session;
 mod commands;
 pub mod config;
 mod error;

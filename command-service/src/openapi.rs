@@ -26,8 +26,8 @@ use platform::openapi::{Security, StandardResponses};
 #[openapi(
     info(title = "SIM platform command API", description = "Operators' commands to the SIM, quota and SMS aggregates, and the accounts that authorise them. Commands honour `Idempotency-Key` and `If-Match`."),
     paths(
-        auth::login, auth::refresh, auth::create_api_key, auth::list_api_keys, auth::revoke_api_key,
-        users::create_user, users::list_users,
+        auth::login, auth::refresh, auth::logout, auth::me, auth::create_api_key, auth::list_api_keys, auth::revoke_api_key,
+        users::create_user, users::list_users, users::update_user,
         sims::register, sims::update, sims::activate, sims::suspend, sims::terminate, sims::top_up, sims::send_sms,
         sync::sync_one, sync::sync_all, sync::list, sync::job,
         bulk::submit, bulk::list, bulk::job, bulk::items, bulk::cancel, import::import,

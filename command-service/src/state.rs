@@ -11,6 +11,7 @@ use sqlx::PgPool;
 
 use crate::bulk::BulkSettings;
 use crate::config::Config;
+use crate::config::{AllowedOrigins, Config};
 use platform::auth::Accounts;
 
 /// The standard top-up product of the provider: what one top-up adds.
@@ -33,6 +34,8 @@ pub struct AppState {
     pub commands_total: IntCounterVec,
     pub topup: TopUpProduct,
     pub max_body_bytes: usize,
+    /// Origins besides the request's own allowed on the cookie routes.
+    pub allowed_origins: AllowedOrigins,
     /// Wakes the sync connector when a sync job is queued; optional (the connector also polls).
     pub nats: Option<async_nats::Client>,
     pub bulk: BulkSettings,
@@ -77,6 +80,7 @@ impl AppState {
                 sms: config.topup_sms,
             },
             max_body_bytes: config.max_body_bytes,
+            allowed_origins: config.auth_allowed_origins.clone(),
             nats: None,
             bulk: config.bulk.clone(),
             bulk_wake: Arc::new(tokio::sync::Notify::new()),

@@ -59,6 +59,10 @@ token=$(curl -fsS -X POST "http://$command_addr/api/v1/auth/login" -H 'Content-T
 # `negative_data_rejection` counts an unknown request header as a schema violation to be
 # refused, which HTTP servers must not do. The refusal of bad input is tested by our own
 # attack tests (command-service/tests/attacks.rs) instead.
+# One worker: with two, the coverage phase's threads parse source at once and this machine's
+# Python 3.11.7 fails spuriously ("SystemError: AST constructor recursion depth mismatch", a
+# CPython `ast` bug of threaded programs, cf. gh-106905): a runtime error on a random
+# operation, not a finding. Both APIs still take well under a minute each.
 status=0
 for api in "command:$command_addr" "query:$query_addr"; do
     name=${api%%:*}
@@ -67,7 +71,7 @@ for api in "command:$command_addr" "query:$query_addr"; do
     "$venv/bin/schemathesis" run "http://$addr/openapi.json" \
         --header "Authorization: Bearer $token" \
         --checks all --exclude-checks positive_data_acceptance,negative_data_rejection \
-        --max-examples "${SCHEMATHESIS_EXAMPLES:-50}" --workers 2 --no-color \
+        --max-examples "${SCHEMATHESIS_EXAMPLES:-50}" --workers 1 --no-color \
         --warnings off || status=1
 done
 if [ "$status" != 0 ]; then

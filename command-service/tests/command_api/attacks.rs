@@ -44,6 +44,11 @@ fn command_routes(iccid: &str) -> Vec<(Method, String, Option<Value>)> {
             Some(json!({"name": "eve", "role": "admin"})),
         ),
         (Method::DELETE, format!("/auth/api-keys/{key}"), None),
+        (
+            Method::PATCH,
+            format!("/users/{key}"),
+            Some(json!({"role": "viewer", "disabled": true})),
+        ),
     ]
 }
 

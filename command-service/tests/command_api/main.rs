@@ -7,6 +7,7 @@ mod attacks;
 mod auth;
 mod bulk_jobs;
 mod bulk_targets;
+mod browser_auth;
 mod commands;
 mod http;
 mod sync_jobs;

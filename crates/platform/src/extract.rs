@@ -1,5 +1,6 @@
 //! Extractors whose rejections use the contract's error shape instead of axum's plain text.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
@@ -68,6 +69,37 @@ where
                 ApiError::validation("INVALID_BODY", "the request body does not match the schema")
                     .with_details(json!({ "reason": reason }))
             })
+    }
+}
+
+/// `Option<ApiJson<T>>`: an absent or all-whitespace body is `None` (a route whose body is
+/// optional, such as a cookie refresh); any other body is read exactly as [`ApiJson`] reads
+/// it, with the same refusals.
+impl<T, S> axum::extract::OptionalFromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let request = Request::from_parts(parts.clone(), body);
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::payload_too_large("PAYLOAD_TOO_LARGE", "the request body is too large")
+            } else {
+                ApiError::bad_request("INVALID_BODY", "the request body could not be read")
+                    .with_details(json!({ "reason": rejection.body_text() }))
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+        <Self as FromRequest<S>>::from_request(request, state)
+            .await
+            .map(Some)
     }
 }
 

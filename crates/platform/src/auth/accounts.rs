@@ -66,6 +66,30 @@ pub enum RefreshUse {
     Invalid,
 }
 
+/// An admin's change to an account; `None` leaves that part as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserChange {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+}
+
+/// What [`Accounts::update_user`] did.
+#[derive(Debug)]
+pub enum UserUpdate {
+    Updated(User),
+    NotFound,
+    /// Refused: the change would leave no enabled admin, and nobody could manage accounts.
+    LastAdmin,
+}
+
+/// What authentication re-reads about the user of an access token (see
+/// [`super::UserStates`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserState {
+    pub role: Role,
+    pub disabled: bool,
+}
+
 #[derive(sqlx::FromRow)]
 struct RefreshTokenRow {
     family_id: Uuid,
@@ -210,6 +234,83 @@ impl Accounts {
             .await?;
         tx.commit().await?;
         Ok(RefreshUse::Fresh { family_id, user })
+    }
+
+    /// Changes a user's role or disabled flag. Under one lock for every change that can
+    /// remove an enabled admin, so two admins demoting each other at once cannot both
+    /// succeed and leave none. Disabling also revokes every refresh token of the user.
+    pub async fn update_user(&self, id: Uuid, change: UserChange) -> Result<UserUpdate, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('users:enabled_admins'))")
+            .execute(&mut *tx)
+            .await?;
+        let current: Option<User> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = $1 FOR UPDATE"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(current) = current else {
+            return Ok(UserUpdate::NotFound);
+        };
+        let role = change.role.unwrap_or(current.role.0);
+        let disabled = change.disabled.unwrap_or(current.disabled);
+        let enabled_admin = |role: Role, disabled: bool| role == Role::Admin && !disabled;
+        if enabled_admin(current.role.0, current.disabled) && !enabled_admin(role, disabled) {
+            let others: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM users WHERE role = 'admin' AND NOT disabled AND id <> $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if others == 0 {
+                return Ok(UserUpdate::LastAdmin);
+            }
+        }
+        let user: User = sqlx::query_as(&format!(
+            "UPDATE users SET role = $2, disabled = $3 WHERE id = $1 RETURNING {USER_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(role.to_string())
+        .bind(disabled)
+        .fetch_one(&mut *tx)
+        .await?;
+        if disabled {
+            sqlx::query(
+                "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(UserUpdate::Updated(user))
+    }
+
+    /// The role and disabled flag of user `id`; `None` for an id no user has.
+    pub async fn user_state(&self, id: Uuid) -> Result<Option<UserState>, sqlx::Error> {
+        let row: Option<(String, bool)> = sqlx::query_as("SELECT role, disabled FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|(role, disabled)| {
+            let role: Role = role.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            Ok(UserState { role, disabled })
+        })
+        .transpose()
+    }
+
+    /// Logout: revokes every refresh token of the login that issued `jti` (its family). An
+    /// unknown token changes nothing.
+    pub async fn revoke_refresh_family(&self, jti: Uuid) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = now() \
+             WHERE family_id = (SELECT family_id FROM refresh_tokens WHERE jti = $1) AND revoked_at IS NULL",
+        )
+        .bind(jti)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     pub async fn create_api_key(

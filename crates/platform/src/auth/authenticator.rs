@@ -9,7 +9,7 @@ use sqlx::PgPool;
 
 use super::{
     hash_api_key, looks_like_api_key, Accounts, AuthError, JwtKeys, Principal, PrincipalKind, Role,
-    StoredApiKey,
+    StoredApiKey, UserState, UserStates, USER_STATE_TTL,
 };
 use crate::error::ApiError;
 
@@ -21,18 +21,27 @@ pub const X_API_KEY: &str = "x-api-key";
 pub struct Authenticator {
     pub jwt: JwtKeys,
     accounts: Accounts,
+    users: UserStates,
 }
 
 impl Authenticator {
     pub fn new(jwt: JwtKeys, pool: PgPool) -> Self {
+        let accounts = Accounts::new(pool);
         Self {
             jwt,
-            accounts: Accounts::new(pool),
+            users: UserStates::new(accounts.clone(), USER_STATE_TTL),
+            accounts,
         }
     }
 
-    /// A bearer token wins when both credentials are sent. Access tokens are trusted until
-    /// they expire (30 min); user changes (role, removal) take effect at the next refresh.
+    /// After a change to user `id` in this process: its next request reads the user afresh.
+    pub fn forget_user(&self, id: uuid::Uuid) {
+        self.users.forget(id);
+    }
+
+    /// A bearer token wins when both credentials are sent. An access token's user is re-read
+    /// (at most every [`USER_STATE_TTL`]): a disabled user's token is refused and the stored
+    /// role wins over the token's.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
         if let Some(value) = headers.get(AUTHORIZATION) {
             let token = value
@@ -44,7 +53,7 @@ impl Authenticator {
                 .ok_or_else(|| {
                     ApiError::unauthorized("INVALID_TOKEN", "expected Authorization: Bearer <token>")
                 })?;
-            return self.principal_from_access_token(token);
+            return self.principal_from_access_token(token).await;
         }
         if let Some(value) = headers.get(X_API_KEY) {
             let key = value
@@ -58,14 +67,26 @@ impl Authenticator {
         ))
     }
 
-    fn principal_from_access_token(&self, token: &str) -> Result<Principal, ApiError> {
+    async fn principal_from_access_token(&self, token: &str) -> Result<Principal, ApiError> {
         let claims = self.jwt.verify_access(token)?;
+        let role = match self.users.get(claims.sub).await? {
+            Some(UserState { disabled: true, .. }) => {
+                return Err(ApiError::unauthorized(
+                    "ACCOUNT_DISABLED",
+                    "this account is disabled",
+                ))
+            }
+            Some(UserState { role, .. }) => role,
+            // No such user in this database: only a token signed outside the platform (tools,
+            // tests) names one, since users are never deleted; it holds what it says.
+            None => claims.role,
+        };
         Ok(Principal {
             subject: PrincipalKind::User {
                 id: claims.sub,
                 username: claims.username,
             },
-            role: claims.role,
+            role,
         })
     }
 

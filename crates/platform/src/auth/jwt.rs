@@ -61,6 +61,8 @@ struct Inner {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// As `validation`, but an expired token passes: logout revokes with any token we issued.
+    revocation: Validation,
     issuer: String,
     audience: String,
 }
@@ -86,11 +88,14 @@ impl JwtKeys {
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
+        let mut revocation = validation.clone();
+        revocation.validate_exp = false;
         Ok(Self {
             inner: Arc::new(Inner {
                 encoding,
                 decoding,
                 validation,
+                revocation,
                 issuer: issuer.to_owned(),
                 audience: audience.to_owned(),
             }),
@@ -178,14 +183,26 @@ impl JwtKeys {
         self.verify(token, TokenType::Refresh)
     }
 
+    /// The `jti` of a refresh token we signed, expired or not: what logout revokes by.
+    pub fn refresh_token_id(&self, token: &str) -> Result<Uuid, AuthError> {
+        self.verify_with(token, TokenType::Refresh, &self.inner.revocation)
+            .map(|claims| claims.jti)
+    }
+
     fn verify(&self, token: &str, expected: TokenType) -> Result<Claims, AuthError> {
-        let data =
-            decode::<Claims>(token, &self.inner.decoding, &self.inner.validation).map_err(|e| {
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => AuthError::Expired,
-                    other => AuthError::InvalidToken(format!("{other:?}")),
-                }
-            })?;
+        self.verify_with(token, expected, &self.inner.validation)
+    }
+
+    fn verify_with(
+        &self,
+        token: &str,
+        expected: TokenType,
+        validation: &Validation,
+    ) -> Result<Claims, AuthError> {
+        let data = decode::<Claims>(token, &self.inner.decoding, validation).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            other => AuthError::InvalidToken(format!("{other:?}")),
+        })?;
         if data.claims.typ != expected {
             return Err(AuthError::WrongTokenType);
         }
@@ -370,6 +387,27 @@ mod tests {
         ));
         assert!(matches!(
             k.verify_refresh(&access),
+            Err(AuthError::WrongTokenType)
+        ));
+    }
+
+    #[test]
+    fn an_expired_refresh_token_still_names_its_id_for_logout() {
+        let jti = Uuid::new_v4();
+        let mut claims = with(valid_claims(), "typ", json!("refresh"));
+        claims = with(claims, "fam", json!(Uuid::new_v4()));
+        claims = with(with(claims, "jti", json!(jti)), "exp", json!(now() - 3600));
+        let expired = sign(&claims, Algorithm::HS256, SECRET);
+        assert!(matches!(keys().verify_refresh(&expired), Err(AuthError::Expired)));
+        assert_eq!(keys().refresh_token_id(&expired).unwrap(), jti);
+        let forged = sign(&claims, Algorithm::HS256, b"another-secret-another-secret-xx");
+        assert!(keys().refresh_token_id(&forged).is_err());
+        let access = keys()
+            .issue_access(Uuid::new_v4(), "a", Role::Admin)
+            .unwrap()
+            .token;
+        assert!(matches!(
+            keys().refresh_token_id(&access),
             Err(AuthError::WrongTokenType)
         ));
     }

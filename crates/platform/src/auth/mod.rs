@@ -8,8 +8,11 @@ mod password;
 mod principal;
 mod rate_limit;
 mod role;
+mod user_state;
 
-pub use accounts::{Accounts, ApiKeyInfo, RefreshUse, RoleColumn, StoredApiKey, User};
+pub use accounts::{
+    Accounts, ApiKeyInfo, RefreshUse, RoleColumn, StoredApiKey, User, UserChange, UserState, UserUpdate,
+};
 pub use api_key::{generate_api_key, hash_api_key, looks_like_api_key, NewApiKey, API_KEY_PREFIX};
 pub use authenticator::Authenticator;
 pub use jwt::{
@@ -19,6 +22,7 @@ pub use password::{validate_password, PasswordHasher, MAX_PASSWORD_CHARS, MIN_PA
 pub use principal::{Principal, PrincipalKind};
 pub use rate_limit::KeyedRateLimiter;
 pub use role::{ParseRoleError, Role};
+pub use user_state::{UserStates, USER_STATE_TTL};
 
 use axum::http::{HeaderValue, StatusCode};
 

@@ -35,6 +35,11 @@ impl TestDb {
         .execute(&pool)
         .await
         .unwrap();
+        // What authentication re-reads about an access token's user.
+        sqlx::query("CREATE TABLE users(id uuid primary key, role text not null, disabled boolean not null)")
+            .execute(&pool)
+            .await
+            .unwrap();
         Self { url, pool }
     }
 
@@ -162,6 +167,39 @@ async fn api_keys_and_bearer_tokens() {
         }
     );
     assert_eq!(p.actor(), "user:alice");
+    assert_eq!(p.role, Role::Admin, "no user row: the token's role");
+    // A stored user: the stored role wins over the token's; a disabled one is refused.
+    let (stored, disabled) = (Uuid::new_v4(), Uuid::new_v4());
+    sqlx::query("INSERT INTO users VALUES ($1, 'viewer', false), ($2, 'admin', true)")
+        .bind(stored)
+        .bind(disabled)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let bearer = |id| {
+        let token = jwt().issue_access(id, "bob", Role::Admin).unwrap().token;
+        headers("authorization", &format!("Bearer {token}"))
+    };
+    assert_eq!(
+        auth.authenticate(&bearer(stored)).await.unwrap().role,
+        Role::Viewer
+    );
+    let err = auth.authenticate(&bearer(disabled)).await.unwrap_err();
+    assert_eq!(
+        (err.status, err.code.as_ref()),
+        (StatusCode::UNAUTHORIZED, "ACCOUNT_DISABLED")
+    );
+    // A change made in this process is seen at once once forgotten (as PATCH /users does).
+    sqlx::query("UPDATE users SET role = 'operator' WHERE id = $1")
+        .bind(stored)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    auth.forget_user(stored);
+    assert_eq!(
+        auth.authenticate(&bearer(stored)).await.unwrap().role,
+        Role::Operator
+    );
     let refresh = jwt()
         .issue_refresh(user, "alice", Role::Admin, Uuid::new_v4(), Uuid::new_v4())
         .unwrap()
