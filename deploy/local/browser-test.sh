@@ -42,7 +42,8 @@ source deploy/local/platform.sh
 # The UI's own checks (platform.sh ran `npm ci` and the build, which type-checks and keeps the
 # bundle budget): the generated API types match the services' documents (a route changed
 # without `npm run gen:api` fails here), and the unit tests.
-(cd query-service/web && npm run --silent check:api && npm test --silent)
+bin_abs=$(cd "$bin_dir" && pwd)
+(cd query-service/web && OPENAPI_BIN_DIR="$bin_abs" npm run --silent check:api && npm test --silent)
 
 export BROWSER_TEST_URL="http://$GATEWAY_ADDR" BROWSER_TEST_OUT="$PWD/target/browser-tests"
 export BROWSER_TEST_SIMS=$SIMULATOR_SIMS

@@ -1,8 +1,9 @@
 // Writes each service's OpenAPI document (printed by `<service> openapi`, no database needed)
 // to openapi/<service>.json and the TypeScript types generated from it to src/api/<service>.d.ts.
 // Re-run after merging API changes: the type check then fails where the UI no longer fits.
-// The binaries come from `cargo run --release` (what the run command builds anyway) unless
-// OPENAPI_BIN_DIR names a directory holding them already.
+// The binaries come from the run command's release build (the same packages, so cargo's
+// feature unification matches and nothing is rebuilt) unless OPENAPI_BIN_DIR names a
+// directory holding them already (the browser tests pass the one they started).
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -13,17 +14,20 @@ const web = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const repo = resolve(web, '../..');
 const services = { command: 'command-service', query: 'query-service' };
 
+const RUN_PACKAGES = ['command-service', 'query-service', 'projectors', 'sync-connector', 'once-simulator'];
+
+function binDir() {
+  if (process.env.OPENAPI_BIN_DIR) return process.env.OPENAPI_BIN_DIR;
+  execFileSync('cargo', ['build', '--quiet', '--locked', '--release', ...RUN_PACKAGES.flatMap((p) => ['-p', p])], {
+    cwd: repo,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  return join(process.env.CARGO_TARGET_DIR ? resolve(repo, process.env.CARGO_TARGET_DIR) : join(repo, 'target'), 'release');
+}
+
+const bin = binDir();
 function documentOf(binary) {
-  const dir = process.env.OPENAPI_BIN_DIR;
-  const out = dir
-    ? execFileSync(join(dir, binary), ['openapi'], { encoding: 'utf8' })
-    : execFileSync('cargo', ['run', '--quiet', '--locked', '--release', '-p', binary, '--', 'openapi'], {
-        cwd: repo,
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'inherit'],
-        maxBuffer: 64 * 1024 * 1024,
-      });
-  return JSON.parse(out);
+  return JSON.parse(execFileSync(join(bin, binary), ['openapi'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }));
 }
 
 mkdirSync(join(web, 'openapi'), { recursive: true });
