@@ -10,7 +10,6 @@ use prometheus::IntCounterVec;
 use sqlx::PgPool;
 
 use crate::bulk::BulkSettings;
-use crate::config::Config;
 use crate::config::{AllowedOrigins, Config};
 use platform::auth::Accounts;
 
