@@ -171,3 +171,21 @@ test('a viewer sees no command buttons, and a command forged with their session 
     { status: 403, code: 'FORBIDDEN' },
   ]);
 });
+
+test('the operations screens at phone width', async () => {
+  const { pages: [page] } = await openPages(1, { width: 375, height: 800 });
+  await page.goto('/sync');
+  await logIn(page);
+  for (const [path, heading] of [
+    ['/sync', 'Sync'],
+    ['/jobs', 'Bulk jobs'],
+    ['/import', 'Import SIMs'],
+    ['/admin', 'Admin'],
+  ]) {
+    await page.goto(path);
+    await page.getByRole('heading', { name: heading, level: 1 }).waitFor();
+    await page.locator('table tbody tr').first().waitFor({ timeout: 5_000 }).catch(() => undefined);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `${path} is ${overflow} px wider than the screen`);
+  }
+});
