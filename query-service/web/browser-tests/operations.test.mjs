@@ -189,3 +189,27 @@ test('the operations screens at phone width', async () => {
     assert.ok(overflow <= 0, `${path} is ${overflow} px wider than the screen`);
   }
 });
+
+test('a CSV import: the report of a bad file, then the good file as one job', async () => {
+  const { pages: [page] } = await openPages();
+  await page.goto('/import');
+  await logIn(page);
+  const stamp = String(Date.now()).slice(-9);
+  const rows = [0, 1].map((n) => `8999${stamp}${String(n).padStart(6, '0')},90140${stamp}${n},,import ${n},imported`);
+  const file = (lines) => ({ name: 'sims.csv', mimeType: 'text/csv', buffer: Buffer.from(['iccid,imsi,msisdn,label,tags', ...lines].join('\n')) });
+
+  await page.getByLabel('CSV file').setInputFiles(file([...rows, '123,901405100000001,,,']));
+  await page.getByTestId('import-preview').getByText('3 SIMs').waitFor();
+  await page.getByRole('button', { name: 'Check the file' }).click();
+  const report = page.getByTestId('import-report');
+  await report.getByText('1 of 3 rows are invalid').waitFor();
+  assert.match(await report.locator('tbody tr').first().textContent(), /^4iccid/);
+  assert.ok(await page.getByRole('button', { name: /^Import/ }).isDisabled());
+
+  await page.getByLabel('CSV file').setInputFiles(file(rows));
+  await page.getByRole('button', { name: 'Check the file' }).click();
+  await page.getByTestId('import-report').getByText('All 2 rows are valid.').waitFor();
+  await page.getByRole('button', { name: 'Import 2 SIMs' }).click();
+  await page.getByTestId('bulk-job-status').and(page.locator('[data-settled="true"]')).waitFor({ timeout: 30_000 });
+  assert.match(await page.getByTestId('bulk-job-summary').textContent(), /2 of 2 run; 2 applied/);
+});
