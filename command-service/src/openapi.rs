@@ -29,7 +29,7 @@ use platform::openapi::{Security, StandardResponses};
         auth::login, auth::refresh, auth::logout, auth::me, auth::create_api_key, auth::list_api_keys, auth::revoke_api_key,
         users::create_user, users::list_users, users::update_user,
         sims::register, sims::update, sims::activate, sims::suspend, sims::terminate, sims::top_up, sims::send_sms,
-        sync::sync_one, sync::sync_all, sync::job,
+        sync::sync_one, sync::sync_all, sync::list, sync::job,
         bulk::submit, bulk::list, bulk::job, bulk::items, bulk::cancel, import::import,
     ),
     components(schemas(CommandAnswer)),

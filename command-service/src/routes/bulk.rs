@@ -200,10 +200,10 @@ async fn load(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
 pub(crate) struct ListJobs {
     /// From 1 (default 1).
     #[param(minimum = 1)]
-    page: Option<u32>,
+    pub page: Option<u32>,
     /// 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
-    page_size: Option<u32>,
+    pub page_size: Option<u32>,
 }
 
 /// Bulk jobs, newest first (total in `X-Total-Count`).
@@ -225,7 +225,12 @@ pub(crate) async fn list(
 }
 
 /// `(page, page_size)` from 1, within `max`.
-fn paging(page: Option<u32>, size: Option<u32>, default: u32, max: u32) -> Result<(i64, i64), ApiError> {
+pub(crate) fn paging(
+    page: Option<u32>,
+    size: Option<u32>,
+    default: u32,
+    max: u32,
+) -> Result<(i64, i64), ApiError> {
     let bad = |parameter: &str, reason: String| {
         ApiError::bad_request(
             "INVALID_QUERY",

@@ -8,19 +8,21 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use platform::{ApiError, ApiPath, IccidPath, Principal, Role};
+use platform::{ApiError, ApiPath, ApiQuery, IccidPath, Principal, Role};
 use relay::wire::JOBS_SUBJECT;
 use serde::Serialize;
 use sync_jobs::{JobProgress, SyncJobs};
 use uuid::Uuid;
 
 use crate::openapi::ErrorBody;
+use crate::routes::bulk::{paging, ListJobs};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/sims/sync-all", post(sync_all))
         .route("/sims/{iccid}/sync", post(sync_one))
+        .route("/sync-jobs", get(list))
         .route("/sync-jobs/{job_id}", get(job))
 }
 
@@ -94,7 +96,7 @@ pub(crate) async fn wake_connector(state: &AppState, job_id: Uuid) {
 }
 
 /// A sync job's progress, summed over the connector shards that run it.
-#[utoipa::path(get, path = "/api/v1/sync-jobs/{job_id}", tag = "sync",
+#[utoipa::path(get, path = "/api/v1/sync-jobs/{job_id}", tag = "sync", operation_id = "sync_job",
     security(("bearer" = []), ("api_key" = [])), params(("job_id" = Uuid, Path)),
     responses((status = 200, body = JobProgress), (status = 404, body = ErrorBody)))]
 pub(crate) async fn job(
@@ -108,4 +110,23 @@ pub(crate) async fn job(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("SYNC_JOB_NOT_FOUND", "no sync job with this id"))
+}
+
+/// Sync jobs, newest first, with their progress (total in `X-Total-Count`): what the
+/// dashboard's sync screen lists.
+#[utoipa::path(get, path = "/api/v1/sync-jobs", tag = "sync", operation_id = "list_sync_jobs", params(ListJobs),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Vec<JobProgress>, headers(("X-Total-Count" = i64, description = "Jobs in all"))),
+        (status = 400, body = ErrorBody)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<ListJobs>,
+) -> Result<Response, ApiError> {
+    principal.require(Role::Viewer)?;
+    let (page, size) = paging(query.page, query.page_size, 20, 100)?;
+    let jobs = SyncJobs::new(state.pool.clone());
+    let listed = jobs.recent((page - 1) * size, size).await?;
+    let total = jobs.count().await?;
+    Ok(([("x-total-count", total.to_string())], Json(listed)).into_response())
 }

@@ -80,6 +80,62 @@ async fn sync_requests_queue_jobs_whose_progress_can_be_read(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn sync_jobs_are_listed_newest_first_with_their_progress(pool: PgPool) {
+    let app = CommandApi::start(pool.clone()).await;
+    let operator = app.token_for_role("operator").await;
+    let viewer = app.token_for_role("viewer").await;
+    let mut queued = Vec::new();
+    for n in 0..3 {
+        let answer = app
+            .post(&format!("/sims/{}/sync", iccid(n)), &operator)
+            .answer()
+            .await;
+        queued.push(answer.body["job_id"].as_str().unwrap().to_owned());
+    }
+    let all = app.post("/sims/sync-all", &operator).answer().await.body;
+    queued.push(all["job_id"].as_str().unwrap().to_owned());
+    sqlx::query(
+        "INSERT INTO sync_job_runs (job_id, shard, shard_count, status, sims_total, sims_done) VALUES ($1, '0/1', 1, 'running', 10, 4)",
+    )
+    .bind(Uuid::parse_str(&queued[3]).unwrap())
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let page = app
+        .get("/sync-jobs?page_size=3", &viewer)
+        .expect_answer(StatusCode::OK)
+        .await;
+    assert_eq!(page.header("x-total-count"), "4");
+    let ids: Vec<&str> = page
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [&queued[3], &queued[2], &queued[1]]);
+    assert_eq!(page.body[0]["status"], "running");
+    assert_eq!(page.body[0]["sims_done"], 4);
+    assert_eq!(page.body[0]["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(page.body[1]["status"], "queued");
+    assert_eq!(page.body[1]["scope"], iccid(2));
+
+    let rest: Value = app
+        .get("/sync-jobs?page=2&page_size=3", &viewer)
+        .expect(StatusCode::OK)
+        .await;
+    assert_eq!(rest.as_array().unwrap().len(), 1);
+    assert_eq!(rest[0]["job_id"], queued[0].as_str());
+    expect_error(
+        app.get("/sync-jobs?page_size=101", &viewer),
+        StatusCode::BAD_REQUEST,
+        "INVALID_QUERY",
+    )
+    .await;
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn sync_requests_are_checked(pool: PgPool) {
     let app = CommandApi::start(pool.clone()).await;
     let operator = app.token_for_role("operator").await;

@@ -119,39 +119,62 @@ impl SyncJobs {
 
     /// The job's progress; `None` when there is no such job.
     pub async fn progress(&self, job_id: Uuid) -> Result<Option<JobProgress>, sqlx::Error> {
-        let Some((scope, requested_by, requested_at)) = sqlx::query_as::<_, (String, String, DateTime<Utc>)>(
-            "SELECT scope, requested_by, requested_at FROM sync_jobs WHERE job_id = $1",
+        let job: Option<JobRow> = sqlx::query_as(
+            "SELECT job_id, scope, requested_by, requested_at FROM sync_jobs WHERE job_id = $1",
         )
         .bind(job_id)
         .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let runs: Vec<JobRun> = sqlx::query_as(
-            "SELECT shard, shard_count, status, started_at, finished_at, sims_total, sims_done, events_recorded, error \
-             FROM sync_job_runs WHERE job_id = $1 ORDER BY shard",
+        .await?;
+        Ok(self.with_runs(job.into_iter().collect()).await?.pop())
+    }
+
+    /// The newest jobs first, `limit` of them after skipping `offset`, with their progress.
+    pub async fn recent(&self, offset: i64, limit: i64) -> Result<Vec<JobProgress>, sqlx::Error> {
+        let jobs: Vec<JobRow> = sqlx::query_as(
+            "SELECT job_id, scope, requested_by, requested_at FROM sync_jobs \
+             ORDER BY requested_at DESC, job_id DESC OFFSET $1 LIMIT $2",
         )
-        .bind(job_id)
+        .bind(offset)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let status = job_status(&scope, &runs);
-        let finished_at = match status {
-            "completed" | "failed" => runs.iter().filter_map(|r| r.finished_at).max(),
-            _ => None,
-        };
-        Ok(Some(JobProgress {
-            job_id,
-            scope,
-            status,
-            requested_by,
-            requested_at,
-            finished_at,
-            sims_total: runs.iter().map(|r| i64::from(r.sims_total)).sum(),
-            sims_done: runs.iter().map(|r| i64::from(r.sims_done)).sum(),
-            events_recorded: runs.iter().map(|r| i64::from(r.events_recorded)).sum(),
-            runs,
-        }))
+        self.with_runs(jobs).await
+    }
+
+    /// How many jobs there are.
+    pub async fn count(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT count(*) FROM sync_jobs")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// The jobs' progress from their shards' runs (one query for all of them).
+    async fn with_runs(&self, jobs: Vec<JobRow>) -> Result<Vec<JobProgress>, sqlx::Error> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = jobs.iter().map(|j| j.job_id).collect();
+        let runs: Vec<(Uuid, JobRun)> = sqlx::query_as::<_, RunRow>(
+            "SELECT job_id, shard, shard_count, status, started_at, finished_at, sims_total, sims_done, events_recorded, error \
+             FROM sync_job_runs WHERE job_id = ANY($1) ORDER BY shard",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|row| (row.job_id, row.run))
+        .collect();
+        Ok(jobs
+            .into_iter()
+            .map(|job| {
+                let runs: Vec<JobRun> = runs
+                    .iter()
+                    .filter(|(id, _)| *id == job.job_id)
+                    .map(|(_, run)| run.clone())
+                    .collect();
+                summarise(job, runs)
+            })
+            .collect())
     }
 
     /// Runs `shard` left unfinished when it stopped are forgotten, so they run again (syncing
@@ -241,6 +264,44 @@ impl SyncJobs {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+/// A `sync_jobs` row.
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    job_id: Uuid,
+    scope: String,
+    requested_by: String,
+    requested_at: DateTime<Utc>,
+}
+
+/// A `sync_job_runs` row with its job.
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    job_id: Uuid,
+    #[sqlx(flatten)]
+    run: JobRun,
+}
+
+/// A job's progress: its runs summed.
+fn summarise(job: JobRow, runs: Vec<JobRun>) -> JobProgress {
+    let status = job_status(&job.scope, &runs);
+    let finished_at = match status {
+        "completed" | "failed" => runs.iter().filter_map(|r| r.finished_at).max(),
+        _ => None,
+    };
+    JobProgress {
+        job_id: job.job_id,
+        scope: job.scope,
+        status,
+        requested_by: job.requested_by,
+        requested_at: job.requested_at,
+        finished_at,
+        sims_total: runs.iter().map(|r| i64::from(r.sims_total)).sum(),
+        sims_done: runs.iter().map(|r| i64::from(r.sims_done)).sum(),
+        events_recorded: runs.iter().map(|r| i64::from(r.events_recorded)).sum(),
+        runs,
     }
 }
 

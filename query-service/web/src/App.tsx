@@ -2,15 +2,23 @@ import { useQueryClient } from '@tanstack/react-query';
 import { useEffect, useRef } from 'react';
 import { Link, Route, Switch, useLocation } from 'wouter';
 import { session } from './api/client';
-import { useSessionState } from './api/useSession';
+import { Role, roleAtLeast, useSessionState } from './api/useSession';
 import { LoginDialog } from './components/LoginDialog';
+import { Admin } from './screens/Admin';
+import { BulkJobDetail, BulkJobs } from './screens/BulkJobs';
 import { FleetOverview } from './screens/FleetOverview';
+import { Import } from './screens/Import';
 import { SimDetail } from './screens/SimDetail';
 import { SimTable } from './screens/SimTable';
+import { Sync } from './screens/Sync';
 
-const NAV = [
+const NAV: { href: string; label: string; role?: Role }[] = [
   { href: '/', label: 'Fleet' },
   { href: '/sims', label: 'SIMs' },
+  { href: '/sync', label: 'Sync' },
+  { href: '/jobs', label: 'Bulk jobs', role: 'operator' },
+  { href: '/import', label: 'Import', role: 'operator' },
+  { href: '/admin', label: 'Admin', role: 'admin' },
 ];
 
 export function App() {
@@ -45,7 +53,7 @@ export function App() {
         <span className="brand">SIM platform</span>
         <nav aria-label="Main">
           <ul>
-            {NAV.map((item) => {
+            {NAV.filter((item) => !item.role || (user && roleAtLeast(item.role))).map((item) => {
               const current = item.href === '/' ? location === '/' : location.startsWith(item.href);
               return (
                 <li key={item.href}>
@@ -73,6 +81,11 @@ export function App() {
           <Route path="/" component={FleetOverview} />
           <Route path="/sims" component={SimTable} />
           <Route path="/sims/:iccid">{(params) => <SimDetail iccid={params.iccid} />}</Route>
+          <Route path="/sync" component={Sync} />
+          <Route path="/jobs" component={BulkJobs} />
+          <Route path="/jobs/:id">{(params) => <BulkJobDetail id={params.id} />}</Route>
+          <Route path="/import" component={Import} />
+          <Route path="/admin" component={Admin} />
           <Route>
             <h1>Not found</h1>
             <p>

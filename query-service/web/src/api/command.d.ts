@@ -96,6 +96,81 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/bulk-jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Bulk jobs, newest first (total in `X-Total-Count`). */
+        get: operations["list"];
+        put?: never;
+        /** Submits a bulk job; it runs in the background. */
+        post: operations["submit"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/bulk-jobs/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A job and its progress. */
+        get: operations["job"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/bulk-jobs/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancels the job: items not started yet end as `cancelled`; those started finish.
+         *     Cancelling a cancelled job answers it again.
+         */
+        post: operations["cancel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/bulk-jobs/{id}/items": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The job's per-SIM outcomes in target order: a page of JSON (`X-Total-Count`,
+         *     `X-Next-Cursor`), or with `Accept: text/csv` or `format=csv` all of them as a CSV stream.
+         */
+        get: operations["items"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sims": {
         parameters: {
             query?: never;
@@ -106,6 +181,23 @@ export interface paths {
         get?: never;
         put?: never;
         post: operations["register"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sims/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Imports SIMs from a CSV after checking every row. */
+        post: operations["import"];
         delete?: never;
         options?: never;
         head?: never;
@@ -232,6 +324,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/sync-jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Sync jobs, newest first, with their progress (total in `X-Total-Count`): what the
+         *     dashboard's sync screen lists.
+         */
+        get: operations["list_sync_jobs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sync-jobs/{job_id}": {
         parameters: {
             query?: never;
@@ -240,7 +352,7 @@ export interface paths {
             cookie?: never;
         };
         /** A sync job's progress, summed over the connector shards that run it. */
-        get: operations["job"];
+        get: operations["sync_job"];
         put?: never;
         post?: never;
         delete?: never;
@@ -301,6 +413,29 @@ export interface components {
             /** Format: date-time */
             revoked_at?: string | null;
             role: string;
+        };
+        /**
+         * @description The actions of `POST /bulk-jobs` (and `register`, the import's).
+         * @enum {string}
+         */
+        BulkAction: "activate" | "suspend" | "terminate" | "top_up" | "send_sms" | "set_label" | "add_tags" | "remove_tags" | "sync" | "register";
+        /**
+         * @description The parameters of a job, all actions' together (each action takes its own, see
+         *     [`BulkAction`]); stored with the job as given after checking.
+         */
+        BulkParams: {
+            /** @description `set_label`: the new label; `null` clears it. */
+            label?: string | null;
+            /** @description `send_sms`: the text (GSM-7 or UCS-2, at most 6 parts). */
+            payload?: string | null;
+            /** @description `top_up`. */
+            payment_method?: string | null;
+            /** @description `top_up`: `data` (default) or `sms`. */
+            quota?: string | null;
+            /** @description `send_sms`. */
+            source_address?: string | null;
+            /** @description `add_tags`, `remove_tags`: the tags to add or remove. */
+            tags?: string[] | null;
         };
         /** @enum {string} */
         CallerKind: "user" | "api_key";
@@ -367,14 +502,57 @@ export interface components {
             /** @description The request's id, also in the `X-Request-Id` response header. */
             request_id?: string | null;
         };
+        /** @description The report of a file that passed (and, unless `validate_only`, the job registering it). */
+        ImportAccepted: {
+            job?: null | components["schemas"]["JobAccepted"];
+            report: components["schemas"]["ValidationReport"];
+        };
+        /** @description One SIM's outcome in a job. */
+        ItemView: {
+            /** @description The command's aggregate (the ICCID, `<iccid>:data`, an SMS's id). */
+            aggregate_id?: string | null;
+            /** Format: int32 */
+            attempts: number;
+            /** @description The domain's error code of a refusal (`SIM_NOT_ACTIVE`, …), or of a failure. */
+            code?: string | null;
+            /** Format: date-time */
+            finished_at?: string | null;
+            iccid: string;
+            message?: string | null;
+            /**
+             * @description `null` while not run yet; `applied`, `would_apply` (dry run), `refused`, `failed`,
+             *     `cancelled`.
+             */
+            outcome?: string | null;
+            /**
+             * Format: int64
+             * @description A consistency token for the query API.
+             */
+            position?: number | null;
+            /** @description `pending`, `completed`, `failed`, `unknown` (provider actions that were applied). */
+            provider_outcome?: string | null;
+            provider_reason?: string | null;
+            /**
+             * Format: uuid
+             * @description The request's id at the provider's side of the platform (activation, top-up, SMS).
+             */
+            request_id?: string | null;
+            /**
+             * Format: int32
+             * @description The item's place in the target, from 1 (the cursor of `after`).
+             */
+            seq: number;
+        };
+        /** @description A job was accepted (or, for a known `Idempotency-Key`, found). */
         JobAccepted: {
+            dry_run: boolean;
             /** Format: uuid */
-            job_id: string;
-            /** @description Where the job's progress can be read. */
+            id: string;
+            /** @description Where its progress is read. */
             location: string;
-            /** @description `all` or the ICCID. */
-            scope: string;
             status: string;
+            /** Format: int32 */
+            total: number;
         };
         /** @description A job's progress, summed over the connector shards that run it. */
         JobProgress: {
@@ -414,6 +592,59 @@ export interface components {
             /** @description `running`, `completed` or `failed`. */
             status: string;
         };
+        /**
+         * @description A job and its progress. `done` counts the items that ran (applied, would apply, refused or
+         *     failed); `cancelled` those a cancel stopped before they started.
+         */
+        JobView: {
+            action: string;
+            /** Format: int32 */
+            applied: number;
+            /** Format: int32 */
+            cancelled: number;
+            /** Format: date-time */
+            cancelled_at?: string | null;
+            /** Format: date-time */
+            created_at: string;
+            created_by: string;
+            /** Format: int32 */
+            done: number;
+            dry_run: boolean;
+            /** Format: int32 */
+            failed: number;
+            /** Format: date-time */
+            finished_at?: string | null;
+            /** Format: uuid */
+            id: string;
+            params: Record<string, never>;
+            /** Format: int32 */
+            provider_completed: number;
+            /** Format: int32 */
+            provider_failed: number;
+            /**
+             * Format: int32
+             * @description Provider actions (activate, suspend, top up, send SMS): applied requests by the
+             *     provider's outcome so far.
+             */
+            provider_pending: number;
+            /** Format: int32 */
+            provider_unknown: number;
+            /** Format: int32 */
+            refused: number;
+            /** Format: date-time */
+            started_at?: string | null;
+            /** @description `queued`, `running`, `done` or `cancelled`. */
+            status: string;
+            /** @description How the SIMs were chosen: `{"kind": "iccids" | "csv" | "filter" | "import", …}`. */
+            target: Record<string, never>;
+            /** Format: int32 */
+            total: number;
+            /**
+             * Format: int32
+             * @description Dry runs: the items that would be applied.
+             */
+            would_apply: number;
+        };
         LoginRequest: {
             password: string;
             /**
@@ -441,6 +672,16 @@ export interface components {
             msisdn?: string | null;
             tags?: string[];
         };
+        /** @description One problem of one row. */
+        RowError: {
+            field: string;
+            reason: string;
+            /**
+             * Format: int64
+             * @description In a list: the ICCID's place, from 1; in a CSV: the line (the header is line 1).
+             */
+            row: number;
+        };
         SendSms: {
             payload: string;
             source_address?: string | null;
@@ -451,6 +692,32 @@ export interface components {
          * @enum {string}
          */
         Session: "json" | "cookie";
+        /**
+         * @description A job: an action, exactly one target (`iccids`, `csv` or `filter`), the action's
+         *     parameters, and `dry_run`.
+         */
+        SubmitJob: {
+            /**
+             * @description `activate`, `suspend`, `terminate`, `top_up`, `send_sms`, `set_label`, `add_tags`,
+             *     `remove_tags`, `sync`.
+             */
+            action: components["schemas"]["BulkAction"];
+            /** @description CSV text: an `iccid` column under a header, or one ICCID per line. */
+            csv?: string | null;
+            /**
+             * @description Report what would happen to each SIM (would apply, or refused with the code) from its
+             *     current state, writing no event.
+             */
+            dry_run?: boolean;
+            /**
+             * @description A filter of `GET /api/v1/sims` (the same parameters: `status`, `tag`, `label`,
+             *     `iccid`, `imsi`, `msisdn`), resolved to its SIMs at submission.
+             */
+            filter?: Record<string, never> | null;
+            /** @description ICCIDs (19 digits, or 20 with a right Luhn digit); duplicates count once. */
+            iccids?: string[] | null;
+            params?: components["schemas"]["BulkParams"];
+        };
         /**
          * @description An access token, and the refresh token in JSON mode only (cookie mode sets it as the
          *     `simp_refresh` cookie instead).
@@ -494,6 +761,22 @@ export interface components {
             id: string;
             role: string;
             username: string;
+        };
+        /** @description What checking rows found. */
+        ValidationReport: {
+            /** @description The first problems, in row order (at most 1,000). */
+            errors: components["schemas"]["RowError"][];
+            /** Format: int64 */
+            invalid_rows: number;
+            /**
+             * Format: int64
+             * @description Data rows read (without the header).
+             */
+            rows: number;
+            /** @description More problems were found than listed. */
+            truncated: boolean;
+            /** Format: int64 */
+            valid_rows: number;
         };
     };
     responses: never;
@@ -1366,6 +1649,600 @@ export interface operations {
             };
         };
     };
+    list: {
+        parameters: {
+            query?: {
+                /** @description From 1 (default 1). */
+                page?: number;
+                /** @description 1 to 100 (default 20). */
+                page_size?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description Jobs in all */
+                    "X-Total-Count"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobView"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    submit: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The same key and request answer the same job */
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SubmitJob"];
+            };
+        };
+        responses: {
+            /** @description Queued (`Idempotent-Replayed: true`: the job of an earlier request with this key) */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobAccepted"];
+                };
+            };
+            /** @description `MALFORMED_JSON`, `INVALID_IDEMPOTENCY_KEY` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INVALID_BODY`, `INVALID_TARGET` (details: the report of bad rows), `INVALID_FILTER`, `INVALID_PARAMS`, `EMPTY_TARGET`, `TOO_MANY_ITEMS`, `IDEMPOTENCY_KEY_REUSED`, or the domain's code of a bad label, tags or SMS text */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    job: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobView"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    cancel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobView"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `BULK_JOB_FINISHED`: every item ran already */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    items: {
+        parameters: {
+            query?: {
+                /** @description From 1 (default 1). Not with `after`. */
+                page?: number;
+                /** @description 1 to 1,000 (default 100). */
+                page_size?: number;
+                /** @description Keyset: the items after this `seq` (`X-Next-Cursor` of the page before). */
+                after?: number;
+                /** @description `pending` (not run yet), `applied`, `would_apply`, `refused`, `failed`, `cancelled`. */
+                outcome?: string;
+                /** @description `csv`: every item (of `outcome`), streamed, as `Accept: text/csv` does. */
+                format?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of items; as text/csv: every item */
+            200: {
+                headers: {
+                    /** @description `after` of the next page, when there may be one */
+                    "X-Next-Cursor"?: number;
+                    /** @description Items (of `outcome`) in all */
+                    "X-Total-Count"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ItemView"][];
+                    "text/csv": string;
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     register: {
         parameters: {
             query?: never;
@@ -1485,6 +2362,145 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    import: {
+        parameters: {
+            query?: {
+                /** @description Only check the file: 200 with the report, nothing submitted. */
+                validate_only?: boolean;
+                /** @description Submit a dry-run job: per SIM, would it be registered (or refused, with the code). */
+                dry_run?: boolean;
+            };
+            header?: {
+                /** @description The same key and file answer the same job */
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description A header line naming the columns (`iccid`, `imsi`, `msisdn`, `label`, `tags`; any order; iccid and imsi required), then one SIM per line; `tags` separated by `;` */
+        requestBody: {
+            content: {
+                "text/csv": string;
+            };
+        };
+        responses: {
+            /** @description `validate_only`: every row is valid */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportAccepted"];
+                };
+            };
+            /** @description Every row is valid; `job` registers them (`Location`: the job) */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportAccepted"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not `text/csv` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `IMPORT_INVALID`: details is the report (rows, valid_rows, invalid_rows, errors: [{row, field, reason}], truncated); `TOO_MANY_ITEMS`; `EMPTY_TARGET`; `IDEMPOTENCY_KEY_REUSED` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2749,7 +3765,118 @@ export interface operations {
             };
         };
     };
-    job: {
+    list_sync_jobs: {
+        parameters: {
+            query?: {
+                /** @description From 1 (default 1). */
+                page?: number;
+                /** @description 1 to 100 (default 20). */
+                page_size?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description Jobs in all */
+                    "X-Total-Count"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobProgress"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials' role may not do this */
+            403: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    sync_job: {
         parameters: {
             query?: never;
             header?: never;

@@ -3,7 +3,9 @@ import { useEffect, useMemo, useState } from 'react';
 import { Link, useLocation, useSearch } from 'wouter';
 import { query, unwrap } from '../api/client';
 import type { SimView } from '../api/types';
+import { BulkActions } from '../components/BulkActions';
 import { ErrorNotice } from '../components/ErrorNotice';
+import { filterOf } from '../lib/bulk';
 import { formatAge, formatBytes, formatCount, formatDateTime } from '../lib/format';
 import {
   Column,
@@ -207,6 +209,13 @@ export function SimTable() {
           </p>
         )}
       </div>
+
+      <BulkActions
+        selected={[...selected]}
+        filter={filterOf(params)}
+        matching={list.data ? { total: list.data.total, exact: list.data.exact } : null}
+        onSubmitted={() => setSelected(new Set())}
+      />
 
       <div className="table-wrap">
         <table className="sims" aria-busy={list.isFetching}>
