@@ -711,7 +711,7 @@ export interface components {
             dry_run?: boolean;
             /**
              * @description A filter of `GET /api/v1/sims` (the same parameters: `status`, `tag`, `label`,
-             *     `iccid`, `imsi`, `msisdn`), resolved to its SIMs at submission.
+             *     `iccid`, `imsi`, `msisdn`, `quota_state`, `quota`), resolved to its SIMs at submission.
              */
             filter?: Record<string, never> | null;
             /** @description ICCIDs (19 digits, or 20 with a right Luhn digit); duplicates count once. */

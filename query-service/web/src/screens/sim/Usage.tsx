@@ -60,7 +60,7 @@ export function Usage({ iccid }: { iccid: string }) {
       {usage.data &&
         (usage.data.points.length ? (
           <>
-            <UsageChart points={usage.data.points} label={`Usage of SIM ${iccid} per ${granularity}, ${from} to ${to}`} />
+            <UsageChart points={usage.data.points} range={[usage.data.from, usage.data.to]} label={`Usage of SIM ${iccid} per ${granularity}, ${from} to ${to}`} />
             <p className="muted small">
               {formatBytes(usage.data.points.reduce((sum, p) => sum + p.data_bytes, 0))} of data,{' '}
               {formatCount(usage.data.points.reduce((sum, p) => sum + p.sms_mo, 0))} SMS sent by the device and{' '}
