@@ -5,6 +5,7 @@ import type { Role } from '../api/useSession';
 import { roleAtLeast } from '../api/useSession';
 import { Dialog } from '../components/Dialog';
 import { ErrorNotice } from '../components/ErrorNotice';
+import { ACTIONS, ListTable } from '../components/ListTable';
 import { formatDateTime } from '../lib/format';
 import { ApiKeys } from './ApiKeys';
 
@@ -50,52 +51,36 @@ function Users() {
       </div>
       {users.error && <ErrorNotice error={users.error} what="load the users" />}
       {change.error && <ErrorNotice error={change.error} what="change the user" />}
-      <div className="table-wrap">
-        <table className="list" aria-busy={users.isFetching || change.isPending}>
-          <caption className="sr-only">Users</caption>
-          <thead>
-            <tr>
-              <th scope="col">Username</th>
-              <th scope="col">Role</th>
-              <th scope="col">Status</th>
-              <th scope="col">Created</th>
-              <th scope="col">
-                <span className="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {users.data?.map((user) => (
-              <tr key={user.id} data-testid="user-row">
-                <th scope="row" data-label="Username">
-                  {user.username}
-                  {user.username === me && <span className="muted small"> (you)</span>}
-                </th>
-                <td data-label="Role">
-                  <select
-                    aria-label={`Role of ${user.username}`}
-                    value={user.role}
-                    disabled={change.isPending}
-                    onChange={(e) => change.mutate({ id: user.id, role: e.target.value as Role })}
-                  >
-                    {ROLES.map((role) => (
-                      <option key={role}>{role}</option>
-                    ))}
-                  </select>
-                </td>
-                <td data-label="Status">{user.disabled ? <span className="badge terminated">disabled</span> : <span className="badge active">enabled</span>}</td>
-                <td data-label="Created">{formatDateTime(user.created_at)}</td>
-                <td>
-                  <button type="button" disabled={change.isPending} onClick={() => change.mutate({ id: user.id, disabled: !user.disabled })}>
-                    {user.disabled ? 'Enable' : 'Disable'}
-                    <span className="sr-only"> {user.username}</span>
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <ListTable caption="Users" columns={['Username', 'Role', 'Status', 'Created', ACTIONS]} busy={users.isFetching || change.isPending}>
+        {users.data?.map((user) => (
+          <tr key={user.id} data-testid="user-row">
+            <th scope="row" data-label="Username">
+              {user.username}
+              {user.username === me && <span className="muted small"> (you)</span>}
+            </th>
+            <td data-label="Role">
+              <select
+                aria-label={`Role of ${user.username}`}
+                value={user.role}
+                disabled={change.isPending}
+                onChange={(e) => change.mutate({ id: user.id, role: e.target.value as Role })}
+              >
+                {ROLES.map((role) => (
+                  <option key={role}>{role}</option>
+                ))}
+              </select>
+            </td>
+            <td data-label="Status">{user.disabled ? <span className="badge terminated">disabled</span> : <span className="badge active">enabled</span>}</td>
+            <td data-label="Created">{formatDateTime(user.created_at)}</td>
+            <td>
+              <button type="button" disabled={change.isPending} onClick={() => change.mutate({ id: user.id, disabled: !user.disabled })}>
+                {user.disabled ? 'Enable' : 'Disable'}
+                <span className="sr-only"> {user.username}</span>
+              </button>
+            </td>
+          </tr>
+        ))}
+      </ListTable>
       {creating && <CreateUser onClose={() => setCreating(false)} />}
     </section>
   );

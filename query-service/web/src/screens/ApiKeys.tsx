@@ -4,6 +4,7 @@ import { command, unwrap } from '../api/client';
 import type { Role } from '../api/useSession';
 import { Dialog } from '../components/Dialog';
 import { ErrorNotice } from '../components/ErrorNotice';
+import { ACTIONS, ListTable } from '../components/ListTable';
 import { formatDateTime } from '../lib/format';
 
 const ROLES: Role[] = ['viewer', 'operator', 'admin'];
@@ -109,54 +110,35 @@ export function ApiKeys() {
         <input type="search" name="key-prefix" value={prefix} onChange={(e) => setPrefix(e.target.value)} className="mono" />
       </label>
       {keys.error && <ErrorNotice error={keys.error} what="load the API keys" />}
-      <div className="table-wrap">
-        <table className="list" aria-busy={keys.isFetching}>
-          <caption className="sr-only">API keys</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Prefix</th>
-              <th scope="col">Role</th>
-              <th scope="col">Created</th>
-              <th scope="col">Expires</th>
-              <th scope="col">Last used</th>
-              <th scope="col">State</th>
-              <th scope="col">
-                <span className="sr-only">Actions</span>
+      <ListTable caption="API keys" columns={['Name', 'Prefix', 'Role', 'Created', 'Expires', 'Last used', 'State', ACTIONS]} busy={keys.isFetching}>
+        {shown.map((key) => {
+          const state = keyState(key);
+          return (
+            <tr key={key.id} data-testid="api-key-row" data-name={key.name}>
+              <th scope="row" data-label="Name">
+                {key.name}
               </th>
+              <td data-label="Prefix" className="mono">
+                {key.prefix}
+              </td>
+              <td data-label="Role">{key.role}</td>
+              <td data-label="Created">{formatDateTime(key.created_at)}</td>
+              <td data-label="Expires">{key.expires_at ? formatDateTime(key.expires_at) : 'never'}</td>
+              <td data-label="Last used">{key.last_used_at ? formatDateTime(key.last_used_at) : 'never'}</td>
+              <td data-label="State" data-testid="api-key-state">
+                {state}
+              </td>
+              <td>
+                {state !== 'revoked' && (
+                  <button type="button" onClick={() => setRevoking(key)}>
+                    Revoke<span className="sr-only"> {key.name}</span>
+                  </button>
+                )}
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {shown.map((key) => {
-              const state = keyState(key);
-              return (
-                <tr key={key.id} data-testid="api-key-row" data-name={key.name}>
-                  <th scope="row" data-label="Name">
-                    {key.name}
-                  </th>
-                  <td data-label="Prefix" className="mono">
-                    {key.prefix}
-                  </td>
-                  <td data-label="Role">{key.role}</td>
-                  <td data-label="Created">{formatDateTime(key.created_at)}</td>
-                  <td data-label="Expires">{key.expires_at ? formatDateTime(key.expires_at) : 'never'}</td>
-                  <td data-label="Last used">{key.last_used_at ? formatDateTime(key.last_used_at) : 'never'}</td>
-                  <td data-label="State" data-testid="api-key-state">
-                    {state}
-                  </td>
-                  <td>
-                    {state !== 'revoked' && (
-                      <button type="button" onClick={() => setRevoking(key)}>
-                        Revoke<span className="sr-only"> {key.name}</span>
-                      </button>
-                    )}
-                  </td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
-      </div>
+          );
+        })}
+      </ListTable>
       {keys.data && shown.length === 0 && <p>No API key{prefix ? ' with this prefix' : ''}.</p>}
       {revoking && (
         <Dialog title="Revoke API key" onClose={() => setRevoking(null)}>

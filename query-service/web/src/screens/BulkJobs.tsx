@@ -2,8 +2,11 @@ import { keepPreviousData, useMutation, useQuery, useQueryClient } from '@tansta
 import { useState } from 'react';
 import { Link } from 'wouter';
 import { command, download, unwrap } from '../api/client';
+import { useJobPage } from '../api/jobPage';
 import { BulkJobItem, BulkJobStatus, useBulkJob } from '../components/BulkJobStatus';
 import { ErrorNotice } from '../components/ErrorNotice';
+import { ListTable } from '../components/ListTable';
+import { CursorSteps, PageSteps } from '../components/Pager';
 import { jobProgress, jobSettled } from '../lib/bulk';
 import { formatCount, formatDateTime } from '../lib/format';
 
@@ -12,17 +15,12 @@ const PAGE = 20;
 /** Recent bulk jobs (newest first) with their progress; a running one is read again every 2 s. */
 export function BulkJobs() {
   const [page, setPage] = useState(1);
-  const jobs = useQuery({
-    queryKey: ['bulk-jobs', page],
-    queryFn: async () => {
-      const result = await command.GET('/api/v1/bulk-jobs', { params: { query: { page, page_size: PAGE } } });
-      const list = await unwrap(Promise.resolve(result));
-      return { list, total: Number(result.response.headers.get('X-Total-Count') ?? list.length) };
-    },
-    placeholderData: keepPreviousData,
-    refetchInterval: (q) => (q.state.data?.list.some((job) => !jobSettled(job)) ? 2000 : false),
-  });
-  const pages = Math.max(1, Math.ceil((jobs.data?.total ?? 0) / PAGE));
+  const jobs = useJobPage(
+    'bulk-jobs',
+    page,
+    () => command.GET('/api/v1/bulk-jobs', { params: { query: { page, page_size: PAGE } } }),
+    (job) => !jobSettled(job),
+  );
   return (
     <>
       <h1>Bulk jobs</h1>
@@ -30,56 +28,32 @@ export function BulkJobs() {
         Actions over many SIMs, submitted from the <Link href="/sims">SIM table</Link> or by a <Link href="/import">CSV import</Link>.
       </p>
       {jobs.error && <ErrorNotice error={jobs.error} what="load the bulk jobs" />}
-      <div className="table-wrap">
-        <table className="list" aria-busy={jobs.isFetching}>
-          <caption className="sr-only">Bulk jobs, newest first</caption>
-          <thead>
-            <tr>
-              <th scope="col">Submitted</th>
-              <th scope="col">Action</th>
-              <th scope="col">By</th>
-              <th scope="col">Status</th>
-              <th scope="col">Progress</th>
+      <ListTable caption="Bulk jobs, newest first" columns={['Submitted', 'Action', 'By', 'Status', 'Progress']} busy={jobs.isFetching}>
+        {jobs.data?.list.map((job) => {
+          const { percent, summary } = jobProgress(job);
+          return (
+            <tr key={job.id}>
+              <td data-label="Submitted">
+                <Link href={`/jobs/${job.id}`}>{formatDateTime(job.created_at)}</Link>
+              </td>
+              <td data-label="Action">
+                {job.action.replace('_', ' ')}
+                {job.dry_run && ' (dry run)'}
+              </td>
+              <td data-label="By">{job.created_by}</td>
+              <td data-label="Status">
+                <span className={`badge job ${job.status}`}>{job.status}</span>
+              </td>
+              <td data-label="Progress">
+                <progress max={100} value={percent} aria-label={`Progress of the job of ${formatDateTime(job.created_at)}`} />{' '}
+                <span className="small">{summary}</span>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {jobs.data?.list.map((job) => {
-              const { percent, summary } = jobProgress(job);
-              return (
-                <tr key={job.id}>
-                  <td data-label="Submitted">
-                    <Link href={`/jobs/${job.id}`}>{formatDateTime(job.created_at)}</Link>
-                  </td>
-                  <td data-label="Action">
-                    {job.action.replace('_', ' ')}
-                    {job.dry_run && ' (dry run)'}
-                  </td>
-                  <td data-label="By">{job.created_by}</td>
-                  <td data-label="Status">
-                    <span className={`badge job ${job.status}`}>{job.status}</span>
-                  </td>
-                  <td data-label="Progress">
-                    <progress max={100} value={percent} aria-label={`Progress of the job of ${formatDateTime(job.created_at)}`} />{' '}
-                    <span className="small">{summary}</span>
-                  </td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
-      </div>
+          );
+        })}
+      </ListTable>
       {jobs.data?.list.length === 0 && <p>No bulk job yet.</p>}
-      <nav className="pager" aria-label="Pages">
-        <button type="button" disabled={page === 1} onClick={() => setPage((p) => p - 1)}>
-          Previous
-        </button>
-        <span>
-          Page {page} of {pages}
-        </span>
-        <button type="button" disabled={page >= pages} onClick={() => setPage((p) => p + 1)}>
-          Next
-        </button>
-      </nav>
+      <PageSteps page={page} total={jobs.data?.total} pageSize={PAGE} onPage={setPage} />
     </>
   );
 }
@@ -183,48 +157,25 @@ export function BulkJobDetail({ id }: { id: string }) {
         </select>
       </label>
       {items.error && <ErrorNotice error={items.error} what="load the outcomes" />}
-      <div className="table-wrap">
-        <table className="list" aria-busy={items.isFetching}>
-          <caption className="sr-only">Outcome of each SIM</caption>
-          <thead>
-            <tr>
-              <th scope="col">#</th>
-              <th scope="col">ICCID</th>
-              <th scope="col">Outcome</th>
-              <th scope="col">Provider</th>
-              <th scope="col">Reason</th>
-            </tr>
-          </thead>
-          <tbody>
-            {items.data?.list.map((item) => (
-              <tr key={item.seq}>
-                <td data-label="#">{item.seq}</td>
-                <td data-label="ICCID">
-                  <Link href={`/sims/${item.iccid}`}>{item.iccid}</Link>
-                </td>
-                <td data-label="Outcome">{item.outcome ?? 'pending'}</td>
-                <td data-label="Provider">{item.provider_outcome ?? '—'}</td>
-                <td data-label="Reason">
-                  {item.code && <span className="mono small">{item.code} </span>}
-                  {item.message ?? item.provider_reason ?? ''}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <ListTable caption="Outcome of each SIM" columns={['#', 'ICCID', 'Outcome', 'Provider', 'Reason']} busy={items.isFetching}>
+        {items.data?.list.map((item) => (
+          <tr key={item.seq}>
+            <td data-label="#">{item.seq}</td>
+            <td data-label="ICCID">
+              <Link href={`/sims/${item.iccid}`}>{item.iccid}</Link>
+            </td>
+            <td data-label="Outcome">{item.outcome ?? 'pending'}</td>
+            <td data-label="Provider">{item.provider_outcome ?? '—'}</td>
+            <td data-label="Reason">
+              {item.code && <span className="mono small">{item.code} </span>}
+              {item.message ?? item.provider_reason ?? ''}
+            </td>
+          </tr>
+        ))}
+      </ListTable>
       <nav className="pager" aria-label="Pages of outcomes">
         <span>{formatCount(items.data?.total)} in all</span>
-        <button type="button" disabled={cursors.length === 1} onClick={() => setCursors((c) => c.slice(0, -1))}>
-          Previous
-        </button>
-        <button
-          type="button"
-          disabled={!items.data?.next || items.isPlaceholderData}
-          onClick={() => items.data?.next && setCursors((c) => [...c, items.data!.next!])}
-        >
-          Next
-        </button>
+        <CursorSteps cursors={cursors} onCursors={setCursors} next={items.data?.next} stale={items.isPlaceholderData} />
       </nav>
     </>
   );

@@ -4,6 +4,7 @@ import { ApiError, sendJson } from '../api/client';
 import { roleAtLeast } from '../api/useSession';
 import { BulkJobStatus } from '../components/BulkJobStatus';
 import { ErrorNotice } from '../components/ErrorNotice';
+import { ListTable } from '../components/ListTable';
 import { previewImport } from '../lib/csv';
 import { formatCount } from '../lib/format';
 
@@ -124,31 +125,17 @@ export function Import() {
                 </ul>
               )}
               {preview.sample.length > 0 && (
-                <div className="table-wrap">
-                  <table className="list">
-                    <caption>The first rows</caption>
-                    <thead>
-                      <tr>
-                        {preview.columns.map((c, i) => (
-                          <th scope="col" key={i}>
-                            {c}
-                          </th>
-                        ))}
-                      </tr>
-                    </thead>
-                    <tbody>
-                      {preview.sample.map((row, i) => (
-                        <tr key={i}>
-                          {preview.columns.map((c, j) => (
-                            <td key={j} data-label={c}>
-                              {row[j] ?? ''}
-                            </td>
-                          ))}
-                        </tr>
+                <ListTable caption="The first rows" captionShown columns={preview.columns}>
+                  {preview.sample.map((row, i) => (
+                    <tr key={i}>
+                      {preview.columns.map((c, j) => (
+                        <td key={j} data-label={c}>
+                          {row[j] ?? ''}
+                        </td>
                       ))}
-                    </tbody>
-                  </table>
-                </div>
+                    </tr>
+                  ))}
+                </ListTable>
               )}
             </div>
           )}
@@ -193,27 +180,15 @@ function ReportView({ report }: { report: Report }) {
       <p className="error">
         {formatCount(report.invalid_rows)} of {formatCount(report.rows)} rows are invalid; nothing was written. Correct the file and choose it again.
       </p>
-      <div className="table-wrap">
-        <table className="list">
-          <caption>Problems{report.truncated ? ' (the first 1,000)' : ''}</caption>
-          <thead>
-            <tr>
-              <th scope="col">Line</th>
-              <th scope="col">Field</th>
-              <th scope="col">Reason</th>
-            </tr>
-          </thead>
-          <tbody>
-            {report.errors.map((e, i) => (
-              <tr key={i}>
-                <td data-label="Line">{e.row}</td>
-                <td data-label="Field">{e.field}</td>
-                <td data-label="Reason">{e.reason}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <ListTable caption={`Problems${report.truncated ? ' (the first 1,000)' : ''}`} captionShown columns={['Line', 'Field', 'Reason']}>
+        {report.errors.map((e, i) => (
+          <tr key={i}>
+            <td data-label="Line">{e.row}</td>
+            <td data-label="Field">{e.field}</td>
+            <td data-label="Reason">{e.reason}</td>
+          </tr>
+        ))}
+      </ListTable>
     </div>
   );
 }

@@ -5,6 +5,7 @@ import { query, unwrap } from '../api/client';
 import type { SimView } from '../api/types';
 import { BulkActions } from '../components/BulkActions';
 import { ErrorNotice } from '../components/ErrorNotice';
+import { CursorSteps } from '../components/Pager';
 import { filterOf } from '../lib/bulk';
 import { formatAge, formatBytes, formatCount, formatDateTime } from '../lib/format';
 import {
@@ -278,17 +279,9 @@ export function SimTable() {
         <button type="button" disabled={cursors.length === 1} onClick={() => setCursors([''])}>
           First
         </button>
-        <button type="button" disabled={cursors.length === 1} onClick={() => setCursors((c) => c.slice(0, -1))}>
-          Previous
-        </button>
-        <span>Page {cursors.length}</span>
-        <button
-          type="button"
-          disabled={!list.data?.next || list.isPlaceholderData}
-          onClick={() => list.data?.next && setCursors((c) => [...c, list.data!.next!])}
-        >
-          Next
-        </button>
+        <CursorSteps cursors={cursors} onCursors={setCursors} next={list.data?.next} stale={list.isPlaceholderData}>
+          <span>Page {cursors.length}</span>
+        </CursorSteps>
       </nav>
     </>
   );

@@ -1,9 +1,12 @@
-import { keepPreviousData, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { FormEvent, useState } from 'react';
 import { Link } from 'wouter';
 import { command, unwrap } from '../api/client';
+import { useJobPage } from '../api/jobPage';
 import { roleAtLeast } from '../api/useSession';
 import { ErrorNotice } from '../components/ErrorNotice';
+import { ListTable } from '../components/ListTable';
+import { PageSteps } from '../components/Pager';
 import { formatCount, formatDateTime } from '../lib/format';
 import { describeIccidProblem, parseIccid } from '../lib/iccid';
 
@@ -19,16 +22,12 @@ export function Sync() {
   const [page, setPage] = useState(1);
   const queryClient = useQueryClient();
   const operator = roleAtLeast('operator');
-  const jobs = useQuery({
-    queryKey: ['sync-jobs', page],
-    queryFn: async () => {
-      const result = await command.GET('/api/v1/sync-jobs', { params: { query: { page, page_size: PAGE } } });
-      const list = await unwrap(Promise.resolve(result));
-      return { list, total: Number(result.response.headers.get('X-Total-Count') ?? list.length) };
-    },
-    placeholderData: keepPreviousData,
-    refetchInterval: (q) => (q.state.data?.list.some((job) => RUNNING.has(job.status)) ? 2000 : false),
-  });
+  const jobs = useJobPage(
+    'sync-jobs',
+    page,
+    () => command.GET('/api/v1/sync-jobs', { params: { query: { page, page_size: PAGE } } }),
+    (job) => RUNNING.has(job.status),
+  );
   const queued = () => {
     setPage(1);
     queryClient.invalidateQueries({ queryKey: ['sync-jobs'] });
@@ -37,8 +36,6 @@ export function Sync() {
     mutationFn: () => unwrap(command.POST('/api/v1/sims/sync-all')),
     onSuccess: queued,
   });
-  const pages = Math.max(1, Math.ceil((jobs.data?.total ?? 0) / PAGE));
-
   return (
     <>
       <h1>Sync</h1>
@@ -58,60 +55,36 @@ export function Sync() {
       )}
       <h2>Jobs</h2>
       {jobs.error && <ErrorNotice error={jobs.error} what="load the sync jobs" />}
-      <div className="table-wrap">
-        <table className="list" aria-busy={jobs.isFetching}>
-          <caption className="sr-only">Sync jobs, newest first</caption>
-          <thead>
-            <tr>
-              <th scope="col">Requested</th>
-              <th scope="col">Scope</th>
-              <th scope="col">By</th>
-              <th scope="col">Status</th>
-              <th scope="col">Progress</th>
+      <ListTable caption="Sync jobs, newest first" columns={['Requested', 'Scope', 'By', 'Status', 'Progress']} busy={jobs.isFetching}>
+        {jobs.data?.list.map((job) => {
+          const percent = job.sims_total > 0 ? Math.floor((job.sims_done * 100) / job.sims_total) : job.status === 'completed' ? 100 : 0;
+          const failed = job.runs.filter((run) => run.error);
+          return (
+            <tr key={job.job_id} data-testid="sync-job">
+              <td data-label="Requested">{formatDateTime(job.requested_at)}</td>
+              <td data-label="Scope">{job.scope === 'all' ? 'all SIMs' : <Link href={`/sims/${job.scope}`}>{job.scope}</Link>}</td>
+              <td data-label="By">{job.requested_by}</td>
+              <td data-label="Status">
+                <span className={`badge job ${job.status}`}>{job.status}</span>
+              </td>
+              <td data-label="Progress">
+                <progress max={100} value={percent} aria-label={`Progress of the sync of ${job.scope} requested ${formatDateTime(job.requested_at)}`} />{' '}
+                <span className="small">
+                  {formatCount(job.sims_done)} of {formatCount(job.sims_total)} SIMs, {formatCount(job.events_recorded)} changes recorded
+                  {job.runs.length > 1 && `, ${job.runs.length} shards`}
+                </span>
+                {failed.map((run) => (
+                  <div key={run.shard} className="field-error">
+                    Shard {run.shard}: {run.error}
+                  </div>
+                ))}
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {jobs.data?.list.map((job) => {
-              const percent = job.sims_total > 0 ? Math.floor((job.sims_done * 100) / job.sims_total) : job.status === 'completed' ? 100 : 0;
-              const failed = job.runs.filter((run) => run.error);
-              return (
-                <tr key={job.job_id} data-testid="sync-job">
-                  <td data-label="Requested">{formatDateTime(job.requested_at)}</td>
-                  <td data-label="Scope">{job.scope === 'all' ? 'all SIMs' : <Link href={`/sims/${job.scope}`}>{job.scope}</Link>}</td>
-                  <td data-label="By">{job.requested_by}</td>
-                  <td data-label="Status">
-                    <span className={`badge job ${job.status}`}>{job.status}</span>
-                  </td>
-                  <td data-label="Progress">
-                    <progress max={100} value={percent} aria-label={`Progress of the sync of ${job.scope} requested ${formatDateTime(job.requested_at)}`} />{' '}
-                    <span className="small">
-                      {formatCount(job.sims_done)} of {formatCount(job.sims_total)} SIMs, {formatCount(job.events_recorded)} changes recorded
-                      {job.runs.length > 1 && `, ${job.runs.length} shards`}
-                    </span>
-                    {failed.map((run) => (
-                      <div key={run.shard} className="field-error">
-                        Shard {run.shard}: {run.error}
-                      </div>
-                    ))}
-                  </td>
-                </tr>
-              );
-            })}
-          </tbody>
-        </table>
-      </div>
+          );
+        })}
+      </ListTable>
       {jobs.data?.list.length === 0 && <p>No sync job has been requested yet.</p>}
-      <nav className="pager" aria-label="Pages">
-        <button type="button" disabled={page === 1} onClick={() => setPage((p) => p - 1)}>
-          Previous
-        </button>
-        <span>
-          Page {page} of {pages}
-        </span>
-        <button type="button" disabled={page >= pages} onClick={() => setPage((p) => p + 1)}>
-          Next
-        </button>
-      </nav>
+      <PageSteps page={page} total={jobs.data?.total} pageSize={PAGE} onPage={setPage} />
     </>
   );
 }

@@ -3,6 +3,7 @@ import { forwardRef, useState } from 'react';
 import { ApiError, query, unwrap } from '../../api/client';
 import type { SimView } from '../../api/types';
 import { ErrorNotice } from '../../components/ErrorNotice';
+import { ColumnHeads } from '../../components/ListTable';
 import { BOOKKEEPING, diffStates, showValue } from '../../lib/diff';
 import { formatDateTime } from '../../lib/format';
 import { fromLocalInput, instantPoint, Point } from './points';
@@ -93,12 +94,7 @@ function StateTable({ point, state, error, pending }: { point: Point; state: Sim
   const fields = Object.entries(state).filter(([k]) => !BOOKKEEPING.has(k) || k === 'version');
   return (
     <table className="diff" data-testid="state-as-of" aria-label={`The SIM as of ${point.label}`}>
-      <thead>
-        <tr>
-          <th scope="col">Field</th>
-          <th scope="col">Value at {formatDateTime(point.at)}</th>
-        </tr>
-      </thead>
+      <ColumnHeads columns={['Field', `Value at ${formatDateTime(point.at)}`]} />
       <tbody>
         {fields.map(([field, value]) => (
           <tr key={field} data-field={field}>
@@ -131,13 +127,7 @@ function Diff(props: { first: Point; second: Point; a: SimView | null | undefine
       {changes?.length === 0 && <p role="status">Nothing changed between these two points.</p>}
       {changes && changes.length > 0 && (
         <table className="diff" aria-labelledby="diff-title" data-testid="state-diff">
-          <thead>
-            <tr>
-              <th scope="col">Field</th>
-              <th scope="col">Before</th>
-              <th scope="col">After</th>
-            </tr>
-          </thead>
+          <ColumnHeads columns={['Field', 'Before', 'After']} />
           <tbody>
             {changes.map((c) => (
               <tr key={c.field} data-field={c.field}>
