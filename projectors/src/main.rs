@@ -2,7 +2,7 @@ use anyhow::Context;
 use projectors::{App, Config, ReadModel, RebuildMetrics, RebuildOptions};
 
 const USAGE: &str = "usage: projectors [run]
-       projectors rebuild [--model sims,quotas,sms,usage] [--batch-size N] [--in-batches]
+       projectors rebuild [--model sims,quotas,sms,usage,fleet] [--batch-size N] [--in-batches]
        projectors replay-parked
        projectors relay verify [--full]
        projectors relay reset-stream --yes

@@ -17,13 +17,12 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::{Json, Router};
-use platform::Role;
 use prometheus::IntCounterVec;
 use query_service::{App, AppState, Config};
 use readmodel::{Cache, SimView, SIM_COLUMNS};
 use serde_json::json;
 use sqlx::PgPool;
-use testkit::bench::{env_or, run_clients, serve, BenchDatabase, Report};
+use testkit::bench::{env_or, fill_rows, run_clients, serve, BenchDatabase, Report, SIMS_FILL as FILL};
 use testkit::Running;
 
 const CLIENTS: usize = 32;
@@ -45,27 +44,6 @@ where
 fn iccid(n: usize) -> String {
     format!("8988303{n:012}")
 }
-
-/// 100,000 SIM rows. A hash of the row number spreads status (70 % active, 15 % suspended,
-/// 12 % inactive, 3 % terminated), region tag (4), fleet tag (20) and label kind (5)
-/// independently of each other.
-const FILL: &str = "
-INSERT INTO sims (iccid, imsi, msisdn, label, tags, status, provider_status, network, country, rat,
-                  ip_address, last_seen_at, data_total, data_remaining, data_expiry,
-                  registered_at, version, last_position, updated_at)
-SELECT '8988303' || lpad(g::text, 12, '0'),
-       '90140' || lpad(g::text, 10, '0'),
-       '49170' || lpad(g::text, 8, '0'),
-       (ARRAY['pump', 'meter', 'tracker', 'gateway', 'sensor'])[(h / 7) % 5 + 1] || ' ' || g,
-       ARRAY[(ARRAY['north', 'south', 'east', 'west'])[(h / 11) % 4 + 1], 'fleet-' || ((h / 53) % 20)],
-       CASE WHEN h % 100 < 70 THEN 'active' WHEN h % 100 < 85 THEN 'suspended'
-            WHEN h % 100 < 97 THEN 'inactive' ELSE 'terminated' END,
-       CASE WHEN h % 100 < 70 THEN 'Enabled' ELSE 'Disabled' END,
-       'Telekom', 'DE', 'LTE-M', '10.' || (g / 65536) || '.' || (g / 256 % 256) || '.' || (g % 256),
-       now() - make_interval(secs => h % 86400),
-       500000000, 500000000 - (h % 500000000), now() + interval '300 days',
-       now() - interval '30 days', 5, g, now()
-FROM (SELECT g, abs(hashint4(g)::bigint) AS h FROM generate_series(0, $1::int - 1) AS g) numbered";
 
 async fn count(pool: &PgPool, filter: &str) -> i64 {
     sqlx::query_scalar(&format!("SELECT count(*) FROM sims WHERE {filter}"))
@@ -140,7 +118,7 @@ async fn main() {
     let pool = database.pool.clone();
 
     let started = Instant::now();
-    sqlx::query(FILL).bind(sims as i64).execute(&pool).await.unwrap();
+    fill_rows(&pool, FILL, sims).await;
     sqlx::query("ANALYZE sims").execute(&pool).await.unwrap();
     println!(
         "fill: {sims} rows into sims (INSERT … SELECT generate_series) + ANALYZE in {:.1} s",
@@ -148,11 +126,7 @@ async fn main() {
     );
 
     let started = Instant::now();
-    sqlx::query(FILL_USAGE)
-        .bind(sims as i64)
-        .execute(&pool)
-        .await
-        .unwrap();
+    fill_rows(&pool, FILL_USAGE, sims).await;
     sqlx::raw_sql(FILL_FLEET).execute(&pool).await.unwrap();
     sqlx::query("ANALYZE sim_usage_daily")
         .execute(&pool)
@@ -188,14 +162,7 @@ async fn main() {
         get(|| async { Json(json!({"status": "ok", "service": "baseline"})) }),
     ))
     .await;
-    let token = Arc::new(
-        state
-            .authenticator
-            .jwt
-            .issue_access(uuid::Uuid::new_v4(), "bench-viewer", Role::Viewer)
-            .unwrap()
-            .token,
-    );
+    let token = Arc::new(testkit::apps::viewer_token(&state));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CLIENTS)
         .build()

@@ -3,11 +3,11 @@
 //! schemas themselves, behind their `openapi` feature.
 
 use eventstore::StoredEvent;
-use readmodel::{FleetSummary, QuotaTotals, SimView};
+use readmodel::{FleetSummary, FleetSummaryAsOf, QuotaTotals, SimView};
 use serde_json::Value;
 use utoipa::{IntoParams, OpenApi};
 
-use crate::routes::{feed, fleet, history, sim_list, sims};
+use crate::routes::{export, feed, fleet, history, sim_list, sims};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,7 @@ use crate::routes::{feed, fleet, history, sim_list, sims};
     ),
     paths(
         sim_list::list,
+        export::export,
         sims::detail,
         sims::usage,
         sims::quotas,
@@ -31,7 +32,7 @@ use crate::routes::{feed, fleet, history, sim_list, sims};
         fleet::usage,
         feed::feed,
     ),
-    components(schemas(SimView, FleetSummary, QuotaTotals, StoredEvent)),
+    components(schemas(SimView, FleetSummary, FleetSummaryAsOf, QuotaTotals, StoredEvent)),
     modifiers(&Security, &StandardResponses),
     security(("bearer" = []), ("api_key" = [])),
     tags(
@@ -64,6 +65,22 @@ pub struct ConsistencyHeader {
     #[param(rename = "X-Consistency-Token", minimum = 0)]
     x_consistency_token: Option<i64>,
 }
+
+/// `GET /fleet/summary`'s answer: the summary now, or as of an instant. `anyOf`, not `oneOf`:
+/// an as-of answer whose figures are all known is also a valid `FleetSummary`.
+pub struct FleetSummaryAnswer;
+
+impl utoipa::PartialSchema for FleetSummaryAnswer {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, Ref};
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name("FleetSummary"))
+            .item(Ref::from_schema_name("FleetSummaryAsOf"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for FleetSummaryAnswer {}
 
 pub use platform::openapi::ErrorBody;
 use platform::openapi::{Security, StandardResponses};

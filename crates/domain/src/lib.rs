@@ -25,7 +25,7 @@ mod sequences;
 pub use ids::{
     parse_quota_aggregate_id, quota_aggregate_id, Iccid, IccidProblem, IdError, Imei, Imsi, Msisdn, QuotaKind,
 };
-pub use quota::{PendingTopUp, Quota, QuotaCommand, QuotaError, QuotaEvent};
+pub use quota::{PendingTopUp, Quota, QuotaCommand, QuotaError, QuotaEvent, QuotaState};
 pub use sim::{
     ChangeKind, Connectivity, PendingChange, ProviderStatus, Sim, SimCommand, SimError, SimEvent, SimStatus,
     UsagePeriod,

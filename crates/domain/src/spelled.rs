@@ -5,6 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::quota::QuotaState;
 use crate::sim::SimStatus;
 use crate::sms::{Direction, SmsStatus};
 
@@ -99,6 +100,11 @@ spelled!(SmsStatus, "SMS status", {
     SmsStatus::Failed => "failed",
     SmsStatus::Received => "received",
     SmsStatus::Unknown => "unknown",
+});
+spelled!(QuotaState, "quota state", {
+    QuotaState::Ok => "ok",
+    QuotaState::Warning => "warning",
+    QuotaState::Exhausted => "exhausted",
 });
 spelled!(Direction, "SMS direction", {
     Direction::MobileTerminated => "MT",

@@ -13,6 +13,9 @@ use sqlx::PgPool;
 pub struct QuotaTotals {
     pub total: i64,
     pub remaining: i64,
+    /// Quotas at least 80 % used with something left (`quota_state=warning`).
+    pub warning: i64,
+    /// Quotas used up whose 100 % alert was recorded.
     pub exhausted: i64,
     pub expired: i64,
     pub topups_pending: i64,
@@ -51,17 +54,19 @@ pub async fn load_fleet_summary(pool: &PgPool) -> Result<FleetSummary, sqlx::Err
         sqlx::query_scalar("SELECT count(*) FROM sims WHERE pending_change IS NOT NULL")
             .fetch_one(pool)
             .await?;
-    let quotas: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+    let quotas: Vec<(String, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
         "SELECT kind, coalesce(sum(total), 0)::bigint, coalesce(sum(remaining), 0)::bigint, \
+         count(*) FILTER (WHERE quota_state(total, remaining) = 'warning'), \
          count(*) FILTER (WHERE exhausted), count(*) FILTER (WHERE expired), \
          count(*) FILTER (WHERE pending_topup_id IS NOT NULL) FROM sim_quotas GROUP BY kind",
     )
     .fetch_all(pool)
     .await?;
-    for (kind, total, remaining, exhausted, expired, topups_pending) in quotas {
+    for (kind, total, remaining, warning, exhausted, expired, topups_pending) in quotas {
         let totals = QuotaTotals {
             total,
             remaining,
+            warning,
             exhausted,
             expired,
             topups_pending,

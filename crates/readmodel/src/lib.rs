@@ -7,6 +7,7 @@
 mod bulk;
 mod cache;
 pub mod fleet;
+pub mod fleet_history;
 pub mod quotas;
 mod replay;
 pub mod sim_list;
@@ -17,6 +18,7 @@ pub mod usage;
 
 pub use cache::{Cache, CacheConfig};
 pub use fleet::{load_fleet_summary, FleetSummary, QuotaTotals};
+pub use fleet_history::{load_fleet_summary_as_of, Figures, FleetChange, FleetSummaryAsOf};
 pub use quotas::QuotaRow;
 pub use replay::{sim_view_as_of, try_sim_view_as_of, ReplayError};
 pub use sims::{load_sim, load_sims, SimView, PROJECTION_COMPLETE, PROJECTION_PARKED, SIM_COLUMNS};

@@ -2,7 +2,7 @@
 //! page query. The query API parses the HTTP parameters into these and answers with the rows.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use domain::SimStatus;
+use domain::{QuotaKind, QuotaState, SimStatus};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use crate::sims::{SimView, SIM_COLUMNS};
@@ -19,6 +19,10 @@ pub struct SimFilter {
     pub iccid: Option<String>,
     pub imsi: Option<String>,
     pub msisdn: Option<String>,
+    /// SIMs whose quota is in one of these states (see [`QuotaState`]): the quota of
+    /// `quota_kind`, or without one the worse of the SIM's two.
+    pub quota_states: Option<Vec<QuotaState>>,
+    pub quota_kind: Option<QuotaKind>,
 }
 
 impl SimFilter {
@@ -47,6 +51,18 @@ impl SimFilter {
         }
         if let Some(label) = &self.label {
             query.push(" AND label ILIKE ").push_bind(label.clone());
+        }
+        if let Some(states) = &self.quota_states {
+            // Generated, indexed columns (`migrations/20261205300001_quota_states.sql`).
+            let column = match self.quota_kind {
+                None => "quota_state",
+                Some(QuotaKind::Data) => "data_quota_state",
+                Some(QuotaKind::Sms) => "sms_quota_state",
+            };
+            query
+                .push(format!(" AND {column} = ANY("))
+                .push_bind(states.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+                .push(")");
         }
         for (column, prefix) in [
             ("iccid", &self.iccid),
@@ -248,6 +264,53 @@ pub async fn page(
         select.push(" OFFSET ").push_bind(offset);
     }
     select.build_query_as().fetch_all(pool).await
+}
+
+/// Every SIM a filter selects, in `sort` order, read a batch at a time through a server-side
+/// cursor in one read-only transaction (one snapshot for the whole export): what
+/// `GET /sims/export` streams. Only one batch is held at a time, whatever the fleet's size.
+pub struct SimCursor {
+    tx: sqlx::Transaction<'static, Postgres>,
+    batch: i64,
+    done: bool,
+}
+
+impl SimCursor {
+    pub async fn open(
+        pool: &PgPool,
+        filter: &SimFilter,
+        sort: Sort,
+        batch: i64,
+    ) -> Result<Self, sqlx::Error> {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SET TRANSACTION READ ONLY").execute(&mut *tx).await?;
+        let mut declare = QueryBuilder::new(format!(
+            "DECLARE sims_export NO SCROLL CURSOR FOR SELECT {SIM_COLUMNS} FROM sims"
+        ));
+        filter.push_where(&mut declare);
+        declare.push(format!(" ORDER BY {}", sort.order_by()));
+        declare.build().execute(&mut *tx).await?;
+        Ok(Self {
+            tx,
+            batch: batch.max(1),
+            done: false,
+        })
+    }
+
+    /// The next rows; empty once every row was read (the transaction is then closed).
+    pub async fn next_batch(&mut self) -> Result<Vec<SimView>, sqlx::Error> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<SimView> = sqlx::query_as(&format!("FETCH {} FROM sims_export", self.batch))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        if (rows.len() as i64) < self.batch {
+            self.done = true;
+            sqlx::query("CLOSE sims_export").execute(&mut *self.tx).await?;
+        }
+        Ok(rows)
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! `updated_at` (the event's `recorded_at`, never `now()`) forward only; SMS events do not
 //! touch it.
 
+mod fleet;
 mod quota;
 mod sim;
 mod sms_events;
@@ -19,8 +20,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::apply::{Decoded, UsageRollups};
-use readmodel::{quotas, sims, sms, status_history, usage};
-use readmodel::{QuotaRow, SimView as SimRow, SmsRow, StatusChange, UsageRow};
+use readmodel::{fleet_history, quotas, sims, sms, status_history, usage};
+use readmodel::{Figures, FleetChange, QuotaRow, SimView as SimRow, SmsRow, StatusChange, UsageRow};
 
 /// Rows per bulk statement (so a rebuild's final write is several statements, not one huge one).
 const WRITE_CHUNK: usize = 10_000;
@@ -36,6 +37,8 @@ pub struct Fold {
     dirty_sms: BTreeSet<Uuid>,
     history: Vec<StatusChange>,
     usage: Vec<UsageRow>,
+    /// What the events did to the fleet summary's figures.
+    fleet: Vec<FleetChange>,
 }
 
 /// What [`Fold::write`] wrote: the SIMs whose rows or messages changed, and the SIM rows as
@@ -86,8 +89,11 @@ impl Fold {
         })
     }
 
-    /// Applies one decoded event to the rows.
+    /// Applies one decoded event to the rows, and records what it did to the fleet's figures.
     pub fn apply(&mut self, e: &StoredEvent, decoded: Decoded) {
+        let touched = fleet::Touched::of(e, &decoded);
+        let mut figures = Figures::default();
+        self.contribution(&touched, -1, &mut figures);
         match decoded {
             Decoded::Sim(event) => self.sim_event(e, event),
             Decoded::Quota { iccid, kind, event } => self.quota_event(e, &iccid, kind, event),
@@ -96,6 +102,8 @@ impl Fold {
                 tracing::debug!(aggregate_type = %e.aggregate_type, "no read model for this aggregate type");
             }
         }
+        self.contribution(&touched, 1, &mut figures);
+        self.fleet.extend(figures.changes(e.position, e.recorded_at));
     }
 
     /// Writes every changed row, the status changes and the usage (and, on plain Postgres,
@@ -154,7 +162,8 @@ impl Fold {
         Ok(())
     }
 
-    /// Writes the status changes and usage rows gathered since the last call, and the rollups
+    /// Writes the status changes, the fleet's changes (with their hours) and usage rows
+    /// gathered since the last call, and the rollups
     /// of the usage rows that were new: on plain Postgres (`Tables`) added to the rollup tables
     /// (a rebuild passes `None` and sums its rollups in one statement at the end instead); with
     /// TimescaleDB (`Managed`) the days of new rows that may lie below a continuous aggregate's
@@ -170,6 +179,10 @@ impl Fold {
         let history = std::mem::take(&mut self.history);
         for chunk in history.chunks(WRITE_CHUNK) {
             status_history::insert_status_history(conn, chunk).await?;
+        }
+        let fleet = std::mem::take(&mut self.fleet);
+        for chunk in fleet.chunks(WRITE_CHUNK) {
+            fleet_history::insert_fleet_changes(conn, chunk).await?;
         }
         let usage = std::mem::take(&mut self.usage);
         let mut new = BTreeSet::new();

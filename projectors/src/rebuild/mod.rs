@@ -1,6 +1,6 @@
 //! `projectors rebuild`: replays the Postgres log into fresh tables and swaps them in
 //! atomically, while readers keep reading the old ones. All the read models, or some of them
-//! (`--model sims,quotas,sms,usage`).
+//! (`--model sims,quotas,sms,usage,fleet`).
 //!
 //! 1. A scratch schema `rebuild_<ms>` with an empty copy of every table the projector writes
 //!    ([`tables::create`]), their secondary indexes dropped until the load is done.
@@ -54,6 +54,9 @@ pub const READ_MODEL_TABLES: &[&str] = &[
     "sim_quotas",
     "sms_messages",
     "sim_status_history",
+    "fleet_history",
+    "fleet_history_hourly",
+    "fleet_history_origin",
     "projection_versions",
     "projection_checkpoints",
     "parked_events",

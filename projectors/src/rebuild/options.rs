@@ -19,10 +19,12 @@ pub enum ReadModel {
     Sms,
     /// `sim_usage` and its hourly and daily rollups, per SIM and for the fleet.
     Usage,
+    /// `fleet_history` and its hourly sums: the fleet summary as of any instant.
+    Fleet,
 }
 
 impl ReadModel {
-    pub const ALL: [ReadModel; 4] = [Self::Sims, Self::Quotas, Self::Sms, Self::Usage];
+    pub const ALL: [ReadModel; 5] = [Self::Sims, Self::Quotas, Self::Sms, Self::Usage, Self::Fleet];
 
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.name() == name)
@@ -34,6 +36,7 @@ impl ReadModel {
             Self::Quotas => "quotas",
             Self::Sms => "sms",
             Self::Usage => "usage",
+            Self::Fleet => "fleet",
         }
     }
 
@@ -46,6 +49,7 @@ impl ReadModel {
             (Self::Sms, _) => &["sms_messages"],
             (Self::Usage, UsageRollups::Tables) => USAGE_TABLES,
             (Self::Usage, UsageRollups::Managed) => &[],
+            (Self::Fleet, _) => &["fleet_history", "fleet_history_hourly", "fleet_history_origin"],
         }
     }
 }

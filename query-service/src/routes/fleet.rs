@@ -1,16 +1,17 @@
 //! The fleet: summary counts and usage over every SIM.
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use platform::{ApiError, ApiQuery, Principal};
 use readmodel::FleetSummary;
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::consistency::ConsistentRead;
-use crate::params::Granularity;
+use crate::params::{invalid, parse_instant, Granularity};
 use readmodel::UsagePoint;
 
 use crate::routes::sims::{usage_points, UsageParams};
@@ -22,24 +23,51 @@ pub fn routes() -> Router<AppState> {
         .route("/fleet/usage", get(usage))
 }
 
+/// `GET /fleet/summary` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryParams {
+    /// An RFC 3339 instant, not in the future: the summary as the fleet was then, from the
+    /// fleet's history (`FleetSummaryAsOf`). Without it: the summary now (`FleetSummary`).
+    as_of: Option<String>,
+}
+
 /// Counts by status, pending changes, quota totals and SMS counts over the whole fleet.
-/// At most a second old (`FLEET_SUMMARY_CACHE_SECS`), computed once per second per replica
-/// however many ask; with `X-Consistency-Token`, computed now.
+/// Now: at most a second old (`FLEET_SUMMARY_CACHE_SECS`), computed once per second per
+/// replica however many ask; with `X-Consistency-Token`, computed now. With `as_of`: as the
+/// fleet was at that instant (a `FleetSummaryAsOf`, whose figures are null, with the reason in
+/// `unknown`, where the record cannot tell them).
 #[utoipa::path(
     get, path = "/api/v1/fleet/summary", tag = "fleet",
-    params(crate::openapi::ConsistencyHeader),
+    params(SummaryParams, crate::openapi::ConsistencyHeader),
     responses(
-        (status = 200, description = "The summary", body = readmodel::FleetSummary),
+        (status = 200, description = "The summary: a `FleetSummary`, or with `as_of` a `FleetSummaryAsOf`",
+            body = crate::openapi::FleetSummaryAnswer),
+        (status = 400, description = "`INVALID_QUERY` (`as_of` unparsable or in the future), `INVALID_CONSISTENCY_TOKEN`",
+            body = crate::openapi::ErrorBody),
         (status = 503, description = "`CONSISTENCY_TIMEOUT`", body = crate::openapi::ErrorBody),
     )
 )]
 pub async fn summary(
     State(state): State<AppState>,
     _: Principal,
+    ApiQuery(params): ApiQuery<SummaryParams>,
     read: ConsistentRead,
-) -> Result<Json<FleetSummary>, ApiError> {
+) -> Result<Response, ApiError> {
+    if let Some(raw) = &params.as_of {
+        let as_of = parse_instant("as_of", raw)?;
+        if as_of > Utc::now() {
+            return Err(invalid("as_of", "is in the future"));
+        }
+        return Ok(Json(readmodel::load_fleet_summary_as_of(&state.pool, as_of).await?).into_response());
+    }
+    Ok(Json(current_summary(&state, read).await?).into_response())
+}
+
+async fn current_summary(state: &AppState, read: ConsistentRead) -> Result<FleetSummary, ApiError> {
     if read.fresh {
-        return Ok(Json(readmodel::load_fleet_summary(&state.pool).await?));
+        return Ok(readmodel::load_fleet_summary(&state.pool).await?);
     }
     let (summary, cached) = state
         .fleet_summary
@@ -50,7 +78,7 @@ pub async fn summary(
     } else {
         state.cache_miss("fleet_summary");
     }
-    Ok(Json(summary))
+    Ok(summary)
 }
 
 #[derive(Debug, Serialize, ToSchema)]

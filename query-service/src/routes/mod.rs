@@ -1,3 +1,4 @@
+pub(crate) mod export;
 pub(crate) mod feed;
 pub(crate) mod fleet;
 pub(crate) mod history;

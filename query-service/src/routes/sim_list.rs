@@ -5,7 +5,7 @@ use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::DateTime;
-use domain::{SimStatus, Spelled};
+use domain::{QuotaKind, SimStatus, Spelled};
 use platform::{ApiError, ApiQuery, Principal};
 use readmodel::sim_list::{self, After, SimFilter, Sort};
 use serde::Deserialize;
@@ -16,21 +16,12 @@ use crate::params::{invalid, parse_iccid, Page};
 use crate::routes::paging::{self, Cursor};
 use crate::state::AppState;
 
-/// `GET /sims` parameters. Filters combine with AND.
+/// The list's filters and sort, shared by `GET /sims` and `GET /sims/export`. Filters combine
+/// with AND.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListSims {
-    /// Page number, from 1 (default 1). Not with `after`.
-    #[param(minimum = 1)]
-    page: Option<u32>,
-    /// Keyset pagination: the page after this cursor (from `X-Next-Cursor` or the `next`
-    /// link of the page before, made with the same `sort`). Stable while SIMs change, and as
-    /// fast on the last page as on the first. Not with `page`.
-    after: Option<String>,
-    /// SIMs per page, 1 to 500 (default 50).
-    #[param(minimum = 1, maximum = 500)]
-    page_size: Option<u32>,
+pub struct SimFilterParams {
     /// One status or several, comma-separated: `inactive`, `active`, `suspended`, `terminated`.
     status: Option<String>,
     /// SIMs carrying this tag; several, comma-separated: SIMs carrying all of them.
@@ -43,9 +34,39 @@ pub struct ListSims {
     imsi: Option<String>,
     /// MSISDN prefix (digits).
     msisdn: Option<String>,
+    /// One quota state or several, comma-separated: `ok` (under 80 % used), `warning` (at
+    /// least 80 % used, something left), `exhausted` (nothing left, 100 % used). Of the quota
+    /// named by `quota`; without it, of the worse of the SIM's data and SMS quotas. A quota
+    /// the provider has not reported yet has no state: such SIMs match no value.
+    quota_state: Option<String>,
+    /// `data` or `sms`: the quota `quota_state` looks at (only with `quota_state`).
+    quota: Option<String>,
     /// `iccid` (default), `imsi`, `msisdn`, `label`, `status`, `registered_at`, `updated_at`,
     /// `last_seen_at`; a leading `-` sorts descending. Ties are broken by ICCID.
     sort: Option<String>,
+}
+
+/// `GET /sims` parameters: the paging, and the filters ([`SimFilterParams`]).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListSims {
+    /// Page number, from 1 (default 1). Not with `after`.
+    #[param(minimum = 1)]
+    page: Option<u32>,
+    /// Keyset pagination: the page after this cursor (from `X-Next-Cursor` or the `next`
+    /// link of the page before, made with the same `sort`). Stable while SIMs change, and as
+    /// fast on the last page as on the first. Not with `page`.
+    after: Option<String>,
+    /// SIMs per page, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    page_size: Option<u32>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    filters: SimFilterParams,
+    /// Whatever else the query string holds (refused: a misspelt filter must not be ignored).
+    #[serde(flatten)]
+    #[param(ignore)]
+    unknown: std::collections::BTreeMap<String, String>,
 }
 
 fn comma_list(raw: &str) -> Vec<String> {
@@ -64,23 +85,13 @@ fn digits_prefix(parameter: &str, raw: &str, max_len: usize) -> Result<String, A
     Ok(value.to_owned())
 }
 
-/// The list's filters from its parameters.
-fn parse_filter(params: &ListSims) -> Result<SimFilter, ApiError> {
+/// The filters and sort from their parameters (400 `INVALID_QUERY` naming a bad one).
+pub(crate) fn parse_filter(params: &SimFilterParams) -> Result<(SimFilter, Sort), ApiError> {
+    let sort = Sort::from_key(params.sort.as_deref())
+        .ok_or_else(|| invalid("sort", format!("expected one of {}", Sort::keys().join(", "))))?;
     let mut filters = SimFilter::default();
     if let Some(raw) = &params.status {
-        let expected = || {
-            let words: Vec<&str> = SimStatus::ALL.iter().map(|s| s.as_str()).collect();
-            invalid("status", format!("expected one or more of {}", words.join(", ")))
-        };
-        let statuses: Vec<SimStatus> = comma_list(raw)
-            .iter()
-            .map(|word| word.parse())
-            .collect::<Result<_, _>>()
-            .map_err(|_| expected())?;
-        if statuses.is_empty() {
-            return Err(expected());
-        }
-        filters.statuses = Some(statuses);
+        filters.statuses = Some(words::<SimStatus>("status", raw)?);
     }
     if let Some(raw) = &params.tag {
         let tags = comma_list(raw);
@@ -110,13 +121,43 @@ fn parse_filter(params: &ListSims) -> Result<SimFilter, ApiError> {
     if let Some(raw) = &params.msisdn {
         filters.msisdn = Some(digits_prefix("msisdn", raw, 15)?);
     }
-    Ok(filters)
+    if let Some(raw) = &params.quota_state {
+        filters.quota_states = Some(words("quota_state", raw)?);
+    }
+    if let Some(raw) = &params.quota {
+        if params.quota_state.is_none() {
+            return Err(invalid("quota", "goes with quota_state"));
+        }
+        filters.quota_kind = Some(match raw.trim() {
+            "data" => QuotaKind::Data,
+            "sms" => QuotaKind::Sms,
+            _ => return Err(invalid("quota", "expected data or sms")),
+        });
+    }
+    Ok((filters, sort))
+}
+
+/// One word or several, comma-separated, of `T`'s spellings.
+fn words<T: Spelled + std::str::FromStr>(parameter: &str, raw: &str) -> Result<Vec<T>, ApiError> {
+    let expected = || {
+        let words: Vec<&str> = T::ALL.iter().map(|s| s.as_str()).collect();
+        invalid(parameter, format!("expected one or more of {}", words.join(", ")))
+    };
+    let values: Vec<T> = comma_list(raw)
+        .iter()
+        .map(|word| word.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|_| expected())?;
+    if values.is_empty() {
+        return Err(expected());
+    }
+    Ok(values)
 }
 
 /// List SIMs (paged or by keyset cursor, filtered, sorted).
 #[utoipa::path(
     get, path = "/api/v1/sims", tag = "sims",
-    params(ListSims, crate::openapi::ConsistencyHeader),
+    params(ListSims, SimFilterParams, crate::openapi::ConsistencyHeader),
     responses(
         (status = 200, description = "One page of SIMs", body = Vec<readmodel::SimView>,
             headers(
@@ -142,10 +183,11 @@ pub async fn list(
     if keyset && params.page.is_some() {
         return Err(invalid("after", "use either page or after, not both"));
     }
+    if let Some(name) = params.unknown.keys().next() {
+        return Err(invalid(name, "not a parameter of this list"));
+    }
     let page = Page::parse(params.page, params.page_size)?;
-    let filters = parse_filter(&params)?;
-    let sort = Sort::from_key(params.sort.as_deref())
-        .ok_or_else(|| invalid("sort", format!("expected one of {}", Sort::keys().join(", "))))?;
+    let (filters, sort) = parse_filter(&params.filters)?;
     // An empty `after=` asks for the first page with a cursor for the next.
     let cursor = match params.after.as_deref().map(str::trim) {
         None | Some("") => None,

@@ -24,6 +24,7 @@ use crate::state::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/sims", get(crate::routes::sim_list::list))
+        .route("/sims/export", get(crate::routes::export::export))
         .route("/sims/{iccid}", get(detail))
         .route("/sims/{iccid}/usage", get(usage))
         .route("/sims/{iccid}/quotas", get(quotas))

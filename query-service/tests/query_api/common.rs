@@ -20,6 +20,15 @@ pub async fn expect_invalid_queries(app: &QueryApi, paths: impl IntoIterator<Ite
     }
 }
 
+/// The ICCIDs of a list's page, in order.
+pub fn iccids(body: &serde_json::Value) -> Vec<String> {
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["iccid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 pub fn ts(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
 }
@@ -75,15 +84,28 @@ async fn execute_sim(store: &EventStore, iccid: &str, command: SimCommand, ctx: 
 
 /// The provider's data quota.
 pub async fn assign_data_quota(store: &EventStore, iccid: &str, total: u64, remaining: u64) -> i64 {
-    let parsed = Iccid::parse(iccid).unwrap();
     let command = QuotaCommand::Assign {
-        iccid: parsed.clone(),
+        iccid: Iccid::parse(iccid).unwrap(),
         kind: QuotaKind::Data,
         total,
         remaining,
         expiry_date: Some(ts("2026-12-31T00:00:00Z")),
         at: Utc::now(),
     };
+    execute_data_quota(store, iccid, command).await
+}
+
+/// What the connector records when 1NCE reports what is left of the data quota.
+pub async fn data_consumed(store: &EventStore, iccid: &str, remaining: u64) -> i64 {
+    let command = QuotaCommand::RecordConsumption {
+        remaining,
+        at: Utc::now(),
+    };
+    execute_data_quota(store, iccid, command).await
+}
+
+async fn execute_data_quota(store: &EventStore, iccid: &str, command: QuotaCommand) -> i64 {
+    let parsed = Iccid::parse(iccid).unwrap();
     store
         .execute::<Quota>(
             &quota_aggregate_id(&parsed, QuotaKind::Data),

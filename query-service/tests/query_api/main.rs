@@ -4,5 +4,8 @@
 mod common;
 
 mod attacks;
+mod export;
+mod fleet_as_of;
 mod history;
+mod quota_filter;
 mod sims;

@@ -20,14 +20,6 @@ fn payloads(page: &Value) -> Vec<&str> {
         .collect()
 }
 
-fn iccids(body: &Value) -> Vec<String> {
-    body.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["iccid"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 /// 30 SIMs: status by n % 3, tags `even` / `five`, labels `pump-NN` (reversed) on the first
 /// 20, registration times in a shuffled order.
 async fn fleet(pool: &PgPool) -> Vec<SimView> {

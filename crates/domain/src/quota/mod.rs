@@ -13,8 +13,10 @@ use crate::sim::SimStatus;
 use crate::Aggregate;
 
 mod messages;
+mod state;
 
 pub use messages::{QuotaCommand, QuotaError, QuotaEvent};
+pub use state::QuotaState;
 
 #[cfg(test)]
 mod proptests;
