@@ -29,8 +29,10 @@ export interface paths {
         };
         /**
          * Counts by status, pending changes, quota totals and SMS counts over the whole fleet.
-         *     At most a second old (`FLEET_SUMMARY_CACHE_SECS`), computed once per second per replica
-         *     however many ask; with `X-Consistency-Token`, computed now.
+         *     Now: at most a second old (`FLEET_SUMMARY_CACHE_SECS`), computed once per second per
+         *     replica however many ask; with `X-Consistency-Token`, computed now. With `as_of`: as the
+         *     fleet was at that instant (a `FleetSummaryAsOf`, whose figures are null, with the reason in
+         *     `unknown`, where the record cannot tell them).
          */
         get: operations["summary"];
         put?: never;
@@ -67,6 +69,23 @@ export interface paths {
         };
         /** List SIMs (paged or by keyset cursor, filtered, sorted). */
         get: operations["list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sims/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every SIM matching the filters, as CSV (`text/csv`, a download). */
+        get: operations["export"];
         put?: never;
         post?: never;
         delete?: never;
@@ -233,12 +252,63 @@ export interface components {
             /** Format: int64 */
             changes_pending: number;
             data: components["schemas"]["QuotaTotals"];
+            /**
+             * Format: date-time
+             * @description Sync freshness: of the SIMs not terminated, the one whose newest usage report is the
+             *     oldest — that report's observation time (null when no SIM has reported usage).
+             */
+            oldest_usage_report_at?: string | null;
             /** @description Every status, zero included, so dashboards need not guess the keys. */
             sims_by_status: Record<string, never>;
             /** Format: int64 */
             sims_total: number;
+            /**
+             * Format: int64
+             * @description SIMs not terminated that have reported no usage yet.
+             */
+            sims_without_usage_report?: number;
             sms: components["schemas"]["QuotaTotals"];
             sms_messages_by_status: Record<string, never>;
+            /**
+             * Format: int64
+             * @description Quotas whose last top-up failed at the provider.
+             */
+            topups_failed?: number;
+            /**
+             * Format: int64
+             * @description Quotas whose last top-up has no known outcome (the provider never answered).
+             */
+            topups_outcome_unknown?: number;
+        };
+        FleetSummaryAnswer: components["schemas"]["FleetSummary"] | components["schemas"]["FleetSummaryAsOf"];
+        /**
+         * @description `GET /fleet/summary?as_of=`: the summary's figures as the fleet was at `as_of`. A figure
+         *     the record cannot tell is null, and `unknown` says why.
+         */
+        FleetSummaryAsOf: {
+            /**
+             * Format: date-time
+             * @description The instant asked for.
+             */
+            as_of: string;
+            /**
+             * Format: int64
+             * @description The global position of the last event at or before `as_of` that changed a figure (0:
+             *     none).
+             */
+            as_of_position: number;
+            /** Format: int64 */
+            changes_pending?: number | null;
+            data?: null | components["schemas"]["QuotaTotals"];
+            /** @description Every status, zero included. */
+            sims_by_status?: Record<string, never> | null;
+            /** Format: int64 */
+            sims_total?: number | null;
+            sms?: null | components["schemas"]["QuotaTotals"];
+            /** @description Statuses with at least one message. */
+            sms_messages_by_status?: Record<string, never> | null;
+            /** @description The figures answered null, each with the reason (empty: every figure is known). */
+            unknown: Record<string, never>;
         };
         FleetUsage: {
             /** Format: date-time */
@@ -287,7 +357,10 @@ export interface components {
         };
         /** @description Sums over one quota kind across the fleet. */
         QuotaTotals: {
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Quotas used up whose 100 % alert was recorded.
+             */
             exhausted: number;
             /** Format: int64 */
             expired: number;
@@ -297,6 +370,11 @@ export interface components {
             topups_pending: number;
             /** Format: int64 */
             total: number;
+            /**
+             * Format: int64
+             * @description Quotas at least 80 % used with something left (`quota_state=warning`).
+             */
+            warning: number;
         };
         SimHistory: {
             /** @description Oldest first, in the global log's order, with their metadata. */
@@ -600,7 +678,13 @@ export interface operations {
     };
     summary: {
         parameters: {
-            query?: never;
+            query?: {
+                /**
+                 * @description An RFC 3339 instant, not in the future: the summary as the fleet was then, from the
+                 *     fleet's history (`FleetSummaryAsOf`). Without it: the summary now (`FleetSummary`).
+                 */
+                as_of?: string;
+            };
             header?: {
                 /**
                  * @description A `position` answered by the command API: the query answers once the read models have
@@ -614,20 +698,18 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The summary */
+            /** @description The summary: a `FleetSummary`, or with `as_of` a `FleetSummaryAsOf` */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["FleetSummary"];
+                    "application/json": components["schemas"]["FleetSummaryAnswer"];
                 };
             };
-            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            /** @description `INVALID_QUERY` (`as_of` unparsable or in the future), `INVALID_CONSISTENCY_TOKEN` */
             400: {
                 headers: {
-                    /** @description The request's id (the client's, when it sent an acceptable one) */
-                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -857,6 +939,15 @@ export interface operations {
                 /** @description MSISDN prefix (digits). */
                 msisdn?: string;
                 /**
+                 * @description One quota state or several, comma-separated: `ok` (under 80 % used), `warning` (at
+                 *     least 80 % used, something left), `exhausted` (nothing left, 100 % used). Of the quota
+                 *     named by `quota`; without it, of the worse of the SIM's data and SMS quotas. A quota
+                 *     the provider has not reported yet has no state: such SIMs match no value.
+                 */
+                quota_state?: string;
+                /** @description `data` or `sms`: the quota `quota_state` looks at (only with `quota_state`). */
+                quota?: string;
+                /**
                  * @description `iccid` (default), `imsi`, `msisdn`, `label`, `status`, `registered_at`, `updated_at`,
                  *     `last_seen_at`; a leading `-` sorts descending. Ties are broken by ICCID.
                  */
@@ -897,6 +988,146 @@ export interface operations {
                 };
             };
             /** @description `INVALID_QUERY`, `INVALID_CONSISTENCY_TOKEN` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials' role may not do this */
+            403: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `CONSISTENCY_TIMEOUT` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    export: {
+        parameters: {
+            query?: {
+                /** @description One status or several, comma-separated: `inactive`, `active`, `suspended`, `terminated`. */
+                status?: string;
+                /** @description SIMs carrying this tag; several, comma-separated: SIMs carrying all of them. */
+                tag?: string;
+                /** @description Case-insensitive substring of the label. */
+                label?: string;
+                /** @description ICCID prefix (digits; a full 20-digit ICCID is normalised to 19). */
+                iccid?: string;
+                /** @description IMSI prefix (digits). */
+                imsi?: string;
+                /** @description MSISDN prefix (digits). */
+                msisdn?: string;
+                /**
+                 * @description One quota state or several, comma-separated: `ok` (under 80 % used), `warning` (at
+                 *     least 80 % used, something left), `exhausted` (nothing left, 100 % used). Of the quota
+                 *     named by `quota`; without it, of the worse of the SIM's data and SMS quotas. A quota
+                 *     the provider has not reported yet has no state: such SIMs match no value.
+                 */
+                quota_state?: string;
+                /** @description `data` or `sms`: the quota `quota_state` looks at (only with `quota_state`). */
+                quota?: string;
+                /**
+                 * @description `iccid` (default), `imsi`, `msisdn`, `label`, `status`, `registered_at`, `updated_at`,
+                 *     `last_seen_at`; a leading `-` sorts descending. Ties are broken by ICCID.
+                 */
+                sort?: string;
+            };
+            header?: {
+                /**
+                 * @description A `position` answered by the command API: the query answers once the read models have
+                 *     applied it (reading Postgres, not the cache), or 503 `CONSISTENCY_TIMEOUT` after
+                 *     `CONSISTENCY_WAIT_MS` (default 5000). Malformed or unknown: 400 `INVALID_CONSISTENCY_TOKEN`.
+                 */
+                "X-Consistency-Token"?: number | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description CSV (RFC 4180, CRLF line ends, UTF-8): a header row, then one row per SIM in `sort` order. Columns: iccid, imsi, msisdn, label, tags (separated by `;`), status, pending_change, provider_status, imei, imei_lock, ip_address, network, country, rat, last_seen_at, data_total, data_remaining, data_expiry, data_quota_state, sms_total, sms_remaining, sms_expiry, sms_quota_state, registered_at, terminated_at, updated_at. Empty field: no value. Streamed: a failure after the first bytes ends the transfer early (the chunked body is cut short), never a partial file that looks whole. */
+            200: {
+                headers: {
+                    /** @description `attachment; filename="sims.csv"` */
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            /** @description `INVALID_QUERY` (a filter, the sort, or a parameter the export does not take), `INVALID_CONSISTENCY_TOKEN` */
             400: {
                 headers: {
                     [name: string]: unknown;

@@ -10,3 +10,4 @@ export type QuotaRow = Query['schemas']['QuotaRow'];
 export type Granularity = Query['schemas']['Granularity'];
 export type CommandAnswer = Command['schemas']['CommandAnswer'];
 export type QuotaTotals = Query['schemas']['QuotaTotals'];
+export type FleetSummaryAsOf = Query['schemas']['FleetSummaryAsOf'];
