@@ -1,12 +1,13 @@
 import { useEffect, useId, useState } from 'react';
 import { formatDateTime } from '../lib/format';
-import { fromLocalInput, instantOf, sliderStep, type Span, toLocalInput } from '../lib/timeline';
+import { fromLocalInput, instantAtPosition, instantOf, POSITIONS, positionOf, type Span, toLocalInput } from '../lib/timeline';
 
 const DEBOUNCE_MS = 300;
 
 /**
- * The ★ time slider: a range over the fleet's recorded history and a date-time field, both
- * labelled and keyboard-operable (arrows, Page Up/Down, Home/End on the range). The instant is
+ * The ★ time slider: a range over the fleet's recorded history (a thousand positions, so a
+ * step is about a thousandth of it however long it is) and a date-time field, both labelled
+ * and keyboard-operable (arrows, Page Up/Down, Home/End on the range). The instant is
  * committed `DEBOUNCE_MS` after the last move, so dragging asks for one summary, not hundreds;
  * the end of the range, or "Now", is the live summary (`null`).
  */
@@ -22,11 +23,11 @@ export function TimeSlider({ span, value, onChange }: { span: Span; value: numbe
     return () => clearTimeout(timer);
   }, [draft, value, onChange]);
 
-  const step = sliderStep(span);
   const shown = draft ?? span.end;
-  const move = (ms: number) => {
+  const position = positionOf(span, draft);
+  const moveTo = (next: number) => {
     setTyped(null);
-    setDraft(instantOf(span, ms));
+    setDraft(instantAtPosition(span, next));
   };
   return (
     <section className="card wide time-slider" aria-labelledby={`${id}-title`}>
@@ -41,18 +42,17 @@ export function TimeSlider({ span, value, onChange }: { span: Span; value: numbe
           <span>Instant in the fleet's history</span>
           <input
             type="range"
-            min={span.start}
-            max={span.end}
-            step={step}
-            value={shown}
+            min={0}
+            max={POSITIONS}
+            step={1}
+            value={position}
             aria-valuetext={draft === null ? 'now' : formatDateTime(new Date(draft).toISOString())}
-            onChange={(e) => move(Number(e.target.value))}
+            onChange={(e) => moveTo(Number(e.target.value))}
             onKeyDown={(e) => {
               // Page Up/Down: a tenth of the history.
               if (e.key !== 'PageUp' && e.key !== 'PageDown') return;
               e.preventDefault();
-              const tenth = Math.max(step, Math.round((span.end - span.start) / 10));
-              move(shown + (e.key === 'PageUp' ? tenth : -tenth));
+              moveTo(position + (e.key === 'PageUp' ? POSITIONS / 10 : -POSITIONS / 10));
             }}
           />
         </label>
@@ -71,7 +71,7 @@ export function TimeSlider({ span, value, onChange }: { span: Span; value: numbe
             }}
           />
         </label>
-        <button type="button" onClick={() => move(span.end)} disabled={draft === null}>
+        <button type="button" onClick={() => moveTo(POSITIONS)} disabled={draft === null}>
           Now
         </button>
       </div>

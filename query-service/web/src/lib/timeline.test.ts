@@ -1,13 +1,21 @@
 import { describe, expect, it } from 'vitest';
 import type { FleetSummaryAsOf } from '../api/types';
-import { fromLocalInput, instantOf, pastFigures, sliderStep, toLocalInput } from './timeline';
+import { fromLocalInput, instantAtPosition, instantOf, pastFigures, positionOf, POSITIONS, toLocalInput } from './timeline';
 
 const span = { start: Date.UTC(2026, 0, 1), end: Date.UTC(2026, 0, 31) };
 
 describe('the time slider', () => {
-  it('steps in whole minutes, about a thousandth of the history, at least one minute', () => {
-    expect(sliderStep(span)).toBe(44 * 60_000); // 30 days / 1000 = 43.2 min, rounded up
-    expect(sliderStep({ start: 0, end: 5 * 60_000 })).toBe(60_000);
+  it('maps the history onto a thousand positions, the last one live', () => {
+    expect(positionOf(span, null)).toBe(POSITIONS);
+    expect(positionOf(span, span.start)).toBe(0);
+    expect(positionOf(span, span.start + (span.end - span.start) / 4)).toBe(250);
+    expect(instantAtPosition(span, 0)).toBe(span.start);
+    expect(instantAtPosition(span, 500)).toBe(span.start + (span.end - span.start) / 2);
+    expect(instantAtPosition(span, POSITIONS)).toBeNull();
+    // A history of seconds still has every position (no step swallows it).
+    const short = { start: 0, end: 30_000 };
+    expect(instantAtPosition(short, 999)).toBe(29_970);
+    expect(positionOf(short, 29_970)).toBe(999);
   });
 
   it('keeps instants inside the history and turns its end into the live summary', () => {

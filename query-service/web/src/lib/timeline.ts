@@ -8,14 +8,22 @@ export interface Span {
   end: number;
 }
 
-const MINUTE = 60_000;
+/** The slider's positions: about a thousandth of the history each; the last is now (live). */
+export const POSITIONS = 1000;
 
-/** The slider's step: a whole number of minutes, about a thousandth of the span (at least one). */
-export function sliderStep(span: Span): number {
-  return Math.max(1, Math.ceil((span.end - span.start) / 1000 / MINUTE)) * MINUTE;
+/** The slider position of an instant (`null`, live: the last). */
+export function positionOf(span: Span, at: number | null): number {
+  if (at === null || span.end <= span.start) return POSITIONS;
+  return Math.min(POSITIONS, Math.max(0, Math.round(((at - span.start) / (span.end - span.start)) * POSITIONS)));
 }
 
-/** A slider (or typed) instant kept inside the span; `null` (live) at or past its end. */
+/** The instant at a slider position; the last position is live (`null`). */
+export function instantAtPosition(span: Span, position: number): number | null {
+  if (!Number.isFinite(position) || position >= POSITIONS) return null;
+  return instantOf(span, span.start + (Math.max(0, position) / POSITIONS) * (span.end - span.start));
+}
+
+/** A typed instant kept inside the span; `null` (live) at or past its end. */
 export function instantOf(span: Span, value: number): number | null {
   if (!Number.isFinite(value) || value >= span.end) return null;
   return Math.max(span.start, Math.round(value));
