@@ -5,6 +5,8 @@
 # break each other), its own NATS server and free ports, with the simulator as the provider,
 # behind the local gateway. One screenshot per test under target/browser-tests/. Called by
 # test.sh; runs alone too.
+# Arguments name test files to run instead of all of them: `browser-test.sh budget` runs
+# browser-tests/budget.test.mjs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -58,5 +60,11 @@ bin_abs=$(cd "$bin_dir" && pwd)
 export BROWSER_TEST_URL="http://$GATEWAY_ADDR" BROWSER_TEST_OUT="$PWD/target/browser-tests"
 export BROWSER_TEST_SIMS=$SIMULATOR_SIMS
 rm -rf "$BROWSER_TEST_OUT" && mkdir -p "$BROWSER_TEST_OUT"
-(cd query-service/web && npm run --silent test:browser)
+if [ $# -gt 0 ]; then
+    files=()
+    for name in "$@"; do files+=("browser-tests/$name.test.mjs"); done
+    (cd query-service/web && node --test --test-concurrency=1 "${files[@]}")
+else
+    (cd query-service/web && npm run --silent test:browser)
+fi
 echo "[browser-test] screenshots in $BROWSER_TEST_OUT" >&2

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use domain::{SimStatus, Spelled};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -34,6 +35,19 @@ pub struct FleetSummary {
     pub sms: QuotaTotals,
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub sms_messages_by_status: BTreeMap<String, i64>,
+    /// Quotas whose last top-up failed at the provider.
+    #[serde(default)]
+    pub topups_failed: i64,
+    /// Quotas whose last top-up has no known outcome (the provider never answered).
+    #[serde(default)]
+    pub topups_outcome_unknown: i64,
+    /// Sync freshness: of the SIMs not terminated, the one whose newest usage report is the
+    /// oldest — that report's observation time (null when no SIM has reported usage).
+    #[serde(default)]
+    pub oldest_usage_report_at: Option<DateTime<Utc>>,
+    /// SIMs not terminated that have reported no usage yet.
+    #[serde(default)]
+    pub sims_without_usage_report: i64,
     /// The highest global position reflected in the read models.
     pub as_of_position: i64,
 }
@@ -54,15 +68,28 @@ pub async fn load_fleet_summary(pool: &PgPool) -> Result<FleetSummary, sqlx::Err
         sqlx::query_scalar("SELECT count(*) FROM sims WHERE pending_change IS NOT NULL")
             .fetch_one(pool)
             .await?;
-    let quotas: Vec<(String, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+    // Freshness: the first entry of the partial index `sims_usage_reported_at`, and its nulls.
+    (summary.oldest_usage_report_at, summary.sims_without_usage_report) = sqlx::query_as(
+        "SELECT (SELECT min(usage_reported_at) FROM sims WHERE status <> 'terminated'), \
+         (SELECT count(*) FROM sims WHERE status <> 'terminated' AND usage_reported_at IS NULL)",
+    )
+    .fetch_one(pool)
+    .await?;
+    type QuotaSums = (String, i64, i64, i64, i64, i64, i64, i64, i64);
+    let quotas: Vec<QuotaSums> = sqlx::query_as(
         "SELECT kind, coalesce(sum(total), 0)::bigint, coalesce(sum(remaining), 0)::bigint, \
          count(*) FILTER (WHERE quota_state(total, remaining) = 'warning'), \
          count(*) FILTER (WHERE exhausted), count(*) FILTER (WHERE expired), \
-         count(*) FILTER (WHERE pending_topup_id IS NOT NULL) FROM sim_quotas GROUP BY kind",
+         count(*) FILTER (WHERE pending_topup_id IS NOT NULL), \
+         count(*) FILTER (WHERE pending_topup_id IS NULL AND last_topup_status = 'failed'), \
+         count(*) FILTER (WHERE pending_topup_id IS NULL AND last_topup_status = 'unknown') \
+         FROM sim_quotas GROUP BY kind",
     )
     .fetch_all(pool)
     .await?;
-    for (kind, total, remaining, warning, exhausted, expired, topups_pending) in quotas {
+    for (kind, total, remaining, warning, exhausted, expired, topups_pending, failed, unknown) in quotas {
+        summary.topups_failed += failed;
+        summary.topups_outcome_unknown += unknown;
         let totals = QuotaTotals {
             total,
             remaining,

@@ -46,6 +46,44 @@ pub async fn insert_usage(conn: &mut PgConnection, rows: &[UsageRow]) -> Result<
     .await
 }
 
+/// Moves each SIM's `usage_reported_at` forward to its newest usage row here (never back: a
+/// late report of an older period leaves it), for the fleet's sync freshness. Rows go in ICCID
+/// order, so two projectors updating the same SIMs lock them in the same order.
+pub async fn mark_usage_reported(conn: &mut PgConnection, rows: &[UsageRow]) -> Result<(), sqlx::Error> {
+    let mut newest: std::collections::BTreeMap<&str, DateTime<Utc>> = std::collections::BTreeMap::new();
+    for row in rows {
+        let at = newest.entry(&row.iccid).or_insert(row.observed_at);
+        *at = (*at).max(row.observed_at);
+    }
+    if newest.is_empty() {
+        return Ok(());
+    }
+    let (iccids, times): (Vec<&str>, Vec<DateTime<Utc>>) = newest.into_iter().unzip();
+    sqlx::query(
+        "UPDATE sims SET usage_reported_at = greatest(sims.usage_reported_at, u.at) \
+         FROM UNNEST($1::text[], $2::timestamptz[]) AS u(iccid, at) \
+         WHERE sims.iccid = u.iccid AND sims.usage_reported_at IS DISTINCT FROM greatest(sims.usage_reported_at, u.at)",
+    )
+    .bind(iccids)
+    .bind(times)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sets every SIM's `usage_reported_at` from `sim_usage` (the end of a rebuild, whose pages
+/// write usage before the SIM rows).
+pub async fn mark_all_usage_reported(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sims SET usage_reported_at = u.last \
+         FROM (SELECT iccid, max(observed_at) AS last FROM sim_usage GROUP BY iccid) u \
+         WHERE u.iccid = sims.iccid AND sims.usage_reported_at IS DISTINCT FROM u.last",
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Adds `(data, mo, mt)` per `(iccid, bucket)` into a rollup table (plain Postgres only); a
 /// `fleet_*` table has no SIM column (its keys' ICCIDs are empty). Rows go in key order, so
 /// two projectors adding to the same fleet buckets lock them in the same order.

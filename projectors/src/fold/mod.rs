@@ -116,6 +116,9 @@ impl Fold {
         let touched = self.touched();
         let dirty = self.dirty_sims.clone();
         self.write_rows(conn).await?;
+        // After the rows, so a SIM registered in this batch has its row to mark (a rebuild,
+        // which writes appends before rows, marks every SIM at its end instead).
+        usage::mark_usage_reported(conn, &self.usage).await?;
         let late_usage = self.write_appends(conn, rollups).await?;
         let rows = dirty.iter().filter_map(|k| self.sims.remove(k)).collect();
         Ok(Written {

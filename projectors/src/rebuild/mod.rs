@@ -239,6 +239,9 @@ async fn run(
             progress.replayed(page.len() as u64, report.events, last.position);
         }
         fold.write(&mut conn).await?;
+        readmodel::usage::mark_all_usage_reported(&mut conn)
+            .await
+            .map_err(ApplyError::from)?;
         if rollups == UsageRollups::Tables {
             readmodel::usage::sum_rollups(&mut conn)
                 .await

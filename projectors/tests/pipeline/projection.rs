@@ -246,6 +246,17 @@ async fn every_event_type_lands_in_its_rows(pool: PgPool) {
         assert_eq!(rows, expected, "{query}");
     }
 
+    // Sync freshness: each SIM's newest usage report (B reported none).
+    let reported: Vec<(String, Option<DateTime<Utc>>)> =
+        sqlx::query_as("SELECT iccid, usage_reported_at FROM sims ORDER BY iccid")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        reported,
+        [(SIM_A.to_owned(), Some(at(2, 0, 0))), (SIM_B.to_owned(), None)]
+    );
+
     // Bookkeeping: every aggregate at its last sequence; the checkpoint at the last event.
     let versions: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT aggregate_type, aggregate_id, version FROM projection_versions WHERE projector = $1",

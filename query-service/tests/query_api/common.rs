@@ -77,7 +77,7 @@ pub async fn provider_enabled(store: &EventStore, iccid: &str, at: DateTime<Utc>
 }
 
 /// Runs `command` on the SIM; returns the position of what it stored.
-async fn execute_sim(store: &EventStore, iccid: &str, command: SimCommand, ctx: CommandContext) -> i64 {
+pub async fn execute_sim(store: &EventStore, iccid: &str, command: SimCommand, ctx: CommandContext) -> i64 {
     let outcome = store.execute::<Sim>(iccid, iccid, command, &ctx).await.unwrap();
     outcome.answer().position
 }
@@ -104,7 +104,7 @@ pub async fn data_consumed(store: &EventStore, iccid: &str, remaining: u64) -> i
     execute_data_quota(store, iccid, command).await
 }
 
-async fn execute_data_quota(store: &EventStore, iccid: &str, command: QuotaCommand) -> i64 {
+pub async fn execute_data_quota(store: &EventStore, iccid: &str, command: QuotaCommand) -> i64 {
     let parsed = Iccid::parse(iccid).unwrap();
     store
         .execute::<Quota>(

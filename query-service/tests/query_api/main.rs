@@ -6,6 +6,7 @@ mod common;
 mod attacks;
 mod export;
 mod fleet_as_of;
+mod fleet_freshness;
 mod history;
 mod quota_filter;
 mod sims;

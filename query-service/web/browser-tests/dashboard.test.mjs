@@ -24,6 +24,31 @@ test('the bootstrap admin logs in and sees the fleet overview with the simulator
   await page.getByRole('heading', { name: 'Usage' }).waitFor();
 });
 
+test('the time slider shows the fleet as recorded at an earlier instant, and "Now" the live fleet', async () => {
+  const { pages: [page] } = await openPages();
+  await page.goto('/');
+  await logIn(page);
+  const slider = page.getByRole('slider', { name: "Instant in the fleet's history" });
+  await slider.waitFor();
+  await eventually(async () => Number((await page.getByTestId('sims-total').textContent())?.replace(/,/g, '')) === SIMS, 30_000, 'the live total');
+  await page.getByTestId('quota-data-warning').waitFor();
+
+  // Home: the first recorded event, when the fleet had only its first SIM.
+  await slider.focus();
+  await page.keyboard.press('Home');
+  await eventually(async () => (await page.getByTestId('as-of-mode').textContent())?.startsWith('As recorded at'), 5_000, 'the past mode');
+  await eventually(async () => {
+    const total = Number((await page.getByTestId('sims-total').textContent())?.replace(/,/g, ''));
+    return total >= 1 && total < SIMS;
+  }, 10_000, 'the summary as of the first event');
+  await page.getByText('Shown for now only').waitFor();
+
+  await page.getByRole('button', { name: 'Now' }).click();
+  await eventually(async () => (await page.getByTestId('as-of-mode').textContent()) === 'Now (live)', 5_000, 'the live mode');
+  await eventually(async () => Number((await page.getByTestId('sims-total').textContent())?.replace(/,/g, '')) === SIMS, 10_000, 'the live total again');
+  await page.getByTestId('sync-age').waitFor();
+});
+
 test('finds a SIM by ICCID prefix in the table and opens it', async () => {
   const { pages: [page] } = await openPages();
   await page.goto('/sims');

@@ -36,9 +36,12 @@ export function useBrowser() {
   after(async () => browser?.close());
 }
 
-/** A new browser context (its own cookies: another browser profile) with `count` pages. */
-export async function openPages(count = 1, viewport = { width: 1280, height: 900 }) {
-  const context = await browser.newContext({ viewport, baseURL: BASE });
+/**
+ * A new browser context (its own cookies and HTTP cache: another browser profile) with `count`
+ * pages; `storageState` carries another context's cookies over (a signed-in profile).
+ */
+export async function openPages(count = 1, viewport = { width: 1280, height: 900 }, storageState = undefined) {
+  const context = await browser.newContext({ viewport, baseURL: BASE, storageState });
   context.setDefaultTimeout(15_000);
   const opened = [];
   for (let i = 0; i < count; i++) opened.push(await context.newPage());

@@ -12,3 +12,4 @@ export type CommandAnswer = Command['schemas']['CommandAnswer'];
 export type QuotaTotals = Query['schemas']['QuotaTotals'];
 export type StoredEvent = Query['schemas']['StoredEvent'];
 export type SmsRow = Query['schemas']['SmsRow'];
+export type FleetSummaryAsOf = Query['schemas']['FleetSummaryAsOf'];
