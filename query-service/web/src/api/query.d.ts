@@ -310,36 +310,6 @@ export interface components {
             /** @description The figures answered null, each with the reason (empty: every figure is known). */
             unknown: Record<string, never>;
         };
-        FleetSummaryAnswer: components["schemas"]["FleetSummary"] | components["schemas"]["FleetSummaryAsOf"];
-        /**
-         * @description `GET /fleet/summary?as_of=`: the summary's figures as the fleet was at `as_of`. A figure
-         *     the record cannot tell is null, and `unknown` says why.
-         */
-        FleetSummaryAsOf: {
-            /**
-             * Format: date-time
-             * @description The instant asked for.
-             */
-            as_of: string;
-            /**
-             * Format: int64
-             * @description The global position of the last event at or before `as_of` that changed a figure (0:
-             *     none).
-             */
-            as_of_position: number;
-            /** Format: int64 */
-            changes_pending?: number | null;
-            data?: null | components["schemas"]["QuotaTotals"];
-            /** @description Every status, zero included. */
-            sims_by_status?: Record<string, never> | null;
-            /** Format: int64 */
-            sims_total?: number | null;
-            sms?: null | components["schemas"]["QuotaTotals"];
-            /** @description Statuses with at least one message. */
-            sms_messages_by_status?: Record<string, never> | null;
-            /** @description The figures answered null, each with the reason (empty: every figure is known). */
-            unknown: Record<string, never>;
-        };
         FleetUsage: {
             /** Format: date-time */
             from: string;
