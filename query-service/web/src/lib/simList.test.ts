@@ -15,6 +15,11 @@ describe('listParams', () => {
     });
   });
 
+  it('sends the quota states as the API names them', () => {
+    const state = { ...DEFAULT_STATE, quotaStates: ['warning' as const, 'exhausted' as const] };
+    expect(listParams(state, '')).toEqual({ page_size: 50, after: '', quota_state: 'warning,exhausted' });
+  });
+
   it('leaves out a search the API would refuse', () => {
     expect(listParams({ ...DEFAULT_STATE, field: 'imsi', text: '90140x' }, '')).toEqual({ page_size: 50, after: '' });
     expect(listParams({ ...DEFAULT_STATE, field: 'label', text: 'pump 4' }, '').label).toBe('pump 4');
@@ -34,12 +39,16 @@ describe('searchProblem', () => {
 describe('the address', () => {
   it('round-trips a state and drops defaults', () => {
     expect(toSearch(DEFAULT_STATE)).toBe('');
-    const state = { ...DEFAULT_STATE, field: 'msisdn' as const, text: '4917', statuses: ['active' as const], tags: 'fleet', sort: 'status' as const, descending: true, pageSize: 100 };
+    const state = { ...DEFAULT_STATE, field: 'msisdn' as const, text: '4917', statuses: ['active' as const], quotaStates: ['exhausted' as const], tags: 'fleet', sort: 'status' as const, descending: true, pageSize: 100 };
     expect(fromSearch(toSearch(state))).toEqual(state);
   });
 
   it('ignores what it does not know', () => {
-    expect(fromSearch('?field=owner&status=active,broken&sort=-price&size=7')).toEqual({ ...DEFAULT_STATE, statuses: ['active'] });
+    expect(fromSearch('?field=owner&status=active,broken&quota=full,ok&sort=-price&size=7')).toEqual({
+      ...DEFAULT_STATE,
+      statuses: ['active'],
+      quotaStates: ['ok'],
+    });
   });
 });
 

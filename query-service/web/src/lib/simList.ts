@@ -4,6 +4,11 @@
 export const STATUSES = ['inactive', 'active', 'suspended', 'terminated'] as const;
 export type Status = (typeof STATUSES)[number];
 
+/** Quota states as the API names them (the worse of data and SMS): under 80 % used, at 80 % or
+ * more with something left, nothing left. */
+export const QUOTA_STATES = { ok: 'under 80 %', warning: '80 % or more', exhausted: 'used up' } as const;
+export type QuotaState = keyof typeof QUOTA_STATES;
+
 export const SEARCH_FIELDS = {
   iccid: 'ICCID prefix',
   imsi: 'IMSI prefix',
@@ -21,6 +26,7 @@ export interface ListState {
   field: SearchField;
   text: string;
   statuses: Status[];
+  quotaStates: QuotaState[];
   tags: string;
   sort: SortKey;
   descending: boolean;
@@ -31,13 +37,14 @@ export const DEFAULT_STATE: ListState = {
   field: 'iccid',
   text: '',
   statuses: [],
+  quotaStates: [],
   tags: '',
   sort: 'iccid',
   descending: false,
   pageSize: 50,
 };
 
-export type ListParams = Partial<Record<'status' | 'tag' | 'label' | 'iccid' | 'imsi' | 'msisdn' | 'sort', string>> & {
+export type ListParams = Partial<Record<'status' | 'quota_state' | 'tag' | 'label' | 'iccid' | 'imsi' | 'msisdn' | 'sort', string>> & {
   page_size: number;
   after: string;
 };
@@ -57,6 +64,7 @@ export function listParams(state: ListState, cursor: string): ListParams {
   const text = state.text.trim();
   if (text && !searchProblem(state)) params[state.field] = text;
   if (state.statuses.length) params.status = state.statuses.join(',');
+  if (state.quotaStates.length) params.quota_state = state.quotaStates.join(',');
   const tags = splitTags(state.tags);
   if (tags.length) params.tag = tags.join(',');
   if (state.sort !== 'iccid' || state.descending) params.sort = `${state.descending ? '-' : ''}${state.sort}`;
@@ -78,6 +86,7 @@ export function toSearch(state: ListState): string {
     out.set('q', state.text.trim());
   }
   if (state.statuses.length) out.set('status', state.statuses.join(','));
+  if (state.quotaStates.length) out.set('quota', state.quotaStates.join(','));
   if (state.tags.trim()) out.set('tags', state.tags.trim());
   if (state.sort !== 'iccid' || state.descending) out.set('sort', `${state.descending ? '-' : ''}${state.sort}`);
   if (state.pageSize !== DEFAULT_STATE.pageSize) out.set('size', String(state.pageSize));
@@ -96,6 +105,7 @@ export function fromSearch(search: string): ListState {
     field: field && field in SEARCH_FIELDS ? (field as SearchField) : DEFAULT_STATE.field,
     text: input.get('q') ?? '',
     statuses: (input.get('status') ?? '').split(',').filter((s): s is Status => (STATUSES as readonly string[]).includes(s)),
+    quotaStates: (input.get('quota') ?? '').split(',').filter((q): q is QuotaState => q in QUOTA_STATES),
     tags: input.get('tags') ?? '',
     sort: (SORT_KEYS as readonly string[]).includes(sortKey) ? (sortKey as SortKey) : DEFAULT_STATE.sort,
     descending: sort.startsWith('-') && (SORT_KEYS as readonly string[]).includes(sortKey),

@@ -16,6 +16,8 @@ import {
   ListState,
   loadColumns,
   PAGE_SIZES,
+  QUOTA_STATES,
+  QuotaState,
   saveColumns,
   SEARCH_FIELDS,
   SearchField,
@@ -167,6 +169,21 @@ export function SimTable() {
                 }
               />
               {status}
+            </label>
+          ))}
+        </fieldset>
+        <fieldset className="statuses">
+          <legend>Quota</legend>
+          {(Object.keys(QUOTA_STATES) as QuotaState[]).map((quota) => (
+            <label key={quota}>
+              <input
+                type="checkbox"
+                checked={state.quotaStates.includes(quota)}
+                onChange={(e) =>
+                  update({ quotaStates: e.target.checked ? [...state.quotaStates, quota] : state.quotaStates.filter((q) => q !== quota) })
+                }
+              />
+              {QUOTA_STATES[quota]}
             </label>
           ))}
         </fieldset>
