@@ -42,10 +42,10 @@ export BOOTSTRAP_ADMIN_USERNAME=schemathesis-admin BOOTSTRAP_ADMIN_PASSWORD=sche
 # A separate Redis key space; NATS is not needed for these routes (sync jobs wake the
 # connector only when it is there).
 export REDIS_KEY_PREFIX="schemathesis-$$"
-COMMAND_ADDR=$command_addr ./target/debug/command-service > "$logs/command-service.log" 2>&1 &
+COMMAND_ADDR=$command_addr "${CARGO_TARGET_DIR:-target}/debug/command-service" > "$logs/command-service.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -fsS "http://$command_addr/ready" >/dev/null 2>&1 && break; sleep 0.2; done
-QUERY_ADDR=$query_addr ./target/debug/query-service > "$logs/query-service.log" 2>&1 &
+QUERY_ADDR=$query_addr "${CARGO_TARGET_DIR:-target}/debug/query-service" > "$logs/query-service.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -fsS "http://$query_addr/ready" >/dev/null 2>&1 && break; sleep 0.2; done
 

@@ -27,7 +27,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct JobAccepted {
+pub(crate) struct SyncJobAccepted {
     job_id: Uuid,
     /// `all` or the ICCID.
     scope: String,
@@ -41,7 +41,7 @@ pub(crate) struct JobAccepted {
 /// registered by it).
 #[utoipa::path(post, path = "/api/v1/sims/{iccid}/sync", tag = "sync",
     security(("bearer" = []), ("api_key" = [])), params(("iccid" = String, Path, description = "19 digits, or 20 with a correct Luhn digit")),
-    responses((status = 202, body = JobAccepted), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 202, body = SyncJobAccepted), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn sync_one(
     State(state): State<AppState>,
     principal: Principal,
@@ -54,7 +54,7 @@ pub(crate) async fn sync_one(
 /// Queues a full sync: the whole SIM list, then every SIM's details, within the call budget.
 #[utoipa::path(post, path = "/api/v1/sims/sync-all", tag = "sync",
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 202, body = JobAccepted), (status = 403, body = ErrorBody)))]
+    responses((status = 202, body = SyncJobAccepted), (status = 403, body = ErrorBody)))]
 pub(crate) async fn sync_all(
     State(state): State<AppState>,
     principal: Principal,
@@ -71,7 +71,7 @@ async fn queue(state: &AppState, principal: &Principal, scope: String) -> Result
     let location = format!("/api/v1/sync-jobs/{job_id}");
     let mut response = (
         StatusCode::ACCEPTED,
-        Json(JobAccepted {
+        Json(SyncJobAccepted {
             job_id,
             scope,
             status: "queued",

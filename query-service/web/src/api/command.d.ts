@@ -718,6 +718,15 @@ export interface components {
             iccids?: string[] | null;
             params?: components["schemas"]["BulkParams"];
         };
+        SyncJobAccepted: {
+            /** Format: uuid */
+            job_id: string;
+            /** @description Where the job's progress can be read. */
+            location: string;
+            /** @description `all` or the ICCID. */
+            scope: string;
+            status: string;
+        };
         /**
          * @description An access token, and the refresh token in JSON mode only (cookie mode sets it as the
          *     `simp_refresh` cookie instead).
@@ -2558,7 +2567,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["JobAccepted"];
+                    "application/json": components["schemas"]["SyncJobAccepted"];
                 };
             };
             /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
@@ -3487,7 +3496,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["JobAccepted"];
+                    "application/json": components["schemas"]["SyncJobAccepted"];
                 };
             };
             /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
