@@ -67,7 +67,9 @@ test('sends an SMS and sees it in the thread', async () => {
   await page.getByRole('button', { name: 'Send SMS' }).click();
   const message = page.getByTestId('sms-thread').locator('li', { hasText: text });
   await message.waitFor();
-  assert.equal(await box.inputValue(), '', 'the composer is emptied once the message is recorded');
+  // The thread can show the message (a poll of the page) a moment before the command's answer
+  // settles and empties the composer.
+  await eventually(async () => (await box.inputValue()) === '', 10_000, 'the composer to be emptied once the message is recorded');
   // The connector hands it to the simulator, which reports its delivery.
   await eventually(
     async () => ['submitted to 1NCE', 'delivered'].includes(await message.getByTestId('sms-status').textContent()),
