@@ -99,9 +99,11 @@ impl StreamConfig {
         let ms = |key: &'static str, default: Duration| -> Result<Duration, ConfigError> {
             Ok(Duration::from_millis(opt(var, key, default.as_millis() as u64)?))
         };
+        // Several comma-separated pairs (as the receiver's STREAMER_BASIC_AUTH takes them, for
+        // rotation) name the same receiver: the first is used.
         let basic_auth = match var("SIMULATOR_STREAM_BASIC_AUTH") {
             None => None,
-            Some(pair) => match pair.split_once(':') {
+            Some(pairs) => match pairs.split(',').next().unwrap_or("").trim().split_once(':') {
                 Some((user, password)) if !user.is_empty() => Some((user.to_owned(), password.to_owned())),
                 _ => return Err(invalid("SIMULATOR_STREAM_BASIC_AUTH", "expected user:password")),
             },
@@ -196,7 +198,10 @@ mod tests {
         assert_eq!(d.batch_max, 3000);
         let c = read(&[
             ("SIMULATOR_STREAM_URL", "http://127.0.0.1:9102/1nce/data-streamer"),
-            ("SIMULATOR_STREAM_BASIC_AUTH", "1nce:s3cret:with-colon"),
+            (
+                "SIMULATOR_STREAM_BASIC_AUTH",
+                "1nce:s3cret:with-colon,old:previous",
+            ),
             ("SIMULATOR_STREAM_BATCH_MAX", "500"),
             ("SIMULATOR_STREAM_REORDER", "true"),
             ("SIMULATOR_STREAM_DUPLICATE_RATE", "0.5"),
