@@ -19,6 +19,8 @@ use crate::Simulator;
 struct Batch {
     body: Bytes,
     records: u64,
+    /// A full batch was taken: more may wait, so the next one goes without a pause.
+    full: bool,
 }
 
 /// Runs until aborted (the simulator's `App` aborts it when it stops).
@@ -67,6 +69,7 @@ pub(crate) async fn deliver(sim: Simulator, kind: StreamKind) {
     let mut carry: Vec<Value> = Vec::new();
     let mut batch: Option<Batch> = None;
     let mut failures = 0u32;
+    let mut backlog = false;
     loop {
         if streamer.is_failed(kind) {
             streamer.side(kind).reset.notified().await;
@@ -74,10 +77,16 @@ pub(crate) async fn deliver(sim: Simulator, kind: StreamKind) {
             continue;
         }
         let Some(current) = &batch else {
-            tokio::time::sleep(config.interval).await;
-            batch = next_batch(&sim, kind, &config, &mut carry, &mut rng);
+            // POSTs go out at intervals while records wait; a backlog (after an outage or a
+            // reset) drains batch after batch, as fast as the receiver takes them.
+            if !backlog {
+                tokio::time::sleep(config.interval).await;
+            }
+            let queued;
+            (batch, queued) = next_batch(&sim, kind, &config, &mut carry, &mut rng);
+            backlog = batch.as_ref().is_some_and(|b| b.full);
             let in_flight = batch.as_ref().map_or(0, |b| b.records) + carry.len() as u64;
-            streamer.set_in_flight(kind, in_flight);
+            streamer.set_in_flight(kind, in_flight, queued);
             continue;
         };
         match post(current.body.clone()).await {
@@ -89,7 +98,8 @@ pub(crate) async fn deliver(sim: Simulator, kind: StreamKind) {
                     let answer = post(current.body.clone()).await;
                     streamer.duplicated(kind, current.records, answer);
                 }
-                streamer.set_in_flight(kind, carry.len() as u64);
+                let queued = queue_figures(&sim.fleet(), kind).0;
+                streamer.set_in_flight(kind, carry.len() as u64, queued);
                 batch = None;
             }
             Err(attempt) => {
@@ -111,25 +121,26 @@ pub(crate) async fn deliver(sim: Simulator, kind: StreamKind) {
 }
 
 /// The records kept back last time, then the journal's oldest, up to a batch; reordered at
-/// the configured rate. `None` when nothing waits.
+/// the configured rate (`None` when nothing waits); and how many stay in the journal.
 fn next_batch(
     sim: &Simulator,
     kind: StreamKind,
     config: &StreamConfig,
     carry: &mut Vec<Value>,
     rng: &mut StdRng,
-) -> Option<Batch> {
+) -> (Option<Batch>, u64) {
     let mut records = std::mem::take(carry);
-    let dropped = {
+    let (queued, dropped) = {
         let mut fleet = sim.fleet();
         let room = config.batch_max.saturating_sub(records.len());
         records.extend(take(&mut fleet, kind, room));
-        queue_figures(&fleet, kind).1
+        queue_figures(&fleet, kind)
     };
     sim.streamer().note_dropped(kind, dropped);
     if records.is_empty() {
-        return None;
+        return (None, queued);
     }
+    let full = records.len() == config.batch_max;
     let mut reordered = false;
     if records.len() > 1 && rng.random_bool(config.reorder_rate) {
         records.shuffle(rng);
@@ -148,10 +159,12 @@ fn next_batch(
         sim.streamer().reordered(kind);
     }
     let body = serde_json::to_vec(&records).unwrap_or_default();
-    Some(Batch {
+    let batch = Batch {
         body: Bytes::from(body),
         records: records.len() as u64,
-    })
+        full,
+    };
+    (Some(batch), queued)
 }
 
 /// Up to `room` of the journal's oldest entries of this stream, rendered (a SIM is never

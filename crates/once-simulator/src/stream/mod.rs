@@ -205,8 +205,12 @@ impl Streamer {
         }
     }
 
-    fn set_in_flight(&self, kind: StreamKind, records: u64) {
+    /// `records` in the task's hands, `queued` left in the journal (for the pending gauge).
+    fn set_in_flight(&self, kind: StreamKind, records: u64, queued: u64) {
         lock(&self.side(kind).held).in_flight = records;
+        self.pending
+            .with_label_values(&[kind.name()])
+            .set((records + queued) as i64);
     }
 
     /// `dropped`: the journal's count so far for this stream.

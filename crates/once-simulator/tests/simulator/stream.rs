@@ -562,3 +562,52 @@ async fn without_a_receiver_url_nothing_streams() {
     assert!(!report.enabled && report.url.is_none());
     assert_eq!(report.usage, Default::default());
 }
+
+#[tokio::test]
+async fn a_full_buffer_keeps_the_newest_records_and_counts_what_it_dropped() {
+    let receiver = Receiver::start().await;
+    let (running, api, iccid) = quiet_streaming(&receiver, PASSWORD, |s| s.buffer_max = 10).await;
+    // One change, 25 records: the buffer keeps the newest 10.
+    use_today(&running, &iccid, 0, 25);
+    let report = wait_for(&api, "10 delivered", |r| r.usage.delivered_records == 10).await;
+    assert_eq!(report.usage.dropped_records, 15);
+    let ids: Vec<u64> = receiver.usage_posts().iter().flat_map(Post::ids).collect();
+    assert_eq!(ids.len(), 10);
+    assert_eq!(ids[9] - ids[0], 9, "the last 10 of one change, in order: {ids:?}");
+    let metrics = api.get("/metrics").await.text().await.unwrap();
+    let dropped = "simulator_stream_records_total{outcome=\"dropped\",stream=\"usage\"} 15";
+    assert!(metrics.contains(dropped), "{metrics}");
+}
+
+#[tokio::test]
+async fn no_receiver_listening_is_a_failed_attempt_without_a_status() {
+    // A port that was free a moment ago: nothing answers there.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/1nce/data-streamer", closed.local_addr().unwrap());
+    drop(closed);
+    let mut config = SimulatorConfig {
+        sims: 3,
+        autonomous: false,
+        ..Default::default()
+    };
+    config.stream = StreamConfig {
+        interval: Duration::from_millis(20),
+        retries: 1,
+        backoff_initial: Duration::from_millis(50),
+        ..StreamConfig::pushing_to(url, USER, PASSWORD)
+    };
+    let (running, api) = start_connected(config).await;
+    let iccid = running.simulator.iccids()[0].clone();
+    use_today(&running, &iccid, 1_000, 0);
+    let report = wait_for(&api, "FAILED", |r| r.usage.state == StreamState::Failed).await;
+    assert_eq!(
+        (report.usage.failed_attempts, report.usage.last_status),
+        (2, None)
+    );
+    assert!(report.usage.last_error.unwrap().contains("no answer"));
+    let metrics = api.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("simulator_stream_posts_total{status=\"error\",stream=\"usage\"} 2"),
+        "{metrics}"
+    );
+}
