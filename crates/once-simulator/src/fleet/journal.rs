@@ -207,12 +207,9 @@ impl Journal {
                 context: pdp_context(sim.iccid, at),
                 volume: None,
             }]
-        } else if text == "Data and SMS quota expired" {
-            vec![quota_expired(QuotaKind::Data), quota_expired(QuotaKind::Sms)]
-        } else if text == "Data quota expired" {
+        } else if text == "Data and SMS quota expired" || text == "Data quota expired" {
+            // 1NCE publishes no "SMS quota expired": an SMS quota's expiry alone is Generic.
             vec![quota_expired(QuotaKind::Data)]
-        } else if text == "SMS quota expired" {
-            vec![quota_expired(QuotaKind::Sms)]
         } else if text.contains("op up of data and SMS volume") {
             vec![assigned(QuotaKind::Data), assigned(QuotaKind::Sms)]
         } else {

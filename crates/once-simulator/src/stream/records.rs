@@ -120,7 +120,6 @@ fn event_type(kind: &EventKind) -> (u8, &'static str, usize) {
             let (id, name) = quota(kind, (56, "Data Quota Assigned"), (58, "SMS Quota Assigned"));
             (id, name, 2)
         }
-        // 1NCE publishes no "SMS quota expired": an SMS expiry is type 60 with the SMS traffic type.
         EventKind::Expired { .. } => (60, "Data Quota expired", 1),
     }
 }
