@@ -4,7 +4,8 @@
 //! It answers the provider's paths with the provider's shapes (see `docs/simulator.md` for what
 //! differs), keeps a deterministic fleet that changes by itself on a simulated clock when
 //! `autonomous` is on, enforces the published rate limits, injects faults on demand, and
-//! counts what it received. Test controls are methods here and, for other processes, JSON
+//! counts what it received. With `SIMULATOR_STREAM_URL` set it also pushes its usage and
+//! events to a receiver as 1NCE's Data Streamer does (`stream`). Test controls are methods here and, for other processes, JSON
 //! routes under `/_admin`.
 
 mod config;

@@ -25,7 +25,10 @@ struct Batch {
 
 /// Runs until aborted (the simulator's `App` aborts it when it stops).
 pub(crate) async fn deliver(sim: Simulator, kind: StreamKind) {
-    let config = sim.config().stream.clone();
+    let mut config = sim.config().stream.clone();
+    // Rates from code (not read through `validate`) must not make `random_bool` panic.
+    config.duplicate_rate = config.duplicate_rate.clamp(0.0, 1.0);
+    config.reorder_rate = config.reorder_rate.clamp(0.0, 1.0);
     let (Some(url), Some((user, password))) = (config.url.clone(), config.basic_auth.clone()) else {
         return;
     };
