@@ -26,6 +26,15 @@ if [ -z "${ONCE_API_URL:-}" ]; then
     export SIMULATOR_SIMS=${SIMULATOR_SIMS:-200}
     export SIMULATOR_CLOCK_SPEED=${SIMULATOR_CLOCK_SPEED:-60}
     export SYNC_POLL_INTERVAL_SECS=${SYNC_POLL_INTERVAL_SECS:-60}
+    # The simulator also pushes its usage and events, as 1NCE's Data Streamer would, to the
+    # connector's receiver (POST /1nce/data-streamer) with the credentials the receiver checks:
+    # only when the receiver is configured (STREAMER_BASIC_AUTH; run.sh sets a local secret).
+    # A receiver that is not there yet only costs the simulator retries, then its stream FAILS
+    # (GET /_admin/stream); nothing else depends on it.
+    if [ -n "${STREAMER_BASIC_AUTH:-}" ] && [ -z "${SIMULATOR_STREAM_URL:-}" ]; then
+        export SIMULATOR_STREAM_URL="http://$CONNECTOR_ADDR/1nce/data-streamer"
+        export SIMULATOR_STREAM_BASIC_AUTH=${SIMULATOR_STREAM_BASIC_AUTH:-$STREAMER_BASIC_AUTH}
+    fi
     with_simulator=1
 else
     with_simulator=0

@@ -5,6 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+# With the simulator as the provider, the connector's Data Streamer receiver is on with a local
+# random secret, and the simulator streams to it with the same (platform.sh): live usage and
+# events without spending the polling budget. Set STREAMER_BASIC_AUTH to choose the secret.
+if [ -z "${ONCE_API_URL:-}" ] && [ -z "${STREAMER_BASIC_AUTH:-}" ]; then
+    STREAMER_BASIC_AUTH="1nce:$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
+    export STREAMER_BASIC_AUTH
+fi
+
 # Builds and starts everything (services, dashboard, gateway); stops it all on exit.
 source deploy/local/platform.sh
 
@@ -23,6 +31,10 @@ The platform is running: open http://$GATEWAY_ADDR and log in as $BOOTSTRAP_ADMI
 MSG
 if [ "$with_simulator" = 1 ]; then
     echo "  1NCE (simulated) $ONCE_API_URL   ($SIMULATOR_SIMS SIMs; admin API under /_admin, see docs/simulator.md)"
+    if [ -n "${SIMULATOR_STREAM_URL:-}" ]; then
+        echo "  Data Streamer    the simulator pushes usage and events to $SIMULATOR_STREAM_URL"
+        echo "                   (state: http://$SIMULATOR_ADDR/_admin/stream; reset: POST …/_admin/stream/reset)"
+    fi
 fi
 cat <<MSG
 

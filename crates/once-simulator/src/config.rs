@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 pub use platform::config::ConfigError;
 
+use crate::stream::StreamConfig;
+
 #[derive(Clone)]
 pub struct SimulatorConfig {
     /// SIMs generated at start.
@@ -35,6 +37,8 @@ pub struct SimulatorConfig {
     /// The simulated clock's start; `None` = the real time at start.
     pub start_time: Option<DateTime<Utc>>,
     pub faults: Faults,
+    /// The Data Streamer: pushes the fleet's usage and events to a receiver (off by default).
+    pub stream: StreamConfig,
 }
 
 impl Default for SimulatorConfig {
@@ -55,6 +59,7 @@ impl Default for SimulatorConfig {
             topup_sms: 250,
             start_time: None,
             faults: Faults::default(),
+            stream: StreamConfig::default(),
         }
     }
 }
@@ -78,6 +83,7 @@ impl fmt::Debug for SimulatorConfig {
             .field("topup_sms", &self.topup_sms)
             .field("start_time", &self.start_time)
             .field("faults", &self.faults)
+            .field("stream", &self.stream)
             .finish()
     }
 }
@@ -170,6 +176,7 @@ impl SimulatorConfig {
                 ),
             },
             faults,
+            stream: StreamConfig::from_lookup(&var)?,
         };
         config.validate()?;
         Ok(config)
@@ -191,7 +198,8 @@ impl SimulatorConfig {
         if self.data_quota_mb == 0 || self.sms_quota == 0 {
             return Err(invalid("SIMULATOR_DATA_QUOTA_MB", "quotas must be > 0"));
         }
-        self.faults.validate()
+        self.faults.validate()?;
+        self.stream.validate()
     }
 }
 
@@ -218,21 +226,21 @@ impl Faults {
     }
 }
 
-fn invalid(var: &'static str, reason: impl ToString) -> ConfigError {
+pub(crate) fn invalid(var: &'static str, reason: impl ToString) -> ConfigError {
     ConfigError::Invalid {
         var,
         reason: reason.to_string(),
     }
 }
 
-fn parse<T: std::str::FromStr>(var: &'static str, v: &str) -> Result<T, ConfigError>
+pub(crate) fn parse<T: std::str::FromStr>(var: &'static str, v: &str) -> Result<T, ConfigError>
 where
     T::Err: fmt::Display,
 {
     v.trim().parse().map_err(|e| invalid(var, e))
 }
 
-fn opt<T: std::str::FromStr>(
+pub(crate) fn opt<T: std::str::FromStr>(
     lookup: &impl Fn(&str) -> Option<String>,
     var: &'static str,
     default: T,
@@ -246,7 +254,7 @@ where
     }
 }
 
-fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
+pub(crate) fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),

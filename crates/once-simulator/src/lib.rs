@@ -4,7 +4,8 @@
 //! It answers the provider's paths with the provider's shapes (see `docs/simulator.md` for what
 //! differs), keeps a deterministic fleet that changes by itself on a simulated clock when
 //! `autonomous` is on, enforces the published rate limits, injects faults on demand, and
-//! counts what it received. Test controls are methods here and, for other processes, JSON
+//! counts what it received. With `SIMULATOR_STREAM_URL` set it also pushes its usage and
+//! events to a receiver as 1NCE's Data Streamer does (`stream`). Test controls are methods here and, for other processes, JSON
 //! routes under `/_admin`.
 
 mod config;
@@ -13,6 +14,7 @@ mod format;
 mod http;
 mod limits;
 mod stats;
+mod stream;
 mod wire;
 
 use std::net::SocketAddr;
@@ -30,11 +32,13 @@ pub use config::{ConfigError, Faults, SimulatorConfig, SlowResponse};
 pub use fleet::quota::QuotaKind;
 pub use format::{iccid_with_luhn, luhn_digit, parse_iccid};
 pub use stats::{CallStats, RouteCount};
+pub use stream::{StreamConfig, StreamKind, StreamReport, StreamState, StreamStatus, MAX_BATCH};
 
 use fleet::records::{ConnectivityOverride, SmsDirection};
 use fleet::Fleet;
 use limits::{Limits, Tokens};
 use stats::StatsState;
+use stream::Streamer;
 
 /// How often the clock task moves the simulated clock.
 const CLOCK_TICK: Duration = Duration::from_millis(250);
@@ -56,11 +60,12 @@ struct Inner {
     sims_gauge: IntGauge,
     rate_limited_total: IntCounter,
     injected_faults_total: IntCounter,
+    streamer: Streamer,
 }
 
 /// Locks ignoring poisoning: a panicking test thread must not take the simulator down with it,
 /// and every critical section leaves the state consistent before anything can panic.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -84,6 +89,7 @@ impl Simulator {
         ] {
             metrics.registry().register(metric).expect("fresh registry");
         }
+        let streamer = Streamer::new(metrics.registry());
         let fleet = Fleet::new(&config);
         sims_gauge.set(fleet.len() as i64);
         Self {
@@ -101,6 +107,7 @@ impl Simulator {
                 sims_gauge,
                 rate_limited_total,
                 injected_faults_total,
+                streamer,
             }),
         }
     }
@@ -302,6 +309,34 @@ impl Simulator {
         self.inner.sims_gauge.set(fleet.len() as i64);
     }
 
+    /// The Data Streamer's state per stream (`GET /_admin/stream`).
+    pub fn stream_report(&self) -> StreamReport {
+        let figures = {
+            let fleet = self.fleet();
+            StreamKind::ALL.map(|kind| stream::queue_figures(&fleet, kind))
+        };
+        let streamer = self.streamer();
+        let [(usage_queued, usage_dropped), (events_queued, events_dropped)] = figures;
+        let config = &self.inner.config.stream;
+        StreamReport {
+            enabled: config.is_on(),
+            url: config.url.clone(),
+            usage: streamer.report(StreamKind::Usage, usage_queued, usage_dropped),
+            events: streamer.report(StreamKind::Events, events_queued, events_dropped),
+        }
+    }
+
+    /// Both streams back to ACTIVE, as re-enabling a stream in the 1NCE portal does.
+    pub fn reset_stream(&self) {
+        for kind in StreamKind::ALL {
+            self.streamer().reset(kind);
+        }
+    }
+
+    pub(crate) fn streamer(&self) -> &Streamer {
+        &self.inner.streamer
+    }
+
     pub fn stats(&self) -> CallStats {
         lock(&self.inner.stats).snapshot()
     }
@@ -362,15 +397,31 @@ impl App {
         &self.simulator
     }
 
-    /// Serves the provider's routes and runs the simulated clock until `shutdown` resolves.
+    /// Serves the provider's routes and runs the simulated clock (and the Data Streamer's
+    /// delivery, when configured) until `shutdown` resolves.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), StartError> {
-        let clock = self.simulator.start_clock();
-        let served = self
-            .listening
+        let mut tasks = vec![self.simulator.start_clock()];
+        if self.simulator.config().stream.is_on() {
+            for kind in StreamKind::ALL {
+                tasks.push(tokio::spawn(stream::deliver(self.simulator.clone(), kind)));
+            }
+        }
+        // Aborted however this future ends: served, failed, or dropped (a test's server task
+        // aborted), so no clock or delivery outlives its server.
+        let _tasks = AbortOnDrop(tasks);
+        self.listening
             .serve("1NCE simulator", self.simulator.router(), shutdown)
-            .await;
-        clock.abort();
-        served
+            .await
+    }
+}
+
+struct AbortOnDrop(Vec<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }
 

@@ -7,9 +7,10 @@ use rand::Rng;
 
 use super::changes::{push_event, set_enabled};
 use super::generate::profile;
+use super::quota::QuotaKind;
 use super::records::{DayUsage, SmsDirection, SmsState};
 use super::sms::{deliver, MT_DELIVERY_DELAY_SECS};
-use super::usage::{auto_top_up, record_usage};
+use super::usage::{auto_top_up, consume, record_usage};
 use super::Fleet;
 
 /// Chance per SIM per simulated day that its status flips (about one SIM a day per 2,000).
@@ -48,17 +49,25 @@ impl Fleet {
         let mut mo_messages = Vec::new();
         for i in 0..self.sims.len() {
             let rng = &mut self.rng;
+            let journal = &mut self.journal;
             let sim = &mut self.sims[i];
             let at = from + Duration::milliseconds(rng.random_range(0..span_ms));
             if !sim.data.expired && sim.data.expiry <= to {
                 let expiry = sim.data.expiry.max(from);
                 sim.data.expire(expiry);
                 sim.sms.expire(expiry);
-                push_event(sim, expiry, "Data and SMS quota expired", "Warning", true);
+                push_event(
+                    sim,
+                    journal,
+                    expiry,
+                    "Data and SMS quota expired",
+                    "Warning",
+                    true,
+                );
             }
             if rng.random_bool((STATUS_FLIPS_PER_DAY * day_share).min(1.0)) {
                 let enabled = !sim.enabled;
-                set_enabled(sim, enabled, at);
+                set_enabled(sim, journal, enabled, at);
             }
             if let Some(extra) = sim.extra.as_mut() {
                 for sms in extra.sms.iter_mut() {
@@ -77,20 +86,25 @@ impl Fleet {
                 let wanted: u64 = (0..sessions)
                     .map(|_| rng.random_range(200..=p.session_bytes_max))
                     .sum();
-                let used = sim.data.consume(wanted, at);
+                let used = consume(sim, journal, QuotaKind::Data, at, |q| q.consume(wanted, at));
                 if used > 0 {
                     let rx = used - used * 3 / 10;
+                    // The sessions as one, from `at` for a while (half a minute plus a
+                    // second per 10 kB), ending within the chunk.
+                    let end = to.min(at + Duration::seconds(30 + (used / 10_000) as i64));
+                    journal.session(sim, at, end, rx, used - rx);
                     record_usage(
                         sim,
+                        journal,
                         date,
                         DayUsage {
                             rx_bytes: rx,
                             tx_bytes: used - rx,
                             ..Default::default()
                         },
-                        to,
+                        (at, end),
                     );
-                    auto_top_up(sim, topup_data, topup_sms, at);
+                    auto_top_up(sim, journal, topup_data, topup_sms, at);
                 }
             }
             if poisson(rng, p.mo_sms_per_day * day_share) > 0 && sim.sms.remaining > 0 {

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::journal::{EventKind, Journal};
 use super::records::{ConnectivityOverride, EventRecord, SimRecord, RATS};
 use super::{Fleet, FleetError, SimChange};
 
@@ -11,9 +12,9 @@ const MAX_EVENTS_PER_SIM: usize = 200;
 impl Fleet {
     pub fn change(&mut self, iccid: u64, change: &SimChange) -> Result<(), FleetError> {
         let now = self.now;
-        let sim = self.sim_mut(iccid)?;
+        let (sim, journal) = self.sim_and_journal(iccid)?;
         if let Some(enabled) = change.enabled {
-            set_enabled(sim, enabled, now);
+            set_enabled(sim, journal, enabled, now);
         }
         if let Some(label) = &change.label {
             sim.label = Some(label.clone());
@@ -37,10 +38,10 @@ impl Fleet {
 
     pub fn set_imei(&mut self, iccid: u64, imei: &str) -> Result<(), FleetError> {
         let now = self.now;
-        let sim = self.sim_mut(iccid)?;
+        let (sim, journal) = self.sim_and_journal(iccid)?;
         if sim.imei.as_deref() != Some(imei) {
             sim.imei = Some(imei.to_owned());
-            push_event(sim, now, "Update location", "Info", false);
+            push_event(sim, journal, now, "Update location", "Info", false);
         }
         Ok(())
     }
@@ -51,7 +52,8 @@ impl Fleet {
         ip_address: Option<String>,
         over: ConnectivityOverride,
     ) -> Result<(), FleetError> {
-        let sim = self.sim_mut(iccid)?;
+        let now = self.now;
+        let (sim, journal) = self.sim_and_journal(iccid)?;
         if let Some(ip) = ip_address {
             sim.ip_address = ip;
         }
@@ -61,6 +63,10 @@ impl Fleet {
                 sim.rat = i as u8;
             }
         }
+        let (moved, rat_changed) = (
+            over.operator.is_some() || over.country.is_some(),
+            over.rat.is_some(),
+        );
         let extra = sim.extra_mut();
         let current = extra.connectivity.get_or_insert_with(Default::default);
         if over.operator.is_some() {
@@ -72,14 +78,23 @@ impl Fleet {
         if over.rat.is_some() {
             current.rat = over.rat;
         }
+        // The network reports a new location, and a new radio access on the open PDP context
+        // (stream only: the provider's event log has no such entries here).
+        if moved {
+            journal.event(sim, now, EventKind::UpdateLocation, "Update location");
+        }
+        if rat_changed {
+            let context = super::journal::pdp_context(sim.iccid, sim.activation);
+            journal.event(sim, now, EventKind::UpdatePdp { context }, "Update PDP Context");
+        }
         Ok(())
     }
 
     pub fn reset_connectivity(&mut self, iccid: u64) -> Result<(), FleetError> {
         let now = self.now;
-        let sim = self.sim_mut(iccid)?;
-        push_event(sim, now, "Connectivity reset requested", "Info", false);
-        push_event(sim, now, "Delete PDP Context", "Info", false);
+        let (sim, journal) = self.sim_and_journal(iccid)?;
+        push_event(sim, journal, now, "Connectivity reset requested", "Info", false);
+        push_event(sim, journal, now, "Delete PDP Context", "Info", false);
         Ok(())
     }
 
@@ -107,7 +122,7 @@ impl Fleet {
     }
 }
 
-pub(super) fn set_enabled(sim: &mut SimRecord, enabled: bool, now: DateTime<Utc>) {
+pub(super) fn set_enabled(sim: &mut SimRecord, journal: &mut Journal, enabled: bool, now: DateTime<Utc>) {
     if sim.enabled == enabled {
         return;
     }
@@ -119,6 +134,7 @@ pub(super) fn set_enabled(sim: &mut SimRecord, enabled: bool, now: DateTime<Utc>
     };
     push_event(
         sim,
+        journal,
         now,
         &format!("Status of SIM changed from '{from}' to '{to}'"),
         "Info",
@@ -126,8 +142,10 @@ pub(super) fn set_enabled(sim: &mut SimRecord, enabled: bool, now: DateTime<Utc>
     );
 }
 
+/// Adds to the SIM's event log (`/events`) and notes the event for the Data Streamer.
 pub(super) fn push_event(
     sim: &mut SimRecord,
+    journal: &mut Journal,
     at: DateTime<Utc>,
     text: &str,
     severity: &'static str,
@@ -143,4 +161,5 @@ pub(super) fn push_event(
         severity,
         alert,
     });
+    journal.logged_event(sim, at, text);
 }

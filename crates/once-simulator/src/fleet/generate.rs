@@ -11,7 +11,7 @@ use crate::format::{mix, BYTES_PER_MB};
 
 /// 1NCE ICCIDs start with 8988280666 (10 digits); nine more make the 19-digit form.
 const ICCID_PREFIX: u64 = 8_988_280_666_000_000_000;
-const IMSI_BASE: u64 = 901_405_100_000_000;
+pub const IMSI_BASE: u64 = 901_405_100_000_000;
 const IMSI_2_BASE: u64 = 901_405_200_000_000;
 const MSISDN_BASE: u64 = 882_285_100_000_000;
 /// Serials step by this with a per-SIM offset below it, so ICCIDs are sorted by serial but not

@@ -8,6 +8,7 @@
 mod autonomy;
 mod changes;
 mod generate;
+pub mod journal;
 pub mod quota;
 pub mod records;
 mod sms;
@@ -22,6 +23,7 @@ use rand::SeedableRng;
 use crate::config::SimulatorConfig;
 use crate::format::{mix, BYTES_PER_MB};
 use generate::{generate_sim, FleetShape};
+use journal::Journal;
 use records::SimRecord;
 
 pub use sms::NewSms;
@@ -53,6 +55,8 @@ pub struct Fleet {
     rng: StdRng,
     next_sms_id: u64,
     next_order_id: u64,
+    /// What the Data Streamer is still to report (empty when no stream is configured).
+    pub journal: Journal,
 }
 
 /// A SIM update as `PUT /v1/sims/{iccid}` carries it; `None` leaves the field alone.
@@ -89,6 +93,7 @@ impl Fleet {
             topup_sms: config.topup_sms,
             next_sms_id: 1,
             next_order_id: 1,
+            journal: Journal::new(config.stream.is_on(), config.stream.buffer_max),
         }
     }
 
@@ -109,8 +114,13 @@ impl Fleet {
     }
 
     fn sim_mut(&mut self, iccid: u64) -> Result<&mut SimRecord, FleetError> {
+        Ok(self.sim_and_journal(iccid)?.0)
+    }
+
+    /// The SIM to change and the journal to note the change in (two fields, borrowed apart).
+    fn sim_and_journal(&mut self, iccid: u64) -> Result<(&mut SimRecord, &mut Journal), FleetError> {
         let i = *self.index.get(&iccid).ok_or(FleetError::UnknownSim)?;
-        Ok(&mut self.sims[i])
+        Ok((&mut self.sims[i], &mut self.journal))
     }
 
     pub fn add_sim(&mut self) -> u64 {

@@ -47,6 +47,11 @@ impl SimRecord {
         self.extra.get_or_insert_with(Default::default)
     }
 
+    /// The SIM's number in the fleet (its IMSI is derived from it), a small stable id.
+    pub fn serial(&self) -> u64 {
+        self.imsi - super::generate::IMSI_BASE
+    }
+
     pub fn current_imsi(&self) -> u64 {
         if self.on_imsi_2 {
             self.imsi_2

@@ -3,8 +3,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::journal::Journal;
+use super::quota::QuotaKind;
 use super::records::{DayUsage, SimRecord, SmsDirection, SmsRecord, SmsState};
-use super::usage::record_usage;
+use super::usage::{consume, record_usage};
 use super::{Fleet, FleetError};
 
 const MAX_SMS_PER_SIM: usize = 500;
@@ -28,7 +30,7 @@ impl Fleet {
         let now = self.now;
         let id = self.next_sms_id;
         let autonomous = self.autonomous;
-        let sim = self.sim_mut(iccid)?;
+        let (sim, journal) = self.sim_and_journal(iccid)?;
         let mut record = SmsRecord {
             id,
             direction: SmsDirection::Mt,
@@ -48,6 +50,7 @@ impl Fleet {
         }
         file_sms(
             sim,
+            journal,
             record,
             DayUsage {
                 sms_mt: 1,
@@ -66,10 +69,11 @@ impl Fleet {
         at: DateTime<Utc>,
     ) -> Result<u64, FleetError> {
         let id = self.next_sms_id;
-        let sim = self.sim_mut(iccid)?;
+        let (sim, journal) = self.sim_and_journal(iccid)?;
         let msisdn = sim.msisdn.to_string();
         file_sms(
             sim,
+            journal,
             SmsRecord {
                 id,
                 direction: SmsDirection::Mo,
@@ -127,11 +131,11 @@ impl Fleet {
 
 /// Keeps a new message in the SIM's list, counts it as usage on the day it was submitted, and
 /// takes it from the SMS quota.
-fn file_sms(sim: &mut SimRecord, sms: SmsRecord, usage: DayUsage) {
+fn file_sms(sim: &mut SimRecord, journal: &mut Journal, sms: SmsRecord, usage: DayUsage) {
     let at = sms.submitted;
     push_sms(sim, sms);
-    record_usage(sim, at.date_naive(), usage, at);
-    sim.sms.consume(1, at);
+    record_usage(sim, journal, at.date_naive(), usage, (at, at));
+    consume(sim, journal, QuotaKind::Sms, at, |q| q.consume(1, at));
 }
 
 fn push_sms(sim: &mut SimRecord, sms: SmsRecord) {

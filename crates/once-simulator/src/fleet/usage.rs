@@ -4,6 +4,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::changes::push_event;
+use super::journal::{levels, Journal};
 use super::quota::{Quota, QuotaKind};
 use super::records::{DayUsage, SimRecord};
 use super::{Fleet, FleetError};
@@ -23,11 +24,12 @@ impl Fleet {
     ) -> Result<(), FleetError> {
         let now = self.now;
         let (topup_data, topup_sms) = (self.topup_data_bytes, self.topup_sms);
-        let sim = self.sim_mut(iccid)?;
+        let (sim, journal) = self.sim_and_journal(iccid)?;
         // Downstream dominates for IoT devices polling their backend.
         let rx = data_bytes - data_bytes * 3 / 10;
         record_usage(
             sim,
+            journal,
             date,
             DayUsage {
                 rx_bytes: rx,
@@ -35,11 +37,15 @@ impl Fleet {
                 sms_mo,
                 sms_mt,
             },
-            now,
+            (now, now),
         );
-        sim.data.consume(data_bytes, now);
-        sim.sms.consume(sms_mo + sms_mt, now);
-        auto_top_up(sim, topup_data, topup_sms, now);
+        consume(sim, journal, QuotaKind::Data, now, |q| {
+            q.consume(data_bytes, now);
+        });
+        consume(sim, journal, QuotaKind::Sms, now, |q| {
+            q.consume(sms_mo + sms_mt, now);
+        });
+        auto_top_up(sim, journal, topup_data, topup_sms, now);
         Ok(())
     }
 
@@ -50,19 +56,27 @@ impl Fleet {
         used_percent: f64,
     ) -> Result<(), FleetError> {
         let now = self.now;
-        quota_mut(self.sim_mut(iccid)?, kind).set_used_percent(used_percent, now);
+        let (sim, journal) = self.sim_and_journal(iccid)?;
+        consume(sim, journal, kind, now, |q| q.set_used_percent(used_percent, now));
         Ok(())
     }
 
     pub fn expire_quota(&mut self, iccid: u64, kind: QuotaKind) -> Result<(), FleetError> {
         let now = self.now;
-        let sim = self.sim_mut(iccid)?;
+        let (sim, journal) = self.sim_and_journal(iccid)?;
         quota_mut(sim, kind).expire(now);
         let what = match kind {
             QuotaKind::Data => "Data",
             QuotaKind::Sms => "SMS",
         };
-        push_event(sim, now, &format!("{what} quota expired"), "Warning", true);
+        push_event(
+            sim,
+            journal,
+            now,
+            &format!("{what} quota expired"),
+            "Warning",
+            true,
+        );
         Ok(())
     }
 
@@ -82,11 +96,18 @@ impl Fleet {
         let now = self.now;
         let (data, sms) = (self.topup_data_bytes, self.topup_sms);
         for iccid in iccids {
-            let sim = self.sim_mut(*iccid)?;
+            let (sim, journal) = self.sim_and_journal(*iccid)?;
             sim.data.add(data, now);
             sim.sms.add(sms, now);
             sim.api_top_ups += 1;
-            push_event(sim, now, "Top up of data and SMS volume ordered", "Info", false);
+            push_event(
+                sim,
+                journal,
+                now,
+                "Top up of data and SMS volume ordered",
+                "Info",
+                false,
+            );
         }
         let order = self.next_order_id;
         self.next_order_id += 1;
@@ -147,7 +168,17 @@ fn quota_mut(sim: &mut SimRecord, kind: QuotaKind) -> &mut Quota {
     }
 }
 
-pub(super) fn record_usage(sim: &mut SimRecord, date: NaiveDate, add: DayUsage, now: DateTime<Utc>) {
+/// Adds usage to the SIM's day and notes it for the Data Streamer over `span` (start, end:
+/// the data session, or the moment usage was added); the span's end is "now" for pruning.
+pub(super) fn record_usage(
+    sim: &mut SimRecord,
+    journal: &mut Journal,
+    date: NaiveDate,
+    add: DayUsage,
+    span: (DateTime<Utc>, DateTime<Utc>),
+) {
+    journal.usage(sim.iccid, date, &add, span);
+    let now = span.1;
     let usage = &mut sim.extra_mut().usage;
     let day = usage.entry(date).or_default();
     day.rx_bytes += add.rx_bytes;
@@ -165,10 +196,38 @@ pub(super) fn record_usage(sim: &mut SimRecord, date: NaiveDate, add: DayUsage, 
 }
 
 /// 1NCE's auto top-up: an exhausted data quota is topped up with the standard product.
-pub(super) fn auto_top_up(sim: &mut SimRecord, data: u64, sms: u64, now: DateTime<Utc>) {
+pub(super) fn auto_top_up(
+    sim: &mut SimRecord,
+    journal: &mut Journal,
+    data: u64,
+    sms: u64,
+    now: DateTime<Utc>,
+) {
     if sim.auto_topup && !sim.data.expired && sim.data.remaining == 0 {
         sim.data.add(data, now);
         sim.sms.add(sms, now);
-        push_event(sim, now, "Auto top up of data and SMS volume", "Info", false);
+        push_event(
+            sim,
+            journal,
+            now,
+            "Auto top up of data and SMS volume",
+            "Info",
+            false,
+        );
     }
+}
+
+/// Changes a quota by `f` (consumption) and notes the threshold and used-up levels it reached
+/// for the Data Streamer.
+pub(super) fn consume<T>(
+    sim: &mut SimRecord,
+    journal: &mut Journal,
+    kind: QuotaKind,
+    at: DateTime<Utc>,
+    f: impl FnOnce(&mut Quota) -> T,
+) -> T {
+    let before = levels(quota_of(sim, kind));
+    let answer = f(quota_mut(sim, kind));
+    journal.quota_levels(sim, kind, before, at);
+    answer
 }

@@ -39,6 +39,8 @@ pub fn router() -> Router<Simulator> {
         .route("/_admin/clock/advance", post(advance))
         .route("/_admin/stats", get(stats))
         .route("/_admin/stats/reset", post(reset_stats))
+        .route("/_admin/stream", get(stream))
+        .route("/_admin/stream/reset", post(reset_stream))
 }
 
 /// Runs `f` on the parsed ICCID, mapping an unknown one to 404.
@@ -240,4 +242,14 @@ async fn stats(State(sim): State<Simulator>) -> Json<crate::CallStats> {
 async fn reset_stats(State(sim): State<Simulator>) -> Json<serde_json::Value> {
     sim.reset_stats();
     Json(json!({}))
+}
+
+async fn stream(State(sim): State<Simulator>) -> Json<crate::StreamReport> {
+    Json(sim.stream_report())
+}
+
+/// Both streams back to ACTIVE; answers the report.
+async fn reset_stream(State(sim): State<Simulator>) -> Json<crate::StreamReport> {
+    sim.reset_stream();
+    Json(sim.stream_report())
 }

@@ -9,4 +9,5 @@ mod clock;
 mod limits_faults;
 mod scale;
 mod sims;
+mod stream;
 mod usage_quota_sms;
