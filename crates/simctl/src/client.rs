@@ -133,7 +133,14 @@ impl Api {
         };
         let credential = match credential {
             Credential::Session(session) if force_refresh || session.expiring() => {
-                Credential::Session(self.refresh(&session).await?)
+                // Another simctl of this profile may have refreshed already: its pair is on
+                // disk, and spending our (now spent) refresh token again would end the session.
+                let on_disk = Session::load(&self.profile.session_path)?
+                    .filter(|s| s.refresh_token != session.refresh_token && !s.expiring());
+                match on_disk {
+                    Some(fresh) => Credential::Session(fresh),
+                    None => Credential::Session(self.refresh(&session).await?),
+                }
             }
             other => other,
         };

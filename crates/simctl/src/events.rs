@@ -18,8 +18,26 @@ use crate::output::{Format, Rows};
 /// The relay's header naming the event's position (`relay::wire::HEADER_POSITION`).
 const HEADER_POSITION: &str = "Sim-Position";
 
-fn nats_error(what: &str) -> impl Fn(String) -> CliError + '_ {
-    move |error| CliError::unavailable(format!("NATS, {what}: {error}"))
+fn nats_error(what: &str, error: impl std::fmt::Display) -> CliError {
+    CliError::unavailable(format!("NATS, {what}: {error}"))
+}
+
+/// An ephemeral ordered consumer's messages: no acknowledgements, redelivered in order by the
+/// client itself after a lost message or connection.
+async fn ordered(
+    stream: &Stream,
+    filter_subject: String,
+    deliver_policy: consumer::DeliverPolicy,
+) -> Result<consumer::pull::Ordered> {
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject,
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| nats_error("consumer", e))?;
+    consumer.messages().await.map_err(|e| nats_error("consume", e))
 }
 
 async fn connect(profile: &Profile) -> Result<jetstream::Context> {
@@ -40,7 +58,7 @@ async fn connect(profile: &Profile) -> Result<jetstream::Context> {
     let client = options
         .connect(profile.nats_url.as_str())
         .await
-        .map_err(|e| nats_error("connect")(format!("{} ({e})", profile.nats_url)))?;
+        .map_err(|e| nats_error("connect", format!("{} ({e})", profile.nats_url)))?;
     Ok(jetstream::new(client))
 }
 
@@ -75,10 +93,7 @@ fn position_of(message: &jetstream::Message) -> Option<i64> {
 /// in which positions do not always increase, so this reads the stream from its start (one
 /// pass, no acknowledgements) rather than searching by position.
 async fn sequence_of(stream: &mut Stream, profile: &Profile, position: i64) -> Result<u64> {
-    let info = stream
-        .info()
-        .await
-        .map_err(|e| nats_error("stream info")(e.to_string()))?;
+    let info = stream.info().await.map_err(|e| nats_error("stream info", e))?;
     let last = info.state.last_sequence;
     let first = info.state.first_sequence;
     if last == 0 || last < first {
@@ -87,24 +102,11 @@ async fn sequence_of(stream: &mut Stream, profile: &Profile, position: i64) -> R
             profile.stream
         )));
     }
-    let scan = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: format!("{}.v1.>", profile.subject_prefix),
-            deliver_policy: consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| nats_error("scan consumer")(e.to_string()))?;
-    let mut messages = scan
-        .messages()
-        .await
-        .map_err(|e| nats_error("scan")(e.to_string()))?;
+    let everything = format!("{}.v1.>", profile.subject_prefix);
+    let mut messages = ordered(stream, everything, consumer::DeliverPolicy::All).await?;
     while let Some(message) = messages.next().await {
-        let message = message.map_err(|e| nats_error("scan")(e.to_string()))?;
-        let sequence = message
-            .info()
-            .map_err(|e| nats_error("scan")(e.to_string()))?
-            .stream_sequence;
+        let message = message.map_err(|e| nats_error("scan", e))?;
+        let sequence = message.info().map_err(|e| nats_error("scan", e))?.stream_sequence;
         if position_of(&message) == Some(position) {
             return Ok(sequence);
         }
@@ -124,7 +126,7 @@ pub async fn tail(api: &Api, format: Format, args: TailArgs) -> Result<()> {
     let mut stream = js
         .get_stream(&profile.stream)
         .await
-        .map_err(|e| nats_error("stream")(format!("{} ({e})", profile.stream)))?;
+        .map_err(|e| nats_error("stream", format!("{} ({e})", profile.stream)))?;
     let filter = filter_subject(profile, &args);
     let deliver_policy = match args.from_position {
         None if args.durable.is_some() => consumer::DeliverPolicy::All,
@@ -141,21 +143,10 @@ pub async fn tail(api: &Api, format: Format, args: TailArgs) -> Result<()> {
     }
     match &args.durable {
         None => {
-            let consumer = stream
-                .create_consumer(consumer::pull::OrderedConfig {
-                    filter_subject: filter,
-                    deliver_policy,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| nats_error("consumer")(e.to_string()))?;
-            let mut messages = consumer
-                .messages()
-                .await
-                .map_err(|e| nats_error("consume")(e.to_string()))?;
+            let mut messages = ordered(&stream, filter, deliver_policy).await?;
             let mut seen = 0;
             while let Some(message) = messages.next().await {
-                let message = message.map_err(|e| nats_error("consume")(e.to_string()))?;
+                let message = message.map_err(|e| nats_error("consume", e))?;
                 print(&mut rows, format, &message.payload)?;
                 seen += 1;
                 if seen >= limit {
@@ -183,16 +174,13 @@ pub async fn tail(api: &Api, format: Format, args: TailArgs) -> Result<()> {
                     .expires(Duration::from_secs(30))
                     .messages()
                     .await
-                    .map_err(|e| nats_error("consume")(e.to_string()))?;
+                    .map_err(|e| nats_error("consume", e))?;
                 while let Some(message) = batch.next().await {
-                    let message = message.map_err(|e| nats_error("consume")(e.to_string()))?;
+                    let message = message.map_err(|e| nats_error("consume", e))?;
                     print(&mut rows, format, &message.payload)?;
                     // Acknowledged once printed, and the acknowledgement confirmed by the
                     // server: the next run starts after this event.
-                    message
-                        .double_ack()
-                        .await
-                        .map_err(|e| nats_error("ack")(e.to_string()))?;
+                    message.double_ack().await.map_err(|e| nats_error("ack", e))?;
                     seen += 1;
                 }
             }
@@ -225,7 +213,7 @@ async fn durable(
         return stream
             .get_consumer(name)
             .await
-            .map_err(|e| nats_error("consumer")(e.to_string()));
+            .map_err(|e| nats_error("consumer", e));
     }
     stream
         .create_consumer(consumer::pull::Config {
@@ -236,7 +224,7 @@ async fn durable(
             ..Default::default()
         })
         .await
-        .map_err(|e| nats_error("consumer")(e.to_string()))
+        .map_err(|e| nats_error("consumer", e))
 }
 
 fn print(rows: &mut Rows, format: Format, payload: &[u8]) -> Result<()> {

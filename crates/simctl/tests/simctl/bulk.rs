@@ -93,43 +93,23 @@ async fn bulk_from_a_csv_prints_every_outcome_and_exits_4_on_refusals(pool: PgPo
     );
 
     // Submitted detached, then followed and shown by id; the key makes a resubmission the same job.
-    let detached = platform
-        .simctl(&[
-            "bulk",
-            "run",
-            "add-tags",
-            "--tag",
-            "north",
-            "--iccid",
-            &iccid(1),
-            "--detach",
-            "--idempotency-key",
-            "tags-once",
-            "-o",
-            "json",
-        ])
-        .await
-        .expect(0)
-        .json();
+    let submit = [
+        "bulk",
+        "run",
+        "add-tags",
+        "--tag",
+        "north",
+        "--iccid",
+        &iccid(1),
+        "--detach",
+        "--idempotency-key",
+        "tags-once",
+        "-o",
+        "json",
+    ];
+    let detached = platform.simctl(&submit).await.expect(0).json();
     let id = detached["id"].as_str().unwrap().to_owned();
-    let again = platform
-        .simctl(&[
-            "bulk",
-            "run",
-            "add-tags",
-            "--tag",
-            "north",
-            "--iccid",
-            &iccid(1),
-            "--detach",
-            "--idempotency-key",
-            "tags-once",
-            "-o",
-            "json",
-        ])
-        .await
-        .expect(0)
-        .json();
+    let again = platform.simctl(&submit).await.expect(0).json();
     assert_eq!(again["id"], id.as_str());
     let waited = platform
         .simctl(&["bulk", "wait", &id, "-o", "jsonl"])

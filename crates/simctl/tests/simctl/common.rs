@@ -148,9 +148,9 @@ impl Platform {
         self.home.join(format!(".config/simctl/sessions/{profile}.json"))
     }
 
-    /// Runs `simctl args…` with `stdin`, the private HOME, and `env` (nothing else of the
-    /// test's environment that simctl reads).
-    pub async fn simctl_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+    /// `simctl args…` with the private HOME and `env` (nothing else of the test's
+    /// environment that simctl reads), stdin piped when there is `stdin`.
+    fn command(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_simctl"));
         command
             .args(args)
@@ -171,6 +171,13 @@ impl Platform {
         for (name, value) in env {
             command.env(name, value);
         }
+        command
+    }
+
+    /// Runs `simctl args…` with `stdin`, the private HOME, and `env` (nothing else of the
+    /// test's environment that simctl reads).
+    pub async fn simctl_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+        let mut command = self.command(args, stdin, env);
         let stdin = stdin.map(str::to_owned);
         let output = tokio::task::spawn_blocking(move || {
             let mut child = command.spawn().expect("simctl starts");
@@ -189,6 +196,25 @@ impl Platform {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
+    }
+
+    /// Runs `simctl args…`, reads `lines` lines of its stdout and kills it (SIGKILL): what a
+    /// consumer that crashed after handling those lines had.
+    pub async fn simctl_killed_after(&self, args: &[&str], lines: usize) -> Vec<String> {
+        let mut command = self.command(args, None, &[]);
+        let read = tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let mut child = command.spawn().expect("simctl starts");
+            let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+            let read: Vec<String> = stdout.lines().take(lines).map(|l| l.unwrap()).collect();
+            child.kill().unwrap();
+            child.wait().unwrap();
+            read
+        });
+        tokio::time::timeout(Duration::from_secs(60), read)
+            .await
+            .expect("simctl printed the lines within 60 s")
+            .unwrap()
     }
 
     pub async fn simctl(&self, args: &[&str]) -> Run {

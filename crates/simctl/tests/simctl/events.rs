@@ -62,6 +62,29 @@ async fn events_tail_and_feed_read_the_log_in_order_and_resume(pool: PgPool) {
         .expect(0)
         .jsonl();
     assert_eq!(positions(&resumed), all[1..]);
+    // A consumer killed after handling two events resumes after the second: no gap, no
+    // duplicate.
+    let handled = platform
+        .simctl_killed_after(&["events", "tail", "--from-position", "0", "-o", "jsonl"], 2)
+        .await;
+    let handled: Vec<Value> = handled.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let last = positions(&handled)[1].to_string();
+    let rest = platform
+        .simctl(&[
+            "events",
+            "tail",
+            "--from-position",
+            &last,
+            "-n",
+            "2",
+            "-o",
+            "jsonl",
+        ])
+        .await
+        .expect(0)
+        .jsonl();
+    assert_eq!([positions(&handled), positions(&rest)].concat(), all);
+
     // One SIM's events, one type's events.
     let one = platform
         .simctl(&[
