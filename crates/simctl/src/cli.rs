@@ -52,6 +52,9 @@ pub enum Command {
     Events(EventsCommand),
     /// The query API's global feed of stored events (`GET /events?after=`).
     Feed(FeedArgs),
+    /// Audit: the log exported as a hash chain, and its verification.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Prints a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -405,4 +408,40 @@ pub struct FeedArgs {
     /// Seconds between polls with --follow.
     #[arg(long, default_value_t = 1.0)]
     pub interval: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Writes the log (the fleet's, or one SIM's) in the global order as a hash chain (JSON
+    /// lines); the final hash goes to stderr: keep it apart, it anchors the chain.
+    Export(ExportArgs),
+    /// Checks a chain's links offline (removed, altered, reordered, truncated records) and,
+    /// with --against-platform, against the live log and the read models.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Only this SIM's events (its SIM, quota and SMS events).
+    #[arg(long)]
+    pub iccid: Option<String>,
+    /// Start after this position (0: the beginning of the log).
+    #[arg(long, default_value_t = 0)]
+    pub after: i64,
+    /// Write here instead of stdout.
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The chain (`-`: stdin).
+    pub file: PathBuf,
+    /// The final hash printed at export: the chain must end with it.
+    #[arg(long)]
+    pub expect_hash: Option<String>,
+    /// Also compare the chain with the live log record by record, and each of its SIMs'
+    /// read-model row with the replay of the SIM's events.
+    #[arg(long)]
+    pub against_platform: bool,
 }

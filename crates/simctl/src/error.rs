@@ -15,6 +15,8 @@ pub mod exit {
     pub const UNAVAILABLE: i32 = 3;
     /// A bulk job ended with items refused, failed or cancelled.
     pub const PARTIAL: i32 = 4;
+    /// `audit verify` found a problem (listed on stdout).
+    pub const VERIFICATION: i32 = 5;
 }
 
 /// An error answer of the API, in the contract's shape (`{"error": {code, message, details,
@@ -54,6 +56,9 @@ pub enum CliError {
     /// A bulk job whose items did not all apply (its outcomes were printed).
     #[error("{0}")]
     Partial(String),
+    /// `audit verify` found problems (they were printed).
+    #[error("{0}")]
+    Verification(String),
 }
 
 impl CliError {
@@ -71,6 +76,7 @@ impl CliError {
             Self::Api(failure) if failure.status < 500 => exit::REFUSED,
             Self::Api(_) | Self::Unavailable(_) => exit::UNAVAILABLE,
             Self::Partial(_) => exit::PARTIAL,
+            Self::Verification(_) => exit::VERIFICATION,
         }
     }
 }

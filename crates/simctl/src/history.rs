@@ -56,24 +56,49 @@ pub fn event_columns(format: Format) -> &'static [&'static str] {
 
 pub async fn history(api: &Api, format: Format, args: HistoryArgs) -> Result<()> {
     let mut rows = Rows::new(format, event_columns(format));
-    let mut after = args.after;
+    read_log(api, Some(&args.iccid), args.after, |event| {
+        rows.push(&without_actor(format, event_row(event)))
+    })
+    .await?;
+    rows.finish()
+}
+
+/// Every stored event after `after`, in the global log's order, a page at a time: one SIM's
+/// (`GET /sims/{iccid}/events`) or the whole log's (`GET /events`).
+pub async fn read_log(
+    api: &Api,
+    iccid: Option<&str>,
+    after: i64,
+    mut each: impl FnMut(&Value) -> Result<()>,
+) -> Result<()> {
+    read_log_until(api, iccid, after, |event| each(event).map(|()| true)).await
+}
+
+/// [`read_log`], stopping once `each` answers `false`.
+pub async fn read_log_until(
+    api: &Api,
+    iccid: Option<&str>,
+    mut after: i64,
+    mut each: impl FnMut(&Value) -> Result<bool>,
+) -> Result<()> {
     loop {
-        let path = format!(
-            "/sims/{}/events?after_position={after}&limit=1000",
-            encode(&args.iccid)
-        );
+        let path = match iccid {
+            Some(iccid) => format!("/sims/{}/events?after_position={after}&limit=1000", encode(iccid)),
+            None => format!("/events?after={after}&limit=1000"),
+        };
         let page = api.query(&path).await?;
         let events = page.body["events"].as_array().cloned().unwrap_or_default();
         for event in &events {
-            rows.push(&without_actor(format, event_row(event)))?;
+            if !each(event)? {
+                return Ok(());
+            }
         }
         let next = page.body["next_after"].as_i64().unwrap_or(after);
         if events.is_empty() || next == after {
-            break;
+            return Ok(());
         }
         after = next;
     }
-    rows.finish()
 }
 
 /// JSON keeps the API's envelope as it is; `actor` is only a table and CSV column.

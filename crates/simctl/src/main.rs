@@ -1,8 +1,10 @@
 //! `simctl`: the platform's command line for operators and auditors (docs/simctl.md).
 //!
 //! Exit codes (what scripts rely on): 0 ok, 1 usage or local problem, 2 the API refused (4xx),
-//! 3 unavailable (network, 5xx, NATS), 4 a bulk job with items not applied.
+//! 3 unavailable (network, 5xx, NATS), 4 a bulk job with items not applied, 5 `audit verify`
+//! found a problem.
 
+mod audit;
 mod bulk;
 mod cli;
 mod client;
@@ -18,7 +20,7 @@ use std::io::{BufRead, IsTerminal};
 
 use clap::{CommandFactory, Parser};
 
-use crate::cli::{Cli, Command, EventsCommand, LoginArgs};
+use crate::cli::{AuditCommand, Cli, Command, EventsCommand, LoginArgs};
 use crate::client::{Api, Body, Service};
 use crate::error::{exit, CliError, Result};
 
@@ -43,7 +45,7 @@ fn main() {
         Err(CliError::Usage(message)) if message.contains("Broken pipe") => exit::OK,
         Err(error) => {
             let label = match &error {
-                CliError::Partial(_) => "simctl",
+                CliError::Partial(_) | CliError::Verification(_) => "simctl",
                 _ => "simctl: error",
             };
             eprintln!("{label}: {error}");
@@ -59,10 +61,17 @@ async fn run(cli: Cli) -> Result<()> {
         clap_complete::generate(shell, &mut command, "simctl", &mut std::io::stdout());
         return Ok(());
     }
+    // A chain is checked offline without any profile.
+    let command = match cli.command {
+        Command::Audit(AuditCommand::Verify(args)) if !args.against_platform => {
+            return audit::verify(None, cli.output, args).await
+        }
+        command => command,
+    };
     let profile = config::load(cli.config.as_deref(), cli.profile.as_deref())?;
     let api = Api::new(profile)?;
     let format = cli.output;
-    match cli.command {
+    match command {
         Command::Completions { .. } => Ok(()),
         Command::Login(args) => login(&api, args).await,
         Command::Logout => {
@@ -89,6 +98,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Diff(args) => history::diff(&api, format, args).await,
         Command::Events(EventsCommand::Tail(args)) => events::tail(&api, format, args).await,
         Command::Feed(args) => events::feed(&api, format, args).await,
+        Command::Audit(command) => audit::run(&api, format, command).await,
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod audit;
 mod auth;
 mod bulk;
 mod events;
