@@ -11,6 +11,12 @@ fn positions(events: &[Value]) -> Vec<i64> {
     events.iter().map(|e| e["position"].as_i64().unwrap()).collect()
 }
 
+/// `simctl events tail ARGS… -o jsonl`, exit 0: the events printed.
+async fn tail(platform: &Platform, args: &[&str]) -> Vec<Value> {
+    let args = [&["events", "tail"][..], args, &["-o", "jsonl"]].concat();
+    platform.simctl(&args).await.expect(0).jsonl()
+}
+
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn events_tail_and_feed_read_the_log_in_order_and_resume(pool: PgPool) {
     let platform = Platform::start(pool).await;
@@ -39,28 +45,11 @@ async fn events_tail_and_feed_read_the_log_in_order_and_resume(pool: PgPool) {
     assert!(table.stdout.starts_with("POSITION") && table.stderr.contains("resume with --after"));
 
     // The stream from its start: what the feed says, as the relay's envelopes.
-    let tailed = platform
-        .simctl(&["events", "tail", "--from-position", "0", "-n", "4", "-o", "jsonl"])
-        .await
-        .expect(0)
-        .jsonl();
+    let tailed = tail(&platform, &["--from-position", "0", "-n", "4"]).await;
     assert_eq!(positions(&tailed), all);
     assert_eq!(tailed[0]["aggregate_id"], iccid(1).as_str());
     // After a position: the rest, nothing twice.
-    let resumed = platform
-        .simctl(&[
-            "events",
-            "tail",
-            "--from-position",
-            &after_first,
-            "-n",
-            "3",
-            "-o",
-            "jsonl",
-        ])
-        .await
-        .expect(0)
-        .jsonl();
+    let resumed = tail(&platform, &["--from-position", &after_first, "-n", "3"]).await;
     assert_eq!(positions(&resumed), all[1..]);
     // A consumer killed after handling two events resumes after the second: no gap, no
     // duplicate.
@@ -69,39 +58,15 @@ async fn events_tail_and_feed_read_the_log_in_order_and_resume(pool: PgPool) {
         .await;
     let handled: Vec<Value> = handled.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
     let last = positions(&handled)[1].to_string();
-    let rest = platform
-        .simctl(&[
-            "events",
-            "tail",
-            "--from-position",
-            &last,
-            "-n",
-            "2",
-            "-o",
-            "jsonl",
-        ])
-        .await
-        .expect(0)
-        .jsonl();
+    let rest = tail(&platform, &["--from-position", &last, "-n", "2"]).await;
     assert_eq!([positions(&handled), positions(&rest)].concat(), all);
 
     // One SIM's events, one type's events.
-    let one = platform
-        .simctl(&[
-            "events",
-            "tail",
-            "--from-position",
-            "0",
-            "--iccid",
-            &iccid(2),
-            "-n",
-            "2",
-            "-o",
-            "jsonl",
-        ])
-        .await
-        .expect(0)
-        .jsonl();
+    let one = tail(
+        &platform,
+        &["--from-position", "0", "--iccid", &iccid(2), "-n", "2"],
+    )
+    .await;
     assert!(one.iter().all(|e| e["aggregate_id"] == iccid(2).as_str()));
     assert_eq!(one[1]["event_type"], "SimLabelChanged");
     let unknown = platform
@@ -111,16 +76,8 @@ async fn events_tail_and_feed_read_the_log_in_order_and_resume(pool: PgPool) {
     assert!(unknown.stderr.contains("feed --after"), "{}", unknown.stderr);
 
     // A durable consumer resumes where the last run stopped: no gap, no duplicate.
-    let first = platform
-        .simctl(&["events", "tail", "--durable", "audit", "-n", "2", "-o", "jsonl"])
-        .await
-        .expect(0)
-        .jsonl();
-    let second = platform
-        .simctl(&["events", "tail", "--durable", "audit", "-n", "2", "-o", "jsonl"])
-        .await
-        .expect(0)
-        .jsonl();
+    let first = tail(&platform, &["--durable", "audit", "-n", "2"]).await;
+    let second = tail(&platform, &["--durable", "audit", "-n", "2"]).await;
     assert_eq!([positions(&first), positions(&second)].concat(), all);
     platform
         .simctl(&[
