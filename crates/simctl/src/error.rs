@@ -59,6 +59,9 @@ pub enum CliError {
     /// `audit verify` found problems (they were printed).
     #[error("{0}")]
     Verification(String),
+    /// stdout was closed by its reader (`simctl … | head`): not worth a message.
+    #[error("stdout closed")]
+    Closed,
 }
 
 impl CliError {
@@ -77,6 +80,7 @@ impl CliError {
             Self::Api(_) | Self::Unavailable(_) => exit::UNAVAILABLE,
             Self::Partial(_) => exit::PARTIAL,
             Self::Verification(_) => exit::VERIFICATION,
+            Self::Closed => exit::OK,
         }
     }
 }
@@ -97,8 +101,9 @@ impl From<reqwest::Error> for CliError {
 
 impl From<std::io::Error> for CliError {
     fn from(error: std::io::Error) -> Self {
-        // Writing to a closed pipe (`simctl … | head`) is not worth a message; the rest are
-        // local problems.
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            return Self::Closed;
+        }
         Self::Usage(format!("I/O: {error}"))
     }
 }

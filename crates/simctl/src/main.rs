@@ -16,7 +16,7 @@ mod output;
 mod session;
 mod sims;
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
 
 use clap::{CommandFactory, Parser};
 
@@ -42,7 +42,7 @@ fn main() {
     };
     let code = match runtime.block_on(run(cli)) {
         Ok(()) => exit::OK,
-        Err(CliError::Usage(message)) if message.contains("Broken pipe") => exit::OK,
+        Err(CliError::Closed) => exit::OK,
         Err(error) => {
             let label = match &error {
                 CliError::Partial(_) | CliError::Verification(_) => "simctl",
@@ -57,8 +57,10 @@ fn main() {
 
 async fn run(cli: Cli) -> Result<()> {
     if let Command::Completions { shell } = cli.command {
-        let mut command = Cli::command();
-        clap_complete::generate(shell, &mut command, "simctl", &mut std::io::stdout());
+        // Generated into memory: clap_complete panics when its writer fails (a closed pipe).
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "simctl", &mut script);
+        std::io::stdout().write_all(&script)?;
         return Ok(());
     }
     // A chain is checked offline without any profile.
