@@ -125,6 +125,16 @@ async fn bulk_from_a_csv_prints_every_outcome_and_exits_4_on_refusals(pool: PgPo
         .json();
     assert_eq!(shown["status"], "done");
     assert_eq!(shown["applied"], 1);
+    let finished = platform.simctl(&["bulk", "cancel", &id]).await.expect(2);
+    assert!(
+        finished.stderr.contains("BULK_JOB_FINISHED"),
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        !run.stderr.contains('\r'),
+        "no progress line when stderr is not a terminal"
+    );
 
     // A bad ICCID refuses the whole job: the API's report, exit 2.
     let bad = platform

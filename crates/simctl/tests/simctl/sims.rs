@@ -79,6 +79,13 @@ async fn register_list_and_show_in_every_output_format(pool: PgPool) {
         .jsonl();
     let walked: Vec<&str> = walked.iter().map(|s| s["iccid"].as_str().unwrap()).collect();
     assert_eq!(walked, all);
+    let second_page = platform
+        .simctl(&["sims", "list", "--page-size", "2", "--page", "2", "-o", "jsonl"])
+        .await
+        .expect(0)
+        .jsonl();
+    assert_eq!(second_page.len(), 1);
+    assert_eq!(second_page[0]["iccid"], all[2].as_str());
     let descending = platform
         .simctl(&[
             "sims",
