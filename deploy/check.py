@@ -2,7 +2,7 @@
 """Static checks of the deploy files (no Docker engine or cluster on the development machines):
 every YAML parses; every service the compose file and the Kubernetes manifests run is a binary
 of this workspace; every Kubernetes Deployment probes /ready and /health on the port its
-*_ADDR variable listens on; Prometheus scrapes every service."""
+*_ADDR variable listens on; Prometheus scrapes every service (command-line tools such as simctl are not services)."""
 import glob
 import pathlib
 import re
@@ -13,6 +13,9 @@ import yaml
 root = pathlib.Path(__file__).resolve().parent.parent
 binaries = {p.parent.parent.name if p.parent.name == "src" else p.stem
             for p in root.glob("*/src/main.rs")} | {p.parent.parent.name for p in root.glob("crates/*/src/main.rs")}
+# Command-line tools run by people and scripts, not services: nothing deploys or scrapes them.
+tools = {"simctl"}
+services = binaries - tools
 problems = []
 
 def load_all(path):
@@ -57,13 +60,13 @@ for path in sorted((root / "deploy/k8s").glob("*.yaml")):
             if container.get(probe, {}).get("httpGet", {}).get("path") != path_:
                 problems.append(f"deployment {name}: {probe} must GET {path_}")
 
-missing = binaries - set(deployments) - {"once-simulator"} if deployments else set()
+missing = services - set(deployments) - {"once-simulator"} if deployments else set()
 for binary in sorted(missing):
     problems.append(f"no Kubernetes deployment runs {binary}")
 
 prometheus = load_all(root / "deploy/prometheus/prometheus.yml")[0]
 scraped = {job["job_name"] for job in prometheus["scrape_configs"]}
-for binary in sorted(binaries - scraped):
+for binary in sorted(services - scraped):
     problems.append(f"Prometheus does not scrape {binary}")
 
 import json
