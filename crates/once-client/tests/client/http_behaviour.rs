@@ -81,6 +81,35 @@ async fn the_token_is_fetched_once_with_basic_auth_and_sent_as_bearer() {
     }
 }
 
+/// The real API is `https://api.1nce.com`: the client must speak TLS to an `https` base URL
+/// (a reqwest built without a TLS backend refuses the scheme before connecting).
+#[tokio::test]
+async fn an_https_base_url_is_reached_over_tls() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let client = OnceClient::new(ClientConfig {
+        max_retries: 0,
+        ..config(&base)
+    })
+    .unwrap();
+    let call = tokio::spawn(async move { client.sim(ICCID).await });
+    let (mut socket, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .expect("the client never connected to the https base URL")
+        .unwrap();
+    let mut first = [0u8; 3];
+    socket.read_exact(&mut first).await.unwrap();
+    // A TLS record of type handshake (22), protocol version 3.x: the ClientHello.
+    assert_eq!(
+        (first[0], first[1]),
+        (0x16, 0x03),
+        "not a TLS ClientHello: {first:?}"
+    );
+    drop(socket);
+    assert!(call.await.unwrap().is_err());
+}
+
 #[tokio::test]
 async fn a_base_url_with_a_path_keeps_it() {
     let server = Scripted::start(|seen, _| match seen.path() {
