@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Static checks of the deploy files (no Docker engine or cluster on the development machines):
-every YAML parses; every service the compose file and the Kubernetes manifests run is a binary
+every YAML parses; the monitoring files pass promtool/amtool and their own checks
+(check_monitoring.py; `--write` regenerates deploy/k8s/monitoring-config.yaml, and
+`--referenced-metrics` lists the metric names the rules and dashboards use); every service the compose file and the Kubernetes manifests run is a binary
 of this workspace; every Kubernetes Deployment probes /ready and /health on the port its
 *_ADDR variable listens on; Prometheus scrapes every service."""
 import glob
@@ -40,6 +42,8 @@ for path in sorted((root / "deploy/k8s").glob("*.yaml")):
             continue
         name = doc["metadata"]["name"]
         container = doc["spec"]["template"]["spec"]["containers"][0]
+        if container["image"].startswith("prom/"):
+            continue  # Prometheus and Alertmanager (monitoring.yaml): no workspace binary
         if container["image"] == "sim-gateway":
             # nginx with the dashboard (no workspace binary): probed on the page it serves.
             for probe in ("readinessProbe", "livenessProbe"):
@@ -68,14 +72,15 @@ for binary in sorted(binaries - scraped):
 
 import json
 
-for path in sorted((root / "deploy/grafana").rglob("*.json")):
-    try:
-        dashboard = json.loads(path.read_text())
-        for panel in dashboard["panels"]:
-            if not panel["targets"][0]["expr"]:
-                problems.append(f"{path}: panel {panel['title']!r} has no query")
-    except (ValueError, KeyError) as error:
-        problems.append(f"{path}: {error}")
+# Alerts, recording rules, Alertmanager and dashboards (deploy/check_monitoring.py): promtool
+# and amtool accept them, every alert has its tests and runbook, every panel query parses.
+sys.path.insert(0, str(root / "deploy"))
+import check_monitoring
+
+if "--referenced-metrics" in sys.argv:
+    print("\n".join(sorted(check_monitoring.referenced_metrics(root))))
+    sys.exit(0)
+problems += check_monitoring.check(root, write="--write" in sys.argv)
 for path in sorted((root / "deploy/grafana").rglob("*.yaml")):
     load_all(path)
 mounted = [v.split(":")[0] for s in compose["services"].values() for v in s.get("volumes", []) if v.startswith("..")]
