@@ -122,7 +122,8 @@ if os.path.exists(nats_server):
 
 # The gateway: nginx accepts its configurations (when nginx is installed), and compose builds
 # the gateway image with the dashboard.
-for conf in ("deploy/nginx/nginx.conf", "deploy/nginx/routes.conf", "deploy/local/gateway.conf.template"):
+for conf in ("deploy/nginx/nginx.conf", "deploy/nginx/routes.conf", "deploy/nginx/http.conf",
+             "deploy/nginx/tls.conf", "deploy/local/gateway.conf.template"):
     text = (root / conf).read_text()
     if text.count("{") != text.count("}"):
         problems.append(f"{conf}: unbalanced braces")
@@ -135,7 +136,8 @@ if os.path.exists(nginx_bin):
         rendered = (root / "deploy/local/gateway.conf.template").read_text()
         for key, value in {"USER": "", "RUN_DIR": tmp, "REPO": str(root), "WEB_ROOT": tmp,
                            "GATEWAY_ADDR": "127.0.0.1:1", "COMMAND_ADDR": "127.0.0.1:2",
-                           "QUERY_ADDR": "127.0.0.1:3"}.items():
+                           "QUERY_ADDR": "127.0.0.1:3", "RATE_LIMIT": "100", "RATE_BURST": "99",
+                           "RATE_RESET": "1"}.items():
             rendered = rendered.replace(f"@{key}@", value)
         (pathlib.Path(tmp) / "gateway.conf").write_text(rendered)
         (pathlib.Path(tmp) / "gateway-tmp").mkdir()
@@ -143,6 +145,36 @@ if os.path.exists(nginx_bin):
                                  capture_output=True, text=True)
         if checked.returncode != 0:
             problems.append(f"nginx refuses deploy/local/gateway.conf.template (with routes.conf): {checked.stderr.strip()}")
+    # The production gateway as the image runs it, with tls.conf mounted and a throwaway
+    # self-signed certificate: /etc/nginx/ becomes the temporary directory, the upstream
+    # hosts (unknown here) the loopback address.
+    with tempfile.TemporaryDirectory() as tmp:
+        etc = pathlib.Path(tmp)
+        (etc / "tls").mkdir()
+        for name in ("nginx.conf", "routes.conf", "http.conf"):
+            text = (root / "deploy/nginx" / name).read_text().replace("/etc/nginx/", f"{tmp}/")
+            text = re.sub(r"server [a-z-]+:(\d+);", r"server 127.0.0.1:\1;", text)
+            if name == "nginx.conf":
+                text = text.replace("events {}", f"pid {tmp}/nginx.pid;\nevents {{}}")
+                text = text.replace("listen 80;", "listen 127.0.0.1:1;")
+            (etc / name).write_text(text)
+        shutil.copy("/etc/nginx/mime.types", etc / "mime.types")
+        tls = (root / "deploy/nginx/tls.conf").read_text().replace("/etc/nginx/", f"{tmp}/")
+        (etc / "tls" / "server.conf").write_text(tls.replace("listen 443 ssl", "listen 127.0.0.1:2 ssl"))
+        made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                               "-subj", "/CN=gateway.check", "-keyout", str(etc / "tls/tls.key"),
+                               "-out", str(etc / "tls/tls.crt")], capture_output=True, text=True)
+        if made.returncode != 0:
+            problems.append(f"openssl could not make the check's certificate: {made.stderr.strip()}")
+        checked = subprocess.run([nginx_bin, "-t", "-p", tmp, "-e", f"{tmp}/error.log", "-c", f"{tmp}/nginx.conf"],
+                                 capture_output=True, text=True)
+        if checked.returncode != 0:
+            problems.append(f"nginx refuses deploy/nginx/nginx.conf with tls.conf: {checked.stderr.strip()}")
+        tls_text = (root / "deploy/nginx/tls.conf").read_text()
+        if not re.search(r"ssl_protocols TLSv1\.2 TLSv1\.3;", tls_text) or "Strict-Transport-Security" not in tls_text:
+            problems.append("deploy/nginx/tls.conf must allow TLS 1.2 and 1.3 only and send HSTS")
+        if "Strict-Transport-Security" in (root / "deploy/nginx/routes.conf").read_text():
+            problems.append("HSTS belongs on the TLS server only (tls.conf), not routes.conf")
 
 if problems:
     print("deploy files:", *problems, sep="\n  ")
