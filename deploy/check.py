@@ -6,8 +6,11 @@ every YAML parses; the monitoring files pass promtool/amtool and their own check
 of this workspace; every Kubernetes Deployment probes /ready and /health on the port its
 *_ADDR variable listens on; Prometheus scrapes every service."""
 import glob
+import os
 import pathlib
 import re
+import shutil
+import subprocess
 import sys
 
 import yaml
@@ -61,6 +64,30 @@ for path in sorted((root / "deploy/k8s").glob("*.yaml")):
             if container.get(probe, {}).get("httpGet", {}).get("path") != path_:
                 problems.append(f"deployment {name}: {probe} must GET {path_}")
 
+# Every manifest against the Kubernetes schemas (PyPI kubernetes-validate, offline, strict:
+# unknown fields fail); every replicated Deployment has a PodDisruptionBudget; every
+# container has resource requests and a memory limit.
+manifests = sorted(str(p) for p in (root / "deploy/k8s").glob("*.yaml") if p.name != "kustomization.yaml")
+validator = shutil.which("kubernetes-validate")
+if validator:
+    validated = subprocess.run([validator, "--strict", "--quiet", *manifests], capture_output=True, text=True)
+    if validated.returncode != 0:
+        problems.append(f"kubernetes-validate: {(validated.stdout + validated.stderr).strip()}")
+else:
+    problems.append("kubernetes-validate missing: python3 -m pip install kubernetes-validate")
+k8s_docs = [d for p in manifests for d in load_all(pathlib.Path(p))]
+budgets = {d["metadata"]["name"] for d in k8s_docs if d.get("kind") == "PodDisruptionBudget"}
+for doc in k8s_docs:
+    if doc.get("kind") != "Deployment":
+        continue
+    name = doc["metadata"]["name"]
+    if isinstance(doc["spec"].get("replicas"), int) and doc["spec"]["replicas"] > 1 and name not in budgets:
+        problems.append(f"deployment {name} has {doc['spec']['replicas']} replicas and no PodDisruptionBudget")
+    for container in doc["spec"]["template"]["spec"]["containers"]:
+        resources = container.get("resources", {})
+        if not resources.get("requests") or "memory" not in resources.get("limits", {}):
+            problems.append(f"deployment {name}: container {container['name']} lacks requests or a memory limit")
+
 missing = binaries - set(deployments) - {"once-simulator"} if deployments else set()
 for binary in sorted(missing):
     problems.append(f"no Kubernetes deployment runs {binary}")
@@ -69,8 +96,6 @@ prometheus = load_all(root / "deploy/prometheus/prometheus.yml")[0]
 scraped = {job["job_name"] for job in prometheus["scrape_configs"]}
 for binary in sorted(binaries - scraped):
     problems.append(f"Prometheus does not scrape {binary}")
-
-import json
 
 # Alerts, recording rules, Alertmanager and dashboards (deploy/check_monitoring.py): promtool
 # and amtool accept them, every alert has its tests and runbook, every panel query parses.
@@ -90,10 +115,6 @@ for volume in mounted:
 # NATS: the Kubernetes copy of the users and permissions is the file itself; every service
 # that talks to NATS has a user of its own in compose and Kubernetes; the local configuration
 # is one Debian's nats-server 2.9 accepts.
-import os
-import shutil
-import subprocess
-
 auth = (root / "deploy/nats/auth.conf").read_text()
 k8s_auth = [d for d in load_all(root / "deploy/k8s/nats-auth.yaml") if d.get("kind") == "ConfigMap"]
 if not k8s_auth or k8s_auth[0]["data"]["auth.conf"] != auth:

@@ -11,7 +11,7 @@
 - deploy/k8s/monitoring-config.yaml carries exactly these files (write=True regenerates it).
 
 referenced_metrics() lists the metric names the rules and panels read (recording rules' own
-names excluded): deploy/local/metrics-test.sh asserts the running services export each.
+names excluded): deploy/local/platform_checks.py asserts the running services export each.
 """
 import json
 import pathlib

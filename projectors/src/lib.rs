@@ -125,11 +125,15 @@ impl App {
             listening,
             tasks: builders,
         } = self;
+        let projector_metrics = ProjectorMetrics::register(metrics.registry());
+        // The stream from the start; each partition's consumer once its projector runs.
+        projector_metrics.jetstream.track_stream(&config.stream);
+        let presence = projector_metrics.jetstream.clone();
         let partitions = partitions::Partitions::new(
             pool.clone(),
             nats.clone(),
             cache,
-            ProjectorMetrics::register(metrics.registry()),
+            projector_metrics,
             ProjectorSettings::from_config(&config),
             config.partitions,
         );
@@ -143,6 +147,12 @@ impl App {
             shutdown: stopped.clone(),
         };
         let mut tasks = tokio::task::JoinSet::new();
+        let watch_stopped = stopped.clone();
+        let jetstream = async_nats::jetstream::new(nats.clone());
+        tasks.spawn(async move {
+            presence.run(jetstream, watch_stopped).await;
+            Ok(())
+        });
         tasks.spawn(async move {
             partitions
                 .run(stopped)

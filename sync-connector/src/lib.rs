@@ -27,6 +27,7 @@ use eventstore::{EventStore, GlobalLog};
 use futures::StreamExt;
 use once_client::OnceClient;
 use platform::http::ReadinessFlags;
+use platform::jetstream_presence::JetStreamPresence;
 use platform::startup::{self, Listening, Shutdown};
 use platform::Metrics;
 use sqlx::PgPool;
@@ -60,6 +61,8 @@ pub struct Connector {
     pub instance: Arc<Instance>,
     /// What `/ready` reports beside Postgres and NATS (the liveness lock).
     pub readiness: ReadinessFlags,
+    /// `jetstream_stream_present` / `jetstream_consumer_present` of the request consumers.
+    pub jetstream_presence: JetStreamPresence,
 }
 
 impl Connector {
@@ -67,6 +70,11 @@ impl Connector {
         let metrics = Metrics::new();
         let sync_metrics =
             SyncMetrics::register(metrics.registry()).map_err(|e| StartError::Setup(e.to_string()))?;
+        sync_metrics
+            .poll_interval
+            .set(config.schedule.poll_interval.as_secs_f64());
+        let jetstream_presence =
+            JetStreamPresence::register(metrics.registry()).map_err(|e| StartError::Setup(e.to_string()))?;
         let mut client_config = config.provider.clone();
         client_config.observer = Some(Arc::new(sync_metrics.clone()));
         let client = OnceClient::new(client_config).map_err(|e| StartError::Config(e.to_string()))?;
@@ -98,8 +106,9 @@ impl Connector {
             subject_prefix: config.subject_prefix.clone(),
             forged: sync_metrics.forged.clone(),
         };
-        Ok(Self {
+        let connector = Self {
             record_check,
+            jetstream_presence,
             readiness: ReadinessFlags::new(),
             config,
             pool,
@@ -111,7 +120,21 @@ impl Connector {
             requests,
             jobs,
             instance,
-        })
+        };
+        let settings = connector.consumer_settings();
+        for kind in RequestKind::ALL {
+            connector
+                .jetstream_presence
+                .track(&settings.stream, &settings.name(kind));
+            // Every series from the start (at 0), so a rate over the first request counts it.
+            for state in ["completed", "failed", "unknown"] {
+                connector
+                    .sync_metrics
+                    .requests
+                    .with_label_values(&[kind.as_str(), state]);
+            }
+        }
+        Ok(connector)
     }
 
     pub fn consumer_settings(&self) -> consumers::ConsumerSettings {
@@ -158,6 +181,11 @@ impl Connector {
             self.config.schedule.job_poll,
             shutdown.clone(),
         ));
+        tasks.spawn(
+            self.jetstream_presence
+                .clone()
+                .run(jetstream.clone(), shutdown.clone()),
+        );
         tasks.spawn(poll_age_loop(self.sync_metrics.clone(), shutdown));
         tasks
     }

@@ -19,6 +19,11 @@ pub struct SyncMetrics {
     pub requests: IntCounterVec,
     pub last_successful_poll: Gauge,
     pub seconds_since_successful_poll: Gauge,
+    /// `sync_poll_interval_seconds`: the configured sweep period (alerts compare with it).
+    pub poll_interval: Gauge,
+    /// Until the first complete sweep, the poll age counts from here: a connector that never
+    /// completes one must not look fresh.
+    started: std::time::Instant,
     /// `pipeline_forged_messages_total{consumer}`: request messages that did not match the
     /// stored event they named, acknowledged without effect.
     pub forged: IntCounterVec,
@@ -84,8 +89,14 @@ impl SyncMetrics {
             )?,
             seconds_since_successful_poll: Gauge::new(
                 "sync_seconds_since_last_successful_poll",
-                "Seconds since the last SIM-list sweep that reached the end of the list",
+                "Seconds since the last SIM-list sweep that reached the end of the list \
+                 (since the connector started, before its first)",
             )?,
+            poll_interval: Gauge::new(
+                "sync_poll_interval_seconds",
+                "The SIM-list sweep period (SYNC_POLL_INTERVAL_SECS)",
+            )?,
+            started: std::time::Instant::now(),
             forged: IntCounterVec::new(
                 Opts::new(
                     "pipeline_forged_messages_total",
@@ -104,6 +115,7 @@ impl SyncMetrics {
         registry.register(Box::new(metrics.requests.clone()))?;
         registry.register(Box::new(metrics.last_successful_poll.clone()))?;
         registry.register(Box::new(metrics.seconds_since_successful_poll.clone()))?;
+        registry.register(Box::new(metrics.poll_interval.clone()))?;
         registry.register(Box::new(metrics.forged.clone()))?;
         Ok(metrics)
     }
@@ -136,6 +148,9 @@ impl SyncMetrics {
         if last > 0.0 {
             let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
             self.seconds_since_successful_poll.set((now - last).max(0.0));
+        } else {
+            self.seconds_since_successful_poll
+                .set(self.started.elapsed().as_secs_f64());
         }
     }
 }

@@ -242,14 +242,16 @@ where
 }
 
 /// `GET /health` (alive: 200 `{"status":"ok"}`), `GET /ready` (200 `{"status":"ready"}`, or 503
-/// `NOT_READY` with `details.dependency`), `GET /metrics` (Prometheus text). Merge it into the
-/// service router before [`with_standard_layers`].
+/// `NOT_READY` with `details.dependency`), `GET /metrics` (Prometheus text, after running the
+/// readiness check for `service_ready`). Merge it into the service router before
+/// [`with_standard_layers`].
 pub fn ops_routes<S, F, Fut>(metrics: Metrics, readiness: F) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<(), NotReady>> + Send + 'static,
 {
+    let scrape_check = readiness.clone();
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route(
@@ -263,7 +265,12 @@ where
             "/metrics",
             get(move || {
                 let metrics = metrics.clone();
+                let check = scrape_check.clone();
                 async move {
+                    // Each scrape asks the same question as /ready, so `service_ready` is as
+                    // fresh as the scrape (probes alone would leave it to the orchestrator).
+                    let passed = matches!(tokio::time::timeout(READINESS_TIMEOUT, check()).await, Ok(Ok(())));
+                    metrics.set_ready(passed);
                     (
                         [(
                             header::CONTENT_TYPE,

@@ -11,6 +11,8 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod http;
+#[cfg(feature = "nats")]
+pub mod jetstream_presence;
 pub mod metrics;
 #[cfg(feature = "nats")]
 pub mod nats;

@@ -92,6 +92,30 @@ async fn the_summary_tells_sync_freshness_and_failed_topups(pool: PgPool) {
     assert_eq!(summary["topups_failed"], 1, "{summary}");
     assert_eq!(summary["topups_outcome_unknown"], 1, "{summary}");
     assert_eq!(summary["data"]["topups_pending"], 1, "{summary}");
+    // The same figures as gauges for Prometheus (loaded every 200 ms in tests), with the
+    // readiness the scrape checked.
+    testkit::wait::eventually(std::time::Duration::from_secs(10), "fleet gauges", || async {
+        let text = app.metrics().await;
+        [
+            "fleet_topups_outcome_unknown 1",
+            "fleet_topups_failed 1",
+            "fleet_sims_without_usage_report 1",
+            r#"fleet_topups_pending{kind="data"} 1"#,
+            r#"sims_total{status="terminated"} 1"#,
+            "service_ready 1",
+        ]
+        .iter()
+        .all(|line| text.contains(line))
+    })
+    .await;
+    let text = app.metrics().await;
+    let age: f64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("fleet_oldest_usage_report_age_seconds "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((5.0 * 3600.0..5.0 * 3600.0 + 60.0).contains(&age), "{age}");
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
