@@ -28,6 +28,7 @@ use futures::StreamExt;
 use once_client::OnceClient;
 use platform::http::ReadinessFlags;
 use platform::jetstream_presence::JetStreamPresence;
+use platform::readiness::DependencyCheck;
 use platform::startup::{self, Listening, Shutdown};
 use platform::Metrics;
 use sqlx::PgPool;
@@ -352,6 +353,7 @@ impl App {
             connector.pool.clone(),
             connector.nats.clone(),
             connector.readiness.clone(),
+            connector.sync_metrics.clone(),
         );
         let served = listening
             .serve("sync connector's operations endpoints", app, shutdown)
@@ -377,6 +379,12 @@ pub fn ops_router(
     pool: PgPool,
     nats: async_nats::Client,
     readiness: ReadinessFlags,
+    sync_metrics: SyncMetrics,
 ) -> Router {
-    platform::http::ops_router_with_nats(metrics, pool, nats, readiness)
+    // The provider is optional: while 1NCE does not answer the connector backs off and
+    // catches up later ("degraded"); it is not a reason to take the instance out of service.
+    platform::http::ops_router_with_nats(metrics, pool, nats, readiness, move || {
+        let available = sync_metrics.provider_available();
+        async move { vec![DependencyCheck::optional("provider", available)] }
+    })
 }

@@ -2,10 +2,16 @@
 //! waits, differences found, commands issued, operator requests carried out and failed, and
 //! the time since the last successful poll.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use once_client::CallObserver;
 use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+
+pub const PROVIDER_UNKNOWN: u8 = 0;
+pub const PROVIDER_ANSWERS: u8 = 1;
+pub const PROVIDER_FAILS: u8 = 2;
 
 #[derive(Clone, Debug)]
 pub struct SyncMetrics {
@@ -24,6 +30,9 @@ pub struct SyncMetrics {
     /// Until the first complete sweep, the poll age counts from here: a connector that never
     /// completes one must not look fresh.
     started: std::time::Instant,
+    /// What the provider's last call showed: [`PROVIDER_UNKNOWN`], [`PROVIDER_ANSWERS`] or
+    /// [`PROVIDER_FAILS`] (no answer or 5xx), for `/ready`.
+    provider: Arc<AtomicU8>,
     /// `pipeline_forged_messages_total{consumer}`: request messages that did not match the
     /// stored event they named, acknowledged without effect.
     pub forged: IntCounterVec,
@@ -97,6 +106,7 @@ impl SyncMetrics {
                 "The SIM-list sweep period (SYNC_POLL_INTERVAL_SECS)",
             )?,
             started: std::time::Instant::now(),
+            provider: Arc::new(AtomicU8::new(PROVIDER_UNKNOWN)),
             forged: IntCounterVec::new(
                 Opts::new(
                     "pipeline_forged_messages_total",
@@ -142,6 +152,11 @@ impl SyncMetrics {
         self.seconds_since_successful_poll.set(0.0);
     }
 
+    /// False while the provider's last call got no answer or a 5xx (true before any call).
+    pub fn provider_available(&self) -> bool {
+        self.provider.load(Ordering::Relaxed) != PROVIDER_FAILS
+    }
+
     /// Called on a timer, so the gauge moves between sweeps.
     pub fn refresh_poll_age(&self) {
         let last = self.last_successful_poll.get();
@@ -157,6 +172,15 @@ impl SyncMetrics {
 
 impl CallObserver for SyncMetrics {
     fn call_finished(&self, endpoint: &'static str, status: Option<u16>, elapsed: Duration) {
+        let answered = status.is_some_and(|s| s < 500);
+        self.provider.store(
+            if answered {
+                PROVIDER_ANSWERS
+            } else {
+                PROVIDER_FAILS
+            },
+            Ordering::Relaxed,
+        );
         let status = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
         self.provider_calls
             .with_label_values(&[endpoint, status.as_str()])

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod nats;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+pub mod readiness;
 pub mod startup;
 pub mod telemetry;
 

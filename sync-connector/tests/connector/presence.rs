@@ -2,7 +2,10 @@
 //! stream and of each request consumer, as the connector exports it (the alerts
 //! JetStreamStreamMissing and JetStreamConsumerMissing read these).
 
+use std::time::Duration;
+
 use async_nats::jetstream;
+use once_client::CallObserver;
 use sqlx::PgPool;
 use sync_connector::{consumers, RequestKind};
 
@@ -84,5 +87,14 @@ async fn the_stream_and_request_consumers_are_reported_present_or_missing(pool: 
     );
     connector.sync_metrics.refresh_poll_age();
     assert!(connector.sync_metrics.seconds_since_successful_poll.get() > 0.0);
+    // `/ready`'s optional "provider": unavailable while its last call got no answer or a 5xx.
+    let metrics = &connector.sync_metrics;
+    assert!(metrics.provider_available(), "before any call");
+    metrics.call_finished("sims", None, Duration::ZERO);
+    assert!(!metrics.provider_available());
+    metrics.call_finished("sims", Some(503), Duration::ZERO);
+    assert!(!metrics.provider_available());
+    metrics.call_finished("sims", Some(429), Duration::ZERO);
+    assert!(metrics.provider_available(), "a 429 is an answer");
     harness.cleanup().await;
 }
