@@ -4,7 +4,8 @@
   passes (deploy/prometheus/tests: each alert fires from synthetic series and stays quiet on a
   near miss; check() fails when an alert lacks either test);
 - amtool accepts deploy/alertmanager/alertmanager.yml and routes critical alerts to the pager,
-  warnings to the team;
+  warnings to the team; a real Alertmanager (Debian's) given a set of alerts holds back the
+  symptoms whose causes are among them, and only those (INHIBITION_CASES);
 - every alert has a severity, a summary, a description and a runbook_url naming a section of
   docs/operations.md that exists;
 - every Grafana panel has a query and every query parses (PyPI promql-parser);
@@ -122,6 +123,72 @@ def _monitoring_config(root):
     return header + "---\n".join(yaml.dump(d, Dumper=dumper, sort_keys=False, width=1000) for d in docs)
 
 
+# (alert labels, whether Alertmanager must hold it back) sent together: causes silence their
+# symptoms, and only those.
+INHIBITION_CASES = [
+    ({"alertname": "ServiceDown", "job": "query-service", "severity": "critical"}, False),
+    ({"alertname": "HighErrorRate", "job": "query-service", "severity": "critical"}, True),
+    ({"alertname": "HighErrorRate", "job": "command-service", "severity": "critical"}, False),
+    ({"alertname": "RelayStreamMismatch", "stream": "SIM_EVENTS", "severity": "critical"}, False),
+    ({"alertname": "RelayNotPublishing", "severity": "critical"}, True),
+    ({"alertname": "ProjectionLagHigh", "projector": "read-models", "severity": "warning"}, True),
+    ({"alertname": "JetStreamStreamMissing", "stream": "OTHER", "severity": "critical"}, False),
+    ({"alertname": "JetStreamConsumerMissing", "stream": "OTHER", "consumer": "c", "severity": "critical"}, True),
+    ({"alertname": "JetStreamConsumerMissing", "stream": "THIRD", "consumer": "c", "severity": "critical"}, False),
+    ({"alertname": "ProviderErrors", "severity": "warning"}, False),
+    ({"alertname": "SyncPollStale", "job": "sync-connector", "severity": "warning"}, True),
+    ({"alertname": "TopUpOutcomeUnknown", "severity": "warning"}, False),
+]
+
+
+def _inhibitions(config):
+    """Sends INHIBITION_CASES to a real Alertmanager (Debian's) with `config` and compares
+    which it holds back."""
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if not binary:
+        return ["Alertmanager missing: apt-get install prometheus-alertmanager"]
+    import socket
+    import tempfile
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}/api/v2/alerts"
+    with tempfile.TemporaryDirectory() as storage:
+        process = subprocess.Popen([binary, f"--config.file={config}", f"--storage.path={storage}",
+                                    f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            alerts = json.dumps([{"labels": labels} for labels, _ in INHIBITION_CASES]).encode()
+            deadline = time.time() + 10
+            while True:
+                try:
+                    urllib.request.urlopen(urllib.request.Request(
+                        base, data=alerts, headers={"Content-Type": "application/json"}), timeout=2)
+                    break
+                except OSError:
+                    if time.time() > deadline:
+                        return ["Alertmanager did not start for the inhibition check"]
+                    time.sleep(0.2)
+            while True:
+                got = json.load(urllib.request.urlopen(base, timeout=2))
+                if len(got) == len(INHIBITION_CASES) or time.time() > deadline:
+                    break
+                time.sleep(0.2)
+        finally:
+            process.terminate()
+            process.wait()
+    held = {json.dumps(a["labels"], sort_keys=True): bool(a["status"]["inhibitedBy"]) for a in got}
+    problems = []
+    for labels, expected in INHIBITION_CASES:
+        actual = held.get(json.dumps(labels, sort_keys=True))
+        if actual != expected:
+            problems.append(f"alertmanager: {labels} held back {actual}, expected {expected}")
+    return problems
+
+
 def check(root, write=False):
     problems = []
     # Alerts: labels, annotations, runbooks.
@@ -192,6 +259,7 @@ def check(root, write=False):
         _run([promtool, "test", "rules", str(path)], problems, f"promtool test rules {path.name}")
     alertmanager = str(root / "deploy/alertmanager/alertmanager.yml")
     _run([amtool, "check-config", alertmanager], problems, "amtool check-config")
+    problems += _inhibitions(alertmanager)
     for severity, receiver in (("critical", "pager"), ("warning", "team")):
         routed = _run([amtool, "config", "routes", "test", f"--config.file={alertmanager}",
                        "alertname=Any", f"severity={severity}"], problems, "amtool config routes test")
