@@ -254,9 +254,9 @@ where
     })
 }
 
-/// `GET /health` (alive: 200 `{"status":"ok"}`), `GET /ready` (200 `{"status":"ready"}`, or 503
-/// `NOT_READY` with `details.dependency`), `GET /metrics` (Prometheus text, after running the
-/// readiness check for `service_ready`). Merge it into the service router before
+/// `GET /health` (alive: 200 `{"status":"ok"}`), `GET /ready` (200 `{"status":"ready",
+/// "dependencies":{}}`, or 503 `NOT_READY` with `details.dependency`), `GET /metrics`
+/// (Prometheus text, after running the readiness check for `service_ready`). Merge it into the service router before
 /// [`with_standard_layers`]. Services that can name each dependency (and have optional ones)
 /// use [`crate::readiness::ops_routes_with_dependencies`].
 pub fn ops_routes<S, F, Fut>(metrics: Metrics, readiness: F) -> Router<S>
