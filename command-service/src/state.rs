@@ -48,6 +48,17 @@ impl FromRef<AppState> for Authenticator {
     }
 }
 
+/// The `command` label values of `commands_total` (the SIM routes' names for their commands).
+pub const COMMAND_NAMES: [&str; 7] = [
+    "register",
+    "update",
+    "activate",
+    "suspend",
+    "terminate",
+    "topup",
+    "sms",
+];
+
 impl AppState {
     pub fn new(config: &Config, pool: PgPool) -> Result<Self, AuthError> {
         let jwt = JwtKeys::from_config(&config.common)?;
@@ -61,6 +72,13 @@ impl AppState {
             .registry()
             .register(Box::new(commands_total.clone()))
             .expect("metric registered once");
+        // Every series from the start (at 0): a rate over a series born with its first
+        // command would miss that command, and the alert on accepted commands reads them.
+        for command in COMMAND_NAMES {
+            for outcome in ["accepted", "refused"] {
+                commands_total.with_label_values(&[command, outcome]);
+            }
+        }
         let per_minute = NonZeroU32::new(config.login_rate_per_minute).unwrap_or(NonZeroU32::MIN);
         Ok(Self {
             store: EventStore::new(pool.clone()).with_snapshots_every(config.common.snapshot_every),

@@ -3,8 +3,9 @@
 # playwright-core, against the platform started from this checkout (deploy/local/platform.sh)
 # on its own database (simplatform_browser_<pid>, dropped at the end, so two runs at once do not
 # break each other), its own NATS server and free ports, with the simulator as the provider,
-# behind the local gateway. One screenshot per test under target/browser-tests/. Called by
-# test.sh; runs alone too.
+# behind the local gateway. One screenshot per test under target/browser-tests/. Then the
+# operations checks on the same platform (deploy/local/platform_checks.py). Called by test.sh;
+# runs alone too.
 # Arguments name test files to run instead of all of them: `browser-test.sh budget` runs
 # browser-tests/budget.test.mjs.
 set -euo pipefail
@@ -30,7 +31,7 @@ socks = [socket.socket() for _ in range(int(__import__("sys").argv[1]))]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
-read -r p_command p_query p_projectors p_connector p_simulator p_gateway p_nats <<<"$(free_ports 7)"
+read -r p_command p_query p_projectors p_connector p_simulator p_gateway p_nats p_limited <<<"$(free_ports 8)"
 
 export RUN_DIR=.run/browser-test
 rm -rf "$RUN_DIR"
@@ -43,6 +44,9 @@ unset NATS_URL ONCE_API_URL
 export REDIS_KEY_PREFIX=browser-test-$$
 export SIMULATOR_SIMS=${BROWSER_TEST_SIMS:-50} SYNC_POLL_INTERVAL_SECS=2
 export BOOTSTRAP_ADMIN_USERNAME=admin BOOTSTRAP_ADMIN_PASSWORD=browser-test-admin
+# Every browser request comes from 127.0.0.1: far above the production limit of 100 a minute
+# (the limit itself is tested on a second gateway below).
+export GATEWAY_RATE_LIMIT=${GATEWAY_RATE_LIMIT:-100000}
 
 # The services in the profile `cargo test` built (BROWSER_TEST_PROFILE=release to measure them
 # as they run in production).
@@ -68,3 +72,15 @@ else
     (cd query-service/web && npm run --silent test:browser)
 fi
 echo "[browser-test] screenshots in $BROWSER_TEST_OUT" >&2
+
+# Operations checks on the same platform, after the browser tests (the checks register a SIM,
+# which the tests' fleet counts must not see; the tests' traffic makes every metric appear):
+# requests through the gateway (routing, request ids, headers, body limit), the rate limit on
+# a second gateway with the production limit, and every metric the alert rules and dashboards
+# read exported by the services (deploy/local/platform_checks.py).
+python3 -c 'import promql_parser' 2>/dev/null || python3 -m pip install --quiet promql-parser
+start_gateway gateway-limited "127.0.0.1:$p_limited" 100
+python3 deploy/local/platform_checks.py --gateway "http://$GATEWAY_ADDR" \
+    --limited-gateway "http://127.0.0.1:$p_limited" --run-dir "$RUN_DIR" \
+    --services "$COMMAND_ADDR,$QUERY_ADDR,$PROJECTORS_ADDR,$CONNECTOR_ADDR" \
+    --admin-password "$BOOTSTRAP_ADMIN_PASSWORD"

@@ -133,18 +133,34 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
     "${as_root[@]}" apt-get update -qq
     "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
 fi
-mkdir -p "$RUN_DIR/gateway-tmp"
 # As root, nginx's workers would switch to an unprivileged user that cannot write the run
 # directory; they stay the user who started them.
 user_line=""
 [ "$(id -u)" -eq 0 ] && user_line="user root;"
-sed -e "s|@USER@|$user_line|" -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@REPO@|$PWD|g" \
-    -e "s|@WEB_ROOT@|$PWD/query-service/web/dist|g" -e "s|@GATEWAY_ADDR@|$GATEWAY_ADDR|g" \
-    -e "s|@COMMAND_ADDR@|$COMMAND_ADDR|g" -e "s|@QUERY_ADDR@|$QUERY_ADDR|g" \
-    deploy/local/gateway.conf.template > "$RUN_DIR/gateway.conf"
+# render_gateway NAME ADDR RATE_LIMIT: the template as $RUN_DIR/NAME.conf, logging to
+# $RUN_DIR/NAME.log and NAME-access.log (deploy/local/platform-checks.sh starts a second one).
+render_gateway() {
+    local name=$1 addr=$2 limit=$3
+    mkdir -p "$RUN_DIR/$name-tmp"
+    sed -e "s|@USER@|$user_line|" -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@REPO@|$PWD|g" \
+        -e "s|@WEB_ROOT@|$PWD/query-service/web/dist|g" -e "s|@GATEWAY_ADDR@|$addr|g" \
+        -e "s|@COMMAND_ADDR@|$COMMAND_ADDR|g" -e "s|@QUERY_ADDR@|$QUERY_ADDR|g" \
+        -e "s|@RATE_LIMIT@|$limit|g" -e "s|@RATE_BURST@|$((limit - 1))|g" \
+        -e "s|@RATE_RESET@|$(( (60 + limit - 1) / limit ))|g" \
+        -e "s|/gateway-tmp/|/$name-tmp/|g" -e "s|/gateway.pid|/$name.pid|" \
+        -e "s|/gateway.log|/$name.log|" -e "s|/gateway-access.log|/$name-access.log|" \
+        deploy/local/gateway.conf.template > "$RUN_DIR/$name.conf"
+}
+# start_gateway NAME ADDR RATE_LIMIT: nginx with that configuration, stopped with the others.
+start_gateway() {
+    local name=$1 addr=$2
+    render_gateway "$@"
+    "$nginx_bin" -p "$RUN_DIR" -e "$RUN_DIR/$name.log" -c "$RUN_DIR/$name.conf" -g 'daemon off;' \
+        >> "$RUN_DIR/$name.log" 2>&1 &
+    pids+=($!)
+    echo "[run] $name (nginx) started on $addr (pid $!, log $RUN_DIR/$name.log)" >&2
+    wait_ready "$name" "http://$addr/"
+}
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-"$nginx_bin" -p "$RUN_DIR" -e "$RUN_DIR/gateway.log" -c "$RUN_DIR/gateway.conf" -g 'daemon off;' \
-    >> "$RUN_DIR/gateway.log" 2>&1 &
-pids+=($!)
-echo "[run] gateway (nginx) started on $GATEWAY_ADDR (pid $!, log $RUN_DIR/gateway.log)" >&2
-wait_ready gateway "http://$GATEWAY_ADDR/"
+# GATEWAY_RATE_LIMIT: API requests a minute per client address (the browser tests raise it).
+start_gateway gateway "$GATEWAY_ADDR" "${GATEWAY_RATE_LIMIT:-100}"

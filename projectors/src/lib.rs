@@ -24,6 +24,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use platform::http::ReadinessFlags;
+use platform::readiness::DependencyCheck;
 use platform::startup::{self, Listening, Shutdown};
 use platform::Metrics;
 use readmodel::{Cache, CacheConfig};
@@ -125,11 +126,16 @@ impl App {
             listening,
             tasks: builders,
         } = self;
+        let cache_check = cache.clone();
+        let projector_metrics = ProjectorMetrics::register(metrics.registry());
+        // The stream from the start; each partition's consumer once its projector runs.
+        projector_metrics.jetstream.track_stream(&config.stream);
+        let presence = projector_metrics.jetstream.clone();
         let partitions = partitions::Partitions::new(
             pool.clone(),
             nats.clone(),
             cache,
-            ProjectorMetrics::register(metrics.registry()),
+            projector_metrics,
             ProjectorSettings::from_config(&config),
             config.partitions,
         );
@@ -143,6 +149,12 @@ impl App {
             shutdown: stopped.clone(),
         };
         let mut tasks = tokio::task::JoinSet::new();
+        let watch_stopped = stopped.clone();
+        let jetstream = async_nats::jetstream::new(nats.clone());
+        tasks.spawn(async move {
+            presence.run(jetstream, watch_stopped).await;
+            Ok(())
+        });
         tasks.spawn(async move {
             partitions
                 .run(stopped)
@@ -158,7 +170,11 @@ impl App {
             partitions = config.partitions, "projectors running");
         // `/health`, `/ready` (Postgres, NATS, and the relay's view of the stream), `/metrics`,
         // with the standard layers.
-        let app = platform::http::ops_router_with_nats(metrics, pool, nats, readiness);
+        // The cache is optional: without Redis the read models are still written ("degraded").
+        let app = platform::http::ops_router_with_nats(metrics, pool, nats, readiness, move || {
+            let cache = cache_check.clone();
+            async move { vec![DependencyCheck::optional("redis", cache.ping().await)] }
+        });
         let outcome = tokio::select! {
             served = listening.serve("projectors' operations endpoints", app, shutdown) => served,
             failed = first_failure(&mut tasks) => Err(StartError::Task(failed)),

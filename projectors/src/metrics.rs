@@ -1,6 +1,7 @@
 //! The projectors' Prometheus metrics, registered in the service's `platform::Metrics`.
 
 use eventstore::Backlog;
+use platform::jetstream_presence::JetStreamPresence;
 use prometheus::core::Collector;
 use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
@@ -29,6 +30,8 @@ pub struct ProjectorMetrics {
     pub lag_seconds: GaugeVec,
     /// `projector_partitions_held`: the partitions this replica applies now.
     pub partitions_held: IntGauge,
+    /// `jetstream_stream_present` / `jetstream_consumer_present` of the partitions held.
+    pub jetstream: JetStreamPresence,
 }
 
 impl ProjectorMetrics {
@@ -37,6 +40,7 @@ impl ProjectorMetrics {
     pub fn forget_partition(&self, partition: &str) {
         let _ = self.lag_events.remove_label_values(&[partition]);
         let _ = self.lag_seconds.remove_label_values(&[partition]);
+        self.jetstream.forget(partition);
     }
 
     /// `lag_events` / `lag_seconds` of `partition`: what is committed after its checkpoint.
@@ -109,6 +113,7 @@ impl ProjectorMetrics {
                     "Partitions of the log this replica applies now",
                 ),
             ),
+            jetstream: JetStreamPresence::register(registry).expect("registered once"),
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct Config {
     /// `X-Total-Count` (the page's rows are always read fresh; a consistency token counts
     /// afresh).
     pub list_total_cache: Duration,
+    /// `FLEET_METRICS_INTERVAL_SECS`, default 30: how often the fleet gauges of `/metrics`
+    /// (`sims_total{status}`, `fleet_*`) are loaded from the read models.
+    pub fleet_metrics_interval: Duration,
 }
 
 impl Config {
@@ -57,6 +60,9 @@ impl Config {
                 .number("LIST_EXACT_COUNT_LIMIT", 1000)?
                 .clamp(1, i64::MAX as u64) as i64,
             list_total_cache: Duration::from_millis(vars.number("LIST_TOTAL_CACHE_MS", 1000)?),
+            fleet_metrics_interval: Duration::from_secs(
+                vars.number("FLEET_METRICS_INTERVAL_SECS", 30)?.max(1),
+            ),
             common,
         })
     }
@@ -77,6 +83,7 @@ impl Config {
             list_exact_count_limit: 1000,
             // Tests write rows and list them at once; the cache has a test of its own.
             list_total_cache: Duration::ZERO,
+            fleet_metrics_interval: Duration::from_millis(200),
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod config;
 mod consistency;
+mod fleet_metrics;
 pub mod openapi;
 mod params;
 mod routes;
@@ -25,6 +26,8 @@ pub use state::AppState;
 pub struct App {
     listening: Listening,
     state: AppState,
+    fleet_metrics: fleet_metrics::FleetMetrics,
+    fleet_metrics_interval: std::time::Duration,
 }
 
 impl App {
@@ -44,8 +47,15 @@ impl App {
         cache: readmodel::Cache,
     ) -> Result<Self, StartError> {
         let state = AppState::new(&config, pool, cache).map_err(|e| StartError::Config(e.to_string()))?;
+        let fleet_metrics = fleet_metrics::FleetMetrics::register(state.metrics.registry())
+            .map_err(|e| StartError::Setup(e.to_string()))?;
         let listening = Listening::bind(config.addr).await?;
-        Ok(Self { listening, state })
+        Ok(Self {
+            listening,
+            state,
+            fleet_metrics,
+            fleet_metrics_interval: config.fleet_metrics_interval,
+        })
     }
 
     /// Where it listens (the real port when `QUERY_ADDR` asked for port 0).
@@ -60,8 +70,15 @@ impl App {
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), StartError> {
-        self.listening
+        let fleet = tokio::spawn(
+            self.fleet_metrics
+                .run(self.state.pool.clone(), self.fleet_metrics_interval),
+        );
+        let served = self
+            .listening
             .serve("query API", routes::router(self.state), shutdown)
-            .await
+            .await;
+        fleet.abort();
+        served
     }
 }

@@ -27,6 +27,8 @@ use eventstore::{EventStore, GlobalLog};
 use futures::StreamExt;
 use once_client::OnceClient;
 use platform::http::ReadinessFlags;
+use platform::jetstream_presence::JetStreamPresence;
+use platform::readiness::DependencyCheck;
 use platform::startup::{self, Listening, Shutdown};
 use platform::Metrics;
 use sqlx::PgPool;
@@ -60,6 +62,8 @@ pub struct Connector {
     pub instance: Arc<Instance>,
     /// What `/ready` reports beside Postgres and NATS (the liveness lock).
     pub readiness: ReadinessFlags,
+    /// `jetstream_stream_present` / `jetstream_consumer_present` of the request consumers.
+    pub jetstream_presence: JetStreamPresence,
 }
 
 impl Connector {
@@ -67,6 +71,11 @@ impl Connector {
         let metrics = Metrics::new();
         let sync_metrics =
             SyncMetrics::register(metrics.registry()).map_err(|e| StartError::Setup(e.to_string()))?;
+        sync_metrics
+            .poll_interval
+            .set(config.schedule.poll_interval.as_secs_f64());
+        let jetstream_presence =
+            JetStreamPresence::register(metrics.registry()).map_err(|e| StartError::Setup(e.to_string()))?;
         let mut client_config = config.provider.clone();
         client_config.observer = Some(Arc::new(sync_metrics.clone()));
         let client = OnceClient::new(client_config).map_err(|e| StartError::Config(e.to_string()))?;
@@ -98,8 +107,9 @@ impl Connector {
             subject_prefix: config.subject_prefix.clone(),
             forged: sync_metrics.forged.clone(),
         };
-        Ok(Self {
+        let connector = Self {
             record_check,
+            jetstream_presence,
             readiness: ReadinessFlags::new(),
             config,
             pool,
@@ -111,7 +121,21 @@ impl Connector {
             requests,
             jobs,
             instance,
-        })
+        };
+        let settings = connector.consumer_settings();
+        for kind in RequestKind::ALL {
+            connector
+                .jetstream_presence
+                .track(&settings.stream, &settings.name(kind));
+            // Every series from the start (at 0), so a rate over the first request counts it.
+            for state in ["completed", "failed", "unknown"] {
+                connector
+                    .sync_metrics
+                    .requests
+                    .with_label_values(&[kind.as_str(), state]);
+            }
+        }
+        Ok(connector)
     }
 
     pub fn consumer_settings(&self) -> consumers::ConsumerSettings {
@@ -158,6 +182,11 @@ impl Connector {
             self.config.schedule.job_poll,
             shutdown.clone(),
         ));
+        tasks.spawn(
+            self.jetstream_presence
+                .clone()
+                .run(jetstream.clone(), shutdown.clone()),
+        );
         tasks.spawn(poll_age_loop(self.sync_metrics.clone(), shutdown));
         tasks
     }
@@ -324,6 +353,7 @@ impl App {
             connector.pool.clone(),
             connector.nats.clone(),
             connector.readiness.clone(),
+            connector.sync_metrics.clone(),
         );
         let served = listening
             .serve("sync connector's operations endpoints", app, shutdown)
@@ -349,6 +379,12 @@ pub fn ops_router(
     pool: PgPool,
     nats: async_nats::Client,
     readiness: ReadinessFlags,
+    sync_metrics: SyncMetrics,
 ) -> Router {
-    platform::http::ops_router_with_nats(metrics, pool, nats, readiness)
+    // The provider is optional: while 1NCE does not answer the connector backs off and
+    // catches up later ("degraded"); it is not a reason to take the instance out of service.
+    platform::http::ops_router_with_nats(metrics, pool, nats, readiness, move || {
+        let available = sync_metrics.provider_available();
+        async move { vec![DependencyCheck::optional("provider", available)] }
+    })
 }

@@ -2,10 +2,16 @@
 //! waits, differences found, commands issued, operator requests carried out and failed, and
 //! the time since the last successful poll.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use once_client::CallObserver;
 use prometheus::{Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+
+pub const PROVIDER_UNKNOWN: u8 = 0;
+pub const PROVIDER_ANSWERS: u8 = 1;
+pub const PROVIDER_FAILS: u8 = 2;
 
 #[derive(Clone, Debug)]
 pub struct SyncMetrics {
@@ -19,6 +25,14 @@ pub struct SyncMetrics {
     pub requests: IntCounterVec,
     pub last_successful_poll: Gauge,
     pub seconds_since_successful_poll: Gauge,
+    /// `sync_poll_interval_seconds`: the configured sweep period (alerts compare with it).
+    pub poll_interval: Gauge,
+    /// Until the first complete sweep, the poll age counts from here: a connector that never
+    /// completes one must not look fresh.
+    started: std::time::Instant,
+    /// What the provider's last call showed: [`PROVIDER_UNKNOWN`], [`PROVIDER_ANSWERS`] or
+    /// [`PROVIDER_FAILS`] (no answer or 5xx), for `/ready`.
+    provider: Arc<AtomicU8>,
     /// `pipeline_forged_messages_total{consumer}`: request messages that did not match the
     /// stored event they named, acknowledged without effect.
     pub forged: IntCounterVec,
@@ -84,8 +98,15 @@ impl SyncMetrics {
             )?,
             seconds_since_successful_poll: Gauge::new(
                 "sync_seconds_since_last_successful_poll",
-                "Seconds since the last SIM-list sweep that reached the end of the list",
+                "Seconds since the last SIM-list sweep that reached the end of the list \
+                 (since the connector started, before its first)",
             )?,
+            poll_interval: Gauge::new(
+                "sync_poll_interval_seconds",
+                "The SIM-list sweep period (SYNC_POLL_INTERVAL_SECS)",
+            )?,
+            started: std::time::Instant::now(),
+            provider: Arc::new(AtomicU8::new(PROVIDER_UNKNOWN)),
             forged: IntCounterVec::new(
                 Opts::new(
                     "pipeline_forged_messages_total",
@@ -104,6 +125,7 @@ impl SyncMetrics {
         registry.register(Box::new(metrics.requests.clone()))?;
         registry.register(Box::new(metrics.last_successful_poll.clone()))?;
         registry.register(Box::new(metrics.seconds_since_successful_poll.clone()))?;
+        registry.register(Box::new(metrics.poll_interval.clone()))?;
         registry.register(Box::new(metrics.forged.clone()))?;
         Ok(metrics)
     }
@@ -130,18 +152,35 @@ impl SyncMetrics {
         self.seconds_since_successful_poll.set(0.0);
     }
 
+    /// False while the provider's last call got no answer or a 5xx (true before any call).
+    pub fn provider_available(&self) -> bool {
+        self.provider.load(Ordering::Relaxed) != PROVIDER_FAILS
+    }
+
     /// Called on a timer, so the gauge moves between sweeps.
     pub fn refresh_poll_age(&self) {
         let last = self.last_successful_poll.get();
         if last > 0.0 {
             let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
             self.seconds_since_successful_poll.set((now - last).max(0.0));
+        } else {
+            self.seconds_since_successful_poll
+                .set(self.started.elapsed().as_secs_f64());
         }
     }
 }
 
 impl CallObserver for SyncMetrics {
     fn call_finished(&self, endpoint: &'static str, status: Option<u16>, elapsed: Duration) {
+        let answered = status.is_some_and(|s| s < 500);
+        self.provider.store(
+            if answered {
+                PROVIDER_ANSWERS
+            } else {
+                PROVIDER_FAILS
+            },
+            Ordering::Relaxed,
+        );
         let status = status.map_or_else(|| "none".to_owned(), |s| s.to_string());
         self.provider_calls
             .with_label_values(&[endpoint, status.as_str()])

@@ -81,6 +81,15 @@ async fn health_ready_and_metrics_answer(pool: PgPool) {
         assert_eq!(answer.status(), StatusCode::OK, "{path}");
     }
 
+    // Before any command: every command's series at 0; ready as of the scrape.
+    let metrics = app.metrics().await;
+    for line in [
+        r#"commands_total{command="topup",outcome="accepted"} 0"#,
+        r#"commands_total{command="register",outcome="refused"} 0"#,
+        "service_ready 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     let token = app.admin_token().await;
     app.register_sim(&token, &iccid(1)).await;
     let metrics = app.metrics().await;

@@ -10,13 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request};
-use axum::http::header::{self, HeaderValue};
+use axum::http::header;
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{from_fn, from_fn_with_state, map_request};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -26,6 +25,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::error::{render_errors, ApiError, X_REQUEST_ID};
 use crate::metrics::{track_http, Metrics};
+use crate::readiness::{ops_routes_with_dependencies, DependencyCheck, Report};
 
 /// Handlers slower than this answer 408 `REQUEST_TIMEOUT` (see [`with_layers`] to change it).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -215,10 +215,18 @@ impl ReadinessFlags {
     }
 
     pub fn check(&self) -> Result<(), NotReady> {
-        match self.lock().iter().next() {
-            Some((name, reason)) => Err(NotReady::explained(name.clone(), reason.clone())),
+        match self.failing().into_iter().next() {
+            Some(not_ready) => Err(not_ready),
             None => Ok(()),
         }
+    }
+
+    /// Every reason set, in name order.
+    pub fn failing(&self) -> Vec<NotReady> {
+        self.lock()
+            .iter()
+            .map(|(name, reason)| NotReady::explained(name.clone(), reason.clone()))
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
@@ -235,72 +243,64 @@ pub fn ops_routes_for_database<S>(metrics: Metrics, pool: sqlx::PgPool) -> Route
 where
     S: Clone + Send + Sync + 'static,
 {
-    ops_routes(metrics, move || {
+    ops_routes_with_dependencies(metrics, move || {
         let pool = pool.clone();
-        async move { crate::db::ping(&pool).await }
+        async move {
+            Report(vec![DependencyCheck::essential(
+                "postgres",
+                crate::db::ping(&pool).await,
+            )])
+        }
     })
 }
 
-/// `GET /health` (alive: 200 `{"status":"ok"}`), `GET /ready` (200 `{"status":"ready"}`, or 503
-/// `NOT_READY` with `details.dependency`), `GET /metrics` (Prometheus text). Merge it into the
-/// service router before [`with_standard_layers`].
+/// `GET /health` (alive: 200 `{"status":"ok"}`), `GET /ready` (200 `{"status":"ready",
+/// "dependencies":{}}`, or 503 `NOT_READY` with `details.dependency`), `GET /metrics`
+/// (Prometheus text, after running the readiness check for `service_ready`). Merge it into the service router before
+/// [`with_standard_layers`]. Services that can name each dependency (and have optional ones)
+/// use [`crate::readiness::ops_routes_with_dependencies`].
 pub fn ops_routes<S, F, Fut>(metrics: Metrics, readiness: F) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<(), NotReady>> + Send + 'static,
 {
-    Router::new()
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .route(
-            "/ready",
-            get(move || {
-                let check = readiness.clone();
-                async move { ready(check()).await }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                        )],
-                        metrics.render(),
-                    )
-                }
-            }),
-        )
+    ops_routes_with_dependencies(metrics, move || {
+        let check = readiness();
+        async move {
+            match check.await {
+                Ok(()) => Report(Vec::new()),
+                Err(not_ready) => Report(vec![DependencyCheck::essential(
+                    &not_ready.dependency.clone(),
+                    Err(not_ready),
+                )]),
+            }
+        }
+    })
 }
 
-async fn ready(
-    check: impl Future<Output = Result<(), NotReady>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let outcome = match tokio::time::timeout(READINESS_TIMEOUT, check).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(NotReady::new("readiness_check", "timed out")),
-    };
-    match outcome {
-        Ok(()) => Ok(Json(json!({"status": "ready"}))),
-        Err(not_ready) if not_ready.public => {
-            tracing::debug!(dependency = %not_ready.dependency, reason = %not_ready.reason, "not ready");
-            Err(ApiError::service_unavailable(
-                "NOT_READY",
-                format!("{} is not ready: {}", not_ready.dependency, not_ready.reason),
-            )
-            .with_details(json!({ "dependency": not_ready.dependency, "reason": not_ready.reason })))
-        }
-        Err(not_ready) => {
-            tracing::warn!(dependency = %not_ready.dependency, reason = %not_ready.reason, "not ready");
-            Err(ApiError::service_unavailable(
-                "NOT_READY",
-                format!("dependency {} is not available", not_ready.dependency),
-            )
-            .with_details(json!({ "dependency": not_ready.dependency })))
-        }
+/// The 503 `NOT_READY` answer for `not_ready`, with `dependencies` (every dependency's state)
+/// in its details when given. The reason is sent only when it is the service's own words.
+pub(crate) fn not_ready_error(not_ready: &NotReady, dependencies: Option<serde_json::Value>) -> ApiError {
+    let mut details = json!({ "dependency": not_ready.dependency });
+    if let Some(dependencies) = dependencies {
+        details["dependencies"] = dependencies;
+    }
+    if not_ready.public {
+        tracing::debug!(dependency = %not_ready.dependency, reason = %not_ready.reason, "not ready");
+        details["reason"] = json!(not_ready.reason);
+        ApiError::service_unavailable(
+            "NOT_READY",
+            format!("{} is not ready: {}", not_ready.dependency, not_ready.reason),
+        )
+        .with_details(details)
+    } else {
+        tracing::warn!(dependency = %not_ready.dependency, reason = %not_ready.reason, "not ready");
+        ApiError::service_unavailable(
+            "NOT_READY",
+            format!("dependency {} is not available", not_ready.dependency),
+        )
+        .with_details(details)
     }
 }
 
@@ -385,27 +385,48 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-/// `/health`, `/ready` (Postgres, NATS and the process's own [`ReadinessFlags`]), `/metrics`,
-/// with the standard layers: the operations surface of a process that serves no API of its own.
+/// `/health`, `/ready` (Postgres, NATS and the process's own [`ReadinessFlags`], essential;
+/// what `optional` reports, e.g. the cache, only degrades), `/metrics`, with the standard
+/// layers: the operations surface of a process that serves no API of its own.
 #[cfg(feature = "nats")]
-pub fn ops_router_with_nats(
+pub fn ops_router_with_nats<F, Fut>(
     metrics: Metrics,
     pool: sqlx::PgPool,
     nats: async_nats::Client,
     flags: ReadinessFlags,
-) -> Router {
-    let readiness = move || {
+    optional: F,
+) -> Router
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Vec<DependencyCheck>> + Send + 'static,
+{
+    let checks = move || {
         let pool = pool.clone();
         let nats = nats.clone();
         let flags = flags.clone();
+        let optional = optional();
         async move {
-            flags.check()?;
-            crate::db::ping(&pool).await?;
-            match nats.connection_state() {
+            let mut checks: Vec<DependencyCheck> = flags
+                .failing()
+                .into_iter()
+                .map(|not_ready| DependencyCheck::essential(&not_ready.dependency.clone(), Err(not_ready)))
+                .collect();
+            checks.push(DependencyCheck::essential(
+                "postgres",
+                crate::db::ping(&pool).await,
+            ));
+            let nats_state = match nats.connection_state() {
                 async_nats::connection::State::Connected => Ok(()),
                 state => Err(NotReady::new("nats", format!("{state:?}"))),
-            }
+            };
+            checks.push(DependencyCheck::essential("nats", nats_state));
+            checks.extend(optional.await);
+            Report(checks)
         }
     };
-    with_standard_layers(ops_routes(metrics.clone(), readiness), metrics, 16 * 1024)
+    with_standard_layers(
+        ops_routes_with_dependencies(metrics.clone(), checks),
+        metrics,
+        16 * 1024,
+    )
 }

@@ -11,11 +11,14 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod http;
+#[cfg(feature = "nats")]
+pub mod jetstream_presence;
 pub mod metrics;
 #[cfg(feature = "nats")]
 pub mod nats;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+pub mod readiness;
 pub mod startup;
 pub mod telemetry;
 

@@ -7,7 +7,9 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// Route label for requests no route matched: one value, so scanners can't blow up cardinality.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -21,6 +23,8 @@ struct Inner {
     registry: Registry,
     http_requests_total: IntCounterVec,
     http_request_duration_seconds: HistogramVec,
+    /// `service_ready`: what the process's readiness check said at the last scrape (1 ready).
+    service_ready: IntGauge,
 }
 
 impl Default for Metrics {
@@ -52,11 +56,21 @@ impl Metrics {
         registry
             .register(Box::new(http_request_duration_seconds.clone()))
             .expect("fresh registry");
+        // Alerts need "running but not ready" apart from "down": `up` only tells the latter.
+        let service_ready = IntGauge::new(
+            "service_ready",
+            "1 when the process's readiness check (GET /ready) passed at the last scrape, else 0",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(service_ready.clone()))
+            .expect("fresh registry");
         Self {
             inner: Arc::new(Inner {
                 registry,
                 http_requests_total,
                 http_request_duration_seconds,
+                service_ready,
             }),
         }
     }
@@ -75,6 +89,11 @@ impl Metrics {
             .http_request_duration_seconds
             .with_label_values(&[method, route])
             .observe(seconds);
+    }
+
+    /// Records the outcome of the readiness check (`/metrics` runs it before rendering).
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.service_ready.set(i64::from(ready));
     }
 
     /// The text exposition format (`text/plain; version=0.0.4`).
@@ -129,6 +148,10 @@ mod tests {
         );
         assert!(text.contains("http_request_duration_seconds_bucket"));
         assert!(!b.render().contains(r#"route="/sims/{iccid}""#));
+        // Not ready until a check says otherwise.
+        assert!(b.render().contains("\nservice_ready 0\n"), "{}", b.render());
+        b.set_ready(true);
+        assert!(b.render().contains("\nservice_ready 1\n"));
     }
 
     #[test]

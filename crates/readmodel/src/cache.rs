@@ -134,6 +134,18 @@ impl Cache {
         format!("{}:fleet:summary", self.config.key_prefix)
     }
 
+    /// Whether Redis answers a PING within the cache's timeout (`/ready` reports it; reads and
+    /// writes go on without Redis, so its absence only degrades the service). Asks even during
+    /// the pause after a failure, so the report follows Redis at once.
+    pub async fn ping(&self) -> bool {
+        let Some(mut connection) = self.connection.clone() else {
+            return false;
+        };
+        let ping = redis::cmd("PING");
+        let pong = ping.query_async::<String>(&mut connection);
+        matches!(tokio::time::timeout(self.config.timeout, pong).await, Ok(Ok(_)))
+    }
+
     pub async fn get_sim(&self, iccid: &str) -> Option<SimView> {
         self.get_json(&self.sim_key(iccid)).await
     }

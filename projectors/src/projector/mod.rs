@@ -156,6 +156,7 @@ impl Projector {
         metrics.lag_events.with_label_values(&name);
         metrics.lag_seconds.with_label_values(&name);
         metrics.parked.with_label_values(&[settings.name.as_str()]);
+        metrics.jetstream.track(&settings.stream, &partition);
         Ok(Self {
             follower: Follower {
                 pool: pool.clone(),

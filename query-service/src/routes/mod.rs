@@ -10,7 +10,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use std::time::Duration;
 
-use platform::http::{ops_routes_for_database, with_layers, LayerOptions, DEFAULT_REQUEST_TIMEOUT};
+use platform::http::{with_layers, LayerOptions, DEFAULT_REQUEST_TIMEOUT};
+use platform::readiness::{ops_routes_with_dependencies, DependencyCheck, Report};
 
 use crate::state::AppState;
 
@@ -21,7 +22,17 @@ pub fn router(state: AppState) -> Router {
         .merge(fleet::routes())
         .merge(feed::routes())
         .with_state(state.clone());
-    let ops = ops_routes_for_database(state.metrics.clone(), state.pool.clone());
+    // Postgres is essential; without Redis reads go to Postgres: "degraded", still ready.
+    let (pool, cache) = (state.pool.clone(), state.cache.clone());
+    let ops = ops_routes_with_dependencies(state.metrics.clone(), move || {
+        let (pool, cache) = (pool.clone(), cache.clone());
+        async move {
+            Report(vec![
+                DependencyCheck::essential("postgres", platform::db::ping(&pool).await),
+                DependencyCheck::optional("redis", cache.ping().await),
+            ])
+        }
+    });
     let document = crate::openapi::document();
     let router = Router::new().nest("/api/v1", api).merge(ops).route(
         "/openapi.json",

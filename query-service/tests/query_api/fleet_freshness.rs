@@ -92,6 +92,30 @@ async fn the_summary_tells_sync_freshness_and_failed_topups(pool: PgPool) {
     assert_eq!(summary["topups_failed"], 1, "{summary}");
     assert_eq!(summary["topups_outcome_unknown"], 1, "{summary}");
     assert_eq!(summary["data"]["topups_pending"], 1, "{summary}");
+    // The same figures as gauges for Prometheus (loaded every 200 ms in tests), with the
+    // readiness the scrape checked.
+    testkit::wait::eventually(std::time::Duration::from_secs(10), "fleet gauges", || async {
+        let text = app.metrics().await;
+        [
+            "fleet_topups_outcome_unknown 1",
+            "fleet_topups_failed 1",
+            "fleet_sims_without_usage_report 1",
+            r#"fleet_topups_pending{kind="data"} 1"#,
+            r#"sims_total{status="terminated"} 1"#,
+            "service_ready 1",
+        ]
+        .iter()
+        .all(|line| text.contains(line))
+    })
+    .await;
+    let text = app.metrics().await;
+    let age: f64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("fleet_oldest_usage_report_age_seconds "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((5.0 * 3600.0..5.0 * 3600.0 + 60.0).contains(&age), "{age}");
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
@@ -110,4 +134,38 @@ async fn a_fleet_without_usage_reports_has_no_freshness(pool: PgPool) {
     );
     assert_eq!(summary["sims_without_usage_report"], 1, "{summary}");
     assert_eq!(summary["topups_failed"], 0, "{summary}");
+}
+
+/// `/ready` names each dependency; without Redis the query API still answers from Postgres:
+/// "degraded", not a failure (and `service_ready` stays 1).
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn ready_names_its_dependencies_and_is_degraded_without_redis(pool: PgPool) {
+    let app = QueryApi::start(pool.clone()).await;
+    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "ready", "dependencies": {"postgres": "ok", "redis": "ok"}})
+    );
+
+    let without_redis = QueryApi::start_with(pool, |config| {
+        config.common.redis_url = "redis://127.0.0.1:1".into();
+    })
+    .await;
+    let ready = without_redis
+        .client
+        .get(without_redis.url("/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "degraded", "dependencies": {"postgres": "ok", "redis": "unavailable"}})
+    );
+    assert!(without_redis.metrics().await.contains("\nservice_ready 1\n"));
+    // Reads still answer, from Postgres.
+    assert_eq!(without_redis.get_json("/fleet/summary").await["sims_total"], 0);
 }

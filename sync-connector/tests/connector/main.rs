@@ -6,4 +6,5 @@ mod common;
 mod crash;
 mod faults;
 mod poll;
+mod presence;
 mod requests;

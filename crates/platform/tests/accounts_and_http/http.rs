@@ -247,15 +247,25 @@ async fn health_and_ready() {
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ok"}));
     let r = s.get("/ready").await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ready"}));
+    // A readiness check without named dependencies names none.
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"status": "ready", "dependencies": {}})
+    );
 }
 
 #[tokio::test]
 async fn not_ready_is_503_naming_the_dependency_only() {
     let s = start(false).await;
     let body = get_error(&s, "/ready", StatusCode::SERVICE_UNAVAILABLE, "NOT_READY").await;
-    assert_eq!(body["error"]["details"], json!({"dependency": "postgres"}));
+    assert_eq!(
+        body["error"]["details"],
+        json!({"dependency": "postgres", "dependencies": {"postgres": "unavailable"}})
+    );
     assert!(!body.to_string().contains("raw driver text"));
+    // The scrape runs the same check: `service_ready` 0 (1 in the test below).
+    let text = s.get("/metrics").await.text().await.unwrap();
+    assert!(text.contains("\nservice_ready 0\n"), "{text}");
 }
 
 #[tokio::test]
@@ -285,6 +295,7 @@ async fn metrics_count_requests_by_route_template() {
     );
     assert!(text.contains(r#"http_request_duration_seconds_count{method="GET",route="/sims/{iccid}"} 1"#));
     assert!(!text.contains("/sims/8988"));
+    assert!(text.contains("\nservice_ready 1\n"), "{text}");
 }
 
 #[tokio::test]

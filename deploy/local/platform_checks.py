@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Operations checks against the running platform (deploy/local/browser-test.sh starts it and
+calls this with its addresses):
+
+1. the gateway: a GET reaches the query API and a POST the command API, each with one request
+   id from the gateway's access log through the service's log (and, for the command, into the
+   stored event's metadata); the security headers are on every answer (no HSTS on plain HTTP);
+   the body limit answers 413;
+2. the rate limit, on a second gateway with the production limit (100 a minute): 100 API
+   requests pass, the 101st answers 429 with X-RateLimit-Limit/Remaining/Reset in the error
+   shape, and the dashboard's files are not counted;
+3. every metric a Prometheus rule or a Grafana panel reads (deploy/check.py
+   --referenced-metrics) is exported by one of the services' /metrics, after the traffic above.
+"""
+import argparse
+import http.client
+import json
+import pathlib
+import random
+import re
+import sys
+import time
+import urllib.parse
+
+root = pathlib.Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(root / "deploy"))
+import check_monitoring  # noqa: E402
+
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+    return condition
+
+
+def request(base, method, path, body=None, headers=None):
+    """(status, headers as a dict of lists, body text) of one request on a fresh connection."""
+    url = urllib.parse.urlsplit(base)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    payload = json.dumps(body) if isinstance(body, (dict, list)) else body
+    all_headers = {"Content-Type": "application/json"} if payload is not None else {}
+    all_headers.update(headers or {})
+    connection.request(method, path, body=payload, headers=all_headers)
+    response = connection.getresponse()
+    answer = {}
+    for name, value in response.getheaders():
+        answer.setdefault(name.lower(), []).append(value)
+    text = response.read().decode(errors="replace")
+    connection.close()
+    return response.status, answer, text
+
+
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "strict-origin-when-cross-origin",
+}
+
+
+def security_headers(what, headers):
+    for name, value in SECURITY_HEADERS.items():
+        check(headers.get(name) == [value], f"{what}: {name} is {headers.get(name)}, expected {value}")
+    csp = headers.get("content-security-policy", [""])
+    check(len(csp) == 1 and "default-src 'self'" in csp[0] and "frame-ancestors 'none'" in csp[0],
+          f"{what}: Content-Security-Policy is {csp}")
+    check("strict-transport-security" not in headers, f"{what}: HSTS on plain HTTP")
+
+
+def in_file(path, text, seconds=5):
+    """Whether `text` shows up in the file within `seconds` (logs are written asynchronously)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def gateway(base, run_dir, password):
+    status, headers, _ = request(base, "GET", "/")
+    check(status == 200, f"GET / through the gateway: {status}")
+    security_headers("GET /", headers)
+    check(headers.get("cache-control") == ["no-cache"], f"GET /: Cache-Control {headers.get('cache-control')}")
+    index = (root / "query-service/web/dist/index.html").read_text()
+    asset = re.search(r'src="(/assets/[^"]+)"', index)
+    if check(asset, "the dashboard's index.html names no /assets/ script"):
+        status, headers, _ = request(base, "GET", asset.group(1))
+        check(status == 200, f"GET {asset.group(1)}: {status}")
+        security_headers(f"GET {asset.group(1)}", headers)
+        check(headers.get("cache-control") == ["public, max-age=31536000, immutable"],
+              f"GET {asset.group(1)}: Cache-Control {headers.get('cache-control')}")
+
+    status, headers, text = request(base, "POST", "/api/v1/auth/login", {"username": "admin", "password": password})
+    if not check(status == 200, f"login through the gateway: {status} {text[:200]}"):
+        return
+    token = json.loads(text)["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+
+    # A write: the command API, one request id from the gateway to the stored event.
+    iccid = "8988" + "".join(random.choice("0123456789") for _ in range(15))
+    imsi = "90140" + "".join(random.choice("0123456789") for _ in range(10))
+    status, headers, text = request(base, "POST", "/api/v1/sims", {"iccid": iccid, "imsi": imsi}, auth)
+    check(status == 201, f"POST /api/v1/sims through the gateway: {status} {text[:200]}")
+    security_headers("POST /api/v1/sims", headers)
+    post_id = headers.get("x-request-id", [""])[0]
+    position = json.loads(text).get("position") if status == 201 else None
+    check(in_file(run_dir / "gateway-access.log", f'"POST /api/v1/sims HTTP/1.1" 201'), "the POST is not in the gateway's log")
+    check(in_file(run_dir / "gateway-access.log", f"request_id={post_id}"), f"request id {post_id!r} not in the gateway's access log")
+    check(in_file(run_dir / "command-service.log", post_id), f"request id {post_id!r} not in the command API's log")
+
+    # A read: the query API (only it has /events), its own request id end to end.
+    status, headers, text = request(base, "GET", f"/api/v1/sims/{iccid}/events",
+                                    headers={**auth, "X-Consistency-Token": str(position)})
+    check(status == 200, f"GET /api/v1/sims/{{iccid}}/events through the gateway: {status} {text[:200]}")
+    security_headers("GET /api/v1/sims/{iccid}/events", headers)
+    get_id = headers.get("x-request-id", [""])[0]
+    if status == 200:
+        events = json.loads(text)
+        events = events["events"]
+        ids = {e.get("metadata", {}).get("request_id") for e in events}
+        check(post_id in ids, f"the stored event's request id {ids} is not the POST's {post_id!r}")
+    check(get_id and get_id != post_id, f"the GET's request id {get_id!r}")
+    check(in_file(run_dir / "gateway-access.log", f"request_id={get_id}"), f"request id {get_id!r} not in the gateway's access log")
+    check(in_file(run_dir / "query-service.log", get_id), f"request id {get_id!r} not in the query API's log")
+    check("x-ratelimit-limit" not in headers, "X-RateLimit-* on a request that was not limited")
+
+    # Bodies over the limit never reach the services.
+    status, headers, _ = request(base, "POST", "/api/v1/sims", "x" * (65 * 1024), auth)
+    check(status == 413, f"a 65 KiB body through the gateway: {status}")
+    security_headers("413", headers)
+
+
+def rate_limit(base, limit=100):
+    # The dashboard's files are not counted.
+    for _ in range(3):
+        request(base, "GET", "/")
+    url = urllib.parse.urlsplit(base)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    statuses = []
+    started = time.monotonic()
+    for _ in range(limit + 1):
+        connection.request("GET", "/api/v1/sims")
+        response = connection.getresponse()
+        body = response.read().decode()
+        statuses.append(response.status)
+        headers = {k.lower(): v for k, v in response.getheaders()}
+    elapsed = time.monotonic() - started
+    connection.close()
+    check(429 not in statuses[:limit], f"the first {limit} API requests: {statuses[:limit].count(429)} answered 429")
+    # The leaky bucket frees a request every 60 / limit s: the 101st is refused when the 100
+    # took less than that.
+    check(elapsed < 60 / limit, f"{limit + 1} requests took {elapsed:.2f} s: too slow to test the limit")
+    if check(statuses[limit] == 429, f"request {limit + 1} answered {statuses[limit]}, expected 429"):
+        check(headers.get("x-ratelimit-limit") == str(limit), f"429: X-RateLimit-Limit {headers.get('x-ratelimit-limit')}")
+        check(headers.get("x-ratelimit-remaining") == "0", f"429: X-RateLimit-Remaining {headers.get('x-ratelimit-remaining')}")
+        check(headers.get("x-ratelimit-reset") == "1", f"429: X-RateLimit-Reset {headers.get('x-ratelimit-reset')}")
+        check(headers.get("retry-after") == "1", f"429: Retry-After {headers.get('retry-after')}")
+        check(headers.get("x-content-type-options") == "nosniff", "429 without the security headers")
+        error = json.loads(body).get("error", {})
+        check(error.get("code") == "RATE_LIMITED" and error.get("request_id"), f"429 body {body}")
+    status, _, _ = request(base, "GET", "/")
+    check(status == 200, f"the dashboard after the API limit: {status}")
+
+
+def exported(addresses, wanted, seconds=30):
+    """Waits until every metric in `wanted` is exported by one of the services; the missing."""
+    deadline = time.time() + seconds
+    while True:
+        names = set()
+        for address in addresses:
+            status, _, text = request(f"http://{address}", "GET", "/metrics")
+            if status != 200:
+                continue
+            for kind_line in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M):
+                name, kind = kind_line
+                names.add(name)
+                if kind == "histogram":
+                    names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+            names |= set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", text, re.M))
+        missing = wanted - names
+        if not missing or time.time() > deadline:
+            return missing
+        time.sleep(1)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--gateway", required=True)
+    parser.add_argument("--limited-gateway", required=True)
+    parser.add_argument("--run-dir", required=True, type=pathlib.Path)
+    parser.add_argument("--services", required=True, help="comma-separated host:port of every service")
+    parser.add_argument("--admin-password", required=True)
+    args = parser.parse_args()
+    gateway(args.gateway, args.run_dir, args.admin_password)
+    rate_limit(args.limited_gateway)
+    wanted = check_monitoring.referenced_metrics(root)
+    missing = exported(args.services.split(","), wanted)
+    check(not missing, f"metrics read by the rules or dashboards that no service exports: {sorted(missing)}")
+    if failures:
+        print("[platform-checks] FAILED:", *failures, sep="\n  ", file=sys.stderr)
+        sys.exit(1)
+    print(f"[platform-checks] ok: gateway routing, request ids, headers, body limit, rate limit; "
+          f"{len(wanted)} metrics exported", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
