@@ -140,7 +140,10 @@ def rate_limit(base, limit=100):
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
     statuses = []
     started = time.monotonic()
-    for _ in range(limit + 1):
+    # Until the first 429 (or well past the limit): on a loaded machine the 100 can take longer
+    # than the 0.6 s in which the leaky bucket frees one more request, so each 0.6 s elapsed
+    # allows one request more; the 101st within the window itself must be refused.
+    while len(statuses) < limit + 20 and 429 not in statuses:
         connection.request("GET", "/api/v1/sims")
         response = connection.getresponse()
         body = response.read().decode()
@@ -149,10 +152,11 @@ def rate_limit(base, limit=100):
     elapsed = time.monotonic() - started
     connection.close()
     check(429 not in statuses[:limit], f"the first {limit} API requests: {statuses[:limit].count(429)} answered 429")
-    # The leaky bucket frees a request every 60 / limit s: the 101st is refused when the 100
-    # took less than that.
-    check(elapsed < 60 / limit, f"{limit + 1} requests took {elapsed:.2f} s: too slow to test the limit")
-    if check(statuses[limit] == 429, f"request {limit + 1} answered {statuses[limit]}, expected 429"):
+    allowed = limit + int(elapsed * limit / 60)
+    first_refused = statuses.index(429) if 429 in statuses else len(statuses)
+    check(first_refused <= allowed, f"request {first_refused + 1} was the first refused; "
+          f"{allowed} were allowed in {elapsed:.2f} s")
+    if check(429 in statuses, f"no 429 after {len(statuses)} requests"):
         check(headers.get("x-ratelimit-limit") == str(limit), f"429: X-RateLimit-Limit {headers.get('x-ratelimit-limit')}")
         check(headers.get("x-ratelimit-remaining") == "0", f"429: X-RateLimit-Remaining {headers.get('x-ratelimit-remaining')}")
         check(headers.get("x-ratelimit-reset") == "1", f"429: X-RateLimit-Reset {headers.get('x-ratelimit-reset')}")
