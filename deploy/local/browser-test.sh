@@ -43,6 +43,9 @@ unset NATS_URL ONCE_API_URL
 export REDIS_KEY_PREFIX=browser-test-$$
 export SIMULATOR_SIMS=${BROWSER_TEST_SIMS:-50} SYNC_POLL_INTERVAL_SECS=2
 export BOOTSTRAP_ADMIN_USERNAME=admin BOOTSTRAP_ADMIN_PASSWORD=browser-test-admin
+# A slow bulk worker (a job over the 50 SIMs runs ~10 s), so that the test cancelling a running
+# job cancels before the last item; the other jobs of the tests have a few items each.
+export BULK_ITEMS_PER_SEC=${BROWSER_TEST_BULK_ITEMS_PER_SEC:-5}
 
 # The services in the profile `cargo test` built (BROWSER_TEST_PROFILE=release to measure them
 # as they run in production).

@@ -73,3 +73,31 @@ export async function eventually(check, ms = 60_000, what = 'condition') {
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
 }
+
+/** An admin's access token from the API's JSON login (to set things up, as a script would). */
+export async function adminToken() {
+  const response = await fetch(`${BASE}/api/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(ADMIN),
+  });
+  if (response.status !== 200) throw new Error(`admin login: ${response.status} ${await response.text()}`);
+  return (await response.json()).access_token;
+}
+
+/** A request to the API through the gateway with `token` (JSON in and out). */
+export async function api(path, { token, method = 'GET', body } = {}) {
+  const response = await fetch(`${BASE}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${token ?? (await adminToken())}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await response.text();
+  let json;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { status: response.status, headers: response.headers, json, text };
+}

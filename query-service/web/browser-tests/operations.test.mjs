@@ -3,20 +3,9 @@
 // and what a viewer may not do, in the page and against the API.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ADMIN, BASE, eventually, logIn, openPages, useBrowser } from './harness.mjs';
+import { adminToken, BASE, eventually, logIn, openPages, useBrowser } from './harness.mjs';
 
 useBrowser();
-
-/** An admin's access token from the API's JSON login (to set up users, as a script would). */
-async function adminToken() {
-  const response = await fetch(`${BASE}/api/v1/auth/login`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify(ADMIN),
-  });
-  assert.equal(response.status, 200, `admin login: ${await response.clone().text()}`);
-  return (await response.json()).access_token;
-}
 
 async function createUser(role) {
   const user = { username: `${role}-${Date.now()}`, password: `pw-${role}-browser-test-1`, role };
