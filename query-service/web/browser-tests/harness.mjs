@@ -11,7 +11,7 @@ export const ADMIN = {
   password: process.env.BOOTSTRAP_ADMIN_PASSWORD ?? 'admin-change-me',
 };
 export const SIMS = Number(process.env.BROWSER_TEST_SIMS ?? 50);
-const OUT = process.env.BROWSER_TEST_OUT ?? new URL('../../../target/browser-tests/', import.meta.url).pathname;
+export const OUT = process.env.BROWSER_TEST_OUT ?? new URL('../../../target/browser-tests/', import.meta.url).pathname;
 
 let browser;
 /** Pages to screenshot when the running test ends (pass or fail). */

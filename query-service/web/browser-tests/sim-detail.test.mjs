@@ -83,7 +83,7 @@ test('opens the timeline and views the state as of the registration', async () =
   const iccid = await openSim(page, 7);
   const registered = page.locator('ol.timeline li[data-event-type="SimRegistered"]');
   await registered.waitFor();
-  await registered.getByRole('button', { name: /^State as of SimRegistered/ }).click();
+  await registered.getByRole('button', { name: /^State as of this event \(SimRegistered/ }).click();
   const state = page.getByTestId('state-as-of');
   await state.waitFor();
   assert.equal(await state.locator('tr[data-field="iccid"] td').textContent(), iccid);

@@ -24,10 +24,39 @@ export function Dialog({ title, onClose, children }: { title: string; onClose: (
   );
 }
 
+/** What Tab stops at inside `root`, in order (of a radio group, only its checked radio). */
+function tabStops(root: HTMLElement): HTMLElement[] {
+  return [...root.querySelectorAll<HTMLElement>('a[href], button, input, select, textarea, summary, [tabindex]')].filter((e) => {
+    if (e.tabIndex < 0 || e.matches(':disabled') || e.getClientRects().length === 0) return false;
+    if (!(e instanceof HTMLInputElement)) return true;
+    if (e.type === 'hidden') return false;
+    return e.type !== 'radio' || e.checked || !root.querySelector(`input[type="radio"][name="${CSS.escape(e.name)}"]:checked`);
+  });
+}
+
 /**
- * Shows `ref`'s <dialog> as a modal while the component is mounted (the browser keeps focus
- * inside and the rest of the page inert), and gives focus back to the element that had it
- * (the opener) when it closes, as WAI-ARIA's dialog pattern asks.
+ * Tab from the dialog's last stop goes to its first, Shift+Tab from the first to the last:
+ * a modal <dialog> makes the page inert, but Chromium lets Tab leave it for the browser's own
+ * controls and the document, where a keyboard user is lost.
+ */
+function trapTab(dialog: HTMLDialogElement) {
+  return (event: KeyboardEvent) => {
+    if (event.key !== 'Tab') return;
+    const stops = tabStops(dialog);
+    const [first, last] = [stops[0], stops[stops.length - 1]];
+    if (!first || !last) return;
+    const active = document.activeElement;
+    if (active === (event.shiftKey ? first : last) || !dialog.contains(active)) {
+      event.preventDefault();
+      (event.shiftKey ? last : first).focus();
+    }
+  };
+}
+
+/**
+ * Shows `ref`'s <dialog> as a modal while the component is mounted (the rest of the page
+ * inert, Tab kept inside), and gives focus back to the element that had it (the opener) when
+ * it closes, as WAI-ARIA's dialog pattern asks.
  */
 export function useModal(ref: RefObject<HTMLDialogElement | null>) {
   // A layout effect: the opener is read before anything moves focus, and focus is back on it
@@ -36,7 +65,10 @@ export function useModal(ref: RefObject<HTMLDialogElement | null>) {
     const element = ref.current;
     const opener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
     if (element && !element.open) element.showModal();
+    const trap = element ? trapTab(element) : null;
+    if (element && trap) element.addEventListener('keydown', trap);
     return () => {
+      if (element && trap) element.removeEventListener('keydown', trap);
       element?.close();
       if (opener?.isConnected) opener.focus();
     };
