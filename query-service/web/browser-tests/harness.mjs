@@ -74,24 +74,40 @@ export async function eventually(check, ms = 60_000, what = 'condition') {
   throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
 }
 
-/** An admin's access token from the API's JSON login (to set things up, as a script would). */
+let admin = null;
+
+/**
+ * An admin's access token from the API's JSON login (to set things up, as a script would),
+ * one login per test file: logins are rate-limited.
+ */
 export async function adminToken() {
-  const response = await fetch(`${BASE}/api/v1/auth/login`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify(ADMIN),
+  admin ??= (async () => {
+    const response = await fetch(`${BASE}/api/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(ADMIN),
+    });
+    if (response.status !== 200) throw new Error(`admin login: ${response.status} ${await response.text()}`);
+    return (await response.json()).access_token;
+  })().catch((error) => {
+    admin = null;
+    throw error;
   });
-  if (response.status !== 200) throw new Error(`admin login: ${response.status} ${await response.text()}`);
-  return (await response.json()).access_token;
+  return admin;
 }
 
 /** A request to the API through the gateway with `token` (JSON in and out). */
-export async function api(path, { token, method = 'GET', body } = {}) {
+export async function api(path, { token, method = 'GET', body, again = true } = {}) {
   const response = await fetch(`${BASE}${path}`, {
     method,
     headers: { Authorization: `Bearer ${token ?? (await adminToken())}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
     body: body ? JSON.stringify(body) : undefined,
   });
+  // The cached admin token ran out: log in again once.
+  if (response.status === 401 && !token && again) {
+    admin = null;
+    return api(path, { method, body, again: false });
+  }
   const text = await response.text();
   let json;
   try {
