@@ -2,7 +2,7 @@
 // a user created, their role changed, then disabled, seen from the user's own browser too.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { api, eventually, logIn, openPages, useBrowser } from './harness.mjs';
+import { api, eventually, logIn, openPages, sentToken, useBrowser } from './harness.mjs';
 
 useBrowser();
 
@@ -27,11 +27,7 @@ test('an admin creates a user, changes their role and disables them; the disable
 
   // The user signs in in their own browser: a viewer, without command buttons.
   const { pages: [own] } = await openPages();
-  let token = null;
-  own.on('request', (request) => {
-    const auth = request.headers().authorization;
-    if (auth?.startsWith('Bearer ') && request.url().includes('/api/v1/')) token = auth.slice(7);
-  });
+  const sent = sentToken(own);
   await own.goto('/sims');
   await logIn(own, user);
   await own.locator('table.sims tbody tr').first().waitFor();
@@ -50,6 +46,7 @@ test('an admin creates a user, changes their role and disables them; the disable
   await row.getByRole('button', { name: `Disable ${user.username}` }).click();
   await row.getByText('disabled', { exact: true }).waitFor();
   await row.getByRole('button', { name: `Enable ${user.username}` }).waitFor();
+  const token = sent();
   assert.ok(token, 'the user page sent their access token');
   // Their access token is refused within seconds (each process reads the user's state again).
   await eventually(async () => (await api('/api/v1/sims?page_size=1', { token })).status === 401, 30_000, 'the access token to be refused');

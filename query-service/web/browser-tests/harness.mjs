@@ -59,6 +59,19 @@ export async function logIn(page, { username, password } = ADMIN) {
   await dialog.waitFor({ state: 'detached' });
 }
 
+/**
+ * The newest access token `page` sent to the API (it lives in the page's memory only): a
+ * function returning it, or null before the first request.
+ */
+export function sentToken(page) {
+  let token = null;
+  page.on('request', (request) => {
+    const auth = request.headers().authorization;
+    if (auth?.startsWith('Bearer ') && request.url().includes('/api/v1/')) token = auth.slice(7);
+  });
+  return () => token;
+}
+
 /** Polls `check` (an async function returning truthy) until it holds or `ms` pass. */
 export async function eventually(check, ms = 60_000, what = 'condition') {
   const deadline = Date.now() + ms;

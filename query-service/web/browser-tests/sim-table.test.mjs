@@ -46,6 +46,15 @@ function parseCsv(text) {
   return rows;
 }
 
+/** A signed-in admin's page showing the SIM table's first rows. */
+async function openTable() {
+  const { pages: [page] } = await openPages();
+  await page.goto('/sims');
+  await logIn(page);
+  await page.locator('table.sims tbody tr').first().waitFor();
+  return page;
+}
+
 /** The ICCIDs of the table's rows, in order. */
 const shownIccids = async (page) => (await page.locator('table.sims tbody td a').allTextContents()).map((t) => t.trim());
 
@@ -53,10 +62,7 @@ test('the quota-state filter shows the SIMs whose quota is in the chosen states,
   const token = await adminToken();
   // The connector reports quotas on its sweeps.
   await eventually(async () => (await apiTotal(token, 'quota_state=ok,warning,exhausted')) > 0, 60_000, 'quotas to be reported');
-  const { pages: [page] } = await openPages();
-  await page.goto('/sims');
-  await logIn(page);
-  await page.locator('table.sims tbody tr').first().waitFor();
+  const page = await openTable();
   const all = await shownTotal(page);
   const quota = page.getByRole('group', { name: 'Quota' });
 
@@ -94,10 +100,7 @@ test('the quota-state filter shows the SIMs whose quota is in the chosen states,
 
 test('the CSV export holds exactly the SIMs of the current filter', async () => {
   const token = await adminToken();
-  const { pages: [page] } = await openPages();
-  await page.goto('/sims');
-  await logIn(page);
-  await page.locator('table.sims tbody tr').first().waitFor();
+  const page = await openTable();
   const iccid = (await shownIccids(page))[0];
   const prefix = iccid.slice(0, 17);
   // An ICCID prefix (17 digits: a few SIMs, the simulator numbers them in a row) and three of
@@ -137,10 +140,7 @@ test('the CSV export holds exactly the SIMs of the current filter', async () => 
 
 test('a bulk job over every SIM matching the filter: the confirmation counts X-Total-Count, the job takes that many', async () => {
   const token = await adminToken();
-  const { pages: [page] } = await openPages();
-  await page.goto('/sims');
-  await logIn(page);
-  await page.locator('table.sims tbody tr').first().waitFor();
+  const page = await openTable();
   // The last SIM's first 17 digits: a few SIMs (the simulator numbers them in a row).
   const last = (await api('/api/v1/sims?page_size=1&sort=-iccid', { token })).json[0].iccid;
   const prefix = last.slice(0, 17);
@@ -179,10 +179,7 @@ test('a bulk job over every SIM matching the filter: the confirmation counts X-T
 
 test('cancelling a running bulk job: it ends cancelled and the items not started are not applied', async () => {
   const token = await adminToken();
-  const { pages: [page] } = await openPages();
-  await page.goto('/sims');
-  await logIn(page);
-  await page.locator('table.sims tbody tr').first().waitFor();
+  const page = await openTable();
   const total = await shownTotal(page);
   assert.ok(total >= 20, `enough SIMs for the job to run a while (${total})`);
 
