@@ -3,7 +3,7 @@
 // the audit timeline's state as of the registration, and the phone width.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { api, eventually, logIn, openPages, useBrowser } from './harness.mjs';
+import { api, eventually, logIn, openPages, OUT, useBrowser } from './harness.mjs';
 
 useBrowser();
 
@@ -126,6 +126,7 @@ test('saving an edit made on a stale version shows the API\'s refusal with its r
   assert.ok(text.includes(answer.error.message), `the API's message in: ${text}`);
   assert.ok(answer.error.request_id && text.includes(`Request id: ${answer.error.request_id}`), `the request id in: ${text}`);
   await form.getByText('Someone changed this SIM after you opened it.').waitFor();
+  await form.screenshot({ path: `${OUT}/edit-refused-on-a-stale-version.png` });
 
   // Starting again takes the latest state, and saving it works.
   await form.getByRole('button', { name: 'Start again from the latest' }).click();
