@@ -47,6 +47,12 @@ export BOOTSTRAP_ADMIN_USERNAME=admin BOOTSTRAP_ADMIN_PASSWORD=browser-test-admi
 # Every browser request comes from 127.0.0.1: far above the production limit of 100 a minute
 # (the limit itself is tested on a second gateway below).
 export GATEWAY_RATE_LIMIT=${GATEWAY_RATE_LIMIT:-100000}
+# A slow bulk worker (a job over the 50 SIMs runs ~10 s), so that the test cancelling a running
+# job cancels before the last item; the other jobs of the tests have a few items each.
+export BULK_ITEMS_PER_SEC=${BROWSER_TEST_BULK_ITEMS_PER_SEC:-5}
+# Every test logs in, as the admin and from 127.0.0.1: the login limit per IP and username
+# (default 10 a minute; its own tests are the command API's) would refuse the suite's pace.
+export LOGIN_RATE_PER_MINUTE=600
 
 # The services in the profile `cargo test` built (BROWSER_TEST_PROFILE=release to measure them
 # as they run in production).

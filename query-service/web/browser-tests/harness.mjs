@@ -11,7 +11,7 @@ export const ADMIN = {
   password: process.env.BOOTSTRAP_ADMIN_PASSWORD ?? 'admin-change-me',
 };
 export const SIMS = Number(process.env.BROWSER_TEST_SIMS ?? 50);
-const OUT = process.env.BROWSER_TEST_OUT ?? new URL('../../../target/browser-tests/', import.meta.url).pathname;
+export const OUT = process.env.BROWSER_TEST_OUT ?? new URL('../../../target/browser-tests/', import.meta.url).pathname;
 
 let browser;
 /** Pages to screenshot when the running test ends (pass or fail). */
@@ -59,6 +59,19 @@ export async function logIn(page, { username, password } = ADMIN) {
   await dialog.waitFor({ state: 'detached' });
 }
 
+/**
+ * The newest access token `page` sent to the API (it lives in the page's memory only): a
+ * function returning it, or null before the first request.
+ */
+export function sentToken(page) {
+  let token = null;
+  page.on('request', (request) => {
+    const auth = request.headers().authorization;
+    if (auth?.startsWith('Bearer ') && request.url().includes('/api/v1/')) token = auth.slice(7);
+  });
+  return () => token;
+}
+
 /** Polls `check` (an async function returning truthy) until it holds or `ms` pass. */
 export async function eventually(check, ms = 60_000, what = 'condition') {
   const deadline = Date.now() + ms;
@@ -72,4 +85,48 @@ export async function eventually(check, ms = 60_000, what = 'condition') {
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+}
+
+let admin = null;
+
+/**
+ * An admin's access token from the API's JSON login (to set things up, as a script would),
+ * one login per test file: logins are rate-limited.
+ */
+export async function adminToken() {
+  admin ??= (async () => {
+    const response = await fetch(`${BASE}/api/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(ADMIN),
+    });
+    if (response.status !== 200) throw new Error(`admin login: ${response.status} ${await response.text()}`);
+    return (await response.json()).access_token;
+  })().catch((error) => {
+    admin = null;
+    throw error;
+  });
+  return admin;
+}
+
+/** A request to the API through the gateway with `token` (JSON in and out). */
+export async function api(path, { token, method = 'GET', body, again = true } = {}) {
+  const response = await fetch(`${BASE}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${token ?? (await adminToken())}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  // The cached admin token ran out: log in again once.
+  if (response.status === 401 && !token && again) {
+    admin = null;
+    return api(path, { method, body, again: false });
+  }
+  const text = await response.text();
+  let json;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { status: response.status, headers: response.headers, json, text };
 }

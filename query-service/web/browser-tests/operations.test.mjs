@@ -3,20 +3,9 @@
 // and what a viewer may not do, in the page and against the API.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ADMIN, BASE, eventually, logIn, openPages, useBrowser } from './harness.mjs';
+import { adminToken, BASE, eventually, logIn, openPages, sentToken, useBrowser } from './harness.mjs';
 
 useBrowser();
-
-/** An admin's access token from the API's JSON login (to set up users, as a script would). */
-async function adminToken() {
-  const response = await fetch(`${BASE}/api/v1/auth/login`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify(ADMIN),
-  });
-  assert.equal(response.status, 200, `admin login: ${await response.clone().text()}`);
-  return (await response.json()).access_token;
-}
 
 async function createUser(role) {
   const user = { username: `${role}-${Date.now()}`, password: `pw-${role}-browser-test-1`, role };
@@ -118,12 +107,7 @@ test('an admin creates an API key, sees it once, and revokes it', async () => {
 test('a viewer sees no command buttons, and a command forged with their session answers 403', async () => {
   const viewer = await createUser('viewer');
   const { pages: [page] } = await openPages();
-  // The viewer's access token, as the page sends it (it lives in the page's memory only).
-  let token = null;
-  page.on('request', (request) => {
-    const auth = request.headers().authorization;
-    if (auth?.startsWith('Bearer ') && request.url().includes('/api/v1/')) token = auth.slice(7);
-  });
+  const sent = sentToken(page);
   await page.goto('/sims');
   await logIn(page, viewer);
   const first = page.locator('table.sims tbody tr').first();
@@ -146,6 +130,7 @@ test('a viewer sees no command buttons, and a command forged with their session 
   await page.getByText('Only an admin can manage users and API keys.').waitFor();
 
   // The API decides: commands sent from the page with the viewer's token are refused.
+  const token = sent();
   assert.ok(token, 'the page sent the viewer token');
   const forged = await page.evaluate(
     async ({ token, iccid }) => {

@@ -3,7 +3,7 @@
 // the audit timeline's state as of the registration, and the phone width.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { eventually, logIn, openPages, useBrowser } from './harness.mjs';
+import { api, eventually, logIn, openPages, OUT, useBrowser } from './harness.mjs';
 
 useBrowser();
 
@@ -83,7 +83,7 @@ test('opens the timeline and views the state as of the registration', async () =
   const iccid = await openSim(page, 7);
   const registered = page.locator('ol.timeline li[data-event-type="SimRegistered"]');
   await registered.waitFor();
-  await registered.getByRole('button', { name: /^State as of SimRegistered/ }).click();
+  await registered.getByRole('button', { name: /^State as of this event \(SimRegistered/ }).click();
   const state = page.getByTestId('state-as-of');
   await state.waitFor();
   assert.equal(await state.locator('tr[data-field="iccid"] td').textContent(), iccid);
@@ -97,6 +97,46 @@ test('opens the timeline and views the state as of the registration', async () =
   await heading.waitFor();
   const diff = page.getByTestId('state-diff');
   if (await diff.count()) assert.ok((await diff.locator('tbody tr').count()) > 0);
+});
+
+test('saving an edit made on a stale version shows the API\'s refusal with its request id', async () => {
+  const { pages: [page] } = await openPages();
+  const iccid = await openSim(page, 9);
+  await page.getByRole('button', { name: 'Edit label, tags, IMEI lock' }).click();
+  const form = page.getByRole('form', { name: 'Edit the SIM' });
+  const label = form.getByLabel('Label');
+  await label.fill(`mine ${Date.now()}`);
+
+  // Someone else changes the SIM meanwhile (through the API, as another client would).
+  const theirs = `theirs ${Date.now()}`;
+  const changed = await api(`/api/v1/sims/${iccid}`, { method: 'PATCH', body: { label: theirs } });
+  assert.ok(changed.status < 300, changed.text);
+
+  const [response] = await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'PATCH' && r.url().endsWith(`/api/v1/sims/${iccid}`)),
+    form.getByRole('button', { name: 'Save' }).click(),
+  ]);
+  assert.equal(response.status(), 412);
+  const answer = await response.json();
+  assert.equal(answer.error.code, 'VERSION_MISMATCH');
+  const notice = form.getByRole('alert');
+  await notice.waitFor();
+  const text = await notice.textContent();
+  assert.ok(text.startsWith('Could not save the changes.'), text);
+  assert.ok(text.includes(answer.error.message), `the API's message in: ${text}`);
+  assert.ok(answer.error.request_id && text.includes(`Request id: ${answer.error.request_id}`), `the request id in: ${text}`);
+  await form.getByText('Someone changed this SIM after you opened it.').waitFor();
+  await form.screenshot({ path: `${OUT}/edit-refused-on-a-stale-version.png` });
+
+  // Starting again takes the latest state, and saving it works.
+  await form.getByRole('button', { name: 'Start again from the latest' }).click();
+  await eventually(async () => (await label.inputValue()) === theirs, 10_000, 'the form to hold the latest label');
+  const mine = `mine again ${Date.now()}`;
+  await label.fill(mine);
+  await form.getByRole('button', { name: 'Save' }).click();
+  await form.waitFor({ state: 'detached' });
+  await eventually(async () => (await api(`/api/v1/sims/${iccid}`)).json.label === mine, 10_000, 'the saved label');
+  assert.equal(await page.getByRole('form', { name: 'Edit the SIM' }).count(), 0);
 });
 
 test('the SIM detail at phone width', async () => {

@@ -1,6 +1,7 @@
-import { FormEvent, useEffect, useRef, useState } from 'react';
+import { FormEvent, useRef, useState } from 'react';
 import { session } from '../api/client';
 import { LoginError } from '../api/session';
+import { useModal } from './Dialog';
 
 /**
  * The login form, as a modal dialog over the current screen: when a session ends, the screen
@@ -14,11 +15,7 @@ export function LoginDialog() {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<LoginError | null>(null);
 
-  useEffect(() => {
-    const element = dialog.current;
-    if (element && !element.open) element.showModal();
-    return () => element?.close();
-  }, []);
+  useModal(dialog);
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();

@@ -69,4 +69,7 @@ describe('filterOf and exportPath', () => {
     expect(exportPath(filter)).toBe('/api/v1/sims/export?status=active%2Csuspended&tag=a');
     expect(exportPath({})).toBe('/api/v1/sims/export');
   });
+  it('keep the quota state (the table filters by it)', () => {
+    expect(filterOf({ quota_state: 'warning,exhausted', page_size: 25 })).toEqual({ quota_state: 'warning,exhausted' });
+  });
 });

@@ -94,7 +94,7 @@ export function jobProgress(job: JobCounters): { percent: number; summary: strin
   return { percent, summary: parts.join('; ') };
 }
 
-const FILTER_KEYS = ['status', 'tag', 'label', 'iccid', 'imsi', 'msisdn'] as const;
+const FILTER_KEYS = ['status', 'quota_state', 'tag', 'label', 'iccid', 'imsi', 'msisdn'] as const;
 
 /**
  * The list's filter without paging and order: the target of a bulk job over "every SIM that

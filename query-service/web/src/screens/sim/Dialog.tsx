@@ -1,4 +1,5 @@
-import { ReactNode, useEffect, useRef } from 'react';
+import { ReactNode, useRef } from 'react';
+import { useModal } from '../../components/Dialog';
 
 /**
  * A modal confirmation (the native <dialog>: focus moves in and stays there, Escape cancels).
@@ -22,11 +23,7 @@ export function ConfirmDialog({
   danger?: boolean;
 }) {
   const dialog = useRef<HTMLDialogElement>(null);
-  useEffect(() => {
-    const element = dialog.current;
-    if (element && !element.open) element.showModal();
-    return () => element?.close();
-  }, []);
+  useModal(dialog);
   return (
     <dialog
       ref={dialog}

@@ -2,7 +2,7 @@ import { FormEvent, useState } from 'react';
 import { command, unwrap } from '../../api/client';
 import type { SimView } from '../../api/types';
 import { ErrorNotice } from '../../components/ErrorNotice';
-import { conflictHint, ifMatch, useSimCommand } from './common';
+import { conflictHint, ifMatch, refusedAtVersion, useSimCommand } from './common';
 
 interface Draft {
   label: string;
@@ -43,6 +43,8 @@ export function EditSim({ sim }: { sim: SimView }) {
     save.mutate({ version: draft.version, ...changes }, { onSuccess: () => setDraft(null) });
   };
   const stale = draft.version !== sim.version;
+  // After a 412, until the page shows the version that won, "the latest" is not here yet.
+  const behind = (refusedAtVersion(save.error) ?? 0) > sim.version;
 
   return (
     <form className="edit-form" onSubmit={submit} aria-label="Edit the SIM">
@@ -69,9 +71,15 @@ export function EditSim({ sim }: { sim: SimView }) {
           {conflictHint(save.error) && (
             <p className="small">
               {conflictHint(save.error)}{' '}
-              <button type="button" className="link" onClick={() => (save.reset(), setDraft(draftOf(sim)))}>
-                Start again from the latest
-              </button>
+              {behind ? (
+                <span className="progress" aria-live="polite">
+                  Reading its latest state…
+                </span>
+              ) : (
+                <button type="button" className="link" onClick={() => (save.reset(), setDraft(draftOf(sim)))}>
+                  Start again from the latest
+                </button>
+              )}
             </p>
           )}
         </>

@@ -106,12 +106,13 @@ function Entry({ event: e, current, onState, onCompare }: { event: StoredEvent; 
         <pre>{JSON.stringify(e.payload, null, 2)}</pre>
       </details>
       <div className="actions" style={{ justifyContent: 'flex-start', marginTop: '0.4rem' }}>
-        <button type="button" onClick={onState} aria-label={`State as of ${name}`}>
-          State as of this event
+        {/* The visible words begin the name (WCAG 2.5.3); the event they are about follows. */}
+        <button type="button" onClick={onState}>
+          State as of this event<span className="sr-only"> ({name})</span>
         </button>
         {onCompare && (
-          <button type="button" onClick={onCompare} aria-label={`Compare with ${name}`}>
-            Compare
+          <button type="button" onClick={onCompare}>
+            Compare<span className="sr-only"> with {name}</span>
           </button>
         )}
       </div>

@@ -1,6 +1,7 @@
-import { useEffect, useRef, useState } from 'react';
+import { useRef, useState } from 'react';
 import { command, unwrap } from '../../api/client';
 import type { QuotaRow } from '../../api/types';
+import { useModal } from '../../components/Dialog';
 import { ErrorNotice } from '../../components/ErrorNotice';
 import { useSimCommand } from './common';
 import { formatQuota, QUOTA_TITLE, QuotaKind } from './Quotas';
@@ -28,11 +29,7 @@ export function TopUpDialog({ iccid, quotas, onClose }: { iccid: string; quotas:
   const current = quotas.find((q) => q.kind === kind) ?? null;
   const step: Step = !topUp.isSuccess ? 'choose' : current?.pending_topup_id || current?.last_position === before?.last_position ? 'waiting' : 'done';
 
-  useEffect(() => {
-    const element = dialog.current;
-    if (element && !element.open) element.showModal();
-    return () => element?.close();
-  }, []);
+  useModal(dialog);
 
   const submit = () => {
     setBefore(current);
