@@ -394,6 +394,20 @@ pub fn ops_router_with_nats(
     nats: async_nats::Client,
     flags: ReadinessFlags,
 ) -> Router {
+    ops_router_with_nats_and(Router::new(), metrics, pool, nats, flags)
+}
+
+/// [`ops_router_with_nats`] with the process's own `routes` beside the operations surface
+/// (the sync connector's Data Streamer receiver), under the same layers. Routes that take
+/// larger bodies read them with their own limit (the layers' default limit is 16 kB).
+#[cfg(feature = "nats")]
+pub fn ops_router_with_nats_and(
+    routes: Router,
+    metrics: Metrics,
+    pool: sqlx::PgPool,
+    nats: async_nats::Client,
+    flags: ReadinessFlags,
+) -> Router {
     let readiness = move || {
         let pool = pool.clone();
         let nats = nats.clone();
@@ -407,5 +421,5 @@ pub fn ops_router_with_nats(
             }
         }
     };
-    with_standard_layers(ops_routes(metrics.clone(), readiness), metrics, 16 * 1024)
+    with_standard_layers(routes.merge(ops_routes(metrics.clone(), readiness)), metrics, 16 * 1024)
 }
