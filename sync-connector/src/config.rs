@@ -87,7 +87,9 @@ impl StreamerConfig {
         }
         Ok(Self {
             credentials,
-            max_body_bytes: vars.number("STREAMER_MAX_BODY_BYTES", 16 * 1024 * 1024)?.max(1024) as usize,
+            max_body_bytes: vars
+                .number("STREAMER_MAX_BODY_BYTES", 16 * 1024 * 1024)?
+                .max(1024) as usize,
             max_records: vars.number("STREAMER_MAX_RECORDS", 3000)?.max(1) as usize,
             apply_batch: vars.number("STREAMER_APPLY_BATCH", 500)?.clamp(1, 10_000) as i64,
             apply_concurrency: vars.number("STREAMER_APPLY_CONCURRENCY", 8)?.clamp(1, 64) as usize,

@@ -62,8 +62,15 @@ impl Issuer {
     {
         let fingerprint = fingerprint(observation);
         let key = |version: u64| format!("sync:{}:{aggregate_id}:v{version}:{fingerprint}", A::TYPE);
-        self.issue_decided::<A>(aggregate_id, iccid, &fingerprint, cause, |_| commands.clone(), key)
-            .await
+        self.issue_decided::<A>(
+            aggregate_id,
+            iccid,
+            &fingerprint,
+            cause,
+            |_| commands.clone(),
+            key,
+        )
+        .await
     }
 
     /// For a source that names each observation once (a Data Streamer record's id): `key` is
@@ -82,9 +89,14 @@ impl Issuer {
         A: Aggregate,
     {
         let fingerprint = fingerprint(observation);
-        self.issue_decided::<A>(aggregate_id, iccid, &fingerprint, Cause::default(), decide, |_| {
-            key.to_owned()
-        })
+        self.issue_decided::<A>(
+            aggregate_id,
+            iccid,
+            &fingerprint,
+            Cause::default(),
+            decide,
+            |_| key.to_owned(),
+        )
         .await
     }
 

@@ -421,5 +421,9 @@ pub fn ops_router_with_nats_and(
             }
         }
     };
-    with_standard_layers(routes.merge(ops_routes(metrics.clone(), readiness)), metrics, 16 * 1024)
+    with_standard_layers(
+        routes.merge(ops_routes(metrics.clone(), readiness)),
+        metrics,
+        16 * 1024,
+    )
 }

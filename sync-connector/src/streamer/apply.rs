@@ -66,7 +66,10 @@ impl Applier {
         }
         let mut by_sim: BTreeMap<Option<String>, Vec<Claimed>> = BTreeMap::new();
         for record in claimed {
-            by_sim.entry(record.record.iccid.clone()).or_default().push(record);
+            by_sim
+                .entry(record.record.iccid.clone())
+                .or_default()
+                .push(record);
         }
         let mut results = futures::stream::iter(by_sim)
             .map(|(iccid, mut records)| async move {
@@ -85,7 +88,10 @@ impl Applier {
         let rows: Vec<(i64, Settled)> = settled.iter().map(|(seq, s, _)| (*seq, s.clone())).collect();
         self.inbox.settle(&rows).await?;
         for (_, outcome, kind) in &settled {
-            self.metrics.settled.with_label_values(&[kind, outcome.state()]).inc();
+            self.metrics
+                .settled
+                .with_label_values(&[kind, outcome.state()])
+                .inc();
         }
         match failure {
             Some(error) => Err(error),
@@ -97,7 +103,14 @@ impl Applier {
     pub async fn release_registered(&self, limit: i64) -> Result<u64, SyncError> {
         let mut released = 0;
         for iccid in self.inbox.pending_sims(limit).await? {
-            if self.issuer.store().load::<Sim>(&iccid).await?.state.is_registered() {
+            if self
+                .issuer
+                .store()
+                .load::<Sim>(&iccid)
+                .await?
+                .state
+                .is_registered()
+            {
                 released += self.inbox.release(&iccid).await?;
             }
         }
@@ -175,7 +188,9 @@ impl Applier {
                     },
                 };
                 self.issuer
-                    .issue_once::<Sim>(iccid.as_str(), iccid, &key, record, |_: &Sim| vec![command.clone()])
+                    .issue_once::<Sim>(iccid.as_str(), iccid, &key, record, |_: &Sim| {
+                        vec![command.clone()]
+                    })
                     .await
             }
             Meaning::QuotaThreshold { quota, percentage } => {
@@ -197,8 +212,10 @@ impl Applier {
                 .await
             }
             Meaning::QuotaExpired { quota } => {
-                self.quota(iccid, *quota, &key, record, move |_: &Quota| Some(QuotaCommand::Expire { at }))
-                    .await
+                self.quota(iccid, *quota, &key, record, move |_: &Quota| {
+                    Some(QuotaCommand::Expire { at })
+                })
+                .await
             }
             Meaning::QuotaAssigned { .. } => {
                 // The assignment's `detail` is not valid JSON: the SIM's quotas are polled next.

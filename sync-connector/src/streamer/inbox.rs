@@ -79,7 +79,11 @@ impl Inbox {
 
     /// Stores every well-formed record and every rejection of a batch in one transaction;
     /// records already in the inbox are left as they are and counted as duplicates.
-    pub async fn store(&self, records: &[Record], rejected: &[(Rejection, &str)]) -> Result<Stored, sqlx::Error> {
+    pub async fn store(
+        &self,
+        records: &[Record],
+        rejected: &[(Rejection, &str)],
+    ) -> Result<Stored, sqlx::Error> {
         let mut columns = Columns::default();
         for record in records {
             columns.push(record);
@@ -103,7 +107,10 @@ impl Inbox {
         if !rejected.is_empty() {
             let ids: Vec<Option<i64>> = rejected.iter().map(|(r, _)| r.id).collect();
             let reasons: Vec<&str> = rejected.iter().map(|(r, _)| r.reason.as_str()).collect();
-            let bodies: Vec<&str> = rejected.iter().map(|(_, body)| cut(body, REJECT_BODY_LIMIT)).collect();
+            let bodies: Vec<&str> = rejected
+                .iter()
+                .map(|(_, body)| cut(body, REJECT_BODY_LIMIT))
+                .collect();
             sqlx::query(
                 "INSERT INTO streamer_rejects (record_id, reason, body) \
                  SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[]) \
@@ -142,7 +149,10 @@ impl Inbox {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(seq, record)| Claimed { seq, record: record.0 })
+            .map(|(seq, record)| Claimed {
+                seq,
+                record: record.0,
+            })
             .collect())
     }
 
@@ -195,10 +205,12 @@ impl Inbox {
 
     /// Hands a SIM's pending records back to the applier (its SIM is registered now).
     pub async fn release(&self, iccid: &str) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query("UPDATE streamer_records SET state = 'received' WHERE iccid = $1 AND state = 'pending'")
-            .bind(iccid)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE streamer_records SET state = 'received' WHERE iccid = $1 AND state = 'pending'",
+        )
+        .bind(iccid)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 
@@ -244,7 +256,8 @@ impl Columns {
         );
         self.occurred_at.push(record.occurred_at);
         // Serialising plain data cannot fail.
-        self.record.push(serde_json::to_string(record).unwrap_or_default());
+        self.record
+            .push(serde_json::to_string(record).unwrap_or_default());
     }
 }
 

@@ -174,7 +174,10 @@ async fn receive(
     receiver.stored.notify_one();
     count(&receiver.metrics, &records, &stored, rejected.len());
     if !rejected.is_empty() {
-        tracing::warn!(rejected = rejected.len(), "malformed Data Streamer records were refused");
+        tracing::warn!(
+            rejected = rejected.len(),
+            "malformed Data Streamer records were refused"
+        );
     }
     Ok(Json(Answer {
         accepted: stored.accepted(),

@@ -52,7 +52,10 @@ pub enum Meaning {
     /// A traffic type the platform does not count.
     OtherUsage { traffic_type: Option<i64> },
     /// A location update (types 1, 2): the visited network and its country.
-    Location { network: Option<String>, country: Option<String> },
+    Location {
+        network: Option<String>,
+        country: Option<String>,
+    },
     /// A PDP context created or updated (3, 4).
     Session {
         network: Option<String>,
@@ -65,7 +68,10 @@ pub enum Meaning {
     /// SIM activation (8), suspension (9), deletion (10).
     Status { status: StatusChange },
     /// Quota threshold reached (18, 20), at `percentage` when the record says.
-    QuotaThreshold { quota: QuotaKind, percentage: Option<u8> },
+    QuotaThreshold {
+        quota: QuotaKind,
+        percentage: Option<u8>,
+    },
     /// Quota used up (19, 21).
     QuotaUsedUp { quota: QuotaKind },
     /// Quota assigned (56, 58): `detail` is not parseable JSON, so the values are polled.
@@ -140,19 +146,23 @@ pub fn parse(index: usize, raw: &RawValue) -> Result<Record, Rejection> {
     if !raw.get().trim_start().starts_with('{') {
         return Err(reject(None, "not a record object".into()));
     }
-    let fields: Fields = serde_json::from_str(raw.get())
-        .map_err(|e| reject(None, format!("not a record object: {e}")))?;
+    let fields: Fields =
+        serde_json::from_str(raw.get()).map_err(|e| reject(None, format!("not a record object: {e}")))?;
     let id = match fields.id.map(whole_number).transpose() {
         Ok(Some(id)) => id,
         Ok(None) => return Err(reject(None, "no `id`".into())),
         Err(reason) => return Err(reject(None, format!("`id`: {reason}"))),
     };
-    let read = if fields.traffic_type.is_some() || fields.volume.is_some() || fields.start_timestamp.is_some() {
+    let read = if fields.traffic_type.is_some() || fields.volume.is_some() || fields.start_timestamp.is_some()
+    {
         usage(id, &fields)
     } else if fields.event_type.is_some() || fields.timestamp.is_some() {
         event(id, &fields)
     } else {
-        Err("neither a usage record (traffic_type, volume) nor an event record (event_type, timestamp)".into())
+        Err(
+            "neither a usage record (traffic_type, volume) nor an event record (event_type, timestamp)"
+                .into(),
+        )
     };
     read.map_err(|reason| reject(Some(id), reason))
 }
@@ -235,7 +245,9 @@ fn event(id: i64, fields: &Fields) -> Result<Record, String> {
             Meaning::Session {
                 network: network(),
                 country: country(),
-                rat: context.and_then(|c| integer(c.get("rat_type"))).and_then(rat_name),
+                rat: context
+                    .and_then(|c| integer(c.get("rat_type")))
+                    .and_then(rat_name),
                 ip_address: context.and_then(|c| text(c.get("ue_ip_address"))),
             }
         }
@@ -263,7 +275,9 @@ fn event(id: i64, fields: &Fields) -> Result<Record, String> {
         56 | 58 => Meaning::QuotaAssigned {
             quota: quota_kind(event_type == 56),
         },
-        60 => Meaning::QuotaExpired { quota: QuotaKind::Data },
+        60 => Meaning::QuotaExpired {
+            quota: QuotaKind::Data,
+        },
         other => Meaning::OtherEvent {
             event_type: Some(other),
         },
@@ -458,9 +472,15 @@ mod tests {
             "detail":"{\"volume\":500,\"expiry_date\":2022-01-01}"}"#,
         )
         .unwrap();
-        assert_eq!(assigned.meaning, Meaning::QuotaAssigned { quota: QuotaKind::Data });
+        assert_eq!(
+            assigned.meaning,
+            Meaning::QuotaAssigned {
+                quota: QuotaKind::Data
+            }
+        );
         assert_eq!(assigned.iccid, None);
-        let unknown = read(r#"{"id":4,"timestamp":1700000000,"event_type":{"id":"77"},"detail":null}"#).unwrap();
+        let unknown =
+            read(r#"{"id":4,"timestamp":1700000000,"event_type":{"id":"77"},"detail":null}"#).unwrap();
         assert_eq!(unknown.meaning, Meaning::OtherEvent { event_type: Some(77) });
         assert_eq!(unknown.occurred_at.timestamp(), 1_700_000_000);
     }
@@ -472,9 +492,21 @@ mod tests {
             (r#"{"traffic_type":{"id":5}}"#, None, "no `id`"),
             (r#"{"id":1.5,"traffic_type":{"id":5}}"#, None, "whole"),
             (r#"{"id":9,"hello":1}"#, Some(9), "neither"),
-            (r#"{"id":9,"timestamp":"yesterday","event_type":{"id":1}}"#, Some(9), "timestamp"),
-            (r#"{"id":9,"traffic_type":{"id":5},"end_timestamp":"2021-08-09T12:59:05Z","volume":{"total":"x"},"sim":{"iccid":"8988228066605682328"}}"#, Some(9), "volume.total"),
-            (r#"{"id":9,"traffic_type":{"id":5},"end_timestamp":"2021-08-09T12:59:05Z","volume":{"total":1},"sim":{"iccid":"123"}}"#, Some(9), "sim.iccid"),
+            (
+                r#"{"id":9,"timestamp":"yesterday","event_type":{"id":1}}"#,
+                Some(9),
+                "timestamp",
+            ),
+            (
+                r#"{"id":9,"traffic_type":{"id":5},"end_timestamp":"2021-08-09T12:59:05Z","volume":{"total":"x"},"sim":{"iccid":"8988228066605682328"}}"#,
+                Some(9),
+                "volume.total",
+            ),
+            (
+                r#"{"id":9,"traffic_type":{"id":5},"end_timestamp":"2021-08-09T12:59:05Z","volume":{"total":1},"sim":{"iccid":"123"}}"#,
+                Some(9),
+                "sim.iccid",
+            ),
         ] {
             let rejection = read(json).unwrap_err();
             assert_eq!(rejection.id, id, "{json}");

@@ -7,3 +7,4 @@ mod crash;
 mod faults;
 mod poll;
 mod requests;
+mod streamer;

@@ -1,0 +1,503 @@
+//! The Data Streamer receiver: batches posted to the connector's route as 1NCE posts them,
+//! stored durably, applied once through the domain, whatever is resent, malformed or early.
+
+use std::collections::BTreeMap;
+
+use chrono::{NaiveDate, NaiveTime};
+use domain::{Quota, QuotaKind, Sim, SimStatus};
+use eventstore::EventStore;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use sync_connector::Connector;
+
+use crate::common::Harness;
+
+pub const USER: &str = "1nce";
+pub const SECRET: &str = "pw-current";
+const OLD_SECRET: &str = "pw-previous";
+pub const DAY: &str = "2026-01-15";
+
+/// A connector whose receiver is served on a port of its own; the test drives the applier.
+struct Streamer {
+    harness: Harness,
+    connector: Connector,
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Streamer {
+    async fn start(pool: PgPool, sims: usize, polled: bool, env: &[(&str, &str)]) -> Self {
+        let auth = format!("{USER}:{OLD_SECRET},{USER}:{SECRET}");
+        let mut overrides = vec![("STREAMER_BASIC_AUTH", auth.as_str())];
+        overrides.extend_from_slice(env);
+        let (harness, connector) = if polled {
+            Harness::polled(pool, sims, 0, &overrides).await
+        } else {
+            let harness = Harness::new(pool, sims, 0, &overrides).await;
+            let connector = harness.connector().await;
+            (harness, connector)
+        };
+        let router = sync_connector::ops_router(
+            connector.receiver.clone().routes(),
+            connector.metrics.clone(),
+            connector.pool.clone(),
+            connector.nats.clone(),
+            connector.readiness.clone(),
+        );
+        let addr = testkit::bench::serve(router).await;
+        Self {
+            url: format!("http://{addr}/1nce/data-streamer"),
+            harness,
+            connector,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn post_as(&self, body: String, user: &str, password: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(&self.url)
+            .basic_auth(user, Some(password))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, records: &[Value]) -> (u16, Value) {
+        self.post_as(Value::from(records.to_vec()).to_string(), USER, SECRET)
+            .await
+    }
+
+    /// Applies until nothing is waiting.
+    async fn drain(&self) {
+        while self.connector.applier.apply_waiting().await.unwrap() > 0 {}
+    }
+
+    async fn states(&self) -> BTreeMap<String, i64> {
+        self.connector
+            .applier
+            .inbox()
+            .counts()
+            .await
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
+    fn store(&self) -> EventStore {
+        EventStore::new(self.harness.pool.clone())
+    }
+
+    async fn sim(&self, iccid: &str) -> Sim {
+        self.store().load::<Sim>(iccid).await.unwrap().state
+    }
+}
+
+/// A data usage record as 1NCE sends it (every field of the documented example).
+pub fn data_record(id: i64, iccid: &str, bytes: u64) -> Value {
+    let mb: Value = serde_json::from_str(&format!("{}.{:06}", bytes / 1_000_000, bytes % 1_000_000)).unwrap();
+    json!({
+        "id": id, "traffic_type": {"id": 5, "description": "Data"},
+        "start_timestamp": format!("{DAY}T10:00:00Z"), "end_timestamp": format!("{DAY}T10:15:00Z"),
+        "volume": {"total": mb, "tx": mb, "rx": 0.0}, "cost": mb,
+        "currency": {"id": 1, "symbol": "€", "code": "EUR"}, "imsi": "901405105682328", "imsi_id": 1234567,
+        "sim": {"id": 7, "iccid": iccid, "msisdn": "882285105682328", "production_date": null},
+        "endpoint": {"id": 1, "name": iccid, "ip_address": "10.0.0.1", "imei": null, "tags": null, "balance": null},
+        "operator": {"id": 2, "name": "T-Mobile", "mnc": "01", "country": {"id": 74, "mcc": "262", "name": "Germany"}},
+        "tariff": {"id": 398, "name": "1NCE Production 01", "ratezone": {"id": 2067, "name": "Rate Zone 2 (EU - DE)"}},
+        "organisation": {"id": 1234, "name": "81000000"}
+    })
+}
+
+fn event_record(id: i64, iccid: Option<&str>, event_type: i64, at: &str, detail: Value) -> Value {
+    json!({
+        "id": id, "timestamp": at, "event_type": {"id": event_type, "description": "whatever"},
+        "event_severity": {"id": 0, "description": "Info"}, "event_source": {"id": 0, "description": "Network"},
+        "organisation": {"id": 1234, "name": "81000000"}, "alert": false, "description": "", "user": null,
+        "imsi": null, "endpoint": null,
+        "sim": iccid.map(|iccid| json!({"id": 7, "iccid": iccid, "msisdn": null, "production_date": null})),
+        "detail": detail
+    })
+}
+
+/// `n` data records over `iccids`, and the bytes each SIM should end with.
+pub fn data_batch(iccids: &[String], n: usize, first_id: i64) -> (Vec<Value>, BTreeMap<String, u64>) {
+    let mut expected = BTreeMap::new();
+    let records = (0..n)
+        .map(|i| {
+            let iccid = &iccids[i % iccids.len()];
+            let bytes = 1_000 + (i as u64 * 7_919) % 2_500_000;
+            *expected.entry(iccid.clone()).or_default() += bytes;
+            data_record(first_id + i as i64, iccid, bytes)
+        })
+        .collect();
+    (records, expected)
+}
+
+pub fn day_start() -> chrono::DateTime<chrono::Utc> {
+    NaiveDate::parse_from_str(DAY, "%Y-%m-%d")
+        .unwrap()
+        .and_time(NaiveTime::MIN)
+        .and_utc()
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_batch_of_3000_is_applied_once_when_sent_three_times(pool: PgPool) {
+    let streamer = Streamer::start(pool, 10, true, &[]).await;
+    let iccids = streamer.connector.poller.last_seen().all_iccids().await.unwrap();
+    let head = streamer.harness.head().await;
+    let (records, expected) = data_batch(&iccids, 3000, 839_610_411_991_272);
+
+    let (status, answer) = streamer.post(&records).await;
+    assert_eq!(
+        (status, &answer["accepted"], &answer["duplicates"]),
+        (200, &json!(3000), &json!(0))
+    );
+    let (again, resend) = tokio::join!(streamer.post(&records), streamer.post(&records));
+    for (status, answer) in [again, resend] {
+        assert_eq!(
+            (status, &answer["accepted"], &answer["duplicates"]),
+            (200, &json!(0), &json!(3000))
+        );
+    }
+    streamer.drain().await;
+    // Resent once more after it was applied: still nothing new.
+    assert_eq!(streamer.post(&records).await.1["duplicates"], json!(3000));
+    streamer.drain().await;
+
+    assert_eq!(
+        streamer.states().await,
+        BTreeMap::from([("applied".to_owned(), 3000)])
+    );
+    assert_eq!(
+        streamer.harness.events_after(head).await,
+        BTreeMap::from([("UsageRecorded".to_owned(), 3000)])
+    );
+    for (iccid, bytes) in expected {
+        let sim = streamer.sim(&iccid).await;
+        let day = sim.usage_for(day_start()).expect("the day's usage");
+        assert_eq!((day.data_bytes, day.sms_mo, day.sms_mt), (bytes, 0, 0), "{iccid}");
+    }
+    let metrics = streamer.connector.metrics.render();
+    assert!(
+        metrics.contains("streamer_records_received_total{stream=\"usage\",type=\"data\"} 3000"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("streamer_duplicates_total{stream=\"usage\"} 9000"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("streamer_records_settled_total{outcome=\"applied\",type=\"data\"} 3000"),
+        "{metrics}"
+    );
+    streamer.harness.cleanup().await;
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_wrong_secret_is_refused_and_stores_nothing_while_both_rotated_secrets_work(pool: PgPool) {
+    let streamer = Streamer::start(pool, 2, true, &[]).await;
+    let iccids = streamer.connector.poller.last_seen().all_iccids().await.unwrap();
+    let body = Value::from(vec![data_record(1, &iccids[0], 1_000)]).to_string();
+    for (user, password) in [(USER, "wrong"), ("other", SECRET), ("", "")] {
+        let (status, answer) = streamer.post_as(body.clone(), user, password).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (401, Some("UNAUTHENTICATED"))
+        );
+    }
+    let unauthenticated = streamer
+        .http
+        .post(&streamer.url)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    assert_eq!(
+        unauthenticated.headers()["www-authenticate"],
+        "Basic realm=\"1nce-data-streamer\""
+    );
+    assert!(streamer.states().await.is_empty());
+    let rejects: i64 = sqlx::query_scalar("SELECT count(*) FROM streamer_rejects")
+        .fetch_one(&streamer.harness.pool)
+        .await
+        .unwrap();
+    assert_eq!(rejects, 0);
+    assert!(streamer
+        .connector
+        .metrics
+        .render()
+        .contains("streamer_receiver_errors_total{status=\"401\"} 4"));
+
+    // Rotation: the previous and the current secret are both accepted.
+    assert_eq!(
+        streamer.post_as(body.clone(), USER, OLD_SECRET).await.1["accepted"],
+        json!(1)
+    );
+    let second = Value::from(vec![data_record(2, &iccids[0], 1_000)]).to_string();
+    assert_eq!(
+        streamer.post_as(second, USER, SECRET).await.1["accepted"],
+        json!(1)
+    );
+    // The Basic-auth field may hold the bare base64 (1NCE does not say which it sends).
+    use base64::Engine;
+    let bare = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{SECRET}"));
+    let third = Value::from(vec![data_record(3, &iccids[0], 1_000)]).to_string();
+    let response = streamer
+        .http
+        .post(&streamer.url)
+        .header("authorization", bare)
+        .body(third)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    streamer.harness.cleanup().await;
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn five_malformed_records_among_100_cost_only_themselves(pool: PgPool) {
+    let streamer = Streamer::start(pool, 4, true, &[]).await;
+    let iccids = streamer.connector.poller.last_seen().all_iccids().await.unwrap();
+    let head = streamer.harness.head().await;
+    let (mut records, _) = data_batch(&iccids, 95, 1);
+    let malformed = [
+        (3, json!("not an object")),
+        (17, json!({"traffic_type": {"id": 5}, "volume": {"total": 1}})),
+        (
+            40,
+            json!({"id": 900, "traffic_type": {"id": 5}, "volume": {"total": "lots"},
+                     "end_timestamp": "2026-01-15T10:00:00Z", "sim": {"iccid": iccids[0]}}),
+        ),
+        (
+            41,
+            json!({"id": 901, "timestamp": "the other day", "event_type": {"id": 1}}),
+        ),
+        (
+            99,
+            json!({"id": 902, "traffic_type": {"id": 5}, "volume": {"total": 1},
+                     "end_timestamp": "2026-01-15T10:00:00Z", "sim": {"iccid": "12345"}}),
+        ),
+    ];
+    for (index, record) in &malformed {
+        records.insert(*index, record.clone());
+    }
+    let (status, answer) = streamer.post(&records).await;
+    assert_eq!((status, &answer["accepted"]), (200, &json!(95)), "{answer}");
+    let reported: Vec<(u64, Value)> = answer["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["id"].clone()))
+        .collect();
+    assert_eq!(
+        reported,
+        [
+            (3, Value::Null),
+            (17, Value::Null),
+            (40, json!(900)),
+            (41, json!(901)),
+            (99, json!(902))
+        ]
+    );
+    assert!(answer["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| !r["reason"].as_str().unwrap().is_empty()));
+    streamer.drain().await;
+    assert_eq!(
+        streamer.states().await,
+        BTreeMap::from([("applied".to_owned(), 95)])
+    );
+    assert_eq!(streamer.harness.events_after(head).await["UsageRecorded"], 95);
+    let rejects: i64 = sqlx::query_scalar("SELECT count(*) FROM streamer_rejects")
+        .fetch_one(&streamer.harness.pool)
+        .await
+        .unwrap();
+    assert_eq!(rejects, 5);
+    streamer.harness.cleanup().await;
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn not_an_array_is_400_oversize_is_413_and_an_unconfigured_receiver_is_404(pool: PgPool) {
+    let streamer = Streamer::start(pool.clone(), 1, false, &[("STREAMER_MAX_BODY_BYTES", "65536")]).await;
+    for (body, code) in [
+        ("{\"id\": 1}", "NOT_AN_ARRAY"),
+        ("\"records\"", "NOT_AN_ARRAY"),
+        ("[{\"id\": 1},", "INVALID_JSON"),
+        ("<html>", "INVALID_JSON"),
+    ] {
+        let (status, answer) = streamer.post_as(body.into(), USER, SECRET).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{body}"
+        );
+        assert!(answer["error"]["request_id"].is_string(), "{answer}");
+    }
+    let iccid = streamer.harness.simulator().iccids()[0].clone();
+    let (big, _) = data_batch(&[iccid.clone()], 200, 1);
+    let (status, answer) = streamer.post(&big).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (413, Some("PAYLOAD_TOO_LARGE"))
+    );
+    let small: Vec<Value> = (0..3001).map(|i| json!({"id": i})).collect();
+    let (status, answer) = streamer.post(&small).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (413, Some("TOO_MANY_RECORDS"))
+    );
+    assert_eq!(
+        streamer.post(&[]).await,
+        (200, json!({"accepted": 0, "duplicates": 0, "rejected": []}))
+    );
+    assert!(streamer.states().await.is_empty());
+
+    // Without STREAMER_BASIC_AUTH the route does not exist.
+    let mut off = streamer.harness.config();
+    off.streamer.credentials.clear();
+    let connector = Connector::new(off, pool, streamer.harness.nats.clone())
+        .await
+        .unwrap();
+    let router = sync_connector::ops_router(
+        connector.receiver.clone().routes(),
+        connector.metrics.clone(),
+        connector.pool.clone(),
+        connector.nats.clone(),
+        connector.readiness.clone(),
+    );
+    let addr = testkit::bench::serve(router).await;
+    let response = streamer
+        .http
+        .post(format!("http://{addr}/1nce/data-streamer"))
+        .basic_auth(USER, Some(SECRET))
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    streamer.harness.cleanup().await;
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn records_of_an_unknown_sim_wait_for_its_registration(pool: PgPool) {
+    let streamer = Streamer::start(pool, 3, false, &[]).await;
+    let iccids = streamer.harness.simulator().iccids();
+    let (records, expected) = data_batch(&iccids, 30, 1);
+    assert_eq!(streamer.post(&records).await.1["accepted"], json!(30));
+    streamer.drain().await;
+    assert_eq!(
+        streamer.states().await,
+        BTreeMap::from([("pending".to_owned(), 30)])
+    );
+    assert_eq!(
+        streamer.connector.applier.release_registered(100).await.unwrap(),
+        0
+    );
+
+    // The poll registers the fleet; the pending records are then applied.
+    streamer.connector.poller.poll_once().await.unwrap();
+    assert_eq!(
+        streamer.connector.applier.release_registered(100).await.unwrap(),
+        30
+    );
+    streamer.drain().await;
+    assert_eq!(
+        streamer.states().await,
+        BTreeMap::from([("applied".to_owned(), 30)])
+    );
+    for (iccid, bytes) in expected {
+        assert_eq!(
+            streamer
+                .sim(&iccid)
+                .await
+                .usage_for(day_start())
+                .unwrap()
+                .data_bytes,
+            bytes
+        );
+    }
+    streamer.harness.cleanup().await;
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn events_update_connectivity_status_and_quotas_and_sms_counts_mo_and_mt(pool: PgPool) {
+    let streamer = Streamer::start(pool, 2, true, &[]).await;
+    let iccids = streamer.connector.poller.last_seen().all_iccids().await.unwrap();
+    let (a, b) = (iccids[0].as_str(), iccids[1].as_str());
+    let pdp = json!({"id": 2, "name": "Vodafone", "country": {"id": 74, "name": "Germany", "iso_code": "de"},
+                     "pdp_context": {"rat_type": 6, "ue_ip_address": "10.64.0.9", "apn": "iot.1nce.net"}});
+    let location =
+        json!({"id": 3, "name": "Orange", "country": {"name": "France"}, "mnc": [{"id": 1, "mnc": "01"}]});
+    let sms = |id: i64, tx: &str, rx: &str| {
+        let mut record = data_record(id, b, 0);
+        record["traffic_type"] = json!({"id": 6, "description": "SMS"});
+        record["volume"] = json!({"total": 1.0, "tx": tx, "rx": rx});
+        record
+    };
+    let records = vec![
+        event_record(10, Some(a), 3, "2026-01-15T12:00:00.000Z", pdp),
+        // Older than the PDP event, arriving later in the same batch: applied first, then overridden.
+        event_record(11, Some(a), 1, "2026-01-15T11:00:00Z", location.clone()),
+        event_record(12, Some(b), 9, "2026-01-15T12:00:00Z", Value::Null),
+        event_record(
+            13,
+            Some(a),
+            19,
+            "2026-01-15T12:00:00Z",
+            json!({"quota": {"volume": "0.015085"}}),
+        ),
+        event_record(14, Some(a), 77, "2026-01-15 12:00:00", json!("not json {")),
+        event_record(15, None, 52, "2026-01-15T12:00:00Z", Value::Null),
+        sms(16, "1.0", "0.0"),
+        sms(17, "0", "1"),
+        sms(18, "0.0", "1.0"),
+    ];
+    let (status, answer) = streamer.post(&records).await;
+    assert_eq!((status, &answer["accepted"]), (200, &json!(9)), "{answer}");
+    streamer.drain().await;
+
+    let sim_a = streamer.sim(a).await;
+    let c = sim_a.connectivity();
+    assert_eq!(
+        (
+            c.network.as_deref(),
+            c.country.as_deref(),
+            c.rat.as_deref(),
+            c.ip_address.as_deref()
+        ),
+        (Some("Vodafone"), Some("Germany"), Some("4G"), Some("10.64.0.9"))
+    );
+    assert_eq!(streamer.sim(b).await.status(), SimStatus::Suspended);
+    let quota = streamer
+        .store()
+        .load::<Quota>(&domain::quota_aggregate_id(
+            &domain::Iccid::parse(a).unwrap(),
+            QuotaKind::Data,
+        ))
+        .await
+        .unwrap()
+        .state;
+    assert_eq!(quota.remaining(), 0);
+    let usage = streamer.sim(b).await.usage_for(day_start()).cloned().unwrap();
+    assert_eq!((usage.sms_mo, usage.sms_mt), (1, 2));
+
+    // A location update older than the PDP event applied before it is superseded.
+    let late = event_record(20, Some(a), 1, "2026-01-15T11:30:00Z", location);
+    assert_eq!(streamer.post(&[late]).await.1["accepted"], json!(1));
+    streamer.drain().await;
+    assert_eq!(
+        streamer.sim(a).await.connectivity().network.as_deref(),
+        Some("Vodafone")
+    );
+    let states = streamer.states().await;
+    assert_eq!((states["applied"], states["skipped"]), (7, 3), "{states:?}");
+    streamer.harness.cleanup().await;
+}
