@@ -132,6 +132,7 @@ user_line=""
 sed -e "s|@USER@|$user_line|" -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@REPO@|$PWD|g" \
     -e "s|@WEB_ROOT@|$PWD/query-service/web/dist|g" -e "s|@GATEWAY_ADDR@|$GATEWAY_ADDR|g" \
     -e "s|@COMMAND_ADDR@|$COMMAND_ADDR|g" -e "s|@QUERY_ADDR@|$QUERY_ADDR|g" \
+    -e "s|@CONNECTOR_ADDR@|$CONNECTOR_ADDR|g" \
     deploy/local/gateway.conf.template > "$RUN_DIR/gateway.conf"
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 "$nginx_bin" -p "$RUN_DIR" -e "$RUN_DIR/gateway.log" -c "$RUN_DIR/gateway.conf" -g 'daemon off;' \
