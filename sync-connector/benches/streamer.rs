@@ -32,7 +32,9 @@ async fn main() {
     let clients: usize = env_or("BENCH_STREAM_CLIENTS", 4);
     let apply_window = Duration::from_secs(env_or("BENCH_STREAM_APPLY_SECS", 120));
     let database = BenchDatabase::create("streamer", 20).await;
-    let nats = async_nats::connect(NATS_URL).await.expect("NATS at 127.0.0.1:4222");
+    let nats = async_nats::connect(NATS_URL)
+        .await
+        .expect("NATS at 127.0.0.1:4222");
     let auth = format!("{}:{}", AUTH.0, AUTH.1);
     let vars = [
         ("DATABASE_URL", database.url.as_str()),
@@ -42,10 +44,21 @@ async fn main() {
     ];
     let config = Config::from_lookup(|key| vars.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
         .expect("valid connector config");
-    let connector = Connector::new(config, database.pool.clone(), nats).await.expect("connector builds");
+    let connector = Connector::new(config, database.pool.clone(), nats)
+        .await
+        .expect("connector builds");
     let started = Instant::now();
-    testkit::bench::fill(&eventstore::EventStore::new(database.pool.clone()), sims, 8, false).await;
-    eprintln!("{sims} SIMs registered in {:.1} s", started.elapsed().as_secs_f64());
+    testkit::bench::fill(
+        &eventstore::EventStore::new(database.pool.clone()),
+        sims,
+        8,
+        false,
+    )
+    .await;
+    eprintln!(
+        "{sims} SIMs registered in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     let bodies: Vec<String> = (0..batches).map(|b| body(b, sims)).collect();
     let records = batches * BATCH;
@@ -76,23 +89,26 @@ async fn main() {
         }
         inbox.store(batch, &[]).await.expect("stored");
     }
-    row("baseline: inbox insert only (no HTTP)", records, started.elapsed());
+    row(
+        "baseline: inbox insert only (no HTTP)",
+        records,
+        started.elapsed(),
+    );
     sqlx::query("DELETE FROM streamer_records WHERE record_id >= 1000000000000")
         .execute(&database.pool)
         .await
         .unwrap();
 
     // 3. and 4. The route, then the same batches again.
-    let router = sync_connector::ops_router(
-        connector.receiver.clone().routes(),
-        connector.metrics.clone(),
-        connector.pool.clone(),
-        connector.nats.clone(),
-        connector.readiness.clone(),
+    let url = format!(
+        "http://{}/1nce/data-streamer",
+        testkit::bench::serve(connector.router()).await
     );
-    let url = format!("http://{}/1nce/data-streamer", testkit::bench::serve(router).await);
     let bodies = Arc::new(bodies);
-    for (phase, expect_new) in [("route: POST → 200 (stored)", true), ("route: resent (all duplicates)", false)] {
+    for (phase, expect_new) in [
+        ("route: POST → 200 (stored)", true),
+        ("route: resent (all duplicates)", false),
+    ] {
         let started = Instant::now();
         let latencies = post_all(&url, bodies.clone(), clients, expect_new).await;
         let elapsed = started.elapsed();
@@ -114,19 +130,29 @@ async fn main() {
         }
     }
     row("applier: records → events", applied, started.elapsed());
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type IN ('UsageRecorded', 'ConnectivityChanged')")
-        .fetch_one(&database.pool)
-        .await
-        .unwrap();
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type IN ('UsageRecorded', 'ConnectivityChanged')",
+    )
+    .fetch_one(&database.pool)
+    .await
+    .unwrap();
     eprintln!("  {applied} records settled, {events} usage/connectivity events stored");
-    eprintln!("load average after: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
+    eprintln!(
+        "load average after: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     drop(connector);
     database.drop_database().await;
 }
 
 fn row(phase: &str, records: usize, elapsed: Duration) {
     let seconds = elapsed.as_secs_f64();
-    println!("| {phase} | {records} | {seconds:.2} | {:.0} |", records as f64 / seconds);
+    println!(
+        "| {phase} | {records} | {seconds:.2} | {:.0} |",
+        records as f64 / seconds
+    );
 }
 
 /// Posts every body once over `clients` connections; returns the sorted latencies (ms).

@@ -142,6 +142,18 @@ impl Connector {
         })
     }
 
+    /// `/health`, `/ready`, `/metrics` and (with credentials) the Data Streamer receiver, with
+    /// the standard layers: what [`App`] serves on `CONNECTOR_ADDR`.
+    pub fn router(&self) -> Router {
+        ops_router(
+            self.receiver.clone().routes(),
+            self.metrics.clone(),
+            self.pool.clone(),
+            self.nats.clone(),
+            self.readiness.clone(),
+        )
+    }
+
     pub fn consumer_settings(&self) -> consumers::ConsumerSettings {
         consumers::ConsumerSettings {
             stream: self.config.stream.clone(),
@@ -368,13 +380,7 @@ impl App {
             shard = ?connector.config.shard,
             "sync connector running"
         );
-        let app = ops_router(
-            connector.receiver.clone().routes(),
-            connector.metrics.clone(),
-            connector.pool.clone(),
-            connector.nats.clone(),
-            connector.readiness.clone(),
-        );
+        let app = connector.router();
         let served = listening
             .serve("sync connector's operations endpoints", app, shutdown)
             .await;

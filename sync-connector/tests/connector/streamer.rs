@@ -37,16 +37,8 @@ impl Streamer {
             let connector = harness.connector().await;
             (harness, connector)
         };
-        let router = sync_connector::ops_router(
-            connector.receiver.clone().routes(),
-            connector.metrics.clone(),
-            connector.pool.clone(),
-            connector.nats.clone(),
-            connector.readiness.clone(),
-        );
-        let addr = testkit::bench::serve(router).await;
         Self {
-            url: format!("http://{addr}/1nce/data-streamer"),
+            url: receiver_url(&connector).await,
             harness,
             connector,
             http: reqwest::Client::new(),
@@ -95,6 +87,14 @@ impl Streamer {
     async fn sim(&self, iccid: &str) -> Sim {
         self.store().load::<Sim>(iccid).await.unwrap().state
     }
+}
+
+/// The connector's router served on a port of its own: the receiver's URL.
+async fn receiver_url(connector: &Connector) -> String {
+    format!(
+        "http://{}/1nce/data-streamer",
+        testkit::bench::serve(connector.router()).await
+    )
 }
 
 /// A data usage record as 1NCE sends it (every field of the documented example).
@@ -366,17 +366,9 @@ async fn not_an_array_is_400_oversize_is_413_and_an_unconfigured_receiver_is_404
     let connector = Connector::new(off, pool, streamer.harness.nats.clone())
         .await
         .unwrap();
-    let router = sync_connector::ops_router(
-        connector.receiver.clone().routes(),
-        connector.metrics.clone(),
-        connector.pool.clone(),
-        connector.nats.clone(),
-        connector.readiness.clone(),
-    );
-    let addr = testkit::bench::serve(router).await;
     let response = streamer
         .http
-        .post(format!("http://{addr}/1nce/data-streamer"))
+        .post(receiver_url(&connector).await)
         .basic_auth(USER, Some(SECRET))
         .body("[]")
         .send()
