@@ -341,8 +341,8 @@ async fn not_an_array_is_400_oversize_is_413_and_an_unconfigured_receiver_is_404
         );
         assert!(answer["error"]["request_id"].is_string(), "{answer}");
     }
-    let iccid = streamer.harness.simulator().iccids()[0].clone();
-    let (big, _) = data_batch(&[iccid.clone()], 200, 1);
+    let iccids = streamer.harness.simulator().iccids();
+    let (big, _) = data_batch(&iccids[..1], 200, 1);
     let (status, answer) = streamer.post(&big).await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
