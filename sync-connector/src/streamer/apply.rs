@@ -195,11 +195,12 @@ impl Applier {
             }
             Meaning::QuotaThreshold { quota, percentage } => {
                 let percentage = *percentage;
-                // At p % used, at most (100 - p) % is left; the poll that follows brings the
-                // exact figure.
+                // `threshold_percentage` is read as the share left when the notice goes (the
+                // API's example is 20; unconfirmed): at most p % is left. The poll that
+                // follows brings the exact figure.
                 self.quota(iccid, *quota, &key, record, move |q: &Quota| {
                     percentage
-                        .map(|p| (u128::from(q.total()) * u128::from(100 - p) / 100) as u64)
+                        .map(|p| (u128::from(q.total()) * u128::from(p) / 100) as u64)
                         .filter(|left| *left < q.remaining())
                         .map(|remaining| QuotaCommand::RecordConsumption { remaining, at })
                 })

@@ -446,6 +446,13 @@ async fn events_update_connectivity_status_and_quotas_and_sms_counts_mo_and_mt(p
             "2026-01-15T12:00:00Z",
             json!({"quota": {"volume": "0.015085"}}),
         ),
+        event_record(
+            19,
+            Some(b),
+            18,
+            "2026-01-15T12:00:00Z",
+            json!({"quota": {"threshold_percentage": 20}}),
+        ),
         event_record(14, Some(a), 77, "2026-01-15 12:00:00", json!("not json {")),
         event_record(15, None, 52, "2026-01-15T12:00:00Z", Value::Null),
         sms(16, "1.0", "0.0"),
@@ -453,7 +460,7 @@ async fn events_update_connectivity_status_and_quotas_and_sms_counts_mo_and_mt(p
         sms(18, "0.0", "1.0"),
     ];
     let (status, answer) = streamer.post(&records).await;
-    assert_eq!((status, &answer["accepted"]), (200, &json!(9)), "{answer}");
+    assert_eq!((status, &answer["accepted"]), (200, &json!(10)), "{answer}");
     streamer.drain().await;
 
     let sim_a = streamer.sim(a).await;
@@ -478,6 +485,17 @@ async fn events_update_connectivity_status_and_quotas_and_sms_counts_mo_and_mt(p
         .unwrap()
         .state;
     assert_eq!(quota.remaining(), 0);
+    let quota_b = streamer
+        .store()
+        .load::<Quota>(&domain::quota_aggregate_id(
+            &domain::Iccid::parse(b).unwrap(),
+            QuotaKind::Data,
+        ))
+        .await
+        .unwrap()
+        .state;
+    assert!(quota_b.remaining() * 5 <= quota_b.total(), "{quota_b:?}");
+    assert!(quota_b.thresholds_emitted().contains(&80), "{quota_b:?}");
     let usage = streamer.sim(b).await.usage_for(day_start()).cloned().unwrap();
     assert_eq!((usage.sms_mo, usage.sms_mt), (1, 2));
 
@@ -490,6 +508,6 @@ async fn events_update_connectivity_status_and_quotas_and_sms_counts_mo_and_mt(p
         Some("Vodafone")
     );
     let states = streamer.states().await;
-    assert_eq!((states["applied"], states["skipped"]), (7, 3), "{states:?}");
+    assert_eq!((states["applied"], states["skipped"]), (8, 3), "{states:?}");
     streamer.harness.cleanup().await;
 }
