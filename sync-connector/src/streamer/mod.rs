@@ -4,6 +4,7 @@
 //! does not know wait (`pending`) until the SIM is registered. See docs/sync-connector.md.
 
 pub mod apply;
+mod fields;
 pub mod inbox;
 pub mod metrics;
 pub mod receive;

@@ -8,3 +8,4 @@ mod faults;
 mod poll;
 mod requests;
 mod streamer;
+mod streamer_apply;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, NaiveTime};
-use domain::{Quota, QuotaKind, Sim, SimStatus};
+use domain::Sim;
 use eventstore::EventStore;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -18,15 +18,15 @@ const OLD_SECRET: &str = "pw-previous";
 pub const DAY: &str = "2026-01-15";
 
 /// A connector whose receiver is served on a port of its own; the test drives the applier.
-struct Streamer {
-    harness: Harness,
-    connector: Connector,
-    url: String,
-    http: reqwest::Client,
+pub struct Streamer {
+    pub harness: Harness,
+    pub connector: Connector,
+    pub url: String,
+    pub http: reqwest::Client,
 }
 
 impl Streamer {
-    async fn start(pool: PgPool, sims: usize, polled: bool, env: &[(&str, &str)]) -> Self {
+    pub async fn start(pool: PgPool, sims: usize, polled: bool, env: &[(&str, &str)]) -> Self {
         let auth = format!("{USER}:{OLD_SECRET},{USER}:{SECRET}");
         let mut overrides = vec![("STREAMER_BASIC_AUTH", auth.as_str())];
         overrides.extend_from_slice(env);
@@ -45,7 +45,7 @@ impl Streamer {
         }
     }
 
-    async fn post_as(&self, body: String, user: &str, password: &str) -> (u16, Value) {
+    pub async fn post_as(&self, body: String, user: &str, password: &str) -> (u16, Value) {
         let response = self
             .http
             .post(&self.url)
@@ -59,17 +59,17 @@ impl Streamer {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn post(&self, records: &[Value]) -> (u16, Value) {
+    pub async fn post(&self, records: &[Value]) -> (u16, Value) {
         self.post_as(Value::from(records.to_vec()).to_string(), USER, SECRET)
             .await
     }
 
     /// Applies until nothing is waiting.
-    async fn drain(&self) {
+    pub async fn drain(&self) {
         while self.connector.applier.apply_waiting().await.unwrap() > 0 {}
     }
 
-    async fn states(&self) -> BTreeMap<String, i64> {
+    pub async fn states(&self) -> BTreeMap<String, i64> {
         self.connector
             .applier
             .inbox()
@@ -80,11 +80,11 @@ impl Streamer {
             .collect()
     }
 
-    fn store(&self) -> EventStore {
+    pub fn store(&self) -> EventStore {
         EventStore::new(self.harness.pool.clone())
     }
 
-    async fn sim(&self, iccid: &str) -> Sim {
+    pub async fn sim(&self, iccid: &str) -> Sim {
         self.store().load::<Sim>(iccid).await.unwrap().state
     }
 }
@@ -113,7 +113,7 @@ pub fn data_record(id: i64, iccid: &str, bytes: u64) -> Value {
     })
 }
 
-fn event_record(id: i64, iccid: Option<&str>, event_type: i64, at: &str, detail: Value) -> Value {
+pub fn event_record(id: i64, iccid: Option<&str>, event_type: i64, at: &str, detail: Value) -> Value {
     json!({
         "id": id, "timestamp": at, "event_type": {"id": event_type, "description": "whatever"},
         "event_severity": {"id": 0, "description": "Info"}, "event_source": {"id": 0, "description": "Network"},
@@ -375,139 +375,5 @@ async fn not_an_array_is_400_oversize_is_413_and_an_unconfigured_receiver_is_404
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
-    streamer.harness.cleanup().await;
-}
-
-#[sqlx::test(migrator = "eventstore::MIGRATOR")]
-async fn records_of_an_unknown_sim_wait_for_its_registration(pool: PgPool) {
-    let streamer = Streamer::start(pool, 3, false, &[]).await;
-    let iccids = streamer.harness.simulator().iccids();
-    let (records, expected) = data_batch(&iccids, 30, 1);
-    assert_eq!(streamer.post(&records).await.1["accepted"], json!(30));
-    streamer.drain().await;
-    assert_eq!(
-        streamer.states().await,
-        BTreeMap::from([("pending".to_owned(), 30)])
-    );
-    assert_eq!(
-        streamer.connector.applier.release_registered(100).await.unwrap(),
-        0
-    );
-
-    // The poll registers the fleet; the pending records are then applied.
-    streamer.connector.poller.poll_once().await.unwrap();
-    assert_eq!(
-        streamer.connector.applier.release_registered(100).await.unwrap(),
-        30
-    );
-    streamer.drain().await;
-    assert_eq!(
-        streamer.states().await,
-        BTreeMap::from([("applied".to_owned(), 30)])
-    );
-    for (iccid, bytes) in expected {
-        assert_eq!(
-            streamer
-                .sim(&iccid)
-                .await
-                .usage_for(day_start())
-                .unwrap()
-                .data_bytes,
-            bytes
-        );
-    }
-    streamer.harness.cleanup().await;
-}
-
-#[sqlx::test(migrator = "eventstore::MIGRATOR")]
-async fn events_update_connectivity_status_and_quotas_and_sms_counts_mo_and_mt(pool: PgPool) {
-    let streamer = Streamer::start(pool, 2, true, &[]).await;
-    let iccids = streamer.connector.poller.last_seen().all_iccids().await.unwrap();
-    let (a, b) = (iccids[0].as_str(), iccids[1].as_str());
-    let pdp = json!({"id": 2, "name": "Vodafone", "country": {"id": 74, "name": "Germany", "iso_code": "de"},
-                     "pdp_context": {"rat_type": 6, "ue_ip_address": "10.64.0.9", "apn": "iot.1nce.net"}});
-    let location =
-        json!({"id": 3, "name": "Orange", "country": {"name": "France"}, "mnc": [{"id": 1, "mnc": "01"}]});
-    let sms = |id: i64, tx: &str, rx: &str| {
-        let mut record = data_record(id, b, 0);
-        record["traffic_type"] = json!({"id": 6, "description": "SMS"});
-        record["volume"] = json!({"total": 1.0, "tx": tx, "rx": rx});
-        record
-    };
-    let records = vec![
-        event_record(10, Some(a), 3, "2026-01-15T12:00:00.000Z", pdp),
-        // Older than the PDP event, arriving later in the same batch: applied first, then overridden.
-        event_record(11, Some(a), 1, "2026-01-15T11:00:00Z", location.clone()),
-        event_record(12, Some(b), 9, "2026-01-15T12:00:00Z", Value::Null),
-        event_record(
-            13,
-            Some(a),
-            19,
-            "2026-01-15T12:00:00Z",
-            json!({"quota": {"volume": "0.015085"}}),
-        ),
-        event_record(
-            19,
-            Some(b),
-            18,
-            "2026-01-15T12:00:00Z",
-            json!({"quota": {"threshold_percentage": 20}}),
-        ),
-        event_record(14, Some(a), 77, "2026-01-15 12:00:00", json!("not json {")),
-        event_record(15, None, 52, "2026-01-15T12:00:00Z", Value::Null),
-        sms(16, "1.0", "0.0"),
-        sms(17, "0", "1"),
-        sms(18, "0.0", "1.0"),
-    ];
-    let (status, answer) = streamer.post(&records).await;
-    assert_eq!((status, &answer["accepted"]), (200, &json!(10)), "{answer}");
-    streamer.drain().await;
-
-    let sim_a = streamer.sim(a).await;
-    let c = sim_a.connectivity();
-    assert_eq!(
-        (
-            c.network.as_deref(),
-            c.country.as_deref(),
-            c.rat.as_deref(),
-            c.ip_address.as_deref()
-        ),
-        (Some("Vodafone"), Some("Germany"), Some("4G"), Some("10.64.0.9"))
-    );
-    assert_eq!(streamer.sim(b).await.status(), SimStatus::Suspended);
-    let quota = streamer
-        .store()
-        .load::<Quota>(&domain::quota_aggregate_id(
-            &domain::Iccid::parse(a).unwrap(),
-            QuotaKind::Data,
-        ))
-        .await
-        .unwrap()
-        .state;
-    assert_eq!(quota.remaining(), 0);
-    let quota_b = streamer
-        .store()
-        .load::<Quota>(&domain::quota_aggregate_id(
-            &domain::Iccid::parse(b).unwrap(),
-            QuotaKind::Data,
-        ))
-        .await
-        .unwrap()
-        .state;
-    assert!(quota_b.remaining() * 5 <= quota_b.total(), "{quota_b:?}");
-    assert!(quota_b.thresholds_emitted().contains(&80), "{quota_b:?}");
-    let usage = streamer.sim(b).await.usage_for(day_start()).cloned().unwrap();
-    assert_eq!((usage.sms_mo, usage.sms_mt), (1, 2));
-
-    // A location update older than the PDP event applied before it is superseded.
-    let late = event_record(20, Some(a), 1, "2026-01-15T11:30:00Z", location);
-    assert_eq!(streamer.post(&[late]).await.1["accepted"], json!(1));
-    streamer.drain().await;
-    assert_eq!(
-        streamer.sim(a).await.connectivity().network.as_deref(),
-        Some("Vodafone")
-    );
-    let states = streamer.states().await;
-    assert_eq!((states["applied"], states["skipped"]), (8, 3), "{states:?}");
     streamer.harness.cleanup().await;
 }
