@@ -106,25 +106,13 @@ async fn events_update_connectivity_status_and_quotas_and_sms_counts_mo_and_mt(p
         (Some("Vodafone"), Some("Germany"), Some("4G"), Some("10.64.0.9"))
     );
     assert_eq!(streamer.sim(b).await.status(), SimStatus::Suspended);
-    let quota = streamer
-        .store()
-        .load::<Quota>(&domain::quota_aggregate_id(
-            &domain::Iccid::parse(a).unwrap(),
-            QuotaKind::Data,
-        ))
-        .await
-        .unwrap()
-        .state;
-    assert_eq!(quota.remaining(), 0);
-    let quota_b = streamer
-        .store()
-        .load::<Quota>(&domain::quota_aggregate_id(
-            &domain::Iccid::parse(b).unwrap(),
-            QuotaKind::Data,
-        ))
-        .await
-        .unwrap()
-        .state;
+    let data_quota = |iccid: &str| {
+        let id = domain::quota_aggregate_id(&domain::Iccid::parse(iccid).unwrap(), QuotaKind::Data);
+        let store = streamer.store();
+        async move { store.load::<Quota>(&id).await.unwrap().state }
+    };
+    assert_eq!(data_quota(a).await.remaining(), 0);
+    let quota_b = data_quota(b).await;
     assert!(quota_b.remaining() * 5 <= quota_b.total(), "{quota_b:?}");
     assert!(quota_b.thresholds_emitted().contains(&80), "{quota_b:?}");
     let usage = streamer.sim(b).await.usage_for(day_start()).cloned().unwrap();
