@@ -30,6 +30,9 @@ CREATE INDEX streamer_records_pending ON streamer_records (iccid) WHERE state = 
 -- A connectivity or status record older than one already applied to the SIM is superseded.
 CREATE INDEX streamer_records_applied ON streamer_records (iccid, kind, occurred_at)
     WHERE state = 'applied';
+-- Settled records are kept for STREAMER_RETENTION_DAYS (retransmissions come within hours),
+-- then deleted.
+CREATE INDEX streamer_records_settled ON streamer_records (settled_at) WHERE settled_at IS NOT NULL;
 
 -- Records refused at the door (malformed), kept for operators; reported in the 200 answer.
 CREATE TABLE streamer_rejects (
@@ -41,3 +44,4 @@ CREATE TABLE streamer_rejects (
     received_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE UNIQUE INDEX streamer_rejects_record ON streamer_rejects (record_id) WHERE record_id IS NOT NULL;
+CREATE INDEX streamer_rejects_received ON streamer_rejects (received_at);

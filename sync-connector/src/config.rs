@@ -54,6 +54,9 @@ pub struct StreamerConfig {
     /// `STREAMER_PENDING_RECHECK_SECS` (default 30): how often records of SIMs the platform
     /// did not know are looked at again without a new SIM having been registered.
     pub pending_recheck: Duration,
+    /// `STREAMER_RETENTION_DAYS` (default 30): settled records and rejects older than this
+    /// are deleted.
+    pub retention: Duration,
 }
 
 impl std::fmt::Debug for StreamerConfig {
@@ -66,6 +69,7 @@ impl std::fmt::Debug for StreamerConfig {
             .field("apply_batch", &self.apply_batch)
             .field("apply_concurrency", &self.apply_concurrency)
             .field("pending_recheck", &self.pending_recheck)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -94,6 +98,9 @@ impl StreamerConfig {
             apply_batch: vars.number("STREAMER_APPLY_BATCH", 500)?.clamp(1, 10_000) as i64,
             apply_concurrency: vars.number("STREAMER_APPLY_CONCURRENCY", 8)?.clamp(1, 64) as usize,
             pending_recheck: Duration::from_secs(vars.number("STREAMER_PENDING_RECHECK_SECS", 30)?.max(1)),
+            retention: Duration::from_secs(
+                vars.number("STREAMER_RETENTION_DAYS", 30)?.clamp(1, 3650) * 86_400,
+            ),
         })
     }
 

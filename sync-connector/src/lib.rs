@@ -193,7 +193,7 @@ impl Connector {
         tasks.spawn(streamer::apply_loop(
             self.applier.clone(),
             self.wake_ups.clone(),
-            self.config.streamer.pending_recheck,
+            self.config.streamer.clone(),
             self.streamer_metrics.clone(),
             shutdown.clone(),
         ));

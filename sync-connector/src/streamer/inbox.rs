@@ -214,6 +214,28 @@ impl Inbox {
         Ok(done.rows_affected())
     }
 
+    /// Deletes settled records and rejects older than `before`, at most `limit` of each;
+    /// returns how many went. A record resent after that would be stored again, and its
+    /// commands would still find their idempotency keys in the event store.
+    pub async fn forget_settled(&self, before: DateTime<Utc>, limit: i64) -> Result<u64, sqlx::Error> {
+        let records = sqlx::query(
+            "DELETE FROM streamer_records WHERE (stream, record_id) IN (SELECT stream, record_id \
+             FROM streamer_records WHERE settled_at < $1 LIMIT $2)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        let rejects = sqlx::query(
+            "DELETE FROM streamer_rejects WHERE id IN (SELECT id FROM streamer_rejects WHERE received_at < $1 LIMIT $2)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(records.rows_affected() + rejects.rows_affected())
+    }
+
     /// Records by state (the applier's backlog, for tests and operators).
     pub async fn counts(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
         sqlx::query_as("SELECT state, count(*) FROM streamer_records GROUP BY state ORDER BY state")

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 
+use crate::config::StreamerConfig;
+
 pub use apply::Applier;
 pub use inbox::Inbox;
 pub use metrics::StreamerMetrics;
@@ -29,13 +31,16 @@ pub struct WakeUps {
 
 /// SIMs with pending records looked at per round.
 const PENDING_SIMS_PER_ROUND: i64 = 500;
+/// How often settled records past the retention are deleted, and how many rows at a time.
+const CLEANUP_EVERY: Duration = Duration::from_secs(3600);
+const CLEANUP_ROWS: i64 = 10_000;
 
 /// Applies the inbox until `shutdown`; every record stored is applied, including the ones a
 /// previous run left (they are still `received`).
 pub async fn apply_loop(
     applier: Applier,
     wake_ups: WakeUps,
-    recheck_every: Duration,
+    config: StreamerConfig,
     metrics: StreamerMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -46,11 +51,22 @@ pub async fn apply_loop(
     }
     let mut last_recheck = Instant::now();
     let mut recheck = true;
+    let mut last_cleanup: Option<Instant> = None;
     loop {
         if *shutdown.borrow() {
             return;
         }
-        if recheck || last_recheck.elapsed() >= recheck_every {
+        if last_cleanup.is_none_or(|at| at.elapsed() >= CLEANUP_EVERY) {
+            last_cleanup = Some(Instant::now());
+            let before =
+                chrono::Utc::now() - chrono::Duration::from_std(config.retention).unwrap_or_default();
+            match applier.inbox().forget_settled(before, CLEANUP_ROWS).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "settled streamed records past their retention deleted"),
+                Err(error) => tracing::warn!(%error, "settled streamed records could not be deleted"),
+            }
+        }
+        if recheck || last_recheck.elapsed() >= config.pending_recheck {
             recheck = false;
             last_recheck = Instant::now();
             match applier.release_registered(PENDING_SIMS_PER_ROUND).await {

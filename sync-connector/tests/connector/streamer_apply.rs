@@ -130,3 +130,44 @@ async fn events_update_connectivity_status_and_quotas_and_sms_counts_mo_and_mt(p
     assert_eq!((states["applied"], states["skipped"]), (8, 3), "{states:?}");
     streamer.harness.cleanup().await;
 }
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_record_resent_after_its_retention_changes_nothing(pool: PgPool) {
+    let streamer = Streamer::start(pool, 2, true, &[]).await;
+    let iccids = streamer.connector.poller.last_seen().all_iccids().await.unwrap();
+    let (records, expected) = data_batch(&iccids, 20, 1);
+    assert_eq!(streamer.post(&records).await.1["accepted"], json!(20));
+    streamer.drain().await;
+    let head = streamer.harness.head().await;
+
+    // Settled long ago: the retention deletes them; a late resend is stored again.
+    sqlx::query("UPDATE streamer_records SET settled_at = now() - interval '40 days'")
+        .execute(&streamer.harness.pool)
+        .await
+        .unwrap();
+    let inbox = streamer.connector.applier.inbox();
+    let before = chrono::Utc::now() - chrono::Duration::days(30);
+    assert_eq!(inbox.forget_settled(before, 10_000).await.unwrap(), 20);
+    assert!(streamer.states().await.is_empty());
+    assert_eq!(streamer.post(&records).await.1["accepted"], json!(20));
+    streamer.drain().await;
+
+    // Applied again as far as the inbox knows, but the event store kept every key.
+    assert_eq!(
+        streamer.states().await,
+        BTreeMap::from([("applied".to_owned(), 20)])
+    );
+    streamer.harness.assert_nothing_after(head).await;
+    for (iccid, bytes) in expected {
+        assert_eq!(
+            streamer
+                .sim(&iccid)
+                .await
+                .usage_for(day_start())
+                .unwrap()
+                .data_bytes,
+            bytes
+        );
+    }
+    streamer.harness.cleanup().await;
+}
