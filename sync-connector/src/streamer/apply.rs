@@ -8,6 +8,7 @@
 //! happened; a connectivity or status record older than one already applied is skipped.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{NaiveDate, NaiveTime};
 use domain::{Iccid, ProviderStatus, Quota, QuotaCommand, QuotaKind, Sim, SimCommand};
@@ -132,15 +133,20 @@ impl Applier {
             Ok(iccid) => iccid,
             Err(error) => return settle_all(Settled::Refused(format!("stored ICCID: {error}"))),
         };
-        match self.issuer.store().load::<Sim>(iccid.as_str()).await {
-            Ok(loaded) if !loaded.state.is_registered() => return settle_all(Settled::Pending),
-            Ok(_) => {}
-            Err(error) => return (Vec::new(), Some(error.into())),
-        }
         let mut outcomes = Vec::with_capacity(records.len());
+        let mut unknown = false;
         for claimed in &records {
-            match self.apply_one(&iccid, &claimed.record).await {
-                Ok(settled) => outcomes.push((claimed.seq, settled, claimed.record.meaning.kind())),
+            // Once the SIM proves unknown, its later records wait too (their order is kept).
+            let settled = if unknown {
+                Ok(Settled::Pending)
+            } else {
+                self.apply_one(&iccid, &claimed.record).await
+            };
+            match settled {
+                Ok(settled) => {
+                    unknown = settled == Settled::Pending;
+                    outcomes.push((claimed.seq, settled, claimed.record.meaning.kind()));
+                }
                 Err(error) => return (outcomes, Some(error)),
             }
         }
@@ -163,11 +169,10 @@ impl Applier {
                     return Ok(superseded());
                 }
                 let meaning = record.meaning.clone();
-                self.issuer
-                    .issue_once::<Sim>(iccid.as_str(), iccid, &key, record, |sim: &Sim| {
-                        vec![connectivity(sim, &meaning, at)]
-                    })
-                    .await
+                self.on_sim(iccid, &key, record, |sim: &Sim| {
+                    vec![connectivity(sim, &meaning, at)]
+                })
+                .await
             }
             Meaning::Status { status } => {
                 if self.inbox.superseded(record, "status").await? {
@@ -187,10 +192,7 @@ impl Applier {
                         at,
                     },
                 };
-                self.issuer
-                    .issue_once::<Sim>(iccid.as_str(), iccid, &key, record, |_: &Sim| {
-                        vec![command.clone()]
-                    })
+                self.on_sim(iccid, &key, record, |_: &Sim| vec![command.clone()])
                     .await
             }
             Meaning::QuotaThreshold { quota, percentage } => {
@@ -221,7 +223,7 @@ impl Applier {
             Meaning::QuotaAssigned { .. } => {
                 // The assignment's `detail` is not valid JSON: the SIM's quotas are polled next.
                 self.last_seen.mark_detail_due(iccid.as_str()).await?;
-                Ok(0)
+                Ok(Some(0))
             }
             Meaning::OtherEvent { event_type } => {
                 return Ok(Settled::Skipped(format!(
@@ -230,7 +232,8 @@ impl Applier {
             }
         };
         match outcome {
-            Ok(_) => Ok(Settled::Applied),
+            Ok(Some(_)) => Ok(Settled::Applied),
+            Ok(None) => Ok(Settled::Pending),
             Err(error @ (SyncError::Database(_) | SyncError::Store(_))) => Err(error),
             Err(error) => Ok(Settled::Refused(error.to_string())),
         }
@@ -244,26 +247,49 @@ impl Applier {
         record: &Record,
         day: NaiveDate,
         delta: [u64; 3],
-    ) -> Result<usize, SyncError> {
+    ) -> Result<Option<usize>, SyncError> {
         if delta == [0; 3] {
-            return Ok(0);
+            return Ok(Some(0));
         }
         let period_start = day.and_time(NaiveTime::MIN).and_utc();
         let period_end = period_start + chrono::Duration::days(1);
-        self.issuer
+        self.on_sim(iccid, key, record, |sim: &Sim| {
+            let before = sim
+                .usage_for(period_start)
+                .map_or([0; 3], |p| [p.data_bytes, p.sms_mo, p.sms_mt]);
+            vec![SimCommand::RecordUsage {
+                period_start,
+                period_end,
+                data_bytes: before[0].saturating_add(delta[0]),
+                sms_mo: before[1].saturating_add(delta[1]),
+                sms_mt: before[2].saturating_add(delta[2]),
+            }]
+        })
+        .await
+    }
+
+    /// Issues on the SIM what `decide` makes of its state, once per record `key`; `None` when
+    /// the SIM is not registered (seen in the issuer's own load, so it costs no extra read).
+    async fn on_sim(
+        &self,
+        iccid: &Iccid,
+        key: &str,
+        record: &Record,
+        decide: impl Fn(&Sim) -> Vec<SimCommand>,
+    ) -> Result<Option<usize>, SyncError> {
+        let unregistered = AtomicBool::new(false);
+        let stored = self
+            .issuer
             .issue_once::<Sim>(iccid.as_str(), iccid, key, record, |sim: &Sim| {
-                let before = sim
-                    .usage_for(period_start)
-                    .map_or([0; 3], |p| [p.data_bytes, p.sms_mo, p.sms_mt]);
-                vec![SimCommand::RecordUsage {
-                    period_start,
-                    period_end,
-                    data_bytes: before[0].saturating_add(delta[0]),
-                    sms_mo: before[1].saturating_add(delta[1]),
-                    sms_mt: before[2].saturating_add(delta[2]),
-                }]
+                unregistered.store(!sim.is_registered(), Ordering::Relaxed);
+                if sim.is_registered() {
+                    decide(sim)
+                } else {
+                    Vec::new()
+                }
             })
-            .await
+            .await?;
+        Ok((!unregistered.load(Ordering::Relaxed)).then_some(stored))
     }
 
     /// A quota record: the SIM's quotas are due a poll, and `decide` may record what the
@@ -275,7 +301,17 @@ impl Applier {
         key: &str,
         record: &Record,
         decide: impl Fn(&Quota) -> Option<QuotaCommand>,
-    ) -> Result<usize, SyncError> {
+    ) -> Result<Option<usize>, SyncError> {
+        if !self
+            .issuer
+            .store()
+            .load::<Sim>(iccid.as_str())
+            .await?
+            .state
+            .is_registered()
+        {
+            return Ok(None);
+        }
         self.last_seen.mark_detail_due(iccid.as_str()).await?;
         self.issuer
             .issue_once::<Quota>(&quota_id(iccid, kind), iccid, key, record, |q: &Quota| {
@@ -286,6 +322,7 @@ impl Applier {
                 }
             })
             .await
+            .map(Some)
     }
 }
 
