@@ -80,6 +80,15 @@ impl Streamer {
             .collect()
     }
 
+    /// Each SIM's usage on the day of the test's records is exactly `expected` bytes (no SMS).
+    pub async fn assert_data_bytes(&self, expected: BTreeMap<String, u64>) {
+        for (iccid, bytes) in expected {
+            let sim = self.sim(&iccid).await;
+            let day = sim.usage_for(day_start()).expect("the day's usage");
+            assert_eq!((day.data_bytes, day.sms_mo, day.sms_mt), (bytes, 0, 0), "{iccid}");
+        }
+    }
+
     pub fn store(&self) -> EventStore {
         EventStore::new(self.harness.pool.clone())
     }
@@ -177,11 +186,7 @@ async fn a_batch_of_3000_is_applied_once_when_sent_three_times(pool: PgPool) {
         streamer.harness.events_after(head).await,
         BTreeMap::from([("UsageRecorded".to_owned(), 3000)])
     );
-    for (iccid, bytes) in expected {
-        let sim = streamer.sim(&iccid).await;
-        let day = sim.usage_for(day_start()).expect("the day's usage");
-        assert_eq!((day.data_bytes, day.sms_mo, day.sms_mt), (bytes, 0, 0), "{iccid}");
-    }
+    streamer.assert_data_bytes(expected).await;
     let metrics = streamer.connector.metrics.render();
     assert!(
         metrics.contains("streamer_records_received_total{stream=\"usage\",type=\"data\"} 3000"),

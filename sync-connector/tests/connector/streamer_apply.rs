@@ -36,17 +36,7 @@ async fn records_of_an_unknown_sim_wait_for_its_registration(pool: PgPool) {
         streamer.states().await,
         BTreeMap::from([("applied".to_owned(), 30)])
     );
-    for (iccid, bytes) in expected {
-        assert_eq!(
-            streamer
-                .sim(&iccid)
-                .await
-                .usage_for(day_start())
-                .unwrap()
-                .data_bytes,
-            bytes
-        );
-    }
+    streamer.assert_data_bytes(expected).await;
     streamer.harness.cleanup().await;
 }
 
@@ -158,16 +148,6 @@ async fn a_record_resent_after_its_retention_changes_nothing(pool: PgPool) {
         BTreeMap::from([("applied".to_owned(), 20)])
     );
     streamer.harness.assert_nothing_after(head).await;
-    for (iccid, bytes) in expected {
-        assert_eq!(
-            streamer
-                .sim(&iccid)
-                .await
-                .usage_for(day_start())
-                .unwrap()
-                .data_bytes,
-            bytes
-        );
-    }
+    streamer.assert_data_bytes(expected).await;
     streamer.harness.cleanup().await;
 }
