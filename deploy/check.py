@@ -160,8 +160,8 @@ if os.path.exists(nginx_bin):
         rendered = (root / "deploy/local/gateway.conf.template").read_text()
         for key, value in {"USER": "", "RUN_DIR": tmp, "REPO": str(root), "WEB_ROOT": tmp,
                            "GATEWAY_ADDR": "127.0.0.1:1", "COMMAND_ADDR": "127.0.0.1:2",
-                           "QUERY_ADDR": "127.0.0.1:3", "RATE_LIMIT": "100", "RATE_BURST": "99",
-                           "RATE_RESET": "1"}.items():
+                           "QUERY_ADDR": "127.0.0.1:3", "CONNECTOR_ADDR": "127.0.0.1:4",
+                           "RATE_LIMIT": "100", "RATE_BURST": "99", "RATE_RESET": "1"}.items():
             rendered = rendered.replace(f"@{key}@", value)
         (pathlib.Path(tmp) / "gateway.conf").write_text(rendered)
         (pathlib.Path(tmp) / "gateway-tmp").mkdir()

@@ -145,6 +145,7 @@ render_gateway() {
     sed -e "s|@USER@|$user_line|" -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@REPO@|$PWD|g" \
         -e "s|@WEB_ROOT@|$PWD/query-service/web/dist|g" -e "s|@GATEWAY_ADDR@|$addr|g" \
         -e "s|@COMMAND_ADDR@|$COMMAND_ADDR|g" -e "s|@QUERY_ADDR@|$QUERY_ADDR|g" \
+        -e "s|@CONNECTOR_ADDR@|$CONNECTOR_ADDR|g" \
         -e "s|@RATE_LIMIT@|$limit|g" -e "s|@RATE_BURST@|$((limit - 1))|g" \
         -e "s|@RATE_RESET@|$(( (60 + limit - 1) / limit ))|g" \
         -e "s|/gateway-tmp/|/$name-tmp/|g" -e "s|/gateway.pid|/$name.pid|" \

@@ -34,6 +34,79 @@ pub struct Config {
     /// `SYNC_SMS_SOURCE_ADDRESS`: the sender shown for MT SMS that name none.
     pub sms_source_address: String,
     pub db_max_connections: u32,
+    pub streamer: StreamerConfig,
+}
+
+/// The 1NCE Data Streamer receiver (`POST /1nce/data-streamer`).
+#[derive(Clone)]
+pub struct StreamerConfig {
+    /// `STREAMER_BASIC_AUTH=user:password[,user:password…]`: every pair is accepted (rotation).
+    /// Empty (unset): the receiver is off and its route answers 404.
+    pub credentials: Vec<String>,
+    /// `STREAMER_MAX_BODY_BYTES` (default 16 MiB): larger bodies answer 413.
+    pub max_body_bytes: usize,
+    /// `STREAMER_MAX_RECORDS` (default 3000, 1NCE's batch maximum): more answer 413.
+    pub max_records: usize,
+    /// `STREAMER_APPLY_BATCH` (default 500): records the applier claims at once.
+    pub apply_batch: i64,
+    /// `STREAMER_APPLY_CONCURRENCY` (default 8): SIMs whose records are applied at once.
+    pub apply_concurrency: usize,
+    /// `STREAMER_PENDING_RECHECK_SECS` (default 30): how often records of SIMs the platform
+    /// did not know are looked at again without a new SIM having been registered.
+    pub pending_recheck: Duration,
+    /// `STREAMER_RETENTION_DAYS` (default 30): settled records and rejects older than this
+    /// are deleted.
+    pub retention: Duration,
+}
+
+impl std::fmt::Debug for StreamerConfig {
+    // The passwords never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamerConfig")
+            .field("credentials", &format_args!("{} pair(s)", self.credentials.len()))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_records", &self.max_records)
+            .field("apply_batch", &self.apply_batch)
+            .field("apply_concurrency", &self.apply_concurrency)
+            .field("pending_recheck", &self.pending_recheck)
+            .field("retention", &self.retention)
+            .finish()
+    }
+}
+
+impl StreamerConfig {
+    fn from_settings<F: Fn(&str) -> Option<String>>(vars: &Settings<F>) -> Result<Self, ConfigError> {
+        let credentials: Vec<String> = vars
+            .text_or("STREAMER_BASIC_AUTH", "")
+            .split(',')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(bad) = credentials.iter().position(|pair| !pair.contains(':')) {
+            return Err(ConfigError::Invalid {
+                var: "STREAMER_BASIC_AUTH",
+                reason: format!("pair {} is not user:password", bad + 1),
+            });
+        }
+        Ok(Self {
+            credentials,
+            max_body_bytes: vars
+                .number("STREAMER_MAX_BODY_BYTES", 16 * 1024 * 1024)?
+                .max(1024) as usize,
+            max_records: vars.number("STREAMER_MAX_RECORDS", 3000)?.max(1) as usize,
+            apply_batch: vars.number("STREAMER_APPLY_BATCH", 500)?.clamp(1, 10_000) as i64,
+            apply_concurrency: vars.number("STREAMER_APPLY_CONCURRENCY", 8)?.clamp(1, 64) as usize,
+            pending_recheck: Duration::from_secs(vars.number("STREAMER_PENDING_RECHECK_SECS", 30)?.max(1)),
+            retention: Duration::from_secs(
+                vars.number("STREAMER_RETENTION_DAYS", 30)?.clamp(1, 3650) * 86_400,
+            ),
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.credentials.is_empty()
+    }
 }
 
 /// How often each kind of work is due; the call budget decides how much of it gets done.
@@ -124,6 +197,7 @@ impl Config {
             consumer_prefix: vars.token("SYNC_CONSUMER_PREFIX", "sync-connector")?,
             sms_source_address: vars.text_or("SYNC_SMS_SOURCE_ADDRESS", "1NCE"),
             db_max_connections: vars.number("DB_MAX_CONNECTIONS", 10)?.max(4) as u32,
+            streamer: StreamerConfig::from_settings(&vars)?,
             common,
         })
     }
@@ -154,12 +228,18 @@ impl sync_jobs::ShardOf for Shard {
 /// FNV-1a of the ICCID's digits, modulo the shard count (stable across builds and platforms,
 /// unlike `std`'s hasher).
 pub fn shard_of(iccid: &str, count: u32) -> u32 {
+    (shard_of_hash(iccid) % u64::from(count.max(1))) as u32
+}
+
+/// The hash [`shard_of`] takes modulo the shard count (the streamer's inbox stores it, so each
+/// shard can claim its SIMs' records in SQL).
+pub fn shard_of_hash(iccid: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in iccid.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    (hash % u64::from(count.max(1))) as u32
+    hash
 }
 
 #[cfg(test)]
@@ -179,6 +259,14 @@ mod tests {
         assert_eq!(config.schedule.poll_interval, Duration::from_secs(300));
         assert_eq!(config.shard, Shard::default());
         assert!(!format!("{:?}", config.provider).contains(SIMULATOR_CLIENT_SECRET));
+        assert!(!config.streamer.enabled());
+    }
+
+    #[test]
+    fn streamer_credentials_are_pairs_and_never_printed() {
+        let config = from(&[("STREAMER_BASIC_AUTH", "1nce:old-pw1, 1nce:new-pw2")]).unwrap();
+        assert_eq!(config.streamer.credentials, ["1nce:old-pw1", "1nce:new-pw2"]);
+        assert!(!format!("{config:?}").contains("pw1"));
     }
 
     #[test]
@@ -189,6 +277,7 @@ mod tests {
             ("ONCE_API_URL", "ftp://x"),
             ("SYNC_REQUESTS_PER_SECOND", "0"),
             ("SYNC_BACKGROUND", "maybe"),
+            ("STREAMER_BASIC_AUTH", "user:secret,nopassword"),
         ] {
             let error = from(&[(var, value), ("SYNC_SHARD_COUNT", "2")]).unwrap_err();
             assert!(error.to_string().contains(var), "{var}: {error}");

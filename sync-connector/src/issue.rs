@@ -61,9 +61,60 @@ impl Issuer {
         A::Command: Clone,
     {
         let fingerprint = fingerprint(observation);
+        let key = |version: u64| format!("sync:{}:{aggregate_id}:v{version}:{fingerprint}", A::TYPE);
+        self.issue_decided::<A>(
+            aggregate_id,
+            iccid,
+            &fingerprint,
+            cause,
+            |_| commands.clone(),
+            key,
+        )
+        .await
+    }
+
+    /// For a source that names each observation once (a Data Streamer record's id): `key` is
+    /// that name alone, so the observation is stored at most once whatever the aggregate's
+    /// version (a retry after a crash finds the key and stores nothing), and the commands may
+    /// depend on the state (a day's usage so far plus this record's delta).
+    pub async fn issue_once<A>(
+        &self,
+        aggregate_id: &str,
+        iccid: &Iccid,
+        key: &str,
+        observation: &impl Serialize,
+        decide: impl Fn(&A) -> Vec<A::Command>,
+    ) -> Result<usize, SyncError>
+    where
+        A: Aggregate,
+    {
+        let fingerprint = fingerprint(observation);
+        self.issue_decided::<A>(
+            aggregate_id,
+            iccid,
+            &fingerprint,
+            Cause::default(),
+            decide,
+            |_| key.to_owned(),
+        )
+        .await
+    }
+
+    async fn issue_decided<A>(
+        &self,
+        aggregate_id: &str,
+        iccid: &Iccid,
+        fingerprint: &str,
+        cause: Cause,
+        decide: impl Fn(&A) -> Vec<A::Command>,
+        key: impl Fn(u64) -> String,
+    ) -> Result<usize, SyncError>
+    where
+        A: Aggregate,
+    {
         for _ in 0..MAX_ATTEMPTS {
             let loaded = self.store.load::<A>(aggregate_id).await?;
-            let events = match handle_in_turn(&loaded.state, commands.clone()) {
+            let events = match handle_in_turn(&loaded.state, decide(&loaded.state)) {
                 Ok(events) => events,
                 Err(error) => {
                     self.metrics.command(A::TYPE, "refused");
@@ -84,18 +135,13 @@ impl Issuer {
             if let Some(causation) = cause.causation_id {
                 metadata.causation_id = causation;
             }
-            let key = format!(
-                "sync:{}:{aggregate_id}:v{}:{fingerprint}",
-                A::TYPE,
-                loaded.version
-            );
             let ctx = CommandContext {
                 metadata,
                 expected_version: Some(loaded.version),
                 idempotency: Some(Idempotency {
                     scope: IDEMPOTENCY_SCOPE.to_owned(),
-                    request_hash: fingerprint.clone(),
-                    key,
+                    request_hash: fingerprint.to_owned(),
+                    key: key(loaded.version),
                     response_status: 200,
                 }),
             };

@@ -151,6 +151,16 @@ impl LastSeen {
         Ok(())
     }
 
+    /// Asks for a per-SIM refresh before the round-robin (a streamer record says the quotas
+    /// changed); a SIM the connector has not listed yet gets it when it is listed.
+    pub async fn mark_detail_due(&self, iccid: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE sync_sims SET detail_due = true WHERE iccid = $1")
+            .bind(iccid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The connectivity part alone (an IP change seen in the list).
     pub async fn save_connectivity(&self, iccid: &str, view: &ConnectivityView) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE sync_sims SET connectivity = $2 WHERE iccid = $1")

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod observe;
 pub mod poll;
 pub mod requests;
+pub mod streamer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,6 +65,11 @@ pub struct Connector {
     pub readiness: ReadinessFlags,
     /// `jetstream_stream_present` / `jetstream_consumer_present` of the request consumers.
     pub jetstream_presence: JetStreamPresence,
+    /// The Data Streamer receiver (its route exists only with credentials) and its applier.
+    pub receiver: Arc<streamer::Receiver>,
+    pub applier: streamer::Applier,
+    pub streamer_metrics: streamer::StreamerMetrics,
+    pub wake_ups: streamer::WakeUps,
 }
 
 impl Connector {
@@ -91,6 +97,24 @@ impl Connector {
             sync_metrics.clone(),
         );
         let instance = Arc::new(Instance::start(&pool).await?);
+        let streamer_metrics = streamer::StreamerMetrics::register(metrics.registry())
+            .map_err(|e| StartError::Setup(e.to_string()))?;
+        let wake_ups = streamer::WakeUps::default();
+        let inbox = streamer::Inbox::new(pool.clone(), config.shard);
+        let receiver = Arc::new(streamer::Receiver::new(
+            &config.streamer,
+            inbox.clone(),
+            streamer_metrics.clone(),
+            wake_ups.stored.clone(),
+        ));
+        let applier = streamer::Applier::new(
+            inbox,
+            issuer.clone(),
+            LastSeen::new(pool.clone(), config.shard),
+            streamer_metrics.clone(),
+            config.streamer.apply_batch,
+            config.streamer.apply_concurrency,
+        );
         let requests = Requests::new(
             &client,
             issuer,
@@ -108,6 +132,10 @@ impl Connector {
             forged: sync_metrics.forged.clone(),
         };
         let connector = Self {
+            receiver,
+            applier,
+            streamer_metrics,
+            wake_ups,
             record_check,
             jetstream_presence,
             readiness: ReadinessFlags::new(),
@@ -136,6 +164,19 @@ impl Connector {
             }
         }
         Ok(connector)
+    }
+
+    /// `/health`, `/ready`, `/metrics` and (with credentials) the Data Streamer receiver, with
+    /// the standard layers: what [`App`] serves on `CONNECTOR_ADDR`.
+    pub fn router(&self) -> Router {
+        ops_router(
+            self.receiver.clone().routes(),
+            self.metrics.clone(),
+            self.pool.clone(),
+            self.nats.clone(),
+            self.readiness.clone(),
+            self.sync_metrics.clone(),
+        )
     }
 
     pub fn consumer_settings(&self) -> consumers::ConsumerSettings {
@@ -169,6 +210,16 @@ impl Connector {
         tasks.spawn(poll_loop(
             self.poller.clone(),
             self.config.schedule.poll_interval,
+            self.wake_ups.registered.clone(),
+            shutdown.clone(),
+        ));
+        // Records stored by any instance (and left by a previous run) are applied even when
+        // this one's receiver is off.
+        tasks.spawn(streamer::apply_loop(
+            self.applier.clone(),
+            self.wake_ups.clone(),
+            self.config.streamer.clone(),
+            self.streamer_metrics.clone(),
             shutdown.clone(),
         ));
         tasks.spawn(detail_loop(
@@ -195,14 +246,25 @@ impl Connector {
 /// The SIM-list sweep, every poll interval. It only records what the list shows; the
 /// per-SIM calls it makes due are the detail loop's, so a large first sweep (every SIM new)
 /// never holds the next sweep back.
-async fn poll_loop(poller: Poller, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn poll_loop(
+    poller: Poller,
+    interval: Duration,
+    registered: Arc<tokio::sync::Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let swept = tokio::select! {
             swept = poller.sweep_list() => swept,
             _ = shutdown.changed() => return,
         };
         match swept {
-            Ok(report) => tracing::info!(?report, "SIM-list sweep finished"),
+            Ok(report) => {
+                tracing::info!(?report, "SIM-list sweep finished");
+                if report.sims_new > 0 {
+                    // Streamed records may be waiting for these SIMs.
+                    registered.notify_one();
+                }
+            }
             Err(error) => tracing::warn!(%error, "SIM-list sweep failed; the next one starts on schedule"),
         }
         if consumers::sleep_or_shutdown(interval, &mut shutdown).await {
@@ -328,7 +390,7 @@ impl App {
         Ok(Self { connector, listening })
     }
 
-    /// Where `/health`, `/ready` and `/metrics` answer.
+    /// Where `/health`, `/ready`, `/metrics` and `POST /1nce/data-streamer` answer.
     pub fn addr(&self) -> SocketAddr {
         self.listening.addr()
     }
@@ -348,13 +410,7 @@ impl App {
             shard = ?connector.config.shard,
             "sync connector running"
         );
-        let app = ops_router(
-            connector.metrics.clone(),
-            connector.pool.clone(),
-            connector.nats.clone(),
-            connector.readiness.clone(),
-            connector.sync_metrics.clone(),
-        );
+        let app = connector.router();
         let served = listening
             .serve("sync connector's operations endpoints", app, shutdown)
             .await;
@@ -372,9 +428,10 @@ impl App {
     }
 }
 
-/// `/health`, `/ready` (Postgres, NATS and the instance's liveness lock), `/metrics`, with the
-/// standard layers.
+/// `/health`, `/ready` (Postgres, NATS and the instance's liveness lock), `/metrics` and the
+/// Data Streamer receiver's `routes`, with the standard layers.
 pub fn ops_router(
+    routes: Router,
     metrics: Metrics,
     pool: PgPool,
     nats: async_nats::Client,
@@ -383,7 +440,7 @@ pub fn ops_router(
 ) -> Router {
     // The provider is optional: while 1NCE does not answer the connector backs off and
     // catches up later ("degraded"); it is not a reason to take the instance out of service.
-    platform::http::ops_router_with_nats(metrics, pool, nats, readiness, move || {
+    platform::http::ops_router_with_nats_and(routes, metrics, pool, nats, readiness, move || {
         let available = sync_metrics.provider_available();
         async move { vec![DependencyCheck::optional("provider", available)] }
     })

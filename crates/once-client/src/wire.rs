@@ -15,7 +15,7 @@ const BYTES_PER_MB: u32 = 1_000_000;
 
 /// A decimal read from the JSON text itself (number or string), so `0.002803` stays exact.
 /// `null`, an empty string and a missing field are `None`.
-fn decimal_from_raw(raw: &RawValue) -> Result<Option<Decimal>, String> {
+pub fn decimal_from_raw(raw: &RawValue) -> Result<Option<Decimal>, String> {
     let text = raw.get().trim();
     let number = if text == "null" {
         return Ok(None);
@@ -53,7 +53,7 @@ pub fn mb_to_bytes(mb: Decimal) -> Result<u64, String> {
 }
 
 /// A count (SMS, ids): a non-negative whole number, possibly written as a string.
-fn whole(value: Decimal, what: &str) -> Result<u64, String> {
+pub fn whole(value: Decimal, what: &str) -> Result<u64, String> {
     if value.is_sign_negative() && !value.is_zero() {
         return Err(format!("negative {what} {value}"));
     }

@@ -400,6 +400,25 @@ where
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Vec<DependencyCheck>> + Send + 'static,
 {
+    ops_router_with_nats_and(Router::new(), metrics, pool, nats, flags, optional)
+}
+
+/// [`ops_router_with_nats`] with the process's own `routes` beside the operations surface
+/// (the sync connector's Data Streamer receiver), under the same layers. Routes that take
+/// larger bodies read them with their own limit (the layers' default limit is 16 kB).
+#[cfg(feature = "nats")]
+pub fn ops_router_with_nats_and<F, Fut>(
+    routes: Router,
+    metrics: Metrics,
+    pool: sqlx::PgPool,
+    nats: async_nats::Client,
+    flags: ReadinessFlags,
+    optional: F,
+) -> Router
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Vec<DependencyCheck>> + Send + 'static,
+{
     let checks = move || {
         let pool = pool.clone();
         let nats = nats.clone();
@@ -425,7 +444,7 @@ where
         }
     };
     with_standard_layers(
-        ops_routes_with_dependencies(metrics.clone(), checks),
+        routes.merge(ops_routes_with_dependencies(metrics.clone(), checks)),
         metrics,
         16 * 1024,
     )

@@ -187,3 +187,119 @@ async fn a_connector_killed_after_handing_over_an_sms_sends_it_exactly_once(pool
     assert_eq!(submitted["provider_message_id"], sent[0].0.to_string());
     harness.cleanup().await;
 }
+
+/// Posts a batch to the binary's receiver, as 1NCE does; `None` when no answer came.
+async fn post_batch(port: u16, body: &str) -> Option<(u16, serde_json::Value)> {
+    use crate::streamer::{SECRET, USER};
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/1nce/data-streamer"))
+        .basic_auth(USER, Some(SECRET))
+        .body(body.to_owned())
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.json().await.ok()?))
+}
+
+async fn wait_listening(port: u16) {
+    eventually(
+        Duration::from_secs(60),
+        "the connector to listen",
+        || async move {
+            reqwest::get(format!("http://127.0.0.1:{port}/health"))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+}
+
+/// The binary killed (SIGKILL) while a batch is on the way and again between its answer and
+/// the applier's work: 1NCE sends the batch again, and every record counts exactly once.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_streamed_batch_survives_kills_before_the_answer_and_before_the_apply(pool: PgPool) {
+    use crate::streamer::{data_batch, day_start, DAY, SECRET, USER};
+    let auth = format!("{USER}:{SECRET}");
+    let (harness, polled) = Harness::polled(
+        pool.clone(),
+        10,
+        0,
+        &[
+            ("STREAMER_BASIC_AUTH", auth.as_str()),
+            ("STREAMER_APPLY_BATCH", "50"),
+            ("STREAMER_APPLY_CONCURRENCY", "2"),
+            ("SYNC_POLL_INTERVAL_SECS", "3600"),
+        ],
+    )
+    .await;
+    let iccids = polled.poller.last_seen().all_iccids().await.unwrap();
+    drop(polled);
+    let (records, expected) = data_batch(&iccids, 3000, 1_000_000);
+    let body = serde_json::Value::from(records).to_string();
+
+    // Killed while the batch is on the way: stored or not, 1NCE got no 200 and resends it.
+    let port = free_port();
+    let mut process = Process::start(&harness, port);
+    wait_listening(port).await;
+    let in_flight = tokio::spawn({
+        let body = body.clone();
+        async move { post_batch(port, &body).await }
+    });
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    process.kill();
+    let first = in_flight.await.unwrap();
+
+    // Restarted: the resend is answered 200 once every record is stored; killed right then,
+    // with most records not applied yet.
+    let port = free_port();
+    let mut process = Process::start(&harness, port);
+    wait_listening(port).await;
+    let (status, answer) = post_batch(port, &body).await.expect("an answer");
+    process.kill();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["accepted"].as_u64().unwrap() + answer["duplicates"].as_u64().unwrap(),
+        3000
+    );
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM streamer_records WHERE state = 'applied'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        applied < 3000,
+        "the kill came after the applier finished; first answer {first:?}"
+    );
+
+    // Restarted again, and a third delivery: everything applied, each record once.
+    let port = free_port();
+    let _process = Process::start(&harness, port);
+    wait_listening(port).await;
+    assert_eq!(
+        post_batch(port, &body).await.expect("an answer").1["duplicates"],
+        3000
+    );
+    eventually(Duration::from_secs(120), "every record to be applied", || async {
+        let applied: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM streamer_records WHERE state = 'applied'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        applied == 3000
+    })
+    .await;
+    let usage_events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'UsageRecorded' AND payload->>'period_start' LIKE $1",
+    )
+    .bind(format!("{DAY}%"))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(usage_events, 3000);
+    let store = EventStore::new(pool.clone());
+    for (iccid, bytes) in expected {
+        let sim = store.load::<Sim>(&iccid).await.unwrap().state;
+        assert_eq!(sim.usage_for(day_start()).unwrap().data_bytes, bytes, "{iccid}");
+    }
+    harness.cleanup().await;
+}

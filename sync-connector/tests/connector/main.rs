@@ -8,3 +8,5 @@ mod faults;
 mod poll;
 mod presence;
 mod requests;
+mod streamer;
+mod streamer_apply;
