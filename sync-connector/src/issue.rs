@@ -60,17 +60,27 @@ impl Issuer {
         A: Aggregate,
         A::Command: Clone,
     {
+        self.issue_with::<A>(aggregate_id, iccid, observation, cause, |_| commands.clone())
+            .await
+    }
+
+    /// [`Issuer::issue`] with commands that depend on the aggregate's current state (a day's
+    /// usage: the larger of the polled and the recorded total).
+    pub async fn issue_with<A>(
+        &self,
+        aggregate_id: &str,
+        iccid: &Iccid,
+        observation: &impl Serialize,
+        cause: Cause,
+        decide: impl Fn(&A) -> Vec<A::Command>,
+    ) -> Result<usize, SyncError>
+    where
+        A: Aggregate,
+    {
         let fingerprint = fingerprint(observation);
         let key = |version: u64| format!("sync:{}:{aggregate_id}:v{version}:{fingerprint}", A::TYPE);
-        self.issue_decided::<A>(
-            aggregate_id,
-            iccid,
-            &fingerprint,
-            cause,
-            |_| commands.clone(),
-            key,
-        )
-        .await
+        self.issue_decided::<A>(aggregate_id, iccid, &fingerprint, cause, decide, key)
+            .await
     }
 
     /// For a source that names each observation once (a Data Streamer record's id): `key` is

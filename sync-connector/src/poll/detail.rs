@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use chrono::{Duration as ChronoDuration, NaiveTime, Utc};
-use domain::{Iccid, Quota, QuotaCommand, QuotaKind, SimCommand, Sms, SmsCommand};
+use domain::{Iccid, Quota, QuotaCommand, QuotaKind, Sim, SimCommand, Sms, SmsCommand};
 use futures::StreamExt;
 use once_client::Priority;
 
 use super::{mo_message_id, Issued, Poller, SweepReport};
 use crate::convert;
 use crate::error::SyncError;
-use crate::issue::quota_id;
+use crate::issue::{quota_id, Cause};
 use crate::observe::UsageDay;
 
 /// SIMs refreshed at once.
@@ -189,15 +189,32 @@ impl Poller {
             }
             self.metrics.difference("usage");
             let period_start = date.and_time(NaiveTime::MIN).and_utc();
-            let command = SimCommand::RecordUsage {
-                period_start,
-                period_end: period_start + ChronoDuration::days(1),
-                data_bytes: day.data_bytes,
-                sms_mo: day.sms_mo,
-                sms_mt: day.sms_mt,
+            let polled = [day.data_bytes, day.sms_mo, day.sms_mt];
+            // The Data Streamer may have recorded more of the day than this answer shows (its
+            // records arrive before the provider's daily total moves): the day's total is the
+            // larger of the two, so neither source counts what the other already did.
+            let decide = |sim: &Sim| {
+                let recorded = sim
+                    .usage_for(period_start)
+                    .map_or([0; 3], |p| [p.data_bytes, p.sms_mo, p.sms_mt]);
+                let total = [0, 1, 2].map(|i| recorded[i].max(polled[i]));
+                vec![SimCommand::RecordUsage {
+                    period_start,
+                    period_end: period_start + ChronoDuration::days(1),
+                    data_bytes: total[0],
+                    sms_mo: total[1],
+                    sms_mt: total[2],
+                }]
             };
             settle(
-                self.record_on_sim(&iccid, vec![command], &("usage", date, day))
+                self.issuer
+                    .issue_with::<Sim>(
+                        iccid.as_str(),
+                        &iccid,
+                        &("usage", date, day),
+                        Cause::default(),
+                        decide,
+                    )
                     .await,
             )?;
             days.insert(date, day);

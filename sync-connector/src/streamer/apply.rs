@@ -135,16 +135,23 @@ impl Applier {
         };
         let mut outcomes = Vec::with_capacity(records.len());
         let mut unknown = false;
+        // Usage applied by this batch's earlier records, per day: they are not marked applied
+        // in the inbox until the batch settles.
+        let mut earlier: BTreeMap<NaiveDate, [u64; 3]> = BTreeMap::new();
         for claimed in &records {
             // Once the SIM proves unknown, its later records wait too (their order is kept).
             let settled = if unknown {
                 Ok(Settled::Pending)
             } else {
-                self.apply_one(&iccid, &claimed.record).await
+                self.apply_one(&iccid, &claimed.record, &earlier).await
             };
             match settled {
                 Ok(settled) => {
                     unknown = settled == Settled::Pending;
+                    if let (Settled::Applied, Some((day, delta))) = (&settled, usage_of(&claimed.record)) {
+                        let sum = earlier.entry(day).or_default();
+                        *sum = add(*sum, delta);
+                    }
                     outcomes.push((claimed.seq, settled, claimed.record.meaning.kind()));
                 }
                 Err(error) => return (outcomes, Some(error)),
@@ -153,12 +160,24 @@ impl Applier {
         (outcomes, None)
     }
 
-    async fn apply_one(&self, iccid: &Iccid, record: &Record) -> Result<Settled, SyncError> {
+    async fn apply_one(
+        &self,
+        iccid: &Iccid,
+        record: &Record,
+        earlier: &BTreeMap<NaiveDate, [u64; 3]>,
+    ) -> Result<Settled, SyncError> {
         let key = format!("streamer:{}:{}", record.stream.as_str(), record.id);
         let at = record.occurred_at;
         let outcome = match &record.meaning {
-            Meaning::Data { day, bytes } => self.usage(iccid, &key, record, *day, [*bytes, 0, 0]).await,
-            Meaning::Sms { day, mo, mt } => self.usage(iccid, &key, record, *day, [0, *mo, *mt]).await,
+            Meaning::Data { day, bytes } => {
+                let before = earlier.get(day).copied().unwrap_or_default();
+                self.usage(iccid, &key, record, *day, before, [*bytes, 0, 0])
+                    .await
+            }
+            Meaning::Sms { day, mo, mt } => {
+                let before = earlier.get(day).copied().unwrap_or_default();
+                self.usage(iccid, &key, record, *day, before, [0, *mo, *mt]).await
+            }
             Meaning::OtherUsage { traffic_type } => {
                 return Ok(Settled::Skipped(format!(
                     "traffic type {traffic_type:?} is not counted by the platform"
@@ -239,30 +258,37 @@ impl Applier {
         }
     }
 
-    /// Adds the record's usage to its day's totals (the period polling reports too).
+    /// The record's usage on its day. Polling reports the same day's total, so neither source
+    /// adds to the other: the day's total on the SIM is the larger of the polled total and the
+    /// sum of the streamed records (each a lower bound of what was used; a record the poll
+    /// already counted is not counted again). `earlier` is this batch's usage of the day so far.
     async fn usage(
         &self,
         iccid: &Iccid,
         key: &str,
         record: &Record,
         day: NaiveDate,
+        earlier: [u64; 3],
         delta: [u64; 3],
     ) -> Result<Option<usize>, SyncError> {
         if delta == [0; 3] {
             return Ok(Some(0));
         }
+        let applied = self.inbox.applied_usage(iccid.as_str(), day).await?;
+        let streamed = add(add(applied, earlier), delta);
         let period_start = day.and_time(NaiveTime::MIN).and_utc();
         let period_end = period_start + chrono::Duration::days(1);
         self.on_sim(iccid, key, record, |sim: &Sim| {
             let before = sim
                 .usage_for(period_start)
                 .map_or([0; 3], |p| [p.data_bytes, p.sms_mo, p.sms_mt]);
+            let total = [0, 1, 2].map(|i| before[i].max(streamed[i]));
             vec![SimCommand::RecordUsage {
                 period_start,
                 period_end,
-                data_bytes: before[0].saturating_add(delta[0]),
-                sms_mo: before[1].saturating_add(delta[1]),
-                sms_mt: before[2].saturating_add(delta[2]),
+                data_bytes: total[0],
+                sms_mo: total[1],
+                sms_mt: total[2],
             }]
         })
         .await
@@ -369,4 +395,17 @@ fn connectivity(sim: &Sim, meaning: &Meaning, at: chrono::DateTime<chrono::Utc>)
         ip_address,
         at,
     }
+}
+
+/// A usage record's day and its (data bytes, SMS MO, SMS MT).
+fn usage_of(record: &Record) -> Option<(NaiveDate, [u64; 3])> {
+    match record.meaning {
+        Meaning::Data { day, bytes } => Some((day, [bytes, 0, 0])),
+        Meaning::Sms { day, mo, mt } => Some((day, [0, mo, mt])),
+        _ => None,
+    }
+}
+
+fn add(a: [u64; 3], b: [u64; 3]) -> [u64; 3] {
+    [0, 1, 2].map(|i| a[i].saturating_add(b[i]))
 }

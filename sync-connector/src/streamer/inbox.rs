@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::types::Json;
 use sqlx::PgPool;
 
@@ -188,6 +188,23 @@ impl Inbox {
         .bind(record.id)
         .fetch_one(&self.pool)
         .await
+    }
+
+    /// The usage of the SIM's records applied so far for `day` (data bytes, SMS MO, SMS MT):
+    /// the streamed total the applier compares with the day's total on the SIM.
+    pub async fn applied_usage(&self, iccid: &str, day: NaiveDate) -> Result<[u64; 3], sqlx::Error> {
+        let (data, mo, mt): (i64, i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(sum((record->'meaning'->>'bytes')::bigint), 0)::bigint, \
+                    COALESCE(sum((record->'meaning'->>'mo')::bigint), 0)::bigint, \
+                    COALESCE(sum((record->'meaning'->>'mt')::bigint), 0)::bigint \
+             FROM streamer_records WHERE iccid = $1 AND kind IN ('data', 'sms') \
+             AND state = 'applied' AND record->'meaning'->>'day' = $2",
+        )
+        .bind(iccid)
+        .bind(day.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok([data, mo, mt].map(|n| u64::try_from(n).unwrap_or(0)))
     }
 
     /// SIMs (of this shard) with records waiting for their registration.

@@ -151,3 +151,71 @@ async fn a_record_resent_after_its_retention_changes_nothing(pool: PgPool) {
     streamer.assert_data_bytes(expected).await;
     streamer.harness.cleanup().await;
 }
+
+/// Polling and the streamer report the same usage: the day's total is the larger of the polled
+/// total and the streamed sum, whichever comes first, never their sum.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn streamed_and_polled_usage_of_a_day_are_not_added_up(pool: PgPool) {
+    let streamer = Streamer::start(pool, 1, true, &[("SYNC_DETAIL_INTERVAL_SECS", "1")]).await;
+    let iccid = streamer.connector.poller.last_seen().all_iccids().await.unwrap()[0].clone();
+    let poller = &streamer.connector.poller;
+    let today = chrono::Utc::now().date_naive();
+    let simulator = streamer.harness.simulator();
+    let today_record = |id: i64, bytes: u64| {
+        let mut record = data_record(id, &iccid, bytes);
+        record["start_timestamp"] = json!(format!("{today}T00:00:01Z"));
+        record["end_timestamp"] = json!(format!("{today}T00:00:02Z"));
+        record
+    };
+    let day_total = || async {
+        let start = today.and_time(chrono::NaiveTime::MIN).and_utc();
+        streamer
+            .sim(&iccid)
+            .await
+            .usage_for(start)
+            .map_or(0, |u| u.data_bytes)
+    };
+
+    // The poll first: the provider's total already holds the session the stream then reports.
+    simulator.add_usage(&iccid, today, 1_000_000, 0, 0);
+    crate::common::poll_and_refresh_all(poller).await;
+    assert_eq!(day_total().await, 1_000_000);
+    assert_eq!(streamer.post(&[today_record(1, 1_000_000)]).await.0, 200);
+    streamer.drain().await;
+    assert_eq!(
+        day_total().await,
+        1_000_000,
+        "the streamed session was counted twice"
+    );
+
+    // The stream first: two sessions streamed, then the poll shows the same total.
+    simulator.add_usage(&iccid, today, 700_000, 0, 0);
+    assert_eq!(
+        streamer
+            .post(&[today_record(2, 400_000), today_record(3, 300_000)])
+            .await
+            .0,
+        200
+    );
+    streamer.drain().await;
+    assert_eq!(day_total().await, 1_700_000);
+    crate::common::poll_and_refresh_all(poller).await;
+    assert_eq!(
+        day_total().await,
+        1_700_000,
+        "the polled total was added to the streamed one"
+    );
+
+    // The stream ahead of a poll whose answer is older: the recorded total does not go back.
+    assert_eq!(streamer.post(&[today_record(4, 50_000)]).await.0, 200);
+    streamer.drain().await;
+    assert_eq!(day_total().await, 1_750_000);
+    simulator.add_usage(&iccid, today, 20_000, 0, 0);
+    crate::common::poll_and_refresh_all(poller).await;
+    assert_eq!(day_total().await, 1_750_000);
+    // And the poll, once the provider's total passes the streamed sum, brings the total to it.
+    simulator.add_usage(&iccid, today, 100_000, 0, 0);
+    crate::common::poll_and_refresh_all(poller).await;
+    assert_eq!(day_total().await, 1_820_000);
+    streamer.harness.cleanup().await;
+}
