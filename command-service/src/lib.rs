@@ -14,6 +14,7 @@ mod error;
 pub mod openapi;
 mod routes;
 mod state;
+mod webhooks;
 
 use std::net::SocketAddr;
 
@@ -22,6 +23,7 @@ use platform::startup::{self, Listening, Shutdown, StartError};
 pub use bulk::BulkSettings;
 pub use config::Config;
 pub use state::AppState;
+pub use webhooks::WebhookSettings;
 
 /// The command API, built and bound, not yet serving.
 pub struct App {
@@ -62,8 +64,9 @@ impl App {
         &self.state
     }
 
-    /// Serves, and runs the bulk worker (unless `BULK_WORKER=false`), until `shutdown`
-    /// resolves; then drains in-flight requests and lets the worker finish its current item.
+    /// Serves, and runs the bulk worker (unless `BULK_WORKER=false`) and the webhook
+    /// dispatcher (unless `WEBHOOK_WORKER=false`), until `shutdown` resolves; then drains
+    /// in-flight requests and lets them finish their current item or delivery.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), StartError> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let worker = self
@@ -71,6 +74,17 @@ impl App {
             .bulk
             .worker
             .then(|| tokio::spawn(bulk::worker::Worker::new(self.state.clone()).run(stopped)));
+        let dispatcher = match self.state.webhooks.worker {
+            true => {
+                let dispatcher = webhooks::dispatcher::Dispatcher::new(
+                    self.state.pool.clone(),
+                    self.state.webhooks.clone(),
+                )
+                .map_err(|error| StartError::Setup(format!("webhook HTTP client: {error}")))?;
+                Some(tokio::spawn(dispatcher.run(stop.subscribe())))
+            }
+            false => None,
+        };
         let serving: Shutdown = Box::pin(async move {
             shutdown.await;
             let _ = stop.send(true);
@@ -83,6 +97,11 @@ impl App {
             // The stop was sent, or its sender dropped when serving ended early.
             if let Err(error) = worker.await {
                 tracing::error!(%error, "the bulk worker ended abnormally");
+            }
+        }
+        if let Some(dispatcher) = dispatcher {
+            if let Err(error) = dispatcher.await {
+                tracing::error!(%error, "the webhook dispatcher ended abnormally");
             }
         }
         served

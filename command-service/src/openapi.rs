@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::routes::{auth, bulk, import, sims, sync, users};
+use crate::routes::{auth, bulk, import, sims, sync, users, webhooks};
 
 /// The answer to every command (`eventstore::CommandAnswer`).
 #[derive(ToSchema)]
@@ -31,6 +31,7 @@ use platform::openapi::{Security, StandardResponses};
         sims::register, sims::update, sims::activate, sims::suspend, sims::terminate, sims::top_up, sims::send_sms,
         sync::sync_one, sync::sync_all, sync::list, sync::job,
         bulk::submit, bulk::list, bulk::job, bulk::items, bulk::cancel, import::import,
+        webhooks::create, webhooks::list, webhooks::show, webhooks::update, webhooks::remove, webhooks::deliveries,
     ),
     components(schemas(CommandAnswer)),
     modifiers(&Security, &StandardResponses),

@@ -11,6 +11,7 @@ use sqlx::PgPool;
 
 use crate::bulk::BulkSettings;
 use crate::config::{AllowedOrigins, Config};
+use crate::webhooks::WebhookSettings;
 use platform::auth::Accounts;
 
 /// The standard top-up product of the provider: what one top-up adds.
@@ -40,6 +41,7 @@ pub struct AppState {
     pub bulk: BulkSettings,
     /// Wakes this process's bulk worker when a job is submitted here.
     pub bulk_wake: Arc<tokio::sync::Notify>,
+    pub webhooks: WebhookSettings,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -101,6 +103,7 @@ impl AppState {
             nats: None,
             bulk: config.bulk.clone(),
             bulk_wake: Arc::new(tokio::sync::Notify::new()),
+            webhooks: config.webhooks.clone(),
             pool,
         })
     }
