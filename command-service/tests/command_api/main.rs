@@ -11,3 +11,4 @@ mod bulk_targets;
 mod commands;
 mod http;
 mod sync_jobs;
+mod webhooks;
