@@ -20,9 +20,12 @@ use crate::webhooks::target;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/webhooks", get(list).post(create))
-        .route("/webhooks/{id}", get(show).patch(update).delete(remove))
-        .route("/webhooks/{id}/deliveries", get(deliveries))
+        .route("/webhooks", get(list_webhooks).post(create_webhook))
+        .route(
+            "/webhooks/{id}",
+            get(show_webhook).patch(update_webhook).delete(delete_webhook),
+        )
+        .route("/webhooks/{id}/deliveries", get(webhook_deliveries))
 }
 
 /// A subscription: where to, which events, and from where in the log.
@@ -112,7 +115,7 @@ async fn cursor_at(state: &AppState, position: Option<i64>) -> Result<(u64, i64)
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = CreatedWebhook), (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "`INVALID_URL`, `WEBHOOK_TARGET_NOT_ALLOWED`, `WEBHOOK_TARGET_UNRESOLVED`, `INVALID_EVENT_TYPES`, `INVALID_POSITION`")))]
-pub(crate) async fn create(
+pub(crate) async fn create_webhook(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(request): ApiJson<CreateWebhook>,
@@ -138,7 +141,7 @@ pub(crate) async fn create(
 
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Vec<SubscriptionView>), (status = 403, body = ErrorBody)))]
-pub(crate) async fn list(
+pub(crate) async fn list_webhooks(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<Vec<SubscriptionView>>, ApiError> {
@@ -149,7 +152,7 @@ pub(crate) async fn list(
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = SubscriptionView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(crate) async fn show(
+pub(crate) async fn show_webhook(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<Uuid>,
@@ -164,7 +167,7 @@ pub(crate) async fn show(
     params(("id" = Uuid, Path)), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = SubscriptionView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "as on create, and `INVALID_STATUS`")))]
-pub(crate) async fn update(
+pub(crate) async fn update_webhook(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<Uuid>,
@@ -208,7 +211,7 @@ pub(crate) async fn update(
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 204, description = "Deleted, with its delivery log"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(crate) async fn remove(
+pub(crate) async fn delete_webhook(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<Uuid>,
@@ -238,7 +241,7 @@ pub(crate) struct ListDeliveries {
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Vec<DeliveryView>, headers(("X-Total-Count" = i64, description = "Deliveries in all"))),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub(crate) async fn deliveries(
+pub(crate) async fn webhook_deliveries(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<Uuid>,

@@ -393,6 +393,57 @@ export interface paths {
         patch: operations["update_user"];
         trace?: never;
     };
+    "/api/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_webhooks"];
+        put?: never;
+        /** Creates a subscription; its events are delivered from now (or after `from_position`). */
+        post: operations["create_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["show_webhook"];
+        put?: never;
+        post?: never;
+        delete: operations["delete_webhook"];
+        options?: never;
+        head?: never;
+        /** Changes a subscription; `{"status": "active"}` resumes a paused or failing one. */
+        patch: operations["update_webhook"];
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The subscription's delivery log, newest event first (total in `X-Total-Count`). */
+        get: operations["webhook_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -468,6 +519,19 @@ export interface components {
             role: string;
             username: string;
         };
+        /** @description A subscription: where to, which events, and from where in the log. */
+        CreateWebhook: {
+            description?: string | null;
+            /** @description Event types (`SimSuspended`), or prefixes ending in `*` (`Quota*`; `*` for all). */
+            event_types: string[];
+            /**
+             * Format: int64
+             * @description Deliver the events after this global position (a replay); default: only new events.
+             */
+            from_position?: number | null;
+            /** @description `http` or `https`; internal addresses are refused unless `WEBHOOK_ALLOW_PRIVATE`. */
+            url: string;
+        };
         CreatedApiKey: {
             /** Format: date-time */
             created_at: string;
@@ -480,6 +544,36 @@ export interface components {
             name: string;
             prefix: string;
             role: string;
+        };
+        /** @description The new subscription, with its secret (shown this once). */
+        CreatedWebhook: components["schemas"]["SubscriptionView"] & {
+            /** @description The HMAC-SHA256 key of `X-Signature`: store it now, it is never shown again. */
+            secret: string;
+        };
+        /** @description One event tried for one subscription. */
+        DeliveryView: {
+            /** Format: int32 */
+            attempts: number;
+            /** Format: date-time */
+            delivered_at?: string | null;
+            /** @description Sent as `X-Sim-Event-Id` (`<aggregate_type>:<aggregate_id>:<sequence>`). */
+            event_id: string;
+            event_type: string;
+            /**
+             * Format: uuid
+             * @description Sent as `X-Sim-Delivery`: the same for every attempt at this event.
+             */
+            id: string;
+            /** Format: date-time */
+            last_attempt_at: string;
+            last_error?: string | null;
+            /**
+             * Format: int32
+             * @description The receiver's last HTTP status (none when it could not be reached).
+             */
+            last_status?: number | null;
+            /** Format: int64 */
+            position: number;
         };
         /**
          * @description Every error answer, as it goes on the wire: `{"error": {code, message, details, request_id}}`
@@ -718,6 +812,34 @@ export interface components {
             iccids?: string[] | null;
             params?: components["schemas"]["BulkParams"];
         };
+        /** @description A subscription as the API shows it (never its secret). */
+        SubscriptionView: {
+            /**
+             * Format: int32
+             * @description Failed attempts at the next event to deliver.
+             */
+            attempts: number;
+            /** Format: date-time */
+            created_at: string;
+            created_by: string;
+            /**
+             * Format: int64
+             * @description The position of the last event dealt with (delivered, or not matching the filter).
+             */
+            cursor_position: number;
+            description?: string | null;
+            /** @description Exact event types, or prefixes ending in `*`. */
+            event_types: string[];
+            /** @description Why it is `failing`: the last attempt's answer. */
+            failure_reason?: string | null;
+            /** Format: uuid */
+            id: string;
+            /** @description `active`, `paused` or `failing`. */
+            status: string;
+            /** Format: date-time */
+            updated_at: string;
+            url: string;
+        };
         SyncJobAccepted: {
             /** Format: uuid */
             job_id: string;
@@ -761,6 +883,19 @@ export interface components {
              *     their current access token within seconds.
              */
             role?: string | null;
+        };
+        /** @description What to change; what is left out stays. */
+        UpdateWebhook: {
+            description?: string | null;
+            event_types?: string[] | null;
+            /**
+             * Format: int64
+             * @description Move the cursor: deliver again from after this position.
+             */
+            from_position?: number | null;
+            /** @description `active` (also resumes a `failing` one, from the event it failed at) or `paused`. */
+            status?: string | null;
+            url?: string | null;
         };
         User: {
             /** Format: date-time */
@@ -4351,6 +4486,721 @@ export interface operations {
             };
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_webhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubscriptionView"][];
+                };
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhook"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedWebhook"];
+                };
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit */
+            413: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INVALID_URL`, `WEBHOOK_TARGET_NOT_ALLOWED`, `WEBHOOK_TARGET_UNRESOLVED`, `INVALID_EVENT_TYPES`, `INVALID_POSITION` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    show_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubscriptionView"];
+                };
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted, with its delivery log */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    update_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateWebhook"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubscriptionView"];
+                };
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit */
+            413: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description as on create, and `INVALID_STATUS` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    webhook_deliveries: {
+        parameters: {
+            query?: {
+                /** @description From 1 (default 1). */
+                page?: number;
+                /** @description 1 to 100 (default 20). */
+                page_size?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description Deliveries in all */
+                    "X-Total-Count"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryView"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
