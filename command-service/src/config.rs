@@ -5,6 +5,7 @@ use platform::config::{CommonConfig, ConfigError, Settings};
 
 pub use crate::browser_session::AllowedOrigins;
 use crate::bulk::BulkSettings;
+use crate::rules::RuleSettings;
 use crate::webhooks::WebhookSettings;
 
 /// The command API's settings, read once at start.
@@ -30,6 +31,8 @@ pub struct Config {
     pub bulk: BulkSettings,
     /// `WEBHOOK_*`: the webhook dispatcher and the targets it may reach.
     pub webhooks: WebhookSettings,
+    /// `RULE_ENGINE*`: the rule engine.
+    pub rules: RuleSettings,
     /// `AUTH_ALLOWED_ORIGINS`: origins, besides the request's own, whose pages may use the
     /// refresh cookie (comma-separated, e.g. a dashboard served from another host); default
     /// none.
@@ -70,6 +73,11 @@ impl Config {
             password_hash_wait: Duration::from_millis(vars.number("PASSWORD_HASH_WAIT_MS", 2000)?),
             bulk: bulk_settings(&vars)?,
             webhooks: webhook_settings(&vars)?,
+            rules: RuleSettings {
+                engine: vars.flag("RULE_ENGINE", true)?,
+                poll: Duration::from_millis(vars.number("RULE_ENGINE_POLL_MS", 500)?.max(10)),
+                lease: Duration::from_secs(vars.number("RULE_ENGINE_LEASE_SECS", 30)?.max(2)),
+            },
             auth_allowed_origins: AllowedOrigins::parse(&vars.text_or("AUTH_ALLOWED_ORIGINS", "")).map_err(
                 |reason| ConfigError::Invalid {
                     var: "AUTH_ALLOWED_ORIGINS",
@@ -94,6 +102,7 @@ impl Config {
             password_hash_wait: Duration::from_secs(5),
             bulk: BulkSettings::default(),
             webhooks: WebhookSettings::default(),
+            rules: RuleSettings::default(),
             auth_allowed_origins: AllowedOrigins::default(),
         }
     }

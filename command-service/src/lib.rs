@@ -13,6 +13,7 @@ pub mod config;
 mod error;
 pub mod openapi;
 mod routes;
+mod rules;
 mod state;
 mod webhooks;
 
@@ -23,6 +24,7 @@ use platform::startup::{self, Listening, Shutdown, StartError};
 pub use bulk::BulkSettings;
 pub use config::Config;
 pub use state::AppState;
+pub use rules::RuleSettings;
 pub use webhooks::WebhookSettings;
 
 /// The command API, built and bound, not yet serving.
@@ -64,8 +66,8 @@ impl App {
         &self.state
     }
 
-    /// Serves, and runs the bulk worker (unless `BULK_WORKER=false`) and the webhook
-    /// dispatcher (unless `WEBHOOK_WORKER=false`), until `shutdown` resolves; then drains
+    /// Serves, and runs the bulk worker (unless `BULK_WORKER=false`), the webhook dispatcher
+    /// (unless `WEBHOOK_WORKER=false`) and the rule engine (unless `RULE_ENGINE=false`), until `shutdown` resolves; then drains
     /// in-flight requests and lets them finish their current item or delivery.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), StartError> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -85,6 +87,11 @@ impl App {
             }
             false => None,
         };
+        let engine = self
+            .state
+            .rules
+            .engine
+            .then(|| tokio::spawn(rules::engine::Engine::new(self.state.clone()).run(stop.subscribe())));
         let serving: Shutdown = Box::pin(async move {
             shutdown.await;
             let _ = stop.send(true);
@@ -97,6 +104,11 @@ impl App {
             // The stop was sent, or its sender dropped when serving ended early.
             if let Err(error) = worker.await {
                 tracing::error!(%error, "the bulk worker ended abnormally");
+            }
+        }
+        if let Some(engine) = engine {
+            if let Err(error) = engine.await {
+                tracing::error!(%error, "the rule engine ended abnormally");
             }
         }
         if let Some(dispatcher) = dispatcher {

@@ -11,6 +11,7 @@ use sqlx::PgPool;
 
 use crate::bulk::BulkSettings;
 use crate::config::{AllowedOrigins, Config};
+use crate::rules::RuleSettings;
 use crate::webhooks::WebhookSettings;
 use platform::auth::Accounts;
 
@@ -42,6 +43,7 @@ pub struct AppState {
     /// Wakes this process's bulk worker when a job is submitted here.
     pub bulk_wake: Arc<tokio::sync::Notify>,
     pub webhooks: WebhookSettings,
+    pub rules: RuleSettings,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -104,6 +106,7 @@ impl AppState {
             bulk: config.bulk.clone(),
             bulk_wake: Arc::new(tokio::sync::Notify::new()),
             webhooks: config.webhooks.clone(),
+            rules: config.rules.clone(),
             pool,
         })
     }

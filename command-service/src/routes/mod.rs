@@ -3,6 +3,7 @@ pub(crate) mod bulk;
 pub(crate) mod import;
 pub(crate) mod sims;
 pub(crate) mod sync;
+pub(crate) mod rules;
 pub(crate) mod users;
 pub(crate) mod webhooks;
 
@@ -20,6 +21,7 @@ pub fn router(state: AppState) -> Router {
         .merge(bulk::routes(state.bulk.max_body_bytes))
         .merge(import::routes(state.bulk.max_body_bytes))
         .merge(webhooks::routes())
+        .merge(rules::routes())
         .with_state(state.clone());
     let ops = ops_routes_for_database(state.metrics.clone(), state.pool.clone());
     let router = Router::new()
