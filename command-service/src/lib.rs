@@ -23,8 +23,8 @@ use platform::startup::{self, Listening, Shutdown, StartError};
 
 pub use bulk::BulkSettings;
 pub use config::Config;
-pub use state::AppState;
 pub use rules::RuleSettings;
+pub use state::AppState;
 pub use webhooks::WebhookSettings;
 
 /// The command API, built and bound, not yet serving.

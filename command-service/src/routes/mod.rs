@@ -1,9 +1,9 @@
 pub(crate) mod auth;
 pub(crate) mod bulk;
 pub(crate) mod import;
+pub(crate) mod rules;
 pub(crate) mod sims;
 pub(crate) mod sync;
-pub(crate) mod rules;
 pub(crate) mod users;
 pub(crate) mod webhooks;
 

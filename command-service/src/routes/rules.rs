@@ -21,7 +21,9 @@ use crate::error::execute_error;
 use crate::openapi::{CommandAnswer, ErrorBody};
 use crate::routes::bulk::paging;
 use crate::rules::store::{FiringView, RuleTables};
-use crate::rules::{about_a_sim, event_ids, facts_of, load_rules, sim_action, StoredRule, RULES_ICCID};
+use crate::rules::{
+    about_a_sim, event_ids, facts_of, load_rule, load_rules, sim_action, StoredRule, RULES_ICCID,
+};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -92,27 +94,39 @@ pub(crate) async fn create_rule(
         Some(key) => crate::rules::derived_id(&format!("{}:{key}", principal.actor())),
         None => Uuid::now_v7(),
     };
-    execute(&state, &principal, &headers, rule_id, RuleCommand::Create { rule_id, spec }, StatusCode::CREATED).await
+    execute(
+        &state,
+        &principal,
+        &headers,
+        rule_id,
+        RuleCommand::Create { rule_id, spec },
+        StatusCode::CREATED,
+    )
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/rules", tag = "rules", security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Vec<RuleView>, description = "Every rule not deleted, oldest first"), (status = 403, body = ErrorBody)))]
-pub(crate) async fn list_rules(State(state): State<AppState>, principal: Principal) -> Result<Json<Vec<RuleView>>, ApiError> {
+pub(crate) async fn list_rules(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Vec<RuleView>>, ApiError> {
     principal.require(Role::Operator)?;
     let rules = load_rules(&state).await?;
-    Ok(Json(rules.into_iter().filter(|r| r.rule.exists()).map(RuleView::of).collect()))
+    Ok(Json(
+        rules
+            .into_iter()
+            .filter(|r| r.rule.exists())
+            .map(RuleView::of)
+            .collect(),
+    ))
 }
 
 async fn existing(state: &AppState, id: Uuid) -> Result<StoredRule, ApiError> {
-    let loaded = state.store.load::<Rule>(&id.to_string()).await?;
-    if !loaded.state.exists() {
-        return Err(ApiError::not_found("RULE_NOT_FOUND", format!("no rule {id}")));
+    match load_rule(state, id).await? {
+        Some(stored) if stored.rule.exists() => Ok(stored),
+        _ => Err(ApiError::not_found("RULE_NOT_FOUND", format!("no rule {id}"))),
     }
-    Ok(StoredRule {
-        id,
-        rule: loaded.state,
-        version: loaded.version,
-    })
 }
 
 #[utoipa::path(get, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = Uuid, Path)),
@@ -139,7 +153,15 @@ pub(crate) async fn change_rule(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(spec): ApiJson<RuleSpec>,
 ) -> Result<Response, ApiError> {
-    execute(&state, &principal, &headers, id, RuleCommand::Change { spec }, StatusCode::OK).await
+    execute(
+        &state,
+        &principal,
+        &headers,
+        id,
+        RuleCommand::Change { spec },
+        StatusCode::OK,
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/rules/{id}/enable", tag = "rules", params(("id" = Uuid, Path)),
@@ -151,7 +173,15 @@ pub(crate) async fn enable_rule(
     headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
-    execute(&state, &principal, &headers, id, RuleCommand::Enable, StatusCode::OK).await
+    execute(
+        &state,
+        &principal,
+        &headers,
+        id,
+        RuleCommand::Enable,
+        StatusCode::OK,
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/rules/{id}/disable", tag = "rules", params(("id" = Uuid, Path)),
@@ -163,7 +193,15 @@ pub(crate) async fn disable_rule(
     headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
-    execute(&state, &principal, &headers, id, RuleCommand::Disable, StatusCode::OK).await
+    execute(
+        &state,
+        &principal,
+        &headers,
+        id,
+        RuleCommand::Disable,
+        StatusCode::OK,
+    )
+    .await
 }
 
 #[utoipa::path(delete, path = "/api/v1/rules/{id}", tag = "rules", params(("id" = Uuid, Path)),
@@ -175,7 +213,15 @@ pub(crate) async fn delete_rule(
     headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
-    execute(&state, &principal, &headers, id, RuleCommand::Delete, StatusCode::OK).await
+    execute(
+        &state,
+        &principal,
+        &headers,
+        id,
+        RuleCommand::Delete,
+        StatusCode::OK,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -200,7 +246,9 @@ pub(crate) async fn rule_firings(
 ) -> Result<Response, ApiError> {
     principal.require(Role::Operator)?;
     let (page, size) = paging(query.page, query.page_size, 20, 100)?;
-    let (rows, total) = RuleTables::new(state.pool.clone()).firings(id, page, size).await?;
+    let (rows, total) = RuleTables::new(state.pool.clone())
+        .firings(id, page, size)
+        .await?;
     Ok(([("x-total-count", total.to_string())], Json(json!(rows))).into_response())
 }
 
@@ -256,11 +304,15 @@ pub(crate) async fn dry_run_rule(
     let Some(spec) = stored.rule.spec() else {
         return Err(ApiError::not_found("RULE_NOT_FOUND", format!("no rule {id}")));
     };
-    let since = query.since.unwrap_or_else(|| Utc::now() - chrono::Duration::days(30));
+    let since = query
+        .since
+        .unwrap_or_else(|| Utc::now() - chrono::Duration::days(30));
     let log = GlobalLog::new(state.pool.clone());
     let (mut after, mut evaluated, mut would_fire, mut truncated) = (0, 0, Vec::new(), false);
     'pages: loop {
-        let events = log.of_type_since(&spec.trigger.event_type, since, after, DRY_RUN_PAGE).await?;
+        let events = log
+            .of_type_since(&spec.trigger.event_type, since, after, DRY_RUN_PAGE)
+            .await?;
         let Some(last) = events.last() else { break };
         after = last.position;
         for event in &events {
@@ -292,7 +344,9 @@ pub(crate) async fn dry_run_rule(
         }
     }
     let positions: Vec<i64> = would_fire.iter().map(|w| w.position).collect();
-    let fired = RuleTables::new(state.pool.clone()).fired_at(id, &positions).await?;
+    let fired = RuleTables::new(state.pool.clone())
+        .fired_at(id, &positions)
+        .await?;
     for item in &mut would_fire {
         item.already_fired = fired.contains(&item.position);
     }

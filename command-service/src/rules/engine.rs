@@ -83,7 +83,13 @@ impl Engine {
             if about_a_sim(event) {
                 let candidates: Vec<_> = rules
                     .iter()
-                    .filter(|stored| stored.rule.spec().is_some_and(|spec| spec.trigger.event_type == event.event_type))
+                    .filter(|stored| stored.on_for(event))
+                    .filter(|stored| {
+                        stored
+                            .rule
+                            .spec()
+                            .is_some_and(|spec| spec.trigger.event_type == event.event_type)
+                    })
                     .collect();
                 if !candidates.is_empty() {
                     let with_tags = candidates
@@ -92,7 +98,9 @@ impl Engine {
                     let facts = facts_of(&self.state, event, with_tags).await?;
                     for stored in candidates {
                         let Some(spec) = stored.rule.spec() else { continue };
-                        if !spec.trigger.matches(&facts.facts()) || self.tables.fired(stored.id, event.position).await? {
+                        if !spec.trigger.matches(&facts.facts())
+                            || self.tables.fired(stored.id, event.position).await?
+                        {
                             continue;
                         }
                         let fired = fire(&self.state, stored, event, &facts).await?;
@@ -111,7 +119,11 @@ impl Engine {
                 }
             }
             let next = LogCursor::after(event);
-            if !self.tables.advance(self.id, (next.transaction_id, next.position)).await? {
+            if !self
+                .tables
+                .advance(self.id, (next.transaction_id, next.position))
+                .await?
+            {
                 return Ok(());
             }
         }

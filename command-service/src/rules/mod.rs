@@ -8,10 +8,10 @@ pub mod store;
 use std::time::Duration;
 
 use domain::ids::{parse_quota_aggregate_id, Iccid, QuotaKind};
-use domain::rule::{Facts, Rule, RuleAction};
+use domain::rule::{Facts, Rule, RuleAction, RuleEvent};
 use domain::sim::Sim;
 use domain::Aggregate;
-use eventstore::{CommandContext, EventMetadata, GlobalLog, Idempotency, StoredEvent};
+use eventstore::{CommandContext, EventMetadata, GlobalLog, Idempotency, LogCursor, StoredEvent};
 use platform::ApiError;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -44,37 +44,86 @@ impl Default for RuleSettings {
     }
 }
 
-/// A rule as stored: its id, state and version.
+/// A rule as stored: its id, state and version, and where in the log it was last enabled.
 #[derive(Debug, Clone)]
 pub struct StoredRule {
     pub id: Uuid,
     pub rule: Rule,
     pub version: u64,
+    /// The cursor just after its last `RuleEnabled`: it acts only on events after it, so
+    /// enabling a rule never acts on what happened before (a dry run shows that).
+    pub enabled_after: Option<LogCursor>,
+}
+
+impl StoredRule {
+    /// Whether the rule is on for `event`: enabled, and enabled before it in the log.
+    pub fn on_for(&self, event: &StoredEvent) -> bool {
+        self.rule.enabled()
+            && self
+                .enabled_after
+                .is_some_and(|after| LogCursor::after(event) > after)
+    }
+}
+
+/// A rule from its events; `None` when it has none.
+pub async fn load_rule(state: &AppState, id: Uuid) -> Result<Option<StoredRule>, ApiError> {
+    let events = state.store.events_of(Rule::TYPE, &id.to_string()).await?;
+    if events.is_empty() {
+        return Ok(None);
+    }
+    let mut rule = Rule::default();
+    let mut enabled_after = None;
+    for stored in &events {
+        let event: RuleEvent = stored
+            .to_domain()
+            .map_err(|error| ApiError::internal(format!("rule {id}: undecodable event: {error}")))?;
+        if matches!(event, RuleEvent::RuleEnabled {}) {
+            enabled_after = Some(LogCursor::after(stored));
+        }
+        rule.apply(&event);
+    }
+    Ok(Some(StoredRule {
+        id,
+        rule,
+        version: events.len() as u64,
+        enabled_after,
+    }))
 }
 
 /// Every rule that was ever created (deleted ones included), oldest first.
 pub async fn load_rules(state: &AppState) -> Result<Vec<StoredRule>, ApiError> {
-    let ids = GlobalLog::new(state.pool.clone()).aggregate_ids(Rule::TYPE).await?;
+    let ids = GlobalLog::new(state.pool.clone())
+        .aggregate_ids(Rule::TYPE)
+        .await?;
     let mut rules = Vec::with_capacity(ids.len());
     for id in ids {
         let Ok(uuid) = id.parse() else { continue };
-        let loaded = state.store.load::<Rule>(&id).await?;
-        rules.push(StoredRule {
-            id: uuid,
-            rule: loaded.state,
-            version: loaded.version,
-        });
+        if let Some(rule) = load_rule(state, uuid).await? {
+            rules.push(rule);
+        }
     }
     Ok(rules)
 }
 
 /// What `event` tells a trigger; the SIM's tags only when `with_tags` (a rule asks for a tag),
 /// from the SIM's own events (the read model may trail).
-pub async fn facts_of(state: &AppState, event: &StoredEvent, with_tags: bool) -> Result<OwnedFacts, ApiError> {
+pub async fn facts_of(
+    state: &AppState,
+    event: &StoredEvent,
+    with_tags: bool,
+) -> Result<OwnedFacts, ApiError> {
     let quota_kind = (event.aggregate_type == "quota")
-        .then(|| parse_quota_aggregate_id(&event.aggregate_id).ok().map(|(_, kind)| kind))
+        .then(|| {
+            parse_quota_aggregate_id(&event.aggregate_id)
+                .ok()
+                .map(|(_, kind)| kind)
+        })
         .flatten();
-    let threshold = event.payload.get("threshold").and_then(|t| t.as_u64()).map(|t| t.min(255) as u8);
+    let threshold = event
+        .payload
+        .get("threshold")
+        .and_then(|t| t.as_u64())
+        .map(|t| t.min(255) as u8);
     let tags = match with_tags {
         true => state.store.load::<Sim>(&event.iccid).await?.state.tags().to_vec(),
         false => Vec::new(),
@@ -167,14 +216,22 @@ pub async fn fire(
     facts: &OwnedFacts,
 ) -> Result<Fired, ApiError> {
     let Some(spec) = rule.rule.spec() else {
-        return Err(ApiError::not_found("RULE_NOT_FOUND", "the rule has no definition"));
+        return Err(ApiError::not_found(
+            "RULE_NOT_FOUND",
+            "the rule has no definition",
+        ));
     };
     let iccid = Iccid::parse(&event.iccid).map_err(|e| crate::error::domain_error(&e))?;
     let action = sim_action(&spec.action, spec.trigger.quota_kind, facts);
     let (event_id, causation) = event_ids(event);
     let mut metadata = EventMetadata::new(format!("rule:{}", rule.id));
     metadata.causation_id = causation;
-    if let Some(correlation) = event.metadata.get("correlation_id").and_then(|c| c.as_str()).and_then(|c| c.parse().ok()) {
+    if let Some(correlation) = event
+        .metadata
+        .get("correlation_id")
+        .and_then(|c| c.as_str())
+        .and_then(|c| c.parse().ok())
+    {
         metadata.correlation_id = correlation;
     }
     let ctx = CommandContext {
@@ -207,7 +264,11 @@ pub async fn fire(
         }),
         Err(error) if error.status.is_server_error() => Err(error),
         Err(error) => Ok(Fired {
-            outcome: if error.code == "CONCURRENCY_CONFLICT" { "failed" } else { "refused" },
+            outcome: if error.code == "CONCURRENCY_CONFLICT" {
+                "failed"
+            } else {
+                "refused"
+            },
             code: Some(error.code.into_owned()),
             message: Some(error.message),
             command_id: None,

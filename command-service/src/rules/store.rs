@@ -53,7 +53,12 @@ impl RuleTables {
     /// Takes (or keeps) the engine's lease for `lease` and returns its cursor; `None` while
     /// another replica holds it. The first engine ever starts at `head` (rules act on events
     /// from then on, not on the whole history).
-    pub async fn claim(&self, owner: Uuid, lease: Duration, head: (u64, i64)) -> Result<Option<(u64, i64)>, sqlx::Error> {
+    pub async fn claim(
+        &self,
+        owner: Uuid,
+        lease: Duration,
+        head: (u64, i64),
+    ) -> Result<Option<(u64, i64)>, sqlx::Error> {
         sqlx::query(
             "INSERT INTO rule_engine (name, cursor_transaction_id, cursor_position) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO NOTHING",
@@ -101,11 +106,13 @@ impl RuleTables {
 
     /// Whether (rule, event) fired already (a restart between the firing and the cursor).
     pub async fn fired(&self, rule_id: Uuid, position: i64) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rule_firings WHERE rule_id = $1 AND event_position = $2)")
-            .bind(rule_id)
-            .bind(position)
-            .fetch_one(&self.pool)
-            .await
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM rule_firings WHERE rule_id = $1 AND event_position = $2)",
+        )
+        .bind(rule_id)
+        .bind(position)
+        .fetch_one(&self.pool)
+        .await
     }
 
     /// Records a firing once (a second record of the same (rule, event) is ignored).
@@ -132,7 +139,12 @@ impl RuleTables {
     }
 
     /// A page of a rule's firings, newest first, and how many there are.
-    pub async fn firings(&self, rule_id: Uuid, page: i64, size: i64) -> Result<(Vec<FiringView>, i64), sqlx::Error> {
+    pub async fn firings(
+        &self,
+        rule_id: Uuid,
+        page: i64,
+        size: i64,
+    ) -> Result<(Vec<FiringView>, i64), sqlx::Error> {
         let rows = sqlx::query_as(
             "SELECT event_position, event_id, event_type, iccid, action, outcome, code, message, command_id, \
              command_position, fired_at FROM rule_firings WHERE rule_id = $1 \
@@ -152,10 +164,12 @@ impl RuleTables {
 
     /// Of `positions`, those at which the rule fired already.
     pub async fn fired_at(&self, rule_id: Uuid, positions: &[i64]) -> Result<Vec<i64>, sqlx::Error> {
-        sqlx::query_scalar("SELECT event_position FROM rule_firings WHERE rule_id = $1 AND event_position = ANY($2)")
-            .bind(rule_id)
-            .bind(positions)
-            .fetch_all(&self.pool)
-            .await
+        sqlx::query_scalar(
+            "SELECT event_position FROM rule_firings WHERE rule_id = $1 AND event_position = ANY($2)",
+        )
+        .bind(rule_id)
+        .bind(positions)
+        .fetch_all(&self.pool)
+        .await
     }
 }
