@@ -29,8 +29,12 @@ pub struct Dispatcher {
 
 /// How one attempt ended.
 enum Attempt {
-    Delivered,
-    Failed { status: Option<i32>, reason: String },
+    /// A 2xx, with its status.
+    Delivered(i32),
+    Failed {
+        status: Option<i32>,
+        reason: String,
+    },
 }
 
 impl Dispatcher {
@@ -109,7 +113,7 @@ impl Dispatcher {
                 continue;
             }
             match self.attempt(&subscription, event).await {
-                Ok(Attempt::Delivered) => {
+                Ok(Attempt::Delivered(_)) => {
                     skipped = None;
                     if !self.advance(&subscription, LogCursor::after(event)).await {
                         return;
@@ -176,12 +180,8 @@ impl Dispatcher {
             .await?;
         let attempt = self.send(subscription, event, &event_id, delivery).await;
         let (status, error, delivered) = match &attempt {
-            Attempt::Delivered => (None, None, true),
+            Attempt::Delivered(status) => (Some(*status), None, true),
             Attempt::Failed { status, reason } => (*status, Some(reason.as_str()), false),
-        };
-        let status = match (&attempt, status) {
-            (Attempt::Delivered, _) => Some(200),
-            (_, status) => status,
         };
         self.hooks
             .record_attempt(self.id, delivery, status, error, delivered)
@@ -228,7 +228,9 @@ impl Dispatcher {
             .send()
             .await;
         match response {
-            Ok(response) if response.status().is_success() => Attempt::Delivered,
+            Ok(response) if response.status().is_success() => {
+                Attempt::Delivered(i32::from(response.status().as_u16()))
+            }
             Ok(response) => {
                 let status = response.status();
                 failed(

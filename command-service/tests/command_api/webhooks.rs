@@ -189,6 +189,7 @@ async fn events_are_delivered_in_order_signed_and_filtered_by_type(pool: PgPool)
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["position"], wanted[3]);
     assert_eq!(rows[0]["attempts"], 1);
+    assert_eq!(rows[0]["last_status"], 204, "the receiver's own status");
     assert!(!rows[0]["delivered_at"].is_null());
     let shown = app
         .get(&format!("/webhooks/{id}"), &token)
