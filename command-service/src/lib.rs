@@ -81,6 +81,7 @@ impl App {
                 let dispatcher = webhooks::dispatcher::Dispatcher::new(
                     self.state.pool.clone(),
                     self.state.webhooks.clone(),
+                    self.state.webhook_deliveries_total.clone(),
                 )
                 .map_err(|error| StartError::Setup(format!("webhook HTTP client: {error}")))?;
                 Some(tokio::spawn(dispatcher.run(stop.subscribe())))

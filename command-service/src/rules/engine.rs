@@ -114,6 +114,10 @@ impl Engine {
                             action: spec.action.as_str(),
                         };
                         self.tables.record(&cause, &fired).await?;
+                        self.state
+                            .rule_firings_total
+                            .with_label_values(&[fired.outcome])
+                            .inc();
                         tracing::info!(rule = %stored.id, position = event.position, outcome = fired.outcome, "rule fired");
                     }
                 }

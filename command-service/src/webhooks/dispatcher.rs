@@ -25,6 +25,7 @@ pub struct Dispatcher {
     id: Uuid,
     settings: WebhookSettings,
     client: Client,
+    deliveries_total: prometheus::IntCounterVec,
 }
 
 /// How one attempt ended.
@@ -38,7 +39,11 @@ enum Attempt {
 }
 
 impl Dispatcher {
-    pub fn new(pool: sqlx::PgPool, settings: WebhookSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        pool: sqlx::PgPool,
+        settings: WebhookSettings,
+        deliveries_total: prometheus::IntCounterVec,
+    ) -> Result<Self, reqwest::Error> {
         let client = Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
@@ -52,6 +57,7 @@ impl Dispatcher {
             id: Uuid::now_v7(),
             settings,
             client,
+            deliveries_total,
         })
     }
 
@@ -179,6 +185,12 @@ impl Dispatcher {
             .delivery_id(subscription.id, event.position, &event_id, &event.event_type)
             .await?;
         let attempt = self.send(subscription, event, &event_id, delivery).await;
+        let outcome = if matches!(attempt, Attempt::Delivered(_)) {
+            "delivered"
+        } else {
+            "failed"
+        };
+        self.deliveries_total.with_label_values(&[outcome]).inc();
         let (status, error, delivered) = match &attempt {
             Attempt::Delivered(status) => (Some(*status), None, true),
             Attempt::Failed { status, reason } => (*status, Some(reason.as_str()), false),

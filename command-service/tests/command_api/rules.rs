@@ -124,6 +124,10 @@ async fn a_rule_fires_once_per_crossing_caused_by_it_and_across_restarts(pool: P
     );
     assert_eq!(fired[0]["iccid"], iccid(1));
     assert_eq!(fired[0]["outcome"], "applied", "{}", fired[0]);
+    assert!(app
+        .metrics()
+        .await
+        .contains("rule_firings_total{outcome=\"applied\"} 1"));
     let top_ups = top_ups(&pool).await;
     assert_eq!(top_ups.len(), 1);
     assert_eq!(top_ups[0].0, iccid(1));

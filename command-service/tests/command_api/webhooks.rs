@@ -191,6 +191,10 @@ async fn events_are_delivered_in_order_signed_and_filtered_by_type(pool: PgPool)
     assert_eq!(rows[0]["attempts"], 1);
     assert_eq!(rows[0]["last_status"], 204, "the receiver's own status");
     assert!(!rows[0]["delivered_at"].is_null());
+    assert!(app
+        .metrics()
+        .await
+        .contains("webhook_deliveries_total{outcome=\"delivered\"} 4"));
     let shown = app
         .get(&format!("/webhooks/{id}"), &token)
         .expect(StatusCode::OK)
