@@ -38,8 +38,9 @@ impl Engine {
     /// Runs until `stop` says so (or its sender is gone), then gives back its lease.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         tracing::info!(engine = %self.id, "rule engine started");
+        let mut started = false;
         while !stopping(&stop) {
-            if let Err(error) = self.round(&stop).await {
+            if let Err(error) = self.round(&stop, &mut started).await {
                 tracing::warn!(%error, "rule engine: trying again");
             }
             tokio::select! {
@@ -53,14 +54,17 @@ impl Engine {
     }
 
     /// One look at the log: claim, read a batch, fire, move the cursor event by event.
-    async fn round(&self, stop: &watch::Receiver<bool>) -> Result<(), platform::ApiError> {
-        let head = self.log.head().await?;
-        let head = self.log.cursor_at(head).await?;
-        let Some(cursor) = self
-            .tables
-            .claim(self.id, self.settings.lease, (head.transaction_id, head.position))
-            .await?
-        else {
+    async fn round(
+        &self,
+        stop: &watch::Receiver<bool>,
+        started: &mut bool,
+    ) -> Result<(), platform::ApiError> {
+        if !*started {
+            let head = self.log.cursor_at(self.log.head().await?).await?;
+            self.tables.start_at((head.transaction_id, head.position)).await?;
+            *started = true;
+        }
+        let Some(cursor) = self.tables.claim(self.id, self.settings.lease).await? else {
             return Ok(());
         };
         let cursor = LogCursor {

@@ -50,15 +50,9 @@ impl RuleTables {
         Self { pool }
     }
 
-    /// Takes (or keeps) the engine's lease for `lease` and returns its cursor; `None` while
-    /// another replica holds it. The first engine ever starts at `head` (rules act on events
-    /// from then on, not on the whole history).
-    pub async fn claim(
-        &self,
-        owner: Uuid,
-        lease: Duration,
-        head: (u64, i64),
-    ) -> Result<Option<(u64, i64)>, sqlx::Error> {
+    /// Creates the engine's row with its cursor at `head` unless it exists: the first engine
+    /// ever acts on events from then on, not on the whole history.
+    pub async fn start_at(&self, head: (u64, i64)) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO rule_engine (name, cursor_transaction_id, cursor_position) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO NOTHING",
@@ -68,6 +62,12 @@ impl RuleTables {
         .bind(head.1)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Takes (or keeps) the engine's lease for `lease` and returns its cursor; `None` while
+    /// another replica holds it (or before [`RuleTables::start_at`]).
+    pub async fn claim(&self, owner: Uuid, lease: Duration) -> Result<Option<(u64, i64)>, sqlx::Error> {
         let cursor: Option<(i64, i64)> = sqlx::query_as(
             "UPDATE rule_engine SET lease_owner = $2, lease_until = now() + make_interval(secs => $3) \
              WHERE name = $1 AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < now()) \

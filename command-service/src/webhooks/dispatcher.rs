@@ -67,12 +67,13 @@ impl Dispatcher {
         while !stopping(&stop) {
             let wait = match self.hooks.claim(self.id, CLAIM, self.settings.lease).await {
                 Ok(claimed) => {
-                    for subscription in claimed {
-                        if stopping(&stop) {
-                            break;
-                        }
-                        self.deliver(subscription, &stop).await;
-                    }
+                    // Side by side: a slow receiver does not hold the others back.
+                    futures::future::join_all(
+                        claimed
+                            .into_iter()
+                            .map(|subscription| self.deliver(subscription, &stop)),
+                    )
+                    .await;
                     self.settings.poll
                 }
                 Err(error) => {
