@@ -5,6 +5,8 @@ use platform::config::{CommonConfig, ConfigError, Settings};
 
 pub use crate::browser_session::AllowedOrigins;
 use crate::bulk::BulkSettings;
+use crate::rules::RuleSettings;
+use crate::webhooks::WebhookSettings;
 
 /// The command API's settings, read once at start.
 #[derive(Debug, Clone)]
@@ -27,6 +29,10 @@ pub struct Config {
     pub password_hash_wait: Duration,
     /// `BULK_*`: the bulk jobs' worker and limits.
     pub bulk: BulkSettings,
+    /// `WEBHOOK_*`: the webhook dispatcher and the targets it may reach.
+    pub webhooks: WebhookSettings,
+    /// `RULE_ENGINE*`: the rule engine.
+    pub rules: RuleSettings,
     /// `AUTH_ALLOWED_ORIGINS`: origins, besides the request's own, whose pages may use the
     /// refresh cookie (comma-separated, e.g. a dashboard served from another host); default
     /// none.
@@ -66,6 +72,12 @@ impl Config {
             db_max_connections: vars.number("DB_MAX_CONNECTIONS", 20)?.max(2) as u32,
             password_hash_wait: Duration::from_millis(vars.number("PASSWORD_HASH_WAIT_MS", 2000)?),
             bulk: bulk_settings(&vars)?,
+            webhooks: webhook_settings(&vars)?,
+            rules: RuleSettings {
+                engine: vars.flag("RULE_ENGINE", true)?,
+                poll: Duration::from_millis(vars.number("RULE_ENGINE_POLL_MS", 500)?.max(10)),
+                lease: Duration::from_secs(vars.number("RULE_ENGINE_LEASE_SECS", 30)?.max(2)),
+            },
             auth_allowed_origins: AllowedOrigins::parse(&vars.text_or("AUTH_ALLOWED_ORIGINS", "")).map_err(
                 |reason| ConfigError::Invalid {
                     var: "AUTH_ALLOWED_ORIGINS",
@@ -89,6 +101,8 @@ impl Config {
             db_max_connections: 20,
             password_hash_wait: Duration::from_secs(5),
             bulk: BulkSettings::default(),
+            webhooks: WebhookSettings::default(),
+            rules: RuleSettings::default(),
             auth_allowed_origins: AllowedOrigins::default(),
         }
     }
@@ -105,5 +119,35 @@ fn bulk_settings<F: Fn(&str) -> Option<String>>(vars: &Settings<F>) -> Result<Bu
         max_items: vars.number("BULK_MAX_ITEMS", defaults.max_items as u64)?.max(1) as usize,
         max_body_bytes: vars.number("BULK_MAX_BODY_BYTES", defaults.max_body_bytes as u64)? as usize,
         poll: defaults.poll,
+    })
+}
+
+fn webhook_settings<F: Fn(&str) -> Option<String>>(
+    vars: &Settings<F>,
+) -> Result<WebhookSettings, ConfigError> {
+    let defaults = WebhookSettings::default();
+    let millis = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(
+            vars.number(name, default.as_millis() as u64)?,
+        ))
+    };
+    Ok(WebhookSettings {
+        worker: vars.flag("WEBHOOK_WORKER", defaults.worker)?,
+        timeout: millis("WEBHOOK_TIMEOUT_MS", defaults.timeout)?
+            .clamp(Duration::from_millis(100), Duration::from_secs(60)),
+        max_attempts: vars
+            .number("WEBHOOK_MAX_ATTEMPTS", defaults.max_attempts as u64)?
+            .clamp(1, 1_000) as i32,
+        backoff: millis("WEBHOOK_BACKOFF_MS", defaults.backoff)?,
+        backoff_max: Duration::from_secs(
+            vars.number("WEBHOOK_BACKOFF_MAX_SECS", defaults.backoff_max.as_secs())?,
+        ),
+        allow_private: vars.flag("WEBHOOK_ALLOW_PRIVATE", defaults.allow_private)?,
+        lease: Duration::from_secs(
+            vars.number("WEBHOOK_LEASE_SECS", defaults.lease.as_secs())?
+                .max(2),
+        ),
+        poll: millis("WEBHOOK_POLL_MS", defaults.poll)?.max(Duration::from_millis(10)),
+        batch: defaults.batch,
     })
 }

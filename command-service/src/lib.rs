@@ -13,7 +13,9 @@ pub mod config;
 mod error;
 pub mod openapi;
 mod routes;
+mod rules;
 mod state;
+mod webhooks;
 
 use std::net::SocketAddr;
 
@@ -21,7 +23,9 @@ use platform::startup::{self, Listening, Shutdown, StartError};
 
 pub use bulk::BulkSettings;
 pub use config::Config;
+pub use rules::RuleSettings;
 pub use state::AppState;
+pub use webhooks::WebhookSettings;
 
 /// The command API, built and bound, not yet serving.
 pub struct App {
@@ -62,8 +66,9 @@ impl App {
         &self.state
     }
 
-    /// Serves, and runs the bulk worker (unless `BULK_WORKER=false`), until `shutdown`
-    /// resolves; then drains in-flight requests and lets the worker finish its current item.
+    /// Serves, and runs the bulk worker (unless `BULK_WORKER=false`), the webhook dispatcher
+    /// (unless `WEBHOOK_WORKER=false`) and the rule engine (unless `RULE_ENGINE=false`), until `shutdown` resolves; then drains
+    /// in-flight requests and lets them finish their current item or delivery.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), StartError> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let worker = self
@@ -71,6 +76,23 @@ impl App {
             .bulk
             .worker
             .then(|| tokio::spawn(bulk::worker::Worker::new(self.state.clone()).run(stopped)));
+        let dispatcher = match self.state.webhooks.worker {
+            true => {
+                let dispatcher = webhooks::dispatcher::Dispatcher::new(
+                    self.state.pool.clone(),
+                    self.state.webhooks.clone(),
+                    self.state.webhook_deliveries_total.clone(),
+                )
+                .map_err(|error| StartError::Setup(format!("webhook HTTP client: {error}")))?;
+                Some(tokio::spawn(dispatcher.run(stop.subscribe())))
+            }
+            false => None,
+        };
+        let engine = self
+            .state
+            .rules
+            .engine
+            .then(|| tokio::spawn(rules::engine::Engine::new(self.state.clone()).run(stop.subscribe())));
         let serving: Shutdown = Box::pin(async move {
             shutdown.await;
             let _ = stop.send(true);
@@ -83,6 +105,16 @@ impl App {
             // The stop was sent, or its sender dropped when serving ended early.
             if let Err(error) = worker.await {
                 tracing::error!(%error, "the bulk worker ended abnormally");
+            }
+        }
+        if let Some(engine) = engine {
+            if let Err(error) = engine.await {
+                tracing::error!(%error, "the rule engine ended abnormally");
+            }
+        }
+        if let Some(dispatcher) = dispatcher {
+            if let Err(error) = dispatcher.await {
+                tracing::error!(%error, "the webhook dispatcher ended abnormally");
             }
         }
         served

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::routes::{auth, bulk, import, sims, sync, users};
+use crate::routes::{auth, bulk, import, rules, sims, sync, users, webhooks};
 
 /// The answer to every command (`eventstore::CommandAnswer`).
 #[derive(ToSchema)]
@@ -31,6 +31,10 @@ use platform::openapi::{Security, StandardResponses};
         sims::register, sims::update, sims::activate, sims::suspend, sims::terminate, sims::top_up, sims::send_sms,
         sync::sync_one, sync::sync_all, sync::list, sync::job,
         bulk::submit, bulk::list, bulk::job, bulk::items, bulk::cancel, import::import,
+        webhooks::create_webhook, webhooks::list_webhooks, webhooks::show_webhook, webhooks::update_webhook,
+        webhooks::delete_webhook, webhooks::webhook_deliveries,
+        rules::create_rule, rules::list_rules, rules::show_rule, rules::change_rule, rules::enable_rule,
+        rules::disable_rule, rules::delete_rule, rules::rule_firings, rules::dry_run_rule,
     ),
     components(schemas(CommandAnswer)),
     modifiers(&Security, &StandardResponses),

@@ -11,6 +11,8 @@ use sqlx::PgPool;
 
 use crate::bulk::BulkSettings;
 use crate::config::{AllowedOrigins, Config};
+use crate::rules::RuleSettings;
+use crate::webhooks::WebhookSettings;
 use platform::auth::Accounts;
 
 /// The standard top-up product of the provider: what one top-up adds.
@@ -31,6 +33,10 @@ pub struct AppState {
     pub login_by_username: Arc<KeyedRateLimiter>,
     pub metrics: Metrics,
     pub commands_total: IntCounterVec,
+    /// `webhook_deliveries_total{outcome}`: delivered (a 2xx) or failed, per attempt.
+    pub webhook_deliveries_total: IntCounterVec,
+    /// `rule_firings_total{outcome}`: applied, refused or failed.
+    pub rule_firings_total: IntCounterVec,
     pub topup: TopUpProduct,
     pub max_body_bytes: usize,
     /// Origins besides the request's own allowed on the cookie routes.
@@ -40,6 +46,8 @@ pub struct AppState {
     pub bulk: BulkSettings,
     /// Wakes this process's bulk worker when a job is submitted here.
     pub bulk_wake: Arc<tokio::sync::Notify>,
+    pub webhooks: WebhookSettings,
+    pub rules: RuleSettings,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -79,6 +87,28 @@ impl AppState {
                 commands_total.with_label_values(&[command, outcome]);
             }
         }
+        let counter = |name: &str, help: &str, outcomes: &[&str]| {
+            let counter =
+                IntCounterVec::new(prometheus::Opts::new(name, help), &["outcome"]).expect("valid metric");
+            metrics
+                .registry()
+                .register(Box::new(counter.clone()))
+                .expect("metric registered once");
+            for outcome in outcomes {
+                counter.with_label_values(&[outcome]);
+            }
+            counter
+        };
+        let webhook_deliveries_total = counter(
+            "webhook_deliveries_total",
+            "Webhook delivery attempts, by outcome",
+            &["delivered", "failed"],
+        );
+        let rule_firings_total = counter(
+            "rule_firings_total",
+            "Rule firings, by outcome",
+            &["applied", "refused", "failed"],
+        );
         let per_minute = NonZeroU32::new(config.login_rate_per_minute).unwrap_or(NonZeroU32::MIN);
         Ok(Self {
             store: EventStore::new(pool.clone()).with_snapshots_every(config.common.snapshot_every),
@@ -92,6 +122,8 @@ impl AppState {
             login_by_username: Arc::new(KeyedRateLimiter::new(per_minute, Duration::from_secs(60))),
             metrics,
             commands_total,
+            webhook_deliveries_total,
+            rule_firings_total,
             topup: TopUpProduct {
                 data_bytes: config.topup_data_bytes,
                 sms: config.topup_sms,
@@ -101,6 +133,8 @@ impl AppState {
             nats: None,
             bulk: config.bulk.clone(),
             bulk_wake: Arc::new(tokio::sync::Notify::new()),
+            webhooks: config.webhooks.clone(),
+            rules: config.rules.clone(),
             pool,
         })
     }

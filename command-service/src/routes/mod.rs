@@ -1,9 +1,11 @@
 pub(crate) mod auth;
 pub(crate) mod bulk;
 pub(crate) mod import;
+pub(crate) mod rules;
 pub(crate) mod sims;
 pub(crate) mod sync;
 pub(crate) mod users;
+pub(crate) mod webhooks;
 
 use axum::Router;
 use platform::http::{ops_routes_for_database, with_standard_layers};
@@ -18,6 +20,8 @@ pub fn router(state: AppState) -> Router {
         .merge(sync::routes())
         .merge(bulk::routes(state.bulk.max_body_bytes))
         .merge(import::routes(state.bulk.max_body_bytes))
+        .merge(webhooks::routes())
+        .merge(rules::routes())
         .with_state(state.clone());
     let ops = ops_routes_for_database(state.metrics.clone(), state.pool.clone());
     let router = Router::new()

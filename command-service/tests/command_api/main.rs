@@ -10,4 +10,6 @@ mod bulk_jobs;
 mod bulk_targets;
 mod commands;
 mod http;
+mod rules;
 mod sync_jobs;
+mod webhooks;

@@ -1,4 +1,4 @@
-//! The platform's domain: SIM, quota and SMS aggregates.
+//! The platform's domain: SIM, quota and SMS aggregates, and the operators' rules.
 //!
 //! Pure by design: no database, no network, no async runtime. Every aggregate turns a command
 //! into events (`handle`) and folds events into state (`apply`); the infrastructure decides how
@@ -9,6 +9,7 @@ mod macros;
 
 pub mod ids;
 pub mod quota;
+pub mod rule;
 pub mod sim;
 pub mod sms;
 pub mod spelled;
@@ -26,6 +27,7 @@ pub use ids::{
     parse_quota_aggregate_id, quota_aggregate_id, Iccid, IccidProblem, IdError, Imei, Imsi, Msisdn, QuotaKind,
 };
 pub use quota::{PendingTopUp, Quota, QuotaCommand, QuotaError, QuotaEvent, QuotaState};
+pub use rule::{Rule, RuleAction, RuleCommand, RuleError, RuleEvent, RuleSpec, Trigger};
 pub use sim::{
     ChangeKind, Connectivity, PendingChange, ProviderStatus, Sim, SimCommand, SimError, SimEvent, SimStatus,
     UsagePeriod,

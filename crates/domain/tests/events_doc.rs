@@ -6,6 +6,7 @@ use std::fmt::Write;
 use std::path::PathBuf;
 
 use domain::quota::QuotaEvent;
+use domain::rule::RuleEvent;
 use domain::sim::SimEvent;
 use domain::sms::SmsEvent;
 use serde_json::Value;
@@ -120,13 +121,19 @@ fn render() -> String {
         "sms",
         serde_json::to_value(schemars::schema_for!(SmsEvent)).unwrap(),
     );
+    render_aggregate(
+        &mut out,
+        "Rule",
+        "rule",
+        serde_json::to_value(schemars::schema_for!(RuleEvent)).unwrap(),
+    );
     out
 }
 
 #[test]
 fn every_event_type_is_documented_with_its_schema() {
     let rendered = render();
-    for name in SimEvent::EVENT_TYPES {
+    for name in SimEvent::EVENT_TYPES.iter().chain(RuleEvent::EVENT_TYPES) {
         assert!(
             rendered.contains(&format!("### {name}\n")),
             "{name} missing from the catalogue"

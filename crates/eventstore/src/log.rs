@@ -148,6 +148,40 @@ impl GlobalLog {
         Ok(rows.into_iter().map(StoredEvent::from).collect())
     }
 
+    /// Up to `limit` committed events of `event_type` recorded at or after `since`, with a
+    /// position above `after_position`, in position order: a rule's dry run over the past
+    /// (index `events_by_type_time`, migration 20261207200002).
+    pub async fn of_type_since(
+        &self,
+        event_type: &str,
+        since: chrono::DateTime<chrono::Utc>,
+        after_position: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query_as::<_, EventRow>(&format!(
+            "{SELECT_EVENT} WHERE event_type = $1 AND recorded_at >= $2 AND position > $3 \
+             AND transaction_id < (SELECT event_log_horizon()) ORDER BY position LIMIT $4"
+        ))
+        .bind(event_type)
+        .bind(since)
+        .bind(after_position)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(StoredEvent::from).collect())
+    }
+
+    /// The ids of every aggregate of `aggregate_type` (the rules: a handful, read by the
+    /// command API's rule routes and engine), oldest first.
+    pub async fn aggregate_ids(&self, aggregate_type: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT aggregate_id FROM events WHERE aggregate_type = $1 AND sequence = 1 ORDER BY position",
+        )
+        .bind(aggregate_type)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The event stored at `position`, if any (committed; the horizon does not matter here).
     pub async fn event_at(&self, position: i64) -> Result<Option<StoredEvent>, StoreError> {
         Self::event_at_on(&mut *self.pool.acquire().await?, position).await

@@ -10,10 +10,7 @@ import { api, eventually, logIn, openPages, OUT, useBrowser } from './harness.mj
 
 useBrowser();
 
-// Evaluated through the DevTools protocol, which the gateway's Content-Security-Policy
-// (`script-src 'self'`) does not govern: an injected <script> tag would be refused, and the
-// policy stays on for the page itself.
-const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
 const WIDTHS = [
   ['1280 px', { width: 1280, height: 900 }],
@@ -22,7 +19,9 @@ const WIDTHS = [
 
 /** Runs axe over the page as it is now; returns its violations, each with where it was seen. */
 async function axe(page, screen) {
-  if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(AXE);
+  // Evaluated through the DevTools protocol, not as a <script>: the gateway's Content Security
+  // Policy (script-src 'self') rightly refuses inline scripts, and the tests run under it.
+  if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(AXE_SOURCE);
   const { violations, passes, incomplete } = await page.evaluate(
     (tags) =>
       window.axe.run(document, { runOnly: { type: 'tag', values: tags } }).then((r) => ({

@@ -171,6 +171,109 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_rules"];
+        put?: never;
+        /** Creates a rule, disabled: try it with a dry run, then enable it. */
+        post: operations["create_rule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/rules/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["show_rule"];
+        /** Replaces the rule's definition (the same definition again records nothing). */
+        put: operations["change_rule"];
+        post?: never;
+        delete: operations["delete_rule"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/rules/{id}/disable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["disable_rule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/rules/{id}/dry-run": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Evaluates the rule (enabled or not) over the past events of its trigger's type, writing
+         *     nothing. Tags are the SIM's current ones.
+         */
+        post: operations["dry_run_rule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/rules/{id}/enable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["enable_rule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/rules/{id}/firings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The rule's firings, newest event first (total in `X-Total-Count`). */
+        get: operations["rule_firings"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sims": {
         parameters: {
             query?: never;
@@ -393,6 +496,57 @@ export interface paths {
         patch: operations["update_user"];
         trace?: never;
     };
+    "/api/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_webhooks"];
+        put?: never;
+        /** Creates a subscription; its events are delivered from now (or after `from_position`). */
+        post: operations["create_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["show_webhook"];
+        put?: never;
+        post?: never;
+        delete: operations["delete_webhook"];
+        options?: never;
+        head?: never;
+        /** Changes a subscription; `{"status": "active"}` resumes a paused or failing one. */
+        patch: operations["update_webhook"];
+        trace?: never;
+    };
+    "/api/v1/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The subscription's delivery log, newest event first (total in `X-Total-Count`). */
+        get: operations["webhook_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -468,6 +622,19 @@ export interface components {
             role: string;
             username: string;
         };
+        /** @description A subscription: where to, which events, and from where in the log. */
+        CreateWebhook: {
+            description?: string | null;
+            /** @description Event types (`SimSuspended`), or prefixes ending in `*` (`Quota*`; `*` for all). */
+            event_types: string[];
+            /**
+             * Format: int64
+             * @description Deliver the events after this global position (a replay); default: only new events.
+             */
+            from_position?: number | null;
+            /** @description `http` or `https`; internal addresses are refused unless `WEBHOOK_ALLOW_PRIVATE`. */
+            url: string;
+        };
         CreatedApiKey: {
             /** Format: date-time */
             created_at: string;
@@ -480,6 +647,48 @@ export interface components {
             name: string;
             prefix: string;
             role: string;
+        };
+        /** @description The new subscription, with its secret (shown this once). */
+        CreatedWebhook: components["schemas"]["SubscriptionView"] & {
+            /** @description The HMAC-SHA256 key of `X-Signature`: store it now, it is never shown again. */
+            secret: string;
+        };
+        /** @description One event tried for one subscription. */
+        DeliveryView: {
+            /** Format: int32 */
+            attempts: number;
+            /** Format: date-time */
+            delivered_at?: string | null;
+            /** @description Sent as `X-Sim-Event-Id` (`<aggregate_type>:<aggregate_id>:<sequence>`). */
+            event_id: string;
+            event_type: string;
+            /**
+             * Format: uuid
+             * @description Sent as `X-Sim-Delivery`: the same for every attempt at this event.
+             */
+            id: string;
+            /** Format: date-time */
+            last_attempt_at: string;
+            last_error?: string | null;
+            /**
+             * Format: int32
+             * @description The receiver's last HTTP status (none when it could not be reached).
+             */
+            last_status?: number | null;
+            /** Format: int64 */
+            position: number;
+        };
+        /** @description What a dry run found: the events the rule would have acted on. */
+        DryRun: {
+            /** @description Events of the trigger's type read. */
+            evaluated: number;
+            /** Format: uuid */
+            rule_id: string;
+            /** Format: date-time */
+            since: string;
+            /** @description More than the limit matched: `would_fire` holds the first ones. */
+            truncated: boolean;
+            would_fire: components["schemas"]["WouldFire"][];
         };
         /**
          * @description Every error answer, as it goes on the wire: `{"error": {code, message, details, request_id}}`
@@ -501,6 +710,28 @@ export interface components {
             message: string;
             /** @description The request's id, also in the `X-Request-Id` response header. */
             request_id?: string | null;
+        };
+        /** @description A firing as `GET /rules/{id}/firings` shows it. */
+        FiringView: {
+            action: string;
+            code?: string | null;
+            /** Format: uuid */
+            command_id?: string | null;
+            /** Format: int64 */
+            command_position?: number | null;
+            event_id: string;
+            /**
+             * Format: int64
+             * @description The causing event's position and id (`causation_id` of the command is derived from it).
+             */
+            event_position: number;
+            event_type: string;
+            /** Format: date-time */
+            fired_at: string;
+            iccid: string;
+            message?: string | null;
+            /** @description `applied`, `refused` (with the domain's `code`) or `failed`. */
+            outcome: string;
         };
         /** @description The report of a file that passed (and, unless `validate_only`, the job registering it). */
         ImportAccepted: {
@@ -682,6 +913,22 @@ export interface components {
              */
             row: number;
         };
+        /** @description A rule as read. */
+        RuleView: {
+            enabled: boolean;
+            /** Format: uuid */
+            id: string;
+            /**
+             * @description `{name, trigger: {event_type, tag?, quota_kind?, threshold?}, action: {kind: top_up |
+             *     suspend | send_sms (text) | add_tag (tag)}}`.
+             */
+            spec: Record<string, never>;
+            /**
+             * Format: int64
+             * @description The aggregate's version (the `ETag`, usable in `If-Match`).
+             */
+            version: number;
+        };
         SendSms: {
             payload: string;
             source_address?: string | null;
@@ -717,6 +964,34 @@ export interface components {
             /** @description ICCIDs (19 digits, or 20 with a right Luhn digit); duplicates count once. */
             iccids?: string[] | null;
             params?: components["schemas"]["BulkParams"];
+        };
+        /** @description A subscription as the API shows it (never its secret). */
+        SubscriptionView: {
+            /**
+             * Format: int32
+             * @description Failed attempts at the next event to deliver.
+             */
+            attempts: number;
+            /** Format: date-time */
+            created_at: string;
+            created_by: string;
+            /**
+             * Format: int64
+             * @description The position of the last event dealt with (delivered, or not matching the filter).
+             */
+            cursor_position: number;
+            description?: string | null;
+            /** @description Exact event types, or prefixes ending in `*`. */
+            event_types: string[];
+            /** @description Why it is `failing`: the last attempt's answer. */
+            failure_reason?: string | null;
+            /** Format: uuid */
+            id: string;
+            /** @description `active`, `paused` or `failing`. */
+            status: string;
+            /** Format: date-time */
+            updated_at: string;
+            url: string;
         };
         SyncJobAccepted: {
             /** Format: uuid */
@@ -762,6 +1037,19 @@ export interface components {
              */
             role?: string | null;
         };
+        /** @description What to change; what is left out stays. */
+        UpdateWebhook: {
+            description?: string | null;
+            event_types?: string[] | null;
+            /**
+             * Format: int64
+             * @description Move the cursor: deliver again from after this position.
+             */
+            from_position?: number | null;
+            /** @description `active` (also resumes a `failing` one, from the event it failed at) or `paused`. */
+            status?: string | null;
+            url?: string | null;
+        };
         User: {
             /** Format: date-time */
             created_at: string;
@@ -786,6 +1074,19 @@ export interface components {
             truncated: boolean;
             /** Format: int64 */
             valid_rows: number;
+        };
+        WouldFire: {
+            /** @description The engine fired this rule for this event already. */
+            already_fired: boolean;
+            /** @description The command it would issue, e.g. `top_up data`. */
+            command: string;
+            event_id: string;
+            event_type: string;
+            iccid: string;
+            /** Format: int64 */
+            position: number;
+            /** Format: date-time */
+            recorded_at: string;
         };
     };
     responses: never;
@@ -2189,6 +2490,1107 @@ export interface operations {
             };
             404: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_rules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every rule not deleted, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuleView"][];
+                };
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_rule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            /** @description `aggregate_id` is the rule's id; `Location` names it */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandAnswer"];
+                };
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit */
+            413: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INVALID_RULE`, `INVALID_BODY` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    show_rule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuleView"];
+                };
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    change_rule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandAnswer"];
+                };
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `RULE_DELETED` */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit */
+            413: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_rule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandAnswer"];
+                };
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    disable_rule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandAnswer"];
+                };
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    dry_run_rule: {
+        parameters: {
+            query?: {
+                /** @description RFC 3339; default 30 days ago. */
+                since?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DryRun"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    enable_rule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CommandAnswer"];
+                };
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    rule_firings: {
+        parameters: {
+            query?: {
+                /** @description From 1 (default 1). */
+                page?: number;
+                /** @description 1 to 100 (default 20). */
+                page_size?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FiringView"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4351,6 +5753,721 @@ export interface operations {
             };
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_webhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubscriptionView"][];
+                };
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhook"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedWebhook"];
+                };
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit */
+            413: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INVALID_URL`, `WEBHOOK_TARGET_NOT_ALLOWED`, `WEBHOOK_TARGET_UNRESOLVED`, `INVALID_EVENT_TYPES`, `INVALID_POSITION` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    show_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubscriptionView"];
+                };
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted, with its delivery log */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    update_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateWebhook"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubscriptionView"];
+                };
+            };
+            /** @description Malformed request: a path, query or header value, or a body that is not valid JSON of the right shape */
+            400: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is larger than the limit */
+            413: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description as on create, and `INVALID_STATUS` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    webhook_deliveries: {
+        parameters: {
+            query?: {
+                /** @description From 1 (default 1). */
+                page?: number;
+                /** @description 1 to 100 (default 20). */
+                page_size?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    /** @description Deliveries in all */
+                    "X-Total-Count"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryView"][];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed, but breaking a rule (a value out of range, an invalid identifier) */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {

@@ -1,0 +1,265 @@
+//! The webhook dispatcher: a task of the command API (started by `App::run_until_stopped`,
+//! stopped with it, like the bulk worker) that claims due subscriptions under a lease, reads
+//! the global log after each one's cursor in order, and POSTs each event its filter matches.
+//! The cursor moves past an event only after a 2xx (at least once, in order per subscription);
+//! a failure stops that subscription until its backoff is over, and after
+//! `WEBHOOK_MAX_ATTEMPTS` marks it `failing`. Replicas each run one: the leases keep two from
+//! sending for one subscription at once.
+
+use std::time::Duration;
+
+use eventstore::{GlobalLog, LogCursor, StoredEvent};
+use reqwest::Client;
+use tokio::sync::watch;
+use uuid::Uuid;
+use webhooks::{signature, Claimed, Webhooks};
+
+use super::{target, WebhookSettings};
+
+/// Subscriptions claimed at a time.
+const CLAIM: i64 = 16;
+
+pub struct Dispatcher {
+    hooks: Webhooks,
+    log: GlobalLog,
+    id: Uuid,
+    settings: WebhookSettings,
+    client: Client,
+    deliveries_total: prometheus::IntCounterVec,
+}
+
+/// How one attempt ended.
+enum Attempt {
+    /// A 2xx, with its status.
+    Delivered(i32),
+    Failed {
+        status: Option<i32>,
+        reason: String,
+    },
+}
+
+impl Dispatcher {
+    pub fn new(
+        pool: sqlx::PgPool,
+        settings: WebhookSettings,
+        deliveries_total: prometheus::IntCounterVec,
+    ) -> Result<Self, reqwest::Error> {
+        let client = Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            // A redirect could lead to an internal address the target check refused.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("sim-platform-webhooks/1")
+            .build()?;
+        Ok(Self {
+            hooks: Webhooks::new(pool.clone()),
+            log: GlobalLog::new(pool),
+            id: Uuid::now_v7(),
+            settings,
+            client,
+            deliveries_total,
+        })
+    }
+
+    /// Runs until `stop` says so (or its sender is gone), then gives back its leases.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        tracing::info!(dispatcher = %self.id, "webhook dispatcher started");
+        while !stopping(&stop) {
+            let wait = match self.hooks.claim(self.id, CLAIM, self.settings.lease).await {
+                Ok(claimed) => {
+                    // Side by side: a slow receiver does not hold the others back.
+                    futures::future::join_all(
+                        claimed
+                            .into_iter()
+                            .map(|subscription| self.deliver(subscription, &stop)),
+                    )
+                    .await;
+                    self.settings.poll
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "webhook dispatcher cannot claim subscriptions; trying again");
+                    self.settings.poll.max(Duration::from_secs(1))
+                }
+            };
+            tokio::select! {
+                _ = stop.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        match self.hooks.release(self.id).await {
+            Ok(released) => tracing::info!(dispatcher = %self.id, released, "webhook dispatcher stopped"),
+            Err(error) => {
+                tracing::warn!(%error, "webhook dispatcher stopped; its leases run out by themselves")
+            }
+        }
+    }
+
+    /// Delivers the events after the subscription's cursor, in order, until one fails, the
+    /// batch ends, or the lease is lost.
+    async fn deliver(&self, subscription: Claimed, stop: &watch::Receiver<bool>) {
+        let cursor = LogCursor {
+            transaction_id: subscription.cursor_transaction_id as u64,
+            position: subscription.cursor_position,
+        };
+        let events = match self.log.read_after(cursor, self.settings.batch).await {
+            Ok(events) => events,
+            Err(error) => {
+                tracing::warn!(%error, subscription = %subscription.id, "cannot read the log for a webhook");
+                return;
+            }
+        };
+        // Events the filter skips since the last cursor write: written with the next delivery,
+        // before a failure, or at the end.
+        let mut skipped: Option<LogCursor> = None;
+        for event in &events {
+            if stopping(stop) {
+                break;
+            }
+            if !webhooks::matches(&subscription.event_types, &event.event_type) {
+                skipped = Some(LogCursor::after(event));
+                continue;
+            }
+            match self.attempt(&subscription, event).await {
+                Ok(Attempt::Delivered(_)) => {
+                    skipped = None;
+                    if !self.advance(&subscription, LogCursor::after(event)).await {
+                        return;
+                    }
+                }
+                Ok(Attempt::Failed { status, reason }) => {
+                    if let Some(cursor) = skipped {
+                        self.advance(&subscription, cursor).await;
+                    }
+                    let attempts = subscription.attempts + 1;
+                    let backoff = self.settings.backoff_after(attempts);
+                    tracing::info!(subscription = %subscription.id, position = event.position, ?status, %reason, attempts, "webhook delivery failed");
+                    match self
+                        .hooks
+                        .failed(
+                            self.id,
+                            subscription.id,
+                            backoff,
+                            self.settings.max_attempts,
+                            &reason,
+                        )
+                        .await
+                    {
+                        Ok(true) => {
+                            tracing::warn!(subscription = %subscription.id, %reason, "webhook subscription failing")
+                        }
+                        Ok(false) => {}
+                        Err(error) => tracing::warn!(%error, "cannot record a failed webhook attempt"),
+                    }
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, subscription = %subscription.id, "cannot record a webhook delivery; trying again");
+                    return;
+                }
+            }
+        }
+        if let Some(cursor) = skipped {
+            self.advance(&subscription, cursor).await;
+        }
+    }
+
+    async fn advance(&self, subscription: &Claimed, cursor: LogCursor) -> bool {
+        let to = (cursor.transaction_id, cursor.position);
+        match self
+            .hooks
+            .advance(self.id, subscription.id, to, self.settings.lease)
+            .await
+        {
+            Ok(moved) => moved,
+            Err(error) => {
+                tracing::warn!(%error, subscription = %subscription.id, "cannot move a webhook cursor");
+                false
+            }
+        }
+    }
+
+    /// One POST of `event`, recorded in the delivery log.
+    async fn attempt(&self, subscription: &Claimed, event: &StoredEvent) -> Result<Attempt, sqlx::Error> {
+        let event_id = relay::wire::message_id(event);
+        let delivery = self
+            .hooks
+            .delivery_id(subscription.id, event.position, &event_id, &event.event_type)
+            .await?;
+        let attempt = self.send(subscription, event, &event_id, delivery).await;
+        let outcome = if matches!(attempt, Attempt::Delivered(_)) {
+            "delivered"
+        } else {
+            "failed"
+        };
+        self.deliveries_total.with_label_values(&[outcome]).inc();
+        let (status, error, delivered) = match &attempt {
+            Attempt::Delivered(status) => (Some(*status), None, true),
+            Attempt::Failed { status, reason } => (*status, Some(reason.as_str()), false),
+        };
+        self.hooks
+            .record_attempt(self.id, delivery, status, error, delivered)
+            .await?;
+        Ok(attempt)
+    }
+
+    async fn send(
+        &self,
+        subscription: &Claimed,
+        event: &StoredEvent,
+        event_id: &str,
+        delivery: Uuid,
+    ) -> Attempt {
+        let failed = |status: Option<i32>, reason: String| Attempt::Failed { status, reason };
+        // The name may point elsewhere since the subscription was saved.
+        let url = match target::check(&subscription.url, self.settings.allow_private).await {
+            Ok(url) => url,
+            Err((code, message)) => return failed(None, format!("{code}: {message}")),
+        };
+        // The same JSON as the NATS message body and an item of GET /events.
+        let body = match serde_json::to_vec(event) {
+            Ok(body) => body,
+            Err(error) => return failed(None, format!("cannot encode the event: {error}")),
+        };
+        let now = chrono::Utc::now().timestamp();
+        let response = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .header(
+                "x-signature",
+                signature::signature_header(&subscription.secret, now, &body),
+            )
+            .header(
+                "x-sim-signature",
+                signature::body_signature_header(&subscription.secret, &body),
+            )
+            .header("x-sim-timestamp", now.to_string())
+            .header("x-sim-event-id", event_id)
+            .header("x-sim-event-type", &event.event_type)
+            .header("x-sim-delivery", delivery.to_string())
+            .body(body)
+            .send()
+            .await;
+        match response {
+            Ok(response) if response.status().is_success() => {
+                Attempt::Delivered(i32::from(response.status().as_u16()))
+            }
+            Ok(response) => {
+                let status = response.status();
+                failed(
+                    Some(i32::from(status.as_u16())),
+                    format!("the receiver answered {status}"),
+                )
+            }
+            Err(error) if error.is_timeout() => failed(
+                None,
+                format!("no answer within {} ms", self.settings.timeout.as_millis()),
+            ),
+            Err(error) => failed(None, format!("cannot reach the receiver: {error}")),
+        }
+    }
+}
+
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
