@@ -138,6 +138,9 @@ INHIBITION_CASES = [
     ({"alertname": "ProviderErrors", "severity": "warning"}, False),
     ({"alertname": "SyncPollStale", "job": "sync-connector", "severity": "warning"}, True),
     ({"alertname": "TopUpOutcomeUnknown", "severity": "warning"}, False),
+    ({"alertname": "StreamerReceiverErrors", "severity": "critical"}, False),
+    ({"alertname": "StreamerStalled", "stream": "usage", "severity": "critical"}, True),
+    ({"alertname": "StreamerRecordsRejected", "severity": "warning"}, False),
 ]
 
 

@@ -44,6 +44,10 @@ unset NATS_URL ONCE_API_URL
 export REDIS_KEY_PREFIX=browser-test-$$
 export SIMULATOR_SIMS=${BROWSER_TEST_SIMS:-50} SYNC_POLL_INTERVAL_SECS=2
 export BOOTSTRAP_ADMIN_USERNAME=admin BOOTSTRAP_ADMIN_PASSWORD=browser-test-admin
+# The connector's Data Streamer receiver on, and the simulator streaming its usage and events
+# into it (platform.sh points it there) throughout the tests, as the run command does;
+# platform_checks.py then checks that every record delivered arrived.
+export STREAMER_BASIC_AUTH=1nce:browser-test-streamer-$$
 # Every browser request comes from 127.0.0.1: far above the production limit of 100 a minute
 # (the limit itself is tested on a second gateway below).
 export GATEWAY_RATE_LIMIT=${GATEWAY_RATE_LIMIT:-100000}
@@ -82,11 +86,13 @@ echo "[browser-test] screenshots in $BROWSER_TEST_OUT" >&2
 # Operations checks on the same platform, after the browser tests (the checks register a SIM,
 # which the tests' fleet counts must not see; the tests' traffic makes every metric appear):
 # requests through the gateway (routing, request ids, headers, body limit), the rate limit on
-# a second gateway with the production limit, and every metric the alert rules and dashboards
-# read exported by the services (deploy/local/platform_checks.py).
+# a second gateway with the production limit, every metric the alert rules and dashboards
+# read exported by the services, and the streamed records all received
+# (deploy/local/platform_checks.py).
 python3 -c 'import promql_parser' 2>/dev/null || python3 -m pip install --quiet promql-parser
 start_gateway gateway-limited "127.0.0.1:$p_limited" 100
 python3 deploy/local/platform_checks.py --gateway "http://$GATEWAY_ADDR" \
     --limited-gateway "http://127.0.0.1:$p_limited" --run-dir "$RUN_DIR" \
     --services "$COMMAND_ADDR,$QUERY_ADDR,$PROJECTORS_ADDR,$CONNECTOR_ADDR" \
-    --admin-password "$BOOTSTRAP_ADMIN_PASSWORD"
+    --admin-password "$BOOTSTRAP_ADMIN_PASSWORD" \
+    --connector "$CONNECTOR_ADDR" --simulator "$SIMULATOR_ADDR"

@@ -10,7 +10,11 @@ calls this with its addresses):
    requests pass, the 101st answers 429 with X-RateLimit-Limit/Remaining/Reset in the error
    shape, and the dashboard's files are not counted;
 3. every metric a Prometheus rule or a Grafana panel reads (deploy/check.py
-   --referenced-metrics) is exported by one of the services' /metrics, after the traffic above.
+   --referenced-metrics) is exported by one of the services' /metrics, after the traffic above;
+4. the Data Streamer end to end (with --simulator): the simulator, streaming into the
+   connector's receiver throughout the browser tests, has both streams ACTIVE with records
+   delivered; the connector counted exactly the records the simulator delivered, per stream,
+   rejected none, and applied some.
 """
 import argparse
 import http.client
@@ -189,6 +193,48 @@ def exported(addresses, wanted, seconds=30):
         time.sleep(1)
 
 
+def samples(text, name):
+    """{labels text: value} of one metric in a Prometheus text exposition."""
+    return {labels or "": float(value)
+            for labels, value in re.findall(rf"^{name}(?:{{(.*)}})? (\S+)$", text, re.M)}
+
+
+def streamed(connector, simulator, seconds=30):
+    """The connector received what the simulator delivered. The simulator keeps streaming, so
+    the two are compared between its posts: its report, the connector's figures, its report
+    again unchanged."""
+    def report():
+        status, _, text = request(f"http://{simulator}", "GET", "/_admin/stream")
+        return json.loads(text) if status == 200 else {}
+
+    deadline = time.time() + seconds
+    while True:
+        before = report()
+        status, _, metrics = request(f"http://{connector}", "GET", "/metrics")
+        after = report()
+        received = samples(metrics, "streamer_records_received_total")
+        by_stream = {stream: sum(v for labels, v in received.items() if f'stream="{stream}"' in labels)
+                     for stream in ("usage", "events")}
+        delivered = {stream: after.get(stream, {}).get("delivered_records") for stream in ("usage", "events")}
+        settled = samples(metrics, "streamer_records_settled_total")
+        applied = sum(v for labels, v in settled.items() if 'outcome="applied"' in labels)
+        consistent = before == after and by_stream == delivered
+        if consistent or time.time() > deadline:
+            break
+        time.sleep(0.3)
+    check(after.get("enabled") is True, f"the simulator does not stream: {after}")
+    for stream in ("usage", "events"):
+        state = after.get(stream, {})
+        check(state.get("state") == "ACTIVE", f"the simulator's {stream} stream is {state.get('state')}: {state}")
+    check(by_stream["usage"] > 0, f"the connector received no streamed usage records: {received}")
+    check(by_stream == delivered, f"the connector received {by_stream} records by stream, "
+          f"the simulator delivered {delivered}")
+    rejected = samples(metrics, "streamer_records_rejected_total").get("", None)
+    check(rejected == 0, f"streamer_records_rejected_total is {rejected}")
+    check(applied > 0, f"no streamed record was applied: {settled}")
+    return by_stream, applied
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--gateway", required=True)
@@ -196,17 +242,24 @@ def main():
     parser.add_argument("--run-dir", required=True, type=pathlib.Path)
     parser.add_argument("--services", required=True, help="comma-separated host:port of every service")
     parser.add_argument("--admin-password", required=True)
+    parser.add_argument("--connector", help="host:port of the sync connector (with --simulator)")
+    parser.add_argument("--simulator", help="host:port of the simulator streaming into the connector")
     args = parser.parse_args()
     gateway(args.gateway, args.run_dir, args.admin_password)
     rate_limit(args.limited_gateway)
     wanted = check_monitoring.referenced_metrics(root)
     missing = exported(args.services.split(","), wanted)
     check(not missing, f"metrics read by the rules or dashboards that no service exports: {sorted(missing)}")
+    stream_note = ""
+    if args.simulator:
+        by_stream, applied = streamed(args.connector, args.simulator)
+        stream_note = (f"; Data Streamer: {int(by_stream['usage'])} usage and {int(by_stream['events'])} "
+                       f"event records received, {int(applied)} applied, none rejected")
     if failures:
         print("[platform-checks] FAILED:", *failures, sep="\n  ", file=sys.stderr)
         sys.exit(1)
     print(f"[platform-checks] ok: gateway routing, request ids, headers, body limit, rate limit; "
-          f"{len(wanted)} metrics exported", file=sys.stderr)
+          f"{len(wanted)} metrics exported{stream_note}", file=sys.stderr)
 
 
 if __name__ == "__main__":

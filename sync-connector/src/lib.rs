@@ -99,6 +99,9 @@ impl Connector {
         let instance = Arc::new(Instance::start(&pool).await?);
         let streamer_metrics = streamer::StreamerMetrics::register(metrics.registry())
             .map_err(|e| StartError::Setup(e.to_string()))?;
+        if !config.streamer.credentials.is_empty() {
+            streamer_metrics.initialise();
+        }
         let wake_ups = streamer::WakeUps::default();
         let inbox = streamer::Inbox::new(pool.clone(), config.shard);
         let receiver = Arc::new(streamer::Receiver::new(

@@ -3,6 +3,16 @@
 use chrono::{DateTime, Utc};
 use prometheus::{GaugeVec, IntCounter, IntCounterVec, Opts, Registry};
 
+/// Every record type the receiver counts, by stream: the values of `Meaning::kind` (record.rs).
+pub const TYPES: [(&str, &[&str]); 2] = [
+    ("usage", &["data", "sms", "usage_other"]),
+    ("events", &["connectivity", "status", "quota", "event_other"]),
+];
+/// What the applier does with a record (`Settled::state`, inbox.rs).
+pub const OUTCOMES: [&str; 4] = ["applied", "skipped", "pending", "refused"];
+/// The statuses the receiver refuses batches with (receive.rs).
+pub const ERROR_STATUSES: [u16; 4] = [400, 401, 413, 503];
+
 #[derive(Clone, Debug)]
 pub struct StreamerMetrics {
     /// `streamer_records_received_total{stream, type}`: records new to the inbox.
@@ -79,6 +89,27 @@ impl StreamerMetrics {
         registry.register(Box::new(metrics.newest.clone()))?;
         registry.register(Box::new(metrics.newest_age.clone()))?;
         Ok(metrics)
+    }
+
+    /// Every labelled series at 0 (the ages unknown: NaN until a stream's first record), for a
+    /// configured receiver: the series exist before the first batch, so a rate over it counts
+    /// it, the alert rules see a stream that never delivered (newest record time 0), and a
+    /// scrape shows every metric the rules and dashboards read.
+    pub fn initialise(&self) {
+        for (stream, types) in TYPES {
+            self.duplicates.with_label_values(&[stream]);
+            self.newest.with_label_values(&[stream]);
+            self.newest_age.with_label_values(&[stream]).set(f64::NAN);
+            for kind in types {
+                self.received.with_label_values(&[stream, kind]);
+                for outcome in OUTCOMES {
+                    self.settled.with_label_values(&[kind, outcome]);
+                }
+            }
+        }
+        for status in ERROR_STATUSES {
+            self.errors.with_label_values(&[&status.to_string()]);
+        }
     }
 
     pub fn error(&self, status: u16) {

@@ -382,3 +382,48 @@ async fn not_an_array_is_400_oversize_is_413_and_an_unconfigured_receiver_is_404
     assert_eq!(response.status(), 404);
     streamer.harness.cleanup().await;
 }
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_configured_receiver_exports_every_series_before_its_first_batch(pool: PgPool) {
+    let streamer = Streamer::start(pool.clone(), 1, false, &[]).await;
+    let metrics = streamer.connector.metrics.render();
+    for series in [
+        "streamer_records_received_total{stream=\"usage\",type=\"data\"} 0",
+        "streamer_records_received_total{stream=\"events\",type=\"event_other\"} 0",
+        "streamer_duplicates_total{stream=\"events\"} 0",
+        "streamer_records_rejected_total 0",
+        "streamer_records_settled_total{outcome=\"refused\",type=\"quota\"} 0",
+        "streamer_receiver_errors_total{status=\"503\"} 0",
+        "streamer_newest_record_timestamp_seconds{stream=\"usage\"} 0",
+        "streamer_newest_record_age_seconds{stream=\"events\"} NaN",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
+    // The first record moves its stream's newest time off 0.
+    let iccids = streamer.harness.simulator().iccids();
+    assert_eq!(streamer.post(&[data_record(1, &iccids[0], 1_000)]).await.0, 200);
+    let metrics = streamer.connector.metrics.render();
+    assert!(
+        metrics.contains("streamer_records_received_total{stream=\"usage\",type=\"data\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("streamer_newest_record_timestamp_seconds{stream=\"usage\"} 0\n"),
+        "{metrics}"
+    );
+
+    // Without STREAMER_BASIC_AUTH no labelled series: the stall alert has nothing to watch.
+    let mut off = streamer.harness.config();
+    off.streamer.credentials.clear();
+    let connector = Connector::new(off, pool, streamer.harness.nats.clone())
+        .await
+        .unwrap();
+    let metrics = connector.metrics.render();
+    for name in [
+        "streamer_records_received_total{",
+        "streamer_newest_record_timestamp_seconds{",
+    ] {
+        assert!(!metrics.contains(name), "{name} without a receiver:\n{metrics}");
+    }
+    streamer.harness.cleanup().await;
+}
