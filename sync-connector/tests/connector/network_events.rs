@@ -15,10 +15,17 @@ use crate::common::Harness;
 
 const EVENTS_ROUTE: &str = "/v1/sims/{iccid}/events";
 
-async fn drain(connector: &Connector) {
+/// One per-SIM refresh, then everything it handed to the applier applied.
+async fn refresh(connector: &Connector, iccid: &str) {
+    connector
+        .poller
+        .refresh_sim(iccid, Priority::Background)
+        .await
+        .unwrap();
     while connector.applier.apply_waiting().await.unwrap() > 0 {}
 }
 
+/// The inbox's records by state.
 async fn states(connector: &Connector) -> BTreeMap<String, i64> {
     connector
         .applier
@@ -30,6 +37,11 @@ async fn states(connector: &Connector) -> BTreeMap<String, i64> {
         .collect()
 }
 
+fn applied(n: i64) -> BTreeMap<String, i64> {
+    BTreeMap::from([("applied".to_owned(), n)])
+}
+
+/// The SIM's provider statuses as recorded, oldest first.
 async fn provider_statuses(pool: &PgPool, iccid: &str) -> Vec<String> {
     sqlx::query_scalar(
         "SELECT payload->>'to' FROM events WHERE aggregate_id = $1 \
@@ -51,20 +63,10 @@ async fn polled_events_apply_once_in_order_across_refreshes_and_a_restart(pool: 
 
     // The poll's refresh of the new SIM only set the cursor; with nothing new since, a refresh
     // makes one call and stores nothing.
-    connector
-        .poller
-        .refresh_sim(&iccid, Priority::Background)
-        .await
-        .unwrap();
+    refresh(&connector, &iccid).await;
     assert_eq!(calls() - before, 1);
-    let cursor = connector
-        .poller
-        .last_seen()
-        .get(&iccid)
-        .await
-        .unwrap()
-        .unwrap()
-        .events_cursor;
+    let synced = connector.poller.last_seen().get(&iccid).await.unwrap().unwrap();
+    let cursor = synced.events_cursor;
     assert!(cursor.is_some());
     assert!(states(&connector).await.is_empty());
     let statuses_before = provider_statuses(&pool, &iccid).await;
@@ -77,17 +79,9 @@ async fn polled_events_apply_once_in_order_across_refreshes_and_a_restart(pool: 
     sim.advance(Duration::from_secs(60));
     sim.set_status(&iccid, true);
 
-    connector
-        .poller
-        .refresh_sim(&iccid, Priority::Background)
-        .await
-        .unwrap();
+    refresh(&connector, &iccid).await;
     assert_eq!(calls() - before, 2, "one page held every new event");
-    drain(&connector).await;
-    assert_eq!(
-        states(&connector).await,
-        BTreeMap::from([("applied".to_owned(), 3)])
-    );
+    assert_eq!(states(&connector).await, applied(3));
     let statuses = provider_statuses(&pool, &iccid).await;
     assert_eq!(
         statuses[statuses_before.len()..],
@@ -102,17 +96,9 @@ async fn polled_events_apply_once_in_order_across_refreshes_and_a_restart(pool: 
     assert_eq!(state.status(), SimStatus::Active);
 
     // Nothing new: one call.
-    connector
-        .poller
-        .refresh_sim(&iccid, Priority::Background)
-        .await
-        .unwrap();
-    drain(&connector).await;
+    refresh(&connector, &iccid).await;
     assert_eq!(calls() - before, 3);
-    assert_eq!(
-        states(&connector).await,
-        BTreeMap::from([("applied".to_owned(), 3)])
-    );
+    assert_eq!(states(&connector).await, applied(3));
 
     // The cursor lost (as by a crash between storing the events and saving it): the same
     // events are read again and ignored by their keys.
@@ -122,48 +108,22 @@ async fn polled_events_apply_once_in_order_across_refreshes_and_a_restart(pool: 
         .execute(&pool)
         .await
         .unwrap();
-    connector
-        .poller
-        .refresh_sim(&iccid, Priority::Background)
-        .await
-        .unwrap();
-    drain(&connector).await;
+    refresh(&connector, &iccid).await;
     assert_eq!(calls() - before, 4);
-    assert_eq!(
-        states(&connector).await,
-        BTreeMap::from([("applied".to_owned(), 3)])
-    );
+    assert_eq!(states(&connector).await, applied(3));
     assert_eq!(provider_statuses(&pool, &iccid).await, statuses);
 
-    // A restart keeps the cursor: nothing is applied twice.
+    // A restart keeps the cursor: nothing is applied twice, a later event is.
     drop(connector);
     let connector = harness.connector().await;
-    connector
-        .poller
-        .refresh_sim(&iccid, Priority::Background)
-        .await
-        .unwrap();
-    drain(&connector).await;
+    refresh(&connector, &iccid).await;
     assert_eq!(calls() - before, 5);
-    assert_eq!(
-        states(&connector).await,
-        BTreeMap::from([("applied".to_owned(), 3)])
-    );
+    assert_eq!(states(&connector).await, applied(3));
     assert_eq!(provider_statuses(&pool, &iccid).await, statuses);
-
-    // A later event is picked up after the restart.
     sim.advance(Duration::from_secs(60));
     sim.set_status(&iccid, false);
-    connector
-        .poller
-        .refresh_sim(&iccid, Priority::Background)
-        .await
-        .unwrap();
-    drain(&connector).await;
-    assert_eq!(
-        states(&connector).await,
-        BTreeMap::from([("applied".to_owned(), 4)])
-    );
+    refresh(&connector, &iccid).await;
+    assert_eq!(states(&connector).await, applied(4));
     let after = provider_statuses(&pool, &iccid).await;
     assert_eq!(after.last().map(String::as_str), Some("Disabled"));
     harness.cleanup().await;
@@ -174,17 +134,9 @@ async fn with_the_streamer_configured_the_events_endpoint_is_not_called(pool: Pg
     let (harness, connector) = Harness::polled(pool, 2, 0, &[("STREAMER_BASIC_AUTH", "1nce:secret")]).await;
     let sim = harness.simulator();
     for iccid in sim.iccids() {
-        connector
-            .poller
-            .refresh_sim(&iccid, Priority::Background)
-            .await
-            .unwrap();
+        refresh(&connector, &iccid).await;
         sim.set_status(&iccid, false);
-        connector
-            .poller
-            .refresh_sim(&iccid, Priority::Background)
-            .await
-            .unwrap();
+        refresh(&connector, &iccid).await;
     }
     let stats = sim.stats();
     assert!(stats.count("GET", "/v1/sims/{iccid}/status") >= 4, "{stats:?}");
