@@ -70,13 +70,16 @@ impl Poller {
             }
             page += 1;
         }
-        let Some(newest) = newest_first.iter().filter_map(|e| e.timestamp).max() else {
-            return Ok(0);
-        };
+        let newest = newest_first.iter().filter_map(|e| e.timestamp).max();
         if cursor.is_none() {
-            synced.events_cursor = Some(newest);
+            // A SIM with no events yet: every event from now on is new (the epoch, not "no
+            // cursor", or its first event would only set the cursor).
+            synced.events_cursor = Some(newest.unwrap_or(DateTime::UNIX_EPOCH));
             return Ok(0);
         }
+        let Some(newest) = newest else {
+            return Ok(0);
+        };
         // Cut short by MAX_EVENT_PAGES: the oldest read become the cursor, the next refresh
         // goes on from there.
         let complete = newest_first.len() < (MAX_EVENT_PAGES * EVENT_PAGE_SIZE) as usize;
