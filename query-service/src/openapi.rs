@@ -3,11 +3,11 @@
 //! schemas themselves, behind their `openapi` feature.
 
 use eventstore::StoredEvent;
-use readmodel::{FleetSummary, FleetSummaryAsOf, QuotaTotals, SimView};
+use readmodel::{ConnectivityChange, FleetSummary, FleetSummaryAsOf, QuotaTotals, SimView};
 use serde_json::Value;
 use utoipa::{IntoParams, OpenApi};
 
-use crate::routes::{export, feed, fleet, history, sim_list, sims};
+use crate::routes::{connectivity, export, feed, fleet, history, sim_list, sims};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,13 +26,14 @@ use crate::routes::{export, feed, fleet, history, sim_list, sims};
         sims::usage,
         sims::quotas,
         sims::sms,
+        connectivity::connectivity,
         history::events,
         history::state_as_of,
         fleet::summary,
         fleet::usage,
         feed::feed,
     ),
-    components(schemas(SimView, FleetSummary, FleetSummaryAsOf, QuotaTotals, StoredEvent)),
+    components(schemas(SimView, FleetSummary, FleetSummaryAsOf, QuotaTotals, StoredEvent, ConnectivityChange)),
     modifiers(&Security, &StandardResponses),
     security(("bearer" = []), ("api_key" = [])),
     tags(

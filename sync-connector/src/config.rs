@@ -123,6 +123,9 @@ pub struct Schedule {
     pub background: bool,
     /// `SYNC_JOB_POLL_SECS`: how often queued sync jobs are looked for without a NATS wake-up.
     pub job_poll: Duration,
+    /// `SYNC_NETWORK_EVENTS=auto|on|off` (default `auto`: on when the Data Streamer receiver is
+    /// off): the per-SIM refresh also reads the SIM's new events (`GET /v1/sims/{iccid}/events`).
+    pub network_events: bool,
 }
 
 /// Which part of the ICCID space this instance owns: `SYNC_SHARD_INDEX` of `SYNC_SHARD_COUNT`.
@@ -171,6 +174,7 @@ impl Config {
                 reason: format!("shard {} of {} does not exist", shard.index, shard.count),
             });
         }
+        let streamer = StreamerConfig::from_settings(&vars)?;
         Ok(Self {
             addr: vars.addr("CONNECTOR_ADDR", "127.0.0.1:9102")?,
             provider: ClientConfig {
@@ -190,6 +194,17 @@ impl Config {
                 usage_days: vars.number("SYNC_USAGE_DAYS", 2)?.clamp(1, 180) as u32,
                 background: vars.flag("SYNC_BACKGROUND", true)?,
                 job_poll: Duration::from_secs(vars.number("SYNC_JOB_POLL_SECS", 5)?.max(1)),
+                network_events: match vars.text_or("SYNC_NETWORK_EVENTS", "auto").trim() {
+                    "on" => true,
+                    "off" => false,
+                    "auto" => streamer.credentials.is_empty(),
+                    other => {
+                        return Err(ConfigError::Invalid {
+                            var: "SYNC_NETWORK_EVENTS",
+                            reason: format!("`{other}` is not auto, on or off"),
+                        })
+                    }
+                },
             },
             shard,
             stream: vars.token("NATS_STREAM", relay::wire::DEFAULT_STREAM)?,
@@ -197,7 +212,7 @@ impl Config {
             consumer_prefix: vars.token("SYNC_CONSUMER_PREFIX", "sync-connector")?,
             sms_source_address: vars.text_or("SYNC_SMS_SOURCE_ADDRESS", "1NCE"),
             db_max_connections: vars.number("DB_MAX_CONNECTIONS", 10)?.max(4) as u32,
-            streamer: StreamerConfig::from_settings(&vars)?,
+            streamer,
             common,
         })
     }
@@ -267,6 +282,22 @@ mod tests {
         let config = from(&[("STREAMER_BASIC_AUTH", "1nce:old-pw1, 1nce:new-pw2")]).unwrap();
         assert_eq!(config.streamer.credentials, ["1nce:old-pw1", "1nce:new-pw2"]);
         assert!(!format!("{config:?}").contains("pw1"));
+    }
+
+    #[test]
+    fn network_events_follow_the_receiver_unless_set() {
+        assert!(from(&[]).unwrap().schedule.network_events);
+        let streamed = [("STREAMER_BASIC_AUTH", "1nce:pw")];
+        assert!(!from(&streamed).unwrap().schedule.network_events);
+        let forced = [("STREAMER_BASIC_AUTH", "1nce:pw"), ("SYNC_NETWORK_EVENTS", "on")];
+        assert!(from(&forced).unwrap().schedule.network_events);
+        assert!(
+            !from(&[("SYNC_NETWORK_EVENTS", "off")])
+                .unwrap()
+                .schedule
+                .network_events
+        );
+        assert!(from(&[("SYNC_NETWORK_EVENTS", "sometimes")]).is_err());
     }
 
     #[test]

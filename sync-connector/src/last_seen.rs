@@ -24,6 +24,8 @@ pub struct SyncedSim {
     pub sms_quota: Option<SeenQuota>,
     pub usage_days: UsageDays,
     pub last_mo_sms_id: i64,
+    /// The newest provider event timestamp stored in the inbox (`poll::events`).
+    pub events_cursor: Option<DateTime<Utc>>,
     pub detail_due: bool,
     pub detail_synced_at: Option<DateTime<Utc>>,
 }
@@ -39,11 +41,12 @@ type Row = (
     i64,
     bool,
     Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
 );
 
 const COLUMNS: &str =
     "iccid, shard, list_entry, connectivity, data_quota, sms_quota, usage_days, last_mo_sms_id, \
-                       detail_due, detail_synced_at";
+                       detail_due, detail_synced_at, events_cursor";
 
 fn from_row(row: Row) -> SyncedSim {
     SyncedSim {
@@ -57,6 +60,7 @@ fn from_row(row: Row) -> SyncedSim {
         last_mo_sms_id: row.7,
         detail_due: row.8,
         detail_synced_at: row.9,
+        events_cursor: row.10,
     }
 }
 
@@ -128,8 +132,8 @@ impl LastSeen {
     pub async fn save_detail(&self, sim: &SyncedSim) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE sync_sims SET connectivity = $2, data_quota = $3, sms_quota = $4, usage_days = $5, \
-             last_mo_sms_id = GREATEST(last_mo_sms_id, $6), detail_due = false, detail_synced_at = now() \
-             WHERE iccid = $1",
+             last_mo_sms_id = GREATEST(last_mo_sms_id, $6), detail_due = false, detail_synced_at = now(), \
+             events_cursor = GREATEST(events_cursor, $7) WHERE iccid = $1",
         )
         .bind(&sim.iccid)
         .bind(sim.connectivity.as_ref().map(Json))
@@ -137,6 +141,7 @@ impl LastSeen {
         .bind(sim.sms_quota.as_ref().map(Json))
         .bind(Json(&sim.usage_days))
         .bind(sim.last_mo_sms_id)
+        .bind(sim.events_cursor)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -88,7 +88,9 @@ impl Connector {
         let store = EventStore::new(pool.clone()).with_snapshots_every(config.common.snapshot_every);
         let issuer = Issuer::new(store, sync_metrics.clone());
         let last_seen = LastSeen::new(pool.clone(), config.shard);
-        let poller = Poller::new(
+        let wake_ups = streamer::WakeUps::default();
+        let inbox = streamer::Inbox::new(pool.clone(), config.shard);
+        let mut poller = Poller::new(
             client.clone(),
             issuer.clone(),
             last_seen,
@@ -96,14 +98,15 @@ impl Connector {
             config.schedule.clone(),
             sync_metrics.clone(),
         );
+        if config.schedule.network_events {
+            poller = poller.with_network_events(inbox.clone(), wake_ups.stored.clone());
+        }
         let instance = Arc::new(Instance::start(&pool).await?);
         let streamer_metrics = streamer::StreamerMetrics::register(metrics.registry())
             .map_err(|e| StartError::Setup(e.to_string()))?;
         if !config.streamer.credentials.is_empty() {
             streamer_metrics.initialise();
         }
-        let wake_ups = streamer::WakeUps::default();
-        let inbox = streamer::Inbox::new(pool.clone(), config.shard);
         let receiver = Arc::new(streamer::Receiver::new(
             &config.streamer,
             inbox.clone(),

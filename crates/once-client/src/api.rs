@@ -211,8 +211,23 @@ impl OnceClient {
         page: u32,
         page_size: u32,
     ) -> Result<SimEventPage, ClientError> {
+        self.sim_events_sorted(iccid, page, page_size, None).await
+    }
+
+    /// [`OnceClient::sim_events`] with the API's `sort` (keys separated by commas, `-` for
+    /// descending, e.g. `-timestamp` for the newest first).
+    pub async fn sim_events_sorted(
+        &self,
+        iccid: &str,
+        page: u32,
+        page_size: u32,
+        sort: Option<&str>,
+    ) -> Result<SimEventPage, ClientError> {
         check_paging(endpoint::EVENTS, page, page_size, MAX_EVENT_PAGE_SIZE)?;
-        let paging = [("page", page.to_string()), ("pageSize", page_size.to_string())];
+        let mut paging = vec![("page", page.to_string()), ("pageSize", page_size.to_string())];
+        if let Some(sort) = sort {
+            paging.push(("sort", sort.to_owned()));
+        }
         let answer = self
             .get_sim(endpoint::EVENTS, iccid, &["events"], &paging)
             .await?;

@@ -6,6 +6,7 @@
 
 mod bulk;
 mod cache;
+pub mod connectivity_history;
 pub mod fleet;
 pub mod fleet_history;
 pub mod quotas;
@@ -17,6 +18,7 @@ pub mod status_history;
 pub mod usage;
 
 pub use cache::{Cache, CacheConfig};
+pub use connectivity_history::ConnectivityChange;
 pub use fleet::{load_fleet_summary, FleetSummary, QuotaTotals};
 pub use fleet_history::{load_fleet_summary_as_of, Figures, FleetChange, FleetSummaryAsOf};
 pub use quotas::QuotaRow;

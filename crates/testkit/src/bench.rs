@@ -102,11 +102,12 @@ pub async fn fill_rows(pool: &PgPool, sql: &str, rows: usize) {
 
 /// The projectors' read-model tables and their bookkeeping (`projection_versions`,
 /// `projection_checkpoints`).
-pub const READ_MODEL_TABLES: [&str; 14] = [
+pub const READ_MODEL_TABLES: [&str; 15] = [
     "sims",
     "sim_quotas",
     "sms_messages",
     "sim_status_history",
+    "sim_connectivity_history",
     "sim_usage",
     "sim_usage_hourly",
     "sim_usage_daily",

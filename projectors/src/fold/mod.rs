@@ -20,8 +20,10 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::apply::{Decoded, UsageRollups};
-use readmodel::{fleet_history, quotas, sims, sms, status_history, usage};
-use readmodel::{Figures, FleetChange, QuotaRow, SimView as SimRow, SmsRow, StatusChange, UsageRow};
+use readmodel::{connectivity_history, fleet_history, quotas, sims, sms, status_history, usage};
+use readmodel::{
+    ConnectivityChange, Figures, FleetChange, QuotaRow, SimView as SimRow, SmsRow, StatusChange, UsageRow,
+};
 
 /// Rows per bulk statement (so a rebuild's final write is several statements, not one huge one).
 const WRITE_CHUNK: usize = 10_000;
@@ -36,6 +38,7 @@ pub struct Fold {
     dirty_quotas: BTreeSet<(String, String)>,
     dirty_sms: BTreeSet<Uuid>,
     history: Vec<StatusChange>,
+    connectivity: Vec<ConnectivityChange>,
     usage: Vec<UsageRow>,
     /// What the events did to the fleet summary's figures.
     fleet: Vec<FleetChange>,
@@ -182,6 +185,10 @@ impl Fold {
         let history = std::mem::take(&mut self.history);
         for chunk in history.chunks(WRITE_CHUNK) {
             status_history::insert_status_history(conn, chunk).await?;
+        }
+        let connectivity = std::mem::take(&mut self.connectivity);
+        for chunk in connectivity.chunks(WRITE_CHUNK) {
+            connectivity_history::insert_connectivity_history(conn, chunk).await?;
         }
         let fleet = std::mem::take(&mut self.fleet);
         for chunk in fleet.chunks(WRITE_CHUNK) {

@@ -6,7 +6,7 @@ use domain::{SimEvent, SimStatus};
 use eventstore::StoredEvent;
 use serde_json::Value;
 
-use super::{touch, Fold, SimRow, StatusChange, UsageRow};
+use super::{touch, ConnectivityChange, Fold, SimRow, StatusChange, UsageRow};
 
 impl Fold {
     pub(super) fn sim_event(&mut self, e: &StoredEvent, event: SimEvent) {
@@ -99,6 +99,17 @@ impl Fold {
                 ip_address,
                 observed_at,
             } => {
+                self.connectivity.push(ConnectivityChange {
+                    iccid: iccid.clone(),
+                    position: e.position,
+                    observed_at,
+                    recorded_at: e.recorded_at,
+                    network: network.clone(),
+                    country: country.clone(),
+                    rat: rat.clone(),
+                    ip_address: ip_address.clone(),
+                    actor: actor(e),
+                });
                 row.network = network;
                 row.country = country;
                 row.rat = rat;
@@ -163,6 +174,10 @@ fn status_change(e: &StoredEvent, from: Option<SimStatus>, to: SimStatus) -> Sta
         from_status: from,
         to_status: to,
         event_type: e.event_type.clone(),
-        actor: e.metadata.get("actor").and_then(Value::as_str).map(str::to_owned),
+        actor: actor(e),
     }
+}
+
+fn actor(e: &StoredEvent) -> Option<String> {
+    e.metadata.get("actor").and_then(Value::as_str).map(str::to_owned)
 }

@@ -54,6 +54,7 @@ pub const READ_MODEL_TABLES: &[&str] = &[
     "sim_quotas",
     "sms_messages",
     "sim_status_history",
+    "sim_connectivity_history",
     "fleet_history",
     "fleet_history_hourly",
     "fleet_history_origin",

@@ -11,7 +11,7 @@ use crate::metrics::RebuildMetrics;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReadModel {
-    /// `sims` and `sim_status_history`.
+    /// `sims`, `sim_status_history` and `sim_connectivity_history`.
     Sims,
     /// `sim_quotas`.
     Quotas,
@@ -44,7 +44,7 @@ impl ReadModel {
     /// aggregates are refreshed instead).
     pub(super) fn tables(self, rollups: UsageRollups) -> &'static [&'static str] {
         match (self, rollups) {
-            (Self::Sims, _) => &["sims", "sim_status_history"],
+            (Self::Sims, _) => &["sims", "sim_status_history", "sim_connectivity_history"],
             (Self::Quotas, _) => &["sim_quotas"],
             (Self::Sms, _) => &["sms_messages"],
             (Self::Usage, UsageRollups::Tables) => USAGE_TABLES,

@@ -227,6 +227,46 @@ async fn every_event_type_lands_in_its_rows(pool: PgPool) {
         assert_eq!(changed, event.recorded_at);
     }
 
+    // Connectivity history: one row per ConnectivityChanged event, at its position.
+    type ConnectivityRow = (
+        String,
+        i64,
+        DateTime<Utc>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let connectivity: Vec<ConnectivityRow> = sqlx::query_as(
+        "SELECT iccid, position, observed_at, network, rat, ip_address FROM sim_connectivity_history \
+         ORDER BY position",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let changed: Vec<i64> = events
+        .iter()
+        .filter(|e| e.event_type == "ConnectivityChanged")
+        .map(|e| e.position)
+        .collect();
+    assert!(!changed.is_empty());
+    assert_eq!(connectivity.iter().map(|c| c.1).collect::<Vec<_>>(), changed);
+    assert_eq!(
+        (
+            connectivity[0].0.as_str(),
+            connectivity[0].2,
+            connectivity[0].3.as_deref(),
+            connectivity[0].4.as_deref(),
+            connectivity[0].5.as_deref()
+        ),
+        (
+            SIM_A,
+            at(1, 9, 30),
+            Some("Telekom"),
+            Some("LTE-M"),
+            Some("10.0.0.7")
+        )
+    );
+
     // Usage: the deltas at the metadata time, clamped into the period; rollups in UTC buckets.
     for (query, expected) in [
         (

@@ -332,7 +332,11 @@ async fn a_rebuild_of_one_read_model_replaces_only_its_tables_up_to_the_live_che
     let report = rebuild(&pool, &options).await.unwrap();
     assert_eq!(
         report.tables,
-        vec!["sims".to_owned(), "sim_status_history".to_owned()]
+        vec![
+            "sims".to_owned(),
+            "sim_status_history".to_owned(),
+            "sim_connectivity_history".to_owned()
+        ]
     );
     assert_eq!(
         snapshot(&pool, true).await,

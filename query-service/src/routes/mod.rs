@@ -1,3 +1,4 @@
+pub(crate) mod connectivity;
 pub(crate) mod export;
 pub(crate) mod feed;
 pub(crate) mod fleet;
@@ -19,6 +20,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(sims::routes())
         .merge(history::routes())
+        .merge(connectivity::routes())
         .merge(fleet::routes())
         .merge(feed::routes())
         .with_state(state.clone());

@@ -100,7 +100,7 @@ pub fn sim_not_found(iccid: &str) -> ApiError {
 }
 
 /// 404 unless the `sims` read model has the SIM.
-async fn require_sim(pool: &PgPool, iccid: &str) -> Result<(), ApiError> {
+pub(crate) async fn require_sim(pool: &PgPool, iccid: &str) -> Result<(), ApiError> {
     if readmodel::sims::sim_exists(pool, iccid).await? {
         Ok(())
     } else {

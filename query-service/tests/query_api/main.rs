@@ -4,6 +4,7 @@
 mod common;
 
 mod attacks;
+mod connectivity;
 mod export;
 mod fleet_as_of;
 mod fleet_freshness;

@@ -125,6 +125,13 @@ impl Poller {
             synced.connectivity = Some(view);
         }
 
+        // Network events (streamer off), before the quotas: a quota event marks them due.
+        settle(
+            self.network_events(&client, &iccid, &mut synced)
+                .await
+                .map(|new| new as usize),
+        )?;
+
         // Quotas.
         for kind in [QuotaKind::Data, QuotaKind::Sms] {
             // While a top-up is pending its confirmation carries the new volume; an assignment

@@ -12,11 +12,16 @@
 //! `detail`.
 
 mod detail;
+mod events;
 mod list;
+
+pub use events::EVENT_PAGE_SIZE;
 
 use domain::{Aggregate, Iccid, Sim, SimCommand};
 use once_client::{OnceClient, Priority};
 use serde::Serialize;
+use std::sync::Arc;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::{Schedule, Shard};
@@ -24,6 +29,7 @@ use crate::error::SyncError;
 use crate::issue::{Cause, Issuer};
 use crate::last_seen::LastSeen;
 use crate::metrics::SyncMetrics;
+use crate::streamer::Inbox;
 
 /// The provider's page size for the SIM list (its maximum).
 pub const LIST_PAGE_SIZE: u32 = 100;
@@ -60,6 +66,15 @@ pub struct Poller {
     shard: Shard,
     schedule: Schedule,
     metrics: SyncMetrics,
+    /// Where network events read by polling go (`SYNC_NETWORK_EVENTS`), if they are read.
+    network_events: Option<EventTarget>,
+}
+
+/// The streamer's inbox and the wake-up of its applier.
+#[derive(Clone)]
+struct EventTarget {
+    inbox: Inbox,
+    wake: Arc<Notify>,
 }
 
 impl Poller {
@@ -78,7 +93,15 @@ impl Poller {
             shard,
             schedule,
             metrics,
+            network_events: None,
         }
+    }
+
+    /// Reads each SIM's network events in its refresh and hands them to the streamer's inbox
+    /// (`wake` is the applier's wake-up). See `events`.
+    pub fn with_network_events(mut self, inbox: Inbox, wake: Arc<Notify>) -> Self {
+        self.network_events = Some(EventTarget { inbox, wake });
+        self
     }
 
     pub fn client(&self) -> &OnceClient {

@@ -20,6 +20,9 @@ use super::fields::{integer, object, opt_time, sim_iccid, text, volume, whole_nu
 pub enum Stream {
     Usage,
     Events,
+    /// Events read from the Management API (`GET /v1/sims/{iccid}/events`) by polling, when
+    /// the streamer is off; ids of their own (`poll::events`).
+    ApiEvents,
 }
 
 impl Stream {
@@ -27,6 +30,7 @@ impl Stream {
         match self {
             Self::Usage => "usage",
             Self::Events => "events",
+            Self::ApiEvents => "api_events",
         }
     }
 }

@@ -5,6 +5,7 @@ mod common;
 
 mod crash;
 mod faults;
+mod network_events;
 mod poll;
 mod presence;
 mod requests;

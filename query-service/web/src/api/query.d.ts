@@ -111,6 +111,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/sims/{iccid}/connectivity": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A SIM's connectivity changes (network, country, RAT, IP), oldest first. */
+        get: operations["connectivity"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sims/{iccid}/events": {
         parameters: {
             query?: never;
@@ -208,6 +225,42 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description A `sim_connectivity_history` row. */
+        ConnectivityChange: {
+            /** @description Who recorded it (`sync-connector` for what the provider showed). */
+            actor?: string | null;
+            country?: string | null;
+            iccid: string;
+            ip_address?: string | null;
+            network?: string | null;
+            /**
+             * Format: date-time
+             * @description When the provider showed it (`observed_at` of the event).
+             */
+            observed_at: string;
+            /**
+             * Format: int64
+             * @description The `ConnectivityChanged` event's position in the global log (the paging key).
+             */
+            position: number;
+            rat?: string | null;
+            /**
+             * Format: date-time
+             * @description When the platform recorded it.
+             */
+            recorded_at: string;
+        };
+        ConnectivityHistory: {
+            /** @description Oldest first (by the event's position in the global log). */
+            changes: components["schemas"]["ConnectivityChange"][];
+            iccid: string;
+            /**
+             * Format: int64
+             * @description `after` of the next page: the last change's position, or the same `after` when this
+             *     page is empty.
+             */
+            next_after: number;
+        };
         /**
          * @description Every error answer, as it goes on the wire: `{"error": {code, message, details, request_id}}`
          *     (the contract's shape; the OpenAPI documents take their schema from this type).
@@ -1343,6 +1396,139 @@ export interface operations {
             /** @description `CONSISTENCY_TIMEOUT` */
             503: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    connectivity: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Continue after this change's `position` (`next_after` of the previous page); default 0,
+                 *     the beginning.
+                 */
+                after?: number;
+                /** @description Changes per page, 1 to 1000 (default 100). */
+                limit?: number;
+            };
+            header?: {
+                /**
+                 * @description A `position` answered by the command API: the query answers once the read models have
+                 *     applied it (reading Postgres, not the cache), or 503 `CONSISTENCY_TIMEOUT` after
+                 *     `CONSISTENCY_WAIT_MS` (default 5000). Malformed or unknown: 400 `INVALID_CONSISTENCY_TOKEN`.
+                 */
+                "X-Consistency-Token"?: number | null;
+            };
+            path: {
+                /** @description ICCID */
+                iccid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of the history */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectivityHistory"];
+                };
+            };
+            /** @description `INVALID_QUERY` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credentials' role may not do this */
+            403: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `SIM_NOT_FOUND` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request took longer than the server's timeout */
+            408: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `INVALID_ICCID` (not 19 digits, or 20 with a wrong Luhn digit), or another rule broken */
+            422: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many requests (`RATE_LIMITED`, with `Retry-After` and `X-RateLimit-*`) */
+            429: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request headers larger than the limit (32 KiB in all, 8 KiB each) */
+            431: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency is unavailable (`DATABASE_UNAVAILABLE`, `CONSISTENCY_TIMEOUT`): retry after `Retry-After` */
+            503: {
+                headers: {
+                    /** @description The request's id (the client's, when it sent an acceptable one) */
+                    "X-Request-Id"?: string;
                     [name: string]: unknown;
                 };
                 content: {
