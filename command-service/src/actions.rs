@@ -221,9 +221,12 @@ fn update_at_provider(
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<SimEvent>, SimError> {
     let events = handle_in_turn(sim, commands.to_vec())?;
-    let at_provider = events
-        .iter()
-        .any(|e| matches!(e, SimEvent::SimLabelChanged { .. } | SimEvent::ImeiLockChanged { .. }));
+    let at_provider = events.iter().any(|e| {
+        matches!(
+            e,
+            SimEvent::SimLabelChanged { .. } | SimEvent::ImeiLockChanged { .. }
+        )
+    });
     if !at_provider {
         return Ok(events);
     }

@@ -27,8 +27,8 @@ pub use ids::{
 };
 pub use quota::{PendingTopUp, Quota, QuotaCommand, QuotaError, QuotaEvent, QuotaState};
 pub use sim::{
-    ChangeKind, Connectivity, PendingChange, PendingUpdate, ProviderStatus, Sim, SimCommand, SimError, SimEvent, SimStatus,
-    UsagePeriod,
+    ChangeKind, Connectivity, PendingChange, PendingUpdate, ProviderStatus, Sim, SimCommand, SimError,
+    SimEvent, SimStatus, UsagePeriod,
 };
 pub use sms::{sms_encoding, Direction, Encoding, Sms, SmsCommand, SmsError, SmsEvent, SmsStatus};
 pub use spelled::{Spelled, UnknownWord};

@@ -226,9 +226,7 @@ impl Simulator {
     /// The SIM's label and IMEI lock as the provider has them.
     pub fn details(&self, iccid: &str) -> (Option<String>, bool) {
         known(iccid, |id| {
-            self.fleet()
-                .sim(id)
-                .map(|s| (s.label.clone(), s.imei_lock))
+            self.fleet().sim(id).map(|s| (s.label.clone(), s.imei_lock))
         })
     }
 

@@ -21,7 +21,11 @@ impl Requests {
     pub(super) async fn provider_update(&self, request: Request<'_>) -> Result<Disposition, SyncError> {
         let (iccid, request_id) = (request.iccid, request.id);
         let sim = self.issuer.store().load::<Sim>(iccid.as_str()).await?.state;
-        let Some(pending) = sim.pending_update().filter(|p| p.request_id == request_id).cloned() else {
+        let Some(pending) = sim
+            .pending_update()
+            .filter(|p| p.request_id == request_id)
+            .cloned()
+        else {
             return self.close_settled(&request).await;
         };
         let (record, in_doubt) = match self.claim(&request).await? {
@@ -58,7 +62,9 @@ impl Requests {
                 reason: reason.clone(),
                 at: now,
             };
-            return self.finish::<Sim>(&request, vec![fail], "failed", &reason, None).await;
+            return self
+                .finish::<Sim>(&request, vec![fail], "failed", &reason, None)
+                .await;
         }
         if error.outcome_unknown() && self.provider_shows(&pending, iccid.as_str()).await {
             return self.confirm_update(&request).await;
@@ -90,14 +96,17 @@ impl Requests {
                 reason: reason.clone(),
                 at,
             };
-            return self.finish::<Sim>(request, vec![unknown], "unknown", &reason, None).await;
+            return self
+                .finish::<Sim>(request, vec![unknown], "unknown", &reason, None)
+                .await;
         }
         let fail = SimCommand::FailProviderUpdate {
             request_id,
             reason: reason.clone(),
             at,
         };
-        self.finish::<Sim>(request, vec![fail], "failed", &reason, None).await
+        self.finish::<Sim>(request, vec![fail], "failed", &reason, None)
+            .await
     }
 
     /// Whether the provider's SIM already has the update's label and IMEI lock (false when it

@@ -76,7 +76,13 @@ async fn label_and_imei_lock_from_the_command_api_are_carried_out_at_the_provide
     let iccids = harness.simulator().iccids();
     let (done, refused) = (iccids[1].clone(), iccids[2].clone());
 
-    patch(&commands, &token, &done, json!({"label": "pump 7", "imei_lock": true})).await;
+    patch(
+        &commands,
+        &token,
+        &done,
+        json!({"label": "pump 7", "imei_lock": true}),
+    )
+    .await;
     eventually(
         Duration::from_secs(30),
         "the update to complete at the provider and in the read model",
@@ -87,15 +93,11 @@ async fn label_and_imei_lock_from_the_command_api_are_carried_out_at_the_provide
                     .fetch_optional(&pool)
                     .await
                     .unwrap();
-            harness.count("ProviderUpdateCompleted").await == 1
-                && row == Some((Some("pump 7".into()), true))
+            harness.count("ProviderUpdateCompleted").await == 1 && row == Some((Some("pump 7".into()), true))
         },
     )
     .await;
-    assert_eq!(
-        harness.simulator().details(&done),
-        (Some("pump 7".into()), true)
-    );
+    assert_eq!(harness.simulator().details(&done), (Some("pump 7".into()), true));
     let (requested, completed): (Value, Value) = sqlx::query_as(
         "SELECT r.metadata, c.metadata FROM events r JOIN events c ON c.aggregate_id = r.aggregate_id \
          WHERE r.event_type = 'ProviderUpdateRequested' AND c.event_type = 'ProviderUpdateCompleted'",
@@ -107,7 +109,11 @@ async fn label_and_imei_lock_from_the_command_api_are_carried_out_at_the_provide
     // The provider now shows the platform's values: the next poll records nothing new.
     let head = harness.head().await;
     connector.poller.poll_once().await.unwrap();
-    assert!(harness.events_of_after(head).await.iter().all(|(_, t)| t != "SimLabelChanged"));
+    assert!(harness
+        .events_of_after(head)
+        .await
+        .iter()
+        .all(|(_, t)| t != "SimLabelChanged"));
 
     // 1NCE refuses changes to an expired SIM (422 and its message): the request fails with it.
     harness.simulator().expire_quota(&refused, QuotaKind::Data);
@@ -124,7 +130,10 @@ async fn label_and_imei_lock_from_the_command_api_are_carried_out_at_the_provide
     .await
     .unwrap();
     assert!(reason.contains("expired and cannot be modified"), "{reason}");
-    assert_ne!(harness.simulator().details(&refused).0.as_deref(), Some("too late"));
+    assert_ne!(
+        harness.simulator().details(&refused).0.as_deref(),
+        Some("too late")
+    );
     let states: Vec<String> =
         sqlx::query_scalar("SELECT state FROM sync_dispatches WHERE kind = 'sim_update' ORDER BY state")
             .fetch_all(&pool)
@@ -192,11 +201,17 @@ async fn a_pending_platform_change_wins_over_a_change_at_the_provider_and_is_car
     assert!(sim.pending_update().is_none());
     // Provider and platform agree; a later portal change is recorded again.
     connector.poller.poll_once().await.unwrap();
-    assert_eq!(store.load::<Sim>(&iccid).await.unwrap().state.label(), Some("from the platform"));
+    assert_eq!(
+        store.load::<Sim>(&iccid).await.unwrap().state.label(),
+        Some("from the platform")
+    );
     harness
         .simulator()
         .set_details(&iccid, Some("portal, later"), None);
     connector.poller.poll_once().await.unwrap();
-    assert_eq!(store.load::<Sim>(&iccid).await.unwrap().state.label(), Some("portal, later"));
+    assert_eq!(
+        store.load::<Sim>(&iccid).await.unwrap().state.label(),
+        Some("portal, later")
+    );
     harness.cleanup().await;
 }

@@ -166,7 +166,11 @@ impl Sim {
     /// provider update is pending the platform's intent wins (the connector carries it out
     /// and so overwrites the provider's change), so nothing is recorded then. A provider label
     /// the platform could not accept (too long, control characters) is left out.
-    fn record_provider_details(&self, label: Option<Option<String>>, imei_lock: Option<bool>) -> Vec<SimEvent> {
+    fn record_provider_details(
+        &self,
+        label: Option<Option<String>>,
+        imei_lock: Option<bool>,
+    ) -> Vec<SimEvent> {
         if self.pending_update.is_some() {
             return vec![];
         }
@@ -419,7 +423,11 @@ impl Aggregate for Sim {
                 at,
             } => {
                 self.check_pending_update(request_id)?;
-                Ok(vec![SimEvent::ProviderUpdateOutcomeUnknown { request_id, reason, at }])
+                Ok(vec![SimEvent::ProviderUpdateOutcomeUnknown {
+                    request_id,
+                    reason,
+                    at,
+                }])
             }
             SimCommand::RecordProviderDetails { label, imei_lock, .. } => {
                 Ok(self.record_provider_details(label, imei_lock))

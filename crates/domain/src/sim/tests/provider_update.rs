@@ -20,12 +20,16 @@ fn requested(id: u128, label: Option<&str>, imei_lock: bool) -> SimEvent {
 
 #[test]
 fn a_provider_update_carries_the_current_label_and_imei_lock() {
-    let state = given::<Sim>(&[registered(), labelled("pump 7"), SimEvent::ImeiLockChanged { enabled: true }])
-        .when(SimCommand::RequestProviderUpdate {
-            request_id: uid(1),
-            at: t(2),
-        })
-        .then(&[requested(1, Some("pump 7"), true)]);
+    let state = given::<Sim>(&[
+        registered(),
+        labelled("pump 7"),
+        SimEvent::ImeiLockChanged { enabled: true },
+    ])
+    .when(SimCommand::RequestProviderUpdate {
+        request_id: uid(1),
+        at: t(2),
+    })
+    .then(&[requested(1, Some("pump 7"), true)]);
     assert_eq!(state.pending_update().map(|p| p.request_id), Some(uid(1)));
 }
 
@@ -37,12 +41,17 @@ fn the_same_values_already_pending_are_not_requested_twice_and_other_values_supe
             at: t(2),
         })
         .then(&[]);
-    let state = given::<Sim>(&[registered(), labelled("a"), requested(1, Some("a"), false), labelled("b")])
-        .when(SimCommand::RequestProviderUpdate {
-            request_id: uid(2),
-            at: t(2),
-        })
-        .then(&[requested(2, Some("b"), false)]);
+    let state = given::<Sim>(&[
+        registered(),
+        labelled("a"),
+        requested(1, Some("a"), false),
+        labelled("b"),
+    ])
+    .when(SimCommand::RequestProviderUpdate {
+        request_id: uid(2),
+        at: t(2),
+    })
+    .then(&[requested(2, Some("b"), false)]);
     assert_eq!(state.pending_update().map(|p| p.request_id), Some(uid(2)));
 }
 
