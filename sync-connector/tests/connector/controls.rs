@@ -152,26 +152,7 @@ async fn a_pending_platform_change_wins_over_a_change_at_the_provider_and_is_car
     let (harness, connector) = Harness::polled(pool.clone(), 5, 0, &[]).await;
     let iccid = harness.simulator().iccids()[0].clone();
     let store = EventStore::new(pool.clone());
-    let request_id = Uuid::now_v7();
-    let commands = vec![
-        SimCommand::UpdateDetails {
-            label: Some(Some("from the platform".into())),
-            tags: None,
-        },
-        SimCommand::RequestProviderUpdate {
-            request_id,
-            at: Utc::now(),
-        },
-    ];
-    store
-        .execute_with::<Sim, _>(
-            &iccid,
-            &iccid,
-            &CommandContext::new(EventMetadata::new("user:operator")),
-            |sim| handle_in_turn(sim, commands.clone()),
-        )
-        .await
-        .unwrap();
+    let request_id = request_label(&store, &iccid, "from the platform").await;
     // Meanwhile someone changes the label in the portal, and a poll sees it.
     harness
         .simulator()
@@ -181,13 +162,7 @@ async fn a_pending_platform_change_wins_over_a_change_at_the_provider_and_is_car
     assert_eq!(sim.label(), Some("from the platform"), "the pending change wins");
 
     // The pending change is carried out, overwriting the portal's label.
-    let requested = store
-        .events_of("sim", &iccid)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|e| e.event_type == "ProviderUpdateRequested")
-        .unwrap();
+    let requested = requested_event(&store, &iccid, request_id).await;
     assert_eq!(
         connector.requests.handle(&requested).await.unwrap(),
         sync_connector::Disposition::Done
@@ -213,5 +188,118 @@ async fn a_pending_platform_change_wins_over_a_change_at_the_provider_and_is_car
         store.load::<Sim>(&iccid).await.unwrap().state.label(),
         Some("portal, later")
     );
+    harness.cleanup().await;
+}
+
+/// Records an operator's label change and its provider update on `iccid`, as the command API
+/// does; returns the request's id.
+async fn request_label(store: &EventStore, iccid: &str, label: &str) -> Uuid {
+    let request_id = Uuid::now_v7();
+    let commands = vec![
+        SimCommand::UpdateDetails {
+            label: Some(Some(label.into())),
+            tags: None,
+        },
+        SimCommand::RequestProviderUpdate {
+            request_id,
+            at: Utc::now(),
+        },
+    ];
+    store
+        .execute_with::<Sim, _>(
+            iccid,
+            iccid,
+            &CommandContext::new(EventMetadata::new("user:operator")),
+            |sim| handle_in_turn(sim, commands.clone()),
+        )
+        .await
+        .unwrap();
+    request_id
+}
+
+async fn requested_event(store: &EventStore, iccid: &str, request_id: Uuid) -> eventstore::StoredEvent {
+    store
+        .events_of("sim", iccid)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| {
+            e.event_type == "ProviderUpdateRequested" && e.payload["request_id"] == request_id.to_string()
+        })
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn an_update_left_dispatching_by_a_dead_instance_is_read_back_and_a_superseded_one_is_not_sent(
+    pool: PgPool,
+) {
+    let (harness, connector) = Harness::polled(pool.clone(), 5, 0, &[]).await;
+    let iccids = harness.simulator().iccids();
+    let store = EventStore::new(pool.clone());
+    let dead_instance = |request_id: Uuid, iccid: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO sync_dispatches (request_id, kind, aggregate_id, iccid, state, owner, before_call, dispatched_at, attempts) \
+                 VALUES ($1, 'sim_update', $2, $2, 'dispatching', $3, '{}', now(), 1)",
+            )
+            .bind(request_id)
+            .bind(&iccid)
+            .bind(Uuid::new_v4())
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+
+    // The dead instance's PUT took effect: the provider shows the values, so it completes.
+    let (took, lost) = (iccids[0].clone(), iccids[1].clone());
+    let took_id = request_label(&store, &took, "put before the crash").await;
+    let lock = store.load::<Sim>(&took).await.unwrap().state.imei_lock();
+    harness
+        .simulator()
+        .set_details(&took, Some("put before the crash"), Some(lock));
+    dead_instance(took_id, took.clone()).await;
+    let event = requested_event(&store, &took, took_id).await;
+    assert_eq!(
+        connector.requests.handle(&event).await.unwrap(),
+        sync_connector::Disposition::Done
+    );
+    assert_eq!(harness.dispatch_state(took_id).await, "completed");
+
+    // Its PUT never left: the provider does not show the values, so it is sent now.
+    let lost_id = request_label(&store, &lost, "never sent").await;
+    dead_instance(lost_id, lost.clone()).await;
+    let event = requested_event(&store, &lost, lost_id).await;
+    connector.requests.handle(&event).await.unwrap();
+    assert_eq!(harness.dispatch_state(lost_id).await, "completed");
+    assert_eq!(
+        harness.simulator().details(&lost).0.as_deref(),
+        Some("never sent")
+    );
+    assert_eq!(harness.count("ProviderUpdateCompleted").await, 2);
+
+    // A second change before the first was carried out: only the second goes to 1NCE.
+    let twice = iccids[2].clone();
+    let first = request_label(&store, &twice, "first").await;
+    let second = request_label(&store, &twice, "second").await;
+    let before = harness.simulator().details(&twice).0;
+    connector
+        .requests
+        .handle(&requested_event(&store, &twice, first).await)
+        .await
+        .unwrap();
+    assert_eq!(
+        harness.simulator().details(&twice).0,
+        before,
+        "superseded: not sent"
+    );
+    connector
+        .requests
+        .handle(&requested_event(&store, &twice, second).await)
+        .await
+        .unwrap();
+    assert_eq!(harness.simulator().details(&twice).0.as_deref(), Some("second"));
+    assert_eq!(harness.count("ProviderUpdateCompleted").await, 3);
     harness.cleanup().await;
 }
