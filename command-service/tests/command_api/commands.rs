@@ -184,6 +184,25 @@ async fn a_stale_if_match_answers_412_and_a_current_one_applies(pool: PgPool) {
     assert_eq!(error["details"]["current_version"], 3);
     let malformed = patch("one", "third");
     expect_error(malformed, StatusCode::BAD_REQUEST, "INVALID_IF_MATCH").await;
+
+    // The connector confirming the label at 1NCE changes nothing the client edits: its
+    // `If-Match` still holds.
+    let request_id: uuid::Uuid = current.body["command_id"].as_str().unwrap().parse().unwrap();
+    app.state
+        .store
+        .execute::<domain::Sim>(
+            sim.as_str(),
+            sim.as_str(),
+            domain::SimCommand::ConfirmProviderUpdate {
+                request_id,
+                at: chrono::Utc::now(),
+            },
+            &eventstore::CommandContext::new(eventstore::EventMetadata::new("connector:sync")),
+        )
+        .await
+        .unwrap();
+    let after_settlement = patch("\"3\"", "fourth").expect_answer(StatusCode::OK).await;
+    assert_eq!(after_settlement.header("etag"), "\"6\"");
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]

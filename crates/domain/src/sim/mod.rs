@@ -442,6 +442,15 @@ impl Aggregate for Sim {
         }
     }
 
+    fn is_settlement(event: &SimEvent) -> bool {
+        matches!(
+            event,
+            SimEvent::ProviderUpdateCompleted { .. }
+                | SimEvent::ProviderUpdateFailed { .. }
+                | SimEvent::ProviderUpdateOutcomeUnknown { .. }
+        )
+    }
+
     fn apply(&mut self, event: &SimEvent) {
         match event {
             SimEvent::SimRegistered {
