@@ -5,7 +5,7 @@
 
 use domain::ids::{quota_aggregate_id, Iccid, Imsi, Msisdn, QuotaKind};
 use domain::quota::{Quota, QuotaCommand};
-use domain::sim::{Sim, SimCommand, SimError, SimStatus};
+use domain::sim::{Sim, SimCommand, SimError, SimEvent, SimStatus};
 use domain::sms::{Sms, SmsCommand};
 use domain::Aggregate;
 use eventstore::{handle_in_turn, CommandContext, Executed};
@@ -132,7 +132,7 @@ impl SimAction {
                     commands.push(SimCommand::SetImeiLock { enabled: *enabled });
                 }
                 decide
-                    .sim(false, |sim| handle_in_turn(sim, commands.clone()))
+                    .sim(false, |sim| update_at_provider(sim, &commands, request_id, at))
                     .await
             }
             // Tags are changed against the SIM's tags as they are when the command is decided
@@ -212,7 +212,30 @@ impl SimAction {
     }
 }
 
-fn update_tags(sim: &Sim, tags: Vec<String>) -> Result<Vec<domain::sim::SimEvent>, SimError> {
+/// The details commands' events and, when they changed the label or the IMEI lock, the
+/// provider update that carries both out at 1NCE (its id is the command's id).
+fn update_at_provider(
+    sim: &Sim,
+    commands: &[SimCommand],
+    request_id: Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<SimEvent>, SimError> {
+    let events = handle_in_turn(sim, commands.to_vec())?;
+    let at_provider = events.iter().any(|e| {
+        matches!(
+            e,
+            SimEvent::SimLabelChanged { .. } | SimEvent::ImeiLockChanged { .. }
+        )
+    });
+    if !at_provider {
+        return Ok(events);
+    }
+    let mut all = commands.to_vec();
+    all.push(SimCommand::RequestProviderUpdate { request_id, at });
+    handle_in_turn(sim, all)
+}
+
+fn update_tags(sim: &Sim, tags: Vec<String>) -> Result<Vec<SimEvent>, SimError> {
     sim.handle(SimCommand::UpdateDetails {
         label: None,
         tags: Some(tags),

@@ -22,10 +22,18 @@ pub enum RequestKind {
     Suspension,
     TopUp,
     Sms,
+    /// Label and IMEI lock (a PUT of the SIM).
+    ProviderUpdate,
 }
 
 impl RequestKind {
-    pub const ALL: [RequestKind; 4] = [Self::Activation, Self::Suspension, Self::TopUp, Self::Sms];
+    pub const ALL: [RequestKind; 5] = [
+        Self::Activation,
+        Self::Suspension,
+        Self::TopUp,
+        Self::Sms,
+        Self::ProviderUpdate,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -33,6 +41,7 @@ impl RequestKind {
             Self::Suspension => "suspension",
             Self::TopUp => "topup",
             Self::Sms => "sms",
+            Self::ProviderUpdate => "sim_update",
         }
     }
 
@@ -43,6 +52,7 @@ impl RequestKind {
             Self::Suspension => "SuspensionRequested",
             Self::TopUp => "TopUpRequested",
             Self::Sms => "SmsSendRequested",
+            Self::ProviderUpdate => "ProviderUpdateRequested",
         }
     }
 }

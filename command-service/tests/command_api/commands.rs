@@ -133,7 +133,7 @@ async fn patch_changes_label_tags_and_imei_lock_together(pool: PgPool) {
     let answer = patch(json!({"label": "gate", "tags": ["north"], "imei_lock": true}))
         .expect(StatusCode::OK)
         .await;
-    assert_eq!(answer["version"], 4);
+    assert_eq!(answer["version"], 5);
     let events = app.state.store.events_of("sim", &sim).await.unwrap();
     let types: Vec<&str> = events.iter().map(|event| event.event_type.as_str()).collect();
     assert_eq!(
@@ -142,16 +142,28 @@ async fn patch_changes_label_tags_and_imei_lock_together(pool: PgPool) {
             "SimRegistered",
             "SimLabelChanged",
             "SimTagsChanged",
-            "ImeiLockChanged"
+            "ImeiLockChanged",
+            // Label and IMEI lock are carried out at 1NCE, under the command's id.
+            "ProviderUpdateRequested"
         ]
     );
+    assert_eq!(events[4].payload["request_id"], answer["command_id"]);
+    assert_eq!(events[4].payload["label"], "gate");
 
-    // `label: null` clears it; the same values again change nothing.
+    // `label: null` clears it (and goes to 1NCE); the same values again change nothing.
     let cleared = patch(json!({"label": null, "tags": ["north"]}))
         .answer()
         .await
         .body;
-    assert_eq!(cleared["version"], 5);
+    assert_eq!(cleared["version"], 7);
+    let again = patch(json!({"label": null, "tags": ["north"]}))
+        .answer()
+        .await
+        .body;
+    assert_eq!(again["version"], 7);
+    // Tags alone stay on the platform.
+    let tagged = patch(json!({"tags": ["south"]})).answer().await.body;
+    assert_eq!(tagged["version"], 8);
     expect_error(patch(json!({})), StatusCode::UNPROCESSABLE_ENTITY, "EMPTY_UPDATE").await;
 }
 
@@ -165,12 +177,32 @@ async fn a_stale_if_match_answers_412_and_a_current_one_applies(pool: PgPool) {
         relabel.header("if-match", version)
     };
     let current = patch("\"1\"", "first").expect_answer(StatusCode::OK).await;
-    assert_eq!(current.header("etag"), "\"2\"");
+    // The label changed and its provider update was requested: two events.
+    assert_eq!(current.header("etag"), "\"3\"");
     let stale = patch("\"1\"", "second");
     let error = expect_error(stale, StatusCode::PRECONDITION_FAILED, "VERSION_MISMATCH").await;
-    assert_eq!(error["details"]["current_version"], 2);
+    assert_eq!(error["details"]["current_version"], 3);
     let malformed = patch("one", "third");
     expect_error(malformed, StatusCode::BAD_REQUEST, "INVALID_IF_MATCH").await;
+
+    // The connector confirming the label at 1NCE changes nothing the client edits: its
+    // `If-Match` still holds.
+    let request_id: uuid::Uuid = current.body["command_id"].as_str().unwrap().parse().unwrap();
+    app.state
+        .store
+        .execute::<domain::Sim>(
+            sim.as_str(),
+            sim.as_str(),
+            domain::SimCommand::ConfirmProviderUpdate {
+                request_id,
+                at: chrono::Utc::now(),
+            },
+            &eventstore::CommandContext::new(eventstore::EventMetadata::new("connector:sync")),
+        )
+        .await
+        .unwrap();
+    let after_settlement = patch("\"3\"", "fourth").expect_answer(StatusCode::OK).await;
+    assert_eq!(after_settlement.header("etag"), "\"6\"");
 }
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]

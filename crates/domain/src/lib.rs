@@ -29,8 +29,8 @@ pub use ids::{
 pub use quota::{PendingTopUp, Quota, QuotaCommand, QuotaError, QuotaEvent, QuotaState};
 pub use rule::{Rule, RuleAction, RuleCommand, RuleError, RuleEvent, RuleSpec, Trigger};
 pub use sim::{
-    ChangeKind, Connectivity, PendingChange, ProviderStatus, Sim, SimCommand, SimError, SimEvent, SimStatus,
-    UsagePeriod,
+    ChangeKind, Connectivity, PendingChange, PendingUpdate, ProviderStatus, Sim, SimCommand, SimError,
+    SimEvent, SimStatus, UsagePeriod,
 };
 pub use sms::{sms_encoding, Direction, Encoding, Sms, SmsCommand, SmsError, SmsEvent, SmsStatus};
 pub use spelled::{Spelled, UnknownWord};
@@ -55,6 +55,13 @@ pub trait Aggregate: Default + Clone + Serialize + DeserializeOwned + Send + Syn
 
     /// Folds one event into the state. Must never fail: events are facts.
     fn apply(&mut self, event: &Self::Event);
+
+    /// Whether an event only settles a request and changes nothing a client edits, so that an
+    /// `If-Match` of the version before it still holds (a label saved while the connector
+    /// confirmed the previous one at the provider is no lost update).
+    fn is_settlement(_event: &Self::Event) -> bool {
+        false
+    }
 }
 
 /// An event as stored: its type name and schema version go into the event store's columns.

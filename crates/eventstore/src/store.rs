@@ -142,6 +142,32 @@ impl EventStore {
         Ok(rows.into_iter().map(StoredEvent::from).collect())
     }
 
+    /// Whether every event after version `expected` (up to `current`) is a settlement
+    /// ([`Aggregate::is_settlement`]), so an `If-Match: expected` still holds.
+    async fn only_settled_since<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        expected: u64,
+        current: u64,
+    ) -> Result<bool, StoreError> {
+        if expected > current {
+            return Ok(false);
+        }
+        let rows = sqlx::query_as::<_, EventRow>(&format!(
+            "{SELECT_EVENT} WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence"
+        ))
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(i64::try_from(expected).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(StoredEvent::from).all(|stored| {
+            stored
+                .to_domain::<A::Event>()
+                .is_ok_and(|event| A::is_settlement(&event))
+        }))
+    }
+
     /// Decides `command` against the aggregate's current state and appends the resulting
     /// events, retrying on a lost race. With an idempotency key, a key already stored answers
     /// the first answer again (or refuses a different request), and the key's record commits in
@@ -181,17 +207,28 @@ impl EventStore {
                 }
             }
             let loaded = self.load::<A>(aggregate_id).await?;
+            let mut met = None;
             if let Some(expected) = ctx.expected_version {
                 if expected != loaded.version {
-                    return Err(ExecuteError::VersionMismatch {
-                        expected,
-                        actual: loaded.version,
+                    if !self
+                        .only_settled_since::<A>(aggregate_id, expected, loaded.version)
+                        .await?
+                    {
+                        return Err(ExecuteError::VersionMismatch {
+                            expected,
+                            actual: loaded.version,
+                        });
+                    }
+                    // Met: what the client saw is still current; append after the settlements.
+                    met = Some(CommandContext {
+                        expected_version: Some(loaded.version),
+                        ..ctx.clone()
                     });
                 }
             }
             let events = decide(&loaded.state).map_err(ExecuteError::Domain)?;
             match self
-                .append_decided(aggregate_id, iccid, &loaded, events, ctx)
+                .append_decided(aggregate_id, iccid, &loaded, events, met.as_ref().unwrap_or(ctx))
                 .await?
             {
                 Some(executed) => return Ok(executed),

@@ -212,6 +212,24 @@ impl Simulator {
         known(iccid, |id| self.fleet().set_connectivity(id, ip_address, over));
     }
 
+    /// Changes the label and IMEI lock as the customer would in the 1NCE portal (no API
+    /// checks); `None` leaves a field as it is.
+    pub fn set_details(&self, iccid: &str, label: Option<&str>, imei_lock: Option<bool>) {
+        let change = fleet::SimChange {
+            enabled: None,
+            label: label.map(str::to_owned),
+            imei_lock,
+        };
+        known(iccid, |id| self.fleet().change(id, &change));
+    }
+
+    /// The SIM's label and IMEI lock as the provider has them.
+    pub fn details(&self, iccid: &str) -> (Option<String>, bool) {
+        known(iccid, |id| {
+            self.fleet().sim(id).map(|s| (s.label.clone(), s.imei_lock))
+        })
+    }
+
     pub fn set_imei(&self, iccid: &str, imei: &str) {
         known(iccid, |id| self.fleet().set_imei(id, imei));
     }

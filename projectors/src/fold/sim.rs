@@ -116,7 +116,13 @@ impl Fold {
                 row.ip_address = ip_address;
                 row.last_seen_at = Some(observed_at);
             }
-            SimEvent::UsageRecorded { .. } => {}
+            // The label and IMEI lock are already the platform's; a provider update's outcome
+            // is read from the event history.
+            SimEvent::UsageRecorded { .. }
+            | SimEvent::ProviderUpdateRequested { .. }
+            | SimEvent::ProviderUpdateCompleted { .. }
+            | SimEvent::ProviderUpdateFailed { .. }
+            | SimEvent::ProviderUpdateOutcomeUnknown { .. } => {}
         }
         if let Some(new) = new_status {
             let row = self.sims.get_mut(&iccid).expect("looked up above");

@@ -1,5 +1,5 @@
 //! The SIM-list sweep: walks the provider's SIM list page by page and records what differs
-//! from what the connector last saw (new SIMs, status, IMEI, IMEI lock, IP address).
+//! from what the connector last saw (new SIMs, status, IMEI, IMEI lock, label, IP address).
 
 use chrono::{DateTime, Utc};
 use domain::{Iccid, Imei, Imsi, Msisdn, ProviderStatus, SimCommand};
@@ -187,13 +187,8 @@ impl Poller {
                 }
             }
         }
-        if changed(&|p| p.imei_lock != entry.imei_lock) {
-            if let Some(enabled) = entry.imei_lock {
-                commands.push(SimCommand::SetImeiLock { enabled });
-                if previous.is_some() {
-                    self.metrics.difference("imei_lock");
-                }
-            }
+        if let Some(details) = self.provider_details(previous, entry, at) {
+            commands.push(details);
         }
         if changed(&|p| p.ip_address != entry.ip_address)
             && (previous.is_some() || entry.ip_address.is_some())
@@ -211,6 +206,37 @@ impl Poller {
             }
         }
         commands
+    }
+
+    /// The provider's label and IMEI lock where they changed at the provider since the last
+    /// sweep; the SIM decides whether that changes the platform's (not while an update from the
+    /// platform is pending: see docs/sync-connector.md). A new SIM's label comes with its
+    /// registration.
+    fn provider_details(
+        &self,
+        previous: Option<&ListEntry>,
+        entry: &ListEntry,
+        at: DateTime<Utc>,
+    ) -> Option<SimCommand> {
+        let label = previous
+            .filter(|p| p.label != entry.label)
+            .map(|_| entry.label.clone());
+        let imei_lock = entry
+            .imei_lock
+            .filter(|_| previous.is_none_or(|p| p.imei_lock != entry.imei_lock));
+        if previous.is_some() {
+            if label.is_some() {
+                self.metrics.difference("label");
+            }
+            if imei_lock.is_some() {
+                self.metrics.difference("imei_lock");
+            }
+        }
+        (label.is_some() || imei_lock.is_some()).then_some(SimCommand::RecordProviderDetails {
+            label,
+            imei_lock,
+            at,
+        })
     }
 }
 

@@ -1,4 +1,5 @@
-//! Operator requests carried out at 1NCE: activation, suspension, top-up and MT SMS.
+//! Operator requests carried out at 1NCE: activation, suspension, label and IMEI lock, top-up
+//! and MT SMS.
 //!
 //! Each *Requested event reaches the connector through a durable JetStream consumer. The
 //! request is carried out only while its aggregate still has it pending, and a record in
@@ -12,9 +13,11 @@
 //! This module holds the shared machinery: the handler that routes each event to its kind,
 //! the claim on a dispatch record, the settling of a request on its aggregate (and the last
 //! steps every request ends with: settle, close the record, count), what a failed call of a
-//! non-idempotent request means, and the retry helpers. The request kinds are in `status` (activation, suspension), `top_up` and
-//! `sms` (MT messages and their delivery reports).
+//! non-idempotent request means, and the retry helpers. The request kinds are in `status`
+//! (activation, suspension), `provider_update` (label and IMEI lock), `top_up` and `sms` (MT
+//! messages and their delivery reports).
 
+mod provider_update;
 mod sms;
 mod status;
 mod top_up;
@@ -91,6 +94,10 @@ impl Requests {
                 }
                 SimEvent::SuspensionRequested { request_id, .. } => {
                     self.status_change(sim_request(RequestKind::Suspension, request_id))
+                        .await
+                }
+                SimEvent::ProviderUpdateRequested { request_id, .. } => {
+                    self.provider_update(sim_request(RequestKind::ProviderUpdate, request_id))
                         .await
                 }
                 _ => Ok(Disposition::Done),

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod controls;
 mod crash;
 mod faults;
 mod network_events;

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use testkit::{eventually, CommandApi};
 use tokio::sync::watch;
 
-async fn projector(harness: &Harness) -> Projector {
+pub(crate) async fn projector(harness: &Harness) -> Projector {
     let metrics = platform::Metrics::new();
     let cache = Cache::connect(CacheConfig::new(
         "redis://127.0.0.1:6379",

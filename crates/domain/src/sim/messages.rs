@@ -86,6 +86,42 @@ pub enum SimCommand {
         ip_address: Option<String>,
         at: DateTime<Utc>,
     },
+    /// Carries the SIM's current label and IMEI lock out to 1NCE; issued with the operator's
+    /// change of either. A pending update with other values is superseded.
+    RequestProviderUpdate {
+        request_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    ConfirmProviderUpdate {
+        request_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    FailProviderUpdate {
+        request_id: Uuid,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// The connector could not learn whether 1NCE took the update (answers lost).
+    RecordProviderUpdateOutcomeUnknown {
+        request_id: Uuid,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// What the provider's SIM list says of label and IMEI lock, given only for the fields
+    /// that changed at the provider since the connector last looked (`label: Some(None)`: the
+    /// provider's label was cleared). Ignored while a provider update is pending: the
+    /// platform's pending intent wins and is carried out.
+    RecordProviderDetails {
+        #[serde(
+            default,
+            deserialize_with = "double_option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        label: Option<Option<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        imei_lock: Option<bool>,
+        at: DateTime<Utc>,
+    },
     /// Cumulative totals of one provider period, as reported (not increments).
     RecordUsage {
         period_start: DateTime<Utc>,
@@ -164,6 +200,28 @@ pub enum SimEvent {
         ip_address: Option<String>,
         observed_at: DateTime<Utc>,
     },
+    /// The platform's label and IMEI lock are to be set at 1NCE (a PUT of the SIM).
+    ProviderUpdateRequested {
+        request_id: Uuid,
+        label: Option<String>,
+        imei_lock: bool,
+        requested_at: DateTime<Utc>,
+    },
+    ProviderUpdateCompleted {
+        request_id: Uuid,
+        completed_at: DateTime<Utc>,
+    },
+    /// 1NCE refused the update; the platform keeps the operator's values.
+    ProviderUpdateFailed {
+        request_id: Uuid,
+        reason: String,
+        failed_at: DateTime<Utc>,
+    },
+    ProviderUpdateOutcomeUnknown {
+        request_id: Uuid,
+        reason: String,
+        at: DateTime<Utc>,
+    },
     /// Totals are cumulative for the period; deltas are what this report added, so a
     /// projector can sum deltas without knowing earlier reports.
     UsageRecorded {
@@ -194,4 +252,8 @@ impl_domain_event!(SimEvent [
     ProviderStatusChanged,
     ConnectivityChanged,
     UsageRecorded,
+    ProviderUpdateRequested,
+    ProviderUpdateCompleted,
+    ProviderUpdateFailed,
+    ProviderUpdateOutcomeUnknown,
 ]);

@@ -41,6 +41,9 @@ pub struct Sim {
     /// Decides whether a provider "Disabled" means suspended or never activated.
     ever_active: bool,
     pending: Option<PendingChange>,
+    /// Label and IMEI lock on their way to 1NCE (absent in snapshots taken before it existed).
+    #[serde(default)]
+    pending_update: Option<PendingUpdate>,
     provider_status: Option<ProviderStatus>,
     connectivity: Connectivity,
     /// Sorted by `period_start`; one entry per period ever reported.
@@ -87,6 +90,9 @@ impl Sim {
     pub fn pending_change(&self) -> Option<&PendingChange> {
         self.pending.as_ref()
     }
+    pub fn pending_update(&self) -> Option<&PendingUpdate> {
+        self.pending_update.as_ref()
+    }
     pub fn provider_status(&self) -> Option<ProviderStatus> {
         self.provider_status
     }
@@ -129,6 +135,54 @@ impl Sim {
             Some(p) if p.kind == kind && p.request_id == request_id => Ok(()),
             _ => Err(SimError::NoPendingRequest { kind, request_id }),
         }
+    }
+
+    fn check_pending_update(&self, request_id: Uuid) -> Result<(), SimError> {
+        match &self.pending_update {
+            Some(p) if p.request_id == request_id => Ok(()),
+            _ => Err(SimError::NoPendingUpdate { request_id }),
+        }
+    }
+
+    /// A provider update for the SIM's current label and IMEI lock, unless one with these
+    /// values is already pending (a newer request supersedes one with other values).
+    fn request_provider_update(&self, request_id: Uuid, at: DateTime<Utc>) -> Vec<SimEvent> {
+        if self
+            .pending_update
+            .as_ref()
+            .is_some_and(|p| p.label == self.label && p.imei_lock == self.imei_lock)
+        {
+            return vec![];
+        }
+        vec![SimEvent::ProviderUpdateRequested {
+            request_id,
+            label: self.label.clone(),
+            imei_lock: self.imei_lock,
+            requested_at: at,
+        }]
+    }
+
+    /// The provider's label and IMEI lock where they changed at the provider. While a
+    /// provider update is pending the platform's intent wins (the connector carries it out
+    /// and so overwrites the provider's change), so nothing is recorded then. A provider label
+    /// the platform could not accept (too long, control characters) is left out.
+    fn record_provider_details(
+        &self,
+        label: Option<Option<String>>,
+        imei_lock: Option<bool>,
+    ) -> Vec<SimEvent> {
+        if self.pending_update.is_some() {
+            return vec![];
+        }
+        let mut events = Vec::new();
+        let label = label.and_then(|l| normalise_label(normalise_observation(l)).ok());
+        if let Some(label) = label.filter(|l| *l != self.label) {
+            events.push(SimEvent::SimLabelChanged { label });
+        }
+        if let Some(enabled) = imei_lock.filter(|e| *e != self.imei_lock) {
+            events.push(SimEvent::ImeiLockChanged { enabled });
+        }
+        events
     }
 
     fn record_usage(
@@ -341,6 +395,43 @@ impl Aggregate for Sim {
                     observed_at: at,
                 }])
             }
+            SimCommand::RequestProviderUpdate { request_id, at } => {
+                Ok(self.request_provider_update(request_id, at))
+            }
+            SimCommand::ConfirmProviderUpdate { request_id, at } => {
+                self.check_pending_update(request_id)?;
+                Ok(vec![SimEvent::ProviderUpdateCompleted {
+                    request_id,
+                    completed_at: at,
+                }])
+            }
+            SimCommand::FailProviderUpdate {
+                request_id,
+                reason,
+                at,
+            } => {
+                self.check_pending_update(request_id)?;
+                Ok(vec![SimEvent::ProviderUpdateFailed {
+                    request_id,
+                    reason,
+                    failed_at: at,
+                }])
+            }
+            SimCommand::RecordProviderUpdateOutcomeUnknown {
+                request_id,
+                reason,
+                at,
+            } => {
+                self.check_pending_update(request_id)?;
+                Ok(vec![SimEvent::ProviderUpdateOutcomeUnknown {
+                    request_id,
+                    reason,
+                    at,
+                }])
+            }
+            SimCommand::RecordProviderDetails { label, imei_lock, .. } => {
+                Ok(self.record_provider_details(label, imei_lock))
+            }
             SimCommand::RecordUsage {
                 period_start,
                 period_end,
@@ -349,6 +440,15 @@ impl Aggregate for Sim {
                 sms_mt,
             } => self.record_usage(period_start, period_end, [data_bytes, sms_mo, sms_mt]),
         }
+    }
+
+    fn is_settlement(event: &SimEvent) -> bool {
+        matches!(
+            event,
+            SimEvent::ProviderUpdateCompleted { .. }
+                | SimEvent::ProviderUpdateFailed { .. }
+                | SimEvent::ProviderUpdateOutcomeUnknown { .. }
+        )
     }
 
     fn apply(&mut self, event: &SimEvent) {
@@ -415,6 +515,7 @@ impl Aggregate for Sim {
             } => {
                 self.status = SimStatus::Terminated;
                 self.pending = None;
+                self.pending_update = None;
                 self.terminated_at = Some(*terminated_at);
                 self.termination_reason = reason.clone();
             }
@@ -440,6 +541,22 @@ impl Aggregate for Sim {
                     last_seen_at: Some(*observed_at),
                 }
             }
+            SimEvent::ProviderUpdateRequested {
+                request_id,
+                label,
+                imei_lock,
+                requested_at,
+            } => {
+                self.pending_update = Some(PendingUpdate {
+                    request_id: *request_id,
+                    label: label.clone(),
+                    imei_lock: *imei_lock,
+                    requested_at: *requested_at,
+                })
+            }
+            SimEvent::ProviderUpdateCompleted { .. }
+            | SimEvent::ProviderUpdateFailed { .. }
+            | SimEvent::ProviderUpdateOutcomeUnknown { .. } => self.pending_update = None,
             SimEvent::UsageRecorded {
                 period_start,
                 period_end,

@@ -25,6 +25,8 @@ pub enum SimError {
     ChangePending { kind: ChangeKind, request_id: Uuid },
     #[error("no pending {kind:?} request with id {request_id}")]
     NoPendingRequest { kind: ChangeKind, request_id: Uuid },
+    #[error("no pending provider update with id {request_id}")]
+    NoPendingUpdate { request_id: Uuid },
     #[error("usage totals for the period starting {period_start} decreased: {detail}")]
     UsageDecreased {
         period_start: DateTime<Utc>,
@@ -44,6 +46,7 @@ impl_domain_error!(SimError {
     NotActive => "SIM_NOT_ACTIVE", Conflict;
     ChangePending => "CHANGE_PENDING", Conflict;
     NoPendingRequest => "NO_PENDING_REQUEST", Conflict;
+    NoPendingUpdate => "NO_PENDING_REQUEST", Conflict;
     UsageDecreased => "USAGE_DECREASED", Validation;
     InvalidUsagePeriod => "INVALID_USAGE_PERIOD", Validation;
 });

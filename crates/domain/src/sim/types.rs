@@ -55,6 +55,16 @@ pub struct PendingChange {
     pub requested_at: DateTime<Utc>,
 }
 
+/// Label and IMEI lock waiting to be set at 1NCE; kept apart from [`PendingChange`] because
+/// it does not block lifecycle changes (the PUT carries the provider's status as it is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingUpdate {
+    pub request_id: Uuid,
+    pub label: Option<String>,
+    pub imei_lock: bool,
+    pub requested_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connectivity {
     /// The visited network's operator.

@@ -25,6 +25,18 @@ impl Fleet {
         Ok(())
     }
 
+    /// What the API refuses before changing anything: 1NCE lets an expired SIM (a quota
+    /// expired) be modified only by an extension (a top-up), so a label or IMEI lock change is
+    /// refused with 422. A status alone is left to `change`, as before.
+    pub fn check_api_change(&self, iccid: u64, change: &SimChange) -> Result<(), FleetError> {
+        let sim = self.sim(iccid)?;
+        let settings = change.label.is_some() || change.imei_lock.is_some();
+        if settings && (sim.data.expired || sim.sms.expired) {
+            return Err(FleetError::Expired(iccid.to_string()));
+        }
+        Ok(())
+    }
+
     /// Applies all changes or none (every ICCID is checked first).
     pub fn change_many(&mut self, changes: &[(u64, SimChange)]) -> Result<(), FleetError> {
         for (iccid, _) in changes {

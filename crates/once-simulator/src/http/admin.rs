@@ -26,6 +26,7 @@ pub fn router() -> Router<Simulator> {
         .route("/_admin/sims/{iccid}/status", post(set_status))
         .route("/_admin/sims/{iccid}/connectivity", post(set_connectivity))
         .route("/_admin/sims/{iccid}/imei", post(set_imei))
+        .route("/_admin/sims/{iccid}/details", post(set_details))
         .route("/_admin/sims/{iccid}/usage", post(add_usage))
         .route("/_admin/sims/{iccid}/quota/{kind}/consume", post(consume_quota))
         .route("/_admin/sims/{iccid}/quota/{kind}/expire", post(expire_quota))
@@ -108,6 +109,23 @@ async fn set_connectivity(State(sim): State<Simulator>, Path(iccid): Path<String
 #[derive(Deserialize)]
 struct ImeiBody {
     imei: String,
+}
+
+/// A label or IMEI lock changed in the 1NCE portal (not through the API: no 422 for expiry).
+#[derive(Deserialize)]
+struct DetailsBody {
+    label: Option<String>,
+    imei_lock: Option<bool>,
+}
+
+async fn set_details(State(sim): State<Simulator>, Path(iccid): Path<String>, body: Bytes) -> Answer {
+    let body: DetailsBody = json_body(&body)?;
+    let change = crate::fleet::SimChange {
+        enabled: None,
+        label: body.label,
+        imei_lock: body.imei_lock,
+    };
+    change_sim(&iccid, |id| sim.fleet().change(id, &change))
 }
 
 async fn set_imei(State(sim): State<Simulator>, Path(iccid): Path<String>, body: Bytes) -> Answer {

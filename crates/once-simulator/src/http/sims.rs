@@ -182,7 +182,9 @@ pub async fn update_one(State(sim): State<Simulator>, Path(iccid): Path<String>,
         }
     }
     let change = update.change()?;
-    sim.fleet().change(id, &change).map_err(fleet_error)?;
+    let mut fleet = sim.fleet();
+    fleet.check_api_change(id, &change).map_err(fleet_error)?;
+    fleet.change(id, &change).map_err(fleet_error)?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -197,7 +199,11 @@ pub async fn update_many(State(sim): State<Simulator>, body: Bytes) -> Answer {
         let id = path_iccid(text)?;
         changes.push((id, update.change()?));
     }
-    sim.fleet().change_many(&changes).map_err(fleet_error)?;
+    let mut fleet = sim.fleet();
+    for (id, change) in &changes {
+        fleet.check_api_change(*id, change).map_err(fleet_error)?;
+    }
+    fleet.change_many(&changes).map_err(fleet_error)?;
     Ok(StatusCode::CREATED.into_response())
 }
 

@@ -55,6 +55,28 @@ impl Unauthenticated {
 }
 
 #[tokio::test]
+async fn the_portal_control_changes_label_and_imei_lock() {
+    let (running, _api) = start_connected(quiet(3)).await;
+    let admin = Unauthenticated::new(&running, "/_admin");
+    let iccid = running.simulator.iccids()[1].clone();
+    let changed = admin
+        .post(
+            &format!("/sims/{iccid}/details"),
+            json!({"label": "portal", "imei_lock": true}),
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+    assert_eq!(
+        running.simulator.details(&iccid),
+        (Some("portal".to_owned()), true)
+    );
+    let unknown = admin
+        .post("/sims/8988280666999999999/details", json!({"label": "x"}))
+        .await;
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
 async fn admin_routes_drive_the_same_state_as_the_methods() {
     let (running, api) = start_connected(quiet(5)).await;
     let admin = Unauthenticated::new(&running, "/_admin");

@@ -348,3 +348,57 @@ async fn a_new_sim_appears_at_the_end_of_the_list() {
     let iccids = running.simulator.iccids();
     assert!(iccids.windows(2).all(|w| w[0] < w[1]));
 }
+
+/// 1NCE lets an expired SIM be changed only by an extension: a label or IMEI lock through the
+/// API is refused with 422 and its message, a status alone is not, and the portal (the test
+/// control) still can.
+#[tokio::test]
+async fn put_of_label_or_imei_lock_on_an_expired_sim_is_refused_with_422() {
+    let (running, api, iccid) = start_quiet_with_iccid(10, 5).await;
+    let path = format!("/v1/sims/{iccid}");
+    running
+        .simulator
+        .expire_quota(&iccid, once_simulator::QuotaKind::Data);
+    let refused = api
+        .send_json(
+            Method::PUT,
+            &path,
+            &json!({"iccid": iccid, "status": "Enabled", "label": "late"}),
+        )
+        .await;
+    assert_eq!(refused.status(), 422);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired and cannot be modified via API"),
+        "{body}"
+    );
+    let locked = api
+        .send_json(
+            Method::PUT,
+            &path,
+            &json!({"iccid": iccid, "status": "Enabled", "imei_lock": true}),
+        )
+        .await;
+    assert_eq!(locked.status(), 422);
+    assert_ne!(api.get_json(&path).await["label"], "late");
+    let status_only = api
+        .send_json(Method::PUT, &path, &json!({"iccid": iccid, "status": "Disabled"}))
+        .await;
+    assert_eq!(status_only.status(), 200);
+
+    running
+        .simulator
+        .set_details(&iccid, Some("from the portal"), Some(true));
+    assert_eq!(
+        running.simulator.details(&iccid),
+        (Some("from the portal".to_owned()), true)
+    );
+    let after = api.get_json(&path).await;
+    assert_eq!(
+        (after["label"].as_str(), after["imei_lock"].as_bool()),
+        (Some("from the portal"), Some(true))
+    );
+}

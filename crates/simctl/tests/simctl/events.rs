@@ -31,8 +31,10 @@ async fn events_tail_and_feed_read_the_log_in_order_and_resume(pool: PgPool) {
 
     // The feed: every event, in the global order; paged by --after.
     let feed = platform.simctl(&["feed", "-o", "jsonl"]).await.expect(0).jsonl();
-    assert_eq!(feed.len(), 4);
+    // The label change and its provider update.
+    assert_eq!(feed.len(), 5);
     assert_eq!(feed[3]["event_type"], "SimLabelChanged");
+    assert_eq!(feed[4]["event_type"], "ProviderUpdateRequested");
     let all = positions(&feed);
     let after_first = all[0].to_string();
     let rest = platform
@@ -45,11 +47,11 @@ async fn events_tail_and_feed_read_the_log_in_order_and_resume(pool: PgPool) {
     assert!(table.stdout.starts_with("POSITION") && table.stderr.contains("resume with --after"));
 
     // The stream from its start: what the feed says, as the relay's envelopes.
-    let tailed = tail(&platform, &["--from-position", "0", "-n", "4"]).await;
+    let tailed = tail(&platform, &["--from-position", "0", "-n", "5"]).await;
     assert_eq!(positions(&tailed), all);
     assert_eq!(tailed[0]["aggregate_id"], iccid(1).as_str());
     // After a position: the rest, nothing twice.
-    let resumed = tail(&platform, &["--from-position", &after_first, "-n", "3"]).await;
+    let resumed = tail(&platform, &["--from-position", &after_first, "-n", "4"]).await;
     assert_eq!(positions(&resumed), all[1..]);
     // A consumer killed after handling two events resumes after the second: no gap, no
     // duplicate.
@@ -58,7 +60,7 @@ async fn events_tail_and_feed_read_the_log_in_order_and_resume(pool: PgPool) {
         .await;
     let handled: Vec<Value> = handled.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
     let last = positions(&handled)[1].to_string();
-    let rest = tail(&platform, &["--from-position", &last, "-n", "2"]).await;
+    let rest = tail(&platform, &["--from-position", &last, "-n", "3"]).await;
     assert_eq!([positions(&handled), positions(&rest)].concat(), all);
 
     // One SIM's events, one type's events.
@@ -77,7 +79,7 @@ async fn events_tail_and_feed_read_the_log_in_order_and_resume(pool: PgPool) {
 
     // A durable consumer resumes where the last run stopped: no gap, no duplicate.
     let first = tail(&platform, &["--durable", "audit", "-n", "2"]).await;
-    let second = tail(&platform, &["--durable", "audit", "-n", "2"]).await;
+    let second = tail(&platform, &["--durable", "audit", "-n", "3"]).await;
     assert_eq!([positions(&first), positions(&second)].concat(), all);
     platform
         .simctl(&[

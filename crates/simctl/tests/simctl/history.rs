@@ -25,12 +25,18 @@ async fn history_state_as_of_and_diff_field_by_field(pool: PgPool) {
     let types: Vec<&str> = events.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
     assert_eq!(
         types,
-        ["SimRegistered", "SimLabelChanged", "ActivationRequested"],
+        [
+            "SimRegistered",
+            "SimLabelChanged",
+            // The label also goes to 1NCE.
+            "ProviderUpdateRequested",
+            "ActivationRequested"
+        ],
         "{events:?}"
     );
     assert!(events.iter().all(|e| e["metadata"]["actor"] == "user:admin"));
     let registered_at = events[0]["recorded_at"].as_str().unwrap().to_owned();
-    let requested_at = events[2]["recorded_at"].as_str().unwrap().to_owned();
+    let requested_at = events[3]["recorded_at"].as_str().unwrap().to_owned();
 
     let table = platform.simctl(&["history", &sim]).await.expect(0);
     assert!(table.stdout.lines().next().unwrap().starts_with("POSITION"));
@@ -40,14 +46,14 @@ async fn history_state_as_of_and_diff_field_by_field(pool: PgPool) {
         .await
         .expect(0)
         .csv();
-    assert_eq!(csv.len(), 4);
+    assert_eq!(csv.len(), 5);
     let after_first = events[0]["position"].as_i64().unwrap().to_string();
     let rest = platform
         .simctl(&["history", &sim, "--after", &after_first, "-o", "jsonl"])
         .await
         .expect(0)
         .jsonl();
-    assert_eq!(rest.len(), 2);
+    assert_eq!(rest.len(), 3);
 
     let then = platform
         .simctl(&["state", &sim, "--as-of", &registered_at, "-o", "json"])

@@ -54,6 +54,19 @@ describe('requestsOf', () => {
     expect(requestsOf([failed, requested])[0]?.outcome).toBe('failed');
   });
 
+  it('follows a label and IMEI lock update to 1NCE, superseded or failed', () => {
+    const requests = requestsOf([
+      event('ProviderUpdateRequested', { request_id: 'u1', label: 'pump 7', imei_lock: true }),
+      event('ProviderUpdateCompleted', { request_id: 'u1' }),
+      event('ProviderUpdateRequested', { request_id: 'u2', label: null, imei_lock: false }),
+      event('ProviderUpdateFailed', { request_id: 'u2', reason: '422: expired' }),
+    ]);
+    expect(requests.map((r) => [r.id, r.kind, r.outcome, r.reason, r.detail])).toEqual([
+      ['u2', 'label-imei-lock', 'failed', '422: expired', 'no label, IMEI lock off'],
+      ['u1', 'label-imei-lock', 'completed', null, 'label “pump 7”, IMEI lock on'],
+    ]);
+  });
+
   it('ignores reports of requests outside the history given', () => {
     expect(requestsOf([event('ActivationCompleted', { request_id: 'elsewhere' })])).toEqual([]);
   });

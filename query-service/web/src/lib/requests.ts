@@ -1,4 +1,5 @@
-// The requests a SIM's history holds (activation, suspension, top-up, SMS sent to it) and how
+// The requests a SIM's history holds (activation, suspension, label and IMEI lock at 1NCE,
+// top-up, SMS sent to it) and how
 // each ended, as the sync connector reported it: the status card's "requests" list.
 
 /** The fields of a stored event this needs (the query API's StoredEvent). */
@@ -11,7 +12,7 @@ export interface HistoryEvent {
   payload: Record<string, unknown>;
 }
 
-export type RequestKind = 'activation' | 'suspension' | 'top-up' | 'sms';
+export type RequestKind = 'activation' | 'suspension' | 'label-imei-lock' | 'top-up' | 'sms';
 /** `unknown`: the connector could not tell whether 1NCE took it; an operator has to look. */
 export type Outcome = 'pending' | 'completed' | 'failed' | 'unknown';
 
@@ -33,6 +34,7 @@ export interface SimRequest {
 const REQUESTED: Record<string, RequestKind> = {
   ActivationRequested: 'activation',
   SuspensionRequested: 'suspension',
+  ProviderUpdateRequested: 'label-imei-lock',
   TopUpRequested: 'top-up',
   SmsSendRequested: 'sms',
 };
@@ -42,6 +44,9 @@ const REPORTS: Record<string, Outcome> = {
   ActivationFailed: 'failed',
   SuspensionCompleted: 'completed',
   SuspensionFailed: 'failed',
+  ProviderUpdateCompleted: 'completed',
+  ProviderUpdateFailed: 'failed',
+  ProviderUpdateOutcomeUnknown: 'unknown',
   TopUpCompleted: 'completed',
   TopUpFailed: 'failed',
   TopUpOutcomeUnknown: 'unknown',
@@ -50,6 +55,16 @@ const REPORTS: Record<string, Outcome> = {
   SmsFailed: 'failed',
   SmsOutcomeUnknown: 'unknown',
 };
+
+/** Extra words when requested: a top-up's quota, the label and lock an update sets at 1NCE. */
+function detailOf(kind: RequestKind, payload: Record<string, unknown>): string | null {
+  if (kind === 'top-up') return `${String(payload.kind ?? 'data')} quota`;
+  if (kind === 'label-imei-lock') {
+    const label = typeof payload.label === 'string' ? `label “${payload.label}”` : 'no label';
+    return `${label}, IMEI lock ${payload.imei_lock ? 'on' : 'off'}`;
+  }
+  return null;
+}
 
 function requestId(event: HistoryEvent): string {
   // SMS events belong to the message's aggregate; the others name their request.
@@ -70,7 +85,7 @@ export function requestsOf(events: readonly HistoryEvent[]): SimRequest[] {
         outcome: 'pending',
         reason: null,
         settledAt: null,
-        detail: kind === 'top-up' ? `${String(event.payload.kind ?? 'data')} quota` : null,
+        detail: detailOf(kind, event.payload),
       });
       continue;
     }

@@ -3,6 +3,7 @@
 mod details;
 mod lifecycle;
 mod observations;
+mod provider_update;
 
 use super::*;
 use crate::testing::{iccid, imsi, t, uid};
@@ -111,6 +112,15 @@ pub(super) fn every_command() -> Vec<SimCommand> {
             data_bytes: 1,
             sms_mo: 0,
             sms_mt: 0,
+        },
+        SimCommand::RequestProviderUpdate {
+            request_id: uid(9),
+            at: t(9),
+        },
+        SimCommand::RecordProviderDetails {
+            label: Some(Some("portal".into())),
+            imei_lock: Some(true),
+            at: t(9),
         },
     ]
 }

@@ -10,7 +10,13 @@ const OUTCOME: Record<Outcome, string> = {
   unknown: 'outcome unknown',
 };
 
-const KIND: Record<SimRequest['kind'], string> = { activation: 'Activation', suspension: 'Suspension', 'top-up': 'Top-up', sms: 'SMS' };
+const KIND: Record<SimRequest['kind'], string> = {
+  activation: 'Activation',
+  suspension: 'Suspension',
+  'label-imei-lock': 'Label and IMEI lock',
+  'top-up': 'Top-up',
+  sms: 'SMS',
+};
 
 /** The SIM's requests to 1NCE and how each ended (the newest ten). */
 export function Requests({ history }: { history: History | undefined }) {

@@ -1,0 +1,5 @@
+-- Label and IMEI lock carried out at 1NCE (a PUT of the SIM) are dispatched like the other
+-- operator requests.
+ALTER TABLE sync_dispatches DROP CONSTRAINT sync_dispatches_kind_check;
+ALTER TABLE sync_dispatches ADD CONSTRAINT sync_dispatches_kind_check
+    CHECK (kind IN ('activation', 'suspension', 'topup', 'sms', 'sim_update'));
