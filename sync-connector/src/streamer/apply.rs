@@ -135,21 +135,30 @@ impl Applier {
         };
         let mut outcomes = Vec::with_capacity(records.len());
         let mut unknown = false;
-        // Usage applied by this batch's earlier records, per day: they are not marked applied
-        // in the inbox until the batch settles.
-        let mut earlier: BTreeMap<NaiveDate, [u64; 3]> = BTreeMap::new();
+        // The streamed usage applied so far per day: read from the inbox once per day a batch
+        // touches, then kept up to date here (this batch's records are not marked applied in
+        // the inbox until the batch settles).
+        let mut streamed: BTreeMap<NaiveDate, [u64; 3]> = BTreeMap::new();
         for claimed in &records {
+            if let Some((day, _)) = usage_of(&claimed.record) {
+                if !unknown && !streamed.contains_key(&day) {
+                    match self.inbox.applied_usage(iccid.as_str(), day).await {
+                        Ok(applied) => streamed.insert(day, applied),
+                        Err(error) => return (outcomes, Some(error.into())),
+                    };
+                }
+            }
             // Once the SIM proves unknown, its later records wait too (their order is kept).
             let settled = if unknown {
                 Ok(Settled::Pending)
             } else {
-                self.apply_one(&iccid, &claimed.record, &earlier).await
+                self.apply_one(&iccid, &claimed.record, &streamed).await
             };
             match settled {
                 Ok(settled) => {
                     unknown = settled == Settled::Pending;
                     if let (Settled::Applied, Some((day, delta))) = (&settled, usage_of(&claimed.record)) {
-                        let sum = earlier.entry(day).or_default();
+                        let sum = streamed.entry(day).or_default();
                         *sum = add(*sum, delta);
                     }
                     outcomes.push((claimed.seq, settled, claimed.record.meaning.kind()));
@@ -164,18 +173,18 @@ impl Applier {
         &self,
         iccid: &Iccid,
         record: &Record,
-        earlier: &BTreeMap<NaiveDate, [u64; 3]>,
+        streamed: &BTreeMap<NaiveDate, [u64; 3]>,
     ) -> Result<Settled, SyncError> {
         let key = format!("streamer:{}:{}", record.stream.as_str(), record.id);
         let at = record.occurred_at;
         let outcome = match &record.meaning {
             Meaning::Data { day, bytes } => {
-                let before = earlier.get(day).copied().unwrap_or_default();
+                let before = streamed.get(day).copied().unwrap_or_default();
                 self.usage(iccid, &key, record, *day, before, [*bytes, 0, 0])
                     .await
             }
             Meaning::Sms { day, mo, mt } => {
-                let before = earlier.get(day).copied().unwrap_or_default();
+                let before = streamed.get(day).copied().unwrap_or_default();
                 self.usage(iccid, &key, record, *day, before, [0, *mo, *mt]).await
             }
             Meaning::OtherUsage { traffic_type } => {
@@ -261,21 +270,21 @@ impl Applier {
     /// The record's usage on its day. Polling reports the same day's total, so neither source
     /// adds to the other: the day's total on the SIM is the larger of the polled total and the
     /// sum of the streamed records (each a lower bound of what was used; a record the poll
-    /// already counted is not counted again). `earlier` is this batch's usage of the day so far.
+    /// already counted is not counted again). `so_far` is the day's streamed usage applied
+    /// before this record.
     async fn usage(
         &self,
         iccid: &Iccid,
         key: &str,
         record: &Record,
         day: NaiveDate,
-        earlier: [u64; 3],
+        so_far: [u64; 3],
         delta: [u64; 3],
     ) -> Result<Option<usize>, SyncError> {
         if delta == [0; 3] {
             return Ok(Some(0));
         }
-        let applied = self.inbox.applied_usage(iccid.as_str(), day).await?;
-        let streamed = add(add(applied, earlier), delta);
+        let streamed = add(so_far, delta);
         let period_start = day.and_time(NaiveTime::MIN).and_utc();
         let period_end = period_start + chrono::Duration::days(1);
         self.on_sim(iccid, key, record, |sim: &Sim| {
