@@ -114,9 +114,20 @@ impl StreamerConfig {
 pub struct Schedule {
     /// `SYNC_POLL_INTERVAL_SECS`: the SIM-list sweep period.
     pub poll_interval: Duration,
-    /// `SYNC_DETAIL_INTERVAL_SECS`: how old a SIM's usage, quotas and SMS may get before the
-    /// round-robin refreshes them (the seed's hourly usage collection by default).
+    /// `SYNC_DETAIL_INTERVAL_SECS` (default one day): the safety net's period; every SIM gets
+    /// a full refresh (every part) this often, whatever the list or the streamer said.
     pub detail_interval: Duration,
+    /// `SYNC_FIRST_REFRESH=full|usage` (default `full`): what a SIM new to the connector gets
+    /// beside its list entry; `usage` defers the rest to its first full refresh (spread over
+    /// `detail_interval`), so a large fleet's first sync is one usage call per SIM.
+    pub first_refresh_usage_only: bool,
+    /// `SYNC_LIST_BUDGET_PERCENT` (default 25): the list sweep's share of the call budget at
+    /// most; a fleet whose sweep would take more starts its sweeps further apart than
+    /// `poll_interval`.
+    pub list_budget_percent: u32,
+    /// The Data Streamer receiver is configured: usage, connectivity and quota levels arrive
+    /// streamed, and the list's quota movements no longer cost per-SIM calls.
+    pub streamer: bool,
     /// `SYNC_USAGE_DAYS`: how many recent days each usage call asks for.
     pub usage_days: u32,
     /// `SYNC_BACKGROUND`: run the round-robin at all (on by default).
@@ -190,7 +201,19 @@ impl Config {
             request_ack_wait: Duration::from_secs(vars.number("SYNC_REQUEST_ACK_WAIT_SECS", 120)?.max(1)),
             schedule: Schedule {
                 poll_interval: Duration::from_secs(vars.number("SYNC_POLL_INTERVAL_SECS", 300)?.max(1)),
-                detail_interval: Duration::from_secs(vars.number("SYNC_DETAIL_INTERVAL_SECS", 3600)?.max(1)),
+                detail_interval: Duration::from_secs(vars.number("SYNC_DETAIL_INTERVAL_SECS", 86_400)?.max(1)),
+                first_refresh_usage_only: match vars.text_or("SYNC_FIRST_REFRESH", "full").trim() {
+                    "full" => false,
+                    "usage" => true,
+                    other => {
+                        return Err(ConfigError::Invalid {
+                            var: "SYNC_FIRST_REFRESH",
+                            reason: format!("`{other}` is not full or usage"),
+                        })
+                    }
+                },
+                list_budget_percent: vars.number("SYNC_LIST_BUDGET_PERCENT", 25)?.clamp(1, 100) as u32,
+                streamer: !streamer.credentials.is_empty(),
                 usage_days: vars.number("SYNC_USAGE_DAYS", 2)?.clamp(1, 180) as u32,
                 background: vars.flag("SYNC_BACKGROUND", true)?,
                 job_poll: Duration::from_secs(vars.number("SYNC_JOB_POLL_SECS", 5)?.max(1)),

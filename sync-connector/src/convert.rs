@@ -79,6 +79,7 @@ pub fn usage_days(usage: &[DailyUsage]) -> Vec<(NaiveDate, UsageDay)> {
                     data_bytes: day.data.volume_bytes,
                     sms_mo: day.sms.volume_rx,
                     sms_mt: day.sms.volume_tx,
+                    closed: false,
                 },
             )
         })

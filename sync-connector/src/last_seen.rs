@@ -13,6 +13,7 @@ use sqlx::PgPool;
 
 use crate::config::Shard;
 use crate::observe::{ConnectivityView, ListEntry, SeenQuota, UsageDays};
+use crate::poll::Parts;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SyncedSim {
@@ -28,6 +29,12 @@ pub struct SyncedSim {
     pub events_cursor: Option<DateTime<Utc>>,
     pub detail_due: bool,
     pub detail_synced_at: Option<DateTime<Utc>>,
+    /// The parts of the per-SIM refresh that are due (empty while `detail_due`: all).
+    pub due_parts: Parts,
+    /// When the daily full refresh (the safety net) is due.
+    pub full_due_at: Option<DateTime<Utc>>,
+    /// Up to when the SIM's usage is known to be complete.
+    pub usage_as_of: Option<DateTime<Utc>>,
 }
 
 type Row = (
@@ -42,11 +49,14 @@ type Row = (
     bool,
     Option<DateTime<Utc>>,
     Option<DateTime<Utc>>,
+    i32,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
 );
 
 const COLUMNS: &str =
     "iccid, shard, list_entry, connectivity, data_quota, sms_quota, usage_days, last_mo_sms_id, \
-                       detail_due, detail_synced_at, events_cursor";
+                       detail_due, detail_synced_at, events_cursor, due_parts, full_due_at, usage_as_of";
 
 fn from_row(row: Row) -> SyncedSim {
     SyncedSim {
@@ -61,6 +71,9 @@ fn from_row(row: Row) -> SyncedSim {
         detail_due: row.8,
         detail_synced_at: row.9,
         events_cursor: row.10,
+        due_parts: Parts(row.11),
+        full_due_at: row.12,
+        usage_as_of: row.13,
     }
 }
 
@@ -107,33 +120,68 @@ impl LastSeen {
             .collect())
     }
 
-    /// Stores a new list entry; `detail_due` asks for per-SIM calls before the round-robin.
+    /// Stores a new list entry; `due` are the parts it makes due (added to those already due),
+    /// `full_due_at` the first full refresh of a SIM new to the connector (kept when known).
     pub async fn save_list_entry(
         &self,
         iccid: &str,
         entry: &ListEntry,
-        detail_due: bool,
+        due: Parts,
+        full_due_at: Option<DateTime<Utc>>,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO sync_sims (iccid, shard, list_entry, detail_due) VALUES ($1, $4, $2, $3) \
+            "INSERT INTO sync_sims (iccid, shard, list_entry, detail_due, due_parts, full_due_at) \
+             VALUES ($1, $4, $2, $3 <> 0, $3, $5) \
              ON CONFLICT (iccid) DO UPDATE SET list_entry = EXCLUDED.list_entry, shard = EXCLUDED.shard, \
-             detail_due = sync_sims.detail_due OR EXCLUDED.detail_due, list_seen_at = now()",
+             due_parts = sync_sims.due_parts | EXCLUDED.due_parts, \
+             detail_due = sync_sims.detail_due OR EXCLUDED.detail_due, \
+             full_due_at = COALESCE(sync_sims.full_due_at, EXCLUDED.full_due_at), list_seen_at = now()",
         )
         .bind(iccid)
         .bind(Json(entry))
-        .bind(detail_due)
+        .bind(due.0)
         .bind(&self.shard)
+        .bind(full_due_at)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Stores what a per-SIM refresh saw and marks the SIM fresh.
-    pub async fn save_detail(&self, sim: &SyncedSim) -> Result<(), sqlx::Error> {
+    /// A list page showed these SIMs' quotas unchanged, so they had no traffic since: their
+    /// usage is complete up to `read_at` (when the page was asked for). SIMs with usage due,
+    /// or never polled for usage, are left alone.
+    pub async fn confirm_usage(&self, iccids: &[String], read_at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        if iccids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE sync_sims SET usage_as_of = $2 WHERE iccid = ANY($1) AND usage_as_of < $2 \
+             AND due_parts & $3 = 0 AND NOT (detail_due AND due_parts = 0)",
+        )
+        .bind(iccids)
+        .bind(read_at)
+        .bind(Parts::USAGE.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores what a per-SIM refresh of `done` saw: those parts are no longer due (others
+    /// stay), a full refresh (`next_full`) sets when the next one is due, and a refresh that
+    /// read usage started at `usage_at` makes the SIM's usage complete up to then.
+    pub async fn save_detail(
+        &self,
+        sim: &SyncedSim,
+        done: Parts,
+        next_full: Option<DateTime<Utc>>,
+        usage_at: Option<DateTime<Utc>>,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE sync_sims SET connectivity = $2, data_quota = $3, sms_quota = $4, usage_days = $5, \
-             last_mo_sms_id = GREATEST(last_mo_sms_id, $6), detail_due = false, detail_synced_at = now(), \
-             events_cursor = GREATEST(events_cursor, $7) WHERE iccid = $1",
+             last_mo_sms_id = GREATEST(last_mo_sms_id, $6), due_parts = due_parts & ~$8, \
+             detail_due = (due_parts & ~$8) <> 0, detail_synced_at = now(), \
+             events_cursor = GREATEST(events_cursor, $7), full_due_at = COALESCE($9, full_due_at), \
+             usage_as_of = GREATEST(usage_as_of, $10) WHERE iccid = $1",
         )
         .bind(&sim.iccid)
         .bind(sim.connectivity.as_ref().map(Json))
@@ -142,25 +190,34 @@ impl LastSeen {
         .bind(Json(&sim.usage_days))
         .bind(sim.last_mo_sms_id)
         .bind(sim.events_cursor)
+        .bind(done.0)
+        .bind(next_full)
+        .bind(usage_at)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Puts a SIM at the back of the round-robin without changing what was seen of it.
-    pub async fn mark_refreshed(&self, iccid: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE sync_sims SET detail_due = false, detail_synced_at = now() WHERE iccid = $1")
-            .bind(iccid)
-            .execute(&self.pool)
-            .await?;
+    /// Puts a SIM at the back of the queue without changing what was seen of it: nothing due,
+    /// its full refresh an interval (`next_full`) away.
+    pub async fn mark_refreshed(&self, iccid: &str, next_full: DateTime<Utc>) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE sync_sims SET detail_due = false, due_parts = 0, detail_synced_at = now(), \
+             full_due_at = GREATEST(full_due_at, $2) WHERE iccid = $1",
+        )
+        .bind(iccid)
+        .bind(next_full)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
-    /// Asks for a per-SIM refresh before the round-robin (a streamer record says the quotas
-    /// changed); a SIM the connector has not listed yet gets it when it is listed.
-    pub async fn mark_detail_due(&self, iccid: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE sync_sims SET detail_due = true WHERE iccid = $1")
+    /// Makes `parts` of a SIM due (a streamer record says they changed); a SIM the connector
+    /// has not listed yet gets its first refresh when it is listed.
+    pub async fn mark_parts_due(&self, iccid: &str, parts: Parts) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE sync_sims SET detail_due = true, due_parts = due_parts | $2 WHERE iccid = $1")
             .bind(iccid)
+            .bind(parts.or_all().0)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -176,27 +233,36 @@ impl LastSeen {
         Ok(())
     }
 
-    /// SIMs whose list entry changed, oldest refresh first.
-    pub async fn detail_due(&self, limit: i64) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT iccid FROM sync_sims WHERE shard = $2 AND detail_due \
+    /// SIMs with parts due, oldest refresh first, with their parts (empty: all).
+    pub async fn detail_due(&self, limit: i64) -> Result<Vec<(String, Parts)>, sqlx::Error> {
+        let rows: Vec<(String, i32)> = sqlx::query_as(
+            "SELECT iccid, due_parts FROM sync_sims WHERE shard = $2 AND detail_due \
              ORDER BY detail_synced_at NULLS FIRST, iccid LIMIT $1",
         )
         .bind(limit)
         .bind(&self.shard)
         .fetch_all(&self.pool)
-        .await
+        .await?;
+        Ok(rows.into_iter().map(|(iccid, parts)| (iccid, Parts(parts).or_all())).collect())
     }
 
-    /// The round-robin: SIMs not refreshed since `before`, least recently refreshed first.
-    pub async fn stale(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+    /// The safety net: SIMs whose full refresh is due at `now` (rows from before due times
+    /// existed: last refreshed before `before`), the longest due first.
+    pub async fn stale(
+        &self,
+        now: DateTime<Utc>,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<String>, sqlx::Error> {
         sqlx::query_scalar(
-            "SELECT iccid FROM sync_sims WHERE shard = $3 AND (detail_synced_at IS NULL OR detail_synced_at < $1) \
-             ORDER BY detail_synced_at NULLS FIRST, iccid LIMIT $2",
+            "SELECT iccid FROM sync_sims WHERE shard = $3 AND (full_due_at <= $4 \
+             OR (full_due_at IS NULL AND (detail_synced_at IS NULL OR detail_synced_at < $1))) \
+             ORDER BY full_due_at NULLS FIRST, detail_synced_at NULLS FIRST, iccid LIMIT $2",
         )
         .bind(before)
         .bind(limit)
         .bind(&self.shard)
+        .bind(now)
         .fetch_all(&self.pool)
         .await
     }
@@ -206,6 +272,17 @@ impl LastSeen {
             .bind(&self.shard)
             .fetch_all(&self.pool)
             .await
+    }
+
+    /// The oldest time up to which a SIM's usage is known complete, if every SIM has one.
+    pub async fn oldest_usage(&self) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT CASE WHEN bool_or(usage_as_of IS NULL) THEN NULL ELSE min(usage_as_of) END \
+             FROM sync_sims WHERE shard = $1",
+        )
+        .bind(&self.shard)
+        .fetch_one(&self.pool)
+        .await
     }
 
     /// The age of the oldest per-SIM refresh (the usage freshness reached), if every SIM had one.

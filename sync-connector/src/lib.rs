@@ -215,7 +215,7 @@ impl Connector {
         ));
         tasks.spawn(poll_loop(
             self.poller.clone(),
-            self.config.schedule.poll_interval,
+            self.config.provider.requests_per_second,
             self.wake_ups.registered.clone(),
             shutdown.clone(),
         ));
@@ -254,18 +254,21 @@ impl Connector {
 /// never holds the next sweep back.
 async fn poll_loop(
     poller: Poller,
-    interval: Duration,
+    requests_per_second: u32,
     registered: Arc<tokio::sync::Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
+        let started = std::time::Instant::now();
         let swept = tokio::select! {
             swept = poller.sweep_list() => swept,
             _ = shutdown.changed() => return,
         };
+        let mut pages = 0;
         match swept {
             Ok(report) => {
                 tracing::info!(?report, "SIM-list sweep finished");
+                pages = report.pages;
                 if report.sims_new > 0 {
                     // Streamed records may be waiting for these SIMs.
                     registered.notify_one();
@@ -273,7 +276,9 @@ async fn poll_loop(
             }
             Err(error) => tracing::warn!(%error, "SIM-list sweep failed; the next one starts on schedule"),
         }
-        if consumers::sleep_or_shutdown(interval, &mut shutdown).await {
+        // The list's share of the call budget is bounded (SYNC_LIST_BUDGET_PERCENT).
+        let pause = poller.pause_after_sweep(pages, started.elapsed(), requests_per_second);
+        if consumers::sleep_or_shutdown(pause, &mut shutdown).await {
             return;
         }
     }

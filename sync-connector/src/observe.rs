@@ -67,6 +67,15 @@ pub struct UsageDay {
     pub data_bytes: u64,
     pub sms_mo: u64,
     pub sms_mt: u64,
+    /// Polled after the day had ended and recorded as its reference (`ReconcileUsage`).
+    #[serde(default)]
+    pub closed: bool,
+}
+
+impl UsageDay {
+    pub fn totals(&self) -> [u64; 3] {
+        [self.data_bytes, self.sms_mo, self.sms_mt]
+    }
 }
 
 pub type UsageDays = BTreeMap<NaiveDate, UsageDay>;

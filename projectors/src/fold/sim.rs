@@ -30,15 +30,38 @@ impl Fold {
             );
             return;
         }
-        if let SimEvent::UsageRecorded {
-            period_start,
-            period_end,
-            delta_data_bytes,
-            delta_sms_mo,
-            delta_sms_mt,
-            ..
-        } = &event
-        {
+        // A reconciliation's difference (signed) is a usage row like a report's delta, so the
+        // rows of the day add up to the provider's reference total.
+        let usage = match &event {
+            SimEvent::UsageRecorded {
+                period_start,
+                period_end,
+                delta_data_bytes,
+                delta_sms_mo,
+                delta_sms_mt,
+                ..
+            } => Some((
+                *period_start,
+                *period_end,
+                [*delta_data_bytes as i64, *delta_sms_mo as i64, *delta_sms_mt as i64],
+            )),
+            SimEvent::UsageReconciled {
+                period_start,
+                period_end,
+                difference_data_bytes,
+                difference_sms_mo,
+                difference_sms_mt,
+                ..
+            } => Some((
+                *period_start,
+                // Reconciled the next day: the difference belongs to the closed day, so its row
+                // is kept inside it (the period's end is the next day's start).
+                (*period_end - chrono::Duration::milliseconds(1)).max(*period_start),
+                [*difference_data_bytes, *difference_sms_mo, *difference_sms_mt],
+            )),
+            _ => None,
+        };
+        if let Some((period_start, period_end, deltas)) = usage {
             // The usage row is written whether or not the SIM has a row.
             let occurred_at = e
                 .metadata
@@ -47,12 +70,12 @@ impl Fold {
                 .unwrap_or(e.recorded_at);
             self.usage.push(UsageRow {
                 iccid: iccid.clone(),
-                observed_at: occurred_at.clamp(*period_start, (*period_end).max(*period_start)),
+                observed_at: occurred_at.clamp(period_start, period_end.max(period_start)),
                 position: e.position,
                 transaction_id: e.transaction_id,
-                data_bytes: *delta_data_bytes as i64,
-                sms_mo: *delta_sms_mo as i64,
-                sms_mt: *delta_sms_mt as i64,
+                data_bytes: deltas[0],
+                sms_mo: deltas[1],
+                sms_mt: deltas[2],
             });
         }
         let Some(row) = self.sims.get_mut(&iccid) else {
@@ -119,6 +142,7 @@ impl Fold {
             // The label and IMEI lock are already the platform's; a provider update's outcome
             // is read from the event history.
             SimEvent::UsageRecorded { .. }
+            | SimEvent::UsageReconciled { .. }
             | SimEvent::ProviderUpdateRequested { .. }
             | SimEvent::ProviderUpdateCompleted { .. }
             | SimEvent::ProviderUpdateFailed { .. }

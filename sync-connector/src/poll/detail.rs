@@ -1,24 +1,22 @@
-//! The per-SIM refresh: the SIMs whose list entry changed and the round-robin over the rest,
-//! each SIM's connectivity, quotas, recent usage and SMS compared with what was last seen.
+//! The per-SIM refresh: the parts due of SIMs whose list entry (or a streamer record) pointed
+//! at a change, and the daily full refresh of every SIM (the safety net); each part's answer
+//! compared with what was last seen.
 
-use std::collections::BTreeMap;
-
-use chrono::{Duration as ChronoDuration, NaiveTime, Utc};
-use domain::{Iccid, Quota, QuotaCommand, QuotaKind, Sim, SimCommand, Sms, SmsCommand};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use domain::{Iccid, Quota, QuotaCommand, QuotaKind, SimCommand, Sms, SmsCommand};
 use futures::StreamExt;
 use once_client::Priority;
 
-use super::{mo_message_id, Issued, Poller, SweepReport};
+use super::{mo_message_id, Issued, Parts, Poller, SweepReport};
 use crate::convert;
 use crate::error::SyncError;
-use crate::issue::{quota_id, Cause};
-use crate::observe::UsageDay;
+use crate::issue::quota_id;
 
 /// SIMs refreshed at once.
 const REFRESH_CONCURRENCY: usize = 4;
 
 impl Poller {
-    /// Per-SIM refresh of the SIMs whose list entry changed (up to `limit`).
+    /// Per-SIM refresh of the SIMs with parts due (up to `limit`), each only its due parts.
     pub async fn refresh_due(&self, limit: i64, priority: Priority) -> Result<SweepReport, SyncError> {
         let mut report = SweepReport::default();
         while (report.sims_changed as i64) < limit {
@@ -36,15 +34,17 @@ impl Poller {
         Ok(report)
     }
 
-    /// The round-robin: up to `max_sims` SIMs whose last refresh is older than the schedule's
-    /// detail interval, least recently refreshed first.
+    /// The safety net: the full refresh of up to `max_sims` SIMs whose full refresh is due
+    /// (once per `SYNC_DETAIL_INTERVAL_SECS`), the longest due first.
     pub async fn refresh_round_robin(&self, max_sims: i64) -> Result<SweepReport, SyncError> {
-        let before = Utc::now() - ChronoDuration::from_std(self.schedule.detail_interval).unwrap_or_default();
-        let stale = self.last_seen.stale(before, max_sims).await?;
+        let now = Utc::now();
+        let before = now - self.interval();
+        let stale = self.last_seen.stale(now, before, max_sims).await?;
         let mut report = SweepReport {
             sims_seen: stale.len() as u64,
             ..SweepReport::default()
         };
+        let stale = stale.into_iter().map(|iccid| (iccid, Parts::ALL)).collect();
         let (events, failed) = self.refresh_many(stale, Priority::Background).await?;
         report.events_recorded = events;
         report.refused = failed;
@@ -57,10 +57,14 @@ impl Poller {
     /// budget unused; the budget itself still paces the calls). A SIM whose calls fail is put
     /// at the back of the round-robin so one bad SIM cannot stall the others; three failures in
     /// a row mean the provider is in trouble and end the sweep. Returns (events, failed SIMs).
-    async fn refresh_many(&self, iccids: Vec<String>, priority: Priority) -> Result<(u64, u64), SyncError> {
+    async fn refresh_many(
+        &self,
+        iccids: Vec<(String, Parts)>,
+        priority: Priority,
+    ) -> Result<(u64, u64), SyncError> {
         let mut results = futures::stream::iter(iccids)
-            .map(|iccid| async move {
-                let outcome = self.refresh_sim(&iccid, priority).await;
+            .map(|(iccid, parts)| async move {
+                let outcome = self.refresh_parts(&iccid, parts, priority).await;
                 (iccid, outcome)
             })
             .buffer_unordered(REFRESH_CONCURRENCY);
@@ -79,34 +83,78 @@ impl Poller {
                         return Err(error);
                     }
                     tracing::warn!(%iccid, %error, "per-SIM refresh failed; the SIM goes to the back of the queue");
-                    self.last_seen.mark_refreshed(&iccid).await?;
+                    self.last_seen
+                        .mark_refreshed(&iccid, Utc::now() + self.interval())
+                        .await?;
                 }
             }
         }
         Ok((events, failed))
     }
 
-    /// Connectivity, both quotas, recent usage and SMS of one SIM; records what changed and
-    /// returns how many events were stored. A SIM the platform refuses (e.g. terminated) is
-    /// marked fresh so it does not come back every sweep.
+    /// The safety net's period.
+    pub(super) fn interval(&self) -> ChronoDuration {
+        ChronoDuration::from_std(self.schedule.detail_interval).unwrap_or(ChronoDuration::days(1))
+    }
+
+    /// Every part of one SIM (a full refresh): what sync jobs and the safety net do.
     pub async fn refresh_sim(&self, iccid: &str, priority: Priority) -> Result<usize, SyncError> {
+        self.refresh_parts(iccid, Parts::ALL, priority).await
+    }
+
+    /// The `parts` of one SIM (connectivity, quotas, recent usage, SMS); records what changed
+    /// and returns how many events were stored. A SIM the platform refuses (e.g. terminated)
+    /// is marked fresh so it does not come back every sweep. A full refresh sets the SIM's
+    /// next one an interval away.
+    pub async fn refresh_parts(&self, iccid: &str, parts: Parts, priority: Priority) -> Result<usize, SyncError> {
         let Some(mut synced) = self.last_seen.get(iccid).await? else {
             return Ok(0);
         };
+        let parts = parts.or_all();
         let iccid = Iccid::parse(iccid).map_err(|e| SyncError::decode("a stored ICCID", e))?;
         let client = self.client.with_priority(priority);
         let mut events = 0;
         let mut refused = Vec::new();
-        let mut settle = |outcome: Result<usize, SyncError>| -> Result<(), SyncError> {
-            match Issued::of(outcome)? {
-                Issued::Stored(n) => events += n,
-                Issued::Refused(refusal) => refused.push(refusal.to_string()),
-            }
-            Ok(())
-        };
         let now = Utc::now();
 
-        // Connectivity.
+        if parts.contains(Parts::CONNECTIVITY) {
+            events += self.refresh_connectivity(&client, &iccid, &mut synced, now, &mut refused).await?;
+        }
+        for kind in [QuotaKind::Data, QuotaKind::Sms] {
+            let part = match kind {
+                QuotaKind::Data => Parts::DATA_QUOTA,
+                QuotaKind::Sms => Parts::SMS_QUOTA,
+            };
+            if parts.contains(part) {
+                events += self.refresh_quota(&client, &iccid, &mut synced, kind, now, &mut refused).await?;
+            }
+        }
+        let mut usage_at = None;
+        if parts.contains(Parts::USAGE) {
+            events += self.refresh_usage(&client, &iccid, &mut synced, now, &mut refused).await?;
+            usage_at = Some(now);
+        }
+        if parts.contains(Parts::SMS) {
+            events += self.refresh_sms(&client, &iccid, &mut synced, now, &mut refused).await?;
+        }
+        let next_full = (parts == Parts::ALL).then(|| now + self.interval());
+        self.last_seen.save_detail(&synced, parts, next_full, usage_at).await?;
+        for reason in refused {
+            tracing::warn!(iccid = %iccid, %reason, "a provider observation was refused by the domain");
+        }
+        Ok(events)
+    }
+
+    async fn refresh_connectivity(
+        &self,
+        client: &once_client::OnceClient,
+        iccid: &Iccid,
+        synced: &mut crate::last_seen::SyncedSim,
+        now: DateTime<Utc>,
+        refused: &mut Vec<String>,
+    ) -> Result<usize, SyncError> {
+        let mut events = 0;
+        let mut settle = settler(&mut events, refused);
         let status = client.connectivity(iccid.as_str()).await?;
         let view = convert::connectivity(&status, synced.list_entry.ip_address.as_deref());
         if synced.connectivity.as_ref() != Some(&view) {
@@ -119,125 +167,105 @@ impl Poller {
                 at: now,
             };
             settle(
-                self.record_on_sim(&iccid, vec![command], &("connectivity", &view))
+                self.record_on_sim(iccid, vec![command], &("connectivity", &view))
                     .await,
             )?;
             synced.connectivity = Some(view);
         }
 
-        // Network events (streamer off), before the quotas: a quota event marks them due.
+        // Network events (streamer off): connectivity history, and quota events that make the
+        // quotas due.
         settle(
-            self.network_events(&client, &iccid, &mut synced)
+            self.network_events(client, iccid, synced)
                 .await
                 .map(|new| new as usize),
         )?;
+        drop(settle);
+        Ok(events)
+    }
 
-        // Quotas.
-        for kind in [QuotaKind::Data, QuotaKind::Sms] {
-            // While a top-up is pending its confirmation carries the new volume; an assignment
-            // seen first would count the top-up twice. The next refresh catches up.
-            let platform = self
-                .issuer
-                .store()
-                .load::<Quota>(&quota_id(&iccid, kind))
-                .await?
-                .state;
-            if platform.pending_top_up().is_some() {
-                continue;
-            }
-            let quota = client.quota(iccid.as_str(), kind).await?;
-            let mut view = convert::quota(&quota);
-            let previous = match kind {
-                QuotaKind::Data => synced.data_quota.clone(),
-                QuotaKind::Sms => synced.sms_quota.clone(),
-            };
-            let mut commands = Vec::new();
-            if previous.as_ref().is_none_or(|p| !p.same_assignment(&view)) {
-                self.metrics.difference(match kind {
-                    QuotaKind::Data => "data_quota",
-                    QuotaKind::Sms => "sms_quota",
-                });
-                commands.push(QuotaCommand::Assign {
-                    iccid: iccid.clone(),
-                    kind,
-                    total: view.total,
-                    remaining: view.remaining.min(view.total),
-                    expiry_date: view.expiry_date,
-                    at: now,
-                });
-            }
-            view.expiry_reported = previous
-                .as_ref()
-                .is_some_and(|p| p.expiry_reported && p.expiry_date == view.expiry_date);
-            if view.expiry_date.is_some_and(|expiry| expiry <= now) && !view.expiry_reported {
-                commands.push(QuotaCommand::Expire { at: now });
-                view.expiry_reported = true;
-            }
-            if !commands.is_empty() {
-                settle(
-                    self.record::<Quota>(&quota_id(&iccid, kind), &iccid, commands, &("quota", &view))
-                        .await,
-                )?;
-            }
-            match kind {
-                QuotaKind::Data => synced.data_quota = Some(view),
-                QuotaKind::Sms => synced.sms_quota = Some(view),
-            }
+    async fn refresh_quota(
+        &self,
+        client: &once_client::OnceClient,
+        iccid: &Iccid,
+        synced: &mut crate::last_seen::SyncedSim,
+        kind: QuotaKind,
+        now: DateTime<Utc>,
+        refused: &mut Vec<String>,
+    ) -> Result<usize, SyncError> {
+        let mut events = 0;
+        let mut settle = settler(&mut events, refused);
+        // While a top-up is pending its confirmation carries the new volume; an assignment
+        // seen first would count the top-up twice. The next refresh catches up.
+        let platform = self
+            .issuer
+            .store()
+            .load::<Quota>(&quota_id(iccid, kind))
+            .await?
+            .state;
+        if platform.pending_top_up().is_some() {
+            return Ok(0);
         }
-
-        // Usage of the recent days, cumulative per day.
-        let today = now.date_naive();
-        let start = today - ChronoDuration::days(i64::from(self.schedule.usage_days.saturating_sub(1)));
-        let usage = client.usage(iccid.as_str(), start, today).await?;
-        let mut days: BTreeMap<_, UsageDay> = synced.usage_days.clone();
-        for (date, day) in convert::usage_days(&usage) {
-            if days.get(&date) == Some(&day) || day == UsageDay::default() && !days.contains_key(&date) {
-                continue;
-            }
-            self.metrics.difference("usage");
-            let period_start = date.and_time(NaiveTime::MIN).and_utc();
-            let polled = [day.data_bytes, day.sms_mo, day.sms_mt];
-            // The Data Streamer may have recorded more of the day than this answer shows (its
-            // records arrive before the provider's daily total moves): the day's total is the
-            // larger of the two, so neither source counts what the other already did.
-            let decide = |sim: &Sim| {
-                let recorded = sim
-                    .usage_for(period_start)
-                    .map_or([0; 3], |p| [p.data_bytes, p.sms_mo, p.sms_mt]);
-                let total = [0, 1, 2].map(|i| recorded[i].max(polled[i]));
-                vec![SimCommand::RecordUsage {
-                    period_start,
-                    period_end: period_start + ChronoDuration::days(1),
-                    data_bytes: total[0],
-                    sms_mo: total[1],
-                    sms_mt: total[2],
-                }]
-            };
+        let quota = client.quota(iccid.as_str(), kind).await?;
+        let mut view = convert::quota(&quota);
+        let previous = match kind {
+            QuotaKind::Data => synced.data_quota.clone(),
+            QuotaKind::Sms => synced.sms_quota.clone(),
+        };
+        let mut commands = Vec::new();
+        if previous.as_ref().is_none_or(|p| !p.same_assignment(&view)) {
+            self.metrics.difference(match kind {
+                QuotaKind::Data => "data_quota",
+                QuotaKind::Sms => "sms_quota",
+            });
+            commands.push(QuotaCommand::Assign {
+                iccid: iccid.clone(),
+                kind,
+                total: view.total,
+                remaining: view.remaining.min(view.total),
+                expiry_date: view.expiry_date,
+                at: now,
+            });
+        }
+        view.expiry_reported = previous
+            .as_ref()
+            .is_some_and(|p| p.expiry_reported && p.expiry_date == view.expiry_date);
+        if view.expiry_date.is_some_and(|expiry| expiry <= now) && !view.expiry_reported {
+            commands.push(QuotaCommand::Expire { at: now });
+            view.expiry_reported = true;
+        }
+        if !commands.is_empty() {
             settle(
-                self.issuer
-                    .issue_with::<Sim>(
-                        iccid.as_str(),
-                        &iccid,
-                        &("usage", date, day),
-                        Cause::default(),
-                        decide,
-                    )
+                self.record::<Quota>(&quota_id(iccid, kind), iccid, commands, &("quota", &view))
                     .await,
             )?;
-            days.insert(date, day);
         }
-        // Only the days a usage call can still change are worth keeping.
-        days.retain(|date, _| *date >= start - ChronoDuration::days(1));
-        synced.usage_days = days;
+        match kind {
+            QuotaKind::Data => synced.data_quota = Some(view),
+            QuotaKind::Sms => synced.sms_quota = Some(view),
+        }
+        drop(settle);
+        Ok(events)
+    }
 
-        // SMS: new mobile-originated messages, and the fate of the platform's MT messages.
+    /// SMS: new mobile-originated messages, and the fate of the platform's MT messages.
+    async fn refresh_sms(
+        &self,
+        client: &once_client::OnceClient,
+        iccid: &Iccid,
+        synced: &mut crate::last_seen::SyncedSim,
+        now: DateTime<Utc>,
+        refused: &mut Vec<String>,
+    ) -> Result<usize, SyncError> {
+        let mut events = 0;
+        let mut settle = settler(&mut events, refused);
         let messages = client.all_sms(iccid.as_str()).await?;
         for received in convert::mo_messages(&messages) {
             if received.provider_id <= synced.last_mo_sms_id {
                 continue;
             }
             self.metrics.difference("mo_sms");
-            let message_id = mo_message_id(&iccid, received.provider_id);
+            let message_id = mo_message_id(iccid, received.provider_id);
             let command = SmsCommand::RecordReceived {
                 message_id,
                 iccid: iccid.clone(),
@@ -249,7 +277,7 @@ impl Poller {
             settle(
                 self.record::<Sms>(
                     &message_id.to_string(),
-                    &iccid,
+                    iccid,
                     vec![command],
                     &("mo_sms", received.provider_id),
                 )
@@ -257,14 +285,25 @@ impl Poller {
             )?;
             synced.last_mo_sms_id = synced.last_mo_sms_id.max(received.provider_id);
         }
+        drop(settle);
         events +=
-            crate::requests::settle_mt_messages(&self.issuer, self.issuer.store().pool(), &iccid, &messages)
+            crate::requests::settle_mt_messages(&self.issuer, self.issuer.store().pool(), iccid, &messages)
                 .await?;
-
-        self.last_seen.save_detail(&synced).await?;
-        for reason in refused {
-            tracing::warn!(iccid = %iccid, %reason, "a provider observation was refused by the domain");
-        }
         Ok(events)
+    }
+}
+
+/// Counts an issue's events into `events`; a refusal goes to `refused` (logged by the caller),
+/// anything else ends the refresh.
+pub(super) fn settler<'a>(
+    events: &'a mut usize,
+    refused: &'a mut Vec<String>,
+) -> impl FnMut(Result<usize, SyncError>) -> Result<(), SyncError> + 'a {
+    move |outcome| {
+        match Issued::of(outcome)? {
+            Issued::Stored(n) => *events += n,
+            Issued::Refused(refusal) => refused.push(refusal.to_string()),
+        }
+        Ok(())
     }
 }

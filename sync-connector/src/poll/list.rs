@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use domain::{Iccid, Imei, Imsi, Msisdn, ProviderStatus, SimCommand};
 use once_client::Priority;
 
-use super::{Issued, Poller, Refusal, SweepReport, LIST_PAGE_SIZE};
+use super::parts::{due_from_list, spread};
+use super::{Issued, Parts, Poller, Refusal, SweepReport, LIST_PAGE_SIZE};
 use crate::convert;
 use crate::error::SyncError;
 use crate::last_seen::SyncedSim;
@@ -18,6 +19,7 @@ impl Poller {
         let mut report = SweepReport::default();
         let mut page = 1;
         loop {
+            let read_at = Utc::now();
             let answer = match client.sims_page(page, LIST_PAGE_SIZE).await {
                 Ok(answer) => answer,
                 Err(error) => {
@@ -27,7 +29,7 @@ impl Poller {
                 }
             };
             report.pages += 1;
-            let page_report = self.apply_list_page(&answer.sims).await?;
+            let page_report = self.apply_page(&answer.sims, read_at).await?;
             report.add(&page_report);
             if answer.sims.is_empty() || page >= answer.total_pages {
                 break;
@@ -42,6 +44,12 @@ impl Poller {
 
     /// Records the differences of one page of the list.
     pub async fn apply_list_page(&self, sims: &[once_client::Sim]) -> Result<SweepReport, SyncError> {
+        self.apply_page(sims, Utc::now()).await
+    }
+
+    /// [`Poller::apply_list_page`] of a page asked for at `read_at`: besides the differences,
+    /// the SIMs whose quotas did not move had no traffic, so their usage is complete up to then.
+    async fn apply_page(&self, sims: &[once_client::Sim], read_at: DateTime<Utc>) -> Result<SweepReport, SyncError> {
         let mut report = SweepReport::default();
         let owned: Vec<(Iccid, ListEntry)> = sims
             .iter()
@@ -56,31 +64,47 @@ impl Poller {
             .collect();
         let iccids: Vec<String> = owned.iter().map(|(iccid, _)| iccid.to_string()).collect();
         let known = self.last_seen.many(&iccids).await?;
+        let mut quiet = Vec::new();
         for (iccid, entry) in owned {
             report.sims_seen += 1;
             let previous = known.get(iccid.as_str());
             match previous {
                 Some(previous)
-                    if previous.list_entry == entry && previous.shard == self.last_seen.shard() => {}
+                    if previous.list_entry == entry && previous.shard == self.last_seen.shard() =>
+                {
+                    quiet.push(iccid.to_string());
+                }
                 Some(previous) => {
                     report.sims_changed += 1;
                     let outcome = self.record_list_change(&iccid, previous, &entry).await;
                     self.count(&mut report, outcome)?;
-                    let detail_due = entry.quota_differs(&previous.list_entry);
+                    let due = due_from_list(&previous.list_entry, &entry, self.schedule.streamer);
                     self.last_seen
-                        .save_list_entry(iccid.as_str(), &entry, detail_due)
+                        .save_list_entry(iccid.as_str(), &entry, due, None)
                         .await?;
+                    if !entry.quota_differs(&previous.list_entry) {
+                        quiet.push(iccid.to_string());
+                    }
                 }
                 None => {
                     report.sims_new += 1;
                     let outcome = self.register(&iccid, &entry).await;
                     self.count(&mut report, outcome)?;
+                    // A new SIM: every part, or (SYNC_FIRST_REFRESH=usage) its usage now and
+                    // the rest with its first full refresh, spread over the safety net's period.
+                    let (due, full_due_at) = if self.schedule.first_refresh_usage_only {
+                        let interval = self.schedule.detail_interval;
+                        (Parts::USAGE, Some(read_at + spread(iccid.as_str(), interval)))
+                    } else {
+                        (Parts::ALL, None)
+                    };
                     self.last_seen
-                        .save_list_entry(iccid.as_str(), &entry, true)
+                        .save_list_entry(iccid.as_str(), &entry, due, full_due_at)
                         .await?;
                 }
             }
         }
+        self.last_seen.confirm_usage(&quiet, read_at).await?;
         Ok(report)
     }
 

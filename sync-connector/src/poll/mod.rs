@@ -14,8 +14,11 @@
 mod detail;
 mod events;
 mod list;
+mod parts;
+mod usage;
 
 pub use events::EVENT_PAGE_SIZE;
+pub use parts::{due_from_list, Parts};
 
 use domain::{Aggregate, Iccid, Sim, SimCommand};
 use once_client::{OnceClient, Priority};
@@ -110,6 +113,18 @@ impl Poller {
 
     pub fn last_seen(&self) -> &LastSeen {
         &self.last_seen
+    }
+
+    /// How long to wait after a list sweep of `pages` pages that took `took` before the next
+    /// one: the poll interval, stretched so that the list takes at most
+    /// `SYNC_LIST_BUDGET_PERCENT` of the call budget (`requests_per_second`). At 100 SIMs a
+    /// page and 9 calls/s with 25 %, fleets above about 67,500 SIMs (675 pages per 300 s)
+    /// sweep less often than every `SYNC_POLL_INTERVAL_SECS`.
+    pub fn pause_after_sweep(&self, pages: u32, took: std::time::Duration, requests_per_second: u32) -> std::time::Duration {
+        let share = f64::from(self.schedule.list_budget_percent.clamp(1, 100)) / 100.0;
+        let cycle = f64::from(pages) / (share * f64::from(requests_per_second.max(1)));
+        let cycle = std::time::Duration::from_secs_f64(cycle).max(self.schedule.poll_interval + took);
+        cycle.saturating_sub(took)
     }
 
     /// One poll: the list sweep, then every SIM whose entry changed.

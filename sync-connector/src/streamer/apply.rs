@@ -20,6 +20,7 @@ use super::record::{Meaning, Record, StatusChange};
 use crate::error::SyncError;
 use crate::issue::{quota_id, Issuer};
 use crate::last_seen::LastSeen;
+use crate::poll::Parts;
 
 #[derive(Clone)]
 pub struct Applier {
@@ -185,7 +186,12 @@ impl Applier {
             }
             Meaning::Sms { day, mo, mt } => {
                 let before = streamed.get(day).copied().unwrap_or_default();
-                self.usage(iccid, &key, record, *day, before, [0, *mo, *mt]).await
+                let outcome = self.usage(iccid, &key, record, *day, before, [0, *mo, *mt]).await;
+                if *mo > 0 && matches!(outcome, Ok(Some(_))) {
+                    // A device sent SMS: the stream counts them, the SMS list has their text.
+                    self.last_seen.mark_parts_due(iccid.as_str(), Parts::SMS).await?;
+                }
+                outcome
             }
             Meaning::OtherUsage { traffic_type } => {
                 return Ok(Settled::Skipped(format!(
@@ -248,9 +254,11 @@ impl Applier {
                 })
                 .await
             }
-            Meaning::QuotaAssigned { .. } => {
-                // The assignment's `detail` is not valid JSON: the SIM's quotas are polled next.
-                self.last_seen.mark_detail_due(iccid.as_str()).await?;
+            Meaning::QuotaAssigned { quota } => {
+                // The assignment's `detail` is not valid JSON: the quota is polled next.
+                self.last_seen
+                    .mark_parts_due(iccid.as_str(), quota_part(*quota))
+                    .await?;
                 Ok(Some(0))
             }
             Meaning::OtherEvent { event_type } => {
@@ -347,7 +355,9 @@ impl Applier {
         {
             return Ok(None);
         }
-        self.last_seen.mark_detail_due(iccid.as_str()).await?;
+        self.last_seen
+            .mark_parts_due(iccid.as_str(), quota_part(kind))
+            .await?;
         self.issuer
             .issue_once::<Quota>(&quota_id(iccid, kind), iccid, key, record, |q: &Quota| {
                 if q.is_assigned() {
@@ -358,6 +368,14 @@ impl Applier {
             })
             .await
             .map(Some)
+    }
+}
+
+/// The refresh part that polls a quota of this kind.
+fn quota_part(kind: QuotaKind) -> Parts {
+    match kind {
+        QuotaKind::Data => Parts::DATA_QUOTA,
+        QuotaKind::Sms => Parts::SMS_QUOTA,
     }
 }
 

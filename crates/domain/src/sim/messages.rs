@@ -130,6 +130,17 @@ pub enum SimCommand {
         sms_mo: u64,
         sms_mt: u64,
     },
+    /// The provider's daily total of a closed period (a day before today, UTC), polled: the
+    /// reference for that period. It replaces what was recorded (from the Data Streamer or
+    /// earlier polls), down as well as up, and fixes the period: later `RecordUsage` reports
+    /// of it record nothing, a later `ReconcileUsage` with other totals moves the reference.
+    ReconcileUsage {
+        period_start: DateTime<Utc>,
+        period_end: DateTime<Utc>,
+        data_bytes: u64,
+        sms_mo: u64,
+        sms_mt: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -234,6 +245,23 @@ pub enum SimEvent {
         delta_sms_mo: u64,
         delta_sms_mt: u64,
     },
+    /// A closed period's totals set to the provider's polled daily total (the reference).
+    /// `recorded_*` is what the period held before; `difference_*` = polled − recorded (signed:
+    /// negative when the streamed records added up to more than the provider counted), so a
+    /// projector summing usage deltas adds the difference and ends at the polled total.
+    UsageReconciled {
+        period_start: DateTime<Utc>,
+        period_end: DateTime<Utc>,
+        data_bytes: u64,
+        sms_mo: u64,
+        sms_mt: u64,
+        recorded_data_bytes: u64,
+        recorded_sms_mo: u64,
+        recorded_sms_mt: u64,
+        difference_data_bytes: i64,
+        difference_sms_mo: i64,
+        difference_sms_mt: i64,
+    },
 }
 
 impl_domain_event!(SimEvent [
@@ -252,6 +280,7 @@ impl_domain_event!(SimEvent [
     ProviderStatusChanged,
     ConnectivityChanged,
     UsageRecorded,
+    UsageReconciled,
     ProviderUpdateRequested,
     ProviderUpdateCompleted,
     ProviderUpdateFailed,

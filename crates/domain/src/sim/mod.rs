@@ -15,6 +15,7 @@ use crate::Aggregate;
 mod messages;
 mod rules;
 mod types;
+mod usage;
 
 pub use messages::{SimCommand, SimEvent};
 use rules::normalise_observation;
@@ -183,53 +184,6 @@ impl Sim {
             events.push(SimEvent::ImeiLockChanged { enabled });
         }
         events
-    }
-
-    fn record_usage(
-        &self,
-        period_start: DateTime<Utc>,
-        period_end: DateTime<Utc>,
-        totals: [u64; 3],
-    ) -> Result<Vec<SimEvent>, SimError> {
-        if period_end <= period_start {
-            return Err(SimError::InvalidUsagePeriod(format!(
-                "period_end {period_end} must be after period_start {period_start}"
-            )));
-        }
-        let before = match self.usage_for(period_start) {
-            Some(p) if p.period_end != period_end => {
-                return Err(SimError::InvalidUsagePeriod(format!(
-                    "the period starting {period_start} was reported ending {}, not {period_end}",
-                    p.period_end
-                )))
-            }
-            Some(p) => [p.data_bytes, p.sms_mo, p.sms_mt],
-            None => [0; 3],
-        };
-        let names = ["data_bytes", "sms_mo", "sms_mt"];
-        let shrunk: Vec<String> = (0..3)
-            .filter(|&i| totals[i] < before[i])
-            .map(|i| format!("{} {} < {}", names[i], totals[i], before[i]))
-            .collect();
-        if !shrunk.is_empty() {
-            return Err(SimError::UsageDecreased {
-                period_start,
-                detail: shrunk.join(", "),
-            });
-        }
-        if totals == before {
-            return Ok(vec![]);
-        }
-        Ok(vec![SimEvent::UsageRecorded {
-            period_start,
-            period_end,
-            data_bytes: totals[0],
-            sms_mo: totals[1],
-            sms_mt: totals[2],
-            delta_data_bytes: totals[0] - before[0],
-            delta_sms_mo: totals[1] - before[1],
-            delta_sms_mt: totals[2] - before[2],
-        }])
     }
 }
 
@@ -439,6 +393,13 @@ impl Aggregate for Sim {
                 sms_mo,
                 sms_mt,
             } => self.record_usage(period_start, period_end, [data_bytes, sms_mo, sms_mt]),
+            SimCommand::ReconcileUsage {
+                period_start,
+                period_end,
+                data_bytes,
+                sms_mo,
+                sms_mt,
+            } => self.reconcile_usage(period_start, period_end, [data_bytes, sms_mo, sms_mt]),
         }
     }
 
@@ -565,17 +526,31 @@ impl Aggregate for Sim {
                 sms_mt,
                 ..
             } => {
-                let period = UsagePeriod {
+                self.set_usage(UsagePeriod {
                     period_start: *period_start,
                     period_end: *period_end,
                     data_bytes: *data_bytes,
                     sms_mo: *sms_mo,
                     sms_mt: *sms_mt,
-                };
-                match self.usage.binary_search_by_key(period_start, |p| p.period_start) {
-                    Ok(i) => self.usage[i] = period,
-                    Err(i) => self.usage.insert(i, period),
-                }
+                    reconciled: false,
+                });
+            }
+            SimEvent::UsageReconciled {
+                period_start,
+                period_end,
+                data_bytes,
+                sms_mo,
+                sms_mt,
+                ..
+            } => {
+                self.set_usage(UsagePeriod {
+                    period_start: *period_start,
+                    period_end: *period_end,
+                    data_bytes: *data_bytes,
+                    sms_mo: *sms_mo,
+                    sms_mt: *sms_mt,
+                    reconciled: true,
+                });
             }
         }
     }

@@ -84,4 +84,9 @@ pub struct UsagePeriod {
     pub data_bytes: u64,
     pub sms_mo: u64,
     pub sms_mt: u64,
+    /// The provider's final total of this closed period was taken as the reference
+    /// (`UsageReconciled`): later `RecordUsage` reports of it change nothing (absent in
+    /// snapshots taken before it existed).
+    #[serde(default)]
+    pub reconciled: bool,
 }

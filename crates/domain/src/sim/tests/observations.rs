@@ -155,3 +155,85 @@ fn periods_are_kept_apart() {
     let starts: Vec<_> = state.usage_periods().iter().map(|p| p.period_start).collect();
     assert_eq!(starts, [t(-1440), t(0)], "kept sorted");
 }
+
+// ---- reconciliation with the provider's daily total ----
+
+fn reconcile(data: u64, mo: u64, mt: u64) -> SimCommand {
+    SimCommand::ReconcileUsage {
+        period_start: t(0),
+        period_end: t(1440),
+        data_bytes: data,
+        sms_mo: mo,
+        sms_mt: mt,
+    }
+}
+
+fn usage_reconciled(polled: [u64; 3], recorded: [u64; 3]) -> SimEvent {
+    SimEvent::UsageReconciled {
+        period_start: t(0),
+        period_end: t(1440),
+        data_bytes: polled[0],
+        sms_mo: polled[1],
+        sms_mt: polled[2],
+        recorded_data_bytes: recorded[0],
+        recorded_sms_mo: recorded[1],
+        recorded_sms_mt: recorded[2],
+        difference_data_bytes: polled[0] as i64 - recorded[0] as i64,
+        difference_sms_mo: polled[1] as i64 - recorded[1] as i64,
+        difference_sms_mt: polled[2] as i64 - recorded[2] as i64,
+    }
+}
+
+#[test]
+fn the_polled_total_of_a_closed_day_replaces_a_higher_streamed_one_and_records_the_difference() {
+    let seen = [registered(), usage_recorded([1500, 2, 1], [1500, 2, 1])];
+    let state = given::<Sim>(&seen)
+        .when(reconcile(1200, 2, 1))
+        .then(&[usage_reconciled([1200, 2, 1], [1500, 2, 1])]);
+    let period = state.usage_for(t(0)).unwrap();
+    assert_eq!((period.data_bytes, period.reconciled), (1200, true));
+    // Below or above: the reference moves either way when the provider's total changes.
+    given::<Sim>(&[seen[0].clone(), seen[1].clone(), usage_reconciled([1200, 2, 1], [1500, 2, 1])])
+        .when(reconcile(1300, 2, 1))
+        .then(&[usage_reconciled([1300, 2, 1], [1200, 2, 1])]);
+}
+
+#[test]
+fn a_reconciled_day_is_not_moved_by_later_reports_and_the_same_reference_records_nothing() {
+    let seen = [
+        registered(),
+        usage_recorded([1500, 2, 1], [1500, 2, 1]),
+        usage_reconciled([1200, 2, 1], [1500, 2, 1]),
+    ];
+    // A streamed record (or an older poll) arriving after the reference: nothing.
+    given::<Sim>(&seen).when(usage(1800, 3, 1)).then(&[]);
+    given::<Sim>(&seen).when(usage(100, 0, 0)).then(&[]);
+    given::<Sim>(&seen).when(reconcile(1200, 2, 1)).then(&[]);
+}
+
+#[test]
+fn an_equal_total_is_still_fixed_as_the_reference_with_no_difference() {
+    let seen = [registered(), usage_recorded([1000, 0, 0], [1000, 0, 0])];
+    given::<Sim>(&seen)
+        .when(reconcile(1000, 0, 0))
+        .then(&[usage_reconciled([1000, 0, 0], [1000, 0, 0])]);
+    // A day with no usage anywhere needs no reference.
+    given::<Sim>(&[registered()]).when(reconcile(0, 0, 0)).then(&[]);
+    given::<Sim>(&[registered()])
+        .when(reconcile(700, 0, 1))
+        .then(&[usage_reconciled([700, 0, 1], [0, 0, 0])]);
+}
+
+#[test]
+fn a_reconciliation_must_name_the_period_as_recorded() {
+    let seen = [registered(), usage_recorded([1000, 1, 2], [1000, 1, 2])];
+    given::<Sim>(&seen)
+        .when(SimCommand::ReconcileUsage {
+            period_start: t(0),
+            period_end: t(60),
+            data_bytes: 900,
+            sms_mo: 1,
+            sms_mt: 2,
+        })
+        .then_error("INVALID_USAGE_PERIOD");
+}

@@ -1,0 +1,90 @@
+//! The usage part of a per-SIM refresh: the recent days' totals from `GET …/usage`.
+//!
+//! **Today** (UTC) the day's total on the SIM is the larger of the polled total and what was
+//! recorded (the Data Streamer's records arrive before the provider's daily total moves, so
+//! each source is a lower bound and neither adds to the other). **A closed day** (before
+//! today) is reconciled: the provider's polled total is the reference and replaces what was
+//! recorded, down as well as up (`ReconcileUsage` → `UsageReconciled` with the difference);
+//! from then on streamed records of that day change nothing (the domain ignores `RecordUsage`
+//! of a reconciled period), and a later poll showing another total moves the reference.
+
+use chrono::{DateTime, Duration as ChronoDuration, NaiveTime, Utc};
+use domain::{Iccid, Sim, SimCommand};
+
+use super::detail::settler;
+use super::Poller;
+use crate::convert;
+use crate::error::SyncError;
+use crate::issue::Cause;
+use crate::last_seen::SyncedSim;
+use crate::observe::UsageDay;
+
+impl Poller {
+    pub(super) async fn refresh_usage(
+        &self,
+        client: &once_client::OnceClient,
+        iccid: &Iccid,
+        synced: &mut SyncedSim,
+        now: DateTime<Utc>,
+        refused: &mut Vec<String>,
+    ) -> Result<usize, SyncError> {
+        let mut events = 0;
+        let mut settle = settler(&mut events, refused);
+        let today = now.date_naive();
+        let start = today - ChronoDuration::days(i64::from(self.schedule.usage_days.saturating_sub(1)));
+        let usage = client.usage(iccid.as_str(), start, today).await?;
+        let mut days = synced.usage_days.clone();
+        for (date, mut day) in convert::usage_days(&usage) {
+            let closed = date < today;
+            let known = days.get(&date);
+            let unchanged = known.is_some_and(|k| k.totals() == day.totals() && (k.closed || !closed));
+            if unchanged || day == UsageDay::default() && known.is_none() {
+                continue;
+            }
+            self.metrics.difference(if closed { "usage_reconciled" } else { "usage" });
+            let period_start = date.and_time(NaiveTime::MIN).and_utc();
+            let period_end = period_start + ChronoDuration::days(1);
+            let polled = day.totals();
+            let decide = |sim: &Sim| {
+                if closed {
+                    return vec![SimCommand::ReconcileUsage {
+                        period_start,
+                        period_end,
+                        data_bytes: polled[0],
+                        sms_mo: polled[1],
+                        sms_mt: polled[2],
+                    }];
+                }
+                let recorded = sim
+                    .usage_for(period_start)
+                    .map_or([0; 3], |p| [p.data_bytes, p.sms_mo, p.sms_mt]);
+                let total = [0, 1, 2].map(|i| recorded[i].max(polled[i]));
+                vec![SimCommand::RecordUsage {
+                    period_start,
+                    period_end,
+                    data_bytes: total[0],
+                    sms_mo: total[1],
+                    sms_mt: total[2],
+                }]
+            };
+            day.closed = closed;
+            settle(
+                self.issuer
+                    .issue_with::<Sim>(
+                        iccid.as_str(),
+                        iccid,
+                        &("usage", date, day),
+                        Cause::default(),
+                        decide,
+                    )
+                    .await,
+            )?;
+            days.insert(date, day);
+        }
+        // Only the days a usage call can still change are worth keeping.
+        days.retain(|date, _| *date >= start - ChronoDuration::days(1));
+        synced.usage_days = days;
+        drop(settle);
+        Ok(events)
+    }
+}
