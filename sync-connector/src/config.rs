@@ -128,6 +128,10 @@ pub struct Schedule {
     /// The Data Streamer receiver is configured: usage, connectivity and quota levels arrive
     /// streamed, and the list's quota movements no longer cost per-SIM calls.
     pub streamer: bool,
+    /// `SYNC_USAGE_INTERVAL_SECS` (default 3600 without the Data Streamer, 0 = off with it):
+    /// the usage round; each SIM's usage is polled at least this often (the list does not show
+    /// traffic until a quota level is crossed). The budget stretches it for large fleets.
+    pub usage_interval: Option<Duration>,
     /// `SYNC_USAGE_DAYS`: how many recent days each usage call asks for.
     pub usage_days: u32,
     /// `SYNC_BACKGROUND`: run the round-robin at all (on by default).
@@ -214,6 +218,12 @@ impl Config {
                 },
                 list_budget_percent: vars.number("SYNC_LIST_BUDGET_PERCENT", 25)?.clamp(1, 100) as u32,
                 streamer: !streamer.credentials.is_empty(),
+                usage_interval: Some(vars.number(
+                    "SYNC_USAGE_INTERVAL_SECS",
+                    if streamer.credentials.is_empty() { 3600 } else { 0 },
+                )?)
+                .filter(|secs| *secs > 0)
+                .map(Duration::from_secs),
                 usage_days: vars.number("SYNC_USAGE_DAYS", 2)?.clamp(1, 180) as u32,
                 background: vars.flag("SYNC_BACKGROUND", true)?,
                 job_poll: Duration::from_secs(vars.number("SYNC_JOB_POLL_SECS", 5)?.max(1)),

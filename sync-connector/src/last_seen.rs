@@ -147,41 +147,25 @@ impl LastSeen {
         Ok(())
     }
 
-    /// A list page showed these SIMs' quotas unchanged, so they had no traffic since: their
-    /// usage is complete up to `read_at` (when the page was asked for). SIMs with usage due,
-    /// or never polled for usage, are left alone.
-    pub async fn confirm_usage(&self, iccids: &[String], read_at: DateTime<Utc>) -> Result<(), sqlx::Error> {
-        if iccids.is_empty() {
-            return Ok(());
-        }
-        sqlx::query(
-            "UPDATE sync_sims SET usage_as_of = $2 WHERE iccid = ANY($1) AND usage_as_of < $2 \
-             AND due_parts & $3 = 0 AND NOT (detail_due AND due_parts = 0)",
-        )
-        .bind(iccids)
-        .bind(read_at)
-        .bind(Parts::USAGE.0)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// Stores what a per-SIM refresh of `done` saw: those parts are no longer due (others
     /// stay), a full refresh (`next_full`) sets when the next one is due, and a refresh that
-    /// read usage started at `usage_at` makes the SIM's usage complete up to then.
+    /// read usage started at `usage_at` makes the SIM's usage complete up to then and sets its
+    /// next usage-round call (`next_usage`).
     pub async fn save_detail(
         &self,
         sim: &SyncedSim,
         done: Parts,
         next_full: Option<DateTime<Utc>>,
         usage_at: Option<DateTime<Utc>>,
+        next_usage: Option<DateTime<Utc>>,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE sync_sims SET connectivity = $2, data_quota = $3, sms_quota = $4, usage_days = $5, \
              last_mo_sms_id = GREATEST(last_mo_sms_id, $6), due_parts = due_parts & ~$8, \
              detail_due = (due_parts & ~$8) <> 0, detail_synced_at = now(), \
              events_cursor = GREATEST(events_cursor, $7), full_due_at = COALESCE($9, full_due_at), \
-             usage_as_of = GREATEST(usage_as_of, $10) WHERE iccid = $1",
+             usage_as_of = GREATEST(usage_as_of, $10), usage_due_at = COALESCE($11, usage_due_at) \
+             WHERE iccid = $1",
         )
         .bind(&sim.iccid)
         .bind(sim.connectivity.as_ref().map(Json))
@@ -193,6 +177,7 @@ impl LastSeen {
         .bind(done.0)
         .bind(next_full)
         .bind(usage_at)
+        .bind(next_usage)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -244,6 +229,21 @@ impl LastSeen {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|(iccid, parts)| (iccid, Parts(parts).or_all())).collect())
+    }
+
+    /// The usage round: SIMs (with no other part due) whose usage call is due at `now`, the
+    /// longest due first.
+    pub async fn usage_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT iccid FROM sync_sims WHERE shard = $3 AND NOT detail_due \
+             AND (usage_due_at IS NULL OR usage_due_at <= $1) \
+             ORDER BY usage_due_at NULLS FIRST, iccid LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .bind(&self.shard)
+        .fetch_all(&self.pool)
+        .await
     }
 
     /// The safety net: SIMs whose full refresh is due at `now` (rows from before due times

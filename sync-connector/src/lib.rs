@@ -294,13 +294,23 @@ async fn detail_loop(poller: Poller, background: bool, mut shutdown: watch::Rece
         let refresh = async {
             match poller.refresh_due(20, once_client::Priority::ChangedSims).await {
                 Ok(report) if report.sims_changed > 0 => true,
-                Ok(_) if background => match poller.refresh_round_robin(20).await {
-                    Ok(report) => report.sims_seen > 0,
-                    Err(error) => {
-                        tracing::warn!(%error, "round-robin refresh failed; pausing");
-                        false
+                Ok(_) if background => {
+                    // The usage round first; the safety net gets at least one SIM per batch
+                    // of it, so a fleet whose usage round never ends still gets its full
+                    // refreshes (later than daily), and all of the rest.
+                    let usage = poller.refresh_usage_round(20).await;
+                    let busy = matches!(&usage, Ok(report) if report.sims_seen > 0);
+                    if let Err(error) = &usage {
+                        tracing::warn!(%error, "usage round failed");
                     }
-                },
+                    match poller.refresh_round_robin(if busy { 1 } else { 20 }).await {
+                        Ok(report) => busy || report.sims_seen > 0,
+                        Err(error) => {
+                            tracing::warn!(%error, "round-robin refresh failed; pausing");
+                            false
+                        }
+                    }
+                }
                 Ok(_) => false,
                 Err(error) => {
                     tracing::warn!(%error, "refresh of changed SIMs failed; pausing");

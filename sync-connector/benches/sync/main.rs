@@ -9,9 +9,14 @@
 //!    measures its rate and extrapolates the total;
 //! 3. a second, idle list sweep (nothing changed at the provider), which must issue nothing;
 //! 4. the connector's real loops (`Connector::spawn`) for `BENCH_FRESHNESS_SECS` (default 300,
-//!    one `SYNC_POLL_INTERVAL_SECS`, so the window holds exactly one list sweep): the per-SIM
-//!    refresh rate left over by the list sweep gives the round-robin's period, the age the
-//!    oldest usage report reaches.
+//!    one `SYNC_POLL_INTERVAL_SECS`, so the window holds exactly one list sweep), while
+//!    `BENCH_ACTIVE_PERCENT` (default 4) % of the SIMs use data per 300 s (the simulator's
+//!    `add_usage`, so their list quota moves): the change-driven refreshes they cause, the
+//!    safety net's share, and the age of the oldest usage (`sync_sims.usage_as_of`: the last
+//!    usage call, moved on by each sweep that shows the SIM's quotas unchanged).
+//!
+//! `BENCH_FIRST_REFRESH` (default `usage`) is the connector's `SYNC_FIRST_REFRESH`: what the
+//! first per-SIM phase calls per new SIM.
 //!
 //! Set `RUST_LOG` (e.g. `warn`) to see the connector's logs.
 
@@ -38,6 +43,8 @@ struct Settings {
     sizes: Vec<usize>,
     detail_window: Option<Duration>,
     freshness_window: Duration,
+    first_refresh: String,
+    active_percent: f64,
 }
 
 impl Settings {
@@ -52,6 +59,8 @@ impl Settings {
             sizes,
             detail_window: (detail > 0).then(|| Duration::from_secs(detail)),
             freshness_window: Duration::from_secs(env_or("BENCH_FRESHNESS_SECS", POLL_INTERVAL_SECS).max(1)),
+            first_refresh: std::env::var("BENCH_FIRST_REFRESH").unwrap_or_else(|_| "usage".into()),
+            active_percent: env_or("BENCH_ACTIVE_PERCENT", 4.0),
         }
     }
 }
@@ -105,6 +114,10 @@ struct Freshness {
     events: i64,
     oldest_refresh_age: Option<Duration>,
     never_refreshed: i64,
+    /// The oldest `usage_as_of` at the end (None: some SIM never had a usage call).
+    oldest_usage_age: Option<Duration>,
+    /// SIMs the activity made use data during the window.
+    activity: u64,
 }
 
 struct Outcome {
@@ -166,7 +179,7 @@ async fn bench(settings: &Settings, sims: usize) -> Outcome {
         })
         .await
         .expect("a JetStream stream for the bench");
-    let config = connector_config(&url, &simulator, &stream, &prefix, &id);
+    let config = connector_config(&url, &simulator, &stream, &prefix, &id, &settings.first_refresh);
     assert_eq!(config.provider.requests_per_second, 9, "the default budget");
     let connector = Connector::new(config, pool.clone(), nats.clone())
         .await
@@ -196,7 +209,14 @@ async fn bench(settings: &Settings, sims: usize) -> Outcome {
         "an idle sweep issues nothing"
     );
     eprintln!("idle list sweep: {:.1} s", idle.elapsed.as_secs_f64());
-    let freshness = freshness_window(&connector, &simulator, &pool, settings.freshness_window).await;
+    let freshness = freshness_window(
+        &connector,
+        &simulator,
+        &pool,
+        settings.freshness_window,
+        settings.active_percent,
+    )
+    .await;
     eprintln!(
         "freshness window: {} SIMs refreshed in {:.0} s",
         freshness.sims_refreshed,
@@ -217,7 +237,14 @@ async fn bench(settings: &Settings, sims: usize) -> Outcome {
     }
 }
 
-fn connector_config(url: &str, simulator: &RunningSimulator, stream: &str, prefix: &str, id: &str) -> Config {
+fn connector_config(
+    url: &str,
+    simulator: &RunningSimulator,
+    stream: &str,
+    prefix: &str,
+    id: &str,
+    first_refresh: &str,
+) -> Config {
     let base_url = simulator.base_url();
     let consumer_prefix = format!("sync-bench-{id}");
     let poll_interval = POLL_INTERVAL_SECS.to_string();
@@ -230,6 +257,7 @@ fn connector_config(url: &str, simulator: &RunningSimulator, stream: &str, prefi
         ("NATS_SUBJECT_PREFIX", prefix),
         ("SYNC_CONSUMER_PREFIX", consumer_prefix.as_str()),
         ("SYNC_POLL_INTERVAL_SECS", poll_interval.as_str()),
+        ("SYNC_FIRST_REFRESH", first_refresh),
     ];
     Config::from_lookup(|key| vars.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
         .expect("valid connector config")
@@ -304,6 +332,7 @@ async fn freshness_window(
     simulator: &RunningSimulator,
     pool: &PgPool,
     window: Duration,
+    active_percent: f64,
 ) -> Freshness {
     let events = event_count(pool).await;
     simulator.simulator.reset_stats();
@@ -311,7 +340,22 @@ async fn freshness_window(
     let started = Instant::now();
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = connector.spawn(shutdown);
-    tokio::time::sleep(window).await;
+    // Activity: every 30 s, a tenth of the SIMs that use data per 300 s, spread over the fleet.
+    let iccids = simulator.simulator.iccids();
+    let per_tick = ((iccids.len() as f64 * active_percent / 100.0) / 10.0).round() as usize;
+    let mut activity = 0u64;
+    let mut next = 0usize;
+    while started.elapsed() < window {
+        for _ in 0..per_tick {
+            let iccid = &iccids[(next * 7919) % iccids.len()];
+            simulator
+                .simulator
+                .add_usage(iccid, Utc::now().date_naive(), 250_000, 0, 0);
+            next += 1;
+            activity += 1;
+        }
+        tokio::time::sleep(Duration::from_secs(30).min(window.saturating_sub(started.elapsed()))).await;
+    }
     let _ = stop.send(true);
     let elapsed = started.elapsed();
     let calls = Calls::of(&simulator.simulator.stats());
@@ -338,6 +382,7 @@ async fn freshness_window(
             .await
             .unwrap();
     let oldest = connector.poller.last_seen().oldest_refresh().await.unwrap();
+    let oldest_usage = connector.poller.last_seen().oldest_usage().await.unwrap();
     Freshness {
         elapsed,
         calls,
@@ -347,6 +392,8 @@ async fn freshness_window(
             .filter(|_| never_refreshed == 0)
             .and_then(|at| (Utc::now() - at).to_std().ok()),
         never_refreshed,
+        oldest_usage_age: oldest_usage.and_then(|at| (Utc::now() - at).to_std().ok()),
+        activity,
     }
 }
 

@@ -117,8 +117,18 @@ pub fn print(settings: &Settings, outcomes: &[Outcome]) {
         )
     });
     row("— events stored", &|o| o.freshness.events.to_string());
+    row("— SIMs made to use data in the window (activity)", &|o| {
+        o.freshness.activity.to_string()
+    });
     row(
-        "**refresh period per SIM** = age of the oldest usage report, from the measured rate",
+        "**oldest usage age** at the end (`usage_as_of`: last usage call or quiet sweep), measured",
+        &|o| match o.freshness.oldest_usage_age {
+            Some(age) => hours(age.as_secs_f64()),
+            None => "not reached (some SIM has had no usage call)".into(),
+        },
+    );
+    row(
+        "full-refresh period per SIM at the measured per-SIM rate (the safety net's capacity)",
         &|o| {
             hours(
                 o.sims as f64 * o.freshness.elapsed.as_secs_f64() / o.freshness.sims_refreshed.max(1) as f64,
@@ -134,7 +144,7 @@ pub fn print(settings: &Settings, outcomes: &[Outcome]) {
         },
     );
     row(
-        "— oldest refresh age measured at the end",
+        "— oldest full refresh age measured at the end",
         &|o| match o.freshness.oldest_refresh_age {
             Some(age) => hours(age.as_secs_f64()),
             None => format!(

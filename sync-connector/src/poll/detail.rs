@@ -34,6 +34,29 @@ impl Poller {
         Ok(report)
     }
 
+    /// The usage round (`SYNC_USAGE_INTERVAL_SECS`; off with the Data Streamer): the usage
+    /// call of up to `max_sims` SIMs whose usage is due, the longest due first.
+    pub async fn refresh_usage_round(&self, max_sims: i64) -> Result<SweepReport, SyncError> {
+        if self.schedule.usage_interval.is_none() {
+            return Ok(SweepReport {
+                complete: true,
+                ..SweepReport::default()
+            });
+        }
+        let due = self.last_seen.usage_due(Utc::now(), max_sims).await?;
+        let mut report = SweepReport {
+            sims_seen: due.len() as u64,
+            ..SweepReport::default()
+        };
+        let due = due.into_iter().map(|iccid| (iccid, Parts::USAGE)).collect();
+        let (events, failed) = self.refresh_many(due, Priority::ChangedSims).await?;
+        report.events_recorded = events;
+        report.refused = failed;
+        report.complete = true;
+        self.metrics.poll("usage_round", "complete");
+        Ok(report)
+    }
+
     /// The safety net: the full refresh of up to `max_sims` SIMs whose full refresh is due
     /// (once per `SYNC_DETAIL_INTERVAL_SECS`), the longest due first.
     pub async fn refresh_round_robin(&self, max_sims: i64) -> Result<SweepReport, SyncError> {
@@ -138,7 +161,12 @@ impl Poller {
             events += self.refresh_sms(&client, &iccid, &mut synced, now, &mut refused).await?;
         }
         let next_full = (parts == Parts::ALL).then(|| now + self.interval());
-        self.last_seen.save_detail(&synced, parts, next_full, usage_at).await?;
+        let next_usage = usage_at
+            .zip(self.schedule.usage_interval)
+            .map(|(at, every)| at + ChronoDuration::from_std(every).unwrap_or(ChronoDuration::hours(1)));
+        self.last_seen
+            .save_detail(&synced, parts, next_full, usage_at, next_usage)
+            .await?;
         for reason in refused {
             tracing::warn!(iccid = %iccid, %reason, "a provider observation was refused by the domain");
         }

@@ -47,8 +47,7 @@ impl Poller {
         self.apply_page(sims, Utc::now()).await
     }
 
-    /// [`Poller::apply_list_page`] of a page asked for at `read_at`: besides the differences,
-    /// the SIMs whose quotas did not move had no traffic, so their usage is complete up to then.
+    /// [`Poller::apply_list_page`] of a page asked for at `read_at`.
     async fn apply_page(&self, sims: &[once_client::Sim], read_at: DateTime<Utc>) -> Result<SweepReport, SyncError> {
         let mut report = SweepReport::default();
         let owned: Vec<(Iccid, ListEntry)> = sims
@@ -64,16 +63,12 @@ impl Poller {
             .collect();
         let iccids: Vec<String> = owned.iter().map(|(iccid, _)| iccid.to_string()).collect();
         let known = self.last_seen.many(&iccids).await?;
-        let mut quiet = Vec::new();
         for (iccid, entry) in owned {
             report.sims_seen += 1;
             let previous = known.get(iccid.as_str());
             match previous {
                 Some(previous)
-                    if previous.list_entry == entry && previous.shard == self.last_seen.shard() =>
-                {
-                    quiet.push(iccid.to_string());
-                }
+                    if previous.list_entry == entry && previous.shard == self.last_seen.shard() => {}
                 Some(previous) => {
                     report.sims_changed += 1;
                     let outcome = self.record_list_change(&iccid, previous, &entry).await;
@@ -82,9 +77,6 @@ impl Poller {
                     self.last_seen
                         .save_list_entry(iccid.as_str(), &entry, due, None)
                         .await?;
-                    if !entry.quota_differs(&previous.list_entry) {
-                        quiet.push(iccid.to_string());
-                    }
                 }
                 None => {
                     report.sims_new += 1;
@@ -104,7 +96,6 @@ impl Poller {
                 }
             }
         }
-        self.last_seen.confirm_usage(&quiet, read_at).await?;
         Ok(report)
     }
 

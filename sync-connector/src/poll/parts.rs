@@ -71,39 +71,40 @@ impl std::ops::BitOrAssign for Parts {
 
 /// What a change of a SIM's list entry makes due.
 ///
-/// Without the Data Streamer the list is the only sign of traffic: data left or its status
-/// moved → usage and the data quota; SMS left or its status moved → usage, the SMS quota and
-/// the SMS list (an MO message is possible); the status or IP address changed → connectivity
-/// (and the network events). With the Data Streamer usage and connectivity arrive streamed, so
-/// a quota going down costs nothing; only what the stream cannot tell is polled: a quota
-/// going **up** or changing status (an assignment or top-up made at the provider, a level
-/// crossed) → that quota; SMS left going down → the SMS list (the stream counts MO messages
-/// but carries no text).
+/// 1NCE's list shows each quota's **total** (`current_quota`: "the overall set data quota")
+/// and its level (`quota_status`: more than 20 % left, less, none), not what is left, so
+/// traffic shows in the list only when a level is crossed or the total changes (a top-up or
+/// an assignment); the usage round (`SYNC_USAGE_INTERVAL_SECS`) covers the rest.
+///
+/// Without the Data Streamer: the data quota moved → usage and the data quota; the SMS quota
+/// moved → usage, the SMS quota and the SMS list (an MO message is possible); the status or IP
+/// address changed → connectivity (and the network events). With the Data Streamer usage and
+/// connectivity arrive streamed: a quota that moved → that quota only (its new total or
+/// level); an SMS quota level crossed → also the SMS list (MO messages use it up).
 pub fn due_from_list(previous: &ListEntry, entry: &ListEntry, streamer: bool) -> Parts {
     let mut due = Parts::NONE;
     let data_moved = previous.data_left != entry.data_left || previous.data_status != entry.data_status;
     let sms_moved = previous.sms_left != entry.sms_left || previous.sms_status != entry.sms_status;
-    if !streamer {
-        if data_moved {
-            due |= Parts::USAGE | Parts::DATA_QUOTA;
-        }
-        if sms_moved {
-            due |= Parts::USAGE | Parts::SMS_QUOTA | Parts::SMS;
-        }
-        if previous.status != entry.status || previous.ip_address != entry.ip_address {
-            due |= Parts::CONNECTIVITY;
+    if data_moved {
+        due |= Parts::DATA_QUOTA;
+    }
+    if sms_moved {
+        due |= Parts::SMS_QUOTA;
+    }
+    if streamer {
+        if previous.sms_status != entry.sms_status {
+            due |= Parts::SMS;
         }
         return due;
     }
-    let went_up = |before: Option<u64>, now: Option<u64>| matches!((before, now), (Some(b), Some(n)) if n > b);
-    if went_up(previous.data_left, entry.data_left) || previous.data_status != entry.data_status {
-        due |= Parts::DATA_QUOTA;
+    if data_moved || sms_moved {
+        due |= Parts::USAGE;
     }
-    if went_up(previous.sms_left, entry.sms_left) || previous.sms_status != entry.sms_status {
-        due |= Parts::SMS_QUOTA;
-    }
-    if matches!((previous.sms_left, entry.sms_left), (Some(b), Some(n)) if n < b) {
+    if sms_moved {
         due |= Parts::SMS;
+    }
+    if previous.status != entry.status || previous.ip_address != entry.ip_address {
+        due |= Parts::CONNECTIVITY;
     }
     due
 }
@@ -151,14 +152,14 @@ mod tests {
     #[test]
     fn with_the_streamer_only_what_the_stream_cannot_tell_is_due() {
         let before = entry(1000, 50);
-        assert_eq!(due_from_list(&before, &entry(900, 50), true), Parts::NONE);
         assert_eq!(due_from_list(&before, &entry(5000, 50), true), Parts::DATA_QUOTA);
-        assert_eq!(due_from_list(&before, &entry(1000, 49), true), Parts::SMS);
-        let mut level = entry(100, 50);
-        level.data_status = Some(1);
-        assert_eq!(due_from_list(&before, &level, true), Parts::DATA_QUOTA);
+        assert_eq!(due_from_list(&before, &entry(1000, 250), true), Parts::SMS_QUOTA);
+        let mut level = entry(1000, 50);
+        level.sms_status = Some(1);
+        assert_eq!(due_from_list(&before, &level, true), Parts::SMS_QUOTA | Parts::SMS);
         let mut moved = before.clone();
         moved.ip_address = Some("10.0.0.9".into());
+        moved.status = Some("Disabled".into());
         assert_eq!(due_from_list(&before, &moved, true), Parts::NONE);
     }
 

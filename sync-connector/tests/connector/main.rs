@@ -3,6 +3,7 @@
 
 mod common;
 
+mod change_driven;
 mod controls;
 mod crash;
 mod faults;
