@@ -205,7 +205,9 @@ impl Config {
             request_ack_wait: Duration::from_secs(vars.number("SYNC_REQUEST_ACK_WAIT_SECS", 120)?.max(1)),
             schedule: Schedule {
                 poll_interval: Duration::from_secs(vars.number("SYNC_POLL_INTERVAL_SECS", 300)?.max(1)),
-                detail_interval: Duration::from_secs(vars.number("SYNC_DETAIL_INTERVAL_SECS", 86_400)?.max(1)),
+                detail_interval: Duration::from_secs(
+                    vars.number("SYNC_DETAIL_INTERVAL_SECS", 86_400)?.max(1),
+                ),
                 first_refresh_usage_only: match vars.text_or("SYNC_FIRST_REFRESH", "full").trim() {
                     "full" => false,
                     "usage" => true,
@@ -331,6 +333,24 @@ mod tests {
                 .network_events
         );
         assert!(from(&[("SYNC_NETWORK_EVENTS", "sometimes")]).is_err());
+    }
+
+    #[test]
+    fn change_driven_polling_defaults_follow_the_streamer() {
+        let polled = from(&[]).unwrap().schedule;
+        assert_eq!(polled.detail_interval, Duration::from_secs(86_400));
+        assert_eq!(polled.usage_interval, Some(Duration::from_secs(3600)));
+        assert!(!polled.first_refresh_usage_only && !polled.streamer);
+        assert_eq!(polled.list_budget_percent, 25);
+        let streamed = from(&[("STREAMER_BASIC_AUTH", "1nce:pw")]).unwrap().schedule;
+        assert!(streamed.streamer);
+        assert_eq!(streamed.usage_interval, None, "usage comes from the stream");
+        let set = from(&[("SYNC_FIRST_REFRESH", "usage"), ("SYNC_USAGE_INTERVAL_SECS", "0")])
+            .unwrap()
+            .schedule;
+        assert!(set.first_refresh_usage_only);
+        assert_eq!(set.usage_interval, None);
+        assert!(from(&[("SYNC_FIRST_REFRESH", "some")]).is_err());
     }
 
     #[test]

@@ -228,7 +228,10 @@ impl LastSeen {
         .bind(&self.shard)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|(iccid, parts)| (iccid, Parts(parts).or_all())).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(iccid, parts)| (iccid, Parts(parts).or_all()))
+            .collect())
     }
 
     /// The usage round: SIMs (with no other part due) whose usage call is due at `now`, the

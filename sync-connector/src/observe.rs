@@ -17,21 +17,13 @@ pub struct ListEntry {
     pub imei_lock: Option<bool>,
     pub ip_address: Option<String>,
     pub label: Option<String>,
-    /// Data left in bytes and its status (0: > 20 % left, 1: < 20 %, 2: none left).
+    /// The list's `current_quota` in bytes and the level (0: > 20 % left, 1: < 20 %, 2: none
+    /// left). Per the OpenAPI `current_quota` is "the overall set data quota" (the total, as
+    /// the simulator reports it), not what is left: it moves with top-ups and assignments.
     pub data_left: Option<u64>,
     pub data_status: Option<u8>,
     pub sms_left: Option<u64>,
     pub sms_status: Option<u8>,
-}
-
-impl ListEntry {
-    /// Whether the quota part changed, which makes the SIM's quotas and usage worth a call.
-    pub fn quota_differs(&self, other: &ListEntry) -> bool {
-        self.data_left != other.data_left
-            || self.data_status != other.data_status
-            || self.sms_left != other.sms_left
-            || self.sms_status != other.sms_status
-    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

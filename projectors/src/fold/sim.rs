@@ -43,7 +43,11 @@ impl Fold {
             } => Some((
                 *period_start,
                 *period_end,
-                [*delta_data_bytes as i64, *delta_sms_mo as i64, *delta_sms_mt as i64],
+                [
+                    *delta_data_bytes as i64,
+                    *delta_sms_mo as i64,
+                    *delta_sms_mt as i64,
+                ],
             )),
             SimEvent::UsageReconciled {
                 period_start,

@@ -833,3 +833,51 @@ async fn partitions_together_equal_one_projector(pool: PgPool) {
     );
     env.cleanup().await;
 }
+
+/// A closed day reconciled below what was streamed: the difference is a (negative) usage row
+/// of that day, so the day's raw rows and its daily rollup add up to the provider's total.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_reconciled_day_adds_up_to_the_polled_total(pool: PgPool) {
+    let w = Writer::new(&pool);
+    w.sim(SIM_A, register(SIM_A, "901405100000001", "pump A")).await;
+    let (start, end) = (at(1, 0, 0), at(2, 0, 0));
+    w.sim_at(
+        SIM_A,
+        domain::SimCommand::RecordUsage {
+            period_start: start,
+            period_end: end,
+            data_bytes: 1_500,
+            sms_mo: 2,
+            sms_mt: 0,
+        },
+        at(1, 22, 0),
+    )
+    .await;
+    // Reconciled the next morning (after the period): its row stays inside the closed day.
+    w.sim_at(
+        SIM_A,
+        domain::SimCommand::ReconcileUsage {
+            period_start: start,
+            period_end: end,
+            data_bytes: 1_200,
+            sms_mo: 2,
+            sms_mt: 0,
+        },
+        at(2, 6, 0),
+    )
+    .await;
+    let events = global_log(&pool).await;
+    let env = Env::new(pool.clone()).await;
+    env.project(&events).await;
+    assert_eq!(usage_totals(&pool).await, (1_200, 1_200));
+    let day: Option<i64> = sqlx::query_scalar(
+        "SELECT sum(data_bytes)::bigint FROM sim_usage_daily WHERE iccid = $1 AND bucket < $2",
+    )
+    .bind(SIM_A)
+    .bind(end)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(day, Some(1_200), "the difference belongs to the reconciled day");
+    env.cleanup().await;
+}

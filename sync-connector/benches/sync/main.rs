@@ -16,7 +16,9 @@
 //!    usage call, moved on by each sweep that shows the SIM's quotas unchanged).
 //!
 //! `BENCH_FIRST_REFRESH` (default `usage`) is the connector's `SYNC_FIRST_REFRESH`: what the
-//! first per-SIM phase calls per new SIM.
+//! first per-SIM phase calls per new SIM; `BENCH_USAGE_INTERVAL_SECS` (default 3600) its
+//! `SYNC_USAGE_INTERVAL_SECS`: set it below the fleet's round time to measure the usage
+//! round's capacity (the round then runs without pause).
 //!
 //! Set `RUST_LOG` (e.g. `warn`) to see the connector's logs.
 
@@ -45,6 +47,7 @@ struct Settings {
     freshness_window: Duration,
     first_refresh: String,
     active_percent: f64,
+    usage_interval: String,
 }
 
 impl Settings {
@@ -61,6 +64,7 @@ impl Settings {
             freshness_window: Duration::from_secs(env_or("BENCH_FRESHNESS_SECS", POLL_INTERVAL_SECS).max(1)),
             first_refresh: std::env::var("BENCH_FIRST_REFRESH").unwrap_or_else(|_| "usage".into()),
             active_percent: env_or("BENCH_ACTIVE_PERCENT", 4.0),
+            usage_interval: std::env::var("BENCH_USAGE_INTERVAL_SECS").unwrap_or_else(|_| "3600".into()),
         }
     }
 }
@@ -69,6 +73,7 @@ impl Settings {
 struct Calls {
     sims: u64,
     list: u64,
+    usage: u64,
     token: u64,
     max_in_one_second: u64,
     rate_limited: u64,
@@ -79,6 +84,7 @@ impl Calls {
         Self {
             sims: stats.sims_calls,
             list: stats.count("GET", "/v1/sims"),
+            usage: stats.count("GET", "/v1/sims/{iccid}/usage"),
             token: stats.token_calls(),
             max_in_one_second: stats.max_sims_calls_in_one_second,
             rate_limited: stats.rate_limited,
@@ -179,7 +185,7 @@ async fn bench(settings: &Settings, sims: usize) -> Outcome {
         })
         .await
         .expect("a JetStream stream for the bench");
-    let config = connector_config(&url, &simulator, &stream, &prefix, &id, &settings.first_refresh);
+    let config = connector_config(&url, &simulator, &stream, &prefix, &id, settings);
     assert_eq!(config.provider.requests_per_second, 9, "the default budget");
     let connector = Connector::new(config, pool.clone(), nats.clone())
         .await
@@ -243,7 +249,7 @@ fn connector_config(
     stream: &str,
     prefix: &str,
     id: &str,
-    first_refresh: &str,
+    settings: &Settings,
 ) -> Config {
     let base_url = simulator.base_url();
     let consumer_prefix = format!("sync-bench-{id}");
@@ -257,7 +263,8 @@ fn connector_config(
         ("NATS_SUBJECT_PREFIX", prefix),
         ("SYNC_CONSUMER_PREFIX", consumer_prefix.as_str()),
         ("SYNC_POLL_INTERVAL_SECS", poll_interval.as_str()),
-        ("SYNC_FIRST_REFRESH", first_refresh),
+        ("SYNC_FIRST_REFRESH", settings.first_refresh.as_str()),
+        ("SYNC_USAGE_INTERVAL_SECS", settings.usage_interval.as_str()),
     ];
     Config::from_lookup(|key| vars.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string()))
         .expect("valid connector config")

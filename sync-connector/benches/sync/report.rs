@@ -106,6 +106,19 @@ pub fn print(settings: &Settings, outcomes: &[Outcome]) {
         ),
         &|o| format!("{} + {}", o.freshness.calls.list, o.freshness.calls.per_sim()),
     );
+    row(
+        "— of the per-SIM calls: usage calls (usage round + safety net)",
+        &|o| {
+            format!(
+                "{} ({:.2}/s)",
+                o.freshness.calls.usage,
+                rate(o.freshness.calls.usage, o.freshness.elapsed)
+            )
+        },
+    );
+    row("— usage-round period at that rate (N ÷ usage calls/s)", &|o| {
+        hours(o.sims as f64 / rate(o.freshness.calls.usage.max(1), o.freshness.elapsed))
+    });
     row("— calls/s (all `/v1/sims…`)", &|o| {
         format!("{:.2}", rate(o.freshness.calls.sims, o.freshness.elapsed))
     });

@@ -129,7 +129,12 @@ impl Poller {
     /// and returns how many events were stored. A SIM the platform refuses (e.g. terminated)
     /// is marked fresh so it does not come back every sweep. A full refresh sets the SIM's
     /// next one an interval away.
-    pub async fn refresh_parts(&self, iccid: &str, parts: Parts, priority: Priority) -> Result<usize, SyncError> {
+    pub async fn refresh_parts(
+        &self,
+        iccid: &str,
+        parts: Parts,
+        priority: Priority,
+    ) -> Result<usize, SyncError> {
         let Some(mut synced) = self.last_seen.get(iccid).await? else {
             return Ok(0);
         };
@@ -141,7 +146,9 @@ impl Poller {
         let now = Utc::now();
 
         if parts.contains(Parts::CONNECTIVITY) {
-            events += self.refresh_connectivity(&client, &iccid, &mut synced, now, &mut refused).await?;
+            events += self
+                .refresh_connectivity(&client, &iccid, &mut synced, now, &mut refused)
+                .await?;
         }
         for kind in [QuotaKind::Data, QuotaKind::Sms] {
             let part = match kind {
@@ -149,16 +156,22 @@ impl Poller {
                 QuotaKind::Sms => Parts::SMS_QUOTA,
             };
             if parts.contains(part) {
-                events += self.refresh_quota(&client, &iccid, &mut synced, kind, now, &mut refused).await?;
+                events += self
+                    .refresh_quota(&client, &iccid, &mut synced, kind, now, &mut refused)
+                    .await?;
             }
         }
         let mut usage_at = None;
         if parts.contains(Parts::USAGE) {
-            events += self.refresh_usage(&client, &iccid, &mut synced, now, &mut refused).await?;
+            events += self
+                .refresh_usage(&client, &iccid, &mut synced, now, &mut refused)
+                .await?;
             usage_at = Some(now);
         }
         if parts.contains(Parts::SMS) {
-            events += self.refresh_sms(&client, &iccid, &mut synced, now, &mut refused).await?;
+            events += self
+                .refresh_sms(&client, &iccid, &mut synced, now, &mut refused)
+                .await?;
         }
         let next_full = (parts == Parts::ALL).then(|| now + self.interval());
         let next_usage = usage_at

@@ -48,7 +48,11 @@ impl Poller {
     }
 
     /// [`Poller::apply_list_page`] of a page asked for at `read_at`.
-    async fn apply_page(&self, sims: &[once_client::Sim], read_at: DateTime<Utc>) -> Result<SweepReport, SyncError> {
+    async fn apply_page(
+        &self,
+        sims: &[once_client::Sim],
+        read_at: DateTime<Utc>,
+    ) -> Result<SweepReport, SyncError> {
         let mut report = SweepReport::default();
         let owned: Vec<(Iccid, ListEntry)> = sims
             .iter()

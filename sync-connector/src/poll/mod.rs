@@ -120,11 +120,13 @@ impl Poller {
     /// `SYNC_LIST_BUDGET_PERCENT` of the call budget (`requests_per_second`). At 100 SIMs a
     /// page and 9 calls/s with 25 %, fleets above about 67,500 SIMs (675 pages per 300 s)
     /// sweep less often than every `SYNC_POLL_INTERVAL_SECS`.
-    pub fn pause_after_sweep(&self, pages: u32, took: std::time::Duration, requests_per_second: u32) -> std::time::Duration {
-        let share = f64::from(self.schedule.list_budget_percent.clamp(1, 100)) / 100.0;
-        let cycle = f64::from(pages) / (share * f64::from(requests_per_second.max(1)));
-        let cycle = std::time::Duration::from_secs_f64(cycle).max(self.schedule.poll_interval + took);
-        cycle.saturating_sub(took)
+    pub fn pause_after_sweep(
+        &self,
+        pages: u32,
+        took: std::time::Duration,
+        requests_per_second: u32,
+    ) -> std::time::Duration {
+        sweep_pause(&self.schedule, pages, took, requests_per_second)
     }
 
     /// One poll: the list sweep, then every SIM whose entry changed.
@@ -163,6 +165,19 @@ impl Poller {
         self.record::<Sim>(iccid.as_str(), iccid, commands, observation)
             .await
     }
+}
+
+/// [`Poller::pause_after_sweep`].
+pub fn sweep_pause(
+    schedule: &Schedule,
+    pages: u32,
+    took: std::time::Duration,
+    requests_per_second: u32,
+) -> std::time::Duration {
+    let share = f64::from(schedule.list_budget_percent.clamp(1, 100)) / 100.0;
+    let cycle = f64::from(pages) / (share * f64::from(requests_per_second.max(1)));
+    let cycle = std::time::Duration::from_secs_f64(cycle).max(schedule.poll_interval + took);
+    cycle.saturating_sub(took)
 }
 
 /// What recording an observation came to. The domain's refusal of one (e.g. an invalid IMSI)
@@ -222,6 +237,18 @@ pub fn mo_message_id(iccid: &Iccid, provider_id: i64) -> Uuid {
 mod tests {
     use super::*;
     use crate::observe::SeenQuota;
+
+    #[test]
+    fn the_list_takes_at_most_its_share_of_the_budget() {
+        use std::time::Duration;
+        let schedule = crate::Config::from_lookup(|_| None).unwrap().schedule;
+        // 10,000 SIMs: 100 pages in 12 s; the poll interval rules.
+        let pause = sweep_pause(&schedule, 100, Duration::from_secs(12), 9);
+        assert_eq!(pause, Duration::from_secs(300));
+        // 100,000 SIMs: 1000 pages at 25 % of 9 calls/s = one sweep per 444 s.
+        let pause = sweep_pause(&schedule, 1000, Duration::from_secs(120), 9);
+        assert_eq!(pause.as_secs(), 444 - 120);
+    }
 
     #[test]
     fn mo_message_ids_are_stable_and_distinct() {

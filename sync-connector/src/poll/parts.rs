@@ -156,7 +156,10 @@ mod tests {
         assert_eq!(due_from_list(&before, &entry(1000, 250), true), Parts::SMS_QUOTA);
         let mut level = entry(1000, 50);
         level.sms_status = Some(1);
-        assert_eq!(due_from_list(&before, &level, true), Parts::SMS_QUOTA | Parts::SMS);
+        assert_eq!(
+            due_from_list(&before, &level, true),
+            Parts::SMS_QUOTA | Parts::SMS
+        );
         let mut moved = before.clone();
         moved.ip_address = Some("10.0.0.9".into());
         moved.status = Some("Disabled".into());

@@ -41,7 +41,8 @@ impl Poller {
             if unchanged || day == UsageDay::default() && known.is_none() {
                 continue;
             }
-            self.metrics.difference(if closed { "usage_reconciled" } else { "usage" });
+            self.metrics
+                .difference(if closed { "usage_reconciled" } else { "usage" });
             let period_start = date.and_time(NaiveTime::MIN).and_utc();
             let period_end = period_start + ChronoDuration::days(1);
             let polled = day.totals();

@@ -19,7 +19,9 @@ fn per_sim_calls(stats: &CallStats) -> BTreeMap<String, u64> {
     let mut calls = BTreeMap::new();
     for route in &stats.by_route {
         if route.route.starts_with("/v1/sims/{iccid}") {
-            *calls.entry(format!("{} {}", route.method, route.route)).or_default() += route.count;
+            *calls
+                .entry(format!("{} {}", route.method, route.route))
+                .or_default() += route.count;
         }
     }
     calls
@@ -118,10 +120,7 @@ async fn the_parts_due_survive_a_restart(pool: PgPool) {
             ("GET /v1/sims/{iccid}/sms".to_owned(), 1),
         ])
     );
-    assert_eq!(
-        harness.events_after(head).await.get("UsageRecorded"),
-        Some(&1)
-    );
+    assert_eq!(harness.events_after(head).await.get("UsageRecorded"), Some(&1));
     assert_eq!(due_parts(&pool, &iccid).await, 0);
     harness.cleanup().await;
 }
@@ -176,8 +175,17 @@ async fn a_first_usage_only_sync_costs_one_call_per_sim_and_spreads_the_rest(poo
     .await
     .unwrap();
     assert_eq!(complete, 40, "every SIM's usage is known");
-    assert!(spread > 30, "the full refreshes are spread over the day: {spread}");
-    assert!(connector.poller.last_seen().oldest_usage().await.unwrap().is_some());
+    assert!(
+        spread > 30,
+        "the full refreshes are spread over the day: {spread}"
+    );
+    assert!(connector
+        .poller
+        .last_seen()
+        .oldest_usage()
+        .await
+        .unwrap()
+        .is_some());
     harness.cleanup().await;
 }
 
@@ -204,10 +212,16 @@ async fn streamed_and_polled_usage_of_a_closed_day_reconcile_to_the_polled_total
             .map_or(0, |p| p.data_bytes)
     };
     // The stream counted 1.5 MB for the day; the provider's final daily total is 1.2 MB.
-    assert_eq!(streamer.post(&[record(1, 900_000), record(2, 600_000)]).await.0, 200);
+    assert_eq!(
+        streamer.post(&[record(1, 900_000), record(2, 600_000)]).await.0,
+        200
+    );
     streamer.drain().await;
     assert_eq!(day_total().await, 1_500_000);
-    streamer.harness.simulator().add_usage(&iccid, yesterday, 1_200_000, 0, 0);
+    streamer
+        .harness
+        .simulator()
+        .add_usage(&iccid, yesterday, 1_200_000, 0, 0);
     crate::common::poll_and_refresh_all(&streamer.connector.poller).await;
     assert_eq!(day_total().await, 1_200_000, "the polled total is the reference");
     let (payload,): (serde_json::Value,) =
@@ -224,7 +238,10 @@ async fn streamed_and_polled_usage_of_a_closed_day_reconcile_to_the_polled_total
     streamer.drain().await;
     assert_eq!(day_total().await, 1_200_000);
     // The provider's total moving later moves the reference (and records it again).
-    streamer.harness.simulator().add_usage(&iccid, yesterday, 100_000, 0, 0);
+    streamer
+        .harness
+        .simulator()
+        .add_usage(&iccid, yesterday, 100_000, 0, 0);
     crate::common::poll_and_refresh_all(&streamer.connector.poller).await;
     assert_eq!(day_total().await, 1_300_000);
     assert_eq!(streamer.harness.count("UsageReconciled").await, 2);
@@ -243,7 +260,10 @@ async fn with_the_streamer_on_polled_calls_per_sim_and_day_drop(pool: PgPool) {
     const SIMS: usize = 10;
     // A "day" scaled down: the usage round every second stands for hourly, 8 rounds.
     const ROUNDS: usize = 8;
-    let overrides = [("SYNC_DETAIL_INTERVAL_SECS", "1"), ("SYNC_USAGE_INTERVAL_SECS", "1")];
+    let overrides = [
+        ("SYNC_DETAIL_INTERVAL_SECS", "1"),
+        ("SYNC_USAGE_INTERVAL_SECS", "1"),
+    ];
     let (harness, polling) = Harness::polled(pool.clone(), SIMS, 0, &overrides).await;
     let streaming = {
         let mut env = harness.env.clone();
@@ -281,7 +301,14 @@ async fn with_the_streamer_on_polled_calls_per_sim_and_day_drop(pool: PgPool) {
     // On: the list + a 5-call safety net ≈ 5.8.
     assert!(off >= 12.0, "streamer off: {off} calls per SIM: {off_calls:?}");
     assert!(on <= 7.0, "streamer on: {on} calls per SIM: {on_calls:?}");
-    assert!(on / off < 0.5, "with the streamer {on} against {off} calls per SIM and day");
-    assert_eq!(on_calls.get(USAGE), Some(&(SIMS as u64)), "one usage call per SIM and day");
+    assert!(
+        on / off < 0.5,
+        "with the streamer {on} against {off} calls per SIM and day"
+    );
+    assert_eq!(
+        on_calls.get(USAGE),
+        Some(&(SIMS as u64)),
+        "one usage call per SIM and day"
+    );
     harness.cleanup().await;
 }

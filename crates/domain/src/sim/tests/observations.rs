@@ -193,9 +193,13 @@ fn the_polled_total_of_a_closed_day_replaces_a_higher_streamed_one_and_records_t
     let period = state.usage_for(t(0)).unwrap();
     assert_eq!((period.data_bytes, period.reconciled), (1200, true));
     // Below or above: the reference moves either way when the provider's total changes.
-    given::<Sim>(&[seen[0].clone(), seen[1].clone(), usage_reconciled([1200, 2, 1], [1500, 2, 1])])
-        .when(reconcile(1300, 2, 1))
-        .then(&[usage_reconciled([1300, 2, 1], [1200, 2, 1])]);
+    given::<Sim>(&[
+        seen[0].clone(),
+        seen[1].clone(),
+        usage_reconciled([1200, 2, 1], [1500, 2, 1]),
+    ])
+    .when(reconcile(1300, 2, 1))
+    .then(&[usage_reconciled([1300, 2, 1], [1200, 2, 1])]);
 }
 
 #[test]
