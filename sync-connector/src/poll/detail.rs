@@ -138,7 +138,7 @@ impl Poller {
         let Some(mut synced) = self.last_seen.get(iccid).await? else {
             return Ok(0);
         };
-        let parts = parts.or_all();
+        let mut parts = parts.or_all();
         let iccid = Iccid::parse(iccid).map_err(|e| SyncError::decode("a stored ICCID", e))?;
         let client = self.client.with_priority(priority);
         let mut events = 0;
@@ -150,6 +150,17 @@ impl Poller {
                 .refresh_connectivity(&client, &iccid, &mut synced, now, &mut refused)
                 .await?;
         }
+        // Usage first: traffic it shows since the last call moved the quotas too (1NCE's list
+        // shows a quota's level, not what is left), and MO messages may be waiting.
+        let mut usage_at = None;
+        if parts.contains(Parts::USAGE) {
+            let (stored, moved) = self
+                .refresh_usage(&client, &iccid, &mut synced, now, &mut refused)
+                .await?;
+            events += stored;
+            parts |= moved;
+            usage_at = Some(now);
+        }
         for kind in [QuotaKind::Data, QuotaKind::Sms] {
             let part = match kind {
                 QuotaKind::Data => Parts::DATA_QUOTA,
@@ -160,13 +171,6 @@ impl Poller {
                     .refresh_quota(&client, &iccid, &mut synced, kind, now, &mut refused)
                     .await?;
             }
-        }
-        let mut usage_at = None;
-        if parts.contains(Parts::USAGE) {
-            events += self
-                .refresh_usage(&client, &iccid, &mut synced, now, &mut refused)
-                .await?;
-            usage_at = Some(now);
         }
         if parts.contains(Parts::SMS) {
             events += self

@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration as ChronoDuration, NaiveTime, Utc};
 use domain::{Iccid, Sim, SimCommand};
 
 use super::detail::settler;
-use super::Poller;
+use super::{Parts, Poller};
 use crate::convert;
 use crate::error::SyncError;
 use crate::issue::Cause;
@@ -20,6 +20,10 @@ use crate::last_seen::SyncedSim;
 use crate::observe::UsageDay;
 
 impl Poller {
+    /// Returns the events stored and the parts the usage shows moved since the SIM's last usage
+    /// call (data used → the data quota; SMS → the SMS quota and, for MO messages, the SMS
+    /// list). A SIM's first usage call shows no movement: its quotas come with its first full
+    /// refresh.
     pub(super) async fn refresh_usage(
         &self,
         client: &once_client::OnceClient,
@@ -27,8 +31,10 @@ impl Poller {
         synced: &mut SyncedSim,
         now: DateTime<Utc>,
         refused: &mut Vec<String>,
-    ) -> Result<usize, SyncError> {
+    ) -> Result<(usize, Parts), SyncError> {
         let mut events = 0;
+        let mut moved = Parts::NONE;
+        let first = synced.usage_as_of.is_none() && synced.usage_days.is_empty();
         let mut settle = settler(&mut events, refused);
         let today = now.date_naive();
         let start = today - ChronoDuration::days(i64::from(self.schedule.usage_days.saturating_sub(1)));
@@ -43,6 +49,18 @@ impl Poller {
             }
             self.metrics
                 .difference(if closed { "usage_reconciled" } else { "usage" });
+            let before = known.copied().unwrap_or_default();
+            if !first {
+                if day.data_bytes > before.data_bytes {
+                    moved |= Parts::DATA_QUOTA;
+                }
+                if day.sms_mo > before.sms_mo {
+                    moved |= Parts::SMS_QUOTA | Parts::SMS;
+                }
+                if day.sms_mt > before.sms_mt {
+                    moved |= Parts::SMS_QUOTA;
+                }
+            }
             let period_start = date.and_time(NaiveTime::MIN).and_utc();
             let period_end = period_start + ChronoDuration::days(1);
             let polled = day.totals();
@@ -86,6 +104,6 @@ impl Poller {
         days.retain(|date, _| *date >= start - ChronoDuration::days(1));
         synced.usage_days = days;
         drop(settle);
-        Ok(events)
+        Ok((events, moved))
     }
 }
