@@ -126,7 +126,10 @@ impl Poller {
         took: std::time::Duration,
         requests_per_second: u32,
     ) -> std::time::Duration {
-        sweep_pause(&self.schedule, pages, took, requests_per_second)
+        let pause = sweep_pause(&self.schedule, pages, took, requests_per_second);
+        // The effective period is what the stalled-sweep alert's "two sweep periods" means.
+        self.metrics.poll_interval.set((pause + took).as_secs_f64());
+        pause
     }
 
     /// One poll: the list sweep, then every SIM whose entry changed.
