@@ -134,20 +134,15 @@ pub fn print(settings: &Settings, outcomes: &[Outcome]) {
         o.freshness.activity.to_string()
     });
     row(
-        "**oldest usage age** at the end (`usage_as_of`: last usage call or quiet sweep), measured",
+        "**oldest usage age** at the end (`usage_as_of`: last usage call), measured",
         &|o| match o.freshness.oldest_usage_age {
             Some(age) => hours(age.as_secs_f64()),
             None => "not reached (some SIM has had no usage call)".into(),
         },
     );
-    row(
-        "full-refresh period per SIM at the measured per-SIM rate (the safety net's capacity)",
-        &|o| {
-            hours(
-                o.sims as f64 * o.freshness.elapsed.as_secs_f64() / o.freshness.sims_refreshed.max(1) as f64,
-            )
-        },
-    );
+    row("period of any per-SIM refresh at the measured rate", &|o| {
+        hours(o.sims as f64 * o.freshness.elapsed.as_secs_f64() / o.freshness.sims_refreshed.max(1) as f64)
+    });
     row(
         "— modelled: N × calls per SIM / (9 − list pages / (300 s + idle sweep))",
         &|o| {
@@ -157,7 +152,7 @@ pub fn print(settings: &Settings, outcomes: &[Outcome]) {
         },
     );
     row(
-        "— oldest full refresh age measured at the end",
+        "— oldest per-SIM refresh (`detail_synced_at`) at the end",
         &|o| match o.freshness.oldest_refresh_age {
             Some(age) => hours(age.as_secs_f64()),
             None => format!(
