@@ -297,6 +297,7 @@ async fn with_the_streamer_on_polled_calls_per_sim_and_day_drop(pool: PgPool) {
     };
     let (off, off_calls) = day(&polling).await;
     let (on, on_calls) = day(&streaming).await;
+    eprintln!("calls per SIM and day: streamer off {off:.1}, on {on:.1}");
     // Off: 8 × (usage + the data quota it shows moved) + a 6-call safety net (with network
     // events) + the list ≈ 22.8.
     // On: the list + a 5-call safety net ≈ 5.8.
