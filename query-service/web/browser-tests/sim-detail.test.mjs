@@ -147,3 +147,50 @@ test('the SIM detail at phone width', async () => {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page is ${overflow} px wider than the screen`);
 });
+
+test('shows the connectivity history the provider reported, newest first', async () => {
+  // The simulator streams PDP events for its SIMs; take a SIM the connector has recorded
+  // connectivity changes for, as the API shows them.
+  const list = await api(`/api/v1/sims?page_size=100`);
+  assert.equal(list.status, 200, list.text);
+  let iccid = null;
+  let changes = [];
+  await eventually(
+    async () => {
+      for (const sim of list.json) {
+        const history = await api(`/api/v1/sims/${sim.iccid}/connectivity?limit=1000`);
+        assert.equal(history.status, 200, history.text);
+        if (history.json.changes.length >= 2) {
+          iccid = sim.iccid;
+          changes = history.json.changes;
+          return true;
+        }
+      }
+      return false;
+    },
+    120_000,
+    'a SIM with two connectivity changes recorded',
+  );
+
+  const { pages: [page] } = await openPages();
+  await page.goto(`/sims/${iccid}`);
+  await logIn(page);
+  await page.getByRole('heading', { name: 'Connectivity history' }).waitFor();
+  const rows = page.getByTestId('connectivity-history').locator('tbody tr');
+  await rows.first().waitFor();
+  // More may have arrived since the API was read; the screen shows at least those, newest first.
+  const shown = await rows.evaluateAll((trs) => trs.map((tr) => Number(tr.dataset.position)));
+  assert.ok(shown.length >= Math.min(changes.length, 20), `${shown.length} rows for ${changes.length} changes`);
+  assert.deepEqual(shown, [...shown].sort((a, b) => b - a), 'newest first');
+  const oldestRead = changes[0].position;
+  const newestRead = changes[changes.length - 1].position;
+  assert.ok(shown[0] >= newestRead, `the newest row ${shown[0]} is older than the API's newest ${newestRead}`);
+  if (changes.length <= 20) assert.ok(shown.includes(oldestRead), 'the oldest change is listed');
+  // The API's newest change is on the screen, as the API has it.
+  const latest = changes[changes.length - 1];
+  const cells = await rows.and(page.locator(`tr[data-position="${latest.position}"]`)).locator('td').allTextContents();
+  assert.deepEqual(cells.slice(1), [latest.network ?? '—', latest.country ?? '—', latest.rat ?? '—', latest.ip_address ?? '—', latest.actor ?? '—']);
+  await page.getByTestId('connectivity-count').waitFor();
+  assert.match(await page.getByTestId('connectivity-count').textContent(), /^\d+ changes?/);
+  await page.getByRole('heading', { name: 'Connectivity history' }).locator('..').screenshot({ path: `${OUT}/connectivity-history.png` });
+});

@@ -13,3 +13,5 @@ export type QuotaTotals = Query['schemas']['QuotaTotals'];
 export type StoredEvent = Query['schemas']['StoredEvent'];
 export type SmsRow = Query['schemas']['SmsRow'];
 export type FleetSummaryAsOf = Query['schemas']['FleetSummaryAsOf'];
+export type ConnectivityChange = Query['schemas']['ConnectivityChange'];
+export type ConnectivityHistoryPage = Query['schemas']['ConnectivityHistory'];

@@ -1,6 +1,7 @@
 import { Link } from 'wouter';
 import { roleAtLeast } from '../api/useSession';
 import { ErrorNotice } from '../components/ErrorNotice';
+import { ConnectivityHistory } from './sim/ConnectivityHistory';
 import { EditSim } from './sim/EditSim';
 import { Connectivity, Identity } from './sim/Identity';
 import { useHistory, useSim } from './sim/queries';
@@ -46,6 +47,7 @@ export function SimDetail({ iccid }: { iccid: string }) {
             <Usage iccid={iccid} />
             <SmsThread iccid={iccid} live={live} />
           </div>
+          <ConnectivityHistory iccid={iccid} />
           <Timeline iccid={iccid} history={history.data} error={history.error} />
         </>
       )}
