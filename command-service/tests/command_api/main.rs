@@ -5,6 +5,7 @@ mod common;
 
 mod attacks;
 mod auth;
+mod backlog_metrics;
 mod browser_auth;
 mod bulk_jobs;
 mod bulk_targets;
