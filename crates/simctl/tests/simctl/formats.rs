@@ -18,10 +18,14 @@ fn cell(value: &Value) -> String {
     }
 }
 
-/// The rows of a JSON answer: an array's items, or the one object.
-fn rows_of(json: Value) -> Vec<Value> {
+/// The rows of a JSON answer: an array's items, the `changes` of a `diff` document, or the
+/// one object.
+fn rows_of(json: Value, one: bool) -> Vec<Value> {
     match json {
         Value::Array(items) => items,
+        Value::Object(mut document) if !one && document.contains_key("changes") => {
+            rows_of(document.remove("changes").unwrap(), one)
+        }
         one => vec![one],
     }
 }
@@ -34,7 +38,7 @@ async fn in_every_format(platform: &Platform, args: &[&str], code: i32, one: boo
     };
     let what = args.join(" ");
     let json: Run = run("json").await;
-    let rows = rows_of(json.json());
+    let rows = rows_of(json.json(), one);
     if one {
         assert_eq!(rows.len(), 1, "{what}: one object");
         assert!(rows[0].is_object(), "{what}: {}", json.stdout);
