@@ -3,6 +3,7 @@
 
 mod common;
 
+mod bulk;
 mod controls;
 mod crash;
 mod faults;
