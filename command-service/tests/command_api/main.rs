@@ -7,6 +7,7 @@ mod attacks;
 mod auth;
 mod backlog_metrics;
 mod browser_auth;
+mod bulk_crash;
 mod bulk_jobs;
 mod bulk_targets;
 mod commands;
