@@ -71,7 +71,10 @@ async fn a_worker_killed_mid_job_is_taken_over_and_applies_no_item_twice(pool: P
     .await;
     worker.kill();
     let at_kill = job(&app, &token, &id).await;
-    assert!(at_kill["done"].as_i64().unwrap() < 40, "killed mid-job: {at_kill}");
+    assert!(
+        at_kill["done"].as_i64().unwrap() < 40,
+        "killed mid-job: {at_kill}"
+    );
     let claimed: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM bulk_job_items WHERE job_id = $1 AND outcome IS NULL AND lease_owner IS NOT NULL",
     )
@@ -79,17 +82,28 @@ async fn a_worker_killed_mid_job_is_taken_over_and_applies_no_item_twice(pool: P
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert!(claimed > 0, "the dead worker still holds a claim on items it never ran");
+    assert!(
+        claimed > 0,
+        "the dead worker still holds a claim on items it never ran"
+    );
 
     // A new process (its own worker) finishes the job once the dead worker's leases end.
     let takeover = Process::start(&pool).await;
     let done = finished(&app, &token, &id).await;
     assert_eq!(
-        (done["status"].as_str(), done["applied"].as_i64(), done["failed"].as_i64()),
+        (
+            done["status"].as_str(),
+            done["applied"].as_i64(),
+            done["failed"].as_i64()
+        ),
         (Some("done"), Some(40), Some(0)),
         "{done}"
     );
-    assert_eq!(app.count_events("ActivationRequested").await, 40, "one request per SIM");
+    assert_eq!(
+        app.count_events("ActivationRequested").await,
+        40,
+        "one request per SIM"
+    );
     let twice: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT iccid FROM events WHERE event_type = 'ActivationRequested' \
          GROUP BY iccid HAVING count(*) > 1) twice",

@@ -106,11 +106,21 @@ pub async fn compare_sim(api: &Api, iccid: &str, token: i64, problems: &mut Vec<
         .map(|s| s.registered_at)
         .unwrap_or_else(Utc::now);
     for (model, granularity, width, window) in [
-        ("sim_usage_hourly", "hour", TimeDelta::hours(1), TimeDelta::days(31)),
+        (
+            "sim_usage_hourly",
+            "hour",
+            TimeDelta::hours(1),
+            TimeDelta::days(31),
+        ),
         ("sim_usage_daily", "day", TimeDelta::days(1), TimeDelta::days(366)),
     ] {
         let expected = replayed.usage_buckets(iccid, width);
-        let first = expected.keys().next().copied().unwrap_or(registered).min(registered);
+        let first = expected
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(registered)
+            .min(registered);
         let from = first.duration_trunc(width).unwrap_or(first);
         let to = Utc::now() + width;
         let actual = reader.usage(granularity, from, to, window).await?;
@@ -180,9 +190,9 @@ impl Drift<'_> {
             Some(field) if model == "sims" => {
                 format!("sims.{field} is {actual} in the read model, {expected} in the replay")
             }
-            Some(field) => format!(
-                "{model}[{key}].{field} is {actual} in the read model, {expected} in the replay"
-            ),
+            Some(field) => {
+                format!("{model}[{key}].{field} is {actual} in the read model, {expected} in the replay")
+            }
             None if actual.is_null() => format!("{model}[{key}] is in the replay, not in the read model"),
             None => format!("{model}[{key}] is in the read model, not in the replay"),
         };

@@ -204,7 +204,10 @@ async fn audit_verify_reports_quota_usage_and_sms_rows_changed_behind_the_projec
         quota["expected"].as_i64().unwrap()
     );
     let sms = &problems[1];
-    assert_eq!((&sms["expected"], &sms["actual"]), (&json!("audit me"), &json!("forged")));
+    assert_eq!(
+        (&sms["expected"], &sms["actual"]),
+        (&json!("audit me"), &json!("forged"))
+    );
     let usage = &problems[2];
     // The bench's report (March 1st) is observed at its period's end.
     assert_eq!(usage["key"], "2026-03-02T00:00:00+00:00");
@@ -223,6 +226,9 @@ async fn audit_verify_reports_quota_usage_and_sms_rows_changed_behind_the_projec
     let sms: Vec<&Value> = problems.iter().filter(|p| p["model"] == "sms_messages").collect();
     assert_eq!(sms.len(), 1, "{problems:#?}");
     assert!(sms[0]["field"].is_null() && sms[0]["actual"].is_null());
-    assert!(sms[0]["detail"].as_str().unwrap().contains("not in the read model"));
+    assert!(sms[0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("not in the read model"));
     platform.cleanup().await;
 }

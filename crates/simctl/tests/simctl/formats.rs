@@ -64,8 +64,8 @@ async fn in_every_format(platform: &Platform, args: &[&str], code: i32, one: boo
             if value.is_object() || !row.as_object().unwrap().contains_key(column.as_str()) {
                 continue; // nested objects as JSON text; lifted columns (an event's actor)
             }
-            if args[0] == "sims" && ["label", "tags", "version", "updated_at", "last_position"]
-                .contains(&column.as_str())
+            if args[0] == "sims"
+                && ["label", "tags", "version", "updated_at", "last_position"].contains(&column.as_str())
                 && !["list", "show"].contains(&args[1])
             {
                 continue; // moved by this very run
@@ -78,14 +78,29 @@ async fn in_every_format(platform: &Platform, args: &[&str], code: i32, one: boo
     let lines: Vec<&str> = table.lines().collect();
     if one {
         // `field  value` lines: the CSV's columns, in its order.
-        let fields: Vec<&str> = lines.iter().map(|l| l.split_whitespace().next().unwrap_or("")).collect();
-        assert_eq!(fields, header.iter().map(String::as_str).collect::<Vec<_>>(), "{what}: table fields");
+        let fields: Vec<&str> = lines
+            .iter()
+            .map(|l| l.split_whitespace().next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            fields,
+            header.iter().map(String::as_str).collect::<Vec<_>>(),
+            "{what}: table fields"
+        );
     } else {
-        assert_eq!(lines.len(), rows.len() + 1, "{what}: a header and a line per row\n{table}");
+        assert_eq!(
+            lines.len(),
+            rows.len() + 1,
+            "{what}: a header and a line per row\n{table}"
+        );
         let headings: Vec<&str> = lines[0].split_whitespace().collect();
         assert_eq!(headings[0], header[0].to_uppercase(), "{what}: table header");
         for (line, record) in lines[1..].iter().zip(&csv[1..]) {
-            assert!(line.starts_with(record[0].as_str()), "{what}: {line} starts with {}", record[0]);
+            assert!(
+                line.starts_with(record[0].as_str()),
+                "{what}: {line} starts with {}",
+                record[0]
+            );
         }
     }
     rows
@@ -117,7 +132,14 @@ async fn every_printing_command_agrees_in_every_output_format(pool: PgPool) {
     let feed = in_every_format(&platform, &["feed"], 0, false).await;
     let tailed = in_every_format(
         &platform,
-        &["events", "tail", "--from-position", "0", "-n", &feed.len().to_string()],
+        &[
+            "events",
+            "tail",
+            "--from-position",
+            "0",
+            "-n",
+            &feed.len().to_string(),
+        ],
         0,
         false,
     )
@@ -142,7 +164,17 @@ async fn every_printing_command_agrees_in_every_output_format(pool: PgPool) {
 
     // A bulk job's progress and its items.
     let job = platform
-        .simctl(&["bulk", "run", "add-tags", "--tag", "bulk", "--iccid", &format!("{},{}", iccid(1), iccid(2)), "-o", "json"])
+        .simctl(&[
+            "bulk",
+            "run",
+            "add-tags",
+            "--tag",
+            "bulk",
+            "--iccid",
+            &format!("{},{}", iccid(1), iccid(2)),
+            "-o",
+            "json",
+        ])
         .await
         .expect(0)
         .json();
