@@ -164,12 +164,14 @@ async fn audit_verify_reports_quota_usage_and_sms_rows_changed_behind_the_projec
     // Untouched, every read model equals the replay.
     assert_eq!(drift(&platform, chain, 0).await, Vec::<Value>::new());
 
-    // Behind the projectors' back: a quota's remaining volume, an hour of usage, a message.
+    // Behind the projectors' back: a quota's remaining volume, an hour of usage, a message, a
+    // connectivity change.
     let db = &platform.commands.pool;
     for statement in [
         "UPDATE sim_quotas SET remaining = remaining - 7 WHERE iccid = $1 AND kind = 'data'",
         "UPDATE sim_usage_hourly SET data_bytes = data_bytes + 100 WHERE iccid = $1",
         "UPDATE sms_messages SET payload = 'forged' WHERE iccid = $1",
+        "UPDATE sim_connectivity_history SET network = 'forged' WHERE iccid = $1",
     ] {
         let changed = sqlx::query(statement).bind(&sim).execute(db).await.unwrap();
         assert_eq!(changed.rows_affected(), 1, "{statement}");
@@ -193,6 +195,7 @@ async fn audit_verify_reports_quota_usage_and_sms_rows_changed_behind_the_projec
         [
             ("sim_quotas", "remaining"),
             ("sms_messages", "payload"),
+            ("sim_connectivity_history", "network"),
             ("sim_usage_hourly", "data_bytes"),
         ],
         "{problems:#?}"
@@ -208,7 +211,7 @@ async fn audit_verify_reports_quota_usage_and_sms_rows_changed_behind_the_projec
         (&sms["expected"], &sms["actual"]),
         (&json!("audit me"), &json!("forged"))
     );
-    let usage = &problems[2];
+    let usage = &problems[3];
     // The bench's report (March 1st) is observed at its period's end.
     assert_eq!(usage["key"], "2026-03-02T00:00:00+00:00");
     assert_eq!(
