@@ -6,9 +6,10 @@
 //! `WEBHOOK_MAX_ATTEMPTS` marks it `failing`. Replicas each run one: the leases keep two from
 //! sending for one subscription at once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use eventstore::{GlobalLog, LogCursor, StoredEvent};
+use eventstore::{EventStore, GlobalLog, LogCursor, StoredEvent};
 use reqwest::Client;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -22,6 +23,7 @@ const CLAIM: i64 = 16;
 pub struct Dispatcher {
     hooks: Webhooks,
     log: GlobalLog,
+    store: EventStore,
     id: Uuid,
     settings: WebhookSettings,
     client: Client,
@@ -38,21 +40,31 @@ enum Attempt {
     },
 }
 
+/// The dispatcher's HTTP client: it connects only to addresses `resolver` checked (the DNS
+/// answer that was checked is the one used: no rebinding between check and connect).
+pub fn client(settings: &WebhookSettings, resolver: target::Resolver) -> Result<Client, reqwest::Error> {
+    Client::builder()
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout)
+        .dns_resolver(Arc::new(resolver))
+        // A proxy would resolve the name itself, out of the check's reach.
+        .no_proxy()
+        // A redirect could lead to an internal address the target check refused.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent("sim-platform-webhooks/1")
+        .build()
+}
+
 impl Dispatcher {
     pub fn new(
         pool: sqlx::PgPool,
         settings: WebhookSettings,
         deliveries_total: prometheus::IntCounterVec,
     ) -> Result<Self, reqwest::Error> {
-        let client = Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            // A redirect could lead to an internal address the target check refused.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent("sim-platform-webhooks/1")
-            .build()?;
+        let client = client(&settings, target::Resolver::system(settings.allow_private))?;
         Ok(Self {
             hooks: Webhooks::new(pool.clone()),
+            store: EventStore::new(pool.clone()),
             log: GlobalLog::new(pool),
             id: Uuid::now_v7(),
             settings,
@@ -115,9 +127,16 @@ impl Dispatcher {
             if stopping(stop) {
                 break;
             }
-            if !webhooks::matches(&subscription.event_types, &event.event_type) {
-                skipped = Some(LogCursor::after(event));
-                continue;
+            match self.wanted(&subscription, event).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    skipped = Some(LogCursor::after(event));
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, subscription = %subscription.id, "cannot read a SIM's tags for a webhook");
+                    break;
+                }
             }
             match self.attempt(&subscription, event).await {
                 Ok(Attempt::Delivered(_)) => {
@@ -160,6 +179,29 @@ impl Dispatcher {
         }
         if let Some(cursor) = skipped {
             self.advance(&subscription, cursor).await;
+        }
+    }
+
+    /// Whether the subscription delivers `event`: a rule's request naming it, or an event its
+    /// type filter and tag filter (the tags the SIM had at the event) both match.
+    async fn wanted(
+        &self,
+        subscription: &Claimed,
+        event: &StoredEvent,
+    ) -> Result<bool, eventstore::StoreError> {
+        if event.aggregate_type == "rule"
+            && event.event_type == webhooks::RULE_WEBHOOK_REQUESTED
+            && event.payload.get("webhook_id").and_then(|id| id.as_str())
+                == Some(subscription.id.to_string().as_str())
+        {
+            return Ok(true);
+        }
+        if !webhooks::matches(&subscription.event_types, &event.event_type) {
+            return Ok(false);
+        }
+        match &subscription.tag {
+            None => Ok(true),
+            Some(tag) => Ok(crate::rules::tags_at(&self.store, event).await?.contains(tag)),
         }
     }
 
@@ -210,8 +252,8 @@ impl Dispatcher {
         delivery: Uuid,
     ) -> Attempt {
         let failed = |status: Option<i32>, reason: String| Attempt::Failed { status, reason };
-        // The name may point elsewhere since the subscription was saved.
-        let url = match target::check(&subscription.url, self.settings.allow_private).await {
+        // A literal IP is checked here; a name by the client's resolver when it connects.
+        let url = match target::check_literal(&subscription.url, self.settings.allow_private) {
             Ok(url) => url,
             Err((code, message)) => return failed(None, format!("{code}: {message}")),
         };
@@ -255,7 +297,10 @@ impl Dispatcher {
                 None,
                 format!("no answer within {} ms", self.settings.timeout.as_millis()),
             ),
-            Err(error) => failed(None, format!("cannot reach the receiver: {error}")),
+            Err(error) => match target::refusal_in(&error) {
+                Some(refused) => failed(None, refused.to_string()),
+                None => failed(None, format!("cannot reach the receiver: {error}")),
+            },
         }
     }
 }
