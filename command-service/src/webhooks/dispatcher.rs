@@ -32,8 +32,8 @@ pub struct Dispatcher {
 
 /// How one attempt ended.
 enum Attempt {
-    /// A 2xx, with its status.
-    Delivered(i32),
+    /// A 2xx, with its status; `moved`: the cursor moved past it (false: the lease was lost).
+    Delivered { status: i32, moved: bool },
     Failed {
         status: Option<i32>,
         reason: String,
@@ -80,13 +80,17 @@ impl Dispatcher {
             let wait = match self.hooks.claim(self.id, CLAIM, self.settings.lease).await {
                 Ok(claimed) => {
                     // Side by side: a slow receiver does not hold the others back.
-                    futures::future::join_all(
+                    let behind = futures::future::join_all(
                         claimed
                             .into_iter()
                             .map(|subscription| self.deliver(subscription, &stop)),
                     )
                     .await;
-                    self.settings.poll
+                    // A backlog is drained without pausing between batches.
+                    match behind.into_iter().any(|behind| behind) {
+                        true => Duration::ZERO,
+                        false => self.settings.poll,
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(%error, "webhook dispatcher cannot claim subscriptions; trying again");
@@ -107,8 +111,8 @@ impl Dispatcher {
     }
 
     /// Delivers the events after the subscription's cursor, in order, until one fails, the
-    /// batch ends, or the lease is lost.
-    async fn deliver(&self, subscription: Claimed, stop: &watch::Receiver<bool>) {
+    /// batch ends, or the lease is lost. True when a whole batch went through (more may wait).
+    async fn deliver(&self, subscription: Claimed, stop: &watch::Receiver<bool>) -> bool {
         let cursor = LogCursor {
             transaction_id: subscription.cursor_transaction_id as u64,
             position: subscription.cursor_position,
@@ -117,7 +121,7 @@ impl Dispatcher {
             Ok(events) => events,
             Err(error) => {
                 tracing::warn!(%error, subscription = %subscription.id, "cannot read the log for a webhook");
-                return;
+                return false;
             }
         };
         // Events the filter skips since the last cursor write: written with the next delivery,
@@ -135,14 +139,17 @@ impl Dispatcher {
                 }
                 Err(error) => {
                     tracing::warn!(%error, subscription = %subscription.id, "cannot read a SIM's tags for a webhook");
-                    break;
+                    if let Some(cursor) = skipped {
+                        self.advance(&subscription, cursor).await;
+                    }
+                    return false;
                 }
             }
             match self.attempt(&subscription, event).await {
-                Ok(Attempt::Delivered(_)) => {
+                Ok(Attempt::Delivered { moved, .. }) => {
                     skipped = None;
-                    if !self.advance(&subscription, LogCursor::after(event)).await {
-                        return;
+                    if !moved {
+                        return false;
                     }
                 }
                 Ok(Attempt::Failed { status, reason }) => {
@@ -169,17 +176,18 @@ impl Dispatcher {
                         Ok(false) => {}
                         Err(error) => tracing::warn!(%error, "cannot record a failed webhook attempt"),
                     }
-                    return;
+                    return false;
                 }
                 Err(error) => {
                     tracing::warn!(%error, subscription = %subscription.id, "cannot record a webhook delivery; trying again");
-                    return;
+                    return false;
                 }
             }
         }
         if let Some(cursor) = skipped {
             self.advance(&subscription, cursor).await;
         }
+        !stopping(stop) && events.len() as i64 >= self.settings.batch
     }
 
     /// Whether the subscription delivers `event`: a rule's request naming it, or an event its
@@ -220,7 +228,8 @@ impl Dispatcher {
         }
     }
 
-    /// One POST of `event`, recorded in the delivery log.
+    /// One POST of `event`, recorded in the delivery log; a delivered one also moves the
+    /// cursor past it (one statement).
     async fn attempt(&self, subscription: &Claimed, event: &StoredEvent) -> Result<Attempt, sqlx::Error> {
         let event_id = relay::wire::message_id(event);
         let delivery = self
@@ -228,20 +237,31 @@ impl Dispatcher {
             .delivery_id(subscription.id, event.position, &event_id, &event.event_type)
             .await?;
         let attempt = self.send(subscription, event, &event_id, delivery).await;
-        let outcome = if matches!(attempt, Attempt::Delivered(_)) {
-            "delivered"
-        } else {
-            "failed"
-        };
-        self.deliveries_total.with_label_values(&[outcome]).inc();
-        let (status, error, delivered) = match &attempt {
-            Attempt::Delivered(status) => (Some(*status), None, true),
-            Attempt::Failed { status, reason } => (*status, Some(reason.as_str()), false),
-        };
-        self.hooks
-            .record_attempt(self.id, delivery, status, error, delivered)
-            .await?;
-        Ok(attempt)
+        match attempt {
+            Attempt::Delivered { status, .. } => {
+                self.deliveries_total.with_label_values(&["delivered"]).inc();
+                let after = LogCursor::after(event);
+                let moved = self
+                    .hooks
+                    .delivered(
+                        self.id,
+                        subscription.id,
+                        delivery,
+                        status,
+                        (after.transaction_id, after.position),
+                        self.settings.lease,
+                    )
+                    .await?;
+                Ok(Attempt::Delivered { status, moved })
+            }
+            Attempt::Failed { status, reason } => {
+                self.deliveries_total.with_label_values(&["failed"]).inc();
+                self.hooks
+                    .record_attempt(self.id, delivery, status, Some(&reason), false)
+                    .await?;
+                Ok(Attempt::Failed { status, reason })
+            }
+        }
     }
 
     async fn send(
@@ -283,9 +303,10 @@ impl Dispatcher {
             .send()
             .await;
         match response {
-            Ok(response) if response.status().is_success() => {
-                Attempt::Delivered(i32::from(response.status().as_u16()))
-            }
+            Ok(response) if response.status().is_success() => Attempt::Delivered {
+                status: i32::from(response.status().as_u16()),
+                moved: false,
+            },
             Ok(response) => {
                 let status = response.status();
                 failed(

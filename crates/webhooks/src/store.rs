@@ -259,6 +259,41 @@ impl Webhooks {
         Ok(())
     }
 
+    /// A delivered attempt, recorded and the cursor moved past it in one statement (one round
+    /// trip per delivered event), while `owner` holds the lease and the subscription is active;
+    /// false otherwise (as [`Webhooks::advance`]).
+    pub async fn delivered(
+        &self,
+        owner: Uuid,
+        id: Uuid,
+        delivery: Uuid,
+        status: i32,
+        cursor: (u64, i64),
+        lease: Duration,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "WITH attempt AS ( \
+               UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = $3, last_error = NULL, \
+                 last_attempt_at = now(), delivered_at = now() \
+               WHERE id = $1 AND subscription_id = $2 AND EXISTS (SELECT 1 FROM webhook_subscriptions s \
+                 WHERE s.id = $2 AND s.lease_owner = $4)) \
+             UPDATE webhook_subscriptions SET cursor_transaction_id = $5, cursor_position = $6, attempts = 0, \
+               lease_until = now() + make_interval(secs => $7) \
+             WHERE id = $2 AND lease_owner = $4 AND status = 'active' \
+               AND (cursor_transaction_id, cursor_position) < ($5, $6)",
+        )
+        .bind(delivery)
+        .bind(id)
+        .bind(status)
+        .bind(owner)
+        .bind(cursor.0 as i64)
+        .bind(cursor.1)
+        .bind(lease.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// After a failed attempt: counts it, makes the subscription due again after `backoff`,
     /// or, at `max_attempts`, marks it `failing` with `reason`. Returns whether it is failing.
     pub async fn failed(
