@@ -33,7 +33,10 @@ pub struct Dispatcher {
 /// How one attempt ended.
 enum Attempt {
     /// A 2xx, with its status; `moved`: the cursor moved past it (false: the lease was lost).
-    Delivered { status: i32, moved: bool },
+    Delivered {
+        status: i32,
+        moved: bool,
+    },
     Failed {
         status: Option<i32>,
         reason: String,
