@@ -13,5 +13,6 @@ mod bulk_targets;
 mod commands;
 mod http;
 mod rules;
+mod rules_webhook;
 mod sync_jobs;
 mod webhooks;

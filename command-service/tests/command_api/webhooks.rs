@@ -22,15 +22,15 @@ use crate::common::{expect_error, iccid, CommandApi, Exchange};
 
 /// What the receiver got: each request's headers and body, and how many to answer 500.
 #[derive(Default)]
-struct Receiver {
-    received: Mutex<Vec<(HeaderMap, Bytes)>>,
+pub(crate) struct Receiver {
+    pub(crate) received: Mutex<Vec<(HeaderMap, Bytes)>>,
     /// Requests still to refuse with 500 (`u32::MAX`: all of them).
     fail: AtomicU32,
 }
 
 impl Receiver {
     /// Listens on 127.0.0.1 and returns its URL.
-    async fn start(self: &Arc<Self>) -> String {
+    pub(crate) async fn start(self: &Arc<Self>) -> String {
         let receiver = self.clone();
         let router = Router::new().route(
             "/hook",
@@ -53,7 +53,7 @@ impl Receiver {
     }
 
     /// The events received with a 2xx answer or not: (position, event type, X-Sim-Event-Id).
-    fn events(&self) -> Vec<(i64, String, String)> {
+    pub(crate) fn events(&self) -> Vec<(i64, String, String)> {
         let received = self.received.lock().unwrap();
         received
             .iter()
@@ -69,7 +69,7 @@ impl Receiver {
             .collect()
     }
 
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.received.lock().unwrap().len()
     }
 }
@@ -86,7 +86,7 @@ async fn start(pool: PgPool, max_attempts: i32) -> CommandApi {
     .await
 }
 
-async fn subscribe(app: &CommandApi, token: &str, url: &str, types: Value) -> (String, String) {
+pub(crate) async fn subscribe(app: &CommandApi, token: &str, url: &str, types: Value) -> (String, String) {
     let created = app
         .post("/webhooks", token)
         .json(&json!({"url": url, "event_types": types, "description": "test"}))
@@ -108,7 +108,7 @@ async fn positions(pool: &PgPool, types: &[&str]) -> Vec<i64> {
     .unwrap()
 }
 
-async fn wait_for(receiver: &Receiver, count: usize) {
+pub(crate) async fn wait_for(receiver: &Receiver, count: usize) {
     eventually(
         Duration::from_secs(20),
         "the receiver to get its deliveries",

@@ -232,7 +232,7 @@ export interface paths {
         put?: never;
         /**
          * Evaluates the rule (enabled or not) over the past events of its trigger's type, writing
-         *     nothing. Tags are the SIM's current ones.
+         *     nothing. A tag is looked for among the tags the SIM had at each event.
          */
         post: operations["dry_run_rule"];
         delete?: never;
@@ -632,6 +632,11 @@ export interface components {
              * @description Deliver the events after this global position (a replay); default: only new events.
              */
             from_position?: number | null;
+            /**
+             * @description Only events of SIMs that carried this tag when the event happened (events about no SIM
+             *     are then not delivered either).
+             */
+            tag?: string | null;
             /** @description `http` or `https`; internal addresses are refused unless `WEBHOOK_ALLOW_PRIVATE`. */
             url: string;
         };
@@ -920,7 +925,7 @@ export interface components {
             id: string;
             /**
              * @description `{name, trigger: {event_type, tag?, quota_kind?, threshold?}, action: {kind: top_up |
-             *     suspend | send_sms (text) | add_tag (tag)}}`.
+             *     suspend | send_sms (text) | add_tag (tag) | webhook (webhook_id)}}`.
              */
             spec: Record<string, never>;
             /**
@@ -989,6 +994,8 @@ export interface components {
             id: string;
             /** @description `active`, `paused` or `failing`. */
             status: string;
+            /** @description Only events of SIMs that carried this tag when the event happened (none: every event). */
+            tag?: string | null;
             /** Format: date-time */
             updated_at: string;
             url: string;
@@ -1048,6 +1055,8 @@ export interface components {
             from_position?: number | null;
             /** @description `active` (also resumes a `failing` one, from the event it failed at) or `paused`. */
             status?: string | null;
+            /** @description A tag to filter by; `""` removes the filter. */
+            tag?: string | null;
             url?: string | null;
         };
         User: {
@@ -1078,7 +1087,10 @@ export interface components {
         WouldFire: {
             /** @description The engine fired this rule for this event already. */
             already_fired: boolean;
-            /** @description The command it would issue, e.g. `top_up data`. */
+            /**
+             * @description The command it would issue, e.g. `top_up data`, or the webhook it would call:
+             *     `webhook <subscription id> <url>`.
+             */
             command: string;
             event_id: string;
             event_type: string;
@@ -5982,7 +5994,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `INVALID_URL`, `WEBHOOK_TARGET_NOT_ALLOWED`, `WEBHOOK_TARGET_UNRESOLVED`, `INVALID_EVENT_TYPES`, `INVALID_POSITION` */
+            /** @description `INVALID_URL`, `WEBHOOK_TARGET_NOT_ALLOWED`, `WEBHOOK_TARGET_UNRESOLVED`, `INVALID_EVENT_TYPES`, `INVALID_TAG`, `INVALID_POSITION` */
             422: {
                 headers: {
                     [name: string]: unknown;
