@@ -6,12 +6,14 @@
 //! `WEBHOOK_MAX_ATTEMPTS` marks it `failing`. Replicas each run one: the leases keep two from
 //! sending for one subscription at once.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use eventstore::{EventStore, GlobalLog, LogCursor, StoredEvent};
 use reqwest::Client;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use uuid::Uuid;
 use webhooks::{signature, Claimed, Webhooks};
 
@@ -77,36 +79,72 @@ impl Dispatcher {
     }
 
     /// Runs until `stop` says so (or its sender is gone), then gives back its leases.
+    ///
+    /// Each claimed subscription is delivered by a task of its own, and the loop claims more
+    /// while those run: a receiver that hangs until the timeout holds back its own
+    /// subscription only, never the others' deliveries or retries.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         tracing::info!(dispatcher = %self.id, "webhook dispatcher started");
+        let this = Arc::new(self);
+        let mut in_flight: JoinSet<bool> = JoinSet::new();
+        // The subscription each delivery task is at.
+        let mut busy: HashMap<tokio::task::Id, Uuid> = HashMap::new();
+        // A subscription came back with more waiting: claim again at once.
+        let mut again = false;
         while !stopping(&stop) {
-            let wait = match self.hooks.claim(self.id, CLAIM, self.settings.lease).await {
-                Ok(claimed) => {
-                    // Side by side: a slow receiver does not hold the others back.
-                    let behind = futures::future::join_all(
-                        claimed
-                            .into_iter()
-                            .map(|subscription| self.deliver(subscription, &stop)),
-                    )
-                    .await;
-                    // A backlog is drained without pausing between batches.
-                    match behind.into_iter().any(|behind| behind) {
-                        true => Duration::ZERO,
-                        false => self.settings.poll,
+            let free = CLAIM - busy.len() as i64;
+            let mut wait = this.settings.poll;
+            if free > 0 {
+                let busy_ids: Vec<Uuid> = busy.values().copied().collect();
+                match this
+                    .hooks
+                    .claim(this.id, free, this.settings.lease, &busy_ids)
+                    .await
+                {
+                    Ok(claimed) => {
+                        for subscription in claimed {
+                            let id = subscription.id;
+                            let (this, stop) = (this.clone(), stop.clone());
+                            let task =
+                                in_flight.spawn(async move { this.deliver(subscription, &stop).await });
+                            busy.insert(task.id(), id);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "webhook dispatcher cannot claim subscriptions; trying again");
+                        wait = this.settings.poll.max(Duration::from_secs(1));
                     }
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "webhook dispatcher cannot claim subscriptions; trying again");
-                    self.settings.poll.max(Duration::from_secs(1))
-                }
-            };
+            }
+            if std::mem::take(&mut again) {
+                wait = Duration::ZERO;
+            }
             tokio::select! {
                 _ = stop.changed() => {}
                 _ = tokio::time::sleep(wait) => {}
+                Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                    match done {
+                        Ok((task, behind)) => {
+                            busy.remove(&task);
+                            // A backlog is drained without pausing between batches.
+                            again |= behind;
+                        }
+                        Err(error) => {
+                            let subscription = busy.remove(&error.id());
+                            tracing::error!(%error, ?subscription, "a webhook delivery task ended abnormally");
+                        }
+                    }
+                }
             }
         }
-        match self.hooks.release(self.id).await {
-            Ok(released) => tracing::info!(dispatcher = %self.id, released, "webhook dispatcher stopped"),
+        // Deliveries see the stop between events; let them finish the one they are at.
+        while let Some(done) = in_flight.join_next().await {
+            if let Err(error) = done {
+                tracing::error!(%error, "a webhook delivery task ended abnormally");
+            }
+        }
+        match this.hooks.release(this.id).await {
+            Ok(released) => tracing::info!(dispatcher = %this.id, released, "webhook dispatcher stopped"),
             Err(error) => {
                 tracing::warn!(%error, "webhook dispatcher stopped; its leases run out by themselves")
             }

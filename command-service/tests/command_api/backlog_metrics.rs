@@ -84,8 +84,8 @@ async fn failing_paused_and_lagging_subscriptions_and_a_job_no_worker_takes_are_
         || async { value(&app.metrics().await, r#"webhook_subscriptions{status="failing"}"#) == Some(1.0) },
     )
     .await;
-    // Only then the silent one (the dispatcher waits for a claimed batch as a whole), which
-    // starts at the end of the log: the next event is its first, and it hangs there.
+    // Then the silent one, which starts at the end of the log: the next event is its first,
+    // and it hangs there.
     subscribe(silent_url).await;
     assert_eq!(
         value(&app.metrics().await, "webhook_delivery_lag_seconds"),

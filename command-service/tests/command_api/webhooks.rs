@@ -381,3 +381,41 @@ async fn only_admins_manage_webhooks_and_bad_targets_are_refused(pool: PgPool) {
     app.delete(&path, &admin).expect(StatusCode::NO_CONTENT).await;
     expect_error(app.get(&path, &admin), StatusCode::NOT_FOUND, "WEBHOOK_NOT_FOUND").await;
 }
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_receiver_that_never_answers_holds_back_no_other_subscription(pool: PgPool) {
+    let app = CommandApi::start_with(pool, |config| {
+        config.webhooks.allow_private = true;
+        config.webhooks.poll = Duration::from_millis(50);
+        config.webhooks.timeout = Duration::from_secs(60);
+    })
+    .await;
+    let token = app.admin_token().await;
+    // Accepts connections and never answers: each attempt waits for the 60 s timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/hook", silent.local_addr().unwrap());
+    let _held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let receiver = Arc::new(Receiver::default());
+    let url = receiver.start().await;
+    subscribe(&app, &token, &silent_url, json!(["SimRegistered"])).await;
+    subscribe(&app, &token, &url, json!(["SimRegistered"])).await;
+    // Each event is delivered to the answering receiver while the other attempt hangs.
+    for n in 1..=3 {
+        app.register_sim(&token, &iccid(n)).await;
+        eventually(
+            Duration::from_secs(10),
+            "the answering receiver to get the event while the other hangs",
+            || async { receiver.count() >= n as usize },
+        )
+        .await;
+    }
+    assert_eq!(
+        receiver.events().iter().map(|e| e.0).collect::<Vec<_>>(),
+        positions(&app.pool, &["SimRegistered"]).await
+    );
+}

@@ -155,11 +155,18 @@ impl Webhooks {
 
     /// Claims up to `limit` active subscriptions that are due and not held by another
     /// dispatcher, for `lease`.
-    pub async fn claim(&self, owner: Uuid, limit: i64, lease: Duration) -> Result<Vec<Claimed>, sqlx::Error> {
+    /// `busy`: subscriptions `owner` is delivering right now, not claimed again.
+    pub async fn claim(
+        &self,
+        owner: Uuid,
+        limit: i64,
+        lease: Duration,
+        busy: &[Uuid],
+    ) -> Result<Vec<Claimed>, sqlx::Error> {
         sqlx::query_as(
             "UPDATE webhook_subscriptions s SET lease_owner = $1, lease_until = now() + make_interval(secs => $2) \
              FROM (SELECT id FROM webhook_subscriptions WHERE status = 'active' AND next_attempt_at <= now() \
-                   AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $1) \
+                   AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $1) AND id <> ALL($4) \
                    ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) AS picked \
              WHERE s.id = picked.id \
              RETURNING s.id, s.url, s.event_types, s.tag, s.secret, s.cursor_transaction_id, s.cursor_position, s.attempts",
@@ -167,6 +174,7 @@ impl Webhooks {
         .bind(owner)
         .bind(lease.as_secs_f64())
         .bind(limit)
+        .bind(busy)
         .fetch_all(&self.pool)
         .await
     }
