@@ -29,7 +29,7 @@ pub use ids::{
 pub use quota::{PendingTopUp, Quota, QuotaCommand, QuotaError, QuotaEvent, QuotaState};
 pub use rule::{Rule, RuleAction, RuleCommand, RuleError, RuleEvent, RuleSpec, Trigger};
 pub use sim::{
-    ChangeKind, Connectivity, PendingChange, PendingUpdate, ProviderStatus, Sim, SimCommand, SimError,
+    ChangeKind, Connectivity, ControlOutcome, ControlRecord, ControlState, SimControl, SimControls, PendingChange, PendingUpdate, ProviderStatus, Sim, SimCommand, SimError,
     SimEvent, SimStatus, UsagePeriod,
 };
 pub use sms::{sms_encoding, Direction, Encoding, Sms, SmsCommand, SmsError, SmsEvent, SmsStatus};
