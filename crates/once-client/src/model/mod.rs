@@ -4,6 +4,7 @@
 
 mod connectivity;
 mod event;
+mod limits;
 mod quota;
 mod sim;
 mod sms;
@@ -15,6 +16,7 @@ pub use connectivity::{
 pub(crate) use event::EventAnswer;
 pub use event::{SimEvent, SimEventPage};
 pub(crate) use quota::QuotaAnswer;
+pub use limits::{Limit, LimitService, Limits, SetLimits};
 pub use quota::{Quota, QuotaKind};
 pub use sim::{QuotaStatus, Sim, SimPage, SimState, SimUpdate};
 pub use sms::{Sms, SmsReceipt, SmsStatus, SmsSubmission, SmsType, TopUpOrder};

@@ -27,6 +27,9 @@ use journal::Journal;
 use records::SimRecord;
 
 pub use sms::NewSms;
+
+/// The event a connectivity reset through the API records (counted by `Simulator::resets`).
+pub const RESET_EVENT: &str = "Connectivity reset requested";
 pub use usage::quota_of;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
