@@ -8,6 +8,7 @@
 mod macros;
 
 pub mod ids;
+pub mod limits;
 pub mod quota;
 pub mod rule;
 pub mod sim;
@@ -27,6 +28,7 @@ pub use ids::{
     parse_quota_aggregate_id, quota_aggregate_id, Iccid, IccidProblem, IdError, Imei, Imsi, Msisdn, QuotaKind,
 };
 pub use quota::{PendingTopUp, Quota, QuotaCommand, QuotaError, QuotaEvent, QuotaState};
+pub use limits::{AccountLimits, AccountLimitsCommand, AccountLimitsError, AccountLimitsEvent, LimitIds};
 pub use rule::{Rule, RuleAction, RuleCommand, RuleError, RuleEvent, RuleSpec, Trigger};
 pub use sim::{
     ChangeKind, Connectivity, ControlOutcome, ControlRecord, ControlState, SimControl, SimControls, PendingChange, PendingUpdate, ProviderStatus, Sim, SimCommand, SimError,
