@@ -13,11 +13,14 @@
 //! Only the newest pending request is carried out; one no longer pending (superseded or
 //! settled) is closed without a call.
 
+use std::time::Duration;
+
 use chrono::Utc;
 use domain::limits::{AccountLimits, AccountLimitsCommand, LimitIds};
 use domain::{ControlOutcome, Sim, SimCommand, SimControl};
-use once_client::{ClientError, SetLimits};
+use once_client::{ClientError, LimitService, SetLimits};
 use serde_json::json;
+use tokio::sync::watch;
 
 use super::{backoff, is_refusal, Claim, Disposition, FailedCall, Request, Requests, RETRY_SOON};
 use crate::dispatch::Dispatch;
@@ -275,7 +278,74 @@ impl Requests {
             outcome,
             at: Utc::now(),
         };
-        self.finish::<AccountLimits>(request, vec![command], state, &text, None)
-            .await
+        let done = self
+            .finish::<AccountLimits>(request, vec![command], state, &text, None)
+            .await?;
+        // What 1NCE has now, for the command API's view.
+        if let Err(error) = self.read_provider_limits().await {
+            tracing::warn!(%error, "could not read 1NCE's limits after a change");
+        }
+        Ok(done)
+    }
+}
+
+/// How often 1NCE's limits (offered and current) are read when nothing changes them.
+const LIMITS_READ_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+
+impl Requests {
+    /// Reads 1NCE's limits at start and every [`LIMITS_READ_INTERVAL`] (and after each change
+    /// the connector carries out), for the command API's `GET /api/v1/limits`.
+    pub async fn limits_loop(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if let Err(error) = self.read_provider_limits().await {
+                tracing::warn!(%error, "could not read 1NCE's limits; will try again later");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(LIMITS_READ_INTERVAL) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Replaces `provider_limits` with what 1NCE offers and has now.
+    pub async fn read_provider_limits(&self) -> Result<(), SyncError> {
+        let mut rows: Vec<(String, i64, Option<String>, Option<String>, bool)> = Vec::new();
+        let mut row = |service: &str, limit: &once_client::Limit, current: bool| {
+            if let Some(id) = limit.id.and_then(|id| i64::try_from(id).ok()) {
+                rows.push((service.to_owned(), id, limit.limit.clone(), limit.unit.clone(), current));
+            }
+        };
+        for service in [LimitService::Data, LimitService::SmsMt, LimitService::SmsMo] {
+            for limit in self.client.selectable_limits(service).await? {
+                row(service.as_str(), &limit, false);
+            }
+        }
+        let current = self.client.limits().await?;
+        for (service, limit) in [
+            (LimitService::Data, &current.data),
+            (LimitService::SmsMt, &current.sms_mt),
+            (LimitService::SmsMo, &current.sms_mo),
+        ] {
+            if let Some(limit) = limit {
+                row(service.as_str(), limit, true);
+            }
+        }
+        let mut tx = self.dispatches.pool().begin().await?;
+        sqlx::query("DELETE FROM provider_limits").execute(&mut *tx).await?;
+        for (service, id, value, unit, current) in rows {
+            sqlx::query(
+                "INSERT INTO provider_limits (service, limit_id, value, unit, current) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(service)
+            .bind(id)
+            .bind(value)
+            .bind(unit)
+            .bind(current)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
