@@ -194,16 +194,14 @@ impl OnceClient {
     pub async fn selectable_limits(&self, service: LimitService) -> Result<Vec<Limit>, ClientError> {
         let url = self.url(&["v1", "sims", service.as_str(), "limits"], &[]);
         let answer = self.send(&get(endpoint::SELECTABLE_LIMITS, url)).await?;
-        #[derive(serde::Deserialize)]
-        #[serde(untagged)]
-        enum Selectable {
-            List(Vec<Limit>),
-            Object(Limits),
+        // Untagged enums buffer the body, which the lenient number readers cannot take:
+        // look at the first byte instead.
+        let list = answer.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+        if list {
+            return decode::json(endpoint::SELECTABLE_LIMITS, &answer.body);
         }
-        Ok(match decode::json(endpoint::SELECTABLE_LIMITS, &answer.body)? {
-            Selectable::List(list) => list,
-            Selectable::Object(o) => [o.data, o.sms_mt, o.sms_mo].into_iter().flatten().collect(),
-        })
+        let o: Limits = decode::json(endpoint::SELECTABLE_LIMITS, &answer.body)?;
+        Ok([o.data, o.sms_mt, o.sms_mo].into_iter().flatten().collect())
     }
 
     /// `POST /v1/sims/{iccid}/sms`: sends an MT SMS. Not idempotent, like [`Self::top_up`].
