@@ -9,6 +9,7 @@ mod browser_auth;
 mod bulk_jobs;
 mod bulk_targets;
 mod commands;
+mod controls;
 mod http;
 mod rules;
 mod sync_jobs;
