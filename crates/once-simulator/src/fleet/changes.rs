@@ -107,6 +107,7 @@ impl Fleet {
         let (sim, journal) = self.sim_and_journal(iccid)?;
         push_event(sim, journal, now, super::RESET_EVENT, "Info", false);
         push_event(sim, journal, now, "Delete PDP Context", "Info", false);
+        sim.extra_mut().reattach_at = Some(now + super::RESET_REATTACH);
         Ok(())
     }
 

@@ -167,3 +167,27 @@ async fn refusals_are_set_over_admin_http() {
         .unwrap();
     assert_eq!(bad.status(), 400);
 }
+
+/// 1NCE resets asynchronously: the data session drops (the SIM is only attached) and comes
+/// back a little later.
+#[tokio::test]
+async fn after_a_reset_the_data_session_is_down_until_the_sim_re_attaches() {
+    let (running, api) = start_connected(quiet(20)).await;
+    let mut online = None;
+    for iccid in running.simulator.iccids() {
+        if api.get_json(&format!("/v1/sims/{iccid}/status")).await["status"] == "ONLINE" {
+            online = Some(iccid);
+            break;
+        }
+    }
+    let iccid = online.expect("an online SIM in the fleet");
+    let status = format!("/v1/sims/{iccid}/status");
+    assert_eq!(api.send(Method::POST, &format!("/v1/sims/{iccid}/reset")).await.status(), 201);
+    let down = api.get_json(&status).await;
+    assert_eq!(down["status"], "ATTACHED", "{down}");
+    assert!(down.get("pdp_context").is_none(), "{down}");
+    running.simulator.advance(std::time::Duration::from_secs(31));
+    let up = api.get_json(&status).await;
+    assert_eq!(up["status"], "ONLINE", "{up}");
+    assert!(up["pdp_context"].is_object());
+}
