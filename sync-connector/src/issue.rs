@@ -126,8 +126,15 @@ impl Issuer {
     {
         let fingerprint = fingerprint(observation);
         let key = |version: u64| format!("sync:{}:{aggregate_id}:v{version}:{fingerprint}", A::TYPE);
-        self.issue_decided::<A>(aggregate_id, token, &fingerprint, cause, |_| commands.clone(), key)
-            .await
+        self.issue_decided::<A>(
+            aggregate_id,
+            token,
+            &fingerprint,
+            cause,
+            |_| commands.clone(),
+            key,
+        )
+        .await
     }
 
     async fn issue_decided<A>(

@@ -9,7 +9,9 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use domain::limits::{AccountLimits, AccountLimitsCommand, LimitIds, ACCOUNT_LIMITS_ID, ACCOUNT_SUBJECT_TOKEN};
+use domain::limits::{
+    AccountLimits, AccountLimitsCommand, LimitIds, ACCOUNT_LIMITS_ID, ACCOUNT_SUBJECT_TOKEN,
+};
 use platform::{ApiError, ApiJson, IccidPath, Principal, Role};
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
@@ -73,11 +75,24 @@ pub(crate) async fn set_auto_top_up(
     ApiJson(request): ApiJson<AutoTopUp>,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Operator)?;
-    let ctx = headers.context(&principal, &("auto_topup", &iccid, &request), StatusCode::ACCEPTED);
+    let ctx = headers.context(
+        &principal,
+        &("auto_topup", &iccid, &request),
+        StatusCode::ACCEPTED,
+    );
     let action = SimAction::SetAutoTopUp {
         enabled: request.enabled,
     };
-    super::sims::perform(&state, "auto_topup", action, &iccid, &ctx, StatusCode::ACCEPTED, None).await
+    super::sims::perform(
+        &state,
+        "auto_topup",
+        action,
+        &iccid,
+        &ctx,
+        StatusCode::ACCEPTED,
+        None,
+    )
+    .await
 }
 
 /// A limit 1NCE offers or has: its id (what `PUT /api/v1/limits` takes), value and unit.
@@ -120,25 +135,26 @@ pub(crate) async fn show_limits(
 ) -> Result<Json<LimitsView>, ApiError> {
     principal.require(Role::Operator)?;
     let loaded = state.store.load::<AccountLimits>(ACCOUNT_LIMITS_ID).await?;
-    let options: Vec<(bool, LimitOption)> = sqlx::query_as::<_, (bool, String, i64, Option<String>, Option<String>)>(
-        "SELECT current, service, limit_id, value, unit FROM provider_limits ORDER BY service, limit_id",
-    )
-    .fetch_all(&state.pool)
-    .await
-    .map_err(ApiError::from)?
-    .into_iter()
-    .map(|(current, service, id, limit, unit)| {
-        (
-            current,
-            LimitOption {
-                service,
-                id,
-                limit,
-                unit,
-            },
+    let options: Vec<(bool, LimitOption)> =
+        sqlx::query_as::<_, (bool, String, i64, Option<String>, Option<String>)>(
+            "SELECT current, service, limit_id, value, unit FROM provider_limits ORDER BY service, limit_id",
         )
-    })
-    .collect();
+        .fetch_all(&state.pool)
+        .await
+        .map_err(ApiError::from)?
+        .into_iter()
+        .map(|(current, service, id, limit, unit)| {
+            (
+                current,
+                LimitOption {
+                    service,
+                    id,
+                    limit,
+                    unit,
+                },
+            )
+        })
+        .collect();
     let read_at: Option<DateTime<Utc>> = sqlx::query_scalar("SELECT max(observed_at) FROM provider_limits")
         .fetch_one(&state.pool)
         .await

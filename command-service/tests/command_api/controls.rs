@@ -36,11 +36,12 @@ async fn a_connectivity_reset_is_requested_once_per_key_for_an_active_sim(pool: 
     assert_eq!(again.header("idempotent-replayed"), "true");
     assert_eq!(again.body, first.body);
     assert_eq!(app.count_events("ConnectivityResetRequested").await, 1);
-    let request_id: String =
-        sqlx::query_scalar("SELECT payload->>'request_id' FROM events WHERE event_type = 'ConnectivityResetRequested'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let request_id: String = sqlx::query_scalar(
+        "SELECT payload->>'request_id' FROM events WHERE event_type = 'ConnectivityResetRequested'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(request_id, first.body["command_id"].as_str().unwrap());
     // Another reset while this one is on its way: refused.
     expect_error(app.post(&path, &token), StatusCode::CONFLICT, "CHANGE_PENDING").await;
@@ -57,14 +58,22 @@ async fn auto_top_up_is_requested_and_the_same_setting_again_records_nothing(poo
     let sim = iccid(2);
     app.register_sim(&token, &sim).await;
     let path = format!("/sims/{sim}/auto-topup");
-    let set = |enabled: Value| app.request(Method::PUT, &path, &token).json(&json!({ "enabled": enabled }));
+    let set = |enabled: Value| {
+        app.request(Method::PUT, &path, &token)
+            .json(&json!({ "enabled": enabled }))
+    };
     set(json!(true)).expect_answer(StatusCode::ACCEPTED).await;
     set(json!(true)).expect_answer(StatusCode::ACCEPTED).await;
     assert_eq!(app.count_events("AutoTopUpChangeRequested").await, 1);
     // The other value supersedes the pending one.
     set(json!(false)).expect_answer(StatusCode::ACCEPTED).await;
     assert_eq!(app.count_events("AutoTopUpChangeRequested").await, 2);
-    expect_error(set(json!("yes")), StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY").await;
+    expect_error(
+        set(json!("yes")),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "INVALID_BODY",
+    )
+    .await;
     let extra = app
         .request(Method::PUT, &path, &token)
         .json(&json!({"enabled": true, "also": 1}));
@@ -78,14 +87,29 @@ async fn limits_are_changed_one_request_at_a_time_and_shown(pool: PgPool) {
     assert_eq!(view["last_change"], Value::Null);
     assert_eq!(view["version"], 0);
     let change = |body: Value| app.request(Method::PUT, "/limits", &token).json(&body);
-    expect_error(change(json!({})), StatusCode::UNPROCESSABLE_ENTITY, "INVALID_LIMITS").await;
+    expect_error(
+        change(json!({})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "INVALID_LIMITS",
+    )
+    .await;
     let accepted = change(json!({"data_limit_id": 2, "sms_mt_limit_id": 1}))
         .expect_answer(StatusCode::ACCEPTED)
         .await;
     assert_eq!(accepted.body["aggregate_id"], "account");
     assert_eq!(accepted.header("location"), "/api/v1/limits");
-    expect_error(change(json!({"data_limit_id": 3})), StatusCode::CONFLICT, "CHANGE_PENDING").await;
-    expect_error(change(json!({"data_limit_id": -1})), StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY").await;
+    expect_error(
+        change(json!({"data_limit_id": 3})),
+        StatusCode::CONFLICT,
+        "CHANGE_PENDING",
+    )
+    .await;
+    expect_error(
+        change(json!({"data_limit_id": -1})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "INVALID_BODY",
+    )
+    .await;
     let view: Value = app.get("/limits", &token).expect(StatusCode::OK).await;
     assert_eq!(view["last_change"]["state"], "pending", "{view}");
     assert_eq!(view["last_change"]["limits"]["data_limit_id"], 2);
@@ -96,5 +120,8 @@ async fn limits_are_changed_one_request_at_a_time_and_shown(pool: PgPool) {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!((token_column.as_str(), aggregate_type.as_str()), ("account", "account_limits"));
+    assert_eq!(
+        (token_column.as_str(), aggregate_type.as_str()),
+        ("account", "account_limits")
+    );
 }

@@ -11,8 +11,8 @@ use crate::client::{Answer, Request};
 use crate::decode;
 use crate::endpoint;
 use crate::model::{
-    ConnectivityStatus, DailyUsage, Limit, LimitService, Limits, Quota, QuotaKind, Sim, SimEventPage, SimPage, SimUpdate, Sms, SmsReceipt,
-    SetLimits, SmsSubmission, TopUpOrder,
+    ConnectivityStatus, DailyUsage, Limit, LimitService, Limits, Quota, QuotaKind, SetLimits, Sim,
+    SimEventPage, SimPage, SimUpdate, Sms, SmsReceipt, SmsSubmission, TopUpOrder,
 };
 use crate::{ClientError, OnceClient};
 

@@ -29,8 +29,8 @@ use prometheus::{IntCounter, IntGauge};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use controls::{AccountLimits, Control, Refusals};
 pub use config::{ConfigError, Faults, SimulatorConfig, SlowResponse};
+pub use controls::{AccountLimits, Control, Refusals};
 pub use fleet::quota::QuotaKind;
 pub use format::{iccid_with_luhn, luhn_digit, parse_iccid};
 pub use stats::{CallStats, RouteCount};

@@ -13,14 +13,11 @@
 //! Only the newest pending request is carried out; one no longer pending (superseded or
 //! settled) is closed without a call.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use domain::limits::{AccountLimits, AccountLimitsCommand, LimitIds};
 use domain::{ControlOutcome, Sim, SimCommand, SimControl};
-use once_client::{ClientError, LimitService, SetLimits};
+use once_client::{ClientError, SetLimits};
 use serde_json::json;
-use tokio::sync::watch;
 
 use super::{backoff, is_refusal, Claim, Disposition, FailedCall, Request, Requests, RETRY_SOON};
 use crate::dispatch::Dispatch;
@@ -43,7 +40,10 @@ fn state_of(outcome: &ControlOutcome) -> (&'static str, String) {
 impl Requests {
     pub(super) async fn connectivity_reset(&self, request: Request<'_>) -> Result<Disposition, SyncError> {
         let iccid = request.sim()?;
-        if !self.sim_has_pending(&request, SimControl::ConnectivityReset).await? {
+        if !self
+            .sim_has_pending(&request, SimControl::ConnectivityReset)
+            .await?
+        {
             return self.close_settled(&request).await;
         }
         match self.claim(&request).await? {
@@ -58,14 +58,19 @@ impl Requests {
                         let failed = ControlOutcome::Failed {
                             reason: error.to_string(),
                         };
-                        return self.settle_sim_control(&request, SimControl::ConnectivityReset, failed).await;
+                        return self
+                            .settle_sim_control(&request, SimControl::ConnectivityReset, failed)
+                            .await;
                     }
                     Err(error) => {
                         tracing::warn!(%error, request_id = %request.id, "cannot read the SIM's events before a reset; will retry");
                         return Ok(Disposition::RetryLater(backoff(record.attempts)));
                     }
                 };
-                if !self.mark_dispatching(&request, &json!({ "total_events": before })).await? {
+                if !self
+                    .mark_dispatching(&request, &json!({ "total_events": before }))
+                    .await?
+                {
                     return Ok(RETRY_SOON);
                 }
                 let outcome = match self.client.reset_connectivity(iccid.as_str()).await {
@@ -73,7 +78,9 @@ impl Requests {
                     Err(error) => match self.failed_call(&request, error).await? {
                         FailedCall::Refused(reason) => ControlOutcome::Failed { reason },
                         FailedCall::NotTaken => return Ok(RETRY_SOON),
-                        FailedCall::OutcomeUnknown(record) => return self.reconcile_reset(&request, &record).await,
+                        FailedCall::OutcomeUnknown(record) => {
+                            return self.reconcile_reset(&request, &record).await
+                        }
                     },
                 };
                 self.settle_sim_control(&request, SimControl::ConnectivityReset, outcome)
@@ -84,7 +91,11 @@ impl Requests {
 
     /// After a lost answer or a crash: a reset event among the provider's events recorded
     /// since the call was about to be made means the reset was queued.
-    async fn reconcile_reset(&self, request: &Request<'_>, record: &Dispatch) -> Result<Disposition, SyncError> {
+    async fn reconcile_reset(
+        &self,
+        request: &Request<'_>,
+        record: &Dispatch,
+    ) -> Result<Disposition, SyncError> {
         let iccid = request.sim()?;
         let before = record
             .before_call
@@ -105,7 +116,12 @@ impl Requests {
                 let found = newest > 0
                     && match self
                         .client
-                        .sim_events_sorted(iccid.as_str(), 1, newest.min(RESET_SEARCH) as u32, Some("-timestamp"))
+                        .sim_events_sorted(
+                            iccid.as_str(),
+                            1,
+                            newest.min(RESET_SEARCH) as u32,
+                            Some("-timestamp"),
+                        )
                         .await
                     {
                         Ok(page) => page.events.iter().any(|e| {
@@ -154,17 +170,21 @@ impl Requests {
             // A state is set: sending it again is harmless.
             Claim::Reconcile(record) => record,
         };
-        let result = self
-            .client
-            .set_auto_top_up(&[iccid.as_str()], enabled)
-            .await;
+        let result = self.client.set_auto_top_up(&[iccid.as_str()], enabled).await;
         match self.state_call_outcome(&request, &record, result).await? {
-            Some(outcome) => self.settle_sim_control(&request, SimControl::AutoTopUp, outcome).await,
+            Some(outcome) => {
+                self.settle_sim_control(&request, SimControl::AutoTopUp, outcome)
+                    .await
+            }
             None => Ok(Disposition::RetryLater(backoff(record.attempts))),
         }
     }
 
-    pub(super) async fn change_limits(&self, request: Request<'_>, limits: LimitIds) -> Result<Disposition, SyncError> {
+    pub(super) async fn change_limits(
+        &self,
+        request: Request<'_>,
+        limits: LimitIds,
+    ) -> Result<Disposition, SyncError> {
         let account = self
             .issuer
             .store()
@@ -247,7 +267,12 @@ impl Requests {
     }
 
     async fn sim_has_pending(&self, request: &Request<'_>, control: SimControl) -> Result<bool, SyncError> {
-        let sim = self.issuer.store().load::<Sim>(request.sim()?.as_str()).await?.state;
+        let sim = self
+            .issuer
+            .store()
+            .load::<Sim>(request.sim()?.as_str())
+            .await?
+            .state;
         Ok(sim
             .controls()
             .pending(control)
@@ -271,7 +296,11 @@ impl Requests {
             .await
     }
 
-    async fn settle_limits(&self, request: &Request<'_>, outcome: ControlOutcome) -> Result<Disposition, SyncError> {
+    async fn settle_limits(
+        &self,
+        request: &Request<'_>,
+        outcome: ControlOutcome,
+    ) -> Result<Disposition, SyncError> {
         let (state, text) = state_of(&outcome);
         let command = AccountLimitsCommand::Settle {
             request_id: request.id,
@@ -286,66 +315,5 @@ impl Requests {
             tracing::warn!(%error, "could not read 1NCE's limits after a change");
         }
         Ok(done)
-    }
-}
-
-/// How often 1NCE's limits (offered and current) are read when nothing changes them.
-const LIMITS_READ_INTERVAL: Duration = Duration::from_secs(6 * 3600);
-
-impl Requests {
-    /// Reads 1NCE's limits at start and every [`LIMITS_READ_INTERVAL`] (and after each change
-    /// the connector carries out), for the command API's `GET /api/v1/limits`.
-    pub async fn limits_loop(self, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            if let Err(error) = self.read_provider_limits().await {
-                tracing::warn!(%error, "could not read 1NCE's limits; will try again later");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(LIMITS_READ_INTERVAL) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
-
-    /// Replaces `provider_limits` with what 1NCE offers and has now.
-    pub async fn read_provider_limits(&self) -> Result<(), SyncError> {
-        let mut rows: Vec<(String, i64, Option<String>, Option<String>, bool)> = Vec::new();
-        let mut row = |service: &str, limit: &once_client::Limit, current: bool| {
-            if let Some(id) = limit.id.and_then(|id| i64::try_from(id).ok()) {
-                rows.push((service.to_owned(), id, limit.limit.clone(), limit.unit.clone(), current));
-            }
-        };
-        for service in [LimitService::Data, LimitService::SmsMt, LimitService::SmsMo] {
-            for limit in self.client.selectable_limits(service).await? {
-                row(service.as_str(), &limit, false);
-            }
-        }
-        let current = self.client.limits().await?;
-        for (service, limit) in [
-            (LimitService::Data, &current.data),
-            (LimitService::SmsMt, &current.sms_mt),
-            (LimitService::SmsMo, &current.sms_mo),
-        ] {
-            if let Some(limit) = limit {
-                row(service.as_str(), limit, true);
-            }
-        }
-        let mut tx = self.dispatches.pool().begin().await?;
-        sqlx::query("DELETE FROM provider_limits").execute(&mut *tx).await?;
-        for (service, id, value, unit, current) in rows {
-            sqlx::query(
-                "INSERT INTO provider_limits (service, limit_id, value, unit, current) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(service)
-            .bind(id)
-            .bind(value)
-            .bind(unit)
-            .bind(current)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
     }
 }

@@ -18,6 +18,7 @@
 //! messages and their delivery reports).
 
 mod controls;
+mod provider_limits;
 mod provider_update;
 mod sms;
 mod status;
@@ -88,7 +89,9 @@ impl Requests {
         // The account's limits are no SIM's: their events carry the account's token.
         if event.aggregate_type == AccountLimits::TYPE {
             return match decode::<AccountLimitsEvent>(event)? {
-                AccountLimitsEvent::AccountLimitsChangeRequested { request_id, limits, .. } => {
+                AccountLimitsEvent::AccountLimitsChangeRequested {
+                    request_id, limits, ..
+                } => {
                     let request = Request {
                         kind: RequestKind::Limits,
                         id: request_id,
@@ -163,12 +166,7 @@ impl Requests {
     async fn open_record(&self, request: &Request<'_>) -> Result<Dispatch, SyncError> {
         Ok(self
             .dispatches
-            .open(
-                request.id,
-                request.kind,
-                request.aggregate_id,
-                request.token,
-            )
+            .open(request.id, request.kind, request.aggregate_id, request.token)
             .await?)
     }
 
@@ -312,8 +310,12 @@ impl<'a> Request<'a> {
 
     /// The SIM of a SIM's request.
     fn sim(&self) -> Result<&'a Iccid, SyncError> {
-        self.iccid
-            .ok_or_else(|| SyncError::decode("the request's SIM", format!("{} is no SIM's request", self.kind.as_str())))
+        self.iccid.ok_or_else(|| {
+            SyncError::decode(
+                "the request's SIM",
+                format!("{} is no SIM's request", self.kind.as_str()),
+            )
+        })
     }
 }
 

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use domain::limits::{AccountLimits, AccountLimitsCommand, LimitIds, ACCOUNT_LIMITS_ID, ACCOUNT_SUBJECT_TOKEN};
+use domain::limits::{
+    AccountLimits, AccountLimitsCommand, LimitIds, ACCOUNT_LIMITS_ID, ACCOUNT_SUBJECT_TOKEN,
+};
 use domain::{Aggregate, Sim, SimCommand};
 use eventstore::{CommandContext, EventMetadata, EventStore, StoredEvent};
 use once_simulator::Control;
@@ -28,7 +30,13 @@ async fn active_sims(pool: &PgPool) -> Vec<String> {
         .unwrap()
 }
 
-async fn send(commands: &CommandApi, token: &str, method: Method, path: &str, body: Option<Value>) -> StatusCode {
+async fn send(
+    commands: &CommandApi,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> StatusCode {
     let mut request = commands.request(method, path, token);
     if let Some(body) = body {
         request = request.json(&body);
@@ -72,15 +80,33 @@ async fn reset_auto_top_up_and_limits_complete_at_the_provider_and_in_the_read_m
     let sim = harness.simulator();
 
     // Completed: at the simulator and in the SIM view.
-    let accepted = send(&commands, &token, Method::POST, &format!("/sims/{one}/connectivity-reset"), None).await;
+    let accepted = send(
+        &commands,
+        &token,
+        Method::POST,
+        &format!("/sims/{one}/connectivity-reset"),
+        None,
+    )
+    .await;
     assert_eq!(accepted, StatusCode::ACCEPTED);
-    send(&commands, &token, Method::PUT, &format!("/sims/{one}/auto-topup"), Some(json!({"enabled": true}))).await;
-    eventually(Duration::from_secs(30), "reset and auto top-up to complete in the read model", || async {
-        let controls = controls_of(&pool, &one).await;
-        controls["last_reset"]["state"] == "completed"
-            && controls["auto_topup"] == true
-            && controls["last_auto_topup"]["state"] == "completed"
-    })
+    send(
+        &commands,
+        &token,
+        Method::PUT,
+        &format!("/sims/{one}/auto-topup"),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "reset and auto top-up to complete in the read model",
+        || async {
+            let controls = controls_of(&pool, &one).await;
+            controls["last_reset"]["state"] == "completed"
+                && controls["auto_topup"] == true
+                && controls["last_auto_topup"]["state"] == "completed"
+        },
+    )
     .await;
     assert_eq!(sim.resets(&one), 1);
     assert!(sim.auto_top_up(&one));
@@ -88,13 +114,29 @@ async fn reset_auto_top_up_and_limits_complete_at_the_provider_and_in_the_read_m
     // The limits: offered ids read by the connector, a change carried out.
     let limits = commands.get("/limits", &token).send().await.unwrap();
     assert_eq!(limits.status(), StatusCode::OK);
-    send(&commands, &token, Method::PUT, "/limits", Some(json!({"data_limit_id": 3, "sms_mo_limit_id": 2}))).await;
-    eventually(Duration::from_secs(30), "the limits change to complete", || async {
-        harness.count("AccountLimitsChangeCompleted").await == 1
-    })
+    send(
+        &commands,
+        &token,
+        Method::PUT,
+        "/limits",
+        Some(json!({"data_limit_id": 3, "sms_mo_limit_id": 2})),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the limits change to complete",
+        || async { harness.count("AccountLimitsChangeCompleted").await == 1 },
+    )
     .await;
     assert_eq!((sim.account_limits().data, sim.account_limits().sms_mo), (3, 2));
-    let view: Value = commands.get("/limits", &token).send().await.unwrap().json().await.unwrap();
+    let view: Value = commands
+        .get("/limits", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(view["confirmed"]["data_limit_id"], 3, "{view}");
     assert_eq!(view["last_change"]["state"], "completed", "{view}");
     assert!(view["selectable"].as_array().unwrap().len() > 3, "{view}");
@@ -116,16 +158,41 @@ async fn reset_auto_top_up_and_limits_complete_at_the_provider_and_in_the_read_m
     // Failed with the provider's message when the simulator refuses.
     sim.set_refusal(Control::Reset, Some("Connectivity reset refused by the test"));
     sim.set_refusal(Control::AutoTopUp, Some("Auto top up refused by the test"));
-    send(&commands, &token, Method::POST, &format!("/sims/{other}/connectivity-reset"), None).await;
-    send(&commands, &token, Method::PUT, &format!("/sims/{other}/auto-topup"), Some(json!({"enabled": true}))).await;
+    send(
+        &commands,
+        &token,
+        Method::POST,
+        &format!("/sims/{other}/connectivity-reset"),
+        None,
+    )
+    .await;
+    send(
+        &commands,
+        &token,
+        Method::PUT,
+        &format!("/sims/{other}/auto-topup"),
+        Some(json!({"enabled": true})),
+    )
+    .await;
     // 1NCE refuses an id it does not offer with 400 and its message.
-    send(&commands, &token, Method::PUT, "/limits", Some(json!({"data_limit_id": 99}))).await;
-    eventually(Duration::from_secs(30), "the refused controls to fail", || async {
-        let controls = controls_of(&pool, &other).await;
-        controls["last_reset"]["state"] == "failed"
-            && controls["last_auto_topup"]["state"] == "failed"
-            && harness.count("AccountLimitsChangeFailed").await == 1
-    })
+    send(
+        &commands,
+        &token,
+        Method::PUT,
+        "/limits",
+        Some(json!({"data_limit_id": 99})),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the refused controls to fail",
+        || async {
+            let controls = controls_of(&pool, &other).await;
+            controls["last_reset"]["state"] == "failed"
+                && controls["last_auto_topup"]["state"] == "failed"
+                && harness.count("AccountLimitsChangeFailed").await == 1
+        },
+    )
     .await;
     let controls = controls_of(&pool, &other).await;
     assert!(
@@ -136,13 +203,25 @@ async fn reset_auto_top_up_and_limits_complete_at_the_provider_and_in_the_read_m
         "{controls}"
     );
     assert_eq!(controls["auto_topup"], Value::Null, "{controls}");
-    assert!(reason_of(&pool, "AutoTopUpChangeFailed").await.contains("Auto top up refused by the test"));
+    assert!(reason_of(&pool, "AutoTopUpChangeFailed")
+        .await
+        .contains("Auto top up refused by the test"));
     assert!(reason_of(&pool, "AccountLimitsChangeFailed").await.contains("99"));
     assert_eq!(sim.resets(&other), 0);
     assert!(!sim.auto_top_up(&other));
     assert_eq!(sim.account_limits().data, 3);
-    let view: Value = commands.get("/limits", &token).send().await.unwrap().json().await.unwrap();
-    assert_eq!(view["confirmed"]["data_limit_id"], 3, "a failed change keeps the confirmed ids");
+    let view: Value = commands
+        .get("/limits", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        view["confirmed"]["data_limit_id"], 3,
+        "a failed change keeps the confirmed ids"
+    );
     assert_eq!(view["last_change"]["state"], "failed");
 
     let states: Vec<(String, String)> =
@@ -183,13 +262,25 @@ async fn requested(store: &EventStore, aggregate_type: &str, id: &str, event_typ
 
 async fn execute_sim(store: &EventStore, iccid: &str, command: SimCommand) {
     store
-        .execute::<Sim>(iccid, iccid, command, &CommandContext::new(EventMetadata::new("user:operator")))
+        .execute::<Sim>(
+            iccid,
+            iccid,
+            command,
+            &CommandContext::new(EventMetadata::new("user:operator")),
+        )
         .await
         .unwrap();
 }
 
 /// A dispatch record as an instance that died after marking it (its owner holds no lock).
-async fn left_dispatching(pool: &PgPool, request_id: Uuid, kind: &str, aggregate_id: &str, token: &str, before: Value) {
+async fn left_dispatching(
+    pool: &PgPool,
+    request_id: Uuid,
+    kind: &str,
+    aggregate_id: &str,
+    token: &str,
+    before: Value,
+) {
     sqlx::query(
         "INSERT INTO sync_dispatches (request_id, kind, aggregate_id, iccid, state, owner, before_call, dispatched_at, attempts) \
          VALUES ($1, $2, $3, $4, 'dispatching', $5, $6, now(), 1)",
@@ -228,9 +319,26 @@ async fn controls_are_dispatched_exactly_once_across_a_restart_and_a_reset_in_do
 
     // Carried out, then handled again by a restarted connector: nothing is sent twice.
     let reset_id = Uuid::now_v7();
-    execute_sim(&store, &a, SimCommand::RequestConnectivityReset { request_id: reset_id, at: Utc::now() }).await;
+    execute_sim(
+        &store,
+        &a,
+        SimCommand::RequestConnectivityReset {
+            request_id: reset_id,
+            at: Utc::now(),
+        },
+    )
+    .await;
     let auto_id = Uuid::now_v7();
-    execute_sim(&store, &a, SimCommand::RequestAutoTopUp { request_id: auto_id, enabled: true, at: Utc::now() }).await;
+    execute_sim(
+        &store,
+        &a,
+        SimCommand::RequestAutoTopUp {
+            request_id: auto_id,
+            enabled: true,
+            at: Utc::now(),
+        },
+    )
+    .await;
     let limits_id = Uuid::now_v7();
     let change = AccountLimitsCommand::RequestChange {
         request_id: limits_id,
@@ -252,15 +360,27 @@ async fn controls_are_dispatched_exactly_once_across_a_restart_and_a_reset_in_do
     let events = [
         requested(&store, Sim::TYPE, &a, "ConnectivityResetRequested").await,
         requested(&store, Sim::TYPE, &a, "AutoTopUpChangeRequested").await,
-        requested(&store, AccountLimits::TYPE, ACCOUNT_LIMITS_ID, "AccountLimitsChangeRequested").await,
+        requested(
+            &store,
+            AccountLimits::TYPE,
+            ACCOUNT_LIMITS_ID,
+            "AccountLimitsChangeRequested",
+        )
+        .await,
     ];
     for event in &events {
-        assert_eq!(connector.requests.handle(event).await.unwrap(), sync_connector::Disposition::Done);
+        assert_eq!(
+            connector.requests.handle(event).await.unwrap(),
+            sync_connector::Disposition::Done
+        );
     }
     sim.reset_stats();
     let restarted = harness.connector().await;
     for event in &events {
-        assert_eq!(restarted.requests.handle(event).await.unwrap(), sync_connector::Disposition::Done);
+        assert_eq!(
+            restarted.requests.handle(event).await.unwrap(),
+            sync_connector::Disposition::Done
+        );
     }
     assert_eq!(sim.resets(&a), 1);
     assert_eq!(sim.stats().sims_calls, 0, "nothing sent again after the restart");
@@ -273,8 +393,24 @@ async fn controls_are_dispatched_exactly_once_across_a_restart_and_a_reset_in_do
     // show it, so it completes without a second call.
     let before = sim_total_events(&harness, &b).await;
     let took = Uuid::now_v7();
-    execute_sim(&store, &b, SimCommand::RequestConnectivityReset { request_id: took, at: Utc::now() }).await;
-    left_dispatching(&pool, took, "connectivity_reset", &b, &b, json!({ "total_events": before })).await;
+    execute_sim(
+        &store,
+        &b,
+        SimCommand::RequestConnectivityReset {
+            request_id: took,
+            at: Utc::now(),
+        },
+    )
+    .await;
+    left_dispatching(
+        &pool,
+        took,
+        "connectivity_reset",
+        &b,
+        &b,
+        json!({ "total_events": before }),
+    )
+    .await;
     sim_reset_directly(&harness, &b).await;
     let event = requested(&store, Sim::TYPE, &b, "ConnectivityResetRequested").await;
     restarted.requests.handle(&event).await.unwrap();
@@ -284,8 +420,24 @@ async fn controls_are_dispatched_exactly_once_across_a_restart_and_a_reset_in_do
     // One whose call never reached the provider: nobody can tell, so it is unknown, not resent.
     let before = sim_total_events(&harness, &c).await;
     let lost = Uuid::now_v7();
-    execute_sim(&store, &c, SimCommand::RequestConnectivityReset { request_id: lost, at: Utc::now() }).await;
-    left_dispatching(&pool, lost, "connectivity_reset", &c, &c, json!({ "total_events": before })).await;
+    execute_sim(
+        &store,
+        &c,
+        SimCommand::RequestConnectivityReset {
+            request_id: lost,
+            at: Utc::now(),
+        },
+    )
+    .await;
+    left_dispatching(
+        &pool,
+        lost,
+        "connectivity_reset",
+        &c,
+        &c,
+        json!({ "total_events": before }),
+    )
+    .await;
     let event = requested(&store, Sim::TYPE, &c, "ConnectivityResetRequested").await;
     restarted.requests.handle(&event).await.unwrap();
     assert_eq!(harness.dispatch_state(lost).await, "unknown");

@@ -200,7 +200,11 @@ impl Aggregate for AccountLimits {
                         failed_at: at,
                     },
                     ControlOutcome::Unknown { reason } => {
-                        AccountLimitsEvent::AccountLimitsChangeOutcomeUnknown { request_id, reason, at }
+                        AccountLimitsEvent::AccountLimitsChangeOutcomeUnknown {
+                            request_id,
+                            reason,
+                            at,
+                        }
                     }
                 }])
             }
@@ -233,9 +237,11 @@ impl Aggregate for AccountLimits {
                 reason,
                 failed_at,
             } => (request_id, ControlState::Failed, Some(reason), failed_at),
-            AccountLimitsEvent::AccountLimitsChangeOutcomeUnknown { request_id, reason, at } => {
-                (request_id, ControlState::Unknown, Some(reason), at)
-            }
+            AccountLimitsEvent::AccountLimitsChangeOutcomeUnknown {
+                request_id,
+                reason,
+                at,
+            } => (request_id, ControlState::Unknown, Some(reason), at),
         };
         let Some(last) = self.last.as_mut().filter(|l| l.request_id == *request_id) else {
             return;

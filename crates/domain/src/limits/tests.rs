@@ -84,7 +84,10 @@ fn a_failed_or_unknown_change_leaves_the_current_limits() {
         }]);
     assert_eq!(state.current(), &LimitIds::default());
     let last = state.last().unwrap();
-    assert_eq!((last.state, last.reason.as_deref()), (ControlState::Failed, Some("400 not selectable")));
+    assert_eq!(
+        (last.state, last.reason.as_deref()),
+        (ControlState::Failed, Some("400 not selectable"))
+    );
     given::<AccountLimits>(&base)
         .when(settle(
             1,
@@ -122,9 +125,14 @@ fn refusals_empty_change_pending_change_and_unknown_settlement() {
 fn event_types_and_settlements() {
     assert_eq!(AccountLimitsEvent::EVENT_TYPES.len(), 4);
     assert_eq!(AccountLimits::TYPE, "account_limits");
-    assert!(!AccountLimits::is_settlement(&requested(1, ids(Some(1), None, None))));
-    assert!(AccountLimits::is_settlement(&AccountLimitsEvent::AccountLimitsChangeCompleted {
-        request_id: uid(1),
-        completed_at: t(2),
-    }));
+    assert!(!AccountLimits::is_settlement(&requested(
+        1,
+        ids(Some(1), None, None)
+    )));
+    assert!(AccountLimits::is_settlement(
+        &AccountLimitsEvent::AccountLimitsChangeCompleted {
+            request_id: uid(1),
+            completed_at: t(2),
+        }
+    ));
 }

@@ -25,9 +25,13 @@ pub enum SimControl {
 pub enum ControlOutcome {
     Completed,
     /// 1NCE refused it; `reason` carries 1NCE's message.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// The connector could not learn whether 1NCE took it.
-    Unknown { reason: String },
+    Unknown {
+        reason: String,
+    },
 }
 
 /// Where a control request stands.
@@ -111,31 +115,71 @@ impl SimControls {
             SimEvent::ConnectivityResetCompleted {
                 request_id,
                 completed_at,
-            } => settle(&mut self.last_reset, request_id, ControlState::Completed, None, completed_at),
+            } => settle(
+                &mut self.last_reset,
+                request_id,
+                ControlState::Completed,
+                None,
+                completed_at,
+            ),
             SimEvent::ConnectivityResetFailed {
                 request_id,
                 reason,
                 failed_at,
-            } => settle(&mut self.last_reset, request_id, ControlState::Failed, Some(reason), failed_at),
-            SimEvent::ConnectivityResetOutcomeUnknown { request_id, reason, at } => {
-                settle(&mut self.last_reset, request_id, ControlState::Unknown, Some(reason), at)
-            }
+            } => settle(
+                &mut self.last_reset,
+                request_id,
+                ControlState::Failed,
+                Some(reason),
+                failed_at,
+            ),
+            SimEvent::ConnectivityResetOutcomeUnknown {
+                request_id,
+                reason,
+                at,
+            } => settle(
+                &mut self.last_reset,
+                request_id,
+                ControlState::Unknown,
+                Some(reason),
+                at,
+            ),
             SimEvent::AutoTopUpChangeCompleted {
                 request_id,
                 enabled,
                 completed_at,
             } => {
                 self.auto_topup = Some(*enabled);
-                settle(&mut self.last_auto_topup, request_id, ControlState::Completed, None, completed_at)
+                settle(
+                    &mut self.last_auto_topup,
+                    request_id,
+                    ControlState::Completed,
+                    None,
+                    completed_at,
+                )
             }
             SimEvent::AutoTopUpChangeFailed {
                 request_id,
                 reason,
                 failed_at,
-            } => settle(&mut self.last_auto_topup, request_id, ControlState::Failed, Some(reason), failed_at),
-            SimEvent::AutoTopUpChangeOutcomeUnknown { request_id, reason, at } => {
-                settle(&mut self.last_auto_topup, request_id, ControlState::Unknown, Some(reason), at)
-            }
+            } => settle(
+                &mut self.last_auto_topup,
+                request_id,
+                ControlState::Failed,
+                Some(reason),
+                failed_at,
+            ),
+            SimEvent::AutoTopUpChangeOutcomeUnknown {
+                request_id,
+                reason,
+                at,
+            } => settle(
+                &mut self.last_auto_topup,
+                request_id,
+                ControlState::Unknown,
+                Some(reason),
+                at,
+            ),
             _ => return false,
         }
         true
@@ -195,7 +239,12 @@ impl Sim {
     /// Nothing when the setting is already what 1NCE has (and nothing else is pending) or
     /// already on its way; a pending request for the other value is superseded (the connector
     /// carries out only the newest).
-    pub(super) fn request_auto_top_up(&self, request_id: Uuid, enabled: bool, at: DateTime<Utc>) -> Vec<SimEvent> {
+    pub(super) fn request_auto_top_up(
+        &self,
+        request_id: Uuid,
+        enabled: bool,
+        at: DateTime<Utc>,
+    ) -> Vec<SimEvent> {
         let pending = self.controls.pending(SimControl::AutoTopUp);
         let settled_same = pending.is_none() && self.controls.auto_topup == Some(enabled);
         if settled_same || pending.is_some_and(|p| p.enabled == Some(enabled)) {
@@ -223,17 +272,25 @@ impl Sim {
             return Err(SimError::NoPendingControl { control, request_id });
         };
         Ok(vec![match (control, outcome) {
-            (SimControl::ConnectivityReset, ControlOutcome::Completed) => SimEvent::ConnectivityResetCompleted {
-                request_id,
-                completed_at: at,
-            },
-            (SimControl::ConnectivityReset, ControlOutcome::Failed { reason }) => SimEvent::ConnectivityResetFailed {
-                request_id,
-                reason,
-                failed_at: at,
-            },
+            (SimControl::ConnectivityReset, ControlOutcome::Completed) => {
+                SimEvent::ConnectivityResetCompleted {
+                    request_id,
+                    completed_at: at,
+                }
+            }
+            (SimControl::ConnectivityReset, ControlOutcome::Failed { reason }) => {
+                SimEvent::ConnectivityResetFailed {
+                    request_id,
+                    reason,
+                    failed_at: at,
+                }
+            }
             (SimControl::ConnectivityReset, ControlOutcome::Unknown { reason }) => {
-                SimEvent::ConnectivityResetOutcomeUnknown { request_id, reason, at }
+                SimEvent::ConnectivityResetOutcomeUnknown {
+                    request_id,
+                    reason,
+                    at,
+                }
             }
             (SimControl::AutoTopUp, ControlOutcome::Completed) => SimEvent::AutoTopUpChangeCompleted {
                 request_id,
@@ -246,7 +303,11 @@ impl Sim {
                 failed_at: at,
             },
             (SimControl::AutoTopUp, ControlOutcome::Unknown { reason }) => {
-                SimEvent::AutoTopUpChangeOutcomeUnknown { request_id, reason, at }
+                SimEvent::AutoTopUpChangeOutcomeUnknown {
+                    request_id,
+                    reason,
+                    at,
+                }
             }
         }])
     }

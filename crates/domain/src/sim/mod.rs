@@ -467,11 +467,11 @@ impl Aggregate for Sim {
     fn is_settlement(event: &SimEvent) -> bool {
         controls::is_control_settlement(event)
             || matches!(
-            event,
-            SimEvent::ProviderUpdateCompleted { .. }
-                | SimEvent::ProviderUpdateFailed { .. }
-                | SimEvent::ProviderUpdateOutcomeUnknown { .. }
-        )
+                event,
+                SimEvent::ProviderUpdateCompleted { .. }
+                    | SimEvent::ProviderUpdateFailed { .. }
+                    | SimEvent::ProviderUpdateOutcomeUnknown { .. }
+            )
     }
 
     fn apply(&mut self, event: &SimEvent) {

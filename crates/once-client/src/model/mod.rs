@@ -15,8 +15,8 @@ pub use connectivity::{
 };
 pub(crate) use event::EventAnswer;
 pub use event::{SimEvent, SimEventPage};
-pub(crate) use quota::QuotaAnswer;
 pub use limits::{Limit, LimitService, Limits, SetLimits};
+pub(crate) use quota::QuotaAnswer;
 pub use quota::{Quota, QuotaKind};
 pub use sim::{QuotaStatus, Sim, SimPage, SimState, SimUpdate};
 pub use sms::{Sms, SmsReceipt, SmsStatus, SmsSubmission, SmsType, TopUpOrder};

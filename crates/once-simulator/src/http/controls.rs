@@ -94,7 +94,11 @@ struct SetLimitsBody {
 /// All or nothing: an id not in its service's list answers 400 and changes nothing.
 pub async fn set_limits(State(sim): State<Simulator>, body: Bytes) -> Answer {
     let request: SetLimitsBody = json_body(&body)?;
-    for (service, id) in [("data", request.data), ("smsMT", request.sms_mt), ("smsMO", request.sms_mo)] {
+    for (service, id) in [
+        ("data", request.data),
+        ("smsMT", request.sms_mt),
+        ("smsMO", request.sms_mo),
+    ] {
         if let Some(id) = id.filter(|id| limit_json(service, *id).is_none()) {
             return Err(message(
                 StatusCode::BAD_REQUEST,

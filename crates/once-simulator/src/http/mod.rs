@@ -31,7 +31,10 @@ pub fn router(sim: Simulator) -> Router {
         .route("/v1/sims", get(sims::list).post(sims::update_many))
         .route("/v1/sims/topup", post(sims::top_up_many))
         .route("/v1/sims/autoTopup", post(controls::auto_top_up))
-        .route("/v1/sims/limits", get(controls::limits).post(controls::set_limits))
+        .route(
+            "/v1/sims/limits",
+            get(controls::limits).post(controls::set_limits),
+        )
         .route("/v1/sims/{iccid}", get(sims::get_one).put(sims::update_one))
         .route("/v1/sims/{iccid}/status", get(sims::status))
         .route("/v1/sims/{iccid}/connectivity_info", get(sims::connectivity_info))

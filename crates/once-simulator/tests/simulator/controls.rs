@@ -13,7 +13,9 @@ async fn a_reset_is_queued_recorded_and_refused_when_a_test_says_so() {
     let path = format!("/v1/sims/{iccid}/reset");
     assert_eq!(api.send(Method::POST, &path).await.status(), 201);
     assert_eq!(running.simulator.resets(&iccid), 1);
-    let events = api.get_json(&format!("/v1/sims/{iccid}/events?pageSize=1000")).await;
+    let events = api
+        .get_json(&format!("/v1/sims/{iccid}/events?pageSize=1000"))
+        .await;
     let types: Vec<&str> = events["events"]
         .as_array()
         .unwrap()
@@ -29,7 +31,11 @@ async fn a_reset_is_queued_recorded_and_refused_when_a_test_says_so() {
     assert_eq!(refused.status(), 422);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["message"], "Reset not possible right now");
-    assert_eq!(running.simulator.resets(&iccid), 1, "a refused reset records nothing");
+    assert_eq!(
+        running.simulator.resets(&iccid),
+        1,
+        "a refused reset records nothing"
+    );
     let unknown = api.send(Method::POST, "/v1/sims/8988303000999999999/reset").await;
     assert_eq!(unknown.status(), 404);
 }
@@ -50,7 +56,10 @@ async fn auto_top_up_is_stored_per_sim_and_refills_an_exhausted_data_quota() {
     let all_of_it = (left_mb * 1_000_000.0) as u64 + 1_000_000;
     running.simulator.add_usage(&iccid, today, all_of_it, 0, 0);
     let after = api.get_json(&format!("/v1/sims/{iccid}/quota/data")).await;
-    assert!(after["volume"].as_f64().unwrap() > 0.0, "topped up automatically: {after}");
+    assert!(
+        after["volume"].as_f64().unwrap() > 0.0,
+        "topped up automatically: {after}"
+    );
 
     running.simulator.add_usage(&other, today, u64::MAX / 4, 0, 0);
     let drained = api.get_json(&format!("/v1/sims/{other}/quota/data")).await;
@@ -120,7 +129,11 @@ async fn limits_are_selected_from_each_services_list_and_a_bad_id_is_refused() {
     assert_eq!(current["smsMo"]["id"], 3);
 
     let bad = api
-        .send_json(Method::POST, "/v1/sims/limits", &json!({"dataLimitId": 99, "smsMtLimitId": 1}))
+        .send_json(
+            Method::POST,
+            "/v1/sims/limits",
+            &json!({"dataLimitId": 99, "smsMtLimitId": 1}),
+        )
         .await;
     assert_eq!(bad.status(), 400);
     let body: Value = bad.json().await.unwrap();
@@ -182,7 +195,12 @@ async fn after_a_reset_the_data_session_is_down_until_the_sim_re_attaches() {
     }
     let iccid = online.expect("an online SIM in the fleet");
     let status = format!("/v1/sims/{iccid}/status");
-    assert_eq!(api.send(Method::POST, &format!("/v1/sims/{iccid}/reset")).await.status(), 201);
+    assert_eq!(
+        api.send(Method::POST, &format!("/v1/sims/{iccid}/reset"))
+            .await
+            .status(),
+        201
+    );
     let down = api.get_json(&status).await;
     assert_eq!(down["status"], "ATTACHED", "{down}");
     assert!(down.get("pdp_context").is_none(), "{down}");

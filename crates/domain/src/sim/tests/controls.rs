@@ -44,8 +44,7 @@ fn a_reset_is_requested_for_an_active_sim_and_one_at_a_time() {
     let record = state.controls().last_reset.clone().unwrap();
     assert_eq!((record.request_id, record.state), (uid(7), ControlState::Pending));
     refused(
-        given::<Sim>(&with(activated(), reset_requested(7)))
-        .when(SimCommand::RequestConnectivityReset {
+        given::<Sim>(&with(activated(), reset_requested(7))).when(SimCommand::RequestConnectivityReset {
             request_id: uid(8),
             at: t(3),
         }),
@@ -53,30 +52,36 @@ fn a_reset_is_requested_for_an_active_sim_and_one_at_a_time() {
             control: SimControl::ConnectivityReset,
             request_id: uid(7),
         },
-);
+    );
     refused(
-        given::<Sim>(&[registered()])
-        .when(SimCommand::RequestConnectivityReset {
+        given::<Sim>(&[registered()]).when(SimCommand::RequestConnectivityReset {
             request_id: uid(8),
             at: t(3),
         }),
         SimError::NotActive {
             status: SimStatus::Inactive,
         },
-);
+    );
 }
 
 #[test]
 fn a_reset_ends_completed_failed_or_unknown_and_then_another_may_follow() {
     let base = with(activated(), reset_requested(7));
     let state = given::<Sim>(&base)
-        .when(settle(SimControl::ConnectivityReset, 7, ControlOutcome::Completed))
+        .when(settle(
+            SimControl::ConnectivityReset,
+            7,
+            ControlOutcome::Completed,
+        ))
         .then(&[SimEvent::ConnectivityResetCompleted {
             request_id: uid(7),
             completed_at: t(4),
         }]);
     let record = state.controls().last_reset.clone().unwrap();
-    assert_eq!((record.state, record.settled_at), (ControlState::Completed, Some(t(4))));
+    assert_eq!(
+        (record.state, record.settled_at),
+        (ControlState::Completed, Some(t(4)))
+    );
     let failed = ControlOutcome::Failed {
         reason: "422 expired".into(),
     };
@@ -116,21 +121,23 @@ fn a_reset_ends_completed_failed_or_unknown_and_then_another_may_follow() {
 fn only_the_pending_control_request_is_settled() {
     let base = with(activated(), reset_requested(7));
     refused(
-        given::<Sim>(&base)
-        .when(settle(SimControl::ConnectivityReset, 8, ControlOutcome::Completed)),
+        given::<Sim>(&base).when(settle(
+            SimControl::ConnectivityReset,
+            8,
+            ControlOutcome::Completed,
+        )),
         SimError::NoPendingControl {
             control: SimControl::ConnectivityReset,
             request_id: uid(8),
         },
-);
+    );
     refused(
-        given::<Sim>(&base)
-        .when(settle(SimControl::AutoTopUp, 7, ControlOutcome::Completed)),
+        given::<Sim>(&base).when(settle(SimControl::AutoTopUp, 7, ControlOutcome::Completed)),
         SimError::NoPendingControl {
             control: SimControl::AutoTopUp,
             request_id: uid(7),
         },
-);
+    );
 }
 
 #[test]
@@ -212,7 +219,10 @@ fn a_failed_auto_top_up_keeps_the_setting_1nce_has() {
         }]);
     assert_eq!(state.controls().auto_topup, Some(true));
     let record = state.controls().last_auto_topup.clone().unwrap();
-    assert_eq!((record.enabled, record.state), (Some(false), ControlState::Failed));
+    assert_eq!(
+        (record.enabled, record.state),
+        (Some(false), ControlState::Failed)
+    );
 }
 
 #[test]

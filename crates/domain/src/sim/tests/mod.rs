@@ -1,9 +1,9 @@
 //! Given/when/then tests of the SIM aggregate, one file per area.
 
+mod controls;
 mod details;
 mod lifecycle;
 mod observations;
-mod controls;
 mod provider_update;
 
 use super::*;
