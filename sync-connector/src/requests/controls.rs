@@ -301,19 +301,18 @@ impl Requests {
         request: &Request<'_>,
         outcome: ControlOutcome,
     ) -> Result<Disposition, SyncError> {
+        // What 1NCE has now, for the command API's view: read before the settlement is
+        // recorded, so a reader who sees the outcome sees the limits that go with it.
+        if let Err(error) = self.read_provider_limits().await {
+            tracing::warn!(%error, "could not read 1NCE's limits after a change");
+        }
         let (state, text) = state_of(&outcome);
         let command = AccountLimitsCommand::Settle {
             request_id: request.id,
             outcome,
             at: Utc::now(),
         };
-        let done = self
-            .finish::<AccountLimits>(request, vec![command], state, &text, None)
-            .await?;
-        // What 1NCE has now, for the command API's view.
-        if let Err(error) = self.read_provider_limits().await {
-            tracing::warn!(%error, "could not read 1NCE's limits after a change");
-        }
-        Ok(done)
+        self.finish::<AccountLimits>(request, vec![command], state, &text, None)
+            .await
     }
 }

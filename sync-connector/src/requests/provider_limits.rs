@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use once_client::{Limit, LimitService};
 use tokio::sync::watch;
 
@@ -38,6 +39,9 @@ impl Requests {
 
     /// Replaces `provider_limits` with what 1NCE offers and has now.
     pub async fn read_provider_limits(&self) -> Result<(), SyncError> {
+        // Reads may overlap (the periodic one and one after a change): the one that started
+        // last wins, whichever commits last.
+        let started = Utc::now();
         let mut rows: Vec<Row> = Vec::new();
         let mut row = |service: LimitService, limit: &Limit, current: bool| {
             if let Some(id) = limit.id.and_then(|id| i64::try_from(id).ok()) {
@@ -66,6 +70,16 @@ impl Requests {
             }
         }
         let mut tx = self.dispatches.pool().begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('provider_limits'))")
+            .execute(&mut *tx)
+            .await?;
+        let newest: Option<DateTime<Utc>> =
+            sqlx::query_scalar("SELECT max(observed_at) FROM provider_limits")
+                .fetch_one(&mut *tx)
+                .await?;
+        if newest.is_some_and(|newest| newest >= started) {
+            return Ok(());
+        }
         sqlx::query("DELETE FROM provider_limits")
             .execute(&mut *tx)
             .await?;
@@ -78,14 +92,15 @@ impl Requests {
         } in rows
         {
             sqlx::query(
-                "INSERT INTO provider_limits (service, limit_id, value, unit, current) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT DO NOTHING",
+                "INSERT INTO provider_limits (service, limit_id, value, unit, current, observed_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
             )
             .bind(service)
             .bind(id)
             .bind(value)
             .bind(unit)
             .bind(current)
+            .bind(started)
             .execute(&mut *tx)
             .await?;
         }
