@@ -22,12 +22,16 @@ use uuid::Uuid;
 use crate::common::Harness;
 use crate::requests::projector;
 
-/// The ICCIDs the platform holds as active after the first poll.
-async fn active_sims(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar("SELECT iccid FROM sims WHERE status = 'active' ORDER BY iccid")
-        .fetch_all(pool)
-        .await
-        .unwrap()
+/// The ICCIDs the event store holds as active after the first poll.
+async fn active_sims(harness: &Harness) -> Vec<String> {
+    let store = EventStore::new(harness.pool.clone());
+    let mut active = Vec::new();
+    for iccid in harness.simulator().iccids() {
+        if store.load::<Sim>(&iccid).await.unwrap().state.status() == domain::SimStatus::Active {
+            active.push(iccid);
+        }
+    }
+    active
 }
 
 async fn send(
@@ -48,11 +52,13 @@ async fn send(
 }
 
 async fn controls_of(pool: &PgPool, iccid: &str) -> Value {
-    sqlx::query_scalar("SELECT controls FROM sims WHERE iccid = $1")
+    // Null until the projector has written the SIM's row.
+    sqlx::query_scalar::<_, Value>("SELECT controls FROM sims WHERE iccid = $1")
         .bind(iccid)
-        .fetch_one(pool)
+        .fetch_optional(pool)
         .await
         .unwrap()
+        .unwrap_or(Value::Null)
 }
 
 async fn reason_of(pool: &PgPool, event_type: &str) -> String {
@@ -74,7 +80,7 @@ async fn reset_auto_top_up_and_limits_complete_at_the_provider_and_in_the_read_m
     let projector = projector(&harness).await;
     let projecting = tokio::spawn(async move { projector.run(shutdown).await });
     let (commands, token) = CommandApi::start_as_admin(pool.clone()).await;
-    let active = active_sims(&pool).await;
+    let active = active_sims(&harness).await;
     assert!(active.len() >= 2, "the fleet has active SIMs: {active:?}");
     let (one, other) = (active[0].clone(), active[1].clone());
     let sim = harness.simulator();
@@ -302,12 +308,7 @@ async fn controls_are_dispatched_exactly_once_across_a_restart_and_a_reset_in_do
 ) {
     let (harness, connector) = Harness::polled(pool.clone(), 8, 0, &[]).await;
     let store = EventStore::new(pool.clone());
-    let mut active = Vec::new();
-    for iccid in harness.simulator().iccids() {
-        if store.load::<Sim>(&iccid).await.unwrap().state.status() == domain::SimStatus::Active {
-            active.push(iccid);
-        }
-    }
+    let active = active_sims(&harness).await;
     let (a, b, c) = (active[0].clone(), active[1].clone(), active[2].clone());
     let sim = harness.simulator();
     connector.requests.read_provider_limits().await.unwrap();
