@@ -11,6 +11,7 @@ mod bulk_crash;
 mod bulk_jobs;
 mod bulk_targets;
 mod commands;
+mod controls;
 mod http;
 mod rules;
 mod rules_webhook;

@@ -10,6 +10,7 @@ mod faults;
 mod network_events;
 mod poll;
 mod presence;
+mod provider_controls;
 mod requests;
 mod streamer;
 mod streamer_apply;
