@@ -194,3 +194,43 @@ test('shows the connectivity history the provider reported, newest first', async
   assert.match(await page.getByTestId('connectivity-count').textContent(), /^\d+ changes?/);
   await page.getByRole('heading', { name: 'Connectivity history' }).locator('..').screenshot({ path: `${OUT}/connectivity-history.png` });
 });
+
+test('switches auto top-up on and resets the connectivity at 1NCE, and shows the outcomes', async () => {
+  const list = await api(`/api/v1/sims?page_size=100`);
+  assert.equal(list.status, 200, list.text);
+  // An active SIM no other test commands (the table's first rows are the other tests').
+  const sim = list.json.filter((s) => s.status === 'active' && !s.pending_change).at(-1);
+  assert.ok(sim, 'an active SIM');
+  const { pages: [page] } = await openPages();
+  await page.goto(`/sims/${sim.iccid}`);
+  await logIn(page);
+  const card = page.getByRole('region', { name: 'Provider controls' });
+  await card.waitFor();
+  assert.equal(await card.getByTestId('auto-topup').textContent(), 'not set through the platform');
+
+  await card.getByRole('button', { name: 'Switch auto top-up on…' }).click();
+  const ask = page.getByRole('dialog', { name: 'Switch auto top-up on?' });
+  await ask.getByRole('button', { name: 'Switch auto top-up on' }).click();
+  await eventually(async () => (await card.getByTestId('auto-topup').textContent()) === 'on', 60_000, 'auto top-up to be on as 1NCE confirmed it');
+  assert.match(await card.getByTestId('auto-topup-outcome').textContent(), /^done \(on\), asked /);
+
+  await card.getByRole('button', { name: 'Reset connectivity…' }).click();
+  const reset = page.getByRole('dialog', { name: 'Reset the connectivity of this SIM?' });
+  await reset.getByRole('button', { name: 'Reset connectivity' }).click();
+  await eventually(async () => (await card.getByTestId('reset-outcome').textContent()).startsWith('done'), 60_000, 'the reset to be queued at 1NCE');
+  await card.screenshot({ path: `${OUT}/provider-controls.png` });
+
+  // The API says the same, and the requests card lists both.
+  const view = (await api(`/api/v1/sims/${sim.iccid}`)).json;
+  assert.equal(view.controls.auto_topup, true);
+  assert.equal(view.controls.last_reset.state, 'completed');
+  const requests = page.locator('ul.requests li');
+  await eventually(
+    async () => {
+      const texts = await requests.allTextContents();
+      return texts.some((t) => t.startsWith('Connectivity reset')) && texts.some((t) => t.startsWith('Auto top-up'));
+    },
+    15_000,
+    'the requests card to list the reset and the auto top-up change',
+  );
+});

@@ -4,6 +4,7 @@ import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { query, unwrap } from '../../api/client';
 import type { ConnectivityHistoryPage, StoredEvent } from '../../api/types';
 import { requestsOf } from '../../lib/requests';
+import { controlPending } from './Controls';
 
 const POLL_MS = 2_000;
 /** A request still pending after this long is not polled for any more (the page may be left open). */
@@ -15,7 +16,8 @@ export function useSim(iccid: string) {
   return useQuery({
     queryKey: ['sim', iccid],
     queryFn: () => unwrap(query.GET('/api/v1/sims/{iccid}', { params: { path: { iccid } } })),
-    refetchInterval: (q) => (q.state.data?.pending_change && recent(q.state.data.updated_at) ? POLL_MS : false),
+    refetchInterval: (q) =>
+      (q.state.data?.pending_change || (q.state.data && controlPending(q.state.data))) && recent(q.state.data?.updated_at) ? POLL_MS : false,
   });
 }
 
