@@ -1,6 +1,7 @@
 //! Bulk jobs: submitting 100,000 ICCIDs (one request, items inserted in batches), reading
 //! and cancelling such a job, the 100,000 items as CSV, and the worker's items per second on
-//! registered SIMs next to the same commands sent one by one by one client. Run:
+//! registered SIMs next to the same commands sent one by one (one client, and 16 concurrent
+//! clients) in the same run, with the ratio. Run:
 //! `cargo bench -p command-service --bench bulk` (`BENCH_BULK_ITEMS`, default 100,000;
 //! `BENCH_BULK_SIMS`, default 5,000).
 //!
@@ -68,6 +69,38 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// `action`'s single-SIM route on each of `iccids` (each request with its own
+/// Idempotency-Key), from `clients` concurrent clients; requests per second.
+async fn single_commands(api: &Api, action: &str, iccids: &[String], clients: usize) -> f64 {
+    let started = Instant::now();
+    let per_client = iccids.len().div_ceil(clients);
+    let mut tasks = tokio::task::JoinSet::new();
+    for share in iccids.chunks(per_client) {
+        let (client, base, token) = (api.client.clone(), api.base.clone(), api.token.clone());
+        let (share, action) = (share.to_vec(), action.to_owned());
+        tasks.spawn(async move {
+            for iccid in share {
+                let request = match action.as_str() {
+                    "add_tags" => client
+                        .patch(format!("{base}/sims/{iccid}"))
+                        .json(&json!({"tags": ["single"]})),
+                    _ => client.post(format!("{base}/sims/{iccid}/activate")),
+                };
+                let answer = request
+                    .bearer_auth(&token)
+                    .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                    .answer()
+                    .await;
+                assert!(answer.status.is_success(), "{}", answer.body);
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    iccids.len() as f64 / started.elapsed().as_secs_f64()
 }
 
 fn ms(d: Duration) -> String {
@@ -147,9 +180,13 @@ async fn main() {
         ms(started.elapsed())
     );
 
-    // The worker on registered SIMs.
+    // The worker on registered SIMs, and the same commands sent one by one to SIMs of their
+    // own (registered alike), in the same run: one client after the other (as the worker runs
+    // one item at a time) and 16 concurrent clients. Every single command carries an
+    // Idempotency-Key, as each bulk item's command does.
+    let single = sims.min(1_000);
     let store = eventstore::EventStore::new(database.pool.clone());
-    for n in 0..sims {
+    for n in 0..sims + 2 * single {
         let id = fleet_iccid(n);
         let register = SimCommand::Register {
             iccid: Iccid::parse(&id).unwrap(),
@@ -162,6 +199,8 @@ async fn main() {
         sim(&store, &id, register).await;
     }
     let fleet: Vec<String> = (0..sims).map(fleet_iccid).collect();
+    let sequential: Vec<String> = (sims..sims + single).map(fleet_iccid).collect();
+    let concurrent: Vec<String> = (sims + single..sims + 2 * single).map(fleet_iccid).collect();
     for (action, params) in [("add_tags", json!({"tags": ["bulk"]})), ("activate", json!({}))] {
         let started = Instant::now();
         let (id, _) = api
@@ -169,40 +208,21 @@ async fn main() {
             .await;
         let (job, took) = api.finished(&id, started).await;
         assert_eq!(job["applied"], sims as i64, "{job}");
+        let bulk = sims as f64 / took.as_secs_f64();
         println!(
-            "| worker: {action} on {sims} SIMs | {:.0} items/s ({} ms) |",
-            sims as f64 / took.as_secs_f64(),
+            "| worker: {action} on {sims} SIMs | {bulk:.0} items/s ({} ms) |",
             ms(took)
         );
+        let one = single_commands(&api, action, &sequential, 1).await;
+        let many = single_commands(&api, action, &concurrent, 16).await;
+        println!("| single commands: {action} × {single}, 1 client (sequential) | {one:.0} requests/s |");
+        println!("| single commands: {action} × {single}, 16 clients | {many:.0} requests/s |");
+        println!(
+            "| **{action}: bulk ÷ single** (1 client; 16 clients) | **{:.2}**; **{:.2}** |",
+            bulk / one,
+            bulk / many
+        );
     }
-    // The same kind of command one by one from one client (the worker runs one at a time).
-    let single = sims.min(1_000);
-    let started = Instant::now();
-    for iccid in &fleet[..single] {
-        let answer = api.post(&format!("/sims/{iccid}/suspend")).answer().await;
-        assert_eq!(answer.status, 409, "{}", answer.body);
-    }
-    let refused = started.elapsed();
-    let started = Instant::now();
-    for iccid in &fleet[..single] {
-        let answer = api
-            .client
-            .patch(format!("{}/sims/{iccid}", api.base))
-            .bearer_auth(&api.token)
-            .json(&json!({"tags": ["bulk", "single"]}))
-            .answer()
-            .await;
-        assert_eq!(answer.status, 200, "{}", answer.body);
-    }
-    let took = started.elapsed();
-    println!(
-        "| one client, PATCH /sims/{{iccid}} × {single} (sequential) | {:.0} requests/s |",
-        single as f64 / took.as_secs_f64()
-    );
-    println!(
-        "| one client, POST …/suspend × {single} refused (409) | {:.0} requests/s |",
-        single as f64 / refused.as_secs_f64()
-    );
     running.stop().await.unwrap();
     database.drop_database().await;
 }

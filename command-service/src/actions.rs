@@ -43,6 +43,12 @@ pub enum SimAction {
         payload: String,
         source_address: Option<String>,
     },
+    /// A connectivity reset at 1NCE.
+    ResetConnectivity,
+    /// Auto top-up on or off at 1NCE.
+    SetAutoTopUp {
+        enabled: bool,
+    },
 }
 
 /// What performing an action did.
@@ -160,6 +166,18 @@ impl SimAction {
             }
             Self::Suspend => {
                 let command = SimCommand::RequestSuspension { request_id, at };
+                decide.sim(true, |sim| sim.handle(command.clone())).await
+            }
+            Self::ResetConnectivity => {
+                let command = SimCommand::RequestConnectivityReset { request_id, at };
+                decide.sim(true, |sim| sim.handle(command.clone())).await
+            }
+            Self::SetAutoTopUp { enabled } => {
+                let command = SimCommand::RequestAutoTopUp {
+                    request_id,
+                    enabled: *enabled,
+                    at,
+                };
                 decide.sim(true, |sim| sim.handle(command.clone())).await
             }
             Self::Terminate => {

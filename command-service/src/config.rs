@@ -37,6 +37,9 @@ pub struct Config {
     /// refresh cookie (comma-separated, e.g. a dashboard served from another host); default
     /// none.
     pub auth_allowed_origins: AllowedOrigins,
+    /// `BACKLOG_METRICS_INTERVAL_SECS`: how often the webhook and bulk-job gauges are read
+    /// from the database, default 30.
+    pub backlog_metrics_interval: Duration,
 }
 
 /// 1NCE states volumes in MB, decimal (its usage strings such as "0.002803" are whole bytes
@@ -84,6 +87,9 @@ impl Config {
                     reason,
                 },
             )?,
+            backlog_metrics_interval: Duration::from_secs(
+                vars.number("BACKLOG_METRICS_INTERVAL_SECS", 30)?.max(1),
+            ),
             common,
         })
     }
@@ -104,6 +110,7 @@ impl Config {
             webhooks: WebhookSettings::default(),
             rules: RuleSettings::default(),
             auth_allowed_origins: AllowedOrigins::default(),
+            backlog_metrics_interval: Duration::from_millis(200),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! start the same `App` (through `testkit`) with a shutdown of their own.
 
 mod actions;
+mod backlog_metrics;
 mod browser_session;
 mod bulk;
 mod commands;
@@ -31,6 +32,8 @@ pub use webhooks::WebhookSettings;
 pub struct App {
     listening: Listening,
     state: AppState,
+    backlog_metrics: backlog_metrics::BacklogMetrics,
+    backlog_metrics_interval: std::time::Duration,
 }
 
 impl App {
@@ -52,8 +55,15 @@ impl App {
                 .await
                 .map_err(StartError::Setup)?;
         }
+        let backlog_metrics = backlog_metrics::BacklogMetrics::register(state.metrics.registry())
+            .map_err(|error| StartError::Setup(format!("backlog metrics: {error}")))?;
         let listening = Listening::bind(config.addr).await?;
-        Ok(Self { listening, state })
+        Ok(Self {
+            listening,
+            state,
+            backlog_metrics,
+            backlog_metrics_interval: config.backlog_metrics_interval,
+        })
     }
 
     /// Where it listens (the real port when `COMMAND_ADDR` asked for port 0).
@@ -71,6 +81,10 @@ impl App {
     /// in-flight requests and lets them finish their current item or delivery.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), StartError> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let backlog = tokio::spawn(
+            self.backlog_metrics
+                .run(self.state.pool.clone(), self.backlog_metrics_interval),
+        );
         let worker = self
             .state
             .bulk
@@ -117,6 +131,7 @@ impl App {
                 tracing::error!(%error, "the webhook dispatcher ended abnormally");
             }
         }
+        backlog.abort();
         served
     }
 }

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::routes::{auth, bulk, import, rules, sims, sync, users, webhooks};
+use crate::routes::{auth, bulk, controls, import, rules, sims, sync, users, webhooks};
 
 /// The answer to every command (`eventstore::CommandAnswer`).
 #[derive(ToSchema)]
@@ -29,6 +29,7 @@ use platform::openapi::{Security, StandardResponses};
         auth::login, auth::refresh, auth::logout, auth::me, auth::create_api_key, auth::list_api_keys, auth::revoke_api_key,
         users::create_user, users::list_users, users::update_user,
         sims::register, sims::update, sims::activate, sims::suspend, sims::terminate, sims::top_up, sims::send_sms,
+        controls::reset_connectivity, controls::set_auto_top_up, controls::show_limits, controls::change_limits,
         sync::sync_one, sync::sync_all, sync::list, sync::job,
         bulk::submit, bulk::list, bulk::job, bulk::items, bulk::cancel, import::import,
         webhooks::create_webhook, webhooks::list_webhooks, webhooks::show_webhook, webhooks::update_webhook,

@@ -95,4 +95,5 @@ python3 deploy/local/platform_checks.py --gateway "http://$GATEWAY_ADDR" \
     --limited-gateway "http://127.0.0.1:$p_limited" --run-dir "$RUN_DIR" \
     --services "$COMMAND_ADDR,$QUERY_ADDR,$PROJECTORS_ADDR,$CONNECTOR_ADDR" \
     --admin-password "$BOOTSTRAP_ADMIN_PASSWORD" \
+    --command "$COMMAND_ADDR" --query "$QUERY_ADDR" \
     --connector "$CONNECTOR_ADDR" --simulator "$SIMULATOR_ADDR"

@@ -134,6 +134,38 @@ def gateway(base, run_dir, password):
     status, headers, _ = request(base, "POST", "/api/v1/sims", "x" * (65 * 1024), auth)
     check(status == 413, f"a 65 KiB body through the gateway: {status}")
     security_headers("413", headers)
+    return auth, iccid
+
+
+def error_code(text):
+    try:
+        return json.loads(text).get("error", {}).get("code")
+    except (ValueError, AttributeError):
+        return None
+
+
+def routed(base, services, auth, iccid):
+    """Every GET route of each API's own OpenAPI document answers through the gateway as the
+    API itself does (status and error code): a read the gateway sends to the other API (its
+    "reads go to the query API" rule) answers 404 there."""
+    unknown = "0190a0b0-c0d0-7e0f-8a0b-0c0d0e0f1a2b"
+    for name, address in services.items():
+        direct = f"http://{address}"
+        status, _, text = request(direct, "GET", "/openapi.json")
+        if not check(status == 200, f"GET /openapi.json of the {name} API: {status}"):
+            continue
+        for path, operations in json.loads(text)["paths"].items():
+            if "get" not in operations or not path.startswith("/api/"):
+                continue
+            concrete = re.sub(r"\{iccid\}", iccid, re.sub(r"\{(id|job_id)\}", unknown, path))
+            if "{" in concrete:
+                check(False, f"{name} API: no value for the parameters of {path}")
+                continue
+            want_status, _, want_text = request(direct, "GET", concrete, headers=auth)
+            got_status, _, got_text = request(base, "GET", concrete, headers=auth)
+            check((got_status, error_code(got_text)) == (want_status, error_code(want_text)),
+                  f"GET {concrete} through the gateway answers {got_status} {error_code(got_text)}, "
+                  f"the {name} API itself {want_status} {error_code(want_text)}")
 
 
 def rate_limit(base, limit=100):
@@ -242,10 +274,14 @@ def main():
     parser.add_argument("--run-dir", required=True, type=pathlib.Path)
     parser.add_argument("--services", required=True, help="comma-separated host:port of every service")
     parser.add_argument("--admin-password", required=True)
+    parser.add_argument("--command", required=True, help="host:port of the command API")
+    parser.add_argument("--query", required=True, help="host:port of the query API")
     parser.add_argument("--connector", help="host:port of the sync connector (with --simulator)")
     parser.add_argument("--simulator", help="host:port of the simulator streaming into the connector")
     args = parser.parse_args()
-    gateway(args.gateway, args.run_dir, args.admin_password)
+    signed_in = gateway(args.gateway, args.run_dir, args.admin_password)
+    if signed_in:
+        routed(args.gateway, {"command": args.command, "query": args.query}, *signed_in)
     rate_limit(args.limited_gateway)
     wanted = check_monitoring.referenced_metrics(root)
     missing = exported(args.services.split(","), wanted)
@@ -258,7 +294,7 @@ def main():
     if failures:
         print("[platform-checks] FAILED:", *failures, sep="\n  ", file=sys.stderr)
         sys.exit(1)
-    print(f"[platform-checks] ok: gateway routing, request ids, headers, body limit, rate limit; "
+    print(f"[platform-checks] ok: gateway routing (every GET route of both APIs), request ids, headers, body limit, rate limit; "
           f"{len(wanted)} metrics exported{stream_note}", file=sys.stderr)
 
 

@@ -33,6 +33,7 @@ use tokio::sync::watch;
 
 pub use apply::{Applier, ApplyError, Outcome, UsageRollups, PROJECTION_LOCK_KEY};
 pub use config::{Config, ConsumerSettings};
+pub use fold::replay::{replay, Replayed, UsageSums};
 pub use metrics::{ProjectorMetrics, RebuildMetrics};
 pub use parking::{replay_parked, ReplayReport};
 pub use projector::{BatchOutcome, Projector, ProjectorError, ProjectorSettings};

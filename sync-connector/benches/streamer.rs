@@ -11,6 +11,8 @@
 //! 3. the route: `BENCH_STREAM_CLIENTS` (default 4) clients posting the batches over HTTP;
 //! 4. the same batches sent again (every record a duplicate);
 //! 5. the applier draining the inbox for at most `BENCH_STREAM_APPLY_SECS` (default 120).
+//!
+//! `BENCH_STREAM_FLEET=100000` runs the end-to-end measurement of `streamer_fleet/fleet.rs` instead.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,8 +27,18 @@ const NATS_URL: &str = "nats://127.0.0.1:4222";
 const BATCH: usize = 3000;
 const AUTH: (&str, &str) = ("1nce", "bench-secret");
 
+#[path = "streamer_fleet/fleet.rs"]
+mod fleet;
+
 #[tokio::main]
 async fn main() {
+    // The end-to-end run at fleet size instead (see streamer_fleet/fleet.rs).
+    if let Some(sims) = std::env::var("BENCH_STREAM_FLEET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return fleet::run(sims).await;
+    }
     let sims: usize = env_or("BENCH_STREAM_SIMS", 2000);
     let batches: usize = env_or("BENCH_STREAM_BATCHES", 20);
     let clients: usize = env_or("BENCH_STREAM_CLIENTS", 4);

@@ -24,15 +24,24 @@ pub enum RequestKind {
     Sms,
     /// Label and IMEI lock (a PUT of the SIM).
     ProviderUpdate,
+    /// `POST /v1/sims/{iccid}/reset`.
+    ConnectivityReset,
+    /// `POST /v1/sims/autoTopup` for one SIM.
+    AutoTopUp,
+    /// The account's self-set limits (`POST /v1/sims/limits`).
+    Limits,
 }
 
 impl RequestKind {
-    pub const ALL: [RequestKind; 5] = [
+    pub const ALL: [RequestKind; 8] = [
         Self::Activation,
         Self::Suspension,
         Self::TopUp,
         Self::Sms,
         Self::ProviderUpdate,
+        Self::ConnectivityReset,
+        Self::AutoTopUp,
+        Self::Limits,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +51,9 @@ impl RequestKind {
             Self::TopUp => "topup",
             Self::Sms => "sms",
             Self::ProviderUpdate => "sim_update",
+            Self::ConnectivityReset => "connectivity_reset",
+            Self::AutoTopUp => "auto_topup",
+            Self::Limits => "limits",
         }
     }
 
@@ -53,6 +65,9 @@ impl RequestKind {
             Self::TopUp => "TopUpRequested",
             Self::Sms => "SmsSendRequested",
             Self::ProviderUpdate => "ProviderUpdateRequested",
+            Self::ConnectivityReset => "ConnectivityResetRequested",
+            Self::AutoTopUp => "AutoTopUpChangeRequested",
+            Self::Limits => "AccountLimitsChangeRequested",
         }
     }
 }

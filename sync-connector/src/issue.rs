@@ -79,7 +79,7 @@ impl Issuer {
     {
         let fingerprint = fingerprint(observation);
         let key = |version: u64| format!("sync:{}:{aggregate_id}:v{version}:{fingerprint}", A::TYPE);
-        self.issue_decided::<A>(aggregate_id, iccid, &fingerprint, cause, decide, key)
+        self.issue_decided::<A>(aggregate_id, iccid.as_str(), &fingerprint, cause, decide, key)
             .await
     }
 
@@ -101,7 +101,7 @@ impl Issuer {
         let fingerprint = fingerprint(observation);
         self.issue_decided::<A>(
             aggregate_id,
-            iccid,
+            iccid.as_str(),
             &fingerprint,
             Cause::default(),
             decide,
@@ -110,10 +110,37 @@ impl Issuer {
         .await
     }
 
+    /// [`Issuer::issue`] on an aggregate that is not about one SIM: `token` stands where a SIM's
+    /// events carry the ICCID (the account's limits: `domain::limits::ACCOUNT_SUBJECT_TOKEN`).
+    pub async fn issue_on<A>(
+        &self,
+        aggregate_id: &str,
+        token: &str,
+        commands: Vec<A::Command>,
+        observation: &impl Serialize,
+        cause: Cause,
+    ) -> Result<usize, SyncError>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+    {
+        let fingerprint = fingerprint(observation);
+        let key = |version: u64| format!("sync:{}:{aggregate_id}:v{version}:{fingerprint}", A::TYPE);
+        self.issue_decided::<A>(
+            aggregate_id,
+            token,
+            &fingerprint,
+            cause,
+            |_| commands.clone(),
+            key,
+        )
+        .await
+    }
+
     async fn issue_decided<A>(
         &self,
         aggregate_id: &str,
-        iccid: &Iccid,
+        iccid: &str,
         fingerprint: &str,
         cause: Cause,
         decide: impl Fn(&A) -> Vec<A::Command>,
@@ -157,7 +184,7 @@ impl Issuer {
             };
             match self
                 .store
-                .execute_decided::<A>(aggregate_id, iccid.as_str(), &loaded, events, &ctx)
+                .execute_decided::<A>(aggregate_id, iccid, &loaded, events, &ctx)
                 .await
             {
                 Ok(Executed::New { events, .. }) => {

@@ -244,6 +244,7 @@ impl Connector {
                 .clone()
                 .run(jetstream.clone(), shutdown.clone()),
         );
+        tasks.spawn(self.requests.clone().limits_loop(shutdown.clone()));
         tasks.spawn(poll_age_loop(self.sync_metrics.clone(), shutdown));
         tasks
     }

@@ -1,5 +1,6 @@
 pub(crate) mod auth;
 pub(crate) mod bulk;
+pub(crate) mod controls;
 pub(crate) mod import;
 pub(crate) mod rules;
 pub(crate) mod sims;
@@ -17,6 +18,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::routes())
         .merge(users::routes())
         .merge(sims::routes())
+        .merge(controls::routes())
         .merge(sync::routes())
         .merge(bulk::routes(state.bulk.max_body_bytes))
         .merge(import::routes(state.bulk.max_body_bytes))

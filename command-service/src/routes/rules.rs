@@ -9,12 +9,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use domain::rule::{Rule, RuleCommand, RuleSpec};
+use domain::rule::{Rule, RuleAction, RuleCommand, RuleSpec};
 use eventstore::GlobalLog;
 use platform::{ApiError, ApiJson, ApiPath, ApiQuery, Principal, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
+use webhooks::Webhooks;
 
 use crate::commands::{answer, CommandHeaders};
 use crate::error::execute_error;
@@ -41,7 +42,7 @@ pub fn routes() -> Router<AppState> {
 pub(crate) struct RuleView {
     id: Uuid,
     /// `{name, trigger: {event_type, tag?, quota_kind?, threshold?}, action: {kind: top_up |
-    /// suspend | send_sms (text) | add_tag (tag)}}`.
+    /// suspend | send_sms (text) | add_tag (tag) | webhook (webhook_id)}}`.
     #[schema(value_type = Object)]
     spec: Option<RuleSpec>,
     enabled: bool,
@@ -69,6 +70,24 @@ async fn execute(
     status: StatusCode,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Operator)?;
+    let spec = match &command {
+        RuleCommand::Create { spec, .. } | RuleCommand::Change { spec } => Some(spec),
+        _ => None,
+    };
+    if let Some(RuleAction::Webhook { webhook_id }) = spec.map(|spec| &spec.action) {
+        // The subscription is the action's target: it must exist when the rule is saved
+        // (one deleted later makes the firings `refused` with `WEBHOOK_NOT_FOUND`).
+        if Webhooks::new(state.pool.clone())
+            .get(*webhook_id)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::validation(
+                "INVALID_RULE",
+                format!("invalid rule: action.webhook_id: no webhook subscription {webhook_id}"),
+            ));
+        }
+    }
     let ctx = headers.context(principal, &(id, &command), status);
     let executed = state
         .store
@@ -279,7 +298,8 @@ pub(crate) struct WouldFire {
     event_type: String,
     iccid: String,
     recorded_at: DateTime<Utc>,
-    /// The command it would issue, e.g. `top_up data`.
+    /// The command it would issue, e.g. `top_up data`, or the webhook it would call:
+    /// `webhook <subscription id> <url>`.
     command: String,
     /// The engine fired this rule for this event already.
     already_fired: bool,
@@ -289,7 +309,7 @@ const DRY_RUN_LIMIT: usize = 1_000;
 const DRY_RUN_PAGE: i64 = 500;
 
 /// Evaluates the rule (enabled or not) over the past events of its trigger's type, writing
-/// nothing. Tags are the SIM's current ones.
+/// nothing. A tag is looked for among the tags the SIM had at each event.
 #[utoipa::path(post, path = "/api/v1/rules/{id}/dry-run", tag = "rules", params(("id" = Uuid, Path), DryRunQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = DryRun), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -307,6 +327,16 @@ pub(crate) async fn dry_run_rule(
     let since = query
         .since
         .unwrap_or_else(|| Utc::now() - chrono::Duration::days(30));
+    // The webhook it would call: `webhook <id> <url>` (the subscription as it is now).
+    let webhook = match &spec.action {
+        RuleAction::Webhook { webhook_id } => {
+            Some(match Webhooks::new(state.pool.clone()).get(*webhook_id).await? {
+                Some(subscription) => format!("webhook {webhook_id} {}", subscription.url),
+                None => format!("webhook {webhook_id} (no such subscription: would be refused)"),
+            })
+        }
+        _ => None,
+    };
     let log = GlobalLog::new(state.pool.clone());
     let (mut after, mut evaluated, mut would_fire, mut truncated) = (0, 0, Vec::new(), false);
     'pages: loop {
@@ -329,8 +359,9 @@ pub(crate) async fn dry_run_rule(
                 break 'pages;
             }
             let command = match sim_action(&spec.action, spec.trigger.quota_kind, &facts) {
-                crate::actions::SimAction::TopUp { kind, .. } => format!("top_up {}", kind.as_str()),
-                _ => spec.action.as_str().to_owned(),
+                Some(crate::actions::SimAction::TopUp { kind, .. }) => format!("top_up {}", kind.as_str()),
+                Some(_) => spec.action.as_str().to_owned(),
+                None => webhook.clone().unwrap_or_default(),
             };
             would_fire.push(WouldFire {
                 position: event.position,

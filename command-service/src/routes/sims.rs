@@ -31,7 +31,7 @@ fn parse_iccid(raw: &str) -> Result<Iccid, ApiError> {
 }
 
 /// Performs the action as its route's command `name`, answers the outcome (and counts it).
-async fn perform(
+pub(crate) async fn perform(
     state: &AppState,
     name: &str,
     action: SimAction,
@@ -175,7 +175,7 @@ pub(crate) async fn update(
 
 /// A command on one SIM that takes no body: the route's name, its success status, and the
 /// command built from the context (request id, time).
-async fn simple_sim_command(
+pub(crate) async fn simple_sim_command(
     state: &AppState,
     principal: &Principal,
     headers: &CommandHeaders,

@@ -36,6 +36,9 @@ pub(crate) struct CreateWebhook {
     url: String,
     /// Event types (`SimSuspended`), or prefixes ending in `*` (`Quota*`; `*` for all).
     event_types: Vec<String>,
+    /// Only events of SIMs that carried this tag when the event happened (events about no SIM
+    /// are then not delivered either).
+    tag: Option<String>,
     description: Option<String>,
     /// Deliver the events after this global position (a replay); default: only new events.
     from_position: Option<i64>,
@@ -56,6 +59,8 @@ pub(crate) struct CreatedWebhook {
 pub(crate) struct UpdateWebhook {
     url: Option<String>,
     event_types: Option<Vec<String>>,
+    /// A tag to filter by; `""` removes the filter.
+    tag: Option<String>,
     description: Option<String>,
     /// `active` (also resumes a `failing` one, from the event it failed at) or `paused`.
     status: Option<String>,
@@ -68,7 +73,7 @@ fn not_found(id: Uuid) -> ApiError {
 }
 
 async fn checked_url(state: &AppState, url: &str) -> Result<String, ApiError> {
-    target::check(url, state.webhooks.allow_private)
+    target::check(url, &target::Resolver::system(state.webhooks.allow_private))
         .await
         .map(|url| url.to_string())
         .map_err(|(code, message)| ApiError::validation(code, message))
@@ -86,6 +91,17 @@ fn checked_types(event_types: &[String]) -> Result<(), ApiError> {
             .map_err(|reason| ApiError::validation("INVALID_EVENT_TYPES", reason))?;
     }
     Ok(())
+}
+
+/// The tag of a filter, normalised as SIM tags are (`""` only where `empty` clears it).
+fn checked_tag(tag: Option<&str>, empty: bool) -> Result<Option<String>, ApiError> {
+    match tag {
+        None => Ok(None),
+        Some("") if empty => Ok(Some(String::new())),
+        Some(tag) => domain::sim::normalise_tags(vec![tag.to_owned()])
+            .map(|tags| tags.into_iter().next())
+            .map_err(|error| ApiError::validation("INVALID_TAG", format!("tag: {error}"))),
+    }
 }
 
 /// The log's cursor at `position` (`None`: the head, so only new events).
@@ -114,7 +130,7 @@ async fn cursor_at(state: &AppState, position: Option<i64>) -> Result<(u64, i64)
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = CreateWebhook,
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = CreatedWebhook), (status = 403, body = ErrorBody),
-        (status = 422, body = ErrorBody, description = "`INVALID_URL`, `WEBHOOK_TARGET_NOT_ALLOWED`, `WEBHOOK_TARGET_UNRESOLVED`, `INVALID_EVENT_TYPES`, `INVALID_POSITION`")))]
+        (status = 422, body = ErrorBody, description = "`INVALID_URL`, `WEBHOOK_TARGET_NOT_ALLOWED`, `WEBHOOK_TARGET_UNRESOLVED`, `INVALID_EVENT_TYPES`, `INVALID_TAG`, `INVALID_POSITION`")))]
 pub(crate) async fn create_webhook(
     State(state): State<AppState>,
     principal: Principal,
@@ -123,6 +139,7 @@ pub(crate) async fn create_webhook(
     principal.require(Role::Admin)?;
     let url = checked_url(&state, &request.url).await?;
     checked_types(&request.event_types)?;
+    let tag = checked_tag(request.tag.as_deref(), false)?;
     let cursor = cursor_at(&state, request.from_position).await?;
     let secret = signature::new_secret();
     let subscription = Webhooks::new(state.pool.clone())
@@ -130,6 +147,7 @@ pub(crate) async fn create_webhook(
             url,
             description: request.description,
             event_types: request.event_types,
+            tag,
             secret: secret.clone(),
             created_by: principal.actor(),
             cursor,
@@ -181,6 +199,7 @@ pub(crate) async fn update_webhook(
     if let Some(event_types) = &request.event_types {
         checked_types(event_types)?;
     }
+    let tag = checked_tag(request.tag.as_deref(), true)?;
     if let Some(status) = &request.status {
         if !matches!(status.as_str(), "active" | "paused") {
             return Err(ApiError::validation(
@@ -199,6 +218,7 @@ pub(crate) async fn update_webhook(
             url.as_deref(),
             request.description.as_deref(),
             request.event_types.as_deref(),
+            tag.as_deref(),
             request.status.as_deref(),
             cursor,
         )

@@ -8,10 +8,12 @@ pub mod store;
 use std::time::Duration;
 
 use domain::ids::{parse_quota_aggregate_id, Iccid, QuotaKind};
-use domain::rule::{Facts, Rule, RuleAction, RuleEvent};
-use domain::sim::Sim;
+use domain::rule::{Facts, Rule, RuleAction, RuleCommand, RuleEvent, WebhookCause};
+use domain::sim::{Sim, SimEvent};
 use domain::Aggregate;
-use eventstore::{CommandContext, EventMetadata, GlobalLog, Idempotency, LogCursor, StoredEvent};
+use eventstore::{
+    CommandContext, EventMetadata, EventStore, GlobalLog, Idempotency, LogCursor, StoreError, StoredEvent,
+};
 use platform::ApiError;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -105,8 +107,33 @@ pub async fn load_rules(state: &AppState) -> Result<Vec<StoredRule>, ApiError> {
     Ok(rules)
 }
 
+/// The tags the event's SIM carried when the event happened: the SIM's own events up to it in
+/// the log's order, replayed (not today's tags, nor the read model's, which may trail). None
+/// for an event that names no SIM.
+pub async fn tags_at(store: &EventStore, event: &StoredEvent) -> Result<Vec<String>, StoreError> {
+    if Iccid::parse(&event.iccid).is_err() {
+        return Ok(Vec::new());
+    }
+    let until = LogCursor::after(event);
+    let mut sim = Sim::default();
+    for stored in store.events_of(Sim::TYPE, &event.iccid).await? {
+        if LogCursor::after(&stored) > until {
+            continue;
+        }
+        let decoded: SimEvent = stored.to_domain().map_err(|source| StoreError::Decode {
+            aggregate_type: stored.aggregate_type.clone(),
+            aggregate_id: stored.aggregate_id.clone(),
+            sequence: stored.sequence,
+            source,
+        })?;
+        sim.apply(&decoded);
+    }
+    Ok(sim.tags().to_vec())
+}
+
 /// What `event` tells a trigger; the SIM's tags only when `with_tags` (a rule asks for a tag),
-/// from the SIM's own events (the read model may trail).
+/// as they were at the event ([`tags_at`]): the engine and a dry run decide alike, whenever
+/// they read the event.
 pub async fn facts_of(
     state: &AppState,
     event: &StoredEvent,
@@ -125,7 +152,7 @@ pub async fn facts_of(
         .and_then(|t| t.as_u64())
         .map(|t| t.min(255) as u8);
     let tags = match with_tags {
-        true => state.store.load::<Sim>(&event.iccid).await?.state.tags().to_vec(),
+        true => tags_at(&state.store, event).await?,
         false => Vec::new(),
     };
     Ok(OwnedFacts {
@@ -166,9 +193,13 @@ pub fn about_a_sim(event: &StoredEvent) -> bool {
     event.aggregate_type != Rule::TYPE && !by_a_rule && Iccid::parse(&event.iccid).is_ok()
 }
 
-/// The command a rule's action is, for the event's SIM.
-pub fn sim_action(action: &RuleAction, trigger_kind: Option<QuotaKind>, facts: &OwnedFacts) -> SimAction {
-    match action {
+/// The command a rule's action is, for the event's SIM (`None` for a webhook).
+pub fn sim_action(
+    action: &RuleAction,
+    trigger_kind: Option<QuotaKind>,
+    facts: &OwnedFacts,
+) -> Option<SimAction> {
+    Some(match action {
         RuleAction::TopUp => SimAction::TopUp {
             kind: trigger_kind.or(facts.quota_kind).unwrap_or(QuotaKind::Data),
             payment_method: None,
@@ -179,7 +210,8 @@ pub fn sim_action(action: &RuleAction, trigger_kind: Option<QuotaKind>, facts: &
             source_address: None,
         },
         RuleAction::AddTag { tag } => SimAction::AddTags(vec![tag.clone()]),
-    }
+        RuleAction::Webhook { .. } => return None,
+    })
 }
 
 /// The id of an event (the NATS message id), and as a UUID for `causation_id`.
@@ -222,7 +254,6 @@ pub async fn fire(
         ));
     };
     let iccid = Iccid::parse(&event.iccid).map_err(|e| crate::error::domain_error(&e))?;
-    let action = sim_action(&spec.action, spec.trigger.quota_kind, facts);
     let (event_id, causation) = event_ids(event);
     let mut metadata = EventMetadata::new(format!("rule:{}", rule.id));
     metadata.causation_id = causation;
@@ -243,6 +274,9 @@ pub async fn fire(
             request_hash: crate::commands::fingerprint(&(rule.id, &event_id)),
             response_status: 202,
         }),
+    };
+    let Some(action) = sim_action(&spec.action, spec.trigger.quota_kind, facts) else {
+        return request_webhook(state, rule, event, &event_id, &ctx).await;
     };
     match action.perform(state, &iccid, &ctx, false).await {
         Ok(Performed::Executed { executed, .. }) => {
@@ -274,5 +308,72 @@ pub async fn fire(
             command_id: None,
             command_position: None,
         }),
+    }
+}
+
+/// A webhook action: `RuleWebhookRequested` on the rule, written with the firing's idempotency
+/// key (once per (rule, event), also after a crash), delivered by the subscription's dispatcher
+/// with its signature, retries and delivery log. Refused (`WEBHOOK_NOT_FOUND`) when the
+/// subscription is gone.
+async fn request_webhook(
+    state: &AppState,
+    rule: &StoredRule,
+    event: &StoredEvent,
+    event_id: &str,
+    ctx: &CommandContext,
+) -> Result<Fired, ApiError> {
+    let refused = |code: &str, message: String| Fired {
+        outcome: "refused",
+        code: Some(code.to_owned()),
+        message: Some(message),
+        command_id: None,
+        command_position: None,
+    };
+    if let Some(RuleAction::Webhook { webhook_id }) = rule.rule.spec().map(|spec| &spec.action) {
+        if webhooks::Webhooks::new(state.pool.clone())
+            .get(*webhook_id)
+            .await?
+            .is_none()
+        {
+            return Ok(refused(
+                "WEBHOOK_NOT_FOUND",
+                format!("no webhook subscription {webhook_id}"),
+            ));
+        }
+    }
+    let cause = WebhookCause {
+        event_id: event_id.to_owned(),
+        position: event.position,
+        event_type: event.event_type.clone(),
+        iccid: event.iccid.clone(),
+        event: serde_json::to_value(event).map_err(|e| ApiError::internal(e.to_string()))?,
+    };
+    match state
+        .store
+        .execute::<Rule>(
+            &rule.id.to_string(),
+            RULES_ICCID,
+            RuleCommand::RequestWebhook { cause },
+            ctx,
+        )
+        .await
+    {
+        Ok(executed) => {
+            let answer = executed.answer();
+            Ok(Fired {
+                outcome: "applied",
+                code: None,
+                message: None,
+                command_id: Some(answer.command_id),
+                command_position: Some(answer.position),
+            })
+        }
+        Err(error) => {
+            let error = crate::error::execute_error(error);
+            if error.status.is_server_error() {
+                return Err(error);
+            }
+            Ok(refused(&error.code, error.message))
+        }
     }
 }

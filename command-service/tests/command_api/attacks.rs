@@ -33,6 +33,13 @@ fn command_routes(iccid: &str) -> Vec<(Method, String, Option<Value>)> {
         ),
         (Method::POST, format!("/sims/{iccid}/sync"), None),
         (Method::POST, "/sims/sync-all".into(), None),
+        (Method::POST, format!("/sims/{iccid}/connectivity-reset"), None),
+        (
+            Method::PUT,
+            format!("/sims/{iccid}/auto-topup"),
+            Some(json!({"enabled": true})),
+        ),
+        (Method::PUT, "/limits".into(), Some(json!({"data_limit_id": 1}))),
         (
             Method::POST,
             "/users".into(),

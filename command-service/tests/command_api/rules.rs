@@ -24,7 +24,7 @@ async fn start(pool: PgPool) -> CommandApi {
     .await
 }
 
-fn rule() -> Value {
+pub(crate) fn rule() -> Value {
     json!({
         "name": "top up fleet-7 at 80 %",
         "trigger": {"event_type": "QuotaThresholdCrossed", "tag": "fleet-7", "quota_kind": "data", "threshold": 80},
@@ -32,7 +32,7 @@ fn rule() -> Value {
     })
 }
 
-async fn register(app: &CommandApi, token: &str, n: u32, tags: Value) {
+pub(crate) async fn register(app: &CommandApi, token: &str, n: u32, tags: Value) {
     app.post("/sims", token)
         .json(&json!({"iccid": iccid(n), "imsi": "901405100000001", "tags": tags}))
         .expect(StatusCode::CREATED)
@@ -40,7 +40,7 @@ async fn register(app: &CommandApi, token: &str, n: u32, tags: Value) {
 }
 
 /// The provider reports 85 % of the SIM's data used: a QuotaThresholdCrossed at 80.
-async fn cross(store: &EventStore, n: u32) {
+pub(crate) async fn cross(store: &EventStore, n: u32) {
     let id = Iccid::parse(&iccid(n)).unwrap();
     let command = QuotaCommand::Assign {
         iccid: id.clone(),
@@ -66,7 +66,7 @@ async fn cross(store: &EventStore, n: u32) {
         .unwrap();
 }
 
-async fn create(app: &CommandApi, token: &str, body: &Value) -> String {
+pub(crate) async fn create(app: &CommandApi, token: &str, body: &Value) -> String {
     let created = app
         .post("/rules", token)
         .json(body)
@@ -75,14 +75,14 @@ async fn create(app: &CommandApi, token: &str, body: &Value) -> String {
     created["aggregate_id"].as_str().unwrap().to_owned()
 }
 
-async fn top_ups(pool: &PgPool) -> Vec<(String, Value)> {
+pub(crate) async fn top_ups(pool: &PgPool) -> Vec<(String, Value)> {
     sqlx::query_as("SELECT iccid, metadata FROM events WHERE event_type = 'TopUpRequested' ORDER BY position")
         .fetch_all(pool)
         .await
         .unwrap()
 }
 
-async fn firings(app: &CommandApi, token: &str, id: &str) -> Vec<Value> {
+pub(crate) async fn firings(app: &CommandApi, token: &str, id: &str) -> Vec<Value> {
     let page = app
         .get(&format!("/rules/{id}/firings"), token)
         .expect(StatusCode::OK)
@@ -90,7 +90,7 @@ async fn firings(app: &CommandApi, token: &str, id: &str) -> Vec<Value> {
     page.as_array().unwrap().clone()
 }
 
-async fn wait_for_firings(app: &CommandApi, token: &str, id: &str, count: usize) {
+pub(crate) async fn wait_for_firings(app: &CommandApi, token: &str, id: &str, count: usize) {
     eventually(Duration::from_secs(20), "the rule to fire", || async {
         firings(app, token, id).await.len() >= count
     })

@@ -22,15 +22,15 @@ use crate::common::{expect_error, iccid, CommandApi, Exchange};
 
 /// What the receiver got: each request's headers and body, and how many to answer 500.
 #[derive(Default)]
-struct Receiver {
-    received: Mutex<Vec<(HeaderMap, Bytes)>>,
+pub(crate) struct Receiver {
+    pub(crate) received: Mutex<Vec<(HeaderMap, Bytes)>>,
     /// Requests still to refuse with 500 (`u32::MAX`: all of them).
     fail: AtomicU32,
 }
 
 impl Receiver {
     /// Listens on 127.0.0.1 and returns its URL.
-    async fn start(self: &Arc<Self>) -> String {
+    pub(crate) async fn start(self: &Arc<Self>) -> String {
         let receiver = self.clone();
         let router = Router::new().route(
             "/hook",
@@ -53,7 +53,7 @@ impl Receiver {
     }
 
     /// The events received with a 2xx answer or not: (position, event type, X-Sim-Event-Id).
-    fn events(&self) -> Vec<(i64, String, String)> {
+    pub(crate) fn events(&self) -> Vec<(i64, String, String)> {
         let received = self.received.lock().unwrap();
         received
             .iter()
@@ -69,7 +69,7 @@ impl Receiver {
             .collect()
     }
 
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.received.lock().unwrap().len()
     }
 }
@@ -86,7 +86,7 @@ async fn start(pool: PgPool, max_attempts: i32) -> CommandApi {
     .await
 }
 
-async fn subscribe(app: &CommandApi, token: &str, url: &str, types: Value) -> (String, String) {
+pub(crate) async fn subscribe(app: &CommandApi, token: &str, url: &str, types: Value) -> (String, String) {
     let created = app
         .post("/webhooks", token)
         .json(&json!({"url": url, "event_types": types, "description": "test"}))
@@ -108,7 +108,7 @@ async fn positions(pool: &PgPool, types: &[&str]) -> Vec<i64> {
     .unwrap()
 }
 
-async fn wait_for(receiver: &Receiver, count: usize) {
+pub(crate) async fn wait_for(receiver: &Receiver, count: usize) {
     eventually(
         Duration::from_secs(20),
         "the receiver to get its deliveries",
@@ -380,4 +380,42 @@ async fn only_admins_manage_webhooks_and_bad_targets_are_refused(pool: PgPool) {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     app.delete(&path, &admin).expect(StatusCode::NO_CONTENT).await;
     expect_error(app.get(&path, &admin), StatusCode::NOT_FOUND, "WEBHOOK_NOT_FOUND").await;
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_receiver_that_never_answers_holds_back_no_other_subscription(pool: PgPool) {
+    let app = CommandApi::start_with(pool, |config| {
+        config.webhooks.allow_private = true;
+        config.webhooks.poll = Duration::from_millis(50);
+        config.webhooks.timeout = Duration::from_secs(60);
+    })
+    .await;
+    let token = app.admin_token().await;
+    // Accepts connections and never answers: each attempt waits for the 60 s timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/hook", silent.local_addr().unwrap());
+    let _held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let receiver = Arc::new(Receiver::default());
+    let url = receiver.start().await;
+    subscribe(&app, &token, &silent_url, json!(["SimRegistered"])).await;
+    subscribe(&app, &token, &url, json!(["SimRegistered"])).await;
+    // Each event is delivered to the answering receiver while the other attempt hangs.
+    for n in 1..=3 {
+        app.register_sim(&token, &iccid(n)).await;
+        eventually(
+            Duration::from_secs(10),
+            "the answering receiver to get the event while the other hangs",
+            || async { receiver.count() >= n as usize },
+        )
+        .await;
+    }
+    assert_eq!(
+        receiver.events().iter().map(|e| e.0).collect::<Vec<_>>(),
+        positions(&app.pool, &["SimRegistered"]).await
+    );
 }

@@ -8,6 +8,7 @@
 mod macros;
 
 pub mod ids;
+pub mod limits;
 pub mod quota;
 pub mod rule;
 pub mod sim;
@@ -26,11 +27,12 @@ mod sequences;
 pub use ids::{
     parse_quota_aggregate_id, quota_aggregate_id, Iccid, IccidProblem, IdError, Imei, Imsi, Msisdn, QuotaKind,
 };
+pub use limits::{AccountLimits, AccountLimitsCommand, AccountLimitsError, AccountLimitsEvent, LimitIds};
 pub use quota::{PendingTopUp, Quota, QuotaCommand, QuotaError, QuotaEvent, QuotaState};
 pub use rule::{Rule, RuleAction, RuleCommand, RuleError, RuleEvent, RuleSpec, Trigger};
 pub use sim::{
-    ChangeKind, Connectivity, PendingChange, PendingUpdate, ProviderStatus, Sim, SimCommand, SimError,
-    SimEvent, SimStatus, UsagePeriod,
+    ChangeKind, Connectivity, ControlOutcome, ControlRecord, ControlState, PendingChange, PendingUpdate,
+    ProviderStatus, Sim, SimCommand, SimControl, SimControls, SimError, SimEvent, SimStatus, UsagePeriod,
 };
 pub use sms::{sms_encoding, Direction, Encoding, Sms, SmsCommand, SmsError, SmsEvent, SmsStatus};
 pub use spelled::{Spelled, UnknownWord};

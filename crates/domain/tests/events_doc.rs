@@ -5,6 +5,7 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
+use domain::limits::AccountLimitsEvent;
 use domain::quota::QuotaEvent;
 use domain::rule::RuleEvent;
 use domain::sim::SimEvent;
@@ -127,13 +128,23 @@ fn render() -> String {
         "rule",
         serde_json::to_value(schemars::schema_for!(RuleEvent)).unwrap(),
     );
+    render_aggregate(
+        &mut out,
+        "Account limits",
+        "account_limits",
+        serde_json::to_value(schemars::schema_for!(AccountLimitsEvent)).unwrap(),
+    );
     out
 }
 
 #[test]
 fn every_event_type_is_documented_with_its_schema() {
     let rendered = render();
-    for name in SimEvent::EVENT_TYPES.iter().chain(RuleEvent::EVENT_TYPES) {
+    for name in SimEvent::EVENT_TYPES
+        .iter()
+        .chain(RuleEvent::EVENT_TYPES)
+        .chain(AccountLimitsEvent::EVENT_TYPES)
+    {
         assert!(
             rendered.contains(&format!("### {name}\n")),
             "{name} missing from the catalogue"

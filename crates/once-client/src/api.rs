@@ -11,8 +11,8 @@ use crate::client::{Answer, Request};
 use crate::decode;
 use crate::endpoint;
 use crate::model::{
-    ConnectivityStatus, DailyUsage, Quota, QuotaKind, Sim, SimEventPage, SimPage, SimUpdate, Sms, SmsReceipt,
-    SmsSubmission, TopUpOrder,
+    ConnectivityStatus, DailyUsage, Limit, LimitService, Limits, Quota, QuotaKind, SetLimits, Sim,
+    SimEventPage, SimPage, SimUpdate, Sms, SmsReceipt, SmsSubmission, TopUpOrder,
 };
 use crate::{ClientError, OnceClient};
 
@@ -140,6 +140,68 @@ impl OnceClient {
         Ok(TopUpOrder {
             location: location(&answer),
         })
+    }
+
+    /// `POST /v1/sims/{iccid}/reset`: queues a connectivity reset (1NCE carries it out
+    /// asynchronously). Not idempotent (a second call resets again), like [`Self::top_up`].
+    pub async fn reset_connectivity(&self, iccid: &str) -> Result<(), ClientError> {
+        let url = self.sim_url(endpoint::RESET, iccid, &["reset"], &[])?;
+        self.send(&post(endpoint::RESET, url, None)).await.map(drop)
+    }
+
+    /// `POST /v1/sims/autoTopup {enabled, iccids}`: auto top-up on or off for these SIMs.
+    /// Setting a state, so it may be repeated.
+    pub async fn set_auto_top_up(&self, iccids: &[&str], enabled: bool) -> Result<(), ClientError> {
+        for iccid in iccids {
+            checked(endpoint::AUTO_TOP_UP, iccid)?;
+        }
+        let body = serde_json::json!({ "enabled": enabled, "iccids": iccids });
+        let request = Request {
+            idempotent: true,
+            ..post(
+                endpoint::AUTO_TOP_UP,
+                self.url(&["v1", "sims", "autoTopup"], &[]),
+                Some(json_body(endpoint::AUTO_TOP_UP, "auto top-up", &body)?),
+            )
+        };
+        self.send(&request).await.map(drop)
+    }
+
+    /// `GET /v1/sims/limits`: the account's self-set monthly limits.
+    pub async fn limits(&self) -> Result<Limits, ClientError> {
+        let url = self.url(&["v1", "sims", "limits"], &[]);
+        let answer = self.send(&get(endpoint::LIMITS, url)).await?;
+        decode::json(endpoint::LIMITS, &answer.body)
+    }
+
+    /// `POST /v1/sims/limits`: sets the account's self-set limits by id. Setting a state, so
+    /// it may be repeated.
+    pub async fn set_limits(&self, limits: &SetLimits) -> Result<(), ClientError> {
+        let request = Request {
+            idempotent: true,
+            ..post(
+                endpoint::SET_LIMITS,
+                self.url(&["v1", "sims", "limits"], &[]),
+                Some(json_body(endpoint::SET_LIMITS, "limits", limits)?),
+            )
+        };
+        self.send(&request).await.map(drop)
+    }
+
+    /// `GET /v1/sims/{service}/limits`: the limits that may be selected for a service. The
+    /// documents name `Values_for_Limits` as its answer; a list of limits is read too, and
+    /// an object's limits are taken as the list.
+    pub async fn selectable_limits(&self, service: LimitService) -> Result<Vec<Limit>, ClientError> {
+        let url = self.url(&["v1", "sims", service.as_str(), "limits"], &[]);
+        let answer = self.send(&get(endpoint::SELECTABLE_LIMITS, url)).await?;
+        // Untagged enums buffer the body, which the lenient number readers cannot take:
+        // look at the first byte instead.
+        let list = answer.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+        if list {
+            return decode::json(endpoint::SELECTABLE_LIMITS, &answer.body);
+        }
+        let o: Limits = decode::json(endpoint::SELECTABLE_LIMITS, &answer.body)?;
+        Ok([o.data, o.sms_mt, o.sms_mo].into_iter().flatten().collect())
     }
 
     /// `POST /v1/sims/{iccid}/sms`: sends an MT SMS. Not idempotent, like [`Self::top_up`].
@@ -340,4 +402,9 @@ fn calls_are_send(client: OnceClient, update: SimUpdate, sms: SmsSubmission, day
     future(client.all_sms(""));
     future(client.sms("", 1));
     future(client.sim_events("", 1, 1));
+    future(client.reset_connectivity(""));
+    future(client.set_auto_top_up(&[], true));
+    future(client.limits());
+    future(client.set_limits(&SetLimits::default()));
+    future(client.selectable_limits(LimitService::Data));
 }

@@ -9,6 +9,7 @@
 //! routes under `/_admin`.
 
 mod config;
+mod controls;
 mod fleet;
 mod format;
 mod http;
@@ -29,6 +30,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use config::{ConfigError, Faults, SimulatorConfig, SlowResponse};
+pub use controls::{AccountLimits, Control, Refusals};
 pub use fleet::quota::QuotaKind;
 pub use format::{iccid_with_luhn, luhn_digit, parse_iccid};
 pub use stats::{CallStats, RouteCount};
@@ -55,6 +57,7 @@ struct Inner {
     tokens: Mutex<Tokens>,
     limits: Mutex<Limits>,
     faults: RwLock<Faults>,
+    controls: Mutex<controls::ControlsState>,
     stats: Mutex<StatsState>,
     metrics: Metrics,
     sims_gauge: IntGauge,
@@ -100,6 +103,7 @@ impl Simulator {
                     config.oauth_rate_limit_per_min,
                 )),
                 faults: RwLock::new(config.faults.clone()),
+                controls: Mutex::new(controls::ControlsState::default()),
                 stats: Mutex::new(StatsState::default()),
                 fleet: Mutex::new(fleet),
                 config,

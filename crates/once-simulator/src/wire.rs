@@ -162,9 +162,14 @@ pub fn connectivity(s: &SimRecord, now: DateTime<Utc>) -> Value {
     let (rat_id, rat_name) = RATS[usize::from(s.rat) % RATS.len()];
     let rat_name = over.rat.clone().unwrap_or_else(|| rat_name.to_owned());
     let h = mix(s.iccid);
+    let resetting = s
+        .extra
+        .as_ref()
+        .and_then(|e| e.reattach_at)
+        .is_some_and(|at| now < at);
     let status = if !s.enabled {
         "OFFLINE"
-    } else if s.data.remaining == 0 || s.data.expired || h.is_multiple_of(5) {
+    } else if resetting || s.data.remaining == 0 || s.data.expired || h.is_multiple_of(5) {
         "ATTACHED"
     } else {
         "ONLINE"

@@ -186,6 +186,7 @@ fn replay(events: &[StoredEvent], strict: bool) -> Result<Option<SimView>, Repla
         updated_at: micros(last.recorded_at),
         // The replay decodes every event it uses (or fails): nothing of it is parked.
         projection: crate::PROJECTION_COMPLETE.to_owned(),
+        controls: sqlx::types::Json(sim.controls().clone()),
     }))
 }
 

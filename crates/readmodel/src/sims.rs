@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use domain::SimStatus;
+use domain::{SimControls, SimStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
@@ -56,6 +56,14 @@ pub struct SimView {
     #[serde(default = "complete")]
     #[cfg_attr(feature = "openapi", schema(example = "complete"))]
     pub projection: String,
+    /// Provider controls: `{auto_topup: bool | null (as 1NCE confirmed it; null until set
+    /// through the platform), last_auto_topup, last_reset}`, each last request `{request_id,
+    /// requested_at, enabled? (auto top-up), state: pending | completed | failed | unknown,
+    /// reason? (1NCE's message when failed), settled_at?}` or null. A pending auto top-up
+    /// change is `last_auto_topup.state == "pending"`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub controls: sqlx::types::Json<SimControls>,
 }
 
 impl SimView {
@@ -94,6 +102,7 @@ impl SimView {
             last_position: 0,
             updated_at: registered_at,
             projection: PROJECTION_COMPLETE.to_owned(),
+            controls: Default::default(),
         }
     }
 }
@@ -112,7 +121,7 @@ pub const SIM_COLUMNS: &str =
     "iccid, imsi, msisdn, label, tags, status, pending_change, provider_status, imei, \
      imei_lock, ip_address, network, country, rat, last_seen_at, data_total, data_remaining, data_expiry, \
      sms_total, sms_remaining, sms_expiry, registered_at, terminated_at, version, last_position, updated_at, \
-     projection";
+     projection, controls";
 
 pub async fn load_sim(pool: &PgPool, iccid: &str) -> Result<Option<SimView>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {SIM_COLUMNS} FROM sims WHERE iccid = $1"))
@@ -155,18 +164,23 @@ pub async fn upsert_sims(conn: &mut PgConnection, rows: &[&SimView]) -> Result<(
     }
     let tags: Vec<Value> = rows.iter().map(|r| json_array(&r.tags)).collect();
     let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+    let controls: Vec<Value> = rows
+        .iter()
+        .map(|r| serde_json::to_value(&r.controls.0).unwrap_or_else(|_| Value::Object(Default::default())))
+        .collect();
     // `projection` is kept: a parked SIM stays parked until its events are replayed.
     let sql = format!(
         "INSERT INTO sims ({SIM_COLUMNS}) \
          SELECT u.iccid, u.imsi, u.msisdn, u.label, ARRAY(SELECT jsonb_array_elements_text(u.tags)), u.status, \
            u.pending_change, u.provider_status, u.imei, u.imei_lock, u.ip_address, u.network, u.country, u.rat, \
            u.last_seen_at, u.data_total, u.data_remaining, u.data_expiry, u.sms_total, u.sms_remaining, \
-           u.sms_expiry, u.registered_at, u.terminated_at, u.version, u.last_position, u.updated_at, u.projection \
+           u.sms_expiry, u.registered_at, u.terminated_at, u.version, u.last_position, u.updated_at, u.projection, \
+           u.controls \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[], \
            $8::text[], $9::text[], $10::bool[], $11::text[], $12::text[], $13::text[], $14::text[], \
            $15::timestamptz[], $16::int8[], $17::int8[], $18::timestamptz[], $19::int8[], $20::int8[], \
            $21::timestamptz[], $22::timestamptz[], $23::timestamptz[], $24::int8[], $25::int8[], \
-           $26::timestamptz[], $27::text[]) AS u({SIM_COLUMNS}) {}",
+           $26::timestamptz[], $27::text[], $28::jsonb[]) AS u({SIM_COLUMNS}) {}",
         replace_on_conflict("iccid", SIM_COLUMNS, &["projection"])
     );
     let query = bind_columns!(sqlx::query(&sql), rows; iccid, imsi, msisdn, label)
@@ -176,6 +190,7 @@ pub async fn upsert_sims(conn: &mut PgConnection, rows: &[&SimView]) -> Result<(
         pending_change, provider_status, imei, imei_lock, ip_address, network, country, rat,
         last_seen_at, data_total, data_remaining, data_expiry, sms_total, sms_remaining, sms_expiry,
         registered_at, terminated_at, version, last_position, updated_at, projection)
+    .bind(controls)
     .execute(conn)
     .await?;
     Ok(())

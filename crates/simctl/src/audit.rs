@@ -14,12 +14,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, Write};
 
-use reqwest::Method;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::cli::{AuditCommand, ExportArgs, VerifyArgs};
-use crate::client::{Api, Body, Service};
+use crate::client::Api;
 use crate::error::{CliError, Result};
 use crate::history::{read_log, read_log_until};
 use crate::output::{Format, Rows};
@@ -345,8 +344,9 @@ async fn compare_log(api: &Api, checked: &mut Checked) -> Result<()> {
     Ok(())
 }
 
-/// Every SIM of the chain: its read-model row (from Postgres, once the projectors have applied
-/// the chain's last event) against the replay of its events, field by field.
+/// Every SIM of the chain: every read-model row the query API serves for it against the
+/// replay of its events (see [`crate::drift`]), once the projectors have applied the chain's
+/// last event.
 async fn compare_read_models(api: &Api, checked: &mut Checked) -> Result<()> {
     let token = checked
         .events
@@ -360,45 +360,7 @@ async fn compare_read_models(api: &Api, checked: &mut Checked) -> Result<()> {
         .filter_map(|e| e["iccid"].as_str().map(str::to_owned))
         .collect();
     for iccid in sims {
-        let headers = [("x-consistency-token", token.to_string())];
-        let row = optional(
-            api.call(
-                Service::Query,
-                Method::GET,
-                &format!("/sims/{iccid}"),
-                Body::None,
-                &headers,
-            )
-            .await,
-        )?;
-        let replay = optional(api.query(&format!("/sims/{iccid}/state")).await)?;
-        let (row, replay) = (row.unwrap_or(Value::Null), replay.unwrap_or(Value::Null));
-        let fields: BTreeSet<&String> = [&row, &replay]
-            .iter()
-            .filter_map(|v| v.as_object())
-            .flat_map(Map::keys)
-            .collect();
-        for field in fields {
-            if row[field] != replay[field] {
-                checked.problems.push(problem(
-                    "read_model",
-                    json!(iccid),
-                    format!(
-                        "sims.{field} is {} in the read model, {} in the replay",
-                        row[field], replay[field]
-                    ),
-                ));
-            }
-        }
+        crate::drift::compare_sim(api, &iccid, token, &mut checked.problems).await?;
     }
     Ok(())
-}
-
-/// A `404` as `None`.
-fn optional(answer: Result<crate::client::Answer>) -> Result<Option<Value>> {
-    match answer {
-        Ok(answer) => Ok(Some(answer.body)),
-        Err(CliError::Api(failure)) if failure.status == 404 => Ok(None),
-        Err(other) => Err(other),
-    }
 }

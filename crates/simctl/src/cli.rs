@@ -144,6 +144,21 @@ pub enum SimsCommand {
         #[command(flatten)]
         options: CommandOptions,
     },
+    /// Requests a connectivity reset at 1NCE (an active SIM's data session is dropped and
+    /// re-attached); the outcome is the SIM's `controls.last_reset`.
+    Reset {
+        iccid: String,
+        #[command(flatten)]
+        options: CommandOptions,
+    },
+    /// Switches auto top-up on or off at 1NCE (`on` or `off`).
+    AutoTopup {
+        iccid: String,
+        #[arg(value_enum)]
+        setting: OnOff,
+        #[command(flatten)]
+        options: CommandOptions,
+    },
     /// Terminates the SIM (final; its history stays readable).
     Terminate {
         iccid: String,
@@ -169,6 +184,12 @@ pub enum SimsCommand {
         #[command(flatten)]
         options: CommandOptions,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -9,6 +9,7 @@ mod bulk;
 mod cli;
 mod client;
 mod config;
+mod drift;
 mod error;
 mod events;
 mod history;

@@ -6,7 +6,7 @@ use std::io::Read;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::cli::{CommandOptions, ListArgs, SimsCommand};
+use crate::cli::{CommandOptions, ListArgs, OnOff, SimsCommand};
 use crate::client::{encode, query_string, Answer, Api, Body, Service};
 use crate::error::{CliError, Result};
 use crate::output::{self, Format, Rows};
@@ -108,6 +108,19 @@ pub async fn run(api: &Api, format: Format, command: SimsCommand) -> Result<()> 
         }
         SimsCommand::Terminate { iccid, options } => {
             simple(api, format, &iccid, "", Method::DELETE, options).await
+        }
+        SimsCommand::Reset { iccid, options } => {
+            simple(api, format, &iccid, "/connectivity-reset", Method::POST, options).await
+        }
+        SimsCommand::AutoTopup {
+            iccid,
+            setting,
+            options,
+        } => {
+            let body = json!({"enabled": setting == OnOff::On});
+            let path = format!("/sims/{}/auto-topup", encode(&iccid));
+            let answer = send_command(api, &options, Method::PUT, &path, Body::Json(body)).await?;
+            finish(api, format, &options, &answer).await
         }
         SimsCommand::Topup {
             iccid,

@@ -23,6 +23,8 @@ pub struct SubscriptionView {
     pub description: Option<String>,
     /// Exact event types, or prefixes ending in `*`.
     pub event_types: Vec<String>,
+    /// Only events of SIMs that carried this tag when the event happened (none: every event).
+    pub tag: Option<String>,
     /// `active`, `paused` or `failing`.
     pub status: String,
     /// Why it is `failing`: the last attempt's answer.
@@ -67,6 +69,10 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The event type a rule with a webhook action records: the subscription it names delivers it
+/// whatever its own filters.
+pub const RULE_WEBHOOK_REQUESTED: &str = "RuleWebhookRequested";
 
 /// Whether `event_type` matches one of `patterns` (exact, or a prefix ending in `*`).
 pub fn matches(patterns: &[String], event_type: &str) -> bool {

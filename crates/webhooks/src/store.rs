@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::{DeliveryView, SubscriptionView};
 
-const VIEW_COLUMNS: &str = "id, url, description, event_types, status, failure_reason, created_by, \
+const VIEW_COLUMNS: &str = "id, url, description, event_types, tag, status, failure_reason, created_by, \
      created_at, updated_at, cursor_position, attempts";
 
 /// A subscription to create; its cursor starts at `cursor` (transaction id, position).
@@ -16,6 +16,7 @@ pub struct NewSubscription {
     pub url: String,
     pub description: Option<String>,
     pub event_types: Vec<String>,
+    pub tag: Option<String>,
     pub secret: String,
     pub created_by: String,
     pub cursor: (u64, i64),
@@ -27,6 +28,7 @@ pub struct Claimed {
     pub id: Uuid,
     pub url: String,
     pub event_types: Vec<String>,
+    pub tag: Option<String>,
     pub secret: String,
     pub cursor_transaction_id: i64,
     pub cursor_position: i64,
@@ -47,7 +49,7 @@ impl Webhooks {
     pub async fn create(&self, new: NewSubscription) -> Result<SubscriptionView, sqlx::Error> {
         sqlx::query_as(&format!(
             "INSERT INTO webhook_subscriptions (id, url, description, event_types, secret, created_by, \
-             cursor_transaction_id, cursor_position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             cursor_transaction_id, cursor_position, tag) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              RETURNING {VIEW_COLUMNS}"
         ))
         .bind(Uuid::now_v7())
@@ -58,6 +60,7 @@ impl Webhooks {
         .bind(&new.created_by)
         .bind(new.cursor.0 as i64)
         .bind(new.cursor.1)
+        .bind(&new.tag)
         .fetch_one(&self.pool)
         .await
     }
@@ -80,7 +83,8 @@ impl Webhooks {
     }
 
     /// Changes what is given; `status` `active` also clears the failure and makes it due now;
-    /// `cursor` moves the cursor (a replay from a position). `None` when there is no such id.
+    /// `cursor` moves the cursor (a replay from a position); `tag` `Some("")` removes the tag
+    /// filter. `None` when there is no such id.
     #[allow(clippy::too_many_arguments)]
     pub async fn update(
         &self,
@@ -88,6 +92,7 @@ impl Webhooks {
         url: Option<&str>,
         description: Option<&str>,
         event_types: Option<&[String]>,
+        tag: Option<&str>,
         status: Option<&str>,
         cursor: Option<(u64, i64)>,
     ) -> Result<Option<SubscriptionView>, sqlx::Error> {
@@ -99,7 +104,8 @@ impl Webhooks {
                attempts = CASE WHEN $5 = 'active' OR $6::bigint IS NOT NULL THEN 0 ELSE attempts END, \
                next_attempt_at = CASE WHEN $5 = 'active' OR $6::bigint IS NOT NULL THEN now() ELSE next_attempt_at END, \
                cursor_transaction_id = coalesce($6, cursor_transaction_id), \
-               cursor_position = coalesce($7, cursor_position), updated_at = now() \
+               cursor_position = coalesce($7, cursor_position), \
+               tag = CASE WHEN $8::text IS NULL THEN tag ELSE nullif($8, '') END, updated_at = now() \
              WHERE id = $1 RETURNING {VIEW_COLUMNS}"
         ))
         .bind(id)
@@ -109,6 +115,7 @@ impl Webhooks {
         .bind(status)
         .bind(cursor.map(|c| c.0 as i64))
         .bind(cursor.map(|c| c.1))
+        .bind(tag)
         .fetch_optional(&self.pool)
         .await
     }
@@ -148,18 +155,26 @@ impl Webhooks {
 
     /// Claims up to `limit` active subscriptions that are due and not held by another
     /// dispatcher, for `lease`.
-    pub async fn claim(&self, owner: Uuid, limit: i64, lease: Duration) -> Result<Vec<Claimed>, sqlx::Error> {
+    /// `busy`: subscriptions `owner` is delivering right now, not claimed again.
+    pub async fn claim(
+        &self,
+        owner: Uuid,
+        limit: i64,
+        lease: Duration,
+        busy: &[Uuid],
+    ) -> Result<Vec<Claimed>, sqlx::Error> {
         sqlx::query_as(
             "UPDATE webhook_subscriptions s SET lease_owner = $1, lease_until = now() + make_interval(secs => $2) \
              FROM (SELECT id FROM webhook_subscriptions WHERE status = 'active' AND next_attempt_at <= now() \
-                   AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $1) \
+                   AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $1) AND id <> ALL($4) \
                    ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) AS picked \
              WHERE s.id = picked.id \
-             RETURNING s.id, s.url, s.event_types, s.secret, s.cursor_transaction_id, s.cursor_position, s.attempts",
+             RETURNING s.id, s.url, s.event_types, s.tag, s.secret, s.cursor_transaction_id, s.cursor_position, s.attempts",
         )
         .bind(owner)
         .bind(lease.as_secs_f64())
         .bind(limit)
+        .bind(busy)
         .fetch_all(&self.pool)
         .await
     }
@@ -250,6 +265,41 @@ impl Webhooks {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// A delivered attempt, recorded and the cursor moved past it in one statement (one round
+    /// trip per delivered event), while `owner` holds the lease and the subscription is active;
+    /// false otherwise (as [`Webhooks::advance`]).
+    pub async fn delivered(
+        &self,
+        owner: Uuid,
+        id: Uuid,
+        delivery: Uuid,
+        status: i32,
+        cursor: (u64, i64),
+        lease: Duration,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "WITH attempt AS ( \
+               UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = $3, last_error = NULL, \
+                 last_attempt_at = now(), delivered_at = now() \
+               WHERE id = $1 AND subscription_id = $2 AND EXISTS (SELECT 1 FROM webhook_subscriptions s \
+                 WHERE s.id = $2 AND s.lease_owner = $4)) \
+             UPDATE webhook_subscriptions SET cursor_transaction_id = $5, cursor_position = $6, attempts = 0, \
+               lease_until = now() + make_interval(secs => $7) \
+             WHERE id = $2 AND lease_owner = $4 AND status = 'active' \
+               AND (cursor_transaction_id, cursor_position) < ($5, $6)",
+        )
+        .bind(delivery)
+        .bind(id)
+        .bind(status)
+        .bind(owner)
+        .bind(cursor.0 as i64)
+        .bind(cursor.1)
+        .bind(lease.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// After a failed attempt: counts it, makes the subscription due again after `backoff`,

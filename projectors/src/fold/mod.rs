@@ -9,6 +9,7 @@
 
 mod fleet;
 mod quota;
+pub mod replay;
 mod sim;
 mod sms_events;
 

@@ -151,6 +151,17 @@ impl Fold {
             | SimEvent::ProviderUpdateCompleted { .. }
             | SimEvent::ProviderUpdateFailed { .. }
             | SimEvent::ProviderUpdateOutcomeUnknown { .. } => {}
+            // The SIM's controls fold as the aggregate folds them.
+            event @ (SimEvent::ConnectivityResetRequested { .. }
+            | SimEvent::ConnectivityResetCompleted { .. }
+            | SimEvent::ConnectivityResetFailed { .. }
+            | SimEvent::ConnectivityResetOutcomeUnknown { .. }
+            | SimEvent::AutoTopUpChangeRequested { .. }
+            | SimEvent::AutoTopUpChangeCompleted { .. }
+            | SimEvent::AutoTopUpChangeFailed { .. }
+            | SimEvent::AutoTopUpChangeOutcomeUnknown { .. }) => {
+                row.controls.0.apply(&event);
+            }
         }
         if let Some(new) = new_status {
             let row = self.sims.get_mut(&iccid).expect("looked up above");

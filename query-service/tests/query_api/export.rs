@@ -184,3 +184,69 @@ async fn exports_refuse_what_the_list_refuses(pool: PgPool) {
     let anonymous = reqwest::get(app.url("/api/v1/sims/export")).await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// Sessions of the test's database holding the export's cursor open in a transaction, and
+/// that have run no statement for `quiet_ms`.
+async fn open_export_cursors(pool: &PgPool, quiet_ms: i64) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND pid <> pg_backend_pid() AND state = 'idle in transaction' AND query LIKE '%sims_export%' \
+         AND state_change < now() - make_interval(secs => $1::float8 / 1000)",
+    )
+    .bind(quiet_ms)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_filtered_export_of_100000_sims_streams_as_the_client_reads(pool: PgPool) {
+    let app = QueryApi::start(pool.clone()).await;
+    // 110,000 SIMs, of which the filter selects 100,000 (every eleventh is suspended).
+    sqlx::query(
+        "INSERT INTO sims (iccid, imsi, label, tags, status, registered_at, version, last_position, updated_at) \
+         SELECT '8988303' || lpad(g::text, 12, '0'), '90140' || lpad(g::text, 10, '0'), 'meter ' || g, \
+                ARRAY['fleet-7'], CASE WHEN g % 11 = 0 THEN 'suspended' ELSE 'active' END, now(), 1, g, now() \
+         FROM generate_series(1, 110000) AS g",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let mut response = app
+        .get("/sims/export?status=active&tag=fleet-7&sort=iccid")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body: Vec<u8> = Vec::new();
+    while body.len() < 64 * 1024 {
+        body.extend_from_slice(&response.chunk().await.unwrap().expect("more than 64 KiB"));
+    }
+    // The client stops reading. An export that gathered its rows would keep fetching (a new
+    // statement every batch) until it had all of them, then end its transaction; a streamed
+    // one waits, its cursor open and no statement running, for the socket to drain: what it
+    // holds is a batch and the socket's buffers, not the 100,000 rows.
+    // (Once the socket's buffers are full: within seconds on a loaded machine.)
+    testkit::eventually(
+        std::time::Duration::from_secs(15),
+        "the export to wait for the client, its cursor open, fetching nothing for 1.5 s",
+        || async { open_export_cursors(&pool, 1500).await == 1 },
+    )
+    .await;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8(body).unwrap();
+    let records = parse_csv(&text);
+    assert_eq!(records.len(), 100_001, "the header and every selected SIM");
+    assert_eq!(records[1][0], "8988303000000000001");
+    assert_eq!(records[100_000][0], "8988303000000109999");
+    assert!(records[1..].iter().all(|r| r[5] == "active"));
+    testkit::eventually(
+        std::time::Duration::from_secs(5),
+        "the export's transaction to end",
+        || async { open_export_cursors(&pool, 0).await == 0 },
+    )
+    .await;
+}

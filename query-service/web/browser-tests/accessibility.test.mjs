@@ -156,6 +156,10 @@ for (const [width, viewport] of WIDTHS) {
     await page.getByTestId('import-report').waitFor();
     found.push(...(await axe(page, 'import, a report')));
 
+    await page.goto('/limits');
+    await page.getByRole('form', { name: 'Change the monthly limits' }).waitFor();
+    found.push(...(await axe(page, 'monthly limits')));
+
     await page.goto('/admin');
     await page.getByTestId('user-row').first().waitFor();
     await page.getByTestId('api-key-row').first().waitFor();

@@ -3,7 +3,7 @@
 // and what a viewer may not do, in the page and against the API.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { adminToken, BASE, eventually, logIn, openPages, sentToken, useBrowser } from './harness.mjs';
+import { adminToken, BASE, eventually, logIn, OUT, openPages, sentToken, useBrowser } from './harness.mjs';
 
 useBrowser();
 
@@ -197,4 +197,26 @@ test('a CSV import: the report of a bad file, then the good file as one job', as
   await page.getByRole('button', { name: 'Import 2 SIMs' }).click();
   await page.getByTestId('bulk-job-status').and(page.locator('[data-settled="true"]')).waitFor({ timeout: 30_000 });
   assert.match(await page.getByTestId('bulk-job-summary').textContent(), /2 of 2 run; 2 applied/);
+});
+
+test('changing the monthly data limit at 1NCE from the limits screen', async () => {
+  const { pages: [page] } = await openPages();
+  await page.goto('/limits');
+  await logIn(page);
+  await page.getByRole('heading', { name: 'Monthly limits' }).waitFor();
+  // The connector reads 1NCE's limits at its start.
+  const now = page.getByTestId('limit-now-data');
+  await eventually(async () => (await page.reload(), /\(id \d+\)$/.test(await now.textContent({ timeout: 5_000 }))), 60_000, '1NCE’s data limit');
+  const before = Number((await now.textContent()).match(/\(id (\d+)\)$/)[1]);
+  const select = page.getByLabel('Data', { exact: true });
+  const ids = (await select.locator('option').evaluateAll((options) => options.map((o) => o.value))).filter(Boolean).map(Number);
+  const other = ids.find((id) => id !== before);
+  assert.ok(other !== undefined, `1NCE offers another data limit than ${before}: ${ids}`);
+
+  await select.selectOption(String(other));
+  await page.getByRole('button', { name: 'Ask 1NCE to change them' }).click();
+  await eventually(async () => (await page.getByTestId('limits-last-change').textContent()).startsWith('done'), 60_000, 'the change to be done at 1NCE');
+  // The connector reads 1NCE's limits again after the change.
+  await eventually(async () => (await page.reload(), (await now.textContent({ timeout: 5_000 })).endsWith(`(id ${other})`)), 30_000, `1NCE to show data limit ${other}`);
+  await page.screenshot({ path: `${OUT}/limits.png`, fullPage: true });
 });

@@ -147,3 +147,90 @@ test('the SIM detail at phone width', async () => {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page is ${overflow} px wider than the screen`);
 });
+
+test('shows the connectivity history the provider reported, newest first', async () => {
+  // The simulator streams PDP events for its SIMs; take a SIM the connector has recorded
+  // connectivity changes for, as the API shows them.
+  const list = await api(`/api/v1/sims?page_size=100`);
+  assert.equal(list.status, 200, list.text);
+  let iccid = null;
+  let changes = [];
+  await eventually(
+    async () => {
+      for (const sim of list.json) {
+        const history = await api(`/api/v1/sims/${sim.iccid}/connectivity?limit=1000`);
+        assert.equal(history.status, 200, history.text);
+        if (history.json.changes.length >= 2) {
+          iccid = sim.iccid;
+          changes = history.json.changes;
+          return true;
+        }
+      }
+      return false;
+    },
+    120_000,
+    'a SIM with two connectivity changes recorded',
+  );
+
+  const { pages: [page] } = await openPages();
+  await page.goto(`/sims/${iccid}`);
+  await logIn(page);
+  await page.getByRole('heading', { name: 'Connectivity history' }).waitFor();
+  const rows = page.getByTestId('connectivity-history').locator('tbody tr');
+  await rows.first().waitFor();
+  // More may have arrived since the API was read; the screen shows at least those, newest first.
+  const shown = await rows.evaluateAll((trs) => trs.map((tr) => Number(tr.dataset.position)));
+  assert.ok(shown.length >= Math.min(changes.length, 20), `${shown.length} rows for ${changes.length} changes`);
+  assert.deepEqual(shown, [...shown].sort((a, b) => b - a), 'newest first');
+  const oldestRead = changes[0].position;
+  const newestRead = changes[changes.length - 1].position;
+  assert.ok(shown[0] >= newestRead, `the newest row ${shown[0]} is older than the API's newest ${newestRead}`);
+  if (changes.length <= 20) assert.ok(shown.includes(oldestRead), 'the oldest change is listed');
+  // The API's newest change is on the screen, as the API has it.
+  const latest = changes[changes.length - 1];
+  const cells = await rows.and(page.locator(`tr[data-position="${latest.position}"]`)).locator('td').allTextContents();
+  assert.deepEqual(cells.slice(1), [latest.network ?? '—', latest.country ?? '—', latest.rat ?? '—', latest.ip_address ?? '—', latest.actor ?? '—']);
+  await page.getByTestId('connectivity-count').waitFor();
+  assert.match(await page.getByTestId('connectivity-count').textContent(), /^\d+ changes?/);
+  await page.getByRole('heading', { name: 'Connectivity history' }).locator('..').screenshot({ path: `${OUT}/connectivity-history.png` });
+});
+
+test('switches auto top-up on and resets the connectivity at 1NCE, and shows the outcomes', async () => {
+  const list = await api(`/api/v1/sims?page_size=100`);
+  assert.equal(list.status, 200, list.text);
+  // An active SIM no other test commands (the table's first rows are the other tests').
+  const sim = list.json.filter((s) => s.status === 'active' && !s.pending_change).at(-1);
+  assert.ok(sim, 'an active SIM');
+  const { pages: [page] } = await openPages();
+  await page.goto(`/sims/${sim.iccid}`);
+  await logIn(page);
+  const card = page.getByRole('region', { name: 'Provider controls' });
+  await card.waitFor();
+  assert.equal(await card.getByTestId('auto-topup').textContent(), 'not set through the platform');
+
+  await card.getByRole('button', { name: 'Switch auto top-up on…' }).click();
+  const ask = page.getByRole('dialog', { name: 'Switch auto top-up on?' });
+  await ask.getByRole('button', { name: 'Switch auto top-up on' }).click();
+  await eventually(async () => (await card.getByTestId('auto-topup').textContent()) === 'on', 60_000, 'auto top-up to be on as 1NCE confirmed it');
+  assert.match(await card.getByTestId('auto-topup-outcome').textContent(), /^done \(on\), asked /);
+
+  await card.getByRole('button', { name: 'Reset connectivity…' }).click();
+  const reset = page.getByRole('dialog', { name: 'Reset the connectivity of this SIM?' });
+  await reset.getByRole('button', { name: 'Reset connectivity' }).click();
+  await eventually(async () => (await card.getByTestId('reset-outcome').textContent()).startsWith('done'), 60_000, 'the reset to be queued at 1NCE');
+  await card.screenshot({ path: `${OUT}/provider-controls.png` });
+
+  // The API says the same, and the requests card lists both.
+  const view = (await api(`/api/v1/sims/${sim.iccid}`)).json;
+  assert.equal(view.controls.auto_topup, true);
+  assert.equal(view.controls.last_reset.state, 'completed');
+  const requests = page.locator('ul.requests li');
+  await eventually(
+    async () => {
+      const texts = await requests.allTextContents();
+      return texts.some((t) => t.startsWith('Connectivity reset')) && texts.some((t) => t.startsWith('Auto top-up'));
+    },
+    15_000,
+    'the requests card to list the reset and the auto top-up change',
+  );
+});

@@ -8,6 +8,7 @@ import { Admin } from './screens/Admin';
 import { BulkJobDetail, BulkJobs } from './screens/BulkJobs';
 import { FleetOverview } from './screens/FleetOverview';
 import { Import } from './screens/Import';
+import { Limits } from './screens/Limits';
 import { SimDetail } from './screens/SimDetail';
 import { SimTable } from './screens/SimTable';
 import { Sync } from './screens/Sync';
@@ -18,6 +19,7 @@ const NAV: { href: string; label: string; role?: Role }[] = [
   { href: '/sync', label: 'Sync' },
   { href: '/jobs', label: 'Bulk jobs', role: 'operator' },
   { href: '/import', label: 'Import', role: 'operator' },
+  { href: '/limits', label: 'Limits', role: 'operator' },
   { href: '/admin', label: 'Admin', role: 'admin' },
 ];
 
@@ -85,6 +87,7 @@ export function App() {
           <Route path="/jobs" component={BulkJobs} />
           <Route path="/jobs/:id">{(params) => <BulkJobDetail id={params.id} />}</Route>
           <Route path="/import" component={Import} />
+          <Route path="/limits" component={Limits} />
           <Route path="/admin" component={Admin} />
           <Route>
             <h1>Not found</h1>

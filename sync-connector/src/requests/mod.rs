@@ -17,6 +17,8 @@
 //! (activation, suspension), `provider_update` (label and IMEI lock), `top_up` and `sms` (MT
 //! messages and their delivery reports).
 
+mod controls;
+mod provider_limits;
 mod provider_update;
 mod sms;
 mod status;
@@ -24,7 +26,7 @@ mod top_up;
 
 use std::time::Duration;
 
-use domain::{Iccid, QuotaEvent, SimEvent, SmsEvent};
+use domain::{AccountLimits, AccountLimitsEvent, Aggregate, Iccid, QuotaEvent, SimEvent, SmsEvent};
 use eventstore::StoredEvent;
 use once_client::{ClientError, OnceClient, Priority};
 use serde_json::Value;
@@ -80,11 +82,30 @@ impl Requests {
 
     /// Carries out the request an event asks for.
     pub async fn handle(&self, event: &StoredEvent) -> Result<Disposition, SyncError> {
-        let iccid = Iccid::parse(&event.iccid).map_err(|e| SyncError::decode("the event's ICCID", e))?;
         let cause = Cause {
             correlation_id: metadata_uuid(event, "correlation_id"),
             causation_id: metadata_uuid(event, "command_id"),
         };
+        // The account's limits are no SIM's: their events carry the account's token.
+        if event.aggregate_type == AccountLimits::TYPE {
+            return match decode::<AccountLimitsEvent>(event)? {
+                AccountLimitsEvent::AccountLimitsChangeRequested {
+                    request_id, limits, ..
+                } => {
+                    let request = Request {
+                        kind: RequestKind::Limits,
+                        id: request_id,
+                        aggregate_id: &event.aggregate_id,
+                        token: &event.iccid,
+                        iccid: None,
+                        cause,
+                    };
+                    self.change_limits(request, limits).await
+                }
+                _ => Ok(Disposition::Done),
+            };
+        }
+        let iccid = Iccid::parse(&event.iccid).map_err(|e| SyncError::decode("the event's ICCID", e))?;
         let sim_request = |kind, id| Request::new(kind, id, iccid.as_str(), &iccid, cause);
         match event.aggregate_type.as_str() {
             "sim" => match decode::<SimEvent>(event)? {
@@ -98,6 +119,14 @@ impl Requests {
                 }
                 SimEvent::ProviderUpdateRequested { request_id, .. } => {
                     self.provider_update(sim_request(RequestKind::ProviderUpdate, request_id))
+                        .await
+                }
+                SimEvent::ConnectivityResetRequested { request_id, .. } => {
+                    self.connectivity_reset(sim_request(RequestKind::ConnectivityReset, request_id))
+                        .await
+                }
+                SimEvent::AutoTopUpChangeRequested { request_id, .. } => {
+                    self.auto_top_up(sim_request(RequestKind::AutoTopUp, request_id))
                         .await
                 }
                 _ => Ok(Disposition::Done),
@@ -137,12 +166,7 @@ impl Requests {
     async fn open_record(&self, request: &Request<'_>) -> Result<Dispatch, SyncError> {
         Ok(self
             .dispatches
-            .open(
-                request.id,
-                request.kind,
-                request.aggregate_id,
-                request.iccid.as_str(),
-            )
+            .open(request.id, request.kind, request.aggregate_id, request.token)
             .await?)
     }
 
@@ -217,9 +241,9 @@ impl Requests {
         let request_id = request.id;
         match self
             .issuer
-            .issue::<A>(
+            .issue_on::<A>(
                 request.aggregate_id,
-                request.iccid,
+                request.token,
                 commands,
                 &("settle", request_id),
                 request.cause,
@@ -259,13 +283,16 @@ impl Requests {
     }
 }
 
-/// One operator request being carried out: its kind and id, the aggregate that settles it,
-/// and the cause (the requesting event) its confirmation carries.
+/// One operator request being carried out: its kind and id, the aggregate that settles it
+/// and the token its events carry (the SIM's ICCID, or the account's), the SIM it is about
+/// (none for the account's limits), and the cause (the requesting event) its confirmation
+/// carries.
 struct Request<'a> {
     kind: RequestKind,
     id: Uuid,
     aggregate_id: &'a str,
-    iccid: &'a Iccid,
+    token: &'a str,
+    iccid: Option<&'a Iccid>,
     cause: Cause,
 }
 
@@ -275,9 +302,20 @@ impl<'a> Request<'a> {
             kind,
             id,
             aggregate_id,
-            iccid,
+            token: iccid.as_str(),
+            iccid: Some(iccid),
             cause,
         }
+    }
+
+    /// The SIM of a SIM's request.
+    fn sim(&self) -> Result<&'a Iccid, SyncError> {
+        self.iccid.ok_or_else(|| {
+            SyncError::decode(
+                "the request's SIM",
+                format!("{} is no SIM's request", self.kind.as_str()),
+            )
+        })
     }
 }
 

@@ -19,7 +19,7 @@ const MAX_ATTEMPTS: i32 = 20;
 
 impl Requests {
     pub(super) async fn provider_update(&self, request: Request<'_>) -> Result<Disposition, SyncError> {
-        let (iccid, request_id) = (request.iccid, request.id);
+        let (iccid, request_id) = (request.sim()?, request.id);
         let sim = self.issuer.store().load::<Sim>(iccid.as_str()).await?.state;
         let Some(pending) = sim
             .pending_update()

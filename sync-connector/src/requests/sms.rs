@@ -22,7 +22,7 @@ impl Requests {
         source_address: Option<String>,
         encoding: Encoding,
     ) -> Result<Disposition, SyncError> {
-        let iccid = request.iccid;
+        let iccid = request.sim()?;
         let sms = self.issuer.store().load::<Sms>(request.aggregate_id).await?.state;
         if sms.status() != Some(SmsStatus::Requested) {
             return self.close_settled(&request).await;
@@ -78,7 +78,7 @@ impl Requests {
         payload: &str,
         record: &Dispatch,
     ) -> Result<Disposition, SyncError> {
-        let (iccid, message_id) = (request.iccid, request.id);
+        let (iccid, message_id) = (request.sim()?, request.id);
         let messages = match self.client.all_sms(iccid.as_str()).await {
             Ok(messages) => messages,
             Err(error) => {

@@ -15,7 +15,7 @@ const MAX_ATTEMPTS: i32 = 20;
 
 impl Requests {
     pub(super) async fn status_change(&self, request: Request<'_>) -> Result<Disposition, SyncError> {
-        let (kind, iccid, request_id) = (request.kind, request.iccid, request.id);
+        let (kind, iccid, request_id) = (request.kind, request.sim()?, request.id);
         let sim = self.issuer.store().load::<Sim>(iccid.as_str()).await?.state;
         if sim.pending_change().is_none_or(|p| p.request_id != request_id) {
             return self.close_settled(&request).await;

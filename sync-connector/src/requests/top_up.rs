@@ -18,7 +18,7 @@ impl Requests {
         kind: QuotaKind,
         payment_method: Option<String>,
     ) -> Result<Disposition, SyncError> {
-        let (iccid, request_id) = (request.iccid, request.id);
+        let (iccid, request_id) = (request.sim()?, request.id);
         let quota = self
             .issuer
             .store()
@@ -91,7 +91,7 @@ impl Requests {
                 .unknown_top_up(request, "no record of the quota before the call")
                 .await;
         };
-        let after = match self.client.quota(request.iccid.as_str(), kind).await {
+        let after = match self.client.quota(request.sim()?.as_str(), kind).await {
             Ok(after) => convert::quota_record(&after),
             Err(error) => {
                 tracing::warn!(%error, %request_id, "cannot read the quota to reconcile a top-up; will retry");

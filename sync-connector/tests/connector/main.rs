@@ -3,6 +3,7 @@
 
 mod common;
 
+mod bulk;
 mod change_driven;
 mod controls;
 mod crash;
@@ -10,6 +11,7 @@ mod faults;
 mod network_events;
 mod poll;
 mod presence;
+mod provider_controls;
 mod requests;
 mod streamer;
 mod streamer_apply;

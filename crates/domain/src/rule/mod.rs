@@ -49,6 +49,12 @@ pub enum RuleAction {
     AddTag {
         tag: String,
     },
+    /// A POST to a webhook subscription (its URL, secret, retries and delivery log): the
+    /// engine records `RuleWebhookRequested` on the rule and that subscription's dispatcher
+    /// delivers it.
+    Webhook {
+        webhook_id: Uuid,
+    },
 }
 
 impl RuleAction {
@@ -58,6 +64,7 @@ impl RuleAction {
             RuleAction::Suspend => "suspend",
             RuleAction::SendSms { .. } => "send_sms",
             RuleAction::AddTag { .. } => "add_tag",
+            RuleAction::Webhook { .. } => "webhook",
         }
     }
 }
@@ -126,7 +133,7 @@ impl RuleSpec {
                 normalise_tags(vec![tag.clone()])
                     .map_err(|e| RuleError::Invalid(format!("action.tag: {e}")))?;
             }
-            RuleAction::TopUp | RuleAction::Suspend => {}
+            RuleAction::TopUp | RuleAction::Suspend | RuleAction::Webhook { .. } => {}
         }
         Ok(self)
     }
@@ -166,11 +173,33 @@ impl Rule {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "command")]
 pub enum RuleCommand {
-    Create { rule_id: Uuid, spec: RuleSpec },
-    Change { spec: RuleSpec },
+    Create {
+        rule_id: Uuid,
+        spec: RuleSpec,
+    },
+    Change {
+        spec: RuleSpec,
+    },
     Enable,
     Disable,
     Delete,
+    /// The rule fired for `cause` and its action is a webhook: record the request for the
+    /// dispatcher.
+    RequestWebhook {
+        cause: WebhookCause,
+    },
+}
+
+/// The event a webhook firing is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct WebhookCause {
+    /// `<aggregate_type>:<aggregate_id>:<sequence>` (the NATS message id, `X-Sim-Event-Id`).
+    pub event_id: String,
+    pub position: i64,
+    pub event_type: String,
+    pub iccid: String,
+    /// The event as the log has it (the body a webhook subscription would get for it).
+    pub event: serde_json::Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -187,9 +216,15 @@ pub enum RuleEvent {
     RuleEnabled {},
     RuleDisabled {},
     RuleDeleted {},
+    /// The rule fired for an event and its action is the webhook subscription `webhook_id`:
+    /// that subscription delivers this event (whatever its own filter). Once per (rule, event).
+    RuleWebhookRequested {
+        webhook_id: Uuid,
+        cause: WebhookCause,
+    },
 }
 
-impl_domain_event!(RuleEvent [RuleCreated, RuleChanged, RuleEnabled, RuleDisabled, RuleDeleted]);
+impl_domain_event!(RuleEvent [RuleCreated, RuleChanged, RuleEnabled, RuleDisabled, RuleDeleted, RuleWebhookRequested]);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
@@ -268,7 +303,19 @@ impl Aggregate for Rule {
                 self.existing()?;
                 Ok(vec![RuleEvent::RuleDeleted {}])
             }
+            RuleCommand::RequestWebhook { cause } => match &self.existing()?.action {
+                RuleAction::Webhook { webhook_id } => Ok(vec![RuleEvent::RuleWebhookRequested {
+                    webhook_id: *webhook_id,
+                    cause,
+                }]),
+                _ => Err(RuleError::Invalid("the rule's action is not a webhook".into())),
+            },
         }
+    }
+
+    /// A firing changes nothing an operator edits: an `If-Match` of the version before it holds.
+    fn is_settlement(event: &RuleEvent) -> bool {
+        matches!(event, RuleEvent::RuleWebhookRequested { .. })
     }
 
     fn apply(&mut self, event: &RuleEvent) {
@@ -285,6 +332,7 @@ impl Aggregate for Rule {
                 self.deleted = true;
                 self.enabled = false;
             }
+            RuleEvent::RuleWebhookRequested { .. } => {}
         }
     }
 }

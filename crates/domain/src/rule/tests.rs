@@ -159,3 +159,37 @@ fn the_trigger_matches_type_kind_threshold_and_tag() {
         tags: &[]
     }));
 }
+
+#[test]
+fn a_webhook_rule_records_one_request_per_firing_as_a_settlement() {
+    let webhook_id = uid(9);
+    let with_webhook = RuleSpec {
+        action: RuleAction::Webhook { webhook_id },
+        ..spec()
+    };
+    let cause = WebhookCause {
+        event_id: "quota:89490000000000000001:data:3".into(),
+        position: 42,
+        event_type: "QuotaThresholdCrossed".into(),
+        iccid: "89490000000000000001".into(),
+        event: serde_json::json!({"position": 42}),
+    };
+    let events = [RuleEvent::RuleCreated {
+        rule_id: uid(1),
+        spec: with_webhook,
+    }];
+    let requested = RuleEvent::RuleWebhookRequested {
+        webhook_id,
+        cause: cause.clone(),
+    };
+    let rule = given::<Rule>(&events)
+        .when(RuleCommand::RequestWebhook { cause: cause.clone() })
+        .then(std::slice::from_ref(&requested));
+    assert!(rule.exists(), "a firing leaves the rule as it was");
+    assert!(Rule::is_settlement(&requested), "If-Match survives a firing");
+    assert!(!Rule::is_settlement(&RuleEvent::RuleEnabled {}));
+    // A rule whose action is a command never records a webhook request.
+    given::<Rule>(&[created()])
+        .when(RuleCommand::RequestWebhook { cause })
+        .then_error("INVALID_RULE");
+}

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
-use super::{ProviderStatus, SimStatus};
+use super::{ControlOutcome, ProviderStatus, SimControl, SimStatus};
 use crate::ids::{Iccid, Imei, Imsi, Msisdn};
 
 /// Lets a JSON command tell "leave the label alone" (field absent) from "clear it" (`null`).
@@ -122,6 +122,24 @@ pub enum SimCommand {
         imei_lock: Option<bool>,
         at: DateTime<Utc>,
     },
+    /// A connectivity reset at 1NCE (it drops and re-attaches the SIM's data session).
+    RequestConnectivityReset {
+        request_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    /// Auto top-up on or off at 1NCE.
+    RequestAutoTopUp {
+        request_id: Uuid,
+        enabled: bool,
+        at: DateTime<Utc>,
+    },
+    /// The connector's outcome of a pending control request.
+    SettleControl {
+        control: SimControl,
+        request_id: Uuid,
+        outcome: ControlOutcome,
+        at: DateTime<Utc>,
+    },
     /// Cumulative totals of one provider period, as reported (not increments).
     RecordUsage {
         period_start: DateTime<Utc>,
@@ -233,6 +251,51 @@ pub enum SimEvent {
         reason: String,
         at: DateTime<Utc>,
     },
+    /// A connectivity reset is to be carried out at 1NCE.
+    ConnectivityResetRequested {
+        request_id: Uuid,
+        requested_at: DateTime<Utc>,
+    },
+    /// 1NCE queued the reset (it happens asynchronously there).
+    ConnectivityResetCompleted {
+        request_id: Uuid,
+        completed_at: DateTime<Utc>,
+    },
+    /// 1NCE refused the reset; `reason` carries its message.
+    ConnectivityResetFailed {
+        request_id: Uuid,
+        reason: String,
+        failed_at: DateTime<Utc>,
+    },
+    /// The connector could not learn whether 1NCE queued the reset (it is never sent twice).
+    ConnectivityResetOutcomeUnknown {
+        request_id: Uuid,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// Auto top-up is to be switched on or off at 1NCE.
+    AutoTopUpChangeRequested {
+        request_id: Uuid,
+        enabled: bool,
+        requested_at: DateTime<Utc>,
+    },
+    /// 1NCE took the setting: auto top-up is now `enabled`.
+    AutoTopUpChangeCompleted {
+        request_id: Uuid,
+        enabled: bool,
+        completed_at: DateTime<Utc>,
+    },
+    /// 1NCE refused the setting; `reason` carries its message.
+    AutoTopUpChangeFailed {
+        request_id: Uuid,
+        reason: String,
+        failed_at: DateTime<Utc>,
+    },
+    AutoTopUpChangeOutcomeUnknown {
+        request_id: Uuid,
+        reason: String,
+        at: DateTime<Utc>,
+    },
     /// Totals are cumulative for the period; deltas are what this report added, so a
     /// projector can sum deltas without knowing earlier reports.
     UsageRecorded {
@@ -285,4 +348,12 @@ impl_domain_event!(SimEvent [
     ProviderUpdateCompleted,
     ProviderUpdateFailed,
     ProviderUpdateOutcomeUnknown,
+    ConnectivityResetRequested,
+    ConnectivityResetCompleted,
+    ConnectivityResetFailed,
+    ConnectivityResetOutcomeUnknown,
+    AutoTopUpChangeRequested,
+    AutoTopUpChangeCompleted,
+    AutoTopUpChangeFailed,
+    AutoTopUpChangeOutcomeUnknown,
 ]);

@@ -12,11 +12,13 @@ use uuid::Uuid;
 use crate::ids::{Iccid, Imei, Imsi, Msisdn};
 use crate::Aggregate;
 
+mod controls;
 mod messages;
 mod rules;
 mod types;
 mod usage;
 
+pub use controls::{ControlOutcome, ControlRecord, ControlState, SimControl, SimControls};
 pub use messages::{SimCommand, SimEvent};
 use rules::normalise_observation;
 pub use rules::{normalise_label, normalise_tags, SimError};
@@ -45,6 +47,9 @@ pub struct Sim {
     /// Label and IMEI lock on their way to 1NCE (absent in snapshots taken before it existed).
     #[serde(default)]
     pending_update: Option<PendingUpdate>,
+    /// Connectivity reset and auto top-up (absent in snapshots taken before they existed).
+    #[serde(default)]
+    controls: SimControls,
     provider_status: Option<ProviderStatus>,
     connectivity: Connectivity,
     /// Sorted by `period_start`; one entry per period ever reported.
@@ -90,6 +95,9 @@ impl Sim {
     }
     pub fn pending_change(&self) -> Option<&PendingChange> {
         self.pending.as_ref()
+    }
+    pub fn controls(&self) -> &SimControls {
+        &self.controls
     }
     pub fn pending_update(&self) -> Option<&PendingUpdate> {
         self.pending_update.as_ref()
@@ -383,6 +391,20 @@ impl Aggregate for Sim {
                     at,
                 }])
             }
+            SimCommand::RequestConnectivityReset { request_id, at } => {
+                self.request_connectivity_reset(request_id, at)
+            }
+            SimCommand::RequestAutoTopUp {
+                request_id,
+                enabled,
+                at,
+            } => Ok(self.request_auto_top_up(request_id, enabled, at)),
+            SimCommand::SettleControl {
+                control,
+                request_id,
+                outcome,
+                at,
+            } => self.settle_control(control, request_id, outcome, at),
             SimCommand::RecordProviderDetails { label, imei_lock, .. } => {
                 Ok(self.record_provider_details(label, imei_lock))
             }
@@ -404,15 +426,19 @@ impl Aggregate for Sim {
     }
 
     fn is_settlement(event: &SimEvent) -> bool {
-        matches!(
-            event,
-            SimEvent::ProviderUpdateCompleted { .. }
-                | SimEvent::ProviderUpdateFailed { .. }
-                | SimEvent::ProviderUpdateOutcomeUnknown { .. }
-        )
+        controls::is_control_settlement(event)
+            || matches!(
+                event,
+                SimEvent::ProviderUpdateCompleted { .. }
+                    | SimEvent::ProviderUpdateFailed { .. }
+                    | SimEvent::ProviderUpdateOutcomeUnknown { .. }
+            )
     }
 
     fn apply(&mut self, event: &SimEvent) {
+        if self.controls.apply(event) {
+            return;
+        }
         match event {
             SimEvent::SimRegistered {
                 iccid,
@@ -518,6 +544,15 @@ impl Aggregate for Sim {
             SimEvent::ProviderUpdateCompleted { .. }
             | SimEvent::ProviderUpdateFailed { .. }
             | SimEvent::ProviderUpdateOutcomeUnknown { .. } => self.pending_update = None,
+            // Folded by `SimControls::apply` above.
+            SimEvent::ConnectivityResetRequested { .. }
+            | SimEvent::ConnectivityResetCompleted { .. }
+            | SimEvent::ConnectivityResetFailed { .. }
+            | SimEvent::ConnectivityResetOutcomeUnknown { .. }
+            | SimEvent::AutoTopUpChangeRequested { .. }
+            | SimEvent::AutoTopUpChangeCompleted { .. }
+            | SimEvent::AutoTopUpChangeFailed { .. }
+            | SimEvent::AutoTopUpChangeOutcomeUnknown { .. } => {}
             SimEvent::UsageRecorded {
                 period_start,
                 period_end,

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{ChangeKind, SimStatus, MAX_LABEL_CHARS, MAX_TAGS, MAX_TAG_CHARS};
+use super::{ChangeKind, SimControl, SimStatus, MAX_LABEL_CHARS, MAX_TAGS, MAX_TAG_CHARS};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SimError {
@@ -27,6 +27,10 @@ pub enum SimError {
     NoPendingRequest { kind: ChangeKind, request_id: Uuid },
     #[error("no pending provider update with id {request_id}")]
     NoPendingUpdate { request_id: Uuid },
+    #[error("a {control:?} request ({request_id}) is still pending; wait for its outcome")]
+    ControlPending { control: SimControl, request_id: Uuid },
+    #[error("no pending {control:?} request with id {request_id}")]
+    NoPendingControl { control: SimControl, request_id: Uuid },
     #[error("usage totals for the period starting {period_start} decreased: {detail}")]
     UsageDecreased {
         period_start: DateTime<Utc>,
@@ -47,6 +51,8 @@ impl_domain_error!(SimError {
     ChangePending => "CHANGE_PENDING", Conflict;
     NoPendingRequest => "NO_PENDING_REQUEST", Conflict;
     NoPendingUpdate => "NO_PENDING_REQUEST", Conflict;
+    ControlPending => "CHANGE_PENDING", Conflict;
+    NoPendingControl => "NO_PENDING_REQUEST", Conflict;
     UsageDecreased => "USAGE_DECREASED", Validation;
     InvalidUsagePeriod => "INVALID_USAGE_PERIOD", Validation;
 });

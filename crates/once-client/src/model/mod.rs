@@ -4,6 +4,7 @@
 
 mod connectivity;
 mod event;
+mod limits;
 mod quota;
 mod sim;
 mod sms;
@@ -14,6 +15,7 @@ pub use connectivity::{
 };
 pub(crate) use event::EventAnswer;
 pub use event::{SimEvent, SimEventPage};
+pub use limits::{Limit, LimitService, Limits, SetLimits};
 pub(crate) use quota::QuotaAnswer;
 pub use quota::{Quota, QuotaKind};
 pub use sim::{QuotaStatus, Sim, SimPage, SimState, SimUpdate};

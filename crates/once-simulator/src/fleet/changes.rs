@@ -105,8 +105,9 @@ impl Fleet {
     pub fn reset_connectivity(&mut self, iccid: u64) -> Result<(), FleetError> {
         let now = self.now;
         let (sim, journal) = self.sim_and_journal(iccid)?;
-        push_event(sim, journal, now, "Connectivity reset requested", "Info", false);
+        push_event(sim, journal, now, super::RESET_EVENT, "Info", false);
         push_event(sim, journal, now, "Delete PDP Context", "Info", false);
+        sim.extra_mut().reattach_at = Some(now + super::RESET_REATTACH);
         Ok(())
     }
 

@@ -27,6 +27,12 @@ use journal::Journal;
 use records::SimRecord;
 
 pub use sms::NewSms;
+
+/// The event a connectivity reset through the API records (counted by `Simulator::resets`).
+pub const RESET_EVENT: &str = "Connectivity reset requested";
+/// How long after a reset the SIM's data session is down (our choice; 1NCE resets
+/// asynchronously and the device re-attaches by itself).
+pub const RESET_REATTACH: chrono::Duration = chrono::Duration::seconds(30);
 pub use usage::quota_of;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

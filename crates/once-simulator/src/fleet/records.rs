@@ -40,6 +40,9 @@ pub struct SimExtra {
     pub sms: Vec<SmsRecord>,
     pub events: Vec<EventRecord>,
     pub connectivity: Option<ConnectivityOverride>,
+    /// After a connectivity reset: the data session is down (the SIM only attached) until
+    /// this simulated time, then a new one starts.
+    pub reattach_at: Option<DateTime<Utc>>,
 }
 
 impl SimRecord {

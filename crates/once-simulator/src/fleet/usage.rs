@@ -114,9 +114,13 @@ impl Fleet {
         Ok(order)
     }
 
+    /// All or nothing; an expired SIM refuses it with 422, as the documents say.
     pub fn set_auto_top_up(&mut self, iccids: &[u64], enabled: bool) -> Result<(), FleetError> {
         for iccid in iccids {
-            self.sim(*iccid)?;
+            let sim = self.sim(*iccid)?;
+            if sim.data.expired || sim.sms.expired {
+                return Err(FleetError::Expired(iccid.to_string()));
+            }
         }
         for iccid in iccids {
             self.sim_mut(*iccid)?.auto_topup = enabled;

@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod controls;
 mod gate;
 mod oauth;
 mod paging;
@@ -29,11 +30,18 @@ pub fn router(sim: Simulator) -> Router {
     let v1 = Router::new()
         .route("/v1/sims", get(sims::list).post(sims::update_many))
         .route("/v1/sims/topup", post(sims::top_up_many))
-        .route("/v1/sims/autoTopup", post(sims::auto_top_up))
+        .route("/v1/sims/autoTopup", post(controls::auto_top_up))
+        .route(
+            "/v1/sims/limits",
+            get(controls::limits).post(controls::set_limits),
+        )
         .route("/v1/sims/{iccid}", get(sims::get_one).put(sims::update_one))
         .route("/v1/sims/{iccid}/status", get(sims::status))
         .route("/v1/sims/{iccid}/connectivity_info", get(sims::connectivity_info))
-        .route("/v1/sims/{iccid}/reset", post(sims::reset))
+        .route("/v1/sims/{iccid}/reset", post(controls::reset))
+        // `{iccid}` is the service here (data, smsMO, smsMT): the router wants one name per
+        // segment.
+        .route("/v1/sims/{iccid}/limits", get(controls::selectable))
         .route("/v1/sims/{iccid}/events", get(sims::events))
         .route("/v1/sims/{iccid}/usage", get(sims::usage))
         .route("/v1/sims/{iccid}/quota/data", get(sims::quota_data))
@@ -50,6 +58,7 @@ pub fn router(sim: Simulator) -> Router {
         .merge(v1)
         .merge(oauth)
         .merge(admin::router())
+        .merge(controls::admin_router())
         .with_state(sim)
         .merge(ops_routes(metrics.clone(), always_ready))
         .fallback(|| async { message(StatusCode::NOT_FOUND, "Not Found") })

@@ -134,7 +134,7 @@ fn with_sim(sim: &Simulator, iccid: &str, answer: impl FnOnce(&SimRecord) -> Res
 }
 
 /// Every ICCID of a request body, or the 404 for the first that names no SIM.
-fn body_iccids(texts: &[String]) -> Result<Vec<u64>, Response> {
+pub(super) fn body_iccids(texts: &[String]) -> Result<Vec<u64>, Response> {
     texts.iter().map(|text| path_iccid(text)).collect()
 }
 
@@ -232,12 +232,6 @@ pub async fn connectivity_info(
     with_sim(&sim, &iccid, |s| {
         Json(wire::connectivity_info(s, now, subscriber, ussd)).into_response()
     })
-}
-
-pub async fn reset(State(sim): State<Simulator>, Path(iccid): Path<String>) -> Answer {
-    let id = path_iccid(&iccid)?;
-    sim.fleet().reset_connectivity(id).map_err(fleet_error)?;
-    Ok(StatusCode::CREATED.into_response())
 }
 
 pub async fn events(
@@ -361,19 +355,4 @@ fn top_up(sim: &Simulator, ids: &[u64], query: &HashMap<String, String>, headers
     tracing::info!(order, payment_method = method, sims = ids.len(), "top-up ordered");
     let location = format!("{}/v1/orders/{order}", origin(headers));
     Ok((StatusCode::CREATED, [(header::LOCATION, location)]).into_response())
-}
-
-#[derive(Deserialize)]
-struct AutoTopUpBody {
-    enabled: bool,
-    iccids: Vec<String>,
-}
-
-pub async fn auto_top_up(State(sim): State<Simulator>, body: Bytes) -> Answer {
-    let request: AutoTopUpBody = json_body(&body)?;
-    let ids = body_iccids(&request.iccids)?;
-    sim.fleet()
-        .set_auto_top_up(&ids, request.enabled)
-        .map_err(fleet_error)?;
-    Ok(StatusCode::CREATED.into_response())
 }

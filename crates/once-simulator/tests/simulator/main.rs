@@ -6,6 +6,7 @@ mod common;
 mod admin;
 mod auth;
 mod clock;
+mod controls;
 mod limits_faults;
 mod scale;
 mod sims;

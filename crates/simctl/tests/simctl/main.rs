@@ -9,5 +9,6 @@ mod audit;
 mod auth;
 mod bulk;
 mod events;
+mod formats;
 mod history;
 mod sims;

@@ -234,3 +234,30 @@ async fn commands_carry_idempotency_keys_and_versions_and_wait_for_the_read_mode
     assert!(gone.stderr.contains("SIM_TERMINATED"), "{}", gone.stderr);
     platform.cleanup().await;
 }
+
+/// `sims reset` and `sims auto-topup`: the provider controls requested through the command API.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn reset_and_auto_top_up_are_requested(pool: PgPool) {
+    let platform = Platform::start(pool).await;
+    platform.login().await;
+    platform.register(4, "meter 4").await;
+    let sim = iccid(4);
+    // Not active yet: the API refuses, simctl exits 2 with the code.
+    let refused = platform.simctl(&["sims", "reset", &sim]).await.expect(2);
+    assert!(refused.stderr.contains("SIM_NOT_ACTIVE"), "{}", refused.stderr);
+
+    let on = platform
+        .simctl(&["sims", "auto-topup", &sim, "on", "--wait", "-o", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(on["iccid"], sim.as_str());
+    let view = platform.queries.get_json(&format!("/sims/{sim}")).await;
+    assert_eq!(view["controls"]["last_auto_topup"]["state"], "pending", "{view}");
+    assert_eq!(view["controls"]["last_auto_topup"]["enabled"], true);
+    // A setting other than on or off is a usage error: nothing is sent.
+    platform
+        .simctl(&["sims", "auto-topup", &sim, "maybe"])
+        .await
+        .expect(1);
+}

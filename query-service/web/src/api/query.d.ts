@@ -452,6 +452,14 @@ export interface components {
         };
         /** @description One SIM as `GET /sims/{iccid}` answers it: a row of the `sims` read model. */
         SimView: {
+            /**
+             * @description Provider controls: `{auto_topup: bool | null (as 1NCE confirmed it; null until set
+             *     through the platform), last_auto_topup, last_reset}`, each last request `{request_id,
+             *     requested_at, enabled? (auto top-up), state: pending | completed | failed | unknown,
+             *     reason? (1NCE's message when failed), settled_at?}` or null. A pending auto top-up
+             *     change is `last_auto_topup.state == "pending"`.
+             */
+            controls?: Record<string, never>;
             country?: string | null;
             /** Format: date-time */
             data_expiry?: string | null;

@@ -13,3 +13,7 @@ export type QuotaTotals = Query['schemas']['QuotaTotals'];
 export type StoredEvent = Query['schemas']['StoredEvent'];
 export type SmsRow = Query['schemas']['SmsRow'];
 export type FleetSummaryAsOf = Query['schemas']['FleetSummaryAsOf'];
+export type ConnectivityChange = Query['schemas']['ConnectivityChange'];
+export type ConnectivityHistoryPage = Query['schemas']['ConnectivityHistory'];
+export type LimitsView = Command['schemas']['LimitsView'];
+export type LimitOption = Command['schemas']['LimitOption'];

@@ -67,6 +67,21 @@ describe('requestsOf', () => {
     ]);
   });
 
+  it('follows connectivity resets and auto top-up changes to their outcome', () => {
+    const requests = requestsOf([
+      event('ConnectivityResetRequested', { request_id: 'r1' }),
+      event('ConnectivityResetFailed', { request_id: 'r1', reason: '422: the SIM is not attached' }),
+      event('AutoTopUpChangeRequested', { request_id: 'a1', enabled: true }),
+      event('AutoTopUpChangeCompleted', { request_id: 'a1', enabled: true }),
+      event('ConnectivityResetRequested', { request_id: 'r2' }),
+    ]);
+    expect(requests.map((r) => [r.id, r.kind, r.outcome, r.reason, r.detail])).toEqual([
+      ['r2', 'connectivity-reset', 'pending', null, null],
+      ['a1', 'auto-top-up', 'completed', null, 'on'],
+      ['r1', 'connectivity-reset', 'failed', '422: the SIM is not attached', null],
+    ]);
+  });
+
   it('ignores reports of requests outside the history given', () => {
     expect(requestsOf([event('ActivationCompleted', { request_id: 'elsewhere' })])).toEqual([]);
   });

@@ -1,5 +1,5 @@
 // The requests a SIM's history holds (activation, suspension, label and IMEI lock at 1NCE,
-// top-up, SMS sent to it) and how
+// top-up, connectivity reset, auto top-up, SMS sent to it) and how
 // each ended, as the sync connector reported it: the status card's "requests" list.
 
 /** The fields of a stored event this needs (the query API's StoredEvent). */
@@ -12,7 +12,7 @@ export interface HistoryEvent {
   payload: Record<string, unknown>;
 }
 
-export type RequestKind = 'activation' | 'suspension' | 'label-imei-lock' | 'top-up' | 'sms';
+export type RequestKind = 'activation' | 'suspension' | 'label-imei-lock' | 'top-up' | 'sms' | 'connectivity-reset' | 'auto-top-up';
 /** `unknown`: the connector could not tell whether 1NCE took it; an operator has to look. */
 export type Outcome = 'pending' | 'completed' | 'failed' | 'unknown';
 
@@ -37,6 +37,8 @@ const REQUESTED: Record<string, RequestKind> = {
   ProviderUpdateRequested: 'label-imei-lock',
   TopUpRequested: 'top-up',
   SmsSendRequested: 'sms',
+  ConnectivityResetRequested: 'connectivity-reset',
+  AutoTopUpChangeRequested: 'auto-top-up',
 };
 
 const REPORTS: Record<string, Outcome> = {
@@ -54,11 +56,18 @@ const REPORTS: Record<string, Outcome> = {
   SmsDelivered: 'completed',
   SmsFailed: 'failed',
   SmsOutcomeUnknown: 'unknown',
+  ConnectivityResetCompleted: 'completed',
+  ConnectivityResetFailed: 'failed',
+  ConnectivityResetOutcomeUnknown: 'unknown',
+  AutoTopUpChangeCompleted: 'completed',
+  AutoTopUpChangeFailed: 'failed',
+  AutoTopUpChangeOutcomeUnknown: 'unknown',
 };
 
 /** Extra words when requested: a top-up's quota, the label and lock an update sets at 1NCE. */
 function detailOf(kind: RequestKind, payload: Record<string, unknown>): string | null {
   if (kind === 'top-up') return `${String(payload.kind ?? 'data')} quota`;
+  if (kind === 'auto-top-up') return payload.enabled ? 'on' : 'off';
   if (kind === 'label-imei-lock') {
     const label = typeof payload.label === 'string' ? `label “${payload.label}”` : 'no label';
     return `${label}, IMEI lock ${payload.imei_lock ? 'on' : 'off'}`;

@@ -1,6 +1,8 @@
 import { Link } from 'wouter';
 import { roleAtLeast } from '../api/useSession';
 import { ErrorNotice } from '../components/ErrorNotice';
+import { ConnectivityHistory } from './sim/ConnectivityHistory';
+import { Controls } from './sim/Controls';
 import { EditSim } from './sim/EditSim';
 import { Connectivity, Identity } from './sim/Identity';
 import { useHistory, useSim } from './sim/queries';
@@ -35,6 +37,7 @@ export function SimDetail({ iccid }: { iccid: string }) {
             <Identity sim={sim.data} />
             <Connectivity sim={sim.data} />
             <Requests history={history.data} />
+            <Controls sim={sim.data} />
           </div>
           {live && roleAtLeast('operator') && (
             <div className="sim-section">
@@ -46,6 +49,7 @@ export function SimDetail({ iccid }: { iccid: string }) {
             <Usage iccid={iccid} />
             <SmsThread iccid={iccid} live={live} />
           </div>
+          <ConnectivityHistory iccid={iccid} />
           <Timeline iccid={iccid} history={history.data} error={history.error} />
         </>
       )}

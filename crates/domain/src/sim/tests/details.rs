@@ -257,7 +257,7 @@ fn event_type_names_are_the_variant_names() {
         crate::testing::check_envelope(e);
         assert!(SimEvent::EVENT_TYPES.contains(&e.event_type()));
     }
-    assert_eq!(SimEvent::EVENT_TYPES.len(), 20);
+    assert_eq!(SimEvent::EVENT_TYPES.len(), 28);
     assert_eq!(Sim::TYPE, "sim");
     assert_eq!(SimStatus::Suspended.to_string(), "suspended");
 }

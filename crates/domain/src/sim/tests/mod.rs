@@ -1,5 +1,6 @@
 //! Given/when/then tests of the SIM aggregate, one file per area.
 
+mod controls;
 mod details;
 mod lifecycle;
 mod observations;
@@ -105,6 +106,21 @@ pub(super) fn every_command() -> Vec<SimCommand> {
             rat: None,
             ip_address: None,
             at: t(9),
+        },
+        SimCommand::RequestConnectivityReset {
+            request_id: uid(1),
+            at: t(1),
+        },
+        SimCommand::RequestAutoTopUp {
+            request_id: uid(1),
+            enabled: true,
+            at: t(1),
+        },
+        SimCommand::SettleControl {
+            control: SimControl::AutoTopUp,
+            request_id: uid(1),
+            outcome: ControlOutcome::Completed,
+            at: t(1),
         },
         SimCommand::RecordUsage {
             period_start: t(0),

@@ -15,6 +15,8 @@ const KIND: Record<SimRequest['kind'], string> = {
   suspension: 'Suspension',
   'label-imei-lock': 'Label and IMEI lock',
   'top-up': 'Top-up',
+  'connectivity-reset': 'Connectivity reset',
+  'auto-top-up': 'Auto top-up',
   sms: 'SMS',
 };
 

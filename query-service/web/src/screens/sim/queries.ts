@@ -2,8 +2,9 @@
 // polls while something it shows waits for the provider (a change, a top-up, an SMS).
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { query, unwrap } from '../../api/client';
-import type { StoredEvent } from '../../api/types';
+import type { ConnectivityHistoryPage, StoredEvent } from '../../api/types';
 import { requestsOf } from '../../lib/requests';
+import { controlPending } from './Controls';
 
 const POLL_MS = 2_000;
 /** A request still pending after this long is not polled for any more (the page may be left open). */
@@ -15,7 +16,8 @@ export function useSim(iccid: string) {
   return useQuery({
     queryKey: ['sim', iccid],
     queryFn: () => unwrap(query.GET('/api/v1/sims/{iccid}', { params: { path: { iccid } } })),
-    refetchInterval: (q) => (q.state.data?.pending_change && recent(q.state.data.updated_at) ? POLL_MS : false),
+    refetchInterval: (q) =>
+      (q.state.data?.pending_change || (q.state.data && controlPending(q.state.data))) && recent(q.state.data?.updated_at) ? POLL_MS : false,
   });
 }
 
@@ -71,5 +73,44 @@ export function useHistory(iccid: string) {
       return { events, nextAfter: after };
     },
     refetchInterval: (q) => (q.state.data && requestsOf(q.state.data.events).some((r) => r.outcome === 'pending' && recent(r.requestedAt)) ? POLL_MS : false),
+  });
+}
+
+const CONNECTIVITY_PAGE = 1000;
+/** The most changes read for the screen; an older remainder is for the API (`after`). */
+const CONNECTIVITY_PAGES = 5;
+
+export interface ConnectivityChanges {
+  changes: ConnectivityHistoryPage['changes'];
+  /** More changes exist than were read: the screen shows the most recent of those it read. */
+  truncated: boolean;
+}
+
+/**
+ * The SIM's connectivity changes, oldest first. A long history is read from its newest end:
+ * the first page tells nothing of the length, so pages are read forward and only the last
+ * `CONNECTIVITY_PAGES` of them are kept.
+ */
+export function useConnectivityHistory(iccid: string) {
+  return useQuery({
+    queryKey: ['sim', iccid, 'connectivity'],
+    queryFn: async (): Promise<ConnectivityChanges> => {
+      const pages: ConnectivityHistoryPage['changes'][] = [];
+      let after = 0;
+      let truncated = false;
+      for (;;) {
+        const page = await unwrap(
+          query.GET('/api/v1/sims/{iccid}/connectivity', { params: { path: { iccid }, query: { after, limit: CONNECTIVITY_PAGE } } }),
+        );
+        pages.push(page.changes);
+        if (pages.length > CONNECTIVITY_PAGES) {
+          pages.shift();
+          truncated = true;
+        }
+        if (page.changes.length < CONNECTIVITY_PAGE) break;
+        after = page.next_after;
+      }
+      return { changes: pages.flat(), truncated };
+    },
   });
 }
