@@ -3,7 +3,8 @@
 # no generated request may get a 5xx, and every answer must match its documented status
 # codes, content type, headers and schema (docs/api.md, "Checked against the documents").
 #
-# Runs the services from this checkout on a database of their own and free ports; called by
+# Runs the services from this checkout (command API, projectors with their relay, query API) on
+# a database and a NATS server of their own and free ports; called by
 # deploy/local/test.sh after the test suite. SCHEMATHESIS_EXAMPLES sets examples per operation.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,7 +19,7 @@ if [ ! -x "$venv/bin/schemathesis" ] || ! "$venv/bin/schemathesis" --version | g
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
 fi
 
-cargo build --locked --quiet -p command-service -p query-service
+cargo build --locked --quiet -p command-service -p query-service -p projectors
 
 server=${TEST_DATABASE_SERVER:-postgres://postgres@127.0.0.1:5432}
 database=simplatform_schemathesis
@@ -42,9 +43,21 @@ export BOOTSTRAP_ADMIN_USERNAME=schemathesis-admin BOOTSTRAP_ADMIN_PASSWORD=sche
 # A separate Redis key space; NATS is not needed for these routes (sync jobs wake the
 # connector only when it is there).
 export REDIS_KEY_PREFIX="schemathesis-$$"
+# The projectors (and their relay) run too, on a NATS server of their own: the query API waits
+# for the read models to reach a consistency token, and the command API's fuzzing stores
+# events, so without them every query with a token would rightly answer 503 after its wait.
+nats_port=$(free_port)
+projectors_addr="127.0.0.1:$(free_port)"
+/usr/sbin/nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$logs/nats" > "$logs/nats-server.log" 2>&1 &
+pids+=($!)
+export NATS_URL="nats://127.0.0.1:$nats_port"
+for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.2; done
 COMMAND_ADDR=$command_addr "${CARGO_TARGET_DIR:-target}/debug/command-service" > "$logs/command-service.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -fsS "http://$command_addr/ready" >/dev/null 2>&1 && break; sleep 0.2; done
+PROJECTORS_ADDR=$projectors_addr "${CARGO_TARGET_DIR:-target}/debug/projectors" > "$logs/projectors.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -fsS "http://$projectors_addr/ready" >/dev/null 2>&1 && break; sleep 0.2; done
 QUERY_ADDR=$query_addr "${CARGO_TARGET_DIR:-target}/debug/query-service" > "$logs/query-service.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -fsS "http://$query_addr/ready" >/dev/null 2>&1 && break; sleep 0.2; done
