@@ -125,6 +125,13 @@ pub struct Schedule {
     /// most; a fleet whose sweep would take more starts its sweeps further apart than
     /// `poll_interval`.
     pub list_budget_percent: u32,
+    /// `SYNC_FIRST_SYNC_LIST_BUDGET_PERCENT` (default 2, never above `list_budget_percent`):
+    /// the list's share while the first full sync is under way (some SIM has not had its first
+    /// per-SIM refresh). Until then the fleet's usage is not yet known at all, and every list
+    /// call is a usage call less: at 100,000 SIMs and 10 calls/s the first sync is one usage
+    /// call per SIM (2.8 h), which a 25 % list would stretch to 3.7 h; at 2 % the list still
+    /// sweeps every 83 minutes meanwhile.
+    pub first_sync_list_budget_percent: u32,
     /// The Data Streamer receiver is configured: usage, connectivity and quota levels arrive
     /// streamed, and the list's quota movements no longer cost per-SIM calls.
     pub streamer: bool,
@@ -190,6 +197,7 @@ impl Config {
             });
         }
         let streamer = StreamerConfig::from_settings(&vars)?;
+        let list_budget_percent = vars.number("SYNC_LIST_BUDGET_PERCENT", 25)?.clamp(1, 100) as u32;
         Ok(Self {
             addr: vars.addr("CONNECTOR_ADDR", "127.0.0.1:9102")?,
             provider: ClientConfig {
@@ -218,7 +226,11 @@ impl Config {
                         })
                     }
                 },
-                list_budget_percent: vars.number("SYNC_LIST_BUDGET_PERCENT", 25)?.clamp(1, 100) as u32,
+                list_budget_percent,
+                first_sync_list_budget_percent: (vars
+                    .number("SYNC_FIRST_SYNC_LIST_BUDGET_PERCENT", 2)?
+                    .clamp(1, 100) as u32)
+                    .min(list_budget_percent),
                 streamer: !streamer.credentials.is_empty(),
                 usage_interval: Some(vars.number(
                     "SYNC_USAGE_INTERVAL_SECS",
@@ -342,6 +354,12 @@ mod tests {
         assert_eq!(polled.usage_interval, Some(Duration::from_secs(3600)));
         assert!(!polled.first_refresh_usage_only && !polled.streamer);
         assert_eq!(polled.list_budget_percent, 25);
+        assert_eq!(polled.first_sync_list_budget_percent, 2);
+        let small_list = from(&[("SYNC_LIST_BUDGET_PERCENT", "1")]).unwrap().schedule;
+        assert_eq!(
+            small_list.first_sync_list_budget_percent, 1,
+            "never above the list's share"
+        );
         let streamed = from(&[("STREAMER_BASIC_AUTH", "1nce:pw")]).unwrap().schedule;
         assert!(streamed.streamer);
         assert_eq!(streamed.usage_interval, None, "usage comes from the stream");

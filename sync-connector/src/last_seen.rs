@@ -77,6 +77,16 @@ fn from_row(row: Row) -> SyncedSim {
     }
 }
 
+/// A disabled SIM whose usage is complete: a usage call made after the end of the day it was
+/// first seen disabled has read that day as closed, and it can have no traffic since. The
+/// usage round leaves it out, and its usage does not count as getting old.
+macro_rules! usage_settled {
+    () => {
+        "(disabled_seen_at IS NOT NULL AND usage_as_of IS NOT NULL \
+          AND usage_as_of >= date_trunc('day', disabled_seen_at, 'UTC') + interval '1 day')"
+    };
+}
+
 /// What the connector last saw of one shard's SIMs at the provider (`sync_sims`): what a
 /// poll is compared with. Not aggregate snapshots (those are the event store's).
 #[derive(Clone)]
@@ -130,12 +140,14 @@ impl LastSeen {
         full_due_at: Option<DateTime<Utc>>,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO sync_sims (iccid, shard, list_entry, detail_due, due_parts, full_due_at) \
-             VALUES ($1, $4, $2, $3 <> 0, $3, $5) \
+            "INSERT INTO sync_sims (iccid, shard, list_entry, detail_due, due_parts, full_due_at, disabled_seen_at) \
+             VALUES ($1, $4, $2, $3 <> 0, $3, $5, CASE WHEN $2->>'status' = 'Disabled' THEN now() END) \
              ON CONFLICT (iccid) DO UPDATE SET list_entry = EXCLUDED.list_entry, shard = EXCLUDED.shard, \
              due_parts = sync_sims.due_parts | EXCLUDED.due_parts, \
              detail_due = sync_sims.detail_due OR EXCLUDED.detail_due, \
-             full_due_at = COALESCE(sync_sims.full_due_at, EXCLUDED.full_due_at), list_seen_at = now()",
+             full_due_at = COALESCE(sync_sims.full_due_at, EXCLUDED.full_due_at), list_seen_at = now(), \
+             disabled_seen_at = CASE WHEN EXCLUDED.disabled_seen_at IS NULL THEN NULL \
+                                     ELSE COALESCE(sync_sims.disabled_seen_at, EXCLUDED.disabled_seen_at) END",
         )
         .bind(iccid)
         .bind(Json(entry))
@@ -235,13 +247,16 @@ impl LastSeen {
     }
 
     /// The usage round: SIMs (with no other part due) whose usage call is due at `now`, the
-    /// longest due first.
+    /// longest due first. A SIM the list shows disabled is left out once a usage call made
+    /// after the end of the day it was first seen disabled has read that day as closed: it can
+    /// have no traffic since (the safety net still reads it).
     pub async fn usage_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query_scalar(
+        sqlx::query_scalar(concat!(
             "SELECT iccid FROM sync_sims WHERE shard = $3 AND NOT detail_due \
-             AND (usage_due_at IS NULL OR usage_due_at <= $1) \
-             ORDER BY usage_due_at NULLS FIRST, iccid LIMIT $2",
-        )
+                 AND (usage_due_at IS NULL OR usage_due_at <= $1) AND NOT ",
+            usage_settled!(),
+            " ORDER BY usage_due_at NULLS FIRST, iccid LIMIT $2"
+        ))
         .bind(now)
         .bind(limit)
         .bind(&self.shard)
@@ -270,6 +285,17 @@ impl LastSeen {
         .await
     }
 
+    /// Whether the first full sync is still under way: some registered SIM has not had its
+    /// first per-SIM refresh (`sync_sims_round_robin` answers it from the index).
+    pub async fn first_sync_pending(&self) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sync_sims WHERE shard = $1 AND detail_synced_at IS NULL)",
+        )
+        .bind(&self.shard)
+        .fetch_one(&self.pool)
+        .await
+    }
+
     pub async fn all_iccids(&self) -> Result<Vec<String>, sqlx::Error> {
         sqlx::query_scalar("SELECT iccid FROM sync_sims WHERE shard = $1 ORDER BY iccid")
             .bind(&self.shard)
@@ -279,10 +305,11 @@ impl LastSeen {
 
     /// The oldest time up to which a SIM's usage is known complete, if every SIM has one.
     pub async fn oldest_usage(&self) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-        sqlx::query_scalar(
+        sqlx::query_scalar(concat!(
             "SELECT CASE WHEN bool_or(usage_as_of IS NULL) THEN NULL ELSE min(usage_as_of) END \
-             FROM sync_sims WHERE shard = $1",
-        )
+                 FROM sync_sims WHERE shard = $1 AND NOT ",
+            usage_settled!()
+        ))
         .bind(&self.shard)
         .fetch_one(&self.pool)
         .await

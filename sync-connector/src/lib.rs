@@ -278,7 +278,9 @@ async fn poll_loop(
             Err(error) => tracing::warn!(%error, "SIM-list sweep failed; the next one starts on schedule"),
         }
         // The list's share of the call budget is bounded (SYNC_LIST_BUDGET_PERCENT).
-        let pause = poller.pause_after_sweep(pages, started.elapsed(), requests_per_second);
+        let pause = poller
+            .pause_after_sweep(pages, started.elapsed(), requests_per_second)
+            .await;
         if consumers::sleep_or_shutdown(pause, &mut shutdown).await {
             return;
         }

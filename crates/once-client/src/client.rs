@@ -134,6 +134,11 @@ impl OnceClient {
         self.priority
     }
 
+    /// The `/v1` call budget this client paces itself to.
+    pub fn requests_per_second(&self) -> u32 {
+        self.shared.config.requests_per_second
+    }
+
     /// `{base}/{segments…}?{query}`, each segment escaped as needed.
     pub(crate) fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
         let mut url = self.shared.base.clone();

@@ -12,16 +12,20 @@
 //!    one `SYNC_POLL_INTERVAL_SECS`, so the window holds exactly one list sweep), while
 //!    `BENCH_ACTIVE_PERCENT` (default 4) % of the SIMs use data per 300 s (the simulator's
 //!    `add_usage`, so their list quota moves): the change-driven refreshes they cause, the
-//!    safety net's share, and the age of the oldest usage (`sync_sims.usage_as_of`: the last
-//!    usage call, moved on by each sweep that shows the SIM's quotas unchanged).
+//!    safety net's share, and the age of the oldest usage (`sync_sims.usage_as_of`: the start
+//!    of the SIM's last usage call).
 //!
 //! `BENCH_FIRST_REFRESH` (default `usage`) is the connector's `SYNC_FIRST_REFRESH`: what the
 //! first per-SIM phase calls per new SIM; `BENCH_USAGE_INTERVAL_SECS` (default 3600) its
 //! `SYNC_USAGE_INTERVAL_SECS`: set it below the fleet's round time to measure the usage
 //! round's capacity (the round then runs without pause).
 //!
+//! `BENCH_CYCLE=1` measures the full polled cycle through the connector's loops instead
+//! (`cycle.rs`).
+//!
 //! Set `RUST_LOG` (e.g. `warn`) to see the connector's logs.
 
+mod cycle;
 mod report;
 
 use std::time::{Duration, Instant};
@@ -91,6 +95,20 @@ impl Calls {
         }
     }
 
+    /// What was counted between two snapshots (`max_in_one_second`: the later one's, over the
+    /// whole run).
+    fn between(before: &CallStats, after: &CallStats) -> Self {
+        let (a, b) = (Self::of(before), Self::of(after));
+        Self {
+            sims: b.sims - a.sims,
+            list: b.list - a.list,
+            usage: b.usage - a.usage,
+            token: b.token - a.token,
+            max_in_one_second: b.max_in_one_second,
+            rate_limited: b.rate_limited - a.rate_limited,
+        }
+    }
+
     fn per_sim(&self) -> u64 {
         self.sims - self.list
     }
@@ -140,6 +158,10 @@ async fn main() {
     if std::env::var_os("RUST_LOG").is_some() {
         platform::telemetry::init_tracing("sync-bench", platform::config::LogFormat::Pretty);
     }
+    if let Some(cycle) = cycle::CycleSettings::from_env() {
+        cycle::run(&cycle).await;
+        return;
+    }
     let settings = Settings::from_env();
     let mut outcomes = Vec::new();
     for &sims in &settings.sizes {
@@ -170,21 +192,13 @@ async fn bench(settings: &Settings, sims: usize) -> Outcome {
         started.elapsed().as_secs_f64()
     );
 
-    let nats = async_nats::connect(NATS_URL)
-        .await
-        .expect("NATS at 127.0.0.1:4222");
-    let jetstream = async_nats::jetstream::new(nats.clone());
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let stream = format!("BENCH_SYNC_{id}");
-    let prefix = format!("bs{id}");
-    jetstream
-        .create_stream(async_nats::jetstream::stream::Config {
-            name: stream.clone(),
-            subjects: vec![format!("{prefix}.>")],
-            ..Default::default()
-        })
-        .await
-        .expect("a JetStream stream for the bench");
+    let BenchStream {
+        nats,
+        jetstream,
+        id,
+        stream,
+        prefix,
+    } = BenchStream::create("BENCH_SYNC", "bs").await;
     let config = connector_config(&url, &simulator, &stream, &prefix, &id, settings);
     assert_eq!(config.provider.requests_per_second, 9, "the default budget");
     let connector = Connector::new(config, pool.clone(), nats.clone())
@@ -240,6 +254,77 @@ async fn bench(settings: &Settings, sims: usize) -> Outcome {
         idle,
         freshness,
         load: [load_before, load_average()],
+    }
+}
+
+/// Activity: every 30 s (the tick), a tenth of the SIMs that use data per 300 s use 250 kB,
+/// spread over the fleet (`add_usage`, which moves no list field below a level crossing).
+struct Activity<'a> {
+    simulator: &'a once_simulator::Simulator,
+    iccids: Vec<String>,
+    per_tick: usize,
+    next: usize,
+    /// SIMs made to use data so far.
+    sims: u64,
+}
+
+impl<'a> Activity<'a> {
+    fn new(simulator: &'a once_simulator::Simulator, active_percent: f64) -> Self {
+        let iccids = simulator.iccids();
+        let per_tick = ((iccids.len() as f64 * active_percent / 100.0) / 10.0).round() as usize;
+        Self {
+            simulator,
+            iccids,
+            per_tick,
+            next: 0,
+            sims: 0,
+        }
+    }
+
+    fn tick(&mut self) {
+        for _ in 0..self.per_tick {
+            let iccid = &self.iccids[(self.next * 7919) % self.iccids.len()];
+            self.simulator
+                .add_usage(iccid, Utc::now().date_naive(), 250_000, 0, 0);
+            self.next += 1;
+            self.sims += 1;
+        }
+    }
+}
+
+/// A JetStream stream and subject prefix of the bench's own.
+struct BenchStream {
+    nats: async_nats::Client,
+    jetstream: async_nats::jetstream::Context,
+    id: String,
+    stream: String,
+    prefix: String,
+}
+
+impl BenchStream {
+    async fn create(stream_prefix: &str, subject_prefix: &str) -> Self {
+        let nats = async_nats::connect(NATS_URL)
+            .await
+            .expect("NATS at 127.0.0.1:4222");
+        let jetstream = async_nats::jetstream::new(nats.clone());
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let stream = format!("{stream_prefix}_{id}");
+        let prefix = format!("{subject_prefix}{id}");
+        jetstream
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: stream.clone(),
+                subjects: vec![format!("{prefix}.>")],
+                ..Default::default()
+            })
+            .await
+            .expect("a JetStream stream for the bench");
+        Self {
+            nats,
+            jetstream,
+            id,
+            stream,
+            prefix,
+        }
     }
 }
 
@@ -347,20 +432,9 @@ async fn freshness_window(
     let started = Instant::now();
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = connector.spawn(shutdown);
-    // Activity: every 30 s, a tenth of the SIMs that use data per 300 s, spread over the fleet.
-    let iccids = simulator.simulator.iccids();
-    let per_tick = ((iccids.len() as f64 * active_percent / 100.0) / 10.0).round() as usize;
-    let mut activity = 0u64;
-    let mut next = 0usize;
+    let mut activity = Activity::new(&simulator.simulator, active_percent);
     while started.elapsed() < window {
-        for _ in 0..per_tick {
-            let iccid = &iccids[(next * 7919) % iccids.len()];
-            simulator
-                .simulator
-                .add_usage(iccid, Utc::now().date_naive(), 250_000, 0, 0);
-            next += 1;
-            activity += 1;
-        }
+        activity.tick();
         tokio::time::sleep(Duration::from_secs(30).min(window.saturating_sub(started.elapsed()))).await;
     }
     let _ = stop.send(true);
@@ -400,7 +474,7 @@ async fn freshness_window(
             .and_then(|at| (Utc::now() - at).to_std().ok()),
         never_refreshed,
         oldest_usage_age: oldest_usage.and_then(|at| (Utc::now() - at).to_std().ok()),
-        activity,
+        activity: activity.sims,
     }
 }
 

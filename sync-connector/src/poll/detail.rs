@@ -12,8 +12,12 @@ use crate::convert;
 use crate::error::SyncError;
 use crate::issue::quota_id;
 
-/// SIMs refreshed at once.
-const REFRESH_CONCURRENCY: usize = 4;
+/// SIMs refreshed at once: enough that a refresh's own time (the provider's answer, then the
+/// commands it issues) never leaves a slot of the budget unused, i.e. about half a second of
+/// the budget's calls in flight, at least 4.
+fn refresh_concurrency(requests_per_second: u32) -> usize {
+    (requests_per_second as usize / 2).clamp(4, 64)
+}
 
 impl Poller {
     /// Per-SIM refresh of the SIMs with parts due (up to `limit`), each only its due parts.
@@ -90,7 +94,7 @@ impl Poller {
                 let outcome = self.refresh_parts(&iccid, parts, priority).await;
                 (iccid, outcome)
             })
-            .buffer_unordered(REFRESH_CONCURRENCY);
+            .buffer_unordered(refresh_concurrency(self.client.requests_per_second()));
         let (mut events, mut failed, mut in_a_row) = (0, 0, 0);
         while let Some((iccid, outcome)) = results.next().await {
             match outcome {

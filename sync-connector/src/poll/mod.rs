@@ -119,14 +119,27 @@ impl Poller {
     /// one: the poll interval, stretched so that the list takes at most
     /// `SYNC_LIST_BUDGET_PERCENT` of the call budget (`requests_per_second`). At 100 SIMs a
     /// page and 9 calls/s with 25 %, fleets above about 67,500 SIMs (675 pages per 300 s)
-    /// sweep less often than every `SYNC_POLL_INTERVAL_SECS`.
-    pub fn pause_after_sweep(
+    /// sweep less often than every `SYNC_POLL_INTERVAL_SECS`. While the first full sync is
+    /// under way the list's share is `SYNC_FIRST_SYNC_LIST_BUDGET_PERCENT` instead.
+    pub async fn pause_after_sweep(
         &self,
         pages: u32,
         took: std::time::Duration,
         requests_per_second: u32,
     ) -> std::time::Duration {
-        let pause = sweep_pause(&self.schedule, pages, took, requests_per_second);
+        let first_sync = match self.last_seen.first_sync_pending().await {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::warn!(%error, "could not tell whether the first sync is under way; assuming it is not");
+                false
+            }
+        };
+        let share = if first_sync {
+            self.schedule.first_sync_list_budget_percent
+        } else {
+            self.schedule.list_budget_percent
+        };
+        let pause = sweep_pause(&self.schedule, share, pages, took, requests_per_second);
         // The effective period is what the stalled-sweep alert's "two sweep periods" means.
         self.metrics.poll_interval.set((pause + took).as_secs_f64());
         pause
@@ -170,14 +183,15 @@ impl Poller {
     }
 }
 
-/// [`Poller::pause_after_sweep`].
+/// [`Poller::pause_after_sweep`], with the list's share of the budget `share_percent`.
 pub fn sweep_pause(
     schedule: &Schedule,
+    share_percent: u32,
     pages: u32,
     took: std::time::Duration,
     requests_per_second: u32,
 ) -> std::time::Duration {
-    let share = f64::from(schedule.list_budget_percent.clamp(1, 100)) / 100.0;
+    let share = f64::from(share_percent.clamp(1, 100)) / 100.0;
     let cycle = f64::from(pages) / (share * f64::from(requests_per_second.max(1)));
     let cycle = std::time::Duration::from_secs_f64(cycle).max(schedule.poll_interval + took);
     cycle.saturating_sub(took)
@@ -246,11 +260,16 @@ mod tests {
         use std::time::Duration;
         let schedule = crate::Config::from_lookup(|_| None).unwrap().schedule;
         // 10,000 SIMs: 100 pages in 12 s; the poll interval rules.
-        let pause = sweep_pause(&schedule, 100, Duration::from_secs(12), 9);
+        let share = schedule.list_budget_percent;
+        let pause = sweep_pause(&schedule, share, 100, Duration::from_secs(12), 9);
         assert_eq!(pause, Duration::from_secs(300));
         // 100,000 SIMs: 1000 pages at 25 % of 9 calls/s = one sweep per 444 s.
-        let pause = sweep_pause(&schedule, 1000, Duration::from_secs(120), 9);
+        let pause = sweep_pause(&schedule, share, 1000, Duration::from_secs(120), 9);
         assert_eq!(pause.as_secs(), 444 - 120);
+        // During the first sync, 2 % of 10 calls/s: one sweep per 5000 s.
+        let first = schedule.first_sync_list_budget_percent;
+        let pause = sweep_pause(&schedule, first, 1000, Duration::from_secs(120), 10);
+        assert_eq!(pause.as_secs(), 5000 - 120);
     }
 
     #[test]

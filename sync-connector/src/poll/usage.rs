@@ -9,13 +9,14 @@
 //! of a reconciled period), and a later poll showing another total moves the reference.
 
 use chrono::{DateTime, Duration as ChronoDuration, NaiveTime, Utc};
-use domain::{Iccid, Sim, SimCommand};
+use domain::quota::THRESHOLDS;
+use domain::{Iccid, Quota, QuotaCommand, QuotaKind, Sim, SimCommand};
 
 use super::detail::settler;
 use super::{Parts, Poller};
 use crate::convert;
 use crate::error::SyncError;
-use crate::issue::Cause;
+use crate::issue::{quota_id, Cause};
 use crate::last_seen::SyncedSim;
 use crate::observe::UsageDay;
 
@@ -40,6 +41,7 @@ impl Poller {
         let start = today - ChronoDuration::days(i64::from(self.schedule.usage_days.saturating_sub(1)));
         let usage = client.usage(iccid.as_str(), start, today).await?;
         let mut days = synced.usage_days.clone();
+        let mut data_growth = Vec::new();
         for (date, mut day) in convert::usage_days(&usage) {
             let closed = date < today;
             let known = days.get(&date);
@@ -52,7 +54,7 @@ impl Poller {
             let before = known.copied().unwrap_or_default();
             if !first {
                 if day.data_bytes > before.data_bytes {
-                    moved |= Parts::DATA_QUOTA;
+                    data_growth.push((date, before.data_bytes, day.data_bytes));
                 }
                 if day.sms_mo > before.sms_mo {
                     moved |= Parts::SMS_QUOTA | Parts::SMS;
@@ -103,7 +105,73 @@ impl Poller {
         // Only the days a usage call can still change are worth keeping.
         days.retain(|date, _| *date >= start - ChronoDuration::days(1));
         synced.usage_days = days;
+        for (date, from, to) in data_growth {
+            match self.consume_data(iccid, date, from, to).await? {
+                Consumed::Recorded(outcome) => settle(outcome)?,
+                Consumed::AskTheProvider => moved |= Parts::DATA_QUOTA,
+            }
+        }
         drop(settle);
         Ok((events, moved))
     }
+
+    /// Data the usage call shows used since the SIM's last usage call (a day's total grew from
+    /// `from` to `to` bytes) comes off the data quota without a quota call: 1NCE's list shows
+    /// only the quota's level, and a quota call per SIM whose usage grew doubled the usage
+    /// round of an active fleet (every SIM that used data since its last round cost two
+    /// calls). The provider's figure still comes with the next quota call (a level crossing
+    /// in the list, the safety net), and is the reference: it replaces this estimate. The
+    /// quota is asked for at once instead when the platform does not know it yet, while a
+    /// top-up is pending (its confirmation carries the new volume), and when the estimate
+    /// crosses a level (80 %, 100 % used), so a threshold or exhaustion is the provider's word.
+    ///
+    /// Keyed by (day, from, to): a refresh retried after a crash that already recorded it
+    /// stores nothing again.
+    async fn consume_data(
+        &self,
+        iccid: &Iccid,
+        date: chrono::NaiveDate,
+        from: u64,
+        to: u64,
+    ) -> Result<Consumed, SyncError> {
+        let quota_id = quota_id(iccid, QuotaKind::Data);
+        let quota = self.issuer.store().load::<Quota>(&quota_id).await?.state;
+        let used = to - from;
+        let estimate = quota.remaining().saturating_sub(used);
+        let crosses_a_level = THRESHOLDS.iter().any(|threshold| {
+            let level = |remaining: u64| {
+                u128::from(quota.total() - remaining) * 100
+                    >= u128::from(*threshold) * u128::from(quota.total())
+            };
+            !level(quota.remaining()) && level(estimate)
+        });
+        if !quota.is_assigned() || quota.pending_top_up().is_some() || crosses_a_level {
+            return Ok(Consumed::AskTheProvider);
+        }
+        let key = format!("sync:usage-consumption:{iccid}:{date}:{from}-{to}");
+        let outcome = self
+            .issuer
+            .issue_once::<Quota>(
+                &quota_id,
+                iccid,
+                &key,
+                &("usage_consumption", date, from, to),
+                |q| {
+                    vec![QuotaCommand::RecordConsumption {
+                        remaining: q.remaining().saturating_sub(used),
+                        at: Utc::now(),
+                    }]
+                },
+            )
+            .await;
+        Ok(Consumed::Recorded(outcome))
+    }
+}
+
+/// What became of data used according to the usage call.
+enum Consumed {
+    /// Taken off the platform's data quota (or refused by it).
+    Recorded(Result<usize, SyncError>),
+    /// The data quota is to be read from the provider in this refresh.
+    AskTheProvider,
 }

@@ -164,7 +164,19 @@ async fn the_daily_safety_net_refreshes_a_sim_whose_list_never_moved(pool: PgPoo
 async fn a_first_usage_only_sync_costs_one_call_per_sim_and_spreads_the_rest(pool: PgPool) {
     let harness = Harness::new(pool.clone(), 40, 0, &[("SYNC_FIRST_REFRESH", "usage")]).await;
     let connector = harness.connector().await;
-    connector.poller.poll_once().await.unwrap();
+    let poller = &connector.poller;
+    poller.sweep_list().await.unwrap();
+    // Until every SIM has had its first refresh, the list takes its first-sync share (2 %):
+    // 1000 pages at 10 calls/s → one sweep per 5000 s; after it, 25 % → one per 400 s.
+    let pause = |_: ()| poller.pause_after_sweep(1000, Duration::ZERO, 10);
+    assert!(poller.last_seen().first_sync_pending().await.unwrap());
+    assert_eq!(pause(()).await, Duration::from_secs(5000));
+    poller
+        .refresh_due(i64::MAX, once_client::Priority::ChangedSims)
+        .await
+        .unwrap();
+    assert!(!poller.last_seen().first_sync_pending().await.unwrap());
+    assert_eq!(pause(()).await, Duration::from_secs(400));
     let calls = per_sim_calls(&harness.simulator().stats());
     assert_eq!(calls, BTreeMap::from([(USAGE.to_owned(), 40)]));
     let (spread, complete): (i64, i64) = sqlx::query_as(
@@ -312,5 +324,147 @@ async fn with_the_streamer_on_polled_calls_per_sim_and_day_drop(pool: PgPool) {
         Some(&(SIMS as u64)),
         "one usage call per SIM and day"
     );
+    harness.cleanup().await;
+}
+
+/// A disabled SIM carries no traffic: once a usage call made after the end of the day it was
+/// first seen disabled has read that day, the usage round leaves it out (and its usage does
+/// not count as old); enabled again, it is back in the round.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn a_disabled_sim_leaves_the_usage_round_once_its_last_day_is_read(pool: PgPool) {
+    let (harness, connector) =
+        Harness::polled(pool.clone(), 6, 0, &[("SYNC_USAGE_INTERVAL_SECS", "1")]).await;
+    let poller = &connector.poller;
+    let simulator = harness.simulator();
+    let iccids = poller.last_seen().all_iccids().await.unwrap();
+    for iccid in &iccids {
+        simulator.set_status(iccid, true);
+    }
+    let disabled = iccids[0].clone();
+    simulator.set_status(&disabled, false);
+    poller.poll_once().await.unwrap();
+    let seen: Option<chrono::DateTime<Utc>> =
+        sqlx::query_scalar("SELECT disabled_seen_at FROM sync_sims WHERE iccid = $1")
+            .bind(&disabled)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        seen.is_some(),
+        "the sweep noted when the SIM was first seen disabled"
+    );
+    let round_calls = |expected: u64| async move {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        simulator.reset_stats();
+        let report = poller.refresh_usage_round(i64::MAX).await.unwrap();
+        assert_eq!(report.sims_seen, expected);
+        assert_eq!(per_sim_calls(&simulator.stats()).get(USAGE), Some(&expected));
+    };
+    // Seen disabled today: today's traffic may still come in, so it stays in the round.
+    round_calls(6).await;
+    // Seen disabled two days ago and read since: nothing can have changed.
+    sqlx::query("UPDATE sync_sims SET disabled_seen_at = now() - interval '2 days' WHERE iccid = $1")
+        .bind(&disabled)
+        .execute(&pool)
+        .await
+        .unwrap();
+    round_calls(5).await;
+    // Its last usage call a day old: it does not make the fleet's usage look old.
+    sqlx::query(
+        "UPDATE sync_sims SET usage_as_of = date_trunc('day', now(), 'UTC') - interval '1 day' \
+         + interval '1 minute' WHERE iccid = $1",
+    )
+    .bind(&disabled)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let oldest = poller.last_seen().oldest_usage().await.unwrap().unwrap();
+    assert!(
+        Utc::now() - oldest < chrono::Duration::hours(1),
+        "a settled SIM's usage is not old: {oldest}"
+    );
+    // A later sweep that still shows it disabled keeps the first time it was seen so.
+    poller.poll_once().await.unwrap();
+    round_calls(5).await;
+    // Enabled again: back in the round.
+    simulator.set_status(&disabled, true);
+    poller.poll_once().await.unwrap();
+    round_calls(6).await;
+    harness.cleanup().await;
+}
+
+/// The usage round takes data a SIM used since its last usage call off its data quota without
+/// a quota call (one call per SIM, however active the fleet), once even if the refresh runs
+/// again; an estimate that crosses a level (80 % used) asks the provider for the quota instead.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn the_usage_round_takes_used_data_off_the_quota_without_a_quota_call(pool: PgPool) {
+    let (harness, connector) =
+        Harness::polled(pool.clone(), 4, 0, &[("SYNC_USAGE_INTERVAL_SECS", "1")]).await;
+    let poller = &connector.poller;
+    let simulator = harness.simulator();
+    // A SIM with more than half of its 500 MB left.
+    let (iccid, remaining): (String, i64) = sqlx::query_as(
+        "SELECT iccid, (data_quota->>'remaining')::bigint FROM sync_sims \
+         WHERE (data_quota->>'remaining')::bigint > 260000000 ORDER BY iccid LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let round = || async {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        simulator.reset_stats();
+        let head = harness.head().await;
+        poller.refresh_usage_round(i64::MAX).await.unwrap();
+        (per_sim_calls(&simulator.stats()), head)
+    };
+    // Nothing used: one usage call per SIM, nothing recorded.
+    let (calls, head) = round().await;
+    assert_eq!(calls, BTreeMap::from([(USAGE.to_owned(), 4)]));
+    assert_eq!(harness.events_after(head).await, BTreeMap::new());
+
+    simulator.add_usage(&iccid, Utc::now().date_naive(), 3_000_000, 0, 0);
+    let (calls, head) = round().await;
+    assert_eq!(calls, BTreeMap::from([(USAGE.to_owned(), 4)]), "no quota call");
+    let consumed: Vec<i64> = sqlx::query_scalar(
+        "SELECT (payload->>'remaining')::bigint FROM events \
+         WHERE position > $1 AND event_type = 'QuotaConsumptionRecorded' AND iccid = $2",
+    )
+    .bind(head)
+    .bind(&iccid)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(consumed, vec![remaining - 3_000_000]);
+    // The same growth seen again (a refresh retried after a crash before it saved what it saw:
+    // here the saved days are wiped) takes nothing off twice.
+    sqlx::query("UPDATE sync_sims SET usage_days = '{}'::jsonb WHERE iccid = $1")
+        .bind(&iccid)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let head = harness.head().await;
+    let before: serde_json::Value = sqlx::query_scalar("SELECT usage_days FROM sync_sims WHERE iccid = $1")
+        .bind(&iccid)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(before, json!({}));
+    let (_, _) = round().await;
+    assert_eq!(
+        harness.events_after(head).await.get("QuotaConsumptionRecorded"),
+        None,
+        "the same growth of the same day (0 → 3 MB) is taken off once"
+    );
+
+    // Enough used that the estimate would cross 80 %: the provider's figure is read instead.
+    simulator.add_usage(&iccid, Utc::now().date_naive(), 300_000_000, 0, 0);
+    simulator.consume_quota_to(&iccid, once_simulator::QuotaKind::Data, 85.0);
+    let (calls, head) = round().await;
+    assert_eq!(
+        calls,
+        BTreeMap::from([(USAGE.to_owned(), 4), (DATA_QUOTA.to_owned(), 1)])
+    );
+    let changes = harness.events_after(head).await;
+    assert_eq!(changes.get("QuotaThresholdCrossed"), Some(&1), "{changes:?}");
     harness.cleanup().await;
 }
