@@ -126,8 +126,8 @@ pub struct Schedule {
     /// `poll_interval`.
     pub list_budget_percent: u32,
     /// `SYNC_FIRST_SYNC_LIST_BUDGET_PERCENT` (default 2, never above `list_budget_percent`):
-    /// the list's share while the first full sync is under way (some SIM has not had its first
-    /// per-SIM refresh). Until then the fleet's usage is not yet known at all, and every list
+    /// the list's share while the first full sync is under way (the SIMs that have not had
+    /// their first per-SIM refresh need longer than a sweep period). Until then the fleet's usage is not yet known at all, and every list
     /// call is a usage call less: at 100,000 SIMs and 10 calls/s the first sync is one usage
     /// call per SIM (2.8 h), which a 25 % list would stretch to 3.7 h; at 2 % the list still
     /// sweeps every 83 minutes meanwhile.

@@ -285,15 +285,13 @@ impl LastSeen {
         .await
     }
 
-    /// Whether the first full sync is still under way: some registered SIM has not had its
-    /// first per-SIM refresh (`sync_sims_round_robin` answers it from the index).
-    pub async fn first_sync_pending(&self) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sync_sims WHERE shard = $1 AND detail_synced_at IS NULL)",
-        )
-        .bind(&self.shard)
-        .fetch_one(&self.pool)
-        .await
+    /// How many registered SIMs have not had their first per-SIM refresh (the first full sync's
+    /// remainder; `sync_sims_round_robin` answers it from the index).
+    pub async fn never_refreshed(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT count(*) FROM sync_sims WHERE shard = $1 AND detail_synced_at IS NULL")
+            .bind(&self.shard)
+            .fetch_one(&self.pool)
+            .await
     }
 
     pub async fn all_iccids(&self) -> Result<Vec<String>, sqlx::Error> {

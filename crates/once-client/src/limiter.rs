@@ -37,8 +37,8 @@ pub(crate) struct PriorityLimiter {
     spacing: Duration,
     /// How late a grant may be (the timer wakes a waiter a millisecond or so after its slot)
     /// without pushing the slots after it back: without this, each grant's lateness adds to the
-    /// spacing, which cost 10 % of a budget of 100 calls/s. Any `N` consecutive grants still span
-    /// at least `N × spacing − forgiven` ≥ 1 s (the margin), so no second holds more than `N`.
+    /// spacing, which cost 10 % of a budget of 100 calls/s. Any `N + 1` consecutive grants still
+    /// span at least `N × spacing − forgiven` > 1 s, so no second holds more than `N` grants.
     forgiven: Duration,
     state: Mutex<State>,
     turn_changed: Notify,
@@ -55,9 +55,9 @@ impl PriorityLimiter {
     pub(crate) fn per_second(requests_per_second: u32) -> Self {
         let per_second = requests_per_second.max(1);
         let spacing = Duration::from_secs(1) / per_second * (100 + SPACING_MARGIN_PERCENT) / 100;
-        let forgiven = (spacing * per_second)
-            .saturating_sub(Duration::from_secs(1))
-            .min(spacing / 2);
+        // Half the margin: any N + 1 grants still span at least a second plus half the margin
+        // (1.005 s at 1 %), the other half left for jitter on the way.
+        let forgiven = ((spacing * per_second).saturating_sub(Duration::from_secs(1)) / 2).min(spacing / 2);
         Self {
             spacing,
             forgiven,
@@ -189,11 +189,11 @@ mod tests {
             slot = limiter.slot_after(slot, granted);
         }
         assert_eq!(slot - start, spacing * 1000);
-        // Lateness of up to 5 ms, in any pattern, still leaves no second with more than 100.
+        // Lateness of up to 20 ms, in any pattern, still leaves no second with more than 100.
         let mut slot = start;
         let mut grants = Vec::new();
         for n in 0..1000u64 {
-            let granted = slot + Duration::from_micros((n * 7919) % 5000);
+            let granted = slot + Duration::from_micros((n * 7919) % 20_000);
             grants.push(granted);
             slot = limiter.slot_after(slot, granted);
         }
@@ -205,11 +205,12 @@ mod tests {
             );
         }
         // Idle (nobody waited for the slot): the next one is a spacing after the grant, less
-        // what is forgiven (5.05 ms here, half a spacing), not the old grid's next slot.
+        // what is forgiven (5 ms here, half the margin of 10 ms a second), not the old grid's
+        // next slot.
         let idle = slot + Duration::from_secs(5);
         assert_eq!(
             limiter.slot_after(slot, idle),
-            idle + spacing - Duration::from_micros(5050)
+            idle + spacing - Duration::from_millis(5)
         );
     }
 

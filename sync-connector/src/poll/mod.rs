@@ -119,27 +119,46 @@ impl Poller {
     /// one: the poll interval, stretched so that the list takes at most
     /// `SYNC_LIST_BUDGET_PERCENT` of the call budget (`requests_per_second`). At 100 SIMs a
     /// page and 9 calls/s with 25 %, fleets above about 67,500 SIMs (675 pages per 300 s)
-    /// sweep less often than every `SYNC_POLL_INTERVAL_SECS`. While the first full sync is
-    /// under way the list's share is `SYNC_FIRST_SYNC_LIST_BUDGET_PERCENT` instead.
+    /// sweep less often than every `SYNC_POLL_INTERVAL_SECS`.
+    ///
+    /// While the first full sync is under way the list's share is
+    /// `SYNC_FIRST_SYNC_LIST_BUDGET_PERCENT` instead: that is, while the SIMs that never had a
+    /// per-SIM refresh need longer than the usual sweep period at the whole budget (at 100,000
+    /// SIMs and 10 calls/s: more than about 4,000 of them). A few new SIMs in a running fleet
+    /// therefore do not stretch the sweeps.
     pub async fn pause_after_sweep(
         &self,
         pages: u32,
         took: std::time::Duration,
         requests_per_second: u32,
     ) -> std::time::Duration {
-        let first_sync = match self.last_seen.first_sync_pending().await {
-            Ok(pending) => pending,
+        let usual = sweep_pause(
+            &self.schedule,
+            self.schedule.list_budget_percent,
+            pages,
+            took,
+            requests_per_second,
+        );
+        let never_refreshed = match self.last_seen.never_refreshed().await {
+            Ok(count) => count,
             Err(error) => {
                 tracing::warn!(%error, "could not tell whether the first sync is under way; assuming it is not");
-                false
+                0
             }
         };
-        let share = if first_sync {
-            self.schedule.first_sync_list_budget_percent
+        let first_sync =
+            never_refreshed as f64 / f64::from(requests_per_second.max(1)) > (usual + took).as_secs_f64();
+        let pause = if first_sync {
+            sweep_pause(
+                &self.schedule,
+                self.schedule.first_sync_list_budget_percent,
+                pages,
+                took,
+                requests_per_second,
+            )
         } else {
-            self.schedule.list_budget_percent
+            usual
         };
-        let pause = sweep_pause(&self.schedule, share, pages, took, requests_per_second);
         // The effective period is what the stalled-sweep alert's "two sweep periods" means.
         self.metrics.poll_interval.set((pause + took).as_secs_f64());
         pause

@@ -162,21 +162,31 @@ async fn the_daily_safety_net_refreshes_a_sim_whose_list_never_moved(pool: PgPoo
 
 #[sqlx::test(migrator = "eventstore::MIGRATOR")]
 async fn a_first_usage_only_sync_costs_one_call_per_sim_and_spreads_the_rest(pool: PgPool) {
-    let harness = Harness::new(pool.clone(), 40, 0, &[("SYNC_FIRST_REFRESH", "usage")]).await;
+    let harness = Harness::new(
+        pool.clone(),
+        40,
+        0,
+        &[("SYNC_FIRST_REFRESH", "usage"), ("SYNC_POLL_INTERVAL_SECS", "1")],
+    )
+    .await;
     let connector = harness.connector().await;
     let poller = &connector.poller;
     poller.sweep_list().await.unwrap();
-    // Until every SIM has had its first refresh, the list takes its first-sync share (2 %):
-    // 1000 pages at 10 calls/s → one sweep per 5000 s; after it, 25 % → one per 400 s.
-    let pause = |_: ()| poller.pause_after_sweep(1000, Duration::ZERO, 10);
-    assert!(poller.last_seen().first_sync_pending().await.unwrap());
-    assert_eq!(pause(()).await, Duration::from_secs(5000));
+    // The 40 SIMs never refreshed need 40 s at 1 call/s, longer than a usual sweep period
+    // (7 pages at 25 % of 1 call/s: 28 s; the poll interval is 1 s): the list takes its
+    // first-sync share, 2 %, one sweep per 350 s.
+    let pause = |pages: u32| poller.pause_after_sweep(pages, Duration::ZERO, 1);
+    assert_eq!(poller.last_seen().never_refreshed().await.unwrap(), 40);
+    assert_eq!(pause(7).await, Duration::from_secs(350));
+    // When they fit in a usual period (60 pages at 25 %: 240 s), the usual share: a few new
+    // SIMs in a running fleet do not stretch its sweeps.
+    assert_eq!(pause(60).await, Duration::from_secs(240));
     poller
         .refresh_due(i64::MAX, once_client::Priority::ChangedSims)
         .await
         .unwrap();
-    assert!(!poller.last_seen().first_sync_pending().await.unwrap());
-    assert_eq!(pause(()).await, Duration::from_secs(400));
+    assert_eq!(poller.last_seen().never_refreshed().await.unwrap(), 0);
+    assert_eq!(pause(7).await, Duration::from_secs(28));
     let calls = per_sim_calls(&harness.simulator().stats());
     assert_eq!(calls, BTreeMap::from([(USAGE.to_owned(), 40)]));
     let (spread, complete): (i64, i64) = sqlx::query_as(
