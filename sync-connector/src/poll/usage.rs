@@ -109,6 +109,7 @@ impl Poller {
             match self.consume_data(iccid, date, from, to).await? {
                 Consumed::Recorded(outcome) => settle(outcome)?,
                 Consumed::AskTheProvider => moved |= Parts::DATA_QUOTA,
+                Consumed::NoQuotaYet => {}
             }
         }
         drop(settle);
@@ -121,9 +122,12 @@ impl Poller {
     /// round of an active fleet (every SIM that used data since its last round cost two
     /// calls). The provider's figure still comes with the next quota call (a level crossing
     /// in the list, the safety net), and is the reference: it replaces this estimate. The
-    /// quota is asked for at once instead when the platform does not know it yet, while a
-    /// top-up is pending (its confirmation carries the new volume), and when the estimate
-    /// crosses a level (80 %, 100 % used), so a threshold or exhaustion is the provider's word.
+    /// quota is asked for at once instead while a top-up is pending (its confirmation carries
+    /// the new volume) and when the estimate crosses a level (80 %, 100 % used), so a
+    /// threshold or exhaustion is the provider's word. A quota the platform does not know yet
+    /// (`SYNC_FIRST_REFRESH=usage`) is left alone: the SIM's first full refresh brings the
+    /// provider's figure, this use included; asking for it here made every active SIM's usage
+    /// call two calls until then.
     ///
     /// Keyed by (day, from, to): a refresh retried after a crash that already recorded it
     /// stores nothing again.
@@ -145,7 +149,10 @@ impl Poller {
             };
             !level(quota.remaining()) && level(estimate)
         });
-        if !quota.is_assigned() || quota.pending_top_up().is_some() || crosses_a_level {
+        if !quota.is_assigned() {
+            return Ok(Consumed::NoQuotaYet);
+        }
+        if quota.pending_top_up().is_some() || crosses_a_level {
             return Ok(Consumed::AskTheProvider);
         }
         let key = format!("sync:usage-consumption:{iccid}:{date}:{from}-{to}");
@@ -174,4 +181,6 @@ enum Consumed {
     Recorded(Result<usize, SyncError>),
     /// The data quota is to be read from the provider in this refresh.
     AskTheProvider,
+    /// The platform has no data quota for the SIM yet; its first full refresh brings it.
+    NoQuotaYet,
 }

@@ -478,3 +478,35 @@ async fn the_usage_round_takes_used_data_off_the_quota_without_a_quota_call(pool
     assert_eq!(changes.get("QuotaThresholdCrossed"), Some(&1), "{changes:?}");
     harness.cleanup().await;
 }
+
+/// After a usage-only first sync the platform knows no quota yet: data used then costs no
+/// quota call and records nothing on the quota; the SIM's first full refresh brings the
+/// provider's figure, that use included.
+#[sqlx::test(migrator = "eventstore::MIGRATOR")]
+async fn used_data_of_a_sim_whose_quota_is_not_known_yet_costs_no_quota_call(pool: PgPool) {
+    let harness = Harness::new(
+        pool.clone(),
+        3,
+        0,
+        &[("SYNC_FIRST_REFRESH", "usage"), ("SYNC_USAGE_INTERVAL_SECS", "1")],
+    )
+    .await;
+    let connector = harness.connector().await;
+    let poller = &connector.poller;
+    let simulator = harness.simulator();
+    poller.poll_once().await.unwrap();
+    let iccid = poller.last_seen().all_iccids().await.unwrap()[0].clone();
+    simulator.add_usage(&iccid, Utc::now().date_naive(), 3_000_000, 0, 0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    simulator.reset_stats();
+    let head = harness.head().await;
+    poller.refresh_usage_round(i64::MAX).await.unwrap();
+    assert_eq!(
+        per_sim_calls(&simulator.stats()),
+        BTreeMap::from([(USAGE.to_owned(), 3)])
+    );
+    let changes = harness.events_after(head).await;
+    assert_eq!(changes.get("UsageRecorded"), Some(&1), "{changes:?}");
+    assert_eq!(changes.get("QuotaConsumptionRecorded"), None, "{changes:?}");
+    harness.cleanup().await;
+}
